@@ -1,0 +1,241 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from portal.admin import AuditedModelAdmin
+from portal.errors import RuleViolation
+
+from . import services
+from .audit import Actor
+from .models import (
+    ApiToken,
+    AuditEvent,
+    Enterprise,
+    Invitation,
+    Role,
+    Service,
+    ServiceContract,
+    User,
+)
+
+
+class ServiceContractForm(forms.ModelForm):
+    allowed_services = forms.MultipleChoiceField(
+        choices=Service.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    class Meta:
+        model = ServiceContract
+        fields = [
+            "may_create_identities",
+            "may_authenticate_users",
+            "identity_quota",
+            "allowed_services",
+            "max_ues_per_user",
+            "ue_limit_policy",
+            "employee_2fa_required",
+        ]
+
+
+class ServiceContractInline(admin.StackedInline):
+    model = ServiceContract
+    form = ServiceContractForm
+    min_num = 1
+    max_num = 1
+    can_delete = False
+    verbose_name = "service contract (operator policy)"
+
+
+def _run(modeladmin, request, queryset, service, param: str):
+    """Apply a service to each selected object (passed as ``param``), reporting refusals."""
+    done = 0
+    for obj in queryset:
+        try:
+            service(actor=Actor.from_request(request), **{param: obj})
+        except RuleViolation as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+        else:
+            done += 1
+    if done:
+        modeladmin.message_user(
+            request, f"Done for {done} of {queryset.count()}.", messages.SUCCESS
+        )
+
+
+@admin.register(Enterprise)
+class EnterpriseAdmin(AuditedModelAdmin):
+    inlines = [ServiceContractInline]
+    list_display = ["name", "slug", "sip_domain", "status", "member_count", "created_at"]
+    list_filter = ["status", "contract__may_create_identities", "contract__may_authenticate_users"]
+    search_fields = ["name", "slug", "sip_domain"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["status", "created_at"]
+    actions = ["suspend", "resume"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(member_count=Count("users", filter=~Q(users__status=User.Status.OFFBOARDED)))
+        )
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj):
+        return obj.member_count
+
+    def _set_status(self, request, queryset, status):
+        for enterprise in queryset:
+            services.enterprise_set_status(
+                actor=Actor.from_request(request), enterprise=enterprise, status=status
+            )
+        self.message_user(request, f"{queryset.count()} enterprise(s) now {status}.")
+
+    @admin.action(description="Suspend: block the enterprise's changes")
+    def suspend(self, request, queryset):
+        self._set_status(request, queryset, Enterprise.Status.SUSPENDED)
+
+    @admin.action(description="Resume: allow the enterprise's changes again")
+    def resume(self, request, queryset):
+        self._set_status(request, queryset, Enterprise.Status.ACTIVE)
+
+
+class InviteMemberForm(forms.ModelForm):
+    """Adding an enterprise member from Django admin sends them an invitation; operator
+    staff accounts are made with ``manage.py createsuperuser``."""
+
+    class Meta:
+        model = User
+        fields = ["email", "full_name", "enterprise", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["enterprise"].required = True
+        self.fields["role"].choices = Role.choices
+
+    def _post_clean(self):
+        # The invitation service validates and creates the user.
+        pass
+
+
+@admin.register(User)
+class UserAdmin(AuditedModelAdmin):
+    list_display = ["email", "full_name", "enterprise", "role", "status", "is_staff", "last_login"]
+    list_filter = ["status", "role", "is_staff", "enterprise"]
+    search_fields = ["email", "full_name", "enterprise__name"]
+    list_select_related = ["enterprise"]
+    ordering = ["email"]
+    readonly_fields = ["email", "enterprise", "status", "is_staff", "date_joined", "last_login"]
+    actions = ["suspend", "resume", "reset_two_factor"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ["email", "full_name", "enterprise", "role"]})]
+        if obj.is_staff:
+            return [
+                (None, {"fields": ["email", "full_name", "status", "is_staff"]}),
+                ("Permissions", {"fields": ["is_superuser", "groups", "user_permissions"]}),
+                ("Dates", {"fields": ["date_joined", "last_login"]}),
+            ]
+        return [
+            (None, {"fields": ["email", "full_name", "enterprise", "role", "status"]}),
+            ("Dates", {"fields": ["date_joined", "last_login"]}),
+        ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = InviteMemberForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor.from_request(request)
+        if not change:
+            data = form.cleaned_data
+            invited = services.user_invite(
+                actor=actor,
+                enterprise=data["enterprise"],
+                email=data["email"],
+                full_name=data["full_name"],
+                role=data["role"],
+            )
+            obj.pk = invited.pk
+            obj._state.adding = False
+        elif not obj.is_staff:
+            services.user_update(
+                actor=actor,
+                user=User.objects.get(pk=obj.pk),
+                full_name=obj.full_name,
+                role=obj.role,
+            )
+        else:
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        if form.instance.is_staff:
+            super().save_related(request, form, formsets, change)
+
+    @admin.action(description="Suspend the selected users")
+    def suspend(self, request, queryset):
+        _run(self, request, queryset.filter(is_staff=False), services.user_suspend, "user")
+
+    @admin.action(description="Resume the selected users")
+    def resume(self, request, queryset):
+        _run(self, request, queryset.filter(is_staff=False), services.user_resume, "user")
+
+    @admin.action(description="Reset the second factor (lost phone)")
+    def reset_two_factor(self, request, queryset):
+        _run(self, request, queryset.filter(is_staff=False), services.two_factor_reset, "user")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "enterprise", "actor_label", "action", "target_label", "ip"]
+    list_filter = ["actor_kind", "enterprise", "action"]
+    search_fields = ["actor_label", "action", "target_label", "target_id", "ip"]
+    date_hierarchy = "created_at"
+    list_select_related = ["enterprise"]
+    show_full_result_count = False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = [
+        "name",
+        "enterprise",
+        "role",
+        "hint",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["enterprise", "role"]
+    search_fields = ["name", "enterprise__name", "hint"]
+    list_select_related = ["enterprise"]
+    exclude = ["key_hash"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        _run(self, request, queryset, services.api_token_revoke, "token")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    list_display = ["user", "enterprise", "state", "created_at", "sent_at", "expires_at"]
+    list_filter = ["enterprise"]
+    search_fields = ["user__email"]
+    list_select_related = ["user", "enterprise"]
+    exclude = ["token_hash"]

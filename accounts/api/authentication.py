@@ -1,0 +1,82 @@
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from accounts.models import ApiToken
+from accounts.two_factor import needs_verification
+from portal.credentials import hash_secret
+
+# last_used_at is a hint for admins, not a log: write it at most once a minute.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class TokenUser:
+    """The principal behind an API token: acts within the token's enterprise and role."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = id = None
+
+    def __init__(self, token: ApiToken):
+        self.token = token
+        self.enterprise = token.enterprise
+        self.enterprise_id = token.enterprise_id
+        self.role = token.role
+
+    def __str__(self):
+        return f"API token {self.token.name}"
+
+    def is_verified(self) -> bool:
+        return True
+
+
+def bearer_credential(request, prefix: str) -> str | None:
+    """The token from ``Authorization: Bearer <prefix>_…``, or None if another scheme
+    or another kind of token is used (other authenticators may take it)."""
+    parts = authentication.get_authorization_header(request).split()
+    if not parts or parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+    try:
+        raw = parts[1].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise exceptions.AuthenticationFailed("Malformed token.") from exc
+    return raw if raw.startswith(f"{prefix}_") else None
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer ptk_…`` with an enterprise's API token."""
+
+    def authenticate(self, request):
+        raw = bearer_credential(request, ApiToken.TOKEN_PREFIX)
+        if raw is None:
+            return None
+        token = (
+            ApiToken.objects.select_related("enterprise", "enterprise__contract")
+            .filter(key_hash=hash_secret(raw), revoked_at=None)
+            .first()
+        )
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return TokenUser(token), token
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """The browser's session (with CSRF), but only once any second factor it owes is shown."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None or needs_verification(request._request):
+            return None
+        return result

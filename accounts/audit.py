@@ -1,0 +1,145 @@
+"""Who acts, and the record of what they did.
+
+Every service takes an ``Actor`` and writes an ``AuditEvent`` through ``record`` in
+its own transaction, so a change and its audit row commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import models
+
+from portal.http import client_ip
+
+from .models import ApiToken, AuditEvent, Enterprise, User
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The principal behind a change: a signed-in user, an API token, a network
+    client, or the system itself (periodic tasks)."""
+
+    user: User | None = None
+    api_token: ApiToken | None = None
+    network_client: Any = None
+    ip: str | None = None
+
+    @classmethod
+    def from_request(cls, request) -> Actor:
+        ip = client_ip(request)
+        auth = getattr(request, "auth", None)
+        if isinstance(auth, ApiToken):
+            return cls(api_token=auth, ip=ip)
+        if getattr(auth, "is_network_client", False):
+            return cls(network_client=auth, ip=ip)
+        user = request.user if request.user.is_authenticated else None
+        return cls(user=user, ip=ip)
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls()
+
+    @property
+    def kind(self) -> str:
+        if self.user is not None:
+            return AuditEvent.ActorKind.USER
+        if self.api_token is not None:
+            return AuditEvent.ActorKind.API_TOKEN
+        if self.network_client is not None:
+            return AuditEvent.ActorKind.NETWORK_CLIENT
+        return AuditEvent.ActorKind.SYSTEM
+
+    @property
+    def label(self) -> str:
+        if self.user is not None:
+            return self.user.email
+        if self.api_token is not None:
+            return f"API token “{self.api_token.name}” (…{self.api_token.hint})"
+        if self.network_client is not None:
+            return f"Network client “{self.network_client.name}”"
+        return "system"
+
+    @property
+    def enterprise(self) -> Enterprise | None:
+        """The one enterprise this actor is confined to; None for staff and the system."""
+        if self.user is not None:
+            return self.user.enterprise
+        if self.api_token is not None:
+            return self.api_token.enterprise
+        return None
+
+    def ensure_acts_for(self, enterprise: Enterprise) -> None:
+        """Refuse a change to an enterprise that is not the actor's own.
+
+        Views already scope every lookup to the request's enterprise; this is the
+        services' own check, so that no caller can cross tenants by mistake.
+        """
+        if self.network_client is not None:
+            if not self.network_client.serves(enterprise):
+                raise PermissionDenied("This network client does not serve that enterprise.")
+            return
+        own = self.enterprise
+        if own is None:
+            if self.user is not None and not self.user.is_staff:
+                raise PermissionDenied("No enterprise.")
+            return
+        if own.pk != enterprise.pk:
+            raise PermissionDenied("Not your enterprise.")
+
+
+def _plain(value):
+    """A JSON-safe rendering of a field value for the before/after record."""
+    if isinstance(value, models.Model):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value
+
+
+def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
+    """The values of ``fields`` on ``obj`` now, for diffing after a change."""
+    return {name: _plain(getattr(obj, name)) for name in fields}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
+    """``{field: [before, after]}`` for every field whose value changed."""
+    keys = list(dict.fromkeys([*before, *after]))
+    return {
+        key: [_plain(before.get(key)), _plain(after.get(key))]
+        for key in keys
+        if _plain(before.get(key)) != _plain(after.get(key))
+    }
+
+
+def record(
+    *,
+    actor: Actor,
+    action: str,
+    enterprise: Enterprise | None,
+    target: models.Model | None = None,
+    changes: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit row. Call inside the service's transaction."""
+    return AuditEvent.objects.create(
+        enterprise=enterprise,
+        actor_kind=actor.kind,
+        actor_user=actor.user,
+        actor_token=actor.api_token,
+        actor_label=actor.label[:254],
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_label=str(target)[:254] if target is not None else "",
+        changes=changes or {},
+        ip=actor.ip,
+    )

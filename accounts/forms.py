@@ -1,0 +1,139 @@
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from portal.forms import PortalForm
+
+from .models import ApiToken, AuditEvent, Role, User
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+
+
+class ActiveUserPasswordResetForm(PasswordResetForm):
+    """Django's reset form, for our status field: only active users get a reset link."""
+
+    def get_users(self, email):
+        return (
+            u
+            for u in User.objects.filter(email__iexact=email, status=User.Status.ACTIVE)
+            if u.has_usable_password()
+        )
+
+
+class TokenForm(PortalForm):
+    """A six-digit code from the authenticator app, or one backup code."""
+
+    METHODS = [("totp", "Authenticator app"), ("backup", "Backup code")]
+
+    method = forms.ChoiceField(
+        label="Use", choices=METHODS, initial="totp", widget=forms.RadioSelect
+    )
+    token = forms.CharField(
+        label="Code",
+        max_length=16,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
+    )
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.device = None
+
+    def clean(self):
+        cleaned = super().clean()
+        token = (cleaned.get("token") or "").replace(" ", "").lower()
+        model = TOTPDevice if cleaned.get("method") == "totp" else StaticDevice
+        if not token:
+            return cleaned
+        # Lock the device row so that concurrent guesses are counted one by one; raise
+        # only after the block, so that the failure count it wrote is kept.
+        with transaction.atomic():
+            device = (
+                model.objects.select_for_update().filter(user=self.user, confirmed=True).first()
+            )
+            allowed = device is not None and device.verify_is_allowed()[0]
+            verified = allowed and device.verify_token(token)
+        if device is None:
+            raise forms.ValidationError("You have no device of that kind.")
+        if not allowed:
+            raise forms.ValidationError(
+                "Too many wrong codes. Wait a little and try again.", code="throttled"
+            )
+        if not verified:
+            raise forms.ValidationError("That code is not valid.", code="invalid_token")
+        self.device = device
+        return cleaned
+
+
+class EnrolForm(PortalForm):
+    token = forms.CharField(
+        label="Code from the app",
+        max_length=6,
+        min_length=6,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, device: TOTPDevice, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device = device
+
+    def clean_token(self):
+        token = self.cleaned_data["token"].strip()
+        if not self.device.verify_token(token):
+            raise forms.ValidationError("That code does not match. Check the time on your phone.")
+        return token
+
+
+class AcceptInvitationForm(PortalForm):
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 12 characters; not a common password.",
+    )
+    password_confirm = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password") != cleaned.get("password_confirm"):
+            self.add_error("password_confirm", "The two passwords differ.")
+        return cleaned
+
+
+class InviteForm(PortalForm):
+    full_name = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.EMPLOYEE)
+
+
+class UserEditForm(PortalForm):
+    full_name = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class UserFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False)
+    role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *User.Status.choices], required=False)
+
+
+class ApiTokenForm(PortalForm):
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. “HR system”.")
+    role = forms.ChoiceField(label="Access", choices=ApiToken.ROLE_CHOICES)
+
+
+class AuditFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False, help_text="Actor, object or action")
+    actor_kind = forms.ChoiceField(
+        label="Actor", choices=[("", "Anyone"), *AuditEvent.ActorKind.choices], required=False
+    )
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -1,0 +1,151 @@
+"""Demo data for a development portal: ``manage.py seed_demo [--json]``.
+
+Idempotent: running it again changes nothing and prints the same credentials, because
+the demo secrets (passwords, TOTP keys, the API token) are fixed. It refuses to run
+when DEBUG is off, so these well-known secrets never reach a production database.
+"""
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services
+from accounts.audit import Actor
+from accounts.models import ApiToken, Enterprise, Role, Service, User
+from portal.credentials import hash_secret
+
+DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
+DEMO_API_TOKEN = (
+    f"{ApiToken.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo api token').hexdigest()[:32]}"
+)
+
+ENTERPRISES = [
+    {
+        "name": "Swift Delivery",
+        "slug": "swift-delivery",
+        "sip_domain": "swift-delivery.example",
+        "contract": {
+            "may_create_identities": True,
+            "may_authenticate_users": True,
+            "identity_quota": 50,
+            "allowed_services": [
+                Service.VOICE,
+                Service.VIDEO,
+                Service.MESSAGING,
+                Service.CONFERENCE,
+            ],
+            "max_ues_per_user": 3,
+            "employee_2fa_required": True,
+        },
+        "users": [
+            ("admin@swift-delivery.example", "Ada Admin", Role.ADMIN),
+            ("helpdesk@swift-delivery.example", "Hugo Helpdesk", Role.HELPDESK),
+            ("rob.smith@swift-delivery.example", "Rob Smith", Role.EMPLOYEE),
+            ("maria.garcia@swift-delivery.example", "Maria Garcia", Role.EMPLOYEE),
+            ("chen.wei@swift-delivery.example", "Chen Wei", Role.EMPLOYEE),
+        ],
+    },
+    {
+        "name": "Bluebird Couriers",
+        "slug": "bluebird-couriers",
+        "sip_domain": "bluebird-couriers.example",
+        "contract": {"allowed_services": [Service.VOICE], "identity_quota": 10},
+        "users": [("admin@bluebird-couriers.example", "Bea Bluebird", Role.ADMIN)],
+    },
+]
+STAFF = ("staff@ica.example", "Olga Operator")
+
+
+def demo_totp_key(email: str) -> str:
+    """A fixed TOTP key per demo user, so the otpauth URI survives re-seeding."""
+    return hashlib.sha256(f"demo totp {email}".encode()).hexdigest()[:40]
+
+
+class Command(BaseCommand):
+    help = "Create demo enterprises, users with TOTP devices and an API token (DEBUG only)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print credentials as JSON.")
+
+    def handle(self, *args, **options):
+        if not settings.DEBUG:
+            raise CommandError("seed_demo only runs with DJANGO_DEBUG on: its secrets are public.")
+        with transaction.atomic():
+            report = self.seed()
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            self.print_report(report)
+
+    def seed(self) -> dict:
+        actor = Actor.system()
+        users = [self.user(*STAFF, role="operator", enterprise=None)]
+        for spec in ENTERPRISES:
+            enterprise = Enterprise.objects.filter(slug=spec["slug"]).first()
+            if enterprise is None:
+                enterprise = services.enterprise_create(
+                    actor=actor,
+                    name=spec["name"],
+                    slug=spec["slug"],
+                    sip_domain=spec["sip_domain"],
+                    **spec["contract"],
+                )
+            users += [self.user(e, n, role=r, enterprise=enterprise) for e, n, r in spec["users"]]
+        swift = Enterprise.objects.get(slug="swift-delivery")
+        ApiToken.objects.get_or_create(
+            key_hash=hash_secret(DEMO_API_TOKEN),
+            defaults={
+                "enterprise": swift,
+                "name": "Demo HR system",
+                "role": Role.ADMIN,
+                "hint": DEMO_API_TOKEN[-4:],
+            },
+        )
+        return {"users": users, "api_token": DEMO_API_TOKEN}
+
+    def user(self, email, full_name, *, role, enterprise) -> dict:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            if enterprise is None:
+                user = User.objects.create_superuser(email, DEMO_PASSWORD, full_name=full_name)
+            else:
+                user = User.objects.create_user(
+                    email,
+                    DEMO_PASSWORD,
+                    full_name=full_name,
+                    enterprise=enterprise,
+                    role=role,
+                    status=User.Status.ACTIVE,
+                )
+        device, _ = TOTPDevice.objects.get_or_create(
+            user=user,
+            name="Demo authenticator",
+            defaults={"key": demo_totp_key(email), "confirmed": True},
+        )
+        return {
+            "email": email,
+            "password": DEMO_PASSWORD,
+            "role": role,
+            "enterprise": enterprise.name if enterprise else None,
+            "otpauth": device.config_url,
+        }
+
+    def print_report(self, report):
+        out = self.stdout
+        out.write(
+            self.style.SUCCESS("Demo data ready. Sign in at " + settings.PORTAL_BASE_URL + "/")
+        )
+        out.write(f"Every demo user's password: {DEMO_PASSWORD}")
+        out.write("Each has an authenticator; add its otpauth URI to an app, or print the")
+        out.write("current code with: python manage.py demo_code <email>\n")
+        for user in report["users"]:
+            where = user["enterprise"] or "operator staff (Django admin at /admin/)"
+            out.write(f"  {user['email']:<40} {user['role']:<9} {where}")
+            out.write(f"    {user['otpauth']}")
+        out.write(f"\nAPI token for Swift Delivery: {report['api_token']}")
+        auth = f"Authorization: Bearer {report['api_token']}"
+        out.write(f"  curl -H '{auth}' {settings.PORTAL_BASE_URL}/api/v1/users/")

@@ -1,0 +1,43 @@
+from urllib.parse import urlencode
+
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from portal.tenancy import enterprise_of
+
+from .two_factor import needs_verification
+
+# Paths an unverified user may still reach: the second-factor pages themselves,
+# sign-out, and the machine-facing endpoints, which authenticate on their own.
+TWO_FACTOR_EXEMPT_PREFIXES = (
+    "/account/2fa/",
+    "/logout/",
+    "/static/",
+    "/api/",
+    "/healthz",
+    "/readyz",
+)
+
+
+class EnterpriseMiddleware:
+    """Resolves the request's enterprise once, from the signed-in user."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.enterprise = enterprise_of(request.user)
+        return self.get_response(request)
+
+
+class TwoFactorMiddleware:
+    """Sends a signed-in user who owes a second factor to verify or enrol first."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if needs_verification(request) and not request.path.startswith(TWO_FACTOR_EXEMPT_PREFIXES):
+            query = urlencode({"next": request.get_full_path()})
+            return redirect(f"{reverse('accounts:two_factor')}?{query}")
+        return self.get_response(request)

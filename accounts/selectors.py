@@ -1,0 +1,72 @@
+"""Reads for accounts; each starts from the tenant."""
+
+from datetime import datetime, time
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .models import ApiToken, AuditEvent, Enterprise, Invitation, User
+
+
+def users_for_enterprise(
+    enterprise: Enterprise, *, q: str = "", role: str = "", status: str = ""
+) -> QuerySet[User]:
+    users = User.objects.for_enterprise(enterprise).annotate(
+        has_authenticator=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
+    )
+    if q:
+        users = users.filter(Q(full_name__icontains=q) | Q(email__icontains=q))
+    if role:
+        users = users.filter(role=role)
+    if status:
+        users = users.filter(status=status)
+    return users.order_by("full_name", "email")
+
+
+def user_counts(enterprise: Enterprise) -> dict[str, int]:
+    """Users of the enterprise by status, plus the total, in one query."""
+    counts = User.objects.for_enterprise(enterprise).aggregate(
+        total=Count("id"),
+        **{status: Count("id", filter=Q(status=status)) for status in User.Status.values},
+    )
+    return counts
+
+
+def pending_invitations(enterprise: Enterprise) -> QuerySet[Invitation]:
+    return Invitation.objects.for_enterprise(enterprise).filter(
+        accepted_at=None, revoked_at=None, expires_at__gt=timezone.now()
+    )
+
+
+def api_tokens(enterprise: Enterprise) -> QuerySet[ApiToken]:
+    return ApiToken.objects.for_enterprise(enterprise).select_related("created_by")
+
+
+def _start_of(day, *, end=False) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
+
+
+def audit_events(
+    enterprise: Enterprise,
+    *,
+    q: str = "",
+    actor_kind: str = "",
+    since=None,
+    until=None,
+    target: tuple[str, str] | None = None,
+) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.for_enterprise(enterprise)
+    if q:
+        events = events.filter(
+            Q(actor_label__icontains=q) | Q(target_label__icontains=q) | Q(action__icontains=q)
+        )
+    if actor_kind:
+        events = events.filter(actor_kind=actor_kind)
+    if since:
+        events = events.filter(created_at__gte=_start_of(since))
+    if until:
+        events = events.filter(created_at__lte=_start_of(until, end=True))
+    if target:
+        events = events.filter(target_type=target[0], target_id=target[1])
+    return events.order_by("-created_at", "-id")

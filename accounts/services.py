@@ -1,0 +1,484 @@
+"""Writes for enterprises, users, invitations, second factors and API tokens.
+
+Each service is one transaction: it validates, writes the rows and an audit row, and
+queues side effects (emails) with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from portal.credentials import hash_secret, new_secret
+from portal.errors import RuleViolation
+
+from . import audit
+from .audit import Actor
+from .models import ApiToken, Enterprise, Invitation, Role, ServiceContract, User
+
+USER_FIELDS = ["email", "full_name", "role", "status"]
+CONTRACT_FIELDS = [
+    "may_create_identities",
+    "may_authenticate_users",
+    "identity_quota",
+    "allowed_services",
+    "max_ues_per_user",
+    "ue_limit_policy",
+    "employee_2fa_required",
+]
+BACKUP_CODE_COUNT = 10
+
+
+def ensure_writable(enterprise: Enterprise) -> None:
+    """Refuse changes to a suspended enterprise (its admins may still look)."""
+    if not enterprise.is_active:
+        raise RuleViolation(
+            f"{enterprise.name} is suspended by the operator; changes are blocked.",
+            code="enterprise_suspended",
+        )
+
+
+def _ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
+    actor.ensure_acts_for(enterprise)
+    ensure_writable(enterprise)
+
+
+def _full_clean(obj, exclude=None) -> None:
+    try:
+        obj.full_clean(exclude=exclude)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise RuleViolation(
+            "; ".join(messages), code="invalid", field=None if field == "__all__" else field
+        ) from exc
+
+
+# --- Enterprises (operator staff) -----------------------------------------------------
+
+
+@transaction.atomic
+def enterprise_create(
+    *, actor: Actor, name: str, slug: str, sip_domain: str, **contract_terms
+) -> Enterprise:
+    """A new tenant with its service contract."""
+    enterprise = Enterprise(name=name, slug=slug, sip_domain=sip_domain.lower())
+    _full_clean(enterprise)
+    enterprise.save()
+    contract = ServiceContract(enterprise=enterprise, **contract_terms)
+    _full_clean(contract, exclude=["enterprise"])
+    contract.save()
+    audit.record(
+        actor=actor,
+        action="enterprise.created",
+        enterprise=enterprise,
+        target=enterprise,
+        changes=audit.diff({}, audit.snapshot(contract, CONTRACT_FIELDS)),
+    )
+    return enterprise
+
+
+@transaction.atomic
+def enterprise_set_status(*, actor: Actor, enterprise: Enterprise, status: str) -> Enterprise:
+    """Suspend or reactivate a tenant. Suspension blocks its admins' changes."""
+    if status not in Enterprise.Status.values:
+        raise RuleViolation(f"Unknown status {status!r}.", field="status")
+    before = enterprise.status
+    if before == status:
+        return enterprise
+    enterprise.status = status
+    enterprise.save(update_fields=["status"])
+    audit.record(
+        actor=actor,
+        action=f"enterprise.{'suspended' if status == Enterprise.Status.SUSPENDED else 'resumed'}",
+        enterprise=enterprise,
+        target=enterprise,
+        changes={"status": [before, status]},
+    )
+    return enterprise
+
+
+# --- Users and invitations ------------------------------------------------------------
+
+
+@transaction.atomic
+def user_invite(
+    *, actor: Actor, enterprise: Enterprise, email: str, full_name: str, role: str
+) -> User:
+    """Create an invited user and email them a one-time link to set a password."""
+    _ensure_may_change(actor, enterprise)
+    email = User.objects.normalize_email(email).strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    if role not in Role.values:
+        raise RuleViolation(f"Unknown role {role!r}.", field="role")
+    user = User(
+        email=email,
+        full_name=full_name.strip(),
+        enterprise=enterprise,
+        role=role,
+        status=User.Status.INVITED,
+    )
+    user.set_unusable_password()
+    _full_clean(user, exclude=["password"])
+    user.save()
+    audit.record(
+        actor=actor,
+        action="user.invited",
+        enterprise=enterprise,
+        target=user,
+        changes=audit.diff({}, audit.snapshot(user, USER_FIELDS)),
+    )
+    _new_invitation(actor=actor, user=user)
+    return user
+
+
+def _new_invitation(*, actor: Actor, user: User) -> Invitation:
+    from .tasks import deliver_invitation
+
+    invitation = Invitation.objects.create(
+        enterprise=user.enterprise,
+        user=user,
+        created_by=actor.user,
+        expires_at=Invitation.default_expiry(),
+    )
+    transaction.on_commit(lambda: deliver_invitation.delay(invitation.pk))
+    return invitation
+
+
+@transaction.atomic
+def invitation_resend(*, actor: Actor, user: User) -> Invitation:
+    """Revoke the user's open invitations and send a fresh one."""
+    _ensure_may_change(actor, user.enterprise)
+    if user.status != User.Status.INVITED:
+        raise RuleViolation(f"{user.email} has already joined; there is nothing to resend.")
+    now = timezone.now()
+    Invitation.objects.filter(user=user, accepted_at=None, revoked_at=None).update(revoked_at=now)
+    invitation = _new_invitation(actor=actor, user=user)
+    audit.record(
+        actor=actor, action="user.invitation_resent", enterprise=user.enterprise, target=user
+    )
+    return invitation
+
+
+@transaction.atomic
+def invitation_deliver(*, invitation_id: int) -> None:
+    """Mint the invitation's secret and email the link. Runs in a worker.
+
+    The secret exists only in the email; the database keeps its hash. A second
+    delivery of the same task finds the invitation already sent and does nothing.
+    """
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("user", "enterprise")
+        .filter(pk=invitation_id)
+        .first()
+    )
+    if invitation is None or invitation.sent_at or invitation.state != "pending":
+        return
+    raw, token_hash = new_secret("inv")
+    invitation.token_hash = token_hash
+    invitation.sent_at = timezone.now()
+    invitation.save(update_fields=["token_hash", "sent_at"])
+    context = {
+        "invitation": invitation,
+        "user": invitation.user,
+        "enterprise": invitation.enterprise,
+        "link": f"{settings.PORTAL_BASE_URL}/invitation/{raw}/",
+        "operator_name": settings.OPERATOR_NAME,
+    }
+    send_mail(
+        subject=f"You are invited to the {invitation.enterprise.name} business telephony portal",
+        message=render_to_string("emails/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.user.email],
+    )
+
+
+def invitation_for_secret(raw: str) -> Invitation | None:
+    return (
+        Invitation.objects.select_related("user", "enterprise")
+        .filter(token_hash=hash_secret(raw))
+        .first()
+    )
+
+
+INVITATION_PROBLEMS = {
+    "accepted": "This invitation has already been used. Sign in, or reset your password.",
+    "revoked": "This invitation was replaced by a newer one. Use the link in the latest email.",
+    "expired": "This invitation has expired. Ask your administrator to send a new one.",
+}
+
+
+@transaction.atomic
+def invitation_accept(*, raw_secret: str, password: str, ip: str | None = None) -> User:
+    """The invitee sets a password; the account becomes active. One use only."""
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("user", "enterprise")
+        .filter(token_hash=hash_secret(raw_secret))
+        .first()
+    )
+    if invitation is None:
+        raise RuleViolation("This invitation link is not valid.", code="invalid_invitation")
+    if invitation.state != "pending":
+        raise RuleViolation(
+            INVITATION_PROBLEMS[invitation.state], code=f"invitation_{invitation.state}"
+        )
+    user = invitation.user
+    if user.status != User.Status.INVITED:
+        raise RuleViolation(INVITATION_PROBLEMS["accepted"], code="invitation_accepted")
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise RuleViolation(" ".join(exc.messages), code="weak_password", field="password") from exc
+    user.set_password(password)
+    user.status = User.Status.ACTIVE
+    user.save(update_fields=["password", "status"])
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    audit.record(
+        actor=Actor(user=user, ip=ip),
+        action="user.joined",
+        enterprise=user.enterprise,
+        target=user,
+        changes={"status": [User.Status.INVITED, User.Status.ACTIVE]},
+    )
+    return user
+
+
+def _ensure_keeps_an_admin(user: User, *, new_role: str | None = None, leaving: bool = False):
+    """An enterprise must keep at least one active admin, or nobody can manage it."""
+    if user.role != Role.ADMIN or user.status != User.Status.ACTIVE:
+        return
+    if not leaving and new_role in (None, Role.ADMIN):
+        return
+    others = (
+        User.objects.for_enterprise(user.enterprise)
+        .active()
+        .filter(role=Role.ADMIN)
+        .exclude(pk=user.pk)
+    )
+    if not others.exists():
+        raise RuleViolation(
+            f"{user} is the only active admin of {user.enterprise}; appoint another admin first.",
+            code="last_admin",
+        )
+
+
+def _ensure_not_self(actor: Actor, user: User, what: str) -> None:
+    if actor.user is not None and actor.user.pk == user.pk:
+        raise RuleViolation(f"You cannot {what} your own account.", code="self")
+
+
+@transaction.atomic
+def user_update(
+    *, actor: Actor, user: User, full_name: str | None = None, role: str | None = None
+) -> User:
+    """Change a user's name or role."""
+    _ensure_may_change(actor, user.enterprise)
+    before = audit.snapshot(user, USER_FIELDS)
+    if role is not None and role != user.role:
+        if role not in Role.values:
+            raise RuleViolation(f"Unknown role {role!r}.", field="role")
+        _ensure_not_self(actor, user, "change the role of")
+        _ensure_keeps_an_admin(user, new_role=role)
+        user.role = role
+    if full_name is not None:
+        user.full_name = full_name.strip()
+    _full_clean(user, exclude=["password"])
+    changes = audit.diff(before, audit.snapshot(user, USER_FIELDS))
+    if changes:
+        user.save(update_fields=[*changes])
+        audit.record(
+            actor=actor,
+            action="user.updated",
+            enterprise=user.enterprise,
+            target=user,
+            changes=changes,
+        )
+    return user
+
+
+def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
+    before = user.status
+    user.status = status
+    user.save(update_fields=["status"])
+    audit.record(
+        actor=actor,
+        action=action,
+        enterprise=user.enterprise,
+        target=user,
+        changes={"status": [before, status]},
+    )
+    return user
+
+
+@transaction.atomic
+def user_suspend(*, actor: Actor, user: User) -> User:
+    """Block sign-in for now; the user's sessions end at their next request."""
+    _ensure_may_change(actor, user.enterprise)
+    _ensure_not_self(actor, user, "suspend")
+    if user.status != User.Status.ACTIVE:
+        raise RuleViolation(f"Only an active user can be suspended; {user} is {user.status}.")
+    _ensure_keeps_an_admin(user, leaving=True)
+    return _set_status(actor, user, User.Status.SUSPENDED, "user.suspended")
+
+
+@transaction.atomic
+def user_resume(*, actor: Actor, user: User) -> User:
+    _ensure_may_change(actor, user.enterprise)
+    if user.status != User.Status.SUSPENDED:
+        raise RuleViolation(f"Only a suspended user can be resumed; {user} is {user.status}.")
+    return _set_status(actor, user, User.Status.ACTIVE, "user.resumed")
+
+
+@transaction.atomic
+def user_offboard(*, actor: Actor, user: User) -> User:
+    """The leaver's account: closed for good, password and second factors removed,
+    open invitations revoked. Telephony teardown is added by the identities flow."""
+    _ensure_may_change(actor, user.enterprise)
+    _ensure_not_self(actor, user, "offboard")
+    if user.status == User.Status.OFFBOARDED:
+        raise RuleViolation(f"{user} is already offboarded.")
+    _ensure_keeps_an_admin(user, leaving=True)
+    Invitation.objects.filter(user=user, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    _delete_second_factors(user)
+    # A new password hash also invalidates every session the user still holds.
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return _set_status(actor, user, User.Status.OFFBOARDED, "user.offboarded")
+
+
+@transaction.atomic
+def user_set_password(
+    *, actor: Actor, user: User, password: str, action: str = "user.password_changed"
+) -> User:
+    """A new password chosen by the user (change, or reset by emailed link)."""
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise RuleViolation(" ".join(exc.messages), code="weak_password", field="password") from exc
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit.record(actor=actor, action=action, enterprise=user.enterprise, target=user)
+    return user
+
+
+# --- Second factor --------------------------------------------------------------------
+
+
+def _delete_second_factors(user: User) -> None:
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+
+
+def totp_device_for_enrolment(user: User) -> TOTPDevice:
+    """The user's pending (unconfirmed) authenticator, made on first visit."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    return device
+
+
+@transaction.atomic
+def two_factor_enrol(*, actor: Actor, user: User, device: TOTPDevice) -> list[str]:
+    """Confirm a verified authenticator, replacing any earlier one, and issue fresh
+    backup codes. Returns the codes: they are shown once."""
+    if device.user_id != user.pk:
+        raise RuleViolation("That authenticator belongs to someone else.")
+    TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    codes = _issue_backup_codes(user)
+    audit.record(actor=actor, action="user.2fa_enrolled", enterprise=user.enterprise, target=user)
+    return codes
+
+
+@transaction.atomic
+def backup_codes_regenerate(*, actor: Actor, user: User) -> list[str]:
+    codes = _issue_backup_codes(user)
+    audit.record(
+        actor=actor, action="user.backup_codes_regenerated", enterprise=user.enterprise, target=user
+    )
+    return codes
+
+
+def _issue_backup_codes(user: User) -> list[str]:
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
+    # 10 characters from a 32-letter alphabet without look-alikes: 50 bits each.
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    codes = ["".join(secrets.choice(alphabet) for _ in range(10)) for _ in range(BACKUP_CODE_COUNT)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
+    return codes
+
+
+@transaction.atomic
+def two_factor_reset(*, actor: Actor, user: User) -> User:
+    """Remove a user's second factors (lost phone); they enrol again at next sign-in."""
+    _ensure_may_change(actor, user.enterprise)
+    _ensure_not_self(actor, user, "reset the second factor of")
+    _delete_second_factors(user)
+    audit.record(actor=actor, action="user.2fa_reset", enterprise=user.enterprise, target=user)
+    return user
+
+
+def user_signed_in(*, actor: Actor) -> None:
+    audit.record(
+        actor=actor, action="user.signed_in", enterprise=actor.user.enterprise, target=actor.user
+    )
+
+
+# --- API tokens -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def api_token_create(
+    *, actor: Actor, enterprise: Enterprise, name: str, role: str
+) -> tuple[ApiToken, str]:
+    """A new API token; the raw value is returned once and never stored."""
+    _ensure_may_change(actor, enterprise)
+    if role not in (Role.ADMIN, Role.HELPDESK):
+        raise RuleViolation("A token is either read-and-write or read-only.", field="role")
+    raw, key_hash = new_secret(ApiToken.TOKEN_PREFIX)
+    token = ApiToken(
+        enterprise=enterprise,
+        name=name.strip(),
+        role=role,
+        key_hash=key_hash,
+        hint=raw[-4:],
+        created_by=actor.user,
+    )
+    _full_clean(token)
+    token.save()
+    audit.record(
+        actor=actor,
+        action="api_token.created",
+        enterprise=enterprise,
+        target=token,
+        changes={"name": [None, token.name], "role": [None, token.role]},
+    )
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
+    actor.ensure_acts_for(token.enterprise)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit.record(
+            actor=actor, action="api_token.revoked", enterprise=token.enterprise, target=token
+        )
+    return token

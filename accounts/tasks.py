@@ -1,0 +1,15 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def deliver_invitation(invitation_id: int) -> None:
+    """Email an invitation link; retried while the mail server is unreachable."""
+    services.invitation_deliver(invitation_id=invitation_id)

@@ -1,0 +1,52 @@
+"""Sign-in with a second factor, in a real browser."""
+
+import base64
+
+import pytest
+from django_otp.oath import TOTP
+
+from accounts.tests.factories import PASSWORD, AdminFactory, EnterpriseFactory, TOTPDeviceFactory
+from portal.testing import totp_code
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in_with_password(page, user):
+    page.goto("/")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+
+
+def test_an_admin_signs_in_with_password_and_authenticator_code(page):
+    admin = AdminFactory(enterprise=EnterpriseFactory(name="Swift Delivery"))
+    device = TOTPDeviceFactory(user=admin)
+
+    sign_in_with_password(page, admin)
+    page.get_by_role("heading", name="Confirm it is you").wait_for()
+    page.get_by_role("textbox", name="Code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_text("That code is not valid.").wait_for()
+
+    type(device).objects.filter(pk=device.pk).update(throttling_failure_count=0)
+    page.get_by_role("textbox", name="Code").fill(totp_code(device))
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_role("heading", name="Swift Delivery").wait_for()
+    assert page.get_by_role("link", name="Audit trail", exact=True).is_visible()
+
+
+def test_a_new_admin_enrols_an_authenticator_from_the_qr_page(page):
+    admin = AdminFactory(enterprise=EnterpriseFactory(name="Swift Delivery"))
+
+    sign_in_with_password(page, admin)
+    page.get_by_role("heading", name="Set up a second factor").wait_for()
+    assert page.locator("figure.qr svg").is_visible()
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    code = TOTP(base64.b32decode(secret)).token()
+    page.get_by_label("Code from the app").fill(f"{code:06d}")
+    page.get_by_role("button", name="Confirm").click()
+
+    page.get_by_role("heading", name="Backup codes").wait_for()
+    assert page.locator("ol.codes li").count() == 10
+    page.get_by_role("link", name="I have saved them").click()
+    page.get_by_role("heading", name="Swift Delivery").wait_for()

@@ -1,0 +1,269 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.db.utils import DatabaseError
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services
+from accounts.audit import Actor
+from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
+from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
+from portal.errors import RuleViolation
+
+pytestmark = pytest.mark.django_db
+
+
+def actor_for(user, ip="192.0.2.10"):
+    return Actor(user=user, ip=ip)
+
+
+def invitation_link(message) -> str:
+    return re.search(r"http://\S+/invitation/(\S+)/", message.body).group(1)
+
+
+def invite(admin, email="new@swift.example", role=Role.EMPLOYEE):
+    return services.user_invite(
+        actor=actor_for(admin),
+        enterprise=admin.enterprise,
+        email=email,
+        full_name="New Person",
+        role=role,
+    )
+
+
+def test_inviting_creates_an_invited_user_an_audit_row_and_emails_a_one_time_link(
+    admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin, email="New@Swift.Example")
+
+    assert user.email == "new@swift.example"
+    assert user.status == User.Status.INVITED
+    assert not user.has_usable_password()
+    event = AuditEvent.objects.get(action="user.invited")
+    assert (event.actor_user, event.enterprise, event.ip) == (admin, admin.enterprise, "192.0.2.10")
+    assert event.changes["email"] == [None, "new@swift.example"]
+    assert len(mail.outbox) == 1
+    secret = invitation_link(mail.outbox[0])
+    invitation = Invitation.objects.get(user=user)
+    # Only the hash is stored; the secret lives in the email alone.
+    assert secret not in invitation.token_hash
+    assert services.invitation_for_secret(secret) == invitation
+
+
+def test_an_invitation_is_delivered_once_even_if_the_task_runs_twice(
+    admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin)
+    services.invitation_deliver(invitation_id=Invitation.objects.get(user=user).pk)
+    assert len(mail.outbox) == 1
+
+
+def test_accepting_an_invitation_activates_the_user_and_the_link_cannot_be_reused(
+    admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin)
+    secret = invitation_link(mail.outbox[0])
+
+    services.invitation_accept(raw_secret=secret, password="correct horse battery staple")
+    user.refresh_from_db()
+    assert user.status == User.Status.ACTIVE
+    assert user.check_password("correct horse battery staple")
+    assert AuditEvent.objects.filter(action="user.joined", actor_user=user).exists()
+
+    with pytest.raises(RuleViolation, match="already been used"):
+        services.invitation_accept(raw_secret=secret, password="another long password 1")
+    user.refresh_from_db()
+    assert user.check_password("correct horse battery staple")
+
+
+def test_an_expired_invitation_is_refused_and_changes_nothing(
+    admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin)
+    Invitation.objects.filter(user=user).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    with pytest.raises(RuleViolation, match="expired") as exc:
+        services.invitation_accept(
+            raw_secret=invitation_link(mail.outbox[0]), password="correct horse battery staple"
+        )
+    assert exc.value.code == "invitation_expired"
+    user.refresh_from_db()
+    assert user.status == User.Status.INVITED
+
+
+def test_resending_replaces_the_old_link(admin, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.invitation_resend(actor=actor_for(admin), user=user)
+    old, new = invitation_link(mail.outbox[0]), invitation_link(mail.outbox[1])
+
+    with pytest.raises(RuleViolation, match="replaced"):
+        services.invitation_accept(raw_secret=old, password="correct horse battery staple")
+    services.invitation_accept(raw_secret=new, password="correct horse battery staple")
+
+
+def test_a_weak_password_is_refused_with_the_reason(admin, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = invite(admin)
+    with pytest.raises(RuleViolation) as exc:
+        services.invitation_accept(raw_secret=invitation_link(mail.outbox[0]), password="short")
+    assert exc.value.field == "password"
+    assert "too short" in exc.value.message
+    user.refresh_from_db()
+    assert user.status == User.Status.INVITED
+
+
+def test_an_email_can_hold_only_one_account(admin, employee):
+    with pytest.raises(RuleViolation, match="already has an account") as exc:
+        invite(admin, email=employee.email.upper())
+    assert exc.value.field == "email"
+    assert User.objects.filter(email__iexact=employee.email).count() == 1
+
+
+def test_a_suspended_enterprise_blocks_its_admins_changes(admin, employee):
+    services.enterprise_set_status(
+        actor=Actor.system(), enterprise=admin.enterprise, status=Enterprise.Status.SUSPENDED
+    )
+    events_before = AuditEvent.objects.count()
+    with pytest.raises(RuleViolation, match="suspended") as exc:
+        invite(admin)
+    assert exc.value.code == "enterprise_suspended"
+    with pytest.raises(RuleViolation, match="suspended"):
+        services.user_update(actor=actor_for(admin), user=employee, full_name="Changed")
+    employee.refresh_from_db()
+    assert employee.full_name != "Changed"
+    assert not User.objects.filter(email="new@swift.example").exists()
+    assert AuditEvent.objects.count() == events_before
+
+
+def test_an_actor_cannot_change_another_enterprise(admin, other_enterprise):
+    outsider = UserFactory(enterprise=other_enterprise)
+    with pytest.raises(PermissionDenied):
+        services.user_suspend(actor=actor_for(admin), user=outsider)
+    with pytest.raises(PermissionDenied):
+        services.user_invite(
+            actor=actor_for(admin),
+            enterprise=other_enterprise,
+            email="x@other.example",
+            full_name="X",
+            role=Role.EMPLOYEE,
+        )
+    outsider.refresh_from_db()
+    assert outsider.status == User.Status.ACTIVE
+
+
+def test_updating_a_user_audits_before_and_after_of_changed_fields_only(admin, employee):
+    old_name = employee.full_name
+    services.user_update(
+        actor=actor_for(admin), user=employee, full_name="Robert Smith", role=Role.EMPLOYEE
+    )
+    event = AuditEvent.objects.get(action="user.updated")
+    assert event.changes == {"full_name": [old_name, "Robert Smith"]}
+
+
+def test_an_enterprise_keeps_at_least_one_active_admin(admin):
+    second = AdminFactory(enterprise=admin.enterprise)
+    services.user_update(actor=actor_for(second), user=admin, role=Role.HELPDESK)
+    with pytest.raises(RuleViolation, match="only active admin") as exc:
+        services.user_offboard(actor=Actor.system(), user=second)
+    assert exc.value.code == "last_admin"
+    second.refresh_from_db()
+    assert second.status == User.Status.ACTIVE
+
+
+def test_admins_cannot_suspend_or_offboard_themselves(admin):
+    AdminFactory(enterprise=admin.enterprise)
+    with pytest.raises(RuleViolation, match="your own account"):
+        services.user_suspend(actor=actor_for(admin), user=admin)
+    with pytest.raises(RuleViolation, match="your own account"):
+        services.user_offboard(actor=actor_for(admin), user=admin)
+
+
+def test_suspend_and_resume_change_status_and_sign_in(admin, employee):
+    services.user_suspend(actor=actor_for(admin), user=employee)
+    employee.refresh_from_db()
+    assert not employee.is_active
+    services.user_resume(actor=actor_for(admin), user=employee)
+    employee.refresh_from_db()
+    assert employee.is_active
+    actions = list(
+        AuditEvent.objects.filter(target_id=str(employee.pk)).values_list("action", flat=True)
+    )
+    assert actions == ["user.resumed", "user.suspended"]
+
+
+def test_offboarding_closes_the_account_and_removes_its_second_factors(admin, employee):
+    TOTPDeviceFactory(user=employee)
+    services.backup_codes_regenerate(actor=actor_for(employee), user=employee)
+
+    services.user_offboard(actor=actor_for(admin), user=employee)
+
+    employee.refresh_from_db()
+    assert employee.status == User.Status.OFFBOARDED
+    assert not employee.has_usable_password()
+    assert not TOTPDevice.objects.filter(user=employee).exists()
+    assert not StaticDevice.objects.filter(user=employee).exists()
+    with pytest.raises(RuleViolation, match="already offboarded"):
+        services.user_offboard(actor=actor_for(admin), user=employee)
+
+
+def test_enrolling_confirms_the_device_and_issues_ten_single_use_backup_codes(employee):
+    device = services.totp_device_for_enrolment(employee)
+    assert services.totp_device_for_enrolment(employee) == device
+    codes = services.two_factor_enrol(actor=actor_for(employee), user=employee, device=device)
+
+    device.refresh_from_db()
+    assert device.confirmed
+    assert len(set(codes)) == 10
+    static = StaticDevice.objects.get(user=employee)
+    assert static.verify_token(codes[0])
+    assert not static.verify_token(codes[0])
+    assert AuditEvent.objects.filter(
+        action="user.2fa_enrolled", target_id=str(employee.pk)
+    ).exists()
+
+
+def test_api_tokens_are_stored_hashed_and_revocable(admin):
+    token, raw = services.api_token_create(
+        actor=actor_for(admin), enterprise=admin.enterprise, name="HR", role=Role.HELPDESK
+    )
+    assert raw.startswith("ptk_")
+    assert raw not in token.key_hash
+    assert token.hint == raw[-4:]
+    services.api_token_revoke(actor=actor_for(admin), token=token)
+    token.refresh_from_db()
+    assert not token.is_active
+    assert list(
+        AuditEvent.objects.filter(target_id=str(token.pk)).values_list("action", flat=True)
+    ) == ["api_token.revoked", "api_token.created"]
+
+
+def test_the_audit_log_refuses_updates_and_deletes(admin, employee):
+    services.user_suspend(actor=actor_for(admin), user=employee)
+    event = AuditEvent.objects.get(action="user.suspended")
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        event.delete()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.all().update(action="forged")
+    with pytest.raises(TypeError):
+        AuditEvent.objects.all().delete()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL")
+def test_on_postgresql_the_database_itself_refuses_to_rewrite_the_audit_log(admin, employee):
+    services.user_suspend(actor=actor_for(admin), user=employee)
+    with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_auditevent SET action = 'forged'")

@@ -1,0 +1,46 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.profile, name="profile"),
+    path("account/password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("account/2fa/", views.two_factor, name="two_factor"),
+    path("account/2fa/setup/", views.two_factor_setup, name="two_factor_setup"),
+    path("account/2fa/backup-codes/", views.backup_codes, name="backup_codes"),
+    path("account/2fa/backup-codes/new/", views.backup_codes_new, name="backup_codes_new"),
+    path("password-reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/complete/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="accounts/password_reset_complete.html"
+        ),
+        name="password_reset_complete",
+    ),
+    path("invitation/accept/", views.invitation_accept, name="invitation_accept"),
+    path("invitation/<str:secret>/", views.invitation_open, name="invitation_open"),
+    path("users/", views.user_list, name="users"),
+    path("users/invite/", views.user_invite, name="user_invite"),
+    path("users/<int:pk>/", views.user_detail, name="user_detail"),
+    path("users/<int:pk>/edit/", views.user_edit, name="user_edit"),
+    path("users/<int:pk>/<slug:action>/", views.user_action, name="user_action"),
+    path("api-tokens/", views.api_token_list, name="api_tokens"),
+    path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
+    path("audit/", views.audit_list, name="audit"),
+    path("enterprise/", views.enterprise_detail, name="enterprise"),
+]

@@ -1,0 +1,396 @@
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp import user_has_device
+
+from portal.errors import RuleViolation
+from portal.http import client_ip
+from portal.pagination import paginate
+from portal.tenancy import get_for_enterprise_or_404
+
+from . import selectors, services
+from .audit import Actor
+from .decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
+from .forms import (
+    AcceptInvitationForm,
+    ActiveUserPasswordResetForm,
+    ApiTokenForm,
+    AuditFilterForm,
+    EnrolForm,
+    InviteForm,
+    LoginForm,
+    TokenForm,
+    UserEditForm,
+    UserFilterForm,
+)
+from .models import ApiToken, User
+from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verification, qr_code_svg
+
+SESSION_BACKUP_CODES = "fresh_backup_codes"
+SESSION_NEW_API_TOKEN = "fresh_api_token"  # noqa: S105 - a session key name
+SESSION_INVITATION = "invitation_secret"
+
+
+def _safe_next(request, default="home"):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(default)
+
+
+def _signed_in(request):
+    """The session is fully authenticated: record it and go where the user was heading."""
+    services.user_signed_in(actor=Actor.from_request(request))
+    return redirect(_safe_next(request))
+
+
+# --- Sign-in and the second factor ----------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        auth_login(self.request, form.get_user())
+        if user_has_device(self.request.user):
+            self.request.session[SESSION_DEVICE_ENROLLED] = True
+        if needs_verification(self.request):
+            target = reverse("accounts:two_factor")
+            return redirect(f"{target}?{self.request.GET.urlencode()}")
+        return _signed_in(self.request)
+
+
+@login_required
+def two_factor(request):
+    """The gate after the password: verify with a device, or enrol one first."""
+    user = request.user
+    if user.is_verified():
+        return redirect(_safe_next(request))
+    if not user_has_device(user):
+        return redirect(f"{reverse('accounts:two_factor_setup')}?{request.GET.urlencode()}")
+    form = TokenForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        otp_login(request, form.device)
+        request.session.pop(SESSION_DEVICE_ENROLLED, None)
+        return _signed_in(request)
+    return render(request, "accounts/two_factor_verify.html", {"form": form})
+
+
+@login_required
+def two_factor_setup(request):
+    """Enrol an authenticator app: QR code, then a code from the app to confirm it."""
+    user = request.user
+    if user_has_device(user) and not user.is_verified():
+        # Replacing an enrolled device needs the old one first.
+        return redirect("accounts:two_factor")
+    device = services.totp_device_for_enrolment(user)
+    form = EnrolForm(device, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        first_sign_in = not user.is_verified()
+        codes = services.two_factor_enrol(
+            actor=Actor.from_request(request), user=user, device=device
+        )
+        otp_login(request, device)
+        request.session[SESSION_BACKUP_CODES] = codes
+        if first_sign_in:
+            services.user_signed_in(actor=Actor.from_request(request))
+        messages.success(request, "Your authenticator app is set up.")
+        return redirect(f"{reverse('accounts:backup_codes')}?{request.GET.urlencode()}")
+    context = {
+        "form": form,
+        "qr_svg": qr_code_svg(device),
+        "secret": base32_secret(device),
+        "replacing": user_has_device(user),
+    }
+    return render(request, "accounts/two_factor_setup.html", context)
+
+
+@login_required
+def backup_codes(request):
+    """Shows freshly issued backup codes once; afterwards only how many are left."""
+    codes = request.session.pop(SESSION_BACKUP_CODES, None)
+    return render(
+        request, "accounts/backup_codes.html", {"codes": codes, "next": _safe_next(request)}
+    )
+
+
+@login_required
+@require_POST
+def backup_codes_new(request):
+    codes = services.backup_codes_regenerate(actor=Actor.from_request(request), user=request.user)
+    request.session[SESSION_BACKUP_CODES] = codes
+    return redirect("accounts:backup_codes")
+
+
+# --- Own account ----------------------------------------------------------------------
+
+
+@login_required
+def profile(request):
+    from django_otp.plugins.otp_static.models import StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    context = {
+        "authenticator": TOTPDevice.objects.filter(user=request.user, confirmed=True).first(),
+        "backup_codes_left": StaticToken.objects.filter(device__user=request.user).count(),
+    }
+    return render(request, "accounts/profile.html", context)
+
+
+class AuditedPasswordForm(SetPasswordForm):
+    """Sets the password through the service, so that the change is audited."""
+
+    def __init__(self, user, *args, request=None, action="user.password_changed", **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+        self.action = action
+
+    def save(self, commit=True):
+        services.user_set_password(
+            actor=Actor(user=self.user, ip=client_ip(self.request) if self.request else None),
+            user=self.user,
+            password=self.cleaned_data["new_password1"],
+            action=self.action,
+        )
+        return self.user
+
+
+class AuditedPasswordChangeForm(AuditedPasswordForm, PasswordChangeForm):
+    pass
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = AuditedPasswordChangeForm
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:profile")
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_valid(self, form):
+        messages.success(self.request, "Your password has been changed.")
+        return super().form_valid(form)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = ActiveUserPasswordResetForm
+    template_name = "accounts/password_reset.html"
+    email_template_name = "emails/password_reset.txt"
+    subject_template_name = "emails/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = AuditedPasswordForm
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def get_form_kwargs(self):
+        return {
+            **super().get_form_kwargs(),
+            "request": self.request,
+            "action": "user.password_reset",
+        }
+
+
+# --- Invitations ----------------------------------------------------------------------
+
+
+def invitation_open(request, secret):
+    """Keep the link's secret in the session and drop it from the address bar."""
+    request.session[SESSION_INVITATION] = secret
+    return redirect("accounts:invitation_accept")
+
+
+def invitation_accept(request):
+    secret = request.session.get(SESSION_INVITATION, "")
+    invitation = services.invitation_for_secret(secret) if secret else None
+    problem = None
+    if invitation is None:
+        problem = "This invitation link is not valid. Check that you copied the whole link."
+    elif invitation.state != "pending":
+        problem = services.INVITATION_PROBLEMS[invitation.state]
+    if problem:
+        return render(request, "accounts/invitation_problem.html", {"problem": problem}, status=410)
+    form = AcceptInvitationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.invitation_accept(
+                raw_secret=secret, password=form.cleaned_data["password"], ip=client_ip(request)
+            )
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            request.session.pop(SESSION_INVITATION, None)
+            auth_login(request, user, backend="accounts.backends.EmailBackend")
+            messages.success(request, f"Welcome, {user.full_name}.")
+            return redirect("home")
+    return render(
+        request, "accounts/invitation_accept.html", {"form": form, "invitation": invitation}
+    )
+
+
+# --- Users of the enterprise ----------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def user_list(request):
+    filters = UserFilterForm(request.GET or None)
+    criteria = filters.cleaned_data if filters.is_valid() else {}
+    users = selectors.users_for_enterprise(request.enterprise, **criteria)
+    return render(
+        request, "accounts/user_list.html", {"filters": filters, "page": paginate(request, users)}
+    )
+
+
+@enterprise_role_required(ADMIN)
+def user_invite(request):
+    form = InviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_invite(
+                actor=Actor.from_request(request),
+                enterprise=request.enterprise,
+                **form.cleaned_data,
+            )
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            messages.success(request, f"Invitation sent to {user.email}.")
+            return redirect("accounts:user_detail", pk=user.pk)
+    return render(request, "accounts/user_invite.html", {"form": form})
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def user_detail(request, pk):
+    user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    context = {
+        "member": user,
+        "invitations": user.invitations.all()[:5],
+        "events": selectors.audit_events(
+            request.enterprise, target=("accounts.user", str(user.pk))
+        )[:20],
+        "actions": [
+            (name, label, style)
+            for name, (_, roles, label, style) in USER_ACTIONS.items()
+            if request.user.role in roles and _action_applies(name, user)
+        ],
+    }
+    return render(request, "accounts/user_detail.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def user_edit(request, pk):
+    user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    form = UserEditForm(
+        request.POST or None, initial={"full_name": user.full_name, "role": user.role}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.user_update(actor=Actor.from_request(request), user=user, **form.cleaned_data)
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            messages.success(request, "Saved.")
+            return redirect("accounts:user_detail", pk=user.pk)
+    return render(request, "accounts/user_edit.html", {"form": form, "member": user})
+
+
+# name: (service, roles allowed, button label, button style)
+USER_ACTIONS = {
+    "resend-invitation": (services.invitation_resend, ADMIN_OR_HELPDESK, "Resend invitation", ""),
+    "suspend": (services.user_suspend, ADMIN, "Suspend", "warning"),
+    "resume": (services.user_resume, ADMIN, "Resume", ""),
+    "reset-2fa": (services.two_factor_reset, ADMIN, "Reset second factor", "warning"),
+    "offboard": (services.user_offboard, ADMIN, "Offboard", "danger"),
+}
+
+
+def _action_applies(name: str, user: User) -> bool:
+    return {
+        "resend-invitation": user.status == User.Status.INVITED,
+        "suspend": user.status == User.Status.ACTIVE,
+        "resume": user.status == User.Status.SUSPENDED,
+        "reset-2fa": user.status == User.Status.ACTIVE,
+        "offboard": user.status != User.Status.OFFBOARDED,
+    }[name]
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+@require_POST
+def user_action(request, pk, action):
+    if action not in USER_ACTIONS:
+        raise PermissionDenied
+    service, roles, label, _ = USER_ACTIONS[action]
+    if request.user.role not in roles:
+        raise PermissionDenied
+    user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    try:
+        service(actor=Actor.from_request(request), user=user)
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{label}: done for {user}.")
+    return redirect("accounts:user_detail", pk=user.pk)
+
+
+# --- API tokens, audit trail, contract ------------------------------------------------
+
+
+@enterprise_role_required(ADMIN)
+def api_token_list(request):
+    form = ApiTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, raw = services.api_token_create(
+                actor=Actor.from_request(request),
+                enterprise=request.enterprise,
+                **form.cleaned_data,
+            )
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            request.session[SESSION_NEW_API_TOKEN] = raw
+            return redirect("accounts:api_tokens")
+    context = {
+        "form": form,
+        "tokens": selectors.api_tokens(request.enterprise),
+        "new_token": request.session.pop(SESSION_NEW_API_TOKEN, None),
+    }
+    return render(request, "accounts/api_tokens.html", context)
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def api_token_revoke(request, pk):
+    token = get_for_enterprise_or_404(ApiToken, request.enterprise, pk=pk)
+    services.api_token_revoke(actor=Actor.from_request(request), token=token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("accounts:api_tokens")
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def audit_list(request):
+    filters = AuditFilterForm(request.GET or None)
+    criteria = filters.cleaned_data if filters.is_valid() else {}
+    events = selectors.audit_events(request.enterprise, **criteria)
+    return render(
+        request, "accounts/audit_list.html", {"filters": filters, "page": paginate(request, events)}
+    )
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def enterprise_detail(request):
+    return render(request, "accounts/enterprise.html", {"contract": request.enterprise.contract})

@@ -1,0 +1,23 @@
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from accounts.models import Role
+
+
+class EnterpriseRole(BasePermission):
+    """Callers act within one enterprise with one role (a user's, or an API token's).
+
+    A view lists the roles that may read (``read_roles``) and write (``write_roles``);
+    ``action_roles`` overrides both for a named action.
+    """
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated and getattr(user, "enterprise_id", None)):
+            return False
+        roles = getattr(view, "action_roles", {}).get(getattr(view, "action", None))
+        if roles is None:
+            if request.method in SAFE_METHODS:
+                roles = getattr(view, "read_roles", (Role.ADMIN, Role.HELPDESK))
+            else:
+                roles = getattr(view, "write_roles", (Role.ADMIN,))
+        return user.role in roles

@@ -1,0 +1,27 @@
+import os
+
+from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class PortalConfig(AppConfig):
+    name = "portal"
+    verbose_name = "Portal"
+
+    def ready(self):
+        # The embedded run keeps its files under var/; the file-system broker needs its
+        # folders before the first message.
+        from django.conf import settings
+
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        for key in ("data_folder_in", "data_folder_out", "control_folder"):
+            folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+
+
+class PortalAdminConfig(admin_apps.AdminConfig):
+    """Django admin, served by the second-factor-guarded operator site."""
+
+    default = False
+    default_site = "portal.admin_site.OperatorAdminSite"

@@ -1,0 +1,31 @@
+"""Test settings: the production module with what tests need changed."""
+
+from .settings import *  # noqa: F403
+from .settings import CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES, VAR_DIR
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Static files straight from the apps, without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+# Tasks run in the test process unless a test drives a real worker (marker "worker").
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that a worker process started by a test can open it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Keep the tests' messages apart from those of a portal served by `make run`.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        key: value.replace(str(VAR_DIR / "broker"), str(VAR_DIR / "test-broker"))
+        if isinstance(value, str)
+        else value
+        for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
+    }

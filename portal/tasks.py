@@ -1,0 +1,12 @@
+from celery import shared_task
+from django.utils import timezone
+
+from .models import WorkerHeartbeat
+
+
+@shared_task(bind=True, ignore_result=True)
+def heartbeat(self):
+    """Record that a worker is consuming and beat is scheduling; shown by /readyz."""
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=self.request.hostname or "eager", defaults={"last_seen": timezone.now()}
+    )

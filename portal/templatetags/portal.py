@@ -1,0 +1,16 @@
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def with_page(context, number):
+    """The current query string with ``page`` set to ``number``: keeps filters on paging."""
+    query = context["request"].GET.copy()
+    query["page"] = number
+    return f"?{query.urlencode()}"
+
+
+@register.filter
+def status_badge_class(value):
+    return f"badge badge-{value}"

@@ -1,0 +1,147 @@
+"""Helpers that every app's tests share: signed-in clients with a verified second
+factor, current TOTP codes, and the tenancy checks."""
+
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+
+def totp_code(device: TOTPDevice) -> str:
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+def sign_in_verified(client, user):
+    """Sign ``client`` in as ``user`` with a session that has passed the second factor."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+    client.force_login(user, backend="accounts.backends.EmailBackend")
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+# --- Tenancy ----------------------------------------------------------------------------
+
+
+def url_patterns(patterns=None, prefix="", namespace=""):
+    """(name, route, parameter names) of every named URL, walking includes."""
+    import re
+
+    from django.urls import URLResolver, get_resolver
+
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(pattern, URLResolver):
+            inner = ":".join(filter(None, [namespace, pattern.app_name or pattern.namespace]))
+            yield from url_patterns(pattern.url_patterns, prefix + str(pattern.pattern), inner)
+        elif pattern.name:
+            route = prefix + str(pattern.pattern)
+            params = set(re.findall(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>", route))
+            names = {a or b for a, b in params} - {"format"}
+            yield ":".join(filter(None, [namespace, pattern.name])), route, names
+
+
+def assert_other_enterprise_gets_404(client, url: str, methods=("get", "post")) -> None:
+    """``url`` addresses another enterprise's object: the methods it serves must answer
+    404, as for an object that does not exist (the others 405, which tells nothing)."""
+    answers = {method: getattr(client, method)(url).status_code for method in methods}
+    assert set(answers.values()) <= {404, 405}, f"{url} answered {answers}"
+    assert 404 in answers.values(), f"{url} answered {answers}"
+
+
+# --- A real Celery worker ------------------------------------------------------------
+
+
+def worker_database_url() -> str:
+    """The URL of the database the tests run on, for a worker in another process."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    credentials = quote(s["USER"]) + (f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else "")
+    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class CeleryWorker:
+    """A Celery worker process on the configured broker (Redis in CI) and the test
+    database; started by the ``celery_worker`` fixture, stopped after the test."""
+
+    READY_TIMEOUT = 60
+
+    def __init__(self, extra_env=None):
+        import uuid
+
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.extra_env = extra_env or {}
+        self.output: list[str] = []
+
+    def start(self):
+        import os
+        import subprocess
+        import sys
+        import threading
+        import time
+
+        from portal.celery import app
+
+        app.control.purge()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+            "DATABASE_URL": worker_database_url(),
+            **self.extra_env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
+             "--loglevel=INFO", "-n", self.hostname, "--without-mingle", "--without-gossip"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        ready = threading.Event()
+
+        def read():
+            for line in self.process.stdout:
+                self.output.append(line)
+                if " ready." in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while not ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("Celery worker did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self):
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        """SIGKILL, as a crash or an out-of-memory killer would."""
+        self.process.kill()
+        self.process.wait()
+
+
+def wait_for(condition, timeout: float = 30, interval: float = 0.1):
+    """Poll ``condition`` until it returns something true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

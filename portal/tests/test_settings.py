@@ -1,0 +1,58 @@
+"""Production mode refuses unsafe settings; with real values, check --deploy is clean."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k3y-" + "x8Z!q2vN0pLr7sTw5yBc9dFg1hJk4mQe6uAi3oXz8" + "Wn2Rt7Ys"
+
+
+def manage(*args, env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALLOWED_HOSTS"))}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_a_real_secret_key():
+    result = manage(
+        "check", env_overrides={"DJANGO_DEBUG": "false", "ALLOWED_HOSTS": "portal.example"}
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_to_start_without_allowed_hosts():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": GOOD_KEY})
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_values():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env_overrides={
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": "portal.example",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_malformed_boolean_is_refused_rather_than_guessed():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be a boolean" in result.stderr

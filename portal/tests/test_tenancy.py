@@ -1,0 +1,118 @@
+"""An admin of one enterprise can neither read nor change anything of another, by page
+or API: checked for every URL the portal has.
+
+Each URL that addresses an object is listed in OBJECT_URLS with a way to make such an
+object in another enterprise; a new URL missing from the table fails
+``test_every_object_url_is_covered``. URLs without an object are fetched with another
+enterprise's data full of a canary string, which must never show.
+"""
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from accounts import audit
+from accounts.models import AuditEvent, Role, User
+from accounts.tests.factories import UserFactory, api_token
+from portal.testing import assert_other_enterprise_gets_404, url_patterns
+
+pytestmark = pytest.mark.django_db
+
+CANARY = "CANARY-OTHER-ENTERPRISE"
+
+
+def _member(enterprise, **extra):
+    return {"pk": UserFactory(enterprise=enterprise, full_name=f"{CANARY} user", **extra).pk}
+
+
+def _audit_event(enterprise):
+    user = UserFactory(enterprise=enterprise)
+    event = audit.record(
+        actor=audit.Actor(user=user), action="test.event", enterprise=enterprise, target=user
+    )
+    return {"pk": event.pk}
+
+
+# URL name -> kwargs of an object that belongs to the given enterprise.
+OBJECT_URLS = {
+    "accounts:user_detail": _member,
+    "accounts:user_edit": _member,
+    "accounts:user_action": lambda e: {**_member(e), "action": "suspend"},
+    "accounts:api_token_revoke": lambda e: {"pk": api_token(e)[0].pk},
+    "user-detail": _member,
+    "user-suspend": _member,
+    "user-resume": lambda e: _member(e, status=User.Status.SUSPENDED),
+    "user-resend-invitation": lambda e: _member(e, status=User.Status.INVITED),
+    "user-reset-2fa": _member,
+    "audit-detail": _audit_event,
+}
+
+# Parameterised URLs that address no enterprise's object, and why.
+NOT_TENANT_OBJECTS = {
+    "accounts:invitation_open": "the secret in the link is the credential",
+    "accounts:password_reset_confirm": "a signed token for one user",
+}
+
+
+def populate(enterprise):
+    """Give ``enterprise`` data of every kind, each carrying the canary string."""
+    admin = UserFactory(enterprise=enterprise, role=Role.ADMIN, full_name=f"{CANARY} admin")
+    UserFactory(enterprise=enterprise, status=User.Status.INVITED, full_name=f"{CANARY} invited")
+    api_token(enterprise, name=f"{CANARY} token")
+    audit.record(
+        actor=audit.Actor(user=admin), action="canary.event", enterprise=enterprise, target=admin
+    )
+
+
+def routes():
+    return [
+        (name, route, params)
+        for name, route, params in url_patterns()
+        if not name.startswith("admin:")
+    ]
+
+
+def test_every_object_url_is_covered():
+    parameterised = {name for name, _, params in routes() if params}
+    missing = parameterised - set(OBJECT_URLS) - set(NOT_TENANT_OBJECTS)
+    assert not missing, f"add these URLs to OBJECT_URLS in {__name__}: {sorted(missing)}"
+    assert not set(OBJECT_URLS) - parameterised, "OBJECT_URLS names a URL that no longer exists"
+
+
+@pytest.mark.parametrize("url_name", sorted(OBJECT_URLS))
+def test_another_enterprises_object_is_not_found_by_page_or_api(
+    url_name, admin_client, enterprise, other_enterprise
+):
+    url = reverse(url_name, kwargs=OBJECT_URLS[url_name](other_enterprise))
+    events_before = AuditEvent.objects.for_enterprise(other_enterprise).count()
+    methods = ("get", "post", "patch", "delete") if url.startswith("/api/") else ("get", "post")
+    assert_other_enterprise_gets_404(admin_client, url, methods)
+    if url.startswith("/api/"):
+        _, raw = api_token(enterprise)
+        token_client = APIClient()
+        token_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        assert_other_enterprise_gets_404(token_client, url, methods)
+    assert AuditEvent.objects.for_enterprise(other_enterprise).count() == events_before
+
+
+def test_no_page_or_api_list_shows_another_enterprises_data(
+    admin_client, enterprise, other_enterprise
+):
+    populate(other_enterprise)
+    _, raw = api_token(enterprise)
+    token_client = APIClient()
+    token_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    checked = 0
+    for name, _, params in routes():
+        if params or name in {"accounts:logout", "api-schema", "api-docs"}:
+            continue
+        url = reverse(name)
+        clients = [admin_client, token_client] if url.startswith("/api/") else [admin_client]
+        for client in clients:
+            response = client.get(url, follow=True)
+            assert response.status_code < 500, f"GET {url} answered {response.status_code}"
+            assert CANARY not in response.content.decode(), (
+                f"GET {url} shows another enterprise's data"
+            )
+            checked += 1
+    assert checked >= 10

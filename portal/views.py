@@ -1,0 +1,92 @@
+from datetime import timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from accounts import selectors as account_selectors
+from accounts.models import Role
+
+from .celery import app as celery_app
+from .models import WorkerHeartbeat
+
+# A worker that has not run the 30-second heartbeat for this long is reported stale.
+HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
+
+
+@login_required
+def home(request):
+    """The landing page for each role: operator staff go to Django admin."""
+    if request.user.is_staff:
+        return redirect("admin:index")
+    enterprise = request.enterprise
+    if request.user.role in (Role.ADMIN, Role.HELPDESK):
+        context = {
+            "user_counts": account_selectors.user_counts(enterprise),
+            "pending_invitations": account_selectors.pending_invitations(enterprise).count(),
+            "recent_events": account_selectors.audit_events(enterprise)[:8],
+        }
+        return render(request, "portal/home_admin.html", context)
+    return render(request, "portal/home_employee.html")
+
+
+@never_cache
+def healthz(request):
+    """Liveness: the process answers."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {"ok": True}
+
+
+def _check_broker() -> dict:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "transport": conn.transport_cls}
+
+
+def _check_workers() -> dict:
+    last = (
+        WorkerHeartbeat.objects.order_by("-last_seen").values_list("last_seen", flat=True).first()
+    )
+    fresh = last is not None and timezone.now() - last < HEARTBEAT_STALE_AFTER
+    return {"ok": fresh, "last_heartbeat": last.isoformat() if last else None}
+
+
+@never_cache
+def readyz(request):
+    """Readiness: the database and the broker answer. Worker liveness is reported but
+    does not fail readiness: web processes can serve while workers restart."""
+    checks = {}
+    for name, check in (("database", _check_database), ("broker", _check_broker)):
+        try:
+            checks[name] = check()
+        except Exception as exc:  # noqa: BLE001 - a readiness probe reports, never raises
+            checks[name] = {"ok": False, "error": exc.__class__.__name__}
+    try:
+        checks["workers"] = _check_workers()
+    except Exception as exc:  # noqa: BLE001
+        checks["workers"] = {"ok": False, "error": exc.__class__.__name__}
+    ready = checks["database"]["ok"] and checks["broker"]["ok"]
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def error_403(request, exception=None):
+    return render(request, "errors/403.html", status=403)
+
+
+def error_404(request, exception=None):
+    return render(request, "errors/404.html", status=404)
+
+
+def error_500(request):
+    return render(request, "errors/500.html", status=500)
