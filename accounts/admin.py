@@ -26,15 +26,7 @@ class ServiceContractForm(forms.ModelForm):
 
     class Meta:
         model = ServiceContract
-        fields = [
-            "may_create_identities",
-            "may_authenticate_users",
-            "identity_quota",
-            "allowed_services",
-            "max_ues_per_user",
-            "ue_limit_policy",
-            "employee_2fa_required",
-        ]
+        fields = services.CONTRACT_FIELDS
 
 
 class ServiceContractInline(admin.StackedInline):

@@ -24,14 +24,14 @@ def test_readyz_reports_each_check(client):
 
 
 @pytest.mark.django_db
-def test_readyz_answers_503_when_the_broker_is_unreachable(client, settings):
-    from portal.celery import app
+def test_readyz_answers_503_when_the_broker_is_unreachable(client, monkeypatch):
+    from celery import Celery
 
-    original = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get("/readyz")
-    finally:
-        app.conf.broker_url = original
+    # Celery gives the CELERY_BROKER_URL variable precedence over its argument.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.setattr(
+        "portal.views.celery_app", Celery(broker="redis://127.0.0.1:1/0", set_as_current=False)
+    )
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] == {"ok": False, "error": "OperationalError"}
