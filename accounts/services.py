@@ -47,9 +47,13 @@ def ensure_writable(enterprise: Enterprise) -> None:
         )
 
 
-def _ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
+def ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
+    """The actor may change this enterprise now: it is theirs, and, for the enterprise's
+    own people and tokens, not suspended. Operator staff and the system still may
+    (a leaver must be removable whatever the enterprise's standing)."""
     actor.ensure_acts_for(enterprise)
-    ensure_writable(enterprise)
+    if actor.enterprise is not None:
+        ensure_writable(enterprise)
 
 
 def _full_clean(obj, exclude=None) -> None:
@@ -114,7 +118,7 @@ def user_invite(
     *, actor: Actor, enterprise: Enterprise, email: str, full_name: str, role: str
 ) -> User:
     """Create an invited user and email them a one-time link to set a password."""
-    _ensure_may_change(actor, enterprise)
+    ensure_may_change(actor, enterprise)
     email = User.objects.normalize_email(email).strip().lower()
     if User.objects.filter(email__iexact=email).exists():
         raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
@@ -157,7 +161,7 @@ def _new_invitation(*, actor: Actor, user: User) -> Invitation:
 @transaction.atomic
 def invitation_resend(*, actor: Actor, user: User) -> Invitation:
     """Revoke the user's open invitations and send a fresh one."""
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     if user.status != User.Status.INVITED:
         raise RuleViolation(f"{user.email} has already joined; there is nothing to resend.")
     now = timezone.now()
@@ -284,7 +288,7 @@ def user_update(
     *, actor: Actor, user: User, full_name: str | None = None, role: str | None = None
 ) -> User:
     """Change a user's name or role."""
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     before = audit.snapshot(user, USER_FIELDS)
     if role is not None and role != user.role:
         if role not in Role.values:
@@ -325,7 +329,7 @@ def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
 @transaction.atomic
 def user_suspend(*, actor: Actor, user: User) -> User:
     """Block sign-in for now; the user's sessions end at their next request."""
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "suspend")
     if user.status != User.Status.ACTIVE:
         raise RuleViolation(f"Only an active user can be suspended; {user} is {user.status}.")
@@ -335,7 +339,7 @@ def user_suspend(*, actor: Actor, user: User) -> User:
 
 @transaction.atomic
 def user_resume(*, actor: Actor, user: User) -> User:
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     if user.status != User.Status.SUSPENDED:
         raise RuleViolation(f"Only a suspended user can be resumed; {user} is {user.status}.")
     return _set_status(actor, user, User.Status.ACTIVE, "user.resumed")
@@ -345,7 +349,7 @@ def user_resume(*, actor: Actor, user: User) -> User:
 def user_offboard(*, actor: Actor, user: User) -> User:
     """The leaver's account: closed for good, password and second factors removed,
     open invitations revoked. Telephony teardown is added by the identities flow."""
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "offboard")
     if user.status == User.Status.OFFBOARDED:
         raise RuleViolation(f"{user} is already offboarded.")
@@ -427,7 +431,7 @@ def _issue_backup_codes(user: User) -> list[str]:
 @transaction.atomic
 def two_factor_reset(*, actor: Actor, user: User) -> User:
     """Remove a user's second factors (lost phone); they enrol again at next sign-in."""
-    _ensure_may_change(actor, user.enterprise)
+    ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "reset the second factor of")
     _delete_second_factors(user)
     audit.record(actor=actor, action="user.2fa_reset", enterprise=user.enterprise, target=user)
@@ -448,7 +452,7 @@ def api_token_create(
     *, actor: Actor, enterprise: Enterprise, name: str, role: str
 ) -> tuple[ApiToken, str]:
     """A new API token; the raw value is returned once and never stored."""
-    _ensure_may_change(actor, enterprise)
+    ensure_may_change(actor, enterprise)
     if role not in (Role.ADMIN, Role.HELPDESK):
         raise RuleViolation("A token is either read-and-write or read-only.", field="role")
     raw, key_hash = new_secret(ApiToken.TOKEN_PREFIX)

@@ -250,7 +250,45 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},
+    "sync-sweep": {"task": "telephony.tasks.sweep_sync_queue", "schedule": 30.0},
+    "grant-expiry": {"task": "telephony.tasks.expire_grants", "schedule": 60.0},
 }
+
+# --- Telephony and the HSS -----------------------------------------------------------
+HSS_BACKEND = os.environ.get("HSS_BACKEND", "builtin")
+if HSS_BACKEND not in {"builtin", "pyhss"}:
+    raise ImproperlyConfigured(f"HSS_BACKEND must be 'builtin' or 'pyhss', got {HSS_BACKEND!r}")
+# The builtin (simulated) HSS: added latency per call, and a share of calls that fail.
+HSS_BUILTIN_LATENCY_MS = float(os.environ.get("HSS_BUILTIN_LATENCY_MS", "0"))
+HSS_BUILTIN_FAILURE_RATE = float(os.environ.get("HSS_BUILTIN_FAILURE_RATE", "0"))
+# PyHSS 2.0 REST API.
+HSS_PYHSS_URL = os.environ.get("HSS_PYHSS_URL", "http://127.0.0.1:8080").rstrip("/")
+HSS_PYHSS_PROVISIONING_KEY = os.environ.get("HSS_PYHSS_PROVISIONING_KEY", "")
+HSS_PYHSS_IFC_PATH = os.environ.get("HSS_PYHSS_IFC_PATH", "default_ifc.xml")
+HSS_PYHSS_SH_TEMPLATE_PATH = os.environ.get("HSS_PYHSS_SH_TEMPLATE_PATH", "default_sh_user_data.xml")
+HSS_TIMEOUT_SECONDS = float(os.environ.get("HSS_TIMEOUT_SECONDS", "10"))
+if HSS_BACKEND == "pyhss" and not DEBUG and not HSS_PYHSS_URL.startswith("https://"):
+    # Subscriber data crosses the network: production talks TLS unless told otherwise.
+    if not env_bool("HSS_PYHSS_ALLOW_PLAIN_HTTP", False):
+        raise ImproperlyConfigured("HSS_PYHSS_URL must be https:// in production.")
+
+# Sync: tries per change, backoff (exponential with full jitter, capped), the lease a
+# worker holds while pushing, and when the sweep re-queues a change whose task was lost.
+SYNC_MAX_ATTEMPTS = int(os.environ.get("SYNC_MAX_ATTEMPTS", "8"))
+SYNC_BACKOFF_BASE_SECONDS = float(os.environ.get("SYNC_BACKOFF_BASE_SECONDS", "2"))
+SYNC_BACKOFF_CAP_SECONDS = float(os.environ.get("SYNC_BACKOFF_CAP_SECONDS", "600"))
+SYNC_LEASE_SECONDS = int(os.environ.get("SYNC_LEASE_SECONDS", "120"))
+SYNC_SWEEP_AFTER_SECONDS = int(os.environ.get("SYNC_SWEEP_AFTER_SECONDS", "300"))
+RECONCILE_INTERVAL_MINUTES = int(os.environ.get("RECONCILE_INTERVAL_MINUTES", "15"))
+CELERY_BEAT_SCHEDULE["hss-reconcile"] = {
+    "task": "telephony.tasks.reconcile_hss",
+    "schedule": RECONCILE_INTERVAL_MINUTES * 60.0,
+}
+
+# Numbers: a number an identity left is not reused before this many days.
+NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))
+# Digits of the MNC in the operator's IMSIs (2 or 3), for IMSI-derived IMPIs.
+IMSI_MNC_DIGITS = int(os.environ.get("IMSI_MNC_DIGITS", "2"))
 
 # --- REST API ------------------------------------------------------------------------
 REST_FRAMEWORK = {

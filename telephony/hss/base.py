@@ -1,0 +1,98 @@
+"""The contract every HSS backend keeps.
+
+Keyed by natural keys (MSISDN, IMSI), never by a row id of the remote system. Writes
+are idempotent upserts of a whole desired state, so a repeated push is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class HssError(Exception):
+    """A push or read that did not happen."""
+
+
+class HssTransientError(HssError):
+    """Worth retrying: timeouts, refused connections, overload, server errors."""
+
+
+class HssPermanentError(HssError):
+    """Retrying will not help: the HSS refuses this state as it is."""
+
+
+@dataclass(frozen=True)
+class SharedAccess:
+    """Another identity's TN that this identity's owner may use (a grant)."""
+
+    msisdn: str
+    make_calls: bool
+    receive_calls: bool
+
+    @property
+    def label(self) -> str:
+        rights = [r for r, on in (("make", self.make_calls), ("receive", self.receive_calls)) if on]
+        return f"{self.msisdn} ({'/'.join(rights)})"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The desired (or actual) IMS subscription of one identity."""
+
+    msisdn: str
+    impi: str
+    imsi: str = ""
+    impus: tuple[str, ...] = ()
+    enabled: bool = True
+    services: tuple[str, ...] = ()
+    display_name: str = ""
+    shared: tuple[SharedAccess, ...] = ()
+
+
+class HssBackend:
+    """What the sync engine asks of an HSS. ``operation_id`` travels with each write so
+    that the HSS's own log can be matched with the portal's sync history."""
+
+    name = "abstract"
+    # Whether the HSS can hold IMPUs beyond those derived from MSISDN and IMSI.
+    supports_aliases = True
+    # Whether every identity needs a SIM line (an HSS deriving the IMPI from the IMSI).
+    requires_line = False
+
+    def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
+        raise NotImplementedError
+
+    def remove(self, msisdn: str, *, imsi: str = "", operation_id: str) -> None:
+        """Remove the subscription; removing a missing one is not an error."""
+        raise NotImplementedError
+
+    def get(self, msisdn: str) -> Subscription | None:
+        raise NotImplementedError
+
+    def list_all(self) -> Iterable[Subscription]:
+        raise NotImplementedError
+
+    def deregister(self, msisdn: str, *, imsi: str = "", contact: str = "") -> None:
+        """Ask the network to deregister the subscription's UEs (or one contact)."""
+        raise NotImplementedError
+
+    def comparable(self, subscription: Subscription) -> dict:
+        """The parts of a subscription this HSS holds, in a form that compares equal
+        when the HSS would hold the same thing."""
+        return {
+            "imsi": subscription.imsi,
+            "impi": subscription.impi,
+            "impus": sorted(subscription.impus),
+            "enabled": subscription.enabled,
+            "services": sorted(subscription.services),
+            "display_name": subscription.display_name,
+            "shared": sorted(s.label for s in subscription.shared),
+        }
+
+    def differences(self, desired: Subscription, actual: Subscription | None) -> dict:
+        """``{field: [desired, actual]}`` over what this HSS holds; empty when in step."""
+        if actual is None:
+            return {"subscription": ["present", "missing"]}
+        want, have = self.comparable(desired), self.comparable(actual)
+        return {key: [want[key], have.get(key)] for key in want if want[key] != have.get(key)}

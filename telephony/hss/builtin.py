@@ -1,0 +1,84 @@
+"""The builtin HSS: a simulation that keeps its own state (in its own table), for
+demos, tests and benchmarks. It can add latency and fail a share of calls
+(``HSS_BUILTIN_LATENCY_MS``, ``HSS_BUILTIN_FAILURE_RATE``), so that retries, drift and
+reconcile behave as they would against a real HSS."""
+
+import random
+import time
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.utils import timezone
+
+from .base import HssBackend, HssTransientError, SharedAccess, Subscription
+
+
+class BuiltinHss(HssBackend):
+    name = "builtin"
+
+    def __init__(self, latency_ms: float | None = None, failure_rate: float | None = None):
+        self.latency_ms = settings.HSS_BUILTIN_LATENCY_MS if latency_ms is None else latency_ms
+        self.failure_rate = (
+            settings.HSS_BUILTIN_FAILURE_RATE if failure_rate is None else failure_rate
+        )
+
+    def _call(self):
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        if self.failure_rate and random.random() < self.failure_rate:  # noqa: S311 - simulation
+            raise HssTransientError("simulated HSS failure (HSS_BUILTIN_FAILURE_RATE)")
+
+    @staticmethod
+    def _model():
+        from telephony.models import SimulatedSubscription
+
+        return SimulatedSubscription
+
+    def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
+        self._call()
+        self._model().objects.update_or_create(
+            msisdn=subscription.msisdn,
+            defaults={
+                "imsi": subscription.imsi,
+                "impi": subscription.impi,
+                "impus": list(subscription.impus),
+                "enabled": subscription.enabled,
+                "services": list(subscription.services),
+                "display_name": subscription.display_name,
+                "shared_msisdns": [
+                    [s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared
+                ],
+                "operation_id": operation_id,
+            },
+        )
+
+    def remove(self, msisdn: str, *, imsi: str = "", operation_id: str) -> None:
+        self._call()
+        self._model().objects.filter(msisdn=msisdn).delete()
+
+    def get(self, msisdn: str) -> Subscription | None:
+        self._call()
+        row = self._model().objects.filter(msisdn=msisdn).first()
+        return self._subscription(row) if row else None
+
+    def list_all(self) -> Iterable[Subscription]:
+        self._call()
+        for row in self._model().objects.order_by("msisdn").iterator(chunk_size=500):
+            yield self._subscription(row)
+
+    def deregister(self, msisdn: str, *, imsi: str = "", contact: str = "") -> None:
+        self._call()
+        self._model().objects.filter(msisdn=msisdn).update(deregistered_at=timezone.now())
+
+    @staticmethod
+    def _subscription(row) -> Subscription:
+        return Subscription(
+            msisdn=row.msisdn,
+            imsi=row.imsi,
+            impi=row.impi,
+            impus=tuple(row.impus),
+            enabled=row.enabled,
+            services=tuple(row.services),
+            display_name=row.display_name,
+            shared=tuple(SharedAccess(m, bool(c), bool(r)) for m, c, r in row.shared_msisdns),
+        )

@@ -1,0 +1,690 @@
+"""Writes for numbers and lines, identities, sharing grants and the offboarding
+kill-switch. Each service is one transaction that checks the operator's policy,
+writes its rows, an audit row and, when the HSS must follow, bumps the identity's
+sync row (the outbox); the sync task is queued after commit."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.utils import timezone
+
+from accounts import audit
+from accounts import services as account_services
+from accounts.audit import Actor
+from accounts.models import ApiToken, Enterprise, Role, Service, ServiceContract, User
+from portal.errors import RuleViolation
+
+from . import numbers
+from .hss import backend as hss_backend
+from .models import (
+    Grant,
+    Identity,
+    IdentitySync,
+    NumberBlock,
+    OffboardingReceipt,
+    SimLine,
+    TelephoneNumber,
+)
+
+IDENTITY_FIELDS = ["tn", "imsi", "alias", "display_name", "services", "status"]
+ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+# Printable text without control characters; CNAM and RCD carry plain names.
+DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
+# --- Inventory (operator staff) -------------------------------------------------------
+
+
+@transaction.atomic
+def number_block_create(
+    *, actor: Actor, enterprise: Enterprise, first_number: str, last_number: str, note: str = ""
+) -> NumberBlock:
+    """Assign a block of numbers to an enterprise; no number may belong to two."""
+    actor.ensure_acts_for(enterprise)
+    first, last, country, tns = numbers.tn_range(
+        first_number, last_number, max_size=NumberBlock.MAX_SIZE
+    )
+    clash = _first_taken_between(first, last)
+    if clash is not None:
+        owner = "another enterprise" if clash.enterprise_id != enterprise.pk else enterprise.name
+        raise RuleViolation(
+            f"The block overlaps numbers already assigned to {owner} (e.g. {clash.e164}).",
+            code="overlap",
+        )
+    block = NumberBlock.objects.create(
+        enterprise=enterprise, country=country, first_number=first, last_number=last, note=note
+    )
+    try:
+        with transaction.atomic():
+            TelephoneNumber.objects.bulk_create(
+                (TelephoneNumber(enterprise=enterprise, block=block, e164=tn) for tn in tns),
+                batch_size=2000,
+            )
+    except IntegrityError as exc:  # a concurrent block took some of these numbers
+        raise RuleViolation(
+            "The block overlaps numbers just assigned elsewhere.", code="overlap"
+        ) from exc
+    audit.record(
+        actor=actor,
+        action="number_block.created",
+        enterprise=enterprise,
+        target=block,
+        changes={"range": [None, str(block)], "country": [None, country], "size": [None, len(tns)]},
+    )
+    return block
+
+
+def _first_taken_between(first: str, last: str) -> TelephoneNumber | None:
+    # Same-length E.164 strings sort like the numbers they spell.
+    return (
+        TelephoneNumber.objects.annotate(digits=Length("e164"))
+        .filter(digits=len(first), e164__gte=first, e164__lte=last)
+        .select_related("enterprise")
+        .first()
+    )
+
+
+@transaction.atomic
+def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: str) -> SimLine:
+    actor.ensure_acts_for(enterprise)
+    imsi, iccid = numbers.clean_imsi(imsi), numbers.clean_iccid(iccid)
+    if SimLine.objects.filter(Q(imsi=imsi) | Q(iccid=iccid)).exists():
+        raise RuleViolation(
+            f"A SIM line with IMSI {imsi} or ICCID {iccid} already exists.", code="duplicate"
+        )
+    line = SimLine.objects.create(enterprise=enterprise, imsi=imsi, iccid=iccid)
+    audit.record(
+        actor=actor,
+        action="sim_line.created",
+        enterprise=enterprise,
+        target=line,
+        changes={"imsi": [None, imsi], "iccid": [None, iccid]},
+    )
+    return line
+
+
+# --- Numbers and lines for identities ---------------------------------------------------
+
+
+def _available(now: datetime) -> Q:
+    return Q(status=TelephoneNumber.Status.FREE) | Q(
+        status=TelephoneNumber.Status.QUARANTINED, quarantined_until__lte=now
+    )
+
+
+def _allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "") -> TelephoneNumber:
+    """The chosen TN, or the next free one (in ``country`` if given), now assigned."""
+    now = timezone.now()
+    numbers_of = TelephoneNumber.objects.for_enterprise(enterprise)
+    if tn:
+        e164, _ = numbers.parse_tn(tn)
+        number = numbers_of.select_for_update().filter(e164=e164).first()
+        if number is None:
+            raise RuleViolation(
+                f"{e164} is not in {enterprise.name}'s number blocks.",
+                code="number_not_ours",
+                field="tn",
+            )
+        if not numbers_of.filter(pk=number.pk).filter(_available(now)).exists():
+            detail = (
+                f"in quarantine until {number.quarantined_until:%Y-%m-%d}"
+                if number.status == TelephoneNumber.Status.QUARANTINED
+                else "already in use"
+            )
+            raise RuleViolation(f"{e164} is {detail}.", code="number_unavailable", field="tn")
+    else:
+        free = numbers_of.filter(_available(now))
+        if country:
+            free = free.filter(block__country=country.upper())
+        # Concurrent onboardings each take a different number instead of queueing.
+        number = free.select_for_update(skip_locked=True).order_by("e164").first()
+        if number is None:
+            where = f" in {country.upper()}" if country else ""
+            raise RuleViolation(
+                f"{enterprise.name} has no free number{where}. Ask the operator for another block.",
+                code="no_free_number",
+                field="tn",
+            )
+    number.status = TelephoneNumber.Status.ASSIGNED
+    number.quarantined_until = None
+    number.save(update_fields=["status", "quarantined_until"])
+    return number
+
+
+def _quarantine(number: TelephoneNumber) -> None:
+    number.status = TelephoneNumber.Status.QUARANTINED
+    number.quarantined_until = timezone.now() + timedelta(days=settings.NUMBER_QUARANTINE_DAYS)
+    number.save(update_fields=["status", "quarantined_until"])
+
+
+def _take_line(enterprise: Enterprise, imsi: str) -> SimLine:
+    imsi = numbers.clean_imsi(imsi)
+    line = SimLine.objects.for_enterprise(enterprise).select_for_update().filter(imsi=imsi).first()
+    if line is None:
+        raise RuleViolation(f"IMSI {imsi} is not in {enterprise.name}'s line pool.", field="imsi")
+    if Identity.objects.filter(line=line).exists():
+        raise RuleViolation(
+            f"The SIM line {imsi} is already in use.", code="line_in_use", field="imsi"
+        )
+    return line
+
+
+# --- Identities ---------------------------------------------------------------------------
+
+
+def _identity_snapshot(identity: Identity) -> dict:
+    return {
+        "tn": identity.tn,
+        "imsi": identity.line.imsi if identity.line_id else "",
+        "alias": identity.alias,
+        "display_name": identity.display_name,
+        "services": sorted(identity.services),
+        "status": identity.status,
+    }
+
+
+def _locked_contract(enterprise: Enterprise) -> ServiceContract:
+    """The contract, locked: identity creation is serialised per enterprise so that
+    two concurrent requests cannot both take the last unit of quota."""
+    return ServiceContract.objects.select_for_update().get(enterprise=enterprise)
+
+
+def _ensure_may_provision(actor: Actor, enterprise: Enterprise) -> ServiceContract:
+    """The actor may create or change identities under the enterprise's contract."""
+    account_services.ensure_may_change(actor, enterprise)
+    contract = enterprise.contract
+    if not contract.may_create_identities:
+        raise RuleViolation(
+            f"{settings.OPERATOR_NAME}'s contract with {enterprise.name} does not allow it to "
+            "create or change identities.",
+            code="contract_forbids_identities",
+        )
+    return contract
+
+
+def _clean_services(contract: ServiceContract, services: list[str]) -> list[str]:
+    services = sorted(set(services or []))
+    if not services:
+        raise RuleViolation("Choose at least one service.", field="services")
+    unknown = [s for s in services if s not in Service.values]
+    if unknown:
+        raise RuleViolation(f"Unknown services: {', '.join(unknown)}.", field="services")
+    refused = [Service(s).label for s in services if not contract.allows(s)]
+    if refused:
+        raise RuleViolation(
+            f"The contract does not include {', '.join(refused)}.",
+            code="service_not_in_contract",
+            field="services",
+        )
+    return services
+
+
+def _clean_display_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise RuleViolation("Give the name callers should see.", field="display_name")
+    if len(name) > Identity.DISPLAY_NAME_MAX or not DISPLAY_NAME_RE.match(name):
+        raise RuleViolation(
+            f"A caller name has at most {Identity.DISPLAY_NAME_MAX} printable characters "
+            "(the CNAM limit).",
+            field="display_name",
+        )
+    return name
+
+
+def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None = None) -> str:
+    alias = (alias or "").strip().lower()
+    if not alias:
+        return ""
+    if not ALIAS_RE.match(alias) or alias.startswith("+"):
+        raise RuleViolation(
+            "An alias is a SIP user name of lower-case letters, digits, dots, dashes or "
+            "underscores, e.g. rob.smith.",
+            field="alias",
+        )
+    if not hss_backend().supports_aliases:
+        raise RuleViolation(
+            "The operator's HSS cannot hold alias identities; leave the alias empty.",
+            code="alias_unsupported",
+            field="alias",
+        )
+    clash = Identity.objects.for_enterprise(enterprise).live().filter(alias=alias)
+    if exclude is not None:
+        clash = clash.exclude(pk=exclude.pk)
+    if clash.exists():
+        raise RuleViolation(f"sip:{alias}@{enterprise.sip_domain} is taken.", field="alias")
+    return alias
+
+
+def default_display_name(user: User) -> str:
+    return user.full_name[: Identity.DISPLAY_NAME_MAX].strip()
+
+
+@transaction.atomic
+def identity_create(
+    *,
+    actor: Actor,
+    owner: User,
+    services: list[str],
+    display_name: str = "",
+    tn: str = "",
+    imsi: str = "",
+    alias: str = "",
+) -> Identity:
+    """A new identity for an employee: a TN from the enterprise's blocks (chosen, or
+    the next free), an optional SIM line from its pool, IMPUs and IMPI derived."""
+    enterprise = owner.enterprise
+    if enterprise is None:
+        raise RuleViolation("Operator staff hold no identities.")
+    _ensure_may_provision(actor, enterprise)
+    contract = _locked_contract(enterprise)
+    if owner.status not in (User.Status.INVITED, User.Status.ACTIVE):
+        raise RuleViolation(f"{owner} is {owner.get_status_display().lower()}; no new identities.")
+    live = Identity.objects.for_enterprise(enterprise).live().count()
+    if live >= contract.identity_quota:
+        raise RuleViolation(
+            f"{enterprise.name} holds {live} identities, its quota is {contract.identity_quota}.",
+            code="quota_reached",
+        )
+    services = _clean_services(contract, services)
+    display_name = _clean_display_name(display_name or default_display_name(owner))
+    alias = _clean_alias(enterprise, alias)
+    if not imsi and hss_backend().requires_line:
+        raise RuleViolation(
+            "The operator's HSS needs a SIM line for every identity.",
+            code="line_required",
+            field="imsi",
+        )
+    line = _take_line(enterprise, imsi) if imsi else None
+    number = _allocate_number(enterprise, tn=tn)
+    identity = Identity.objects.create(
+        enterprise=enterprise,
+        owner=owner,
+        number=number,
+        line=line,
+        alias=alias,
+        display_name=display_name,
+        services=services,
+    )
+    IdentitySync.objects.create(identity=identity, enterprise=enterprise)
+    _queue_sync(identity.pk)
+    audit.record(
+        actor=actor,
+        action="identity.created",
+        enterprise=enterprise,
+        target=identity,
+        changes=audit.diff({}, _identity_snapshot(identity)),
+    )
+    return identity
+
+
+@transaction.atomic
+def employee_onboard(
+    *,
+    actor: Actor,
+    enterprise: Enterprise,
+    email: str,
+    full_name: str,
+    services: list[str],
+    role: str = Role.EMPLOYEE,
+    display_name: str = "",
+    tn: str = "",
+    imsi: str = "",
+    alias: str = "",
+) -> Identity:
+    """One step for a joiner: the account, its invitation and a first identity."""
+    user = account_services.user_invite(
+        actor=actor, enterprise=enterprise, email=email, full_name=full_name, role=role
+    )
+    return identity_create(
+        actor=actor,
+        owner=user,
+        services=services,
+        display_name=display_name,
+        tn=tn,
+        imsi=imsi,
+        alias=alias,
+    )
+
+
+def _locked(identity: Identity) -> Identity:
+    return (
+        Identity.objects.select_for_update(of=("self",))
+        .select_related("enterprise", "number", "line", "owner")
+        .get(pk=identity.pk)
+    )
+
+
+def _changed(actor: Actor, identity: Identity, before: dict, action: str) -> Identity:
+    """Audit what changed and have the HSS follow."""
+    changes = audit.diff(before, _identity_snapshot(identity))
+    if changes:
+        identity.save()
+        request_sync(identity)
+        audit.record(
+            actor=actor,
+            action=action,
+            enterprise=identity.enterprise,
+            target=identity,
+            changes=changes,
+        )
+    return identity
+
+
+@transaction.atomic
+def identity_update(
+    *,
+    actor: Actor,
+    identity: Identity,
+    services: list[str] | None = None,
+    display_name: str | None = None,
+    alias: str | None = None,
+) -> Identity:
+    """Change the entitled services, the caller name or the alias."""
+    contract = _ensure_may_provision(actor, identity.enterprise)
+    identity = _locked(identity)
+    _ensure_live(identity)
+    before = _identity_snapshot(identity)
+    if services is not None:
+        identity.services = _clean_services(contract, services)
+    if display_name is not None:
+        identity.display_name = _clean_display_name(display_name)
+    if alias is not None:
+        identity.alias = _clean_alias(identity.enterprise, alias, exclude=identity)
+    return _changed(actor, identity, before, "identity.updated")
+
+
+def _ensure_live(identity: Identity) -> None:
+    if identity.status == Identity.Status.REMOVED:
+        raise RuleViolation(f"The identity {identity.former_tn} has been removed.", code="removed")
+
+
+def _set_status(actor: Actor, identity: Identity, status: str, action: str) -> Identity:
+    account_services.ensure_may_change(actor, identity.enterprise)
+    identity = _locked(identity)
+    _ensure_live(identity)
+    if identity.status == status:
+        raise RuleViolation(
+            f"The identity {identity.tn} is already {identity.get_status_display().lower()}."
+        )
+    before = _identity_snapshot(identity)
+    identity.status = status
+    return _changed(actor, identity, before, action)
+
+
+@transaction.atomic
+def identity_suspend(*, actor: Actor, identity: Identity) -> Identity:
+    """Disable the identity in the HSS; it keeps its number, line and grants."""
+    return _set_status(actor, identity, Identity.Status.SUSPENDED, "identity.suspended")
+
+
+@transaction.atomic
+def identity_resume(*, actor: Actor, identity: Identity) -> Identity:
+    return _set_status(actor, identity, Identity.Status.ACTIVE, "identity.resumed")
+
+
+@transaction.atomic
+def identity_relocate(
+    *, actor: Actor, identity: Identity, country: str = "", tn: str = "", imsi: str | None = None
+) -> Identity:
+    """Move the identity to a new number (in ``country``, or the chosen ``tn``); the old
+    number goes into quarantine. ``imsi`` swaps the SIM line ("" removes it)."""
+    _ensure_may_provision(actor, identity.enterprise)
+    identity = _locked(identity)
+    _ensure_live(identity)
+    if not (country or tn):
+        raise RuleViolation("Give the new country or the new number.", field="country")
+    before = _identity_snapshot(identity)
+    old_number = identity.number
+    identity.number = _allocate_number(identity.enterprise, tn=tn, country=country)
+    _quarantine(old_number)
+    if imsi is not None and imsi != before["imsi"]:
+        identity.line = _take_line(identity.enterprise, imsi) if imsi else None
+    return _changed(actor, identity, before, "identity.relocated")
+
+
+def _end_grants(grants, reason: str, actor: Actor) -> list[Grant]:
+    """End grants, and have the grantees' own subscriptions follow."""
+    ended = list(grants.select_related("identity", "grantee", "enterprise"))
+    now = timezone.now()
+    for grant in ended:
+        grant.revoked_at = now
+        grant.end_reason = reason
+        grant.save(update_fields=["revoked_at", "end_reason"])
+        audit.record(
+            actor=actor,
+            action=f"grant.{reason}",
+            enterprise=grant.enterprise,
+            target=grant,
+            changes={"active": [True, False]},
+        )
+    for grantee_id in {g.grantee_id for g in ended}:
+        for identity in Identity.objects.live().filter(owner_id=grantee_id):
+            request_sync(identity)
+    return ended
+
+
+def _remove(actor: Actor, identity: Identity) -> Identity:
+    """Disable and remove the identity in the HSS (deregistering its UEs), quarantine
+    its number, free its line and end the grants on it."""
+    before = _identity_snapshot(identity)
+    _end_grants(
+        Grant.objects.active().filter(identity=identity), Grant.EndReason.IDENTITY_REMOVED, actor
+    )
+    number = identity.number
+    identity.former_tn = number.e164
+    identity.status = Identity.Status.REMOVED
+    identity.number = None
+    identity.line = None
+    identity.save()
+    _quarantine(number)
+    request_sync(identity)
+    audit.record(
+        actor=actor,
+        action="identity.removed",
+        enterprise=identity.enterprise,
+        target=identity,
+        changes=audit.diff(before, {**before, "status": Identity.Status.REMOVED}),
+    )
+    return identity
+
+
+@transaction.atomic
+def identity_remove(*, actor: Actor, identity: Identity) -> Identity:
+    account_services.ensure_may_change(actor, identity.enterprise)
+    identity = _locked(identity)
+    _ensure_live(identity)
+    return _remove(actor, identity)
+
+
+@transaction.atomic
+def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
+    """The leaver's kill-switch: every identity disabled and removed from the HSS (its
+    UEs deregistered), every grant given or received revoked, the API tokens the
+    leaver created revoked, the account closed. Returns the receipt of each step."""
+    enterprise = user.enterprise
+    account_services.ensure_may_change(actor, enterprise)
+    steps = []
+    identities = list(
+        Identity.objects.live()
+        .select_for_update(of=("self",))
+        .select_related("enterprise", "number", "line", "owner")
+        .filter(owner=user)
+    )
+    for identity in identities:
+        tn = identity.tn
+        _remove(actor, identity)
+        steps.append(
+            {
+                "step": f"Identity {tn}: disabled, UEs deregistered and removed from the HSS; "
+                "number in quarantine",
+                "outcome": "requested",
+                "identity_id": identity.pk,
+            }
+        )
+    if not identities:
+        steps.append({"step": "No identities held", "outcome": "done"})
+    given = _end_grants(
+        Grant.objects.active().filter(identity__owner=user), Grant.EndReason.OWNER_LEFT, actor
+    )
+    received = _end_grants(
+        Grant.objects.active().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
+    )
+    steps.append(
+        {"step": f"Grants revoked: {len(given)} given, {len(received)} received", "outcome": "done"}
+    )
+    tokens = list(ApiToken.objects.filter(created_by=user, revoked_at=None))
+    for token in tokens:
+        account_services.api_token_revoke(actor=actor, token=token)
+    steps.append({"step": f"API tokens they created revoked: {len(tokens)}", "outcome": "done"})
+    account_services.user_offboard(actor=actor, user=user)
+    steps.append(
+        {
+            "step": "Account closed: sign-in blocked, sessions ended, second factors removed, "
+            "open invitations revoked",
+            "outcome": "done",
+        }
+    )
+    receipt = OffboardingReceipt.objects.create(
+        enterprise=enterprise, user=user, actor_label=actor.label, steps=steps
+    )
+    return receipt
+
+
+# --- Sharing grants (TS 22.173 4.6) -------------------------------------------------------
+
+
+@transaction.atomic
+def grant_create(
+    *,
+    actor: Actor,
+    identity: Identity,
+    grantee: User,
+    can_make_calls: bool = True,
+    can_receive_calls: bool = True,
+    valid_until: datetime | None = None,
+) -> Grant:
+    """The identity's owner lets another employee use it."""
+    account_services.ensure_may_change(actor, identity.enterprise)
+    identity = _locked(identity)
+    if actor.user is None or actor.user.pk != identity.owner_id:
+        raise RuleViolation("Only the identity's owner can share it.", code="not_owner")
+    if identity.status != Identity.Status.ACTIVE:
+        raise RuleViolation(f"The identity {identity.tn or identity.former_tn} is not active.")
+    if grantee.enterprise_id != identity.enterprise_id:
+        raise RuleViolation(
+            "You can share only with people of your own enterprise.", field="grantee"
+        )
+    if grantee.pk == identity.owner_id:
+        raise RuleViolation("You already own this identity.", field="grantee")
+    if grantee.status != User.Status.ACTIVE:
+        raise RuleViolation(f"{grantee} is not an active employee.", field="grantee")
+    if not (can_make_calls or can_receive_calls):
+        raise RuleViolation("Allow making calls, receiving calls, or both.")
+    if valid_until is not None and valid_until <= timezone.now():
+        raise RuleViolation("The end of the grant must lie in the future.", field="valid_until")
+    if Grant.objects.active().filter(identity=identity, grantee=grantee).exists():
+        raise RuleViolation(f"{grantee} already holds a grant on {identity.tn}; revoke it first.")
+    grant = Grant.objects.create(
+        enterprise=identity.enterprise,
+        identity=identity,
+        grantee=grantee,
+        can_make_calls=can_make_calls,
+        can_receive_calls=can_receive_calls,
+        valid_until=valid_until,
+        created_by=actor.user,
+    )
+    for own in Identity.objects.live().filter(owner=grantee):
+        request_sync(own)
+    audit.record(
+        actor=actor,
+        action="grant.created",
+        enterprise=identity.enterprise,
+        target=grant,
+        changes={
+            "grantee": [None, grantee.email],
+            "rights": [None, grant.rights],
+            "valid_until": [None, valid_until.isoformat() if valid_until else None],
+        },
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_revoke(*, actor: Actor, grant: Grant) -> Grant:
+    """The owner withdraws a grant (the grantee may give it up; an admin may end it)."""
+    account_services.ensure_may_change(actor, grant.enterprise)
+    user = actor.user
+    allowed = (
+        user is None
+        or user.is_enterprise_admin
+        or user.pk in (grant.identity.owner_id, grant.grantee_id)
+    )
+    if not allowed:
+        raise RuleViolation(
+            "Only the owner, the grantee or an admin can revoke a grant.", code="not_owner"
+        )
+    if not grant.is_active:
+        raise RuleViolation("This grant has already ended.")
+    _end_grants(Grant.objects.filter(pk=grant.pk), Grant.EndReason.REVOKED, actor)
+    grant.refresh_from_db()
+    return grant
+
+
+def grants_expire() -> int:
+    """Record the grants whose time is up and have the HSS follow. Periodic."""
+    due = Grant.objects.filter(revoked_at=None, valid_until__lte=timezone.now())
+    with transaction.atomic():
+        return len(
+            _end_grants(
+                due.select_for_update(of=("self",)), Grant.EndReason.EXPIRED, Actor.system()
+            )
+        )
+
+
+# --- The outbox -------------------------------------------------------------------------
+
+
+def request_sync(identity: Identity) -> None:
+    """Record, in the caller's transaction, that the HSS must follow this identity; the
+    task runs after commit. Many changes in a row collapse into one push of the latest
+    state, since the task reads the identity afresh."""
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        desired_version=F("desired_version") + 1,
+        state=IdentitySync.State.PENDING,
+        requested_at=timezone.now(),
+        attempts=0,
+        next_attempt_at=None,
+        last_error="",
+    )
+    _queue_sync(identity.pk)
+
+
+def _queue_sync(identity_id: int) -> None:
+    from .tasks import sync_identity
+
+    transaction.on_commit(lambda: sync_identity.delay(identity_id))
+
+
+@transaction.atomic
+def sync_retry(*, actor: Actor, identity: Identity) -> Identity:
+    """An admin asks for another try of a failed sync."""
+    account_services.ensure_may_change(actor, identity.enterprise)
+    sync = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+    if sync.state != IdentitySync.State.FAILED:
+        raise RuleViolation("Only a failed sync can be retried.")
+    request_sync(identity)
+    audit.record(
+        actor=actor,
+        action="identity.sync_retried",
+        enterprise=identity.enterprise,
+        target=identity,
+        changes={"sync": [IdentitySync.State.FAILED, IdentitySync.State.PENDING]},
+    )
+    return identity

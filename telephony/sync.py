@@ -1,0 +1,359 @@
+"""The worker side of the HSS sync: push an identity's current desired state, the
+sweep that re-queues changes whose task was lost, and the reconcile that compares the
+HSS with what the portal wants and repairs drift.
+
+A push claims the identity's sync row (a lease, so that two workers never push the
+same identity at once), reads the identity afresh, writes through the HSS backend with
+an idempotent upsert, and records the version it pushed. A worker that dies between the
+HSS write and the record leaves the lease to expire; the sweep re-queues the change and
+the repeated push writes the same state again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts import audit
+from accounts.audit import Actor
+
+from .hss import HssBackend, HssPermanentError, HssTransientError, SharedAccess, Subscription
+from .hss import backend as hss_backend
+from .models import Grant, Identity, IdentitySync, SyncAttempt, TelephoneNumber
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    outcome: str  # synced | retry | failed | skipped
+    retry_in: float | None = None
+
+
+# --- Desired state --------------------------------------------------------------------
+
+
+def shared_access(owner_ids) -> dict[int, tuple[SharedAccess, ...]]:
+    """For each owner, the TNs of other identities they may use through active grants."""
+    shared = defaultdict(list)
+    grants = (
+        Grant.objects.active()
+        .filter(grantee_id__in=owner_ids, identity__status=Identity.Status.ACTIVE)
+        .select_related("identity__number")
+        .order_by("identity__number__e164")
+    )
+    for grant in grants:
+        shared[grant.grantee_id].append(
+            SharedAccess(grant.identity.tn, grant.can_make_calls, grant.can_receive_calls)
+        )
+    return {owner: tuple(items) for owner, items in shared.items()}
+
+
+def desired_subscription(identity: Identity, shared=None) -> Subscription | None:
+    """What the HSS should hold for this identity; None when it should hold nothing."""
+    if identity.status == Identity.Status.REMOVED:
+        return None
+    if shared is None:
+        shared = shared_access([identity.owner_id])
+    return Subscription(
+        msisdn=identity.tn,
+        imsi=identity.line.imsi if identity.line_id else "",
+        impi=identity.impi,
+        impus=tuple(identity.impus),
+        enabled=identity.status == Identity.Status.ACTIVE,
+        services=tuple(sorted(identity.services)),
+        display_name=identity.display_name,
+        shared=shared.get(identity.owner_id, ()),
+    )
+
+
+def _held_by_live_identity(msisdn: str, *, other_than: int) -> bool:
+    """Another live identity has this number now: its stale copy must not be removed."""
+    return Identity.objects.live().filter(number__e164=msisdn).exclude(pk=other_than).exists()
+
+
+# --- Push -----------------------------------------------------------------------------
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff, capped, with jitter: between half and all of the step, so
+    that identities failing together do not retry together (attempt counts from 1)."""
+    ceiling = min(
+        settings.SYNC_BACKOFF_CAP_SECONDS, settings.SYNC_BACKOFF_BASE_SECONDS * 2**attempt
+    )
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def _claim(identity_id: int, now) -> int | None:
+    """Take the lease on a pending sync row; the version to push, or None to skip."""
+    with transaction.atomic():
+        row = (
+            IdentitySync.objects.select_for_update(skip_locked=True).filter(pk=identity_id).first()
+        )
+        if row is None or not row.is_pending or row.state == IdentitySync.State.FAILED:
+            return None
+        if row.claimed_until and row.claimed_until > now:
+            return None  # another worker is pushing; it re-queues if more changes came in
+        row.claimed_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+        row.save(update_fields=["claimed_until"])
+        return row.desired_version
+
+
+def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id: str):
+    """Bring the HSS in step with the identity; returns what was pushed (or None)."""
+    desired = desired_subscription(identity)
+    stale = ""
+    if row.pushed_msisdn and (desired is None or row.pushed_msisdn != desired.msisdn):
+        stale = row.pushed_msisdn
+    if desired is None and not stale and not row.pushed_msisdn:
+        stale = identity.former_tn  # removed before its first push landed: be sure
+    if stale and not _held_by_live_identity(stale, other_than=identity.pk):
+        hss.deregister(stale, imsi=row.pushed_imsi)
+        hss.remove(stale, imsi=row.pushed_imsi, operation_id=operation_id)
+    if desired is not None:
+        hss.upsert(desired, operation_id=operation_id)
+    return desired
+
+
+def push_identity(identity_id: int) -> PushResult:
+    """One sync attempt of one identity (what the ``sync_identity`` task runs)."""
+    now = timezone.now()
+    version = _claim(identity_id, now)
+    if version is None:
+        return PushResult("skipped")
+    row = IdentitySync.objects.get(pk=identity_id)
+    identity = Identity.objects.select_related("enterprise", "number", "line", "owner").get(
+        pk=identity_id
+    )
+    operation_id = f"portal-{identity_id}-{version}"
+    started = time.monotonic()
+    try:
+        pushed = _write(hss_backend(), identity, row, operation_id)
+    except HssPermanentError as exc:
+        return _record_failure(identity, version, str(exc), started, transient=False)
+    except HssTransientError as exc:
+        return _record_failure(identity, version, str(exc), started, transient=True)
+    except Exception as exc:
+        log.exception("HSS push of identity %s failed unexpectedly", identity_id)
+        return _record_failure(
+            identity, version, f"{exc.__class__.__name__}: {exc}", started, transient=True
+        )
+    return _record_success(identity, version, pushed, operation_id, started)
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _record_success(identity, version, pushed, operation_id, started) -> PushResult:
+    with transaction.atomic():
+        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+        row.synced_version = max(row.synced_version, version)
+        row.pushed_msisdn = pushed.msisdn if pushed else ""
+        row.pushed_imsi = pushed.imsi if pushed else ""
+        row.claimed_until = None
+        row.synced_at = timezone.now()
+        row.remote_operation_id = operation_id
+        if row.is_pending:  # changed again while we pushed: push the newer state next
+            row.state = IdentitySync.State.PENDING
+            transaction.on_commit(lambda: _queue(identity.pk))
+        else:
+            row.state = IdentitySync.State.SYNCED
+            row.attempts = 0
+            row.last_error = ""
+            row.next_attempt_at = None
+        row.save()
+        SyncAttempt.objects.create(
+            enterprise_id=identity.enterprise_id,
+            identity=identity,
+            version=version,
+            outcome=SyncAttempt.Outcome.SYNCED,
+            detail="removed from the HSS" if pushed is None else "",
+            operation_id=operation_id,
+            duration_ms=_elapsed_ms(started),
+        )
+    return PushResult("synced")
+
+
+def _record_failure(identity, version, reason, started, *, transient) -> PushResult:
+    with transaction.atomic():
+        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+        row.attempts = F("attempts") + 1
+        row.claimed_until = None
+        row.last_error = reason[:2000]
+        row.save(update_fields=["attempts", "claimed_until", "last_error"])
+        row.refresh_from_db(fields=["attempts"])
+        retry_in = None
+        if transient and row.attempts < settings.SYNC_MAX_ATTEMPTS:
+            retry_in = backoff_seconds(row.attempts)
+            row.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
+            row.state = IdentitySync.State.PENDING
+            outcome = SyncAttempt.Outcome.RETRYING
+        else:
+            row.next_attempt_at = None
+            row.state = IdentitySync.State.FAILED
+            outcome = SyncAttempt.Outcome.FAILED
+            if transient:
+                reason = f"gave up after {row.attempts} tries: {reason}"
+                row.last_error = reason[:2000]
+        row.save(update_fields=["next_attempt_at", "state", "last_error"])
+        SyncAttempt.objects.create(
+            enterprise_id=identity.enterprise_id,
+            identity=identity,
+            version=version,
+            outcome=outcome,
+            detail=reason[:2000],
+            duration_ms=_elapsed_ms(started),
+        )
+    if retry_in is None:
+        log.warning("HSS sync of identity %s failed: %s", identity.pk, reason)
+        return PushResult("failed")
+    return PushResult("retry", retry_in)
+
+
+def _queue(identity_id: int, countdown: float | None = None) -> None:
+    from .tasks import sync_identity
+
+    sync_identity.apply_async((identity_id,), countdown=countdown)
+
+
+# --- Sweep ----------------------------------------------------------------------------
+
+SWEEP_BATCH = 1000
+
+
+def sweep() -> int:
+    """Re-queue pending changes whose task seems lost: never started, a retry that is
+    long overdue, or a lease that expired because its worker died. Periodic."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS)
+    lost = (
+        IdentitySync.objects.filter(synced_version__lt=F("desired_version"))
+        .exclude(state=IdentitySync.State.FAILED)
+        .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
+        .filter(
+            Q(next_attempt_at=None, requested_at__lt=now - grace)
+            | Q(next_attempt_at__lt=now - grace)
+        )
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    ids = list(lost)
+    if ids:
+        # Push the next due moment forward so that the next sweep does not queue them again.
+        IdentitySync.objects.filter(pk__in=ids).update(next_attempt_at=now, claimed_until=None)
+        for identity_id in ids:
+            _queue(identity_id)
+        log.info("sync sweep re-queued %d identities", len(ids))
+    return len(ids)
+
+
+# --- Reconcile ------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    compared: int = 0
+    drifted: int = 0
+    orphans_removed: int = 0
+
+
+def reconcile(batch: int = 500) -> ReconcileReport:
+    """Compare what the HSS holds with what every synced identity wants; record and
+    repair each difference, and remove subscriptions on our numbers that no identity
+    holds. Periodic (Celery beat)."""
+    hss = hss_backend()
+    actual = {sub.msisdn: sub for sub in hss.list_all()}
+    report = ReconcileReport()
+    wanted = set()
+    identities = (
+        Identity.objects.select_related("enterprise", "number", "line", "sync")
+        .filter(sync__state=IdentitySync.State.SYNCED)
+        .order_by("pk")
+    )
+    last_pk = 0
+    while True:
+        chunk = list(identities.filter(pk__gt=last_pk)[:batch])
+        if not chunk:
+            break
+        last_pk = chunk[-1].pk
+        shared = shared_access({i.owner_id for i in chunk})
+        for identity in chunk:
+            report.compared += 1
+            desired = desired_subscription(identity, shared)
+            if desired is None:
+                if identity.former_tn in actual and not _held_by_live_identity(
+                    identity.former_tn, other_than=identity.pk
+                ):
+                    _drift_found(identity, {"subscription": ["absent", "present"]})
+                    report.drifted += 1
+                continue
+            wanted.add(desired.msisdn)
+            differences = hss.differences(desired, actual.get(desired.msisdn))
+            if differences:
+                _drift_found(identity, differences)
+                report.drifted += 1
+    report.orphans_removed = _remove_orphans(hss, actual, wanted)
+    return report
+
+
+def _drift_found(identity: Identity, differences: dict) -> None:
+    """Show what differed and queue the repair: a push of the desired state."""
+    from .services import request_sync
+
+    with transaction.atomic():
+        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+        if row.state != IdentitySync.State.SYNCED:
+            return  # a change is under way; its push settles the difference
+        request_sync(identity)
+        IdentitySync.objects.filter(pk=identity.pk).update(
+            state=IdentitySync.State.DRIFT, drift=differences, drift_found_at=timezone.now()
+        )
+        SyncAttempt.objects.create(
+            enterprise_id=identity.enterprise_id,
+            identity=identity,
+            version=row.desired_version,
+            outcome=SyncAttempt.Outcome.DRIFT,
+            detail=json.dumps(differences, sort_keys=True),
+        )
+        audit.record(
+            actor=Actor.system(),
+            action="identity.drift_found",
+            enterprise=identity.enterprise,
+            target=identity,
+            changes=differences,
+        )
+
+
+def _remove_orphans(hss: HssBackend, actual: dict, wanted: set) -> int:
+    """Subscriptions on numbers of our blocks that no live identity wants."""
+    candidates = [msisdn for msisdn in actual if msisdn not in wanted]
+    ours = TelephoneNumber.objects.filter(e164__in=candidates).select_related("enterprise")
+    removed = 0
+    for number in ours:
+        if (
+            Identity.objects.live()
+            .filter(number=number)
+            .exclude(sync__state=IdentitySync.State.SYNCED)
+            .exists()
+        ):
+            continue  # its identity has a push under way
+        hss.remove(number.e164, imsi=actual[number.e164].imsi, operation_id="portal-reconcile")
+        audit.record(
+            actor=Actor.system(),
+            action="hss.orphan_removed",
+            enterprise=number.enterprise,
+            target=number,
+            changes={"subscription": ["present", "absent"]},
+        )
+        removed += 1
+    return removed

@@ -1,0 +1,37 @@
+"""Celery tasks: thin, by id, calling the sync engine or a service."""
+
+from celery import shared_task
+
+from . import services, sync
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def sync_identity(self, identity_id: int) -> str:
+    """Push one identity's current desired state to the HSS. Idempotent: a duplicate
+    delivery finds nothing pending and does nothing. Transient faults retry with
+    backoff; the sync row shows every attempt."""
+    result = sync.push_identity(identity_id)
+    if result.retry_in is not None:
+        # Not raising: the retry is a new message; this one is done (and acked).
+        self.retry(countdown=result.retry_in, max_retries=None, throw=False)
+    return result.outcome
+
+
+@shared_task(ignore_result=True)
+def sweep_sync_queue() -> int:
+    return sync.sweep()
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def reconcile_hss() -> dict:
+    report = sync.reconcile()
+    return {
+        "compared": report.compared,
+        "drifted": report.drifted,
+        "orphans": report.orphans_removed,
+    }
+
+
+@shared_task(ignore_result=True)
+def expire_grants() -> int:
+    return services.grants_expire()
