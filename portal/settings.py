@@ -267,10 +267,10 @@ HSS_PYHSS_PROVISIONING_KEY = os.environ.get("HSS_PYHSS_PROVISIONING_KEY", "")
 HSS_PYHSS_IFC_PATH = os.environ.get("HSS_PYHSS_IFC_PATH", "default_ifc.xml")
 HSS_PYHSS_SH_TEMPLATE_PATH = os.environ.get("HSS_PYHSS_SH_TEMPLATE_PATH", "default_sh_user_data.xml")
 HSS_TIMEOUT_SECONDS = float(os.environ.get("HSS_TIMEOUT_SECONDS", "10"))
-if HSS_BACKEND == "pyhss" and not DEBUG and not HSS_PYHSS_URL.startswith("https://"):
-    # Subscriber data crosses the network: production talks TLS unless told otherwise.
-    if not env_bool("HSS_PYHSS_ALLOW_PLAIN_HTTP", False):
-        raise ImproperlyConfigured("HSS_PYHSS_URL must be https:// in production.")
+# Subscriber data crosses the network: production talks TLS unless told otherwise.
+_PLAIN_HSS_URL = HSS_BACKEND == "pyhss" and not HSS_PYHSS_URL.startswith("https://")
+if _PLAIN_HSS_URL and not DEBUG and not env_bool("HSS_PYHSS_ALLOW_PLAIN_HTTP", False):
+    raise ImproperlyConfigured("HSS_PYHSS_URL must be https:// in production.")
 
 # Sync: tries per change, backoff (exponential with full jitter, capped), the lease a
 # worker holds while pushing, and when the sweep re-queues a change whose task was lost.
