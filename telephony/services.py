@@ -142,8 +142,9 @@ def _allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "")
         free = numbers_of.filter(_available(now))
         if country:
             free = free.filter(block__country=country.upper())
-        # Concurrent onboardings each take a different number instead of queueing.
-        number = free.select_for_update(skip_locked=True).order_by("e164").first()
+        # Oldest block first, lowest number first. Concurrent onboardings each take a
+        # different number instead of queueing for the same row.
+        number = free.select_for_update(skip_locked=True).order_by("block_id", "e164").first()
         if number is None:
             where = f" in {country.upper()}" if country else ""
             raise RuleViolation(
@@ -354,8 +355,10 @@ def employee_onboard(
 
 
 def _locked(identity: Identity) -> Identity:
+    """The identity, locked for this change. FOR NO KEY UPDATE: a concurrent push may
+    still add sync-history rows that point at it (their key check only needs to share)."""
     return (
-        Identity.objects.select_for_update(of=("self",))
+        Identity.objects.select_for_update(of=("self",), no_key=True)
         .select_related("enterprise", "number", "line", "owner")
         .get(pk=identity.pk)
     )
@@ -513,7 +516,7 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     steps = []
     identities = list(
         Identity.objects.live()
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .select_related("enterprise", "number", "line", "owner")
         .filter(owner=user)
     )
@@ -643,7 +646,9 @@ def grants_expire() -> int:
     with transaction.atomic():
         return len(
             _end_grants(
-                due.select_for_update(of=("self",)), Grant.EndReason.EXPIRED, Actor.system()
+                due.select_for_update(of=("self",), no_key=True),
+                Grant.EndReason.EXPIRED,
+                Actor.system(),
             )
         )
 

@@ -12,8 +12,8 @@ def sync_identity(self, identity_id: int) -> str:
     backoff; the sync row shows every attempt."""
     result = sync.push_identity(identity_id)
     if result.retry_in is not None:
-        # Not raising: the retry is a new message; this one is done (and acked).
-        self.retry(countdown=result.retry_in, max_retries=None, throw=False)
+        # The sync row counts the tries and decides when to stop; Celery only schedules.
+        raise self.retry(countdown=result.retry_in, max_retries=None)
     return result.outcome
 
 

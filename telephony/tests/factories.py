@@ -1,0 +1,29 @@
+"""Inventory and identities for tests, made through the services as in production."""
+
+from accounts.audit import Actor
+from accounts.models import Service
+from telephony import services
+from telephony.numbers import luhn_valid
+
+SYSTEM = Actor.system()
+
+
+def give_numbers(enterprise, first="+4930123400", last="+4930123499"):
+    return services.number_block_create(
+        actor=SYSTEM, enterprise=enterprise, first_number=first, last_number=last
+    )
+
+
+def iccid_for(n: int) -> str:
+    body = f"894900{n:012d}"
+    return next(body + str(d) for d in range(10) if luhn_valid(body + str(d)))
+
+
+def give_line(enterprise, n: int = 1):
+    return services.sim_line_create(
+        actor=SYSTEM, enterprise=enterprise, imsi=f"26201{n:010d}", iccid=iccid_for(n)
+    )
+
+
+def make_identity(owner, *, actor=SYSTEM, services_=(Service.VOICE,), **kwargs):
+    return services.identity_create(actor=actor, owner=owner, services=list(services_), **kwargs)

@@ -1,0 +1,299 @@
+"""The HSS sync: outbox, idempotent pushes, retries, failures, lost tasks, reconcile."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.models import AuditEvent, User
+from accounts.tests.factories import UserFactory
+from portal.testing import wait_for
+from telephony import services, sync
+from telephony.hss import HssPermanentError, HssTransientError
+from telephony.hss.builtin import BuiltinHss
+from telephony.models import Identity, IdentitySync, SimulatedSubscription, SyncAttempt
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def identity(employee, enterprise):
+    give_numbers(enterprise)
+    return make_identity(employee)  # pending: its task was never run (no commit)
+
+
+def sync_row(identity) -> IdentitySync:
+    return IdentitySync.objects.get(pk=identity.pk)
+
+
+def hss(tn):
+    return SimulatedSubscription.objects.filter(msisdn=tn).first()
+
+
+BUSY = HssTransientError("HSS busy (503)")
+
+
+class FlakyHss(BuiltinHss):
+    """The builtin HSS failing its first ``failures`` calls with ``error``."""
+
+    def __init__(self, failures, error=BUSY):
+        super().__init__(latency_ms=0, failure_rate=0)
+        self.failures = failures
+        self.error = error
+
+    def _call(self):
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    def install(failures, error=BUSY):
+        backend = FlakyHss(failures, error)
+        monkeypatch.setattr("telephony.sync.hss_backend", lambda: backend)
+        return backend
+
+    return install
+
+
+def test_a_change_is_pending_until_pushed_then_synced(identity):
+    assert sync_row(identity).state == IdentitySync.State.PENDING
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    row = sync_row(identity)
+    assert (row.state, row.synced_version, row.pushed_msisdn) == ("synced", 1, identity.tn)
+    assert row.remote_operation_id == f"portal-{identity.pk}-1"
+    assert hss(identity.tn).operation_id == row.remote_operation_id
+
+
+def test_a_duplicate_delivery_changes_nothing(identity):
+    sync.push_identity(identity.pk)
+    stored = hss(identity.tn)
+    assert sync.push_identity(identity.pk).outcome == "skipped"
+    assert SyncAttempt.objects.filter(identity=identity).count() == 1
+    assert hss(identity.tn).updated_at == stored.updated_at
+
+
+def test_many_changes_collapse_into_one_push_of_the_latest_state(identity, admin):
+    for name in ("One", "Two", "Three"):
+        services.identity_update(actor=Actor(user=admin), identity=identity, display_name=name)
+    assert sync_row(identity).desired_version == 4
+    sync.push_identity(identity.pk)
+    assert hss(identity.tn).display_name == "Three"
+    assert sync.push_identity(identity.pk).outcome == "skipped"
+
+
+def test_a_transient_failure_retries_with_backoff_and_then_syncs(identity, flaky):
+    flaky(failures=2)
+    first = sync.push_identity(identity.pk)
+    assert first.outcome == "retry" and 2 <= first.retry_in <= 4
+    row = sync_row(identity)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "HSS busy (503)")
+    assert row.next_attempt_at > timezone.now()
+    second = sync.push_identity(identity.pk)
+    assert second.outcome == "retry" and 4 <= second.retry_in <= 8
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    row = sync_row(identity)
+    assert (row.state, row.attempts, row.last_error) == ("synced", 0, "")
+    outcomes = list(
+        SyncAttempt.objects.filter(identity=identity)
+        .order_by("id")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["retrying", "retrying", "synced"]
+
+
+def test_the_task_retries_transient_failures_by_itself(identity, flaky, monkeypatch):
+    from portal.celery import app
+    from telephony.tasks import sync_identity
+
+    flaky(failures=3)
+    # Eager mode runs each retry at once; Celery re-raises the Retry unless told not to.
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)
+    sync_identity.delay(identity.pk)
+    assert sync_row(identity).state == IdentitySync.State.SYNCED
+    assert SyncAttempt.objects.filter(identity=identity, outcome="retrying").count() == 3
+
+
+def test_transient_failures_give_up_after_the_last_try_and_show(identity, flaky, settings):
+    settings.SYNC_MAX_ATTEMPTS = 3
+    flaky(failures=99)
+    outcomes = [sync.push_identity(identity.pk).outcome for _ in range(4)]
+    assert outcomes == ["retry", "retry", "failed", "skipped"]
+    row = sync_row(identity)
+    assert row.state == IdentitySync.State.FAILED
+    assert row.last_error == "gave up after 3 tries: HSS busy (503)"
+
+
+def test_a_permanent_failure_stops_shows_the_reason_and_can_be_retried(identity, flaky, admin):
+    flaky(failures=1, error=HssPermanentError("HSS refused the IMSI"))
+    assert sync.push_identity(identity.pk).outcome == "failed"
+    row = sync_row(identity)
+    assert (row.state, row.last_error) == ("failed", "HSS refused the IMSI")
+    assert sync.push_identity(identity.pk).outcome == "skipped"  # no automatic retry
+
+    services.sync_retry(actor=Actor(user=admin), identity=identity)
+    assert sync_row(identity).state == IdentitySync.State.PENDING
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    assert AuditEvent.objects.filter(action="identity.sync_retried").exists()
+
+
+def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity, monkeypatch):
+    def die(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(sync, "_record_success", die)
+    with pytest.raises(SystemExit):
+        sync.push_identity(identity.pk)
+    monkeypatch.undo()
+    assert hss(identity.tn) is not None  # written ...
+    row = sync_row(identity)
+    assert row.state == IdentitySync.State.PENDING and row.claimed_until  # ... but not recorded
+    assert sync.push_identity(identity.pk).outcome == "skipped"  # the lease still holds
+
+    # The lease runs out; the sweep finds the change and queues it again.
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        claimed_until=timezone.now() - timedelta(seconds=1),
+        requested_at=timezone.now() - timedelta(hours=1),
+    )
+    queued = []
+    monkeypatch.setattr(
+        sync, "_queue", lambda identity_id, countdown=None: queued.append(identity_id)
+    )
+    assert sync.sweep() == 1 and queued == [identity.pk]
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    assert sync_row(identity).state == IdentitySync.State.SYNCED
+
+
+def test_the_sweep_leaves_fresh_and_finished_changes_alone(identity, monkeypatch, employee):
+    queued = []
+    monkeypatch.setattr(
+        sync, "_queue", lambda identity_id, countdown=None: queued.append(identity_id)
+    )
+    assert sync.sweep() == 0  # just requested: its task is surely still queued
+    sync.push_identity(identity.pk)
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        requested_at=timezone.now() - timedelta(hours=1)
+    )
+    assert sync.sweep() == 0 and queued == []
+
+
+def test_reconcile_repairs_a_change_made_directly_in_the_hss(
+    identity, django_capture_on_commit_callbacks
+):
+    sync.push_identity(identity.pk)
+    SimulatedSubscription.objects.filter(msisdn=identity.tn).update(
+        display_name="Tampered", enabled=False
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report = sync.reconcile()
+    assert (report.compared, report.drifted) == (1, 1)
+    stored = hss(identity.tn)
+    assert (stored.display_name, stored.enabled) == (identity.display_name, True)
+    row = sync_row(identity)
+    assert row.state == IdentitySync.State.SYNCED
+    assert row.drift == {
+        "display_name": [identity.display_name, "Tampered"],
+        "enabled": [True, False],
+    }
+    assert row.drift_found_at is not None
+    assert AuditEvent.objects.filter(
+        action="identity.drift_found", target_id=str(identity.pk)
+    ).exists()
+    assert SyncAttempt.objects.filter(identity=identity, outcome="drift").exists()
+    assert sync.reconcile().drifted == 0
+
+
+def test_reconcile_restores_a_deleted_subscription_and_removes_orphans_on_our_numbers(
+    identity, enterprise, django_capture_on_commit_callbacks
+):
+    sync.push_identity(identity.pk)
+    SimulatedSubscription.objects.filter(msisdn=identity.tn).delete()
+    SimulatedSubscription.objects.create(msisdn="+4930123477", impi="ghost")  # ours, unused
+    SimulatedSubscription.objects.create(msisdn="+4989000000", impi="foreign")  # not ours
+    with django_capture_on_commit_callbacks(execute=True):
+        report = sync.reconcile()
+    assert (report.drifted, report.orphans_removed) == (1, 1)
+    assert hss(identity.tn) is not None
+    assert hss("+4930123477") is None
+    assert hss("+4989000000") is not None
+
+
+def test_reconcile_ignores_changes_still_under_way(identity, admin):
+    sync.push_identity(identity.pk)
+    services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Newer")
+    assert sync.reconcile().drifted == 0  # the pending push settles it
+
+
+def test_a_removed_identity_is_removed_even_if_never_pushed(identity, admin):
+    services.identity_remove(actor=Actor(user=admin), identity=identity)
+    SimulatedSubscription.objects.create(msisdn=identity.former_tn or "+4930123400", impi="x")
+    sync.push_identity(identity.pk)
+    identity.refresh_from_db()
+    assert hss(identity.former_tn) is None
+
+
+def test_backoff_grows_and_stays_capped(settings):
+    settings.SYNC_BACKOFF_BASE_SECONDS = 2
+    settings.SYNC_BACKOFF_CAP_SECONDS = 60
+    for attempt, (low, high) in enumerate([(2, 4), (4, 8), (8, 16), (16, 32), (30, 60)], start=1):
+        assert low <= sync.backoff_seconds(attempt) <= high
+    assert 30 <= sync.backoff_seconds(20) <= 60
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_edits_of_one_identity_end_with_the_last_state_synced(enterprise, admin):
+    give_numbers(enterprise)
+    owner = UserFactory(enterprise=enterprise)
+    identity = make_identity(owner)  # autocommit: its push already ran (eager)
+    names = [f"Name {i}" for i in range(12)]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def edit(chunk):
+        try:
+            barrier.wait()
+            for name in chunk:
+                services.identity_update(
+                    actor=Actor(user=admin), identity=identity, display_name=name
+                )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=edit, args=(names[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    final = Identity.objects.get(pk=identity.pk)
+    row = wait_for(lambda: IdentitySync.objects.filter(pk=identity.pk, state="synced").first(), 10)
+    assert row.synced_version == row.desired_version == 13
+    assert hss(final.tn).display_name == final.display_name
+
+
+@pytest.mark.worker
+def test_a_real_worker_on_the_broker_syncs_an_onboarding_end_to_end(
+    celery_worker, enterprise, admin
+):
+    give_numbers(enterprise)
+    identity = services.employee_onboard(
+        actor=Actor(user=admin),
+        enterprise=enterprise,
+        email="rob.smith@swift.example",
+        full_name="Rob Smith",
+        services=["voice"],
+    )
+    wait_for(lambda: IdentitySync.objects.filter(pk=identity.pk, state="synced").exists())
+    assert hss(identity.tn).display_name == "Rob Smith"
+    services.employee_offboard(actor=Actor(user=admin), user=identity.owner)
+    wait_for(lambda: hss(identity.tn) is None)
+    assert User.objects.get(pk=identity.owner_id).status == User.Status.OFFBOARDED
