@@ -35,3 +35,12 @@ def reconcile_hss() -> dict:
 @shared_task(ignore_result=True)
 def expire_grants() -> int:
     return services.grants_expire()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def run_import(self, job_id: int) -> None:
+    """Apply a confirmed CSV import chunk by chunk; a redelivery resumes where the last
+    committed chunk ended."""
+    from . import bulk
+
+    bulk.run_import_job(job_id)
