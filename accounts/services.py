@@ -115,9 +115,16 @@ def enterprise_set_status(*, actor: Actor, enterprise: Enterprise, status: str) 
 
 @transaction.atomic
 def user_invite(
-    *, actor: Actor, enterprise: Enterprise, email: str, full_name: str, role: str
+    *,
+    actor: Actor,
+    enterprise: Enterprise,
+    email: str,
+    full_name: str,
+    role: str,
+    send_invitation: bool = True,
 ) -> User:
-    """Create an invited user and email them a one-time link to set a password."""
+    """Create an invited user and email them a one-time link to set a password (or,
+    with ``send_invitation=False``, leave the invitation for an admin to send later)."""
     ensure_may_change(actor, enterprise)
     email = User.objects.normalize_email(email).strip().lower()
     if User.objects.filter(email__iexact=email).exists():
@@ -141,7 +148,8 @@ def user_invite(
         target=user,
         changes=audit.diff({}, audit.snapshot(user, USER_FIELDS)),
     )
-    _new_invitation(actor=actor, user=user)
+    if send_invitation:
+        _new_invitation(actor=actor, user=user)
     return user
 
 

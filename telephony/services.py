@@ -338,10 +338,16 @@ def employee_onboard(
     tn: str = "",
     imsi: str = "",
     alias: str = "",
+    send_invitation: bool = True,
 ) -> Identity:
     """One step for a joiner: the account, its invitation and a first identity."""
     user = account_services.user_invite(
-        actor=actor, enterprise=enterprise, email=email, full_name=full_name, role=role
+        actor=actor,
+        enterprise=enterprise,
+        email=email,
+        full_name=full_name,
+        role=role,
+        send_invitation=send_invitation,
     )
     return identity_create(
         actor=actor,

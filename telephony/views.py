@@ -1,0 +1,1 @@
+"""Pages for employees, identities, numbers and lines, and sharing grants."""
