@@ -82,6 +82,10 @@ def _held_by_live_identity(msisdn: str, *, other_than: int) -> bool:
     return Identity.objects.live().filter(number__e164=msisdn).exclude(pk=other_than).exists()
 
 
+def _line_in_use(imsi: str, *, other_than: int) -> bool:
+    return Identity.objects.live().filter(line__imsi=imsi).exclude(pk=other_than).exists()
+
+
 # --- Push -----------------------------------------------------------------------------
 
 
@@ -119,7 +123,14 @@ def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id:
         stale = identity.former_tn  # removed before its first push landed: be sure
     if stale and not _held_by_live_identity(stale, other_than=identity.pk):
         hss.deregister(stale, imsi=row.pushed_imsi)
-        hss.remove(stale, imsi=row.pushed_imsi, operation_id=operation_id)
+        hss.remove(stale, operation_id=operation_id)
+    old_line = row.pushed_imsi
+    if (
+        old_line
+        and (desired is None or desired.imsi != old_line)
+        and not _line_in_use(old_line, other_than=identity.pk)
+    ):
+        hss.release_line(old_line, operation_id=operation_id)
     if desired is not None:
         hss.upsert(desired, operation_id=operation_id)
     return desired
@@ -347,7 +358,7 @@ def _remove_orphans(hss: HssBackend, actual: dict, wanted: set) -> int:
             .exists()
         ):
             continue  # its identity has a push under way
-        hss.remove(number.e164, imsi=actual[number.e164].imsi, operation_id="portal-reconcile")
+        hss.remove(number.e164, operation_id="portal-reconcile")
         audit.record(
             actor=Actor.system(),
             action="hss.orphan_removed",

@@ -63,9 +63,13 @@ class HssBackend:
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         raise NotImplementedError
 
-    def remove(self, msisdn: str, *, imsi: str = "", operation_id: str) -> None:
-        """Remove the subscription; removing a missing one is not an error."""
+    def remove(self, msisdn: str, *, operation_id: str) -> None:
+        """Remove the IMS subscription of this MSISDN; a missing one is not an error."""
         raise NotImplementedError
+
+    def release_line(self, imsi: str, *, operation_id: str) -> None:
+        """No identity uses this SIM line any more: stop it attaching. The line's own
+        record is the operator's and stays."""
 
     def get(self, msisdn: str) -> Subscription | None:
         raise NotImplementedError

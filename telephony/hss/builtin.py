@@ -52,7 +52,7 @@ class BuiltinHss(HssBackend):
             },
         )
 
-    def remove(self, msisdn: str, *, imsi: str = "", operation_id: str) -> None:
+    def remove(self, msisdn: str, *, operation_id: str) -> None:
         self._call()
         self._model().objects.filter(msisdn=msisdn).delete()
 

@@ -1,0 +1,456 @@
+"""The PyHSS backend against a fake PyHSS 2.0 REST server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from telephony.hss import HssPermanentError, HssTransientError, SharedAccess, Subscription
+from telephony.hss import pyhss as pyhss_module
+from telephony.hss.pyhss import PyHss
+
+from .pyhss_server import FakePyHss
+
+MSISDN = "+4915550001"
+IMSI = "001010000000001"
+KEY = "s3cret-provisioning-key"
+RUNTIME_PREFIXES = ("scscf", "pcscf")
+
+
+def subscription(msisdn: str = MSISDN, imsi: str = IMSI, **changes) -> Subscription:
+    """The desired state the sync engine builds for an identity with a SIM line."""
+    fields = {
+        "msisdn": msisdn,
+        "imsi": imsi,
+        "impi": f"{imsi}@ims.mnc001.mcc001.3gppnetwork.org" if imsi else "",
+        "impus": (f"tel:{msisdn}", f"sip:{msisdn}@swift.example;user=phone"),
+        "services": ("mmtel-voice",),
+        "display_name": "Rob Smith",
+    }
+    return Subscription(**(fields | changes))
+
+
+@pytest.fixture
+def pyhss(settings) -> Iterator[FakePyHss]:
+    with FakePyHss() as server:
+        settings.HSS_PYHSS_URL = server.url
+        settings.HSS_PYHSS_PROVISIONING_KEY = ""
+        settings.HSS_TIMEOUT_SECONDS = 2
+        yield server
+
+
+@pytest.fixture
+def locked_pyhss(settings) -> Iterator[FakePyHss]:
+    """A PyHSS whose provisioning is locked with ``KEY``; the portal holds the key."""
+    with FakePyHss(provisioning_key=KEY) as server:
+        settings.HSS_PYHSS_URL = server.url
+        settings.HSS_PYHSS_PROVISIONING_KEY = KEY
+        settings.HSS_TIMEOUT_SECONDS = 2
+        yield server
+
+
+@pytest.fixture
+def hss(pyhss) -> PyHss:
+    return PyHss()
+
+
+# --- upsert ----------------------------------------------------------------------------
+
+
+def test_first_upsert_creates_and_the_next_patches_the_same_row(pyhss, hss, settings):
+    pyhss.add_subscriber(IMSI)
+
+    hss.upsert(subscription(), operation_id="portal-1-1")
+    hss.upsert(subscription(), operation_id="portal-1-2")
+
+    assert [(r.method, r.path) for r in pyhss.writes()] == [
+        ("PUT", "/ims_subscriber/"),
+        ("PATCH", "/ims_subscriber/1"),
+    ]
+    assert len(pyhss.ims_subscribers.rows) == 1
+    row = pyhss.ims_subscriber("4915550001")
+    assert row["imsi"] == IMSI
+    assert row["msisdn_list"] == "4915550001"
+    assert row["ifc_path"] == settings.HSS_PYHSS_IFC_PATH
+    assert row["sh_template_path"] == settings.HSS_PYHSS_SH_TEMPLATE_PATH
+
+
+def test_msisdns_travel_without_plus(pyhss, hss):
+    # PyHSS strips "+" on writes but not on lookups, so a "+" would hide the row.
+    pyhss.add_subscriber(IMSI)
+    shared = (SharedAccess("+4915550002", True, True),)
+
+    hss.upsert(subscription(shared=shared), operation_id="op")
+    hss.upsert(subscription(shared=shared), operation_id="op")
+
+    paths = {r.path for r in pyhss.requests}
+    assert "/ims_subscriber/ims_subscriber_msisdn/4915550001" in paths
+    for request in pyhss.requests:
+        assert "+" not in request.path
+        if isinstance(request.body, dict):
+            assert "+" not in request.body.get("msisdn", "")
+            assert "+" not in request.body.get("msisdn_list", "")
+
+
+def test_operation_id_reaches_pyhss_on_every_write(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+
+    hss.upsert(subscription(enabled=False), operation_id="portal-7-3")
+    hss.remove(MSISDN, operation_id="portal-7-4")
+
+    writes = pyhss.writes()
+    assert [r.query.get("operation_id") for r in writes] == [
+        "portal-7-3",  # PUT ims_subscriber
+        "portal-7-3",  # PATCH subscriber enabled=false
+        "portal-7-4",  # DELETE ims_subscriber
+    ]
+    assert pyhss.operation_ids == ["portal-7-3", "portal-7-3", "portal-7-4"]
+
+
+def test_shared_msisdns_land_in_msisdn_list_after_the_own_one(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    shared = (
+        SharedAccess("+4915550009", make_calls=False, receive_calls=True),
+        SharedAccess("+4915550002", make_calls=True, receive_calls=True),
+    )
+
+    hss.upsert(subscription(shared=shared), operation_id="op")
+
+    assert pyhss.ims_subscriber("4915550001")["msisdn_list"] == "4915550001,4915550002,4915550009"
+    assert hss.get(MSISDN).shared == (
+        SharedAccess("+4915550002", True, True),
+        SharedAccess("+4915550009", True, True),
+    )
+
+
+def test_alias_impu_is_refused_not_dropped(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    with_alias = subscription(
+        impus=(f"tel:{MSISDN}", f"sip:{MSISDN}@swift.example;user=phone", "sip:rob@swift.example")
+    )
+
+    with pytest.raises(
+        HssPermanentError, match=r"cannot hold alias IMPUs \(sip:rob@swift.example\)"
+    ):
+        hss.upsert(with_alias, operation_id="op")
+    assert pyhss.requests == []
+
+
+def test_identity_without_sim_line_is_refused(pyhss, hss):
+    with pytest.raises(HssPermanentError, match="derives the IMPI from the IMSI"):
+        hss.upsert(subscription(imsi=""), operation_id="op")
+    assert pyhss.requests == []
+
+
+def test_imsi_the_operator_has_not_provisioned_is_refused_before_any_write(pyhss, hss):
+    with pytest.raises(HssPermanentError, match=f"has not provisioned IMSI {IMSI}"):
+        hss.upsert(subscription(), operation_id="op")
+    assert pyhss.writes() == []
+    assert pyhss.requests[-1].status == 400  # PyHSS's `null` for an unknown IMSI
+
+
+def test_enabled_is_toggled_on_the_epc_subscriber_only_when_it_differs(pyhss, hss):
+    epc = pyhss.add_subscriber(IMSI, enabled=True)
+    line = f"/subscriber/{epc['subscriber_id']}"
+
+    hss.upsert(subscription(enabled=False), operation_id="suspend")
+    assert pyhss.subscriber(IMSI)["enabled"] is False
+    hss.upsert(subscription(enabled=False), operation_id="again")
+    hss.upsert(subscription(enabled=True), operation_id="resume")
+
+    assert pyhss.subscriber(IMSI)["enabled"] is True
+    patches = [(r.body, r.query["operation_id"]) for r in pyhss.writes() if r.path == line]
+    assert patches == [({"enabled": False}, "suspend"), ({"enabled": True}, "resume")]
+
+
+def test_concurrent_create_is_settled_by_lookup_and_patch(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    pyhss.race_next_create()
+
+    hss.upsert(subscription(shared=(SharedAccess("+4915550002", True, True),)), operation_id="op")
+
+    assert [(r.method, r.path, r.status) for r in pyhss.writes()] == [
+        ("PUT", "/ims_subscriber/", 400),
+        ("PATCH", "/ims_subscriber/1", 200),
+    ]
+    assert len(pyhss.ims_subscribers.rows) == 1
+    assert pyhss.ims_subscriber("4915550001")["msisdn_list"] == "4915550001,4915550002"
+
+
+def test_runtime_fields_are_never_written(pyhss, hss):
+    # A registered subscriber: PyHSS holds its serving S-CSCF and P-CSCF.
+    pyhss.add_subscriber(IMSI)
+    pyhss.add_ims_subscriber(
+        "4915550001", imsi=IMSI, scscf="sip:scscf.ims.example:6060", pcscf="sip:pcscf.ims.example"
+    )
+
+    hss.upsert(subscription(), operation_id="op")
+    assert pyhss.ims_subscriber("4915550001")["scscf"] == "sip:scscf.ims.example:6060"
+    hss.remove(MSISDN, operation_id="op")
+    hss.release_line(IMSI, operation_id="op")
+    hss.upsert(subscription(), operation_id="op")
+
+    bodies = [r.body for r in pyhss.writes() if isinstance(r.body, dict)]
+    assert bodies, "the scenario must write something"
+    assert not [k for body in bodies for k in body if k.startswith(RUNTIME_PREFIXES)]
+    first_patch = next(r for r in pyhss.writes() if r.method == "PATCH")
+    assert set(first_patch.body) == {
+        "msisdn",
+        "msisdn_list",
+        "imsi",
+        "ifc_path",
+        "sh_template_path",
+    }
+
+
+# --- Provisioning-Key -------------------------------------------------------------------
+
+
+def test_locked_provisioning_accepts_the_key(locked_pyhss):
+    locked_pyhss.add_subscriber(IMSI)
+
+    PyHss().upsert(subscription(enabled=False), operation_id="op")
+
+    assert locked_pyhss.subscriber(IMSI)["enabled"] is False
+    assert {r.headers.get("provisioning-key") for r in locked_pyhss.writes()} == {KEY}
+
+
+@pytest.mark.parametrize("portal_key", ["wrong-key-a1b2c3", ""])
+def test_refused_provisioning_key_is_permanent_and_never_echoed(locked_pyhss, settings, portal_key):
+    locked_pyhss.add_subscriber(IMSI)
+    settings.HSS_PYHSS_PROVISIONING_KEY = portal_key
+
+    with pytest.raises(HssPermanentError, match="Provisioning-Key refused") as refused:
+        PyHss().upsert(subscription(), operation_id="op")
+
+    assert locked_pyhss.writes()[0].status == 401
+    assert KEY not in str(refused.value)
+    if portal_key:
+        assert portal_key not in str(refused.value)
+
+
+def test_unusable_provisioning_key_does_not_leak_into_the_error(pyhss, settings):
+    # requests quotes a header value with a line break in its exception.
+    settings.HSS_PYHSS_PROVISIONING_KEY = "leaky\nkey"
+
+    with pytest.raises(HssPermanentError) as refused:
+        PyHss().get(MSISDN)
+
+    assert "leaky" not in str(refused.value)
+
+
+# --- remove, get, list_all, deregister ---------------------------------------------------
+
+
+def test_remove_deletes_the_ims_subscriber_and_leaves_the_line_alone(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="op")
+
+    hss.remove(MSISDN, operation_id="leaver")
+
+    assert pyhss.ims_subscriber("4915550001") is None
+    assert pyhss.subscriber(IMSI)["enabled"] is True  # a relocation may keep the line
+    assert hss.get(MSISDN) is None
+
+
+def test_releasing_a_line_disables_its_subscriber_but_keeps_the_row(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="op")
+
+    hss.release_line(IMSI, operation_id="leaver")
+
+    assert pyhss.subscriber(IMSI)["enabled"] is False  # disabled, still the operator's row
+    hss.release_line("262019999999999", operation_id="leaver")  # unknown line: nothing to do
+
+
+def test_removing_a_missing_subscription_is_fine(pyhss, hss):
+    hss.remove(MSISDN, operation_id="op")
+
+    assert pyhss.writes() == []
+    assert [r.status for r in pyhss.requests] == [400]  # the lookup: `null`
+
+
+def test_get_of_a_missing_msisdn_is_none(pyhss, hss):
+    assert hss.get(MSISDN) is None
+    assert pyhss.requests[-1].status == 400
+
+
+def test_get_reads_back_what_upsert_wrote(pyhss, hss):
+    pyhss.add_subscriber(IMSI, enabled=True)
+    hss.upsert(subscription(enabled=False), operation_id="op")
+
+    assert hss.get(MSISDN) == Subscription(msisdn=MSISDN, impi="", imsi=IMSI, enabled=False)
+
+
+def test_list_all_reads_every_page_and_joins_enabled_by_imsi(pyhss):
+    for n in range(5):
+        imsi = f"00101000000001{n}"
+        pyhss.add_subscriber(imsi, enabled=n % 2 == 0)
+        pyhss.add_ims_subscriber(f"491555010{n}", imsi=imsi, msisdn_list=f"491555010{n}")
+    pyhss.add_subscriber("001010000000099")  # a line no identity uses yet
+
+    found = list(PyHss(page_size=2).list_all())
+
+    assert [(s.msisdn, s.imsi, s.enabled) for s in found] == [
+        (f"+491555010{n}", f"00101000000001{n}", n % 2 == 0) for n in range(5)
+    ]
+    # Six lines fill three pages exactly, so only an empty fourth page ends the list.
+    pages = [(r.path, r.query["page"]) for r in pyhss.requests]
+    assert pages == [
+        *[("/subscriber/list", str(p)) for p in range(4)],
+        *[("/ims_subscriber/list", str(p)) for p in range(3)],
+    ]
+
+
+def test_deregister_asks_pyhss_to_deregister_the_imsi(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="op")
+
+    hss.deregister(MSISDN, imsi=IMSI)
+    # No per-contact deregistration in PyHSS: one contact means all of the IMSI's UEs.
+    hss.deregister(MSISDN, contact="sip:rob@10.0.0.7:5060")
+
+    assert pyhss.deregistered == [IMSI, IMSI]
+    assert pyhss.requests[-1].path == f"/oam/deregister/{IMSI}"
+
+
+def test_deregister_of_a_subscriber_pyhss_does_not_hold_is_fine(pyhss, hss):
+    hss.deregister(MSISDN, imsi=IMSI)
+
+    assert pyhss.requests[-1].status == 200  # PyHSS's `null`
+    assert pyhss.deregistered == []
+
+
+# --- What reconcile compares -------------------------------------------------------------
+
+
+def test_differences_ignore_what_pyhss_does_not_hold(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    desired = subscription(
+        shared=(SharedAccess("+4915550002", make_calls=False, receive_calls=True),)
+    )
+    hss.upsert(desired, operation_id="op")
+    actual = hss.get(MSISDN)
+
+    # Rights, IMPI, IMPUs, services and display name are not held: no drift.
+    assert hss.differences(desired, actual) == {}
+    assert hss.differences(subscription(enabled=False), actual) == {
+        "enabled": [False, True],
+        "shared": [[], ["+4915550002"]],
+    }
+
+
+# --- Faults --------------------------------------------------------------------------------
+
+
+def test_unknown_field_answer_is_permanent(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    pyhss.inject(
+        500,
+        {
+            "result": "Failed",
+            "reason": "An internal server error occurred: 'foo' is an invalid keyword argument for IMS_SUBSCRIBER",
+        },
+        method="PUT",
+    )
+
+    with pytest.raises(HssPermanentError, match="'foo' is an invalid keyword argument"):
+        hss.upsert(subscription(), operation_id="op")
+
+
+@pytest.mark.parametrize("status", [503, 429, 500])
+def test_overload_and_server_errors_are_transient(pyhss, hss, status):
+    pyhss.inject(status, {"result": "Failed", "reason": "database is locked"})
+
+    with pytest.raises(HssTransientError, match=f"HTTP {status}: database is locked"):
+        hss.get(MSISDN)
+
+
+def test_closed_port_is_transient(settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.HSS_PYHSS_URL = f"http://127.0.0.1:{port}"
+
+    with pytest.raises(HssTransientError, match="unreachable"):
+        PyHss().get(MSISDN)
+
+
+def test_slow_answer_is_transient(pyhss, settings):
+    settings.HSS_TIMEOUT_SECONDS = 0.1
+    pyhss.inject(200, None, delay=0.3)
+
+    with pytest.raises(HssTransientError, match="did not answer"):
+        PyHss().get(MSISDN)
+
+
+def test_other_client_errors_are_permanent_with_pyhss_reason(pyhss, hss):
+    pyhss.inject(404, {"Result": "Not Found"})
+
+    with pytest.raises(HssPermanentError, match=r"HTTP 404\).*Not Found"):
+        hss.get(MSISDN)
+
+
+def test_answer_that_is_not_json_is_a_clean_error(pyhss, hss):
+    pyhss.inject(200, b"<html>captive portal</html>")
+
+    with pytest.raises(HssPermanentError, match="not JSON"):
+        hss.get(MSISDN)
+
+
+def test_oversized_answer_is_a_clean_error(pyhss, hss, monkeypatch):
+    monkeypatch.setattr(pyhss_module, "MAX_ANSWER_BYTES", 1000)
+    pyhss.inject(200, [{"msisdn": "4915550001", "padding": "x" * 2000}])
+
+    with pytest.raises(HssPermanentError, match="oversized"):
+        list(hss.list_all())
+
+
+# --- The fake answers like PyHSS ------------------------------------------------------------
+
+
+def test_fake_pyhss_reproduces_pyhss_answers(pyhss):
+    """The quirks the backend relies on, asked of the fake directly."""
+    url = pyhss.url
+    created = requests.put(
+        f"{url}/ims_subscriber/", json={"msisdn": "+4915550001", "imsi": IMSI}, timeout=2
+    )
+    assert (created.status_code, created.json()["msisdn"]) == (200, "4915550001")
+
+    duplicate = requests.put(f"{url}/ims_subscriber/", json={"msisdn": "4915550001"}, timeout=2)
+    assert duplicate.status_code == 400
+    assert duplicate.json() == {
+        "result": "Failed",
+        "reason": "A database integrity error occurred: (sqlite3.IntegrityError) UNIQUE constraint failed: ims_subscriber.msisdn",
+    }
+    unknown = requests.put(f"{url}/ims_subscriber/", json={"msisdn": "1", "foo": 1}, timeout=2)
+    assert (unknown.status_code, unknown.json()["reason"]) == (
+        500,
+        "An internal server error occurred: 'foo' is an invalid keyword argument for IMS_SUBSCRIBER",
+    )
+    ignored = requests.patch(f"{url}/ims_subscriber/1", json={"foo": 1}, timeout=2)
+    assert (ignored.status_code, ignored.json()["msisdn"]) == (200, "4915550001")
+
+    plus_lookup = requests.get(f"{url}/ims_subscriber/ims_subscriber_msisdn/+4915550001", timeout=2)
+    assert (plus_lookup.status_code, plus_lookup.json()) == (400, None)
+    missing_by_id = requests.get(f"{url}/ims_subscriber/99", timeout=2)
+    assert (missing_by_id.status_code, missing_by_id.json()) == (200, None)
+    deleted = requests.delete(f"{url}/ims_subscriber/1", timeout=2)
+    assert (deleted.status_code, deleted.json()) == (200, {"Result": "OK"})
+    beyond = requests.get(f"{url}/ims_subscriber/list?page=5&page_size=2", timeout=2)
+    assert (beyond.status_code, beyond.json()) == (200, [])
+    nowhere = requests.get(f"{url}/nowhere", timeout=2)
+    assert (nowhere.status_code, nowhere.json()) == (404, {"Result": "Not Found"})
+
+
+def test_fake_pyhss_spends_a_bounded_request_budget(settings):
+    with FakePyHss(max_requests=2) as server:
+        settings.HSS_PYHSS_URL = server.url
+        hss = PyHss()
+        hss.get(MSISDN)
+        hss.get(MSISDN)
+        with pytest.raises(HssTransientError, match="request budget 2 spent"):
+            hss.get(MSISDN)
