@@ -119,12 +119,6 @@ class UserEditForm(PortalForm):
     role = forms.ChoiceField(choices=Role.choices)
 
 
-class UserFilterForm(PortalForm):
-    q = forms.CharField(label="Search", required=False)
-    role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *User.Status.choices], required=False)
-
-
 class ApiTokenForm(PortalForm):
     name = forms.CharField(max_length=100, help_text="What will use it, e.g. “HR system”.")
     role = forms.ChoiceField(label="Access", choices=ApiToken.ROLE_CHOICES)

@@ -6,13 +6,12 @@ from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
 
 from portal.errors import RuleViolation
-from portal.http import client_ip
+from portal.http import client_ip, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
@@ -29,7 +28,6 @@ from .forms import (
     LoginForm,
     TokenForm,
     UserEditForm,
-    UserFilterForm,
 )
 from .models import ApiToken, User
 from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verification, qr_code_svg
@@ -39,13 +37,8 @@ SESSION_NEW_API_TOKEN = "fresh_api_token"  # noqa: S105 - a session key name
 SESSION_INVITATION = "invitation_secret"
 
 
-def _safe_next(request, default="home"):
-    target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return reverse(default)
+def _safe_next(request):
+    return safe_next_url(request, reverse("home"))
 
 
 def _signed_in(request):
@@ -245,16 +238,6 @@ def invitation_accept(request):
 # --- Users of the enterprise ----------------------------------------------------------
 
 
-@enterprise_role_required(ADMIN_OR_HELPDESK)
-def user_list(request):
-    filters = UserFilterForm(request.GET or None)
-    criteria = filters.cleaned_data if filters.is_valid() else {}
-    users = selectors.users_for_enterprise(request.enterprise, **criteria)
-    return render(
-        request, "accounts/user_list.html", {"filters": filters, "page": paginate(request, users)}
-    )
-
-
 @enterprise_role_required(ADMIN)
 def user_invite(request):
     form = InviteForm(request.POST or None)
@@ -269,26 +252,8 @@ def user_invite(request):
             form.add_rule_violation(exc)
         else:
             messages.success(request, f"Invitation sent to {user.email}.")
-            return redirect("accounts:user_detail", pk=user.pk)
+            return redirect("telephony:employee_detail", pk=user.pk)
     return render(request, "accounts/user_invite.html", {"form": form})
-
-
-@enterprise_role_required(ADMIN_OR_HELPDESK)
-def user_detail(request, pk):
-    user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
-    context = {
-        "member": user,
-        "invitations": user.invitations.all()[:5],
-        "events": selectors.audit_events(
-            request.enterprise, target=("accounts.user", str(user.pk))
-        )[:20],
-        "actions": [
-            (name, label, style)
-            for name, (_, roles, label, style) in USER_ACTIONS.items()
-            if request.user.role in roles and _action_applies(name, user)
-        ],
-    }
-    return render(request, "accounts/user_detail.html", context)
 
 
 @enterprise_role_required(ADMIN)
@@ -304,28 +269,51 @@ def user_edit(request, pk):
             form.add_rule_violation(exc)
         else:
             messages.success(request, "Saved.")
-            return redirect("accounts:user_detail", pk=user.pk)
+            return redirect("telephony:employee_detail", pk=user.pk)
     return render(request, "accounts/user_edit.html", {"form": form, "member": user})
 
 
-# name: (service, roles allowed, button label, button style)
+# Account actions on a member: name -> (service, roles allowed, button label, style, applies).
+# Offboarding is the telephony kill-switch, with its own confirmation page.
 USER_ACTIONS = {
-    "resend-invitation": (services.invitation_resend, ADMIN_OR_HELPDESK, "Resend invitation", ""),
-    "suspend": (services.user_suspend, ADMIN, "Suspend", "warning"),
-    "resume": (services.user_resume, ADMIN, "Resume", ""),
-    "reset-2fa": (services.two_factor_reset, ADMIN, "Reset second factor", "warning"),
-    "offboard": (services.user_offboard, ADMIN, "Offboard", "danger"),
+    "resend-invitation": (
+        services.invitation_resend,
+        ADMIN_OR_HELPDESK,
+        "Resend invitation",
+        "",
+        lambda u: u.status == User.Status.INVITED,
+    ),
+    "suspend": (
+        services.user_suspend,
+        ADMIN,
+        "Suspend sign-in",
+        "warning",
+        lambda u: u.status == User.Status.ACTIVE,
+    ),
+    "resume": (
+        services.user_resume,
+        ADMIN,
+        "Resume sign-in",
+        "",
+        lambda u: u.status == User.Status.SUSPENDED,
+    ),
+    "reset-2fa": (
+        services.two_factor_reset,
+        ADMIN,
+        "Reset second factor",
+        "warning",
+        lambda u: u.status == User.Status.ACTIVE,
+    ),
 }
 
 
-def _action_applies(name: str, user: User) -> bool:
-    return {
-        "resend-invitation": user.status == User.Status.INVITED,
-        "suspend": user.status == User.Status.ACTIVE,
-        "resume": user.status == User.Status.SUSPENDED,
-        "reset-2fa": user.status == User.Status.ACTIVE,
-        "offboard": user.status != User.Status.OFFBOARDED,
-    }[name]
+def account_actions(viewer: User, member: User) -> list[tuple[str, str, str]]:
+    """(name, label, style) of the account actions ``viewer`` may take on ``member``."""
+    return [
+        (name, label, style)
+        for name, (_, roles, label, style, applies) in USER_ACTIONS.items()
+        if viewer.role in roles and applies(member)
+    ]
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
@@ -333,7 +321,7 @@ def _action_applies(name: str, user: User) -> bool:
 def user_action(request, pk, action):
     if action not in USER_ACTIONS:
         raise PermissionDenied
-    service, roles, label, _ = USER_ACTIONS[action]
+    service, roles, label, _, _ = USER_ACTIONS[action]
     if request.user.role not in roles:
         raise PermissionDenied
     user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
@@ -343,7 +331,7 @@ def user_action(request, pk, action):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{label}: done for {user}.")
-    return redirect("accounts:user_detail", pk=user.pk)
+    return redirect("telephony:employee_detail", pk=user.pk)
 
 
 # --- API tokens, audit trail, contract ------------------------------------------------

@@ -1,6 +1,7 @@
 """Facts about an incoming HTTP request that several parts need."""
 
 from django.conf import settings
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 def client_ip(request) -> str | None:
@@ -16,3 +17,18 @@ def client_ip(request) -> str | None:
         if len(forwarded) >= proxies:
             return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or None
+
+
+def is_htmx(request) -> bool:
+    """The request comes from htmx and wants a page fragment."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def safe_next_url(request, default: str) -> str:
+    """The ``next`` the request asks for, if it stays on this site; else ``default``."""
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default

@@ -265,7 +265,9 @@ HSS_BUILTIN_FAILURE_RATE = float(os.environ.get("HSS_BUILTIN_FAILURE_RATE", "0")
 HSS_PYHSS_URL = os.environ.get("HSS_PYHSS_URL", "http://127.0.0.1:8080").rstrip("/")
 HSS_PYHSS_PROVISIONING_KEY = os.environ.get("HSS_PYHSS_PROVISIONING_KEY", "")
 HSS_PYHSS_IFC_PATH = os.environ.get("HSS_PYHSS_IFC_PATH", "default_ifc.xml")
-HSS_PYHSS_SH_TEMPLATE_PATH = os.environ.get("HSS_PYHSS_SH_TEMPLATE_PATH", "default_sh_user_data.xml")
+HSS_PYHSS_SH_TEMPLATE_PATH = os.environ.get(
+    "HSS_PYHSS_SH_TEMPLATE_PATH", "default_sh_user_data.xml"
+)
 HSS_TIMEOUT_SECONDS = float(os.environ.get("HSS_TIMEOUT_SECONDS", "10"))
 # Subscriber data crosses the network: production talks TLS unless told otherwise.
 _PLAIN_HSS_URL = HSS_BACKEND == "pyhss" and not HSS_PYHSS_URL.startswith("https://")

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts import selectors as account_selectors
 from accounts.models import Role
+from telephony import selectors as telephony_selectors
 
 from .celery import app as celery_app
 from .models import WorkerHeartbeat
@@ -27,10 +28,16 @@ def home(request):
         context = {
             "user_counts": account_selectors.user_counts(enterprise),
             "pending_invitations": account_selectors.pending_invitations(enterprise).count(),
+            "sync_counts": telephony_selectors.sync_counts(enterprise),
             "recent_events": account_selectors.audit_events(enterprise)[:8],
         }
         return render(request, "portal/home_admin.html", context)
-    return render(request, "portal/home_employee.html")
+    context = {
+        "identities": telephony_selectors.identities(enterprise, owner=request.user),
+        "grants_given": telephony_selectors.grants_given(request.user).active(),
+        "grants_received": telephony_selectors.grants_received(request.user).active(),
+    }
+    return render(request, "portal/home_employee.html", context)
 
 
 @never_cache

@@ -56,6 +56,11 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def with_luhn_digit(body: str) -> str:
+    """``body`` followed by the check digit that makes it Luhn-valid (ICCIDs end so)."""
+    return next(body + str(d) for d in range(10) if luhn_valid(body + str(d)))
+
+
 def clean_imsi(raw: str) -> str:
     imsi = (raw or "").strip()
     if not IMSI_RE.match(imsi):

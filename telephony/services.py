@@ -109,10 +109,50 @@ def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: s
     return line
 
 
+def inventory_import(*, actor: Actor, enterprise: Enterprise, kind: str, csv_text: str) -> int:
+    """Load number blocks (columns first_number, last_number[, note]) or SIM lines
+    (imsi, iccid) from CSV, all or nothing: a file with any bad row changes nothing and
+    the error names every bad row."""
+    import csv
+    import io
+
+    columns = {"blocks": ("first_number", "last_number"), "lines": ("imsi", "iccid")}[kind]
+    reader = csv.DictReader(io.StringIO(csv_text.lstrip("\ufeff")))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise RuleViolation(
+            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+        )
+    problems, created = [], 0
+    with transaction.atomic():
+        for row_number, row in enumerate(reader, start=2):
+            try:
+                with transaction.atomic():
+                    if kind == "blocks":
+                        number_block_create(
+                            actor=actor,
+                            enterprise=enterprise,
+                            first_number=row["first_number"],
+                            last_number=row["last_number"],
+                            note=(row.get("note") or "")[:200],
+                        )
+                    else:
+                        sim_line_create(
+                            actor=actor, enterprise=enterprise, imsi=row["imsi"], iccid=row["iccid"]
+                        )
+            except RuleViolation as exc:
+                problems.append(f"row {row_number}: {exc.message}")
+            else:
+                created += 1
+        if problems:  # raised inside the transaction: it all rolls back
+            raise RuleViolation("Nothing was loaded. " + " ".join(problems[:50]), code="bad_rows")
+    return created
+
+
 # --- Numbers and lines for identities ---------------------------------------------------
 
 
-def _available(now: datetime) -> Q:
+def available_numbers(now: datetime) -> Q:
     return Q(status=TelephoneNumber.Status.FREE) | Q(
         status=TelephoneNumber.Status.QUARANTINED, quarantined_until__lte=now
     )
@@ -131,7 +171,7 @@ def _allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "")
                 code="number_not_ours",
                 field="tn",
             )
-        if not numbers_of.filter(pk=number.pk).filter(_available(now)).exists():
+        if not numbers_of.filter(pk=number.pk).filter(available_numbers(now)).exists():
             detail = (
                 f"in quarantine until {number.quarantined_until:%Y-%m-%d}"
                 if number.status == TelephoneNumber.Status.QUARANTINED
@@ -139,7 +179,7 @@ def _allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "")
             )
             raise RuleViolation(f"{e164} is {detail}.", code="number_unavailable", field="tn")
     else:
-        free = numbers_of.filter(_available(now))
+        free = numbers_of.filter(available_numbers(now))
         if country:
             free = free.filter(block__country=country.upper())
         # Oldest block first, lowest number first. Concurrent onboardings each take a
@@ -196,7 +236,7 @@ def _locked_contract(enterprise: Enterprise) -> ServiceContract:
     return ServiceContract.objects.select_for_update().get(enterprise=enterprise)
 
 
-def _ensure_may_provision(actor: Actor, enterprise: Enterprise) -> ServiceContract:
+def ensure_may_provision(actor: Actor, enterprise: Enterprise) -> ServiceContract:
     """The actor may create or change identities under the enterprise's contract."""
     account_services.ensure_may_change(actor, enterprise)
     contract = enterprise.contract
@@ -209,7 +249,7 @@ def _ensure_may_provision(actor: Actor, enterprise: Enterprise) -> ServiceContra
     return contract
 
 
-def _clean_services(contract: ServiceContract, services: list[str]) -> list[str]:
+def clean_services(contract: ServiceContract, services: list[str]) -> list[str]:
     services = sorted(set(services or []))
     if not services:
         raise RuleViolation("Choose at least one service.", field="services")
@@ -226,7 +266,7 @@ def _clean_services(contract: ServiceContract, services: list[str]) -> list[str]
     return services
 
 
-def _clean_display_name(name: str) -> str:
+def clean_display_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name:
         raise RuleViolation("Give the name callers should see.", field="display_name")
@@ -283,7 +323,7 @@ def identity_create(
     enterprise = owner.enterprise
     if enterprise is None:
         raise RuleViolation("Operator staff hold no identities.")
-    _ensure_may_provision(actor, enterprise)
+    ensure_may_provision(actor, enterprise)
     contract = _locked_contract(enterprise)
     if owner.status not in (User.Status.INVITED, User.Status.ACTIVE):
         raise RuleViolation(f"{owner} is {owner.get_status_display().lower()}; no new identities.")
@@ -293,8 +333,8 @@ def identity_create(
             f"{enterprise.name} holds {live} identities, its quota is {contract.identity_quota}.",
             code="quota_reached",
         )
-    services = _clean_services(contract, services)
-    display_name = _clean_display_name(display_name or default_display_name(owner))
+    services = clean_services(contract, services)
+    display_name = clean_display_name(display_name or default_display_name(owner))
     alias = _clean_alias(enterprise, alias)
     if not imsi and hss_backend().requires_line:
         raise RuleViolation(
@@ -396,14 +436,14 @@ def identity_update(
     alias: str | None = None,
 ) -> Identity:
     """Change the entitled services, the caller name or the alias."""
-    contract = _ensure_may_provision(actor, identity.enterprise)
+    contract = ensure_may_provision(actor, identity.enterprise)
     identity = _locked(identity)
     _ensure_live(identity)
     before = _identity_snapshot(identity)
     if services is not None:
-        identity.services = _clean_services(contract, services)
+        identity.services = clean_services(contract, services)
     if display_name is not None:
-        identity.display_name = _clean_display_name(display_name)
+        identity.display_name = clean_display_name(display_name)
     if alias is not None:
         identity.alias = _clean_alias(identity.enterprise, alias, exclude=identity)
     return _changed(actor, identity, before, "identity.updated")
@@ -444,7 +484,7 @@ def identity_relocate(
 ) -> Identity:
     """Move the identity to a new number (in ``country``, or the chosen ``tn``); the old
     number goes into quarantine. ``imsi`` swaps the SIM line ("" removes it)."""
-    _ensure_may_provision(actor, identity.enterprise)
+    ensure_may_provision(actor, identity.enterprise)
     identity = _locked(identity)
     _ensure_live(identity)
     if not (country or tn):

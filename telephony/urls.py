@@ -5,5 +5,20 @@ from . import bulk_views, views
 app_name = "telephony"
 
 urlpatterns = [
+    path("employees/", views.employee_list, name="employees"),
+    path("employees/onboard/", views.employee_onboard, name="employee_onboard"),
+    path("employees/<int:pk>/", views.employee_detail, name="employee_detail"),
+    path("employees/<int:pk>/offboard/", views.employee_offboard, name="employee_offboard"),
+    path("employees/<int:owner_pk>/identities/new/", views.identity_create, name="identity_create"),
+    path("offboarding/<int:pk>/", views.receipt_detail, name="receipt"),
+    path("identities/", views.identity_list, name="identities"),
+    path("identities/<int:pk>/", views.identity_detail, name="identity_detail"),
+    path("identities/<int:pk>/sync/", views.identity_sync_panel, name="identity_sync"),
+    path("identities/<int:pk>/edit/", views.identity_edit, name="identity_edit"),
+    path("identities/<int:pk>/relocate/", views.identity_relocate, name="identity_relocate"),
+    path("identities/<int:pk>/<slug:action>/", views.identity_action, name="identity_action"),
+    path("numbers/", views.inventory, name="inventory"),
+    path("grants/", views.grant_list, name="grants"),
+    path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
     path("import/", include(bulk_views.urlpatterns)),
 ]

@@ -1,1 +1,330 @@
-"""Pages for employees, identities, numbers and lines, and sharing grants."""
+"""Pages for employees and their identities, numbers and lines, sharing grants and
+offboarding. Each view parses input, calls one service or selector, and renders."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts import selectors as account_selectors
+from accounts.audit import Actor
+from accounts.decorators import (
+    ADMIN,
+    ADMIN_OR_HELPDESK,
+    ANY_MEMBER,
+    enterprise_role_required,
+)
+from accounts.models import Role, User
+from accounts.views import account_actions
+from portal.errors import RuleViolation
+from portal.http import is_htmx, safe_next_url
+from portal.pagination import paginate
+from portal.tenancy import get_for_enterprise_or_404
+
+from . import selectors, services
+from .forms import (
+    EmployeeFilterForm,
+    GrantForm,
+    IdentityEditForm,
+    IdentityFilterForm,
+    IdentityForm,
+    LineFilterForm,
+    OnboardForm,
+    RelocateForm,
+)
+from .models import Grant, Identity, OffboardingReceipt
+
+
+def _filtered(form):
+    return form.cleaned_data if form.is_valid() else {}
+
+
+def _run(request, form, service, **kwargs):
+    """Call ``service`` with the request's actor; a RuleViolation lands on the form."""
+    try:
+        return service(actor=Actor.from_request(request), **kwargs)
+    except RuleViolation as exc:
+        form.add_rule_violation(exc)
+        return None
+
+
+# --- Employees ------------------------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def employee_list(request):
+    filters = EmployeeFilterForm(request.GET or None)
+    people = selectors.employees(request.enterprise, **_filtered(filters))
+    context = {"filters": filters, "page": paginate(request, people)}
+    return render(request, "telephony/employee_list.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def employee_onboard(request):
+    contract = request.enterprise.contract
+    form = OnboardForm(request.POST or None, contract=contract)
+    if request.method == "POST" and form.is_valid():
+        identity = _run(
+            request,
+            form,
+            services.employee_onboard,
+            enterprise=request.enterprise,
+            **form.cleaned_data,
+        )
+        if identity is not None:
+            messages.success(
+                request,
+                f"{identity.owner} is onboarded with {identity.tn}; the invitation is on its way.",
+            )
+            return redirect("telephony:identity_detail", pk=identity.pk)
+    return render(request, "telephony/employee_onboard.html", {"form": form, "contract": contract})
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def employee_detail(request, pk):
+    member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    context = {
+        "member": member,
+        "identities": selectors.identities(request.enterprise, owner=member, status="all"),
+        "grants_given": selectors.grants_given(member),
+        "grants_received": selectors.grants_received(member),
+        "receipts": selectors.receipts(request.enterprise).filter(user=member),
+        "account_actions": account_actions(request.user, member),
+        "events": account_selectors.audit_events(
+            request.enterprise, target=("accounts.user", str(member.pk))
+        )[:20],
+    }
+    return render(request, "telephony/employee_detail.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def employee_offboard(request, pk):
+    """Confirm, then run the kill-switch and show its receipt."""
+    member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    if request.method == "POST":
+        try:
+            receipt = services.employee_offboard(actor=Actor.from_request(request), user=member)
+        except RuleViolation as exc:
+            messages.error(request, exc.message)
+            return redirect("telephony:employee_detail", pk=member.pk)
+        return redirect("telephony:receipt", pk=receipt.pk)
+    context = {
+        "member": member,
+        "identities": selectors.identities(request.enterprise, owner=member),
+        "grants": selectors.grants(request.enterprise).filter(identity__owner=member).count()
+        + selectors.grants(request.enterprise).filter(grantee=member).count(),
+    }
+    return render(request, "telephony/employee_offboard.html", context)
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def receipt_detail(request, pk):
+    receipt = get_for_enterprise_or_404(OffboardingReceipt, request.enterprise, pk=pk)
+    steps = selectors.receipt_steps(receipt)
+    context = {
+        "receipt": receipt,
+        "steps": steps,
+        "in_progress": any(s["outcome"] in ("requested", "in progress") for s in steps),
+    }
+    template = (
+        "telephony/includes/receipt_steps.html" if is_htmx(request) else "telephony/receipt.html"
+    )
+    return render(request, template, context)
+
+
+# --- Identities -----------------------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def identity_list(request):
+    filters = IdentityFilterForm(request.GET or None)
+    found = selectors.identities(request.enterprise, **_filtered(filters))
+    context = {
+        "filters": filters,
+        "page": paginate(request, found),
+        "counts": selectors.sync_counts(request.enterprise),
+    }
+    return render(request, "telephony/identity_list.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def identity_create(request, owner_pk):
+    owner = get_for_enterprise_or_404(User, request.enterprise, pk=owner_pk)
+    form = IdentityForm(request.POST or None, contract=request.enterprise.contract)
+    if request.method == "POST" and form.is_valid():
+        identity = _run(request, form, services.identity_create, owner=owner, **form.cleaned_data)
+        if identity is not None:
+            messages.success(request, f"{identity.tn} created for {owner}.")
+            return redirect("telephony:identity_detail", pk=identity.pk)
+    return render(request, "telephony/identity_form.html", {"form": form, "owner": owner})
+
+
+def _identity_for(request, pk) -> Identity:
+    """An identity of the request's enterprise; employees reach only their own."""
+    identity = get_for_enterprise_or_404(
+        selectors.identities(request.enterprise, status="all"), request.enterprise, pk=pk
+    )
+    if request.user.role == Role.EMPLOYEE and identity.owner_id != request.user.pk:
+        raise PermissionDenied
+    return identity
+
+
+@enterprise_role_required(ANY_MEMBER)
+def identity_detail(request, pk):
+    identity = _identity_for(request, pk)
+    context = {
+        "identity": identity,
+        "sync": identity.sync,
+        "history": selectors.sync_history(identity)[:20],
+        "grants": selectors.grants(request.enterprise, active="all").filter(identity=identity),
+        "events": account_selectors.audit_events(
+            request.enterprise, target=("telephony.identity", str(identity.pk))
+        )[:20],
+        "can_manage": request.user.role == Role.ADMIN,
+    }
+    return render(request, "telephony/identity_detail.html", context)
+
+
+@enterprise_role_required(ANY_MEMBER)
+def identity_sync_panel(request, pk):
+    """The sync state alone, polled by the identity page while a push is under way."""
+    identity = _identity_for(request, pk)
+    context = {
+        "identity": identity,
+        "sync": identity.sync,
+        "can_manage": request.user.role == Role.ADMIN,
+    }
+    return render(request, "telephony/includes/sync_panel.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def identity_edit(request, pk):
+    identity = _identity_for(request, pk)
+    initial = {
+        "services": identity.services,
+        "display_name": identity.display_name,
+        "alias": identity.alias,
+    }
+    form = IdentityEditForm(
+        request.POST or None, initial=initial, contract=request.enterprise.contract
+    )
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and _run(request, form, services.identity_update, identity=identity, **form.cleaned_data)
+    ):
+        messages.success(request, "Saved; the HSS follows in a moment.")
+        return redirect("telephony:identity_detail", pk=identity.pk)
+    return render(request, "telephony/identity_edit.html", {"form": form, "identity": identity})
+
+
+@enterprise_role_required(ADMIN)
+def identity_relocate(request, pk):
+    identity = _identity_for(request, pk)
+    form = RelocateForm(
+        request.POST or None, countries=selectors.block_countries(request.enterprise)
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        moved = _run(
+            request,
+            form,
+            services.identity_relocate,
+            identity=identity,
+            country=data["country"],
+            tn=data["tn"],
+            imsi=data["imsi"] or None,
+        )
+        if moved is not None:
+            messages.success(request, f"Moved to {moved.tn}; the old number is in quarantine.")
+            return redirect("telephony:identity_detail", pk=identity.pk)
+    return render(request, "telephony/identity_relocate.html", {"form": form, "identity": identity})
+
+
+IDENTITY_ACTIONS = {
+    "suspend": (services.identity_suspend, "Suspended"),
+    "resume": (services.identity_resume, "Resumed"),
+    "remove": (services.identity_remove, "Removed; the number is in quarantine"),
+    "retry-sync": (services.sync_retry, "Sync queued again"),
+}
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def identity_action(request, pk, action):
+    if action not in IDENTITY_ACTIONS:
+        raise PermissionDenied
+    identity = _identity_for(request, pk)
+    service, done = IDENTITY_ACTIONS[action]
+    try:
+        service(actor=Actor.from_request(request), identity=identity)
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{done}.")
+    return redirect("telephony:identity_detail", pk=identity.pk)
+
+
+# --- Numbers and lines ----------------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def inventory(request):
+    filters = LineFilterForm(request.GET or None)
+    context = {
+        "blocks": selectors.number_blocks(request.enterprise),
+        "filters": filters,
+        "page": paginate(request, selectors.sim_lines(request.enterprise, **_filtered(filters))),
+    }
+    return render(request, "telephony/inventory.html", context)
+
+
+# --- Grants ---------------------------------------------------------------------------
+
+
+@enterprise_role_required(ANY_MEMBER)
+def grant_list(request):
+    """Admins and helpdesk see every grant; employees those they gave or received, and
+    share their own identities here."""
+    user = request.user
+    own = (
+        Identity.objects.for_enterprise(request.enterprise)
+        .filter(owner=user, status=Identity.Status.ACTIVE)
+        .select_related("number")
+    )
+    form = GrantForm(request.POST or None, identities=own, colleagues=selectors.colleagues(user))
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and _run(request, form, services.grant_create, **form.cleaned_data)
+    ):
+        messages.success(request, "Shared. Their devices can use it in a moment.")
+        return redirect("telephony:grants")
+    context = {"form": form, "can_share": own.exists()}
+    if user.role in ADMIN_OR_HELPDESK:
+        active = request.GET.get("active", "yes")
+        context.update(
+            active=active,
+            page=paginate(request, selectors.grants(request.enterprise, active=active)),
+        )
+    context.update(given=selectors.grants_given(user), received=selectors.grants_received(user))
+    return render(request, "telephony/grant_list.html", context)
+
+
+@enterprise_role_required(ANY_MEMBER)
+@require_POST
+def grant_revoke(request, pk):
+    grant = get_for_enterprise_or_404(
+        Grant.objects.select_related("identity", "enterprise"), request.enterprise, pk=pk
+    )
+    user = request.user
+    if user.role == Role.EMPLOYEE and user.pk not in (grant.identity.owner_id, grant.grantee_id):
+        raise PermissionDenied
+    try:
+        services.grant_revoke(actor=Actor.from_request(request), grant=grant)
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Grant revoked.")
+    return redirect(safe_next_url(request, reverse("telephony:grants")))

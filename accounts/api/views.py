@@ -26,20 +26,15 @@ class EnterpriseView(EnterpriseAPIMixin, generics.GenericAPIView):
     list=extend_schema(parameters=[s.UserFilterSerializer]),
     create=extend_schema(request=s.UserInviteSerializer, responses={201: s.UserSerializer}),
     partial_update=extend_schema(request=s.UserUpdateSerializer, responses=s.UserSerializer),
-    destroy=extend_schema(
-        description="Offboards the user: the account is closed for good and stays "
-        "readable with status `offboarded`.",
-        responses={204: None},
-    ),
 )
-class UserViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, EnterpriseViewSet
-):
-    """Users of the enterprise. Creating one sends an invitation by email."""
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """Users of the enterprise. Creating one sends an invitation by email; a joiner with
+    an identity is onboarded at /api/v1/onboarding/, a leaver offboarded at
+    /api/v1/offboarding/."""
 
     serializer_class = s.UserSerializer
     queryset = User.objects.all()
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
         criteria = {}
@@ -62,9 +57,6 @@ class UserViewSet(
         data.is_valid(raise_exception=True)
         user = services.user_update(actor=self.actor, user=self.get_object(), **data.validated_data)
         return Response(self._read(user))
-
-    def perform_destroy(self, instance):
-        services.user_offboard(actor=self.actor, user=instance)
 
     def _read(self, user):
         return self.get_serializer(self.get_queryset().get(pk=user.pk)).data

@@ -39,7 +39,7 @@ def test_an_admin_with_a_device_must_enter_a_code_before_any_page(client, admin)
     assert response.url.startswith(reverse("accounts:two_factor"))
 
     # The password alone reaches nothing.
-    for url in (reverse("home"), reverse("accounts:users"), reverse("admin:index")):
+    for url in (reverse("home"), reverse("telephony:employees"), reverse("admin:index")):
         assert client.get(url).url.startswith(reverse("accounts:two_factor"))
 
     response = client.post(reverse("accounts:two_factor"), {"method": "totp", "token": "000000"})
@@ -51,7 +51,7 @@ def test_an_admin_with_a_device_must_enter_a_code_before_any_page(client, admin)
         reverse("accounts:two_factor"), {"method": "totp", "token": totp_code(device)}
     )
     assert response.status_code == 302
-    assert client.get(reverse("accounts:users")).status_code == 200
+    assert client.get(reverse("telephony:employees")).status_code == 200
     assert AuditEvent.objects.filter(action="user.signed_in", actor_user=admin).count() == 1
 
 
@@ -73,7 +73,7 @@ def test_an_admin_without_a_device_is_sent_to_enrol_and_then_gets_backup_codes(c
     assert len(codes) == 10
     # Shown once only.
     assert "<li><code>" not in client.get(reverse("accounts:backup_codes")).content.decode()
-    assert client.get(reverse("accounts:users")).status_code == 200
+    assert client.get(reverse("telephony:employees")).status_code == 200
 
 
 def test_a_backup_code_works_once_instead_of_the_app(client, admin):
@@ -241,7 +241,8 @@ def test_role_navigation_and_home_pages(admin_client, helpdesk, employee, client
 
 
 @pytest.mark.parametrize(
-    "url_name", ["accounts:users", "accounts:audit", "accounts:enterprise", "accounts:user_invite"]
+    "url_name",
+    ["telephony:employees", "accounts:audit", "accounts:enterprise", "accounts:user_invite"],
 )
 def test_employees_get_403_on_enterprise_pages(employee_client, url_name):
     response = employee_client.get(reverse(url_name))
@@ -252,7 +253,8 @@ def test_employees_get_403_on_enterprise_pages(employee_client, url_name):
 def test_helpdesk_may_look_and_resend_but_not_change(helpdesk_client, enterprise):
     invited = UserFactory(enterprise=enterprise, status=User.Status.INVITED)
     assert (
-        helpdesk_client.get(reverse("accounts:user_detail", args=[invited.pk])).status_code == 200
+        helpdesk_client.get(reverse("telephony:employee_detail", args=[invited.pk])).status_code
+        == 200
     )
     assert helpdesk_client.get(reverse("accounts:user_invite")).status_code == 403
     response = helpdesk_client.post(reverse("accounts:user_action", args=[invited.pk, "suspend"]))
@@ -270,10 +272,10 @@ def test_the_user_list_searches_filters_and_keeps_a_fixed_query_count(
     UserFactory.create_batch(30, enterprise=enterprise)
     UserFactory(enterprise=enterprise, full_name="Zelda Unique", status=User.Status.SUSPENDED)
     with django_assert_max_num_queries(8):
-        page = admin_client.get(reverse("accounts:users")).content.decode()
+        page = admin_client.get(reverse("telephony:employees")).content.decode()
     assert "Page 1 of 2" in page
     page = admin_client.get(
-        reverse("accounts:users") + "?q=zelda&status=suspended"
+        reverse("telephony:employees") + "?q=zelda&status=suspended"
     ).content.decode()
     assert "Zelda Unique" in page and "1 in all" in page
 

@@ -4,11 +4,19 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import views as accounts_views
+from telephony.api import views as telephony_views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("users", accounts_views.UserViewSet, basename="user")
 router.register("audit", accounts_views.AuditEventViewSet, basename="audit")
+router.register("identities", telephony_views.IdentityViewSet, basename="identity")
+router.register("onboarding", telephony_views.OnboardingViewSet, basename="onboarding")
+router.register("offboarding", telephony_views.OffboardingViewSet, basename="offboarding")
+router.register("number-blocks", telephony_views.NumberBlockViewSet, basename="number-block")
+router.register("numbers", telephony_views.TelephoneNumberViewSet, basename="number")
+router.register("lines", telephony_views.SimLineViewSet, basename="line")
+router.register("grants", telephony_views.GrantViewSet, basename="grant")
 
 urlpatterns = [
     path("enterprise/", accounts_views.EnterpriseView.as_view(), name="api-enterprise"),

@@ -14,7 +14,10 @@ from rest_framework.test import APIClient
 from accounts import audit
 from accounts.models import AuditEvent, Role, User
 from accounts.tests.factories import UserFactory, api_token
-from portal.testing import assert_other_enterprise_gets_404, url_patterns
+from portal.testing import assert_other_enterprise_gets_404, response_text, url_patterns
+from telephony import services as telephony_services
+from telephony.models import ImportJob, NumberBlock, SimLine
+from telephony.tests.factories import give_line, give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +36,42 @@ def _audit_event(enterprise):
     return {"pk": event.pk}
 
 
+def _identity(enterprise):
+    if not NumberBlock.objects.filter(enterprise=enterprise).exists():
+        give_numbers(enterprise, "+4940123400", "+4940123449")
+    owner = UserFactory(enterprise=enterprise, full_name=f"{CANARY} owner")
+    return make_identity(owner, display_name="CANARY")
+
+
+def _grant(enterprise):
+    identity = _identity(enterprise)
+    grantee = UserFactory(enterprise=enterprise, full_name=f"{CANARY} grantee")
+    return telephony_services.grant_create(
+        actor=audit.Actor(user=identity.owner), identity=identity, grantee=grantee
+    )
+
+
+def _receipt(enterprise):
+    identity = _identity(enterprise)
+    return telephony_services.employee_offboard(actor=audit.Actor.system(), user=identity.owner)
+
+
+def _line(enterprise):
+    return give_line(enterprise, SimLine.objects.count() + 1)
+
+
+def _import_job(enterprise):
+    return ImportJob.objects.create(
+        enterprise=enterprise, filename=f"{CANARY}.csv", csv_text="email,full_name\n", total_rows=1
+    )
+
+
+def _by_pk(make):
+    return lambda e: {"pk": make(e).pk}
+
+
 # URL name -> kwargs of an object that belongs to the given enterprise.
 OBJECT_URLS = {
-    "accounts:user_detail": _member,
     "accounts:user_edit": _member,
     "accounts:user_action": lambda e: {**_member(e), "action": "suspend"},
     "accounts:api_token_revoke": lambda e: {"pk": api_token(e)[0].pk},
@@ -45,6 +81,30 @@ OBJECT_URLS = {
     "user-resend-invitation": lambda e: _member(e, status=User.Status.INVITED),
     "user-reset-2fa": _member,
     "audit-detail": _audit_event,
+    "telephony:employee_detail": _member,
+    "telephony:employee_offboard": _member,
+    "telephony:identity_create": lambda e: {"owner_pk": _member(e)["pk"]},
+    "telephony:receipt": _by_pk(_receipt),
+    "telephony:identity_detail": _by_pk(_identity),
+    "telephony:identity_sync": _by_pk(_identity),
+    "telephony:identity_edit": _by_pk(_identity),
+    "telephony:identity_relocate": _by_pk(_identity),
+    "telephony:identity_action": lambda e: {"pk": _identity(e).pk, "action": "suspend"},
+    "telephony:grant_revoke": _by_pk(_grant),
+    "identity-detail": _by_pk(_identity),
+    "identity-suspend": _by_pk(_identity),
+    "identity-resume": _by_pk(_identity),
+    "identity-relocate": _by_pk(_identity),
+    "identity-retry-sync": _by_pk(_identity),
+    "offboarding-detail": _by_pk(_receipt),
+    "number-block-detail": lambda e: {"pk": _identity(e).number.block_id},
+    "line-detail": _by_pk(_line),
+    "grant-detail": _by_pk(_grant),
+    "grant-revoke": _by_pk(_grant),
+    "telephony:import_preview": _by_pk(_import_job),
+    "telephony:import_start": _by_pk(_import_job),
+    "telephony:import_job": _by_pk(_import_job),
+    "telephony:import_progress": _by_pk(_import_job),
 }
 
 # Parameterised URLs that address no enterprise's object, and why.
@@ -111,7 +171,7 @@ def test_no_page_or_api_list_shows_another_enterprises_data(
         for client in clients:
             response = client.get(url, follow=True)
             assert response.status_code < 500, f"GET {url} answered {response.status_code}"
-            assert CANARY not in response.content.decode(), (
+            assert CANARY not in response_text(response), (
                 f"GET {url} shows another enterprise's data"
             )
             checked += 1

@@ -17,6 +17,9 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiToken, Enterprise, Role, Service, User
 from portal.credentials import hash_secret
+from telephony import services as telephony_services
+from telephony.models import Grant, Identity, NumberBlock, SimLine
+from telephony.numbers import with_luhn_digit
 
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
@@ -48,6 +51,18 @@ ENTERPRISES = [
             ("maria.garcia@swift-delivery.example", "Maria Garcia", Role.EMPLOYEE),
             ("chen.wei@swift-delivery.example", "Chen Wei", Role.EMPLOYEE),
         ],
+        # Berlin numbers, and a US block for relocations.
+        "blocks": [
+            ("+4930555000", "+4930555099", "Berlin office"),
+            ("+14155550100", "+14155550199", "US"),
+        ],
+        "lines": 10,
+        # email: (SIM line number or None for a soft client, services, alias)
+        "identities": {
+            "rob.smith@swift-delivery.example": (1, ["voice", "video", "messaging"], "rob.smith"),
+            "maria.garcia@swift-delivery.example": (None, ["voice", "conference"], ""),
+            "chen.wei@swift-delivery.example": (2, ["voice"], ""),
+        },
     },
     {
         "name": "Bluebird Couriers",
@@ -55,6 +70,9 @@ ENTERPRISES = [
         "sip_domain": "bluebird-couriers.example",
         "contract": {"allowed_services": [Service.VOICE], "identity_quota": 10},
         "users": [("admin@bluebird-couriers.example", "Bea Bluebird", Role.ADMIN)],
+        "blocks": [("+4940123400", "+4940123449", "Hamburg")],
+        "lines": 0,
+        "identities": {},
     },
 ]
 STAFF = ("staff@ica.example", "Olga Operator")
@@ -95,6 +113,7 @@ class Command(BaseCommand):
                     **spec["contract"],
                 )
             users += [self.user(e, n, role=r, enterprise=enterprise) for e, n, r in spec["users"]]
+            self.telephony(enterprise, spec)
         swift = Enterprise.objects.get(slug="swift-delivery")
         ApiToken.objects.get_or_create(
             key_hash=hash_secret(DEMO_API_TOKEN),
@@ -106,6 +125,45 @@ class Command(BaseCommand):
             },
         )
         return {"users": users, "api_token": DEMO_API_TOKEN}
+
+    def telephony(self, enterprise, spec) -> None:
+        """Number blocks, a SIM line pool, identities and one sharing grant."""
+        actor = Actor.system()
+        for first, last, note in spec["blocks"]:
+            if not NumberBlock.objects.filter(first_number=first).exists():
+                telephony_services.number_block_create(
+                    actor=actor,
+                    enterprise=enterprise,
+                    first_number=first,
+                    last_number=last,
+                    note=note,
+                )
+        for n in range(1, spec["lines"] + 1):
+            imsi = f"26201{n:010d}"
+            if not SimLine.objects.filter(imsi=imsi).exists():
+                telephony_services.sim_line_create(
+                    actor=actor,
+                    enterprise=enterprise,
+                    imsi=imsi,
+                    iccid=with_luhn_digit(f"894901{n:012d}"),
+                )
+        for email, (line, services_, alias) in spec["identities"].items():
+            owner = User.objects.get(email=email)
+            if not Identity.objects.live().filter(owner=owner).exists():
+                telephony_services.identity_create(
+                    actor=actor,
+                    owner=owner,
+                    services=services_,
+                    imsi=f"26201{line:010d}" if line else "",
+                    alias=alias,
+                )
+        if spec["identities"] and not Grant.objects.filter(enterprise=enterprise).exists():
+            maria = User.objects.get(email="maria.garcia@swift-delivery.example")
+            telephony_services.grant_create(
+                actor=Actor(user=maria),
+                identity=Identity.objects.live().get(owner=maria),
+                grantee=User.objects.get(email="rob.smith@swift-delivery.example"),
+            )
 
     def user(self, email, full_name, *, role, enterprise) -> dict:
         user = User.objects.filter(email=email).first()

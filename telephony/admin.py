@@ -1,0 +1,276 @@
+"""Django admin for operator staff: the inventory they give enterprises (with CSV
+upload), identities, grants, and the HSS sync queue with its failures."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+
+from accounts.admin import ReadOnlyAdmin
+from accounts.audit import Actor
+from accounts.models import Enterprise
+from portal.admin import AuditedModelAdmin
+from portal.errors import RuleViolation
+
+from . import services
+from .models import (
+    Grant,
+    Identity,
+    IdentitySync,
+    ImportJob,
+    NumberBlock,
+    OffboardingReceipt,
+    SimLine,
+    SimulatedSubscription,
+    SyncAttempt,
+)
+
+MAX_INVENTORY_CSV_BYTES = 2 * 1024 * 1024
+
+
+class InventoryUploadForm(forms.Form):
+    enterprise = forms.ModelChoiceField(queryset=Enterprise.objects.all())
+    file = forms.FileField(label="CSV file")
+
+
+class InventoryUploadMixin:
+    """A "Load from CSV" page on the changelist; all rows load or none do."""
+
+    upload_kind = ""  # "blocks" or "lines"
+    upload_columns = ""
+    change_list_template = "admin/telephony/inventory_changelist.html"
+
+    def get_urls(self):
+        name = f"{self.model._meta.app_label}_{self.model._meta.model_name}_upload"
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name=name),
+            *super().get_urls(),
+        ]
+
+    def upload_view(self, request):
+        if not self.has_add_permission(request):
+            return redirect("admin:index")
+        form = InventoryUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > MAX_INVENTORY_CSV_BYTES:
+                    raise RuleViolation("The file is larger than 2 MB; split it.")
+                try:
+                    text = upload.read().decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise RuleViolation("The file is not UTF-8 text.") from exc
+                count = services.inventory_import(
+                    actor=Actor.from_request(request),
+                    enterprise=form.cleaned_data["enterprise"],
+                    kind=self.upload_kind,
+                    csv_text=text,
+                )
+            except RuleViolation as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Loaded {count} row(s).", messages.SUCCESS)
+                return redirect(
+                    reverse(
+                        f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist"
+                    )
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "opts": self.model._meta,
+            "title": f"Load {self.model._meta.verbose_name_plural} from CSV",
+            "columns": self.upload_columns,
+        }
+        return render(request, "admin/telephony/inventory_upload.html", context)
+
+
+class NumberBlockForm(forms.ModelForm):
+    class Meta:
+        model = NumberBlock
+        fields = ["enterprise", "first_number", "last_number", "note"]
+
+
+@admin.register(NumberBlock)
+class NumberBlockAdmin(InventoryUploadMixin, AuditedModelAdmin):
+    upload_kind = "blocks"
+    upload_columns = "first_number,last_number,note (note optional), numbers in E.164"
+    form = NumberBlockForm
+    list_display = ["__str__", "enterprise", "country", "size", "note", "created_at"]
+    list_filter = ["country", "enterprise"]
+    search_fields = ["first_number", "last_number", "note", "enterprise__name"]
+    list_select_related = ["enterprise"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["enterprise", "first_number", "last_number", "country"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:  # only the note can change
+            return super().save_model(request, obj, form, change)
+        try:
+            block = services.number_block_create(
+                actor=Actor.from_request(request),
+                enterprise=form.cleaned_data["enterprise"],
+                first_number=form.cleaned_data["first_number"],
+                last_number=form.cleaned_data["last_number"],
+                note=form.cleaned_data["note"],
+            )
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused from exc
+        obj.pk = block.pk
+        obj._state.adding = False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except _Refused:
+            return redirect(request.get_full_path())
+
+
+class _Refused(Exception):
+    """A service refused an admin save; the message is already shown."""
+
+
+@admin.register(SimLine)
+class SimLineAdmin(InventoryUploadMixin, AuditedModelAdmin):
+    upload_kind = "lines"
+    upload_columns = "imsi,iccid"
+    list_display = ["imsi", "iccid", "enterprise", "identity"]
+    list_filter = ["enterprise"]
+    search_fields = ["imsi", "iccid"]
+    list_select_related = ["enterprise", "identity"]
+    fields = ["enterprise", "imsi", "iccid"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["enterprise", "imsi", "iccid"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        try:
+            line = services.sim_line_create(
+                actor=Actor.from_request(request),
+                enterprise=form.cleaned_data["enterprise"],
+                imsi=form.cleaned_data["imsi"],
+                iccid=form.cleaned_data["iccid"],
+            )
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused from exc
+        obj.pk = line.pk
+        obj._state.adding = False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except _Refused:
+            return redirect(request.get_full_path())
+
+
+@admin.register(Identity)
+class IdentityAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "owner", "enterprise", "status", "sync_state", "updated_at"]
+    list_filter = ["status", "sync__state", "enterprise"]
+    search_fields = ["number__e164", "former_tn", "display_name", "owner__email", "alias"]
+    list_select_related = ["owner", "enterprise", "number", "sync"]
+    readonly_fields = ["impus", "impi"]
+
+    @admin.display(description="HSS sync", ordering="sync__state")
+    def sync_state(self, obj):
+        return obj.sync.get_state_display()
+
+
+@admin.register(IdentitySync)
+class IdentitySyncAdmin(ReadOnlyAdmin):
+    """The whole sync queue across enterprises: what is pending, what failed and why."""
+
+    list_display = [
+        "identity",
+        "enterprise",
+        "state",
+        "attempts",
+        "last_error",
+        "requested_at",
+        "next_attempt_at",
+        "synced_at",
+    ]
+    list_filter = ["state", "enterprise"]
+    search_fields = ["identity__number__e164", "identity__former_tn", "last_error"]
+    list_select_related = ["identity__number", "enterprise"]
+    ordering = ["-requested_at"]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected failed syncs")
+    def retry(self, request, queryset):
+        done = 0
+        for row in queryset.filter(state=IdentitySync.State.FAILED).select_related("identity"):
+            services.sync_retry(actor=Actor.from_request(request), identity=row.identity)
+            done += 1
+        self.message_user(request, f"{done} sync(s) queued again.")
+
+
+@admin.register(SyncAttempt)
+class SyncAttemptAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "identity",
+        "enterprise",
+        "version",
+        "outcome",
+        "detail",
+        "duration_ms",
+    ]
+    list_filter = ["outcome", "enterprise"]
+    search_fields = ["identity__number__e164", "detail", "operation_id"]
+    list_select_related = ["identity__number", "enterprise"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    list_display = [
+        "identity",
+        "grantee",
+        "enterprise",
+        "rights",
+        "valid_until",
+        "revoked_at",
+        "end_reason",
+    ]
+    list_filter = ["end_reason", "enterprise"]
+    search_fields = ["identity__number__e164", "grantee__email"]
+    list_select_related = ["identity__number", "grantee", "enterprise"]
+
+
+@admin.register(OffboardingReceipt)
+class OffboardingReceiptAdmin(ReadOnlyAdmin):
+    list_display = ["user", "enterprise", "actor_label", "created_at"]
+    list_filter = ["enterprise"]
+    search_fields = ["user__email"]
+    list_select_related = ["user", "enterprise"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    list_display = [
+        "filename",
+        "enterprise",
+        "state",
+        "total_rows",
+        "created_count",
+        "failed_count",
+        "created_at",
+    ]
+    list_filter = ["state", "enterprise"]
+    exclude = ["csv_text"]
+    list_select_related = ["enterprise"]
+
+
+@admin.register(SimulatedSubscription)
+class SimulatedSubscriptionAdmin(admin.ModelAdmin):
+    """The builtin HSS's own store. Editing a row here is how a demo makes drift that
+    the periodic reconcile finds and repairs."""
+
+    list_display = ["msisdn", "imsi", "display_name", "enabled", "operation_id", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["msisdn", "imsi", "display_name"]

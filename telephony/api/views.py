@@ -1,0 +1,205 @@
+from django.db.models import Q
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.models import Role, User
+from portal.api.views import EnterpriseViewSet
+from portal.tenancy import get_for_enterprise_or_404
+from telephony import selectors, services
+from telephony.models import (
+    Grant,
+    Identity,
+    NumberBlock,
+    OffboardingReceipt,
+    SimLine,
+    TelephoneNumber,
+)
+
+from . import serializers as s
+
+EVERY_ROLE = (Role.ADMIN, Role.HELPDESK, Role.EMPLOYEE)
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[s.IdentityFilterSerializer]),
+    create=extend_schema(request=s.IdentityCreateSerializer, responses={201: s.IdentitySerializer}),
+    partial_update=extend_schema(
+        request=s.IdentityUpdateSerializer, responses=s.IdentitySerializer
+    ),
+    destroy=extend_schema(
+        description="Removes the identity: disabled and removed in the HSS (its UEs "
+        "deregistered), number into quarantine, SIM line freed, grants ended. The resource "
+        "stays readable with status `removed`.",
+        responses={204: None},
+    ),
+)
+class IdentityViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, EnterpriseViewSet
+):
+    """The enterprise's MMTEL identities with their HSS sync state. Employees see their
+    own; admins change them; every change reaches the HSS asynchronously."""
+
+    serializer_class = s.IdentitySerializer
+    queryset = Identity.objects.all()
+    read_roles = EVERY_ROLE
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        # A list shows live identities unless asked otherwise; one is found whatever its state.
+        criteria = {"status": "all"}
+        if self.action == "list":
+            criteria = _valid(s.IdentityFilterSerializer, self.request.query_params)
+        found = selectors.identities(self.enterprise, **criteria)
+        if self.request.user.role == Role.EMPLOYEE:
+            found = found.filter(owner_id=self.request.user.pk)
+        return found
+
+    def _read(self, identity):
+        return self.get_serializer(self.get_queryset().get(pk=identity.pk)).data
+
+    def create(self, request):
+        data = _valid(s.IdentityCreateSerializer, request.data)
+        owner = get_for_enterprise_or_404(User, self.enterprise, pk=data.pop("owner"))
+        identity = services.identity_create(actor=self.actor, owner=owner, **data)
+        return Response(self._read(identity), status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        data = _valid(s.IdentityUpdateSerializer, request.data)
+        identity = services.identity_update(actor=self.actor, identity=self.get_object(), **data)
+        return Response(self._read(identity))
+
+    def perform_destroy(self, instance):
+        services.identity_remove(actor=self.actor, identity=instance)
+
+    def _act(self, service, **kwargs):
+        identity = service(actor=self.actor, identity=self.get_object(), **kwargs)
+        return Response(self._read(identity))
+
+    @extend_schema(request=None, responses=s.IdentitySerializer)
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, pk=None):
+        return self._act(services.identity_suspend)
+
+    @extend_schema(request=None, responses=s.IdentitySerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._act(services.identity_resume)
+
+    @extend_schema(request=s.RelocateSerializer, responses=s.IdentitySerializer)
+    @action(detail=True, methods=["post"])
+    def relocate(self, request, pk=None):
+        return self._act(services.identity_relocate, **_valid(s.RelocateSerializer, request.data))
+
+    @extend_schema(request=None, responses=s.IdentitySerializer)
+    @action(detail=True, methods=["post"], url_path="retry-sync")
+    def retry_sync(self, request, pk=None):
+        return self._act(services.sync_retry)
+
+
+class OnboardingViewSet(EnterpriseViewSet):
+    """A joiner in one step: account, invitation and a first identity."""
+
+    queryset = Identity.objects.all()
+    serializer_class = s.IdentitySerializer
+
+    @extend_schema(request=s.OnboardSerializer, responses={201: s.IdentitySerializer})
+    def create(self, request):
+        data = _valid(s.OnboardSerializer, request.data)
+        identity = services.employee_onboard(actor=self.actor, enterprise=self.enterprise, **data)
+        read = selectors.identities(self.enterprise, status="all").get(pk=identity.pk)
+        return Response(self.get_serializer(read).data, status=status.HTTP_201_CREATED)
+
+
+class OffboardingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """The leaver's kill-switch, and its receipts: each step and its outcome now."""
+
+    queryset = OffboardingReceipt.objects.all()
+    serializer_class = s.ReceiptSerializer
+
+    def get_queryset(self):
+        return selectors.receipts(self.enterprise)
+
+    @extend_schema(request=s.OffboardSerializer, responses={201: s.ReceiptSerializer})
+    def create(self, request):
+        data = _valid(s.OffboardSerializer, request.data)
+        user = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
+        receipt = services.employee_offboard(actor=self.actor, user=user)
+        return Response(self.get_serializer(receipt).data, status=status.HTTP_201_CREATED)
+
+
+class NumberBlockViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """The operator's number blocks for this enterprise, with their use."""
+
+    queryset = NumberBlock.objects.all()
+    serializer_class = s.NumberBlockSerializer
+
+    def get_queryset(self):
+        return selectors.number_blocks(self.enterprise).order_by("first_number")
+
+
+@extend_schema_view(list=extend_schema(parameters=[s.NumberFilterSerializer]))
+class TelephoneNumberViewSet(mixins.ListModelMixin, EnterpriseViewSet):
+    """Every number of the enterprise's blocks and its state (free, assigned, quarantined)."""
+
+    queryset = TelephoneNumber.objects.all()
+    serializer_class = s.TelephoneNumberSerializer
+
+    def get_queryset(self):
+        criteria = _valid(s.NumberFilterSerializer, self.request.query_params)
+        found = super().get_queryset().order_by("e164")
+        if criteria["status"]:
+            found = found.filter(status=criteria["status"])
+        if criteria["country"]:
+            found = found.filter(block__country=criteria["country"].upper())
+        return found
+
+
+class SimLineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """The enterprise's SIM line pool."""
+
+    queryset = SimLine.objects.all()
+    serializer_class = s.SimLineSerializer
+
+    def get_queryset(self):
+        return selectors.sim_lines(self.enterprise)
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.GrantCreateSerializer, responses={201: s.GrantSerializer})
+)
+class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """Sharing grants (TS 22.173 4.6). Admins and helpdesk see all; employees those they
+    gave or received. Only an identity's owner can share it (with a session)."""
+
+    queryset = Grant.objects.all()
+    serializer_class = s.GrantSerializer
+    read_roles = EVERY_ROLE
+    write_roles = EVERY_ROLE
+
+    def get_queryset(self):
+        found = selectors.grants(self.enterprise, active="all")
+        if self.request.user.role == Role.EMPLOYEE:
+            me = self.request.user.pk
+            found = found.filter(Q(identity__owner_id=me) | Q(grantee_id=me))
+        return found
+
+    def create(self, request):
+        data = _valid(s.GrantCreateSerializer, request.data)
+        identity = get_for_enterprise_or_404(Identity, self.enterprise, pk=data.pop("identity"))
+        grantee = get_for_enterprise_or_404(User, self.enterprise, pk=data.pop("grantee"))
+        grant = services.grant_create(actor=self.actor, identity=identity, grantee=grantee, **data)
+        return Response(self.get_serializer(grant).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.GrantSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        grant = services.grant_revoke(actor=self.actor, grant=self.get_object())
+        return Response(self.get_serializer(grant).data)

@@ -1,0 +1,131 @@
+from django import forms
+
+from accounts.models import Role, Service, User
+from portal.forms import PortalForm
+
+from .models import Identity, IdentitySync
+
+
+def service_choices(contract):
+    return [(s.value, s.label) for s in Service if contract.allows(s.value)]
+
+
+class IdentityFieldsMixin(forms.Form):
+    """The fields an identity is made of; services limited to the contract's."""
+
+    services = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    display_name = forms.CharField(
+        label="Caller name",
+        max_length=Identity.DISPLAY_NAME_MAX,
+        required=False,
+        help_text="What the people they call see (at most 15 characters). Defaults to the name.",
+    )
+    tn = forms.CharField(
+        label="Number",
+        required=False,
+        help_text="Leave empty for the next free number of your blocks, or give one, e.g. +49 30 1234 56.",
+    )
+    imsi = forms.CharField(
+        label="SIM line (IMSI)",
+        required=False,
+        help_text="For a mobile phone: an IMSI from your line pool. Soft clients need none.",
+    )
+    alias = forms.CharField(
+        label="SIP alias",
+        required=False,
+        help_text="Optional user name for sip:alias@your-domain.",
+    )
+
+    def __init__(self, *args, contract, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["services"].choices = service_choices(contract)
+        self.fields["services"].initial = [c for c, _ in self.fields["services"].choices][:1]
+
+
+class OnboardForm(IdentityFieldsMixin, PortalForm):
+    full_name = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.EMPLOYEE)
+
+    field_order = ["full_name", "email", "role", "services", "display_name", "tn", "imsi", "alias"]
+
+
+class IdentityForm(IdentityFieldsMixin, PortalForm):
+    pass
+
+
+class IdentityEditForm(PortalForm):
+    services = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    display_name = forms.CharField(label="Caller name", max_length=Identity.DISPLAY_NAME_MAX)
+    alias = forms.CharField(label="SIP alias", required=False)
+
+    def __init__(self, *args, contract, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["services"].choices = service_choices(contract)
+
+
+class RelocateForm(PortalForm):
+    country = forms.ChoiceField(required=False, help_text="The next free number there.")
+    tn = forms.CharField(label="Or this number", required=False)
+    imsi = forms.CharField(
+        label="New SIM line (IMSI)",
+        required=False,
+        help_text="Leave empty to keep the current line.",
+    )
+
+    def __init__(self, *args, countries, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["country"].choices = [("", "—"), *((c, c) for c in countries)]
+
+
+class EmployeeFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False, help_text="Name, email or number")
+    status = forms.ChoiceField(choices=[("", "Any status"), *User.Status.choices], required=False)
+    role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
+    sync = forms.ChoiceField(
+        label="Sync", choices=[("", "Any"), *IdentitySync.State.choices], required=False
+    )
+    identity = forms.ChoiceField(
+        label="Identities",
+        choices=[("", "Any"), ("some", "Has one"), ("none", "Has none")],
+        required=False,
+    )
+
+
+class IdentityFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False, help_text="Number, name or alias")
+    status = forms.ChoiceField(
+        choices=[("", "Active and suspended"), *Identity.Status.choices], required=False
+    )
+    sync = forms.ChoiceField(
+        label="Sync", choices=[("", "Any"), *IdentitySync.State.choices], required=False
+    )
+
+
+class LineFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False, help_text="IMSI or ICCID")
+    free = forms.ChoiceField(
+        label="In use", choices=[("", "Any"), ("yes", "Free"), ("no", "In use")], required=False
+    )
+
+
+class GrantForm(PortalForm):
+    identity = forms.ModelChoiceField(queryset=Identity.objects.none(), label="Identity to share")
+    grantee = forms.ModelChoiceField(queryset=User.objects.none(), label="Share with")
+    can_make_calls = forms.BooleanField(
+        label="May make calls with it", required=False, initial=True
+    )
+    can_receive_calls = forms.BooleanField(
+        label="May receive its calls", required=False, initial=True
+    )
+    valid_until = forms.DateTimeField(
+        label="Until",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave empty for no end; you can revoke at any time.",
+    )
+
+    def __init__(self, *args, identities, colleagues, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["identity"].queryset = identities
+        self.fields["grantee"].queryset = colleagues

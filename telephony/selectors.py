@@ -1,0 +1,212 @@
+"""Reads for telephony pages and the API; each starts from the tenant and loads what a
+page shows in a fixed number of queries."""
+
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Enterprise, User
+
+from .models import (
+    Grant,
+    Identity,
+    IdentitySync,
+    NumberBlock,
+    OffboardingReceipt,
+    SimLine,
+    SyncAttempt,
+    TelephoneNumber,
+)
+
+SYNC_FILTERS = {
+    "pending": Q(sync__state=IdentitySync.State.PENDING),
+    "synced": Q(sync__state=IdentitySync.State.SYNCED),
+    "failed": Q(sync__state=IdentitySync.State.FAILED),
+    "drift": Q(sync__state=IdentitySync.State.DRIFT),
+}
+
+
+def identities(
+    enterprise: Enterprise,
+    # "" for live ones (active and suspended), "all", or one status
+    *,
+    q: str = "",
+    status: str = "",
+    sync: str = "",
+    owner: User | None = None,
+) -> QuerySet[Identity]:
+    found = Identity.objects.for_enterprise(enterprise).select_related(
+        "owner", "number", "line", "sync", "enterprise"
+    )
+    if q:
+        found = found.filter(
+            Q(number__e164__icontains=q.replace(" ", ""))
+            | Q(former_tn__icontains=q.replace(" ", ""))
+            | Q(display_name__icontains=q)
+            | Q(owner__full_name__icontains=q)
+            | Q(owner__email__icontains=q)
+            | Q(alias__icontains=q)
+        )
+    if status == "all":
+        pass
+    elif status:
+        found = found.filter(status=status)
+    else:
+        found = found.live()
+    if sync in SYNC_FILTERS:
+        found = found.filter(SYNC_FILTERS[sync])
+    if owner is not None:
+        found = found.filter(owner=owner)
+    return found.order_by("owner__full_name", "number__e164", "pk")
+
+
+def live_identities_prefetch() -> Prefetch:
+    return Prefetch(
+        "identities",
+        queryset=Identity.objects.live().select_related("number", "sync").order_by("number__e164"),
+        to_attr="live_identities",
+    )
+
+
+def employees(
+    enterprise: Enterprise,
+    *,
+    q: str = "",
+    status: str = "",
+    role: str = "",
+    sync: str = "",
+    identity: str = "",
+) -> QuerySet[User]:
+    """The enterprise's people with their live identities (two queries per page)."""
+    people = User.objects.for_enterprise(enterprise)
+    if q:
+        people = people.filter(
+            Q(full_name__icontains=q)
+            | Q(email__icontains=q)
+            | Q(identities__number__e164__icontains=q.replace(" ", ""))
+        ).distinct()
+    if status:
+        people = people.filter(status=status)
+    if role:
+        people = people.filter(role=role)
+    live = Identity.objects.live().filter(owner=OuterRef("pk"))
+    if sync in SYNC_FILTERS:
+        people = people.filter(Exists(live.filter(SYNC_FILTERS[sync])))
+    if identity == "none":
+        people = people.filter(~Exists(live))
+    elif identity == "some":
+        people = people.filter(Exists(live))
+    return people.prefetch_related(live_identities_prefetch()).order_by("full_name", "email")
+
+
+def sync_counts(enterprise: Enterprise) -> dict[str, int]:
+    """Live identities by sync state, plus the total, in one query."""
+    return (
+        Identity.objects.for_enterprise(enterprise)
+        .live()
+        .aggregate(
+            total=Count("pk"),
+            **{
+                state: Count("pk", filter=Q(sync__state=state))
+                for state in IdentitySync.State.values
+            },
+        )
+    )
+
+
+def sync_history(identity: Identity) -> QuerySet[SyncAttempt]:
+    return SyncAttempt.objects.filter(identity=identity).order_by("-created_at", "-id")
+
+
+def number_blocks(enterprise: Enterprise) -> QuerySet[NumberBlock]:
+    now = timezone.now()
+    return NumberBlock.objects.for_enterprise(enterprise).annotate(
+        assigned=Count("numbers", filter=Q(numbers__status=TelephoneNumber.Status.ASSIGNED)),
+        quarantined=Count(
+            "numbers",
+            filter=Q(
+                numbers__status=TelephoneNumber.Status.QUARANTINED,
+                numbers__quarantined_until__gt=now,
+            ),
+        ),
+        free=Count(
+            "numbers",
+            filter=Q(numbers__status=TelephoneNumber.Status.FREE)
+            | Q(
+                numbers__status=TelephoneNumber.Status.QUARANTINED,
+                numbers__quarantined_until__lte=now,
+            ),
+        ),
+        total=Count("numbers"),
+    )
+
+
+def sim_lines(enterprise: Enterprise, *, q: str = "", free: str = "") -> QuerySet[SimLine]:
+    lines = SimLine.objects.for_enterprise(enterprise).select_related(
+        "identity__owner", "identity__number"
+    )
+    if q:
+        lines = lines.filter(Q(imsi__icontains=q) | Q(iccid__icontains=q))
+    if free == "yes":
+        lines = lines.filter(identity__isnull=True)
+    elif free == "no":
+        lines = lines.filter(identity__isnull=False)
+    return lines.order_by("imsi")
+
+
+def block_countries(enterprise: Enterprise) -> list[str]:
+    return list(
+        NumberBlock.objects.for_enterprise(enterprise)
+        .order_by("country")
+        .values_list("country", flat=True)
+        .distinct()
+    )
+
+
+def grants(enterprise: Enterprise, *, active: str = "yes") -> QuerySet[Grant]:
+    found = Grant.objects.for_enterprise(enterprise).select_related(
+        "identity__number", "identity__owner", "grantee", "created_by"
+    )
+    if active == "yes":
+        found = found.active()
+    elif active == "no":
+        found = found.filter(Q(revoked_at__isnull=False) | Q(valid_until__lte=timezone.now()))
+    return found.order_by("-created_at")
+
+
+def grants_given(user: User) -> QuerySet[Grant]:
+    return grants(user.enterprise, active="all").filter(identity__owner=user)
+
+
+def grants_received(user: User) -> QuerySet[Grant]:
+    return grants(user.enterprise, active="all").filter(grantee=user)
+
+
+def colleagues(user: User) -> QuerySet[User]:
+    """Whom an employee may share an identity with: active people of the enterprise."""
+    return User.objects.for_enterprise(user.enterprise).active().exclude(pk=user.pk)
+
+
+def receipts(enterprise: Enterprise) -> QuerySet[OffboardingReceipt]:
+    return OffboardingReceipt.objects.for_enterprise(enterprise).select_related("user")
+
+
+def receipt_steps(receipt: OffboardingReceipt) -> list[dict]:
+    """The receipt's steps with the HSS steps' outcome read from their sync state now."""
+    ids = [s["identity_id"] for s in receipt.steps if s.get("identity_id")]
+    syncs = {s.pk: s for s in IdentitySync.objects.filter(pk__in=ids)}
+    steps = []
+    for step in receipt.steps:
+        step = dict(step)
+        sync = syncs.get(step.get("identity_id"))
+        if sync is not None:
+            if sync.state == IdentitySync.State.SYNCED:
+                step["outcome"] = "done"
+                step["at"] = sync.synced_at
+            elif sync.state == IdentitySync.State.FAILED:
+                step["outcome"] = "failed"
+                step["detail"] = sync.last_error
+            else:
+                step["outcome"] = "in progress"
+                step["detail"] = sync.last_error
+        steps.append(step)
+    return steps

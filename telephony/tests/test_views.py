@@ -1,0 +1,239 @@
+import re
+
+import pytest
+from django.urls import reverse
+
+from accounts.audit import Actor
+from accounts.models import AuditEvent, User
+from accounts.tests.factories import UserFactory
+from portal.testing import sign_in_verified
+from telephony import services, sync
+from telephony.models import Grant, Identity, IdentitySync, SimulatedSubscription
+from telephony.tests.factories import give_line, give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def numbers(enterprise):
+    return give_numbers(enterprise)
+
+
+def page(client, url, **params):
+    response = client.get(url, params)
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def test_onboarding_from_the_form_creates_and_syncs_the_identity(
+    admin_client, numbers, django_capture_on_commit_callbacks
+):
+    form = page(admin_client, reverse("telephony:employee_onboard"))
+    assert 'value="xr"' not in form  # only the contract's services are offered
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("telephony:employee_onboard"),
+            {
+                "full_name": "Rob Smith",
+                "email": "rob.smith@swift.example",
+                "role": "employee",
+                "services": ["voice", "video"],
+                "tn": "",
+            },
+        )
+    identity = Identity.objects.get(owner__email="rob.smith@swift.example")
+    assert response.url == reverse("telephony:identity_detail", args=[identity.pk])
+    detail = page(admin_client, response.url)
+    assert "+4930123400" in detail and "synced" in detail
+    assert SimulatedSubscription.objects.filter(msisdn="+4930123400").exists()
+
+
+def test_a_policy_violation_shows_on_the_form_and_creates_nothing(
+    admin_client, enterprise, numbers
+):
+    enterprise.contract.identity_quota = 0
+    enterprise.contract.save()
+    response = admin_client.post(
+        reverse("telephony:employee_onboard"),
+        {"full_name": "X", "email": "x@swift.example", "role": "employee", "services": ["voice"]},
+    )
+    assert response.status_code == 200
+    assert "its quota is 0" in response.content.decode()
+    assert not User.objects.filter(email="x@swift.example").exists()
+
+
+def test_the_employee_list_filters_and_keeps_a_fixed_query_count(
+    admin_client, enterprise, numbers, django_assert_max_num_queries
+):
+    for person in UserFactory.create_batch(30, enterprise=enterprise):
+        make_identity(person)
+    lonely = UserFactory(enterprise=enterprise, full_name="Nora Nophone")
+    with django_assert_max_num_queries(12):
+        listing = page(admin_client, reverse("telephony:employees"))
+    assert "Page 1 of 2" in listing and "+4930123400" in listing
+    listing = page(admin_client, reverse("telephony:employees"), identity="none")
+    assert lonely.full_name in listing and "+4930123400" not in listing
+    listing = page(admin_client, reverse("telephony:employees"), q="+4930123405")
+    assert "1 in all" in listing
+
+
+def test_the_identity_list_shows_sync_state_and_filters_failures(
+    admin_client, employee, numbers, django_assert_max_num_queries
+):
+    good, bad = make_identity(employee), make_identity(employee)
+    sync.push_identity(good.pk)
+    IdentitySync.objects.filter(pk=bad.pk).update(state="failed", last_error="HSS refused the IMSI")
+    with django_assert_max_num_queries(12):
+        listing = page(admin_client, reverse("telephony:identities"))
+    assert "sync failed" in listing and "synced" in listing
+    failed = page(admin_client, reverse("telephony:identities"), sync="failed")
+    assert bad.tn in failed and good.tn not in failed and "HSS refused the IMSI" in failed
+
+
+def test_a_failed_sync_shows_its_reason_and_the_admin_retries_it(
+    admin_client, employee, numbers, django_capture_on_commit_callbacks
+):
+    identity = make_identity(employee)
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        state="failed", last_error="HSS refused the IMSI"
+    )
+    detail = page(admin_client, reverse("telephony:identity_detail", args=[identity.pk]))
+    assert "HSS refused the IMSI" in detail and "Retry now" in detail
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("telephony:identity_action", args=[identity.pk, "retry-sync"]))
+    assert IdentitySync.objects.get(pk=identity.pk).state == IdentitySync.State.SYNCED
+
+
+def test_the_sync_panel_polls_only_while_pending(admin_client, employee, numbers):
+    identity = make_identity(employee)
+    url = reverse("telephony:identity_sync", args=[identity.pk])
+    assert 'hx-trigger="every 2s"' in page(admin_client, url)
+    sync.push_identity(identity.pk)
+    assert "hx-trigger" not in page(admin_client, url)
+
+
+def test_edit_relocate_suspend_and_remove_from_the_pages(
+    admin_client, employee, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    identity = make_identity(employee)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("telephony:identity_edit", args=[identity.pk]),
+            {"services": ["voice", "messaging"], "display_name": "Rob S", "alias": ""},
+        )
+        admin_client.post(
+            reverse("telephony:identity_relocate", args=[identity.pk]), {"country": "US"}
+        )
+        admin_client.post(reverse("telephony:identity_action", args=[identity.pk, "suspend"]))
+    identity.refresh_from_db()
+    assert (identity.display_name, identity.tn, identity.status) == (
+        "Rob S",
+        "+14155550100",
+        "suspended",
+    )
+    assert SimulatedSubscription.objects.get(msisdn="+14155550100").enabled is False
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("telephony:identity_action", args=[identity.pk, "remove"]))
+    assert not SimulatedSubscription.objects.exists()
+
+
+def test_offboarding_confirms_then_shows_a_receipt_that_completes(
+    admin_client, employee, numbers, django_capture_on_commit_callbacks
+):
+    identity = make_identity(employee)
+    confirm = page(admin_client, reverse("telephony:employee_offboard", args=[employee.pk]))
+    assert identity.tn in confirm and "cannot be undone" in confirm
+    response = admin_client.post(reverse("telephony:employee_offboard", args=[employee.pk]))
+    receipt_url = response.url
+    receipt = page(admin_client, receipt_url)
+    assert "in progress" in receipt or "requested" in receipt
+    assert 'hx-trigger="every 2s"' in receipt
+    sync.push_identity(identity.pk)  # the worker's part
+    partial = admin_client.get(receipt_url, HTTP_HX_REQUEST="true").content.decode()
+    assert "All steps are finished" in partial and "<html" not in partial
+    employee.refresh_from_db()
+    assert employee.status == User.Status.OFFBOARDED
+
+
+def test_employees_see_only_their_own_identities(employee_client, employee, enterprise, numbers):
+    mine = make_identity(employee)
+    theirs = make_identity(UserFactory(enterprise=enterprise))
+    home = page(employee_client, reverse("home"))
+    assert mine.tn in home and theirs.tn not in home
+    assert (
+        employee_client.get(reverse("telephony:identity_detail", args=[mine.pk])).status_code == 200
+    )
+    assert (
+        employee_client.get(reverse("telephony:identity_detail", args=[theirs.pk])).status_code
+        == 403
+    )
+    assert employee_client.get(reverse("telephony:employees")).status_code == 403
+    assert (
+        employee_client.post(
+            reverse("telephony:identity_action", args=[mine.pk, "suspend"])
+        ).status_code
+        == 403
+    )
+
+
+def test_an_employee_shares_an_identity_and_revokes_it(
+    client, employee, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    colleague = UserFactory(enterprise=enterprise, full_name="Cora Colleague")
+    shared = make_identity(employee)
+    sign_in_verified(client, employee)
+    form = page(client, reverse("telephony:grants"))
+    assert "Cora Colleague" in form and shared.tn in form
+    response = client.post(
+        reverse("telephony:grants"),
+        {"identity": shared.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+    )
+    assert response.status_code == 302
+    grant = Grant.objects.get()
+    assert (grant.can_make_calls, grant.can_receive_calls) == (True, False)
+    client.post(
+        reverse("telephony:grant_revoke", args=[grant.pk]), {"next": "https://evil.example/"}
+    )
+    grant.refresh_from_db()
+    assert not grant.is_active
+
+
+def test_sharing_needs_at_least_one_right(client, employee, enterprise, numbers):
+    colleague = UserFactory(enterprise=enterprise)
+    shared = make_identity(employee)
+    sign_in_verified(client, employee)
+    response = client.post(
+        reverse("telephony:grants"), {"identity": shared.pk, "grantee": colleague.pk}
+    )
+    assert "Allow making calls, receiving calls, or both." in response.content.decode()
+    assert not Grant.objects.exists()
+
+
+def test_admins_see_every_grant_and_may_revoke(admin_client, employee, enterprise, numbers):
+    colleague = UserFactory(enterprise=enterprise)
+    grant = services.grant_create(
+        actor=Actor(user=employee), identity=make_identity(employee), grantee=colleague
+    )
+    listing = page(admin_client, reverse("telephony:grants"))
+    assert str(colleague) in listing
+    admin_client.post(reverse("telephony:grant_revoke", args=[grant.pk]))
+    grant.refresh_from_db()
+    assert grant.end_reason == Grant.EndReason.REVOKED
+    assert AuditEvent.objects.filter(action="grant.revoked").exists()
+
+
+def test_the_inventory_shows_blocks_with_their_use_and_lines(
+    admin_client, employee, enterprise, numbers
+):
+    line = give_line(enterprise, 5)
+    make_identity(employee, imsi=line.imsi)
+    listing = page(admin_client, reverse("telephony:inventory"))
+    assert re.search(r"<td>100</td><td>1</td><td>0</td><td>99</td>", listing.replace("\n", ""))
+    assert line.imsi in listing and employee.full_name in listing
+
+
+def test_the_admin_home_counts_identities_by_sync_state(admin_client, employee, numbers):
+    make_identity(employee)
+    home = page(admin_client, reverse("home"))
+    assert "changes on their way" in home
