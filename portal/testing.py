@@ -159,3 +159,16 @@ def response_text(response) -> str:
     if response.streaming:
         return b"".join(response.streaming_content).decode()
     return response.content.decode()
+
+
+def sign_in_browser(page, user, password: str) -> None:
+    """Sign in through the real login and second-factor pages."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    page.goto("/login/")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Continue").click()
+    if device is not None:
+        page.get_by_role("textbox", name="Code").fill(totp_code(device))
+        page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(lambda url: "/account/2fa" not in url and "/login" not in url)

@@ -19,7 +19,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import islice
 
@@ -561,7 +561,7 @@ def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
             code="import_has_problems",
         )
     job.state = ImportJob.State.QUEUED
-    job.save(update_fields=["state"])
+    job.save(update_fields=["state", "updated_at"])
     audit.record(
         actor=actor,
         action="import.started",
@@ -607,7 +607,15 @@ def run_import_job(job_id: int) -> None:
                 for row in chunk:
                     _apply(locked, row, actor)
                 locked.next_row = position + len(chunk)
-                locked.save(update_fields=["next_row", "created_count", "failed_count", "problems"])
+                locked.save(
+                    update_fields=[
+                        "next_row",
+                        "created_count",
+                        "failed_count",
+                        "problems",
+                        "updated_at",
+                    ]
+                )
             position += len(chunk)
             last_row = chunk[-1].row
     except Exception:
@@ -630,7 +638,7 @@ def _begin(job_id: int) -> ImportJob | None:
         if job.state == ImportJob.State.QUEUED:
             job.state = ImportJob.State.RUNNING
             job.started_at = timezone.now()
-            job.save(update_fields=["state", "started_at"])
+            job.save(update_fields=["state", "started_at", "updated_at"])
         return job
 
 
@@ -814,3 +822,23 @@ def export_recorded(*, actor: Actor, enterprise: Enterprise) -> None:
     """Record in the audit trail that someone took the list of employees away."""
     actor.ensure_acts_for(enterprise)
     audit.record(actor=actor, action="employees.exported", enterprise=enterprise)
+
+
+# An import applies a chunk every second or so; ten minutes without one means its
+# worker died or its message was lost.
+STALLED_AFTER = timedelta(minutes=10)
+
+
+def sweep_stalled_imports() -> int:
+    """Queue again the started imports that stopped moving. Periodic."""
+    from .tasks import run_import
+
+    stalled = ImportJob.objects.filter(
+        state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
+        updated_at__lt=timezone.now() - STALLED_AFTER,
+    ).values_list("pk", flat=True)
+    ids = list(stalled)
+    for job_id in ids:
+        ImportJob.objects.filter(pk=job_id).update(updated_at=timezone.now())
+        run_import.delay(job_id)
+    return len(ids)

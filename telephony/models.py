@@ -384,6 +384,8 @@ class ImportJob(models.Model):
     problems = models.JSONField(default=list, blank=True, help_text="[{row, message}], capped.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Moves with every committed chunk: a running job that stops moving lost its worker.
+    updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantQuerySet.as_manager()
 

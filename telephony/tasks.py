@@ -19,7 +19,10 @@ def sync_identity(self, identity_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def sweep_sync_queue() -> int:
-    return sync.sweep()
+    """Re-queue sync changes and imports whose task was lost."""
+    from . import bulk
+
+    return sync.sweep() + bulk.sweep_stalled_imports()
 
 
 @shared_task(ignore_result=True, acks_late=True)

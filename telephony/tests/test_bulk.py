@@ -863,3 +863,16 @@ def test_the_progress_bar_follows_a_running_import_in_the_browser(
     bulk.run_import_job(job.pk)
     page.get_by_text("The import is done").wait_for()
     assert page.locator("[hx-trigger]").count() == 0  # it stopped polling
+
+
+def test_a_stalled_import_is_queued_again_by_the_sweep(enterprise, admin, monkeypatch):
+    job = ImportJob.objects.create(
+        enterprise=enterprise, created_by=admin, filename="x.csv", csv_text="email,full_name\n",
+        state=ImportJob.State.RUNNING,
+    )  # fmt: skip
+    queued = []
+    monkeypatch.setattr("telephony.tasks.run_import.delay", queued.append)
+    assert bulk.sweep_stalled_imports() == 0  # it just moved
+    ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(minutes=11))
+    assert bulk.sweep_stalled_imports() == 1 and queued == [job.pk]
+    assert bulk.sweep_stalled_imports() == 0  # not again at once

@@ -297,3 +297,40 @@ def test_a_real_worker_on_the_broker_syncs_an_onboarding_end_to_end(
     services.employee_offboard(actor=Actor(user=admin), user=identity.owner)
     wait_for(lambda: hss(identity.tn) is None)
     assert User.objects.get(pk=identity.owner_id).status == User.Status.OFFBOARDED
+
+
+class RecordingHss(BuiltinHss):
+    """The builtin HSS, noting which SIM lines it was told to release."""
+
+    def __init__(self):
+        super().__init__(latency_ms=0, failure_rate=0)
+        self.released = []
+
+    def release_line(self, imsi, *, operation_id):
+        self.released.append(imsi)
+
+
+def test_a_new_sim_line_releases_the_old_one_but_a_kept_line_stays(
+    employee, enterprise, admin, monkeypatch
+):
+    from telephony.tests.factories import give_line
+
+    give_numbers(enterprise)
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    first, second = give_line(enterprise, 1), give_line(enterprise, 2)
+    recording = RecordingHss()
+    monkeypatch.setattr("telephony.sync.hss_backend", lambda: recording)
+    identity = make_identity(employee, imsi=first.imsi)
+    sync.push_identity(identity.pk)
+
+    services.identity_relocate(actor=Actor(user=admin), identity=identity, country="US")
+    sync.push_identity(identity.pk)
+    assert recording.released == []  # same line, new number
+    assert hss("+4930123400") is None
+
+    services.identity_relocate(
+        actor=Actor(user=admin), identity=identity, tn="+4930123410", imsi=second.imsi
+    )
+    sync.push_identity(identity.pk)
+    assert recording.released == [first.imsi]
+    assert hss("+4930123410").imsi == second.imsi
