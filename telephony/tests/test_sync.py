@@ -334,3 +334,12 @@ def test_a_new_sim_line_releases_the_old_one_but_a_kept_line_stays(
     sync.push_identity(identity.pk)
     assert recording.released == [first.imsi]
     assert hss("+4930123410").imsi == second.imsi
+
+
+def test_the_reconcile_command_reports_what_it_found(identity, capsys):
+    from django.core.management import call_command
+
+    sync.push_identity(identity.pk)
+    SimulatedSubscription.objects.filter(msisdn=identity.tn).update(enabled=False)
+    call_command("reconcile_hss")
+    assert "drift found in 1" in capsys.readouterr().out
