@@ -12,6 +12,7 @@ from .models import (
     AuditEvent,
     Enterprise,
     Invitation,
+    NetworkClient,
     Role,
     Service,
     ServiceContract,
@@ -231,3 +232,46 @@ class InvitationAdmin(ReadOnlyAdmin):
     search_fields = ["user__email"]
     list_select_related = ["user", "enterprise"]
     exclude = ["token_hash"]
+
+
+class NetworkClientForm(forms.ModelForm):
+    class Meta:
+        model = NetworkClient
+        fields = ["name", "enterprises"]
+
+
+@admin.register(NetworkClient)
+class NetworkClientAdmin(AuditedModelAdmin):
+    """Systems of the IMS core that call the network API. The credential is shown once,
+    when the client is added; revoke and add a new client to rotate it."""
+
+    form = NetworkClientForm
+    list_display = ["name", "hint", "created_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "hint"]
+    list_filter = ["enterprises"]
+    filter_horizontal = ["enterprises"]
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        client, raw = services.network_client_create(
+            actor=Actor.from_request(request),
+            name=form.cleaned_data["name"],
+            enterprises=list(form.cleaned_data["enterprises"]),
+        )
+        obj.pk = client.pk
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"Credential for {client.name} — copy it now, it is not shown again: {raw}",
+            messages.WARNING,
+        )
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    @admin.action(description="Revoke the selected clients' credentials")
+    def revoke(self, request, queryset):
+        _run(self, request, queryset, services.network_client_revoke, "client")

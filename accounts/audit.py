@@ -17,7 +17,7 @@ from django.db import models
 
 from portal.http import client_ip
 
-from .models import ApiToken, AuditEvent, Enterprise, User
+from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Actor:
 
     user: User | None = None
     api_token: ApiToken | None = None
-    network_client: Any = None
+    network_client: NetworkClient | None = None
     ip: str | None = None
 
     @classmethod
@@ -36,7 +36,7 @@ class Actor:
         auth = getattr(request, "auth", None)
         if isinstance(auth, ApiToken):
             return cls(api_token=auth, ip=ip)
-        if getattr(auth, "is_network_client", False):
+        if isinstance(auth, NetworkClient):
             return cls(network_client=auth, ip=ip)
         user = request.user if request.user.is_authenticated else None
         return cls(user=user, ip=ip)
@@ -135,6 +135,7 @@ def record(
         actor_kind=actor.kind,
         actor_user=actor.user,
         actor_token=actor.api_token,
+        actor_network_client=actor.network_client,
         actor_label=actor.label[:254],
         action=action,
         target_type=target._meta.label_lower if target is not None else "",

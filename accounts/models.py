@@ -7,6 +7,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from portal.tenancy import TenantQuerySet
 
@@ -270,6 +271,64 @@ class ApiToken(models.Model):
         return self.revoked_at is None
 
 
+class NetworkClient(models.Model):
+    """A system of the operator's IMS core (an S-CSCF, an SBC, an STI-AS/VS) that calls
+    the network API, with a revocable bearer credential, scoped to the enterprises whose
+    users it may report on or act for. Made by operator staff in Django admin."""
+
+    TOKEN_PREFIX = "ntk"  # noqa: S105 - a label, not a secret
+
+    name = models.CharField(max_length=100, unique=True)
+    enterprises = models.ManyToManyField(Enterprise, related_name="network_clients", blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12, help_text="The credential's last characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    # The request's principal when a network client calls (see Actor.from_request).
+    is_network_client = True
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @cached_property
+    def served_enterprise_ids(self) -> frozenset[int]:
+        return frozenset(self.enterprises.values_list("pk", flat=True))
+
+    def serves(self, enterprise) -> bool:
+        return enterprise.pk in self.served_enterprise_ids
+
+
+class Notification(models.Model):
+    """A message to one person, shown in the portal (and, for some kinds, emailed)."""
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self):
+        return self.title
+
+
 class AuditQuerySet(TenantQuerySet):
     def update(self, **kwargs):
         raise TypeError("The audit log is append-only.")
@@ -299,6 +358,9 @@ class AuditEvent(models.Model):
     )
     actor_token = models.ForeignKey(
         ApiToken, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_network_client = models.ForeignKey(
+        NetworkClient, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     # The actor as it read at the time, so that the trail stays legible.
     actor_label = models.CharField(max_length=254)

@@ -7,6 +7,7 @@ queues side effects (emails) with ``transaction.on_commit``.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -23,7 +24,16 @@ from portal.errors import RuleViolation
 
 from . import audit
 from .audit import Actor
-from .models import ApiToken, Enterprise, Invitation, Role, ServiceContract, User
+from .models import (
+    ApiToken,
+    Enterprise,
+    Invitation,
+    NetworkClient,
+    Notification,
+    Role,
+    ServiceContract,
+    User,
+)
 
 USER_FIELDS = ["email", "full_name", "role", "status"]
 CONTRACT_FIELDS = [
@@ -162,7 +172,7 @@ def _new_invitation(*, actor: Actor, user: User) -> Invitation:
         created_by=actor.user,
         expires_at=Invitation.default_expiry(),
     )
-    transaction.on_commit(lambda: deliver_invitation.delay(invitation.pk))
+    transaction.on_commit(lambda: deliver_invitation.delay(invitation.pk), robust=True)
     return invitation
 
 
@@ -213,6 +223,22 @@ def invitation_deliver(*, invitation_id: int) -> None:
         from_email=None,
         recipient_list=[invitation.user.email],
     )
+
+
+def invitations_sweep() -> int:
+    """Queue again invitations whose email task was lost (e.g. the broker was down when
+    the invitation was made). Periodic."""
+    from .tasks import deliver_invitation
+
+    cutoff = timezone.now() - timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS)
+    unsent = Invitation.objects.filter(
+        sent_at=None, accepted_at=None, revoked_at=None, created_at__lt=cutoff,
+        expires_at__gt=timezone.now(),
+    ).values_list("pk", flat=True)[:1000]  # fmt: skip
+    ids = list(unsent)
+    for pk in ids:
+        deliver_invitation.delay(pk)
+    return len(ids)
 
 
 def invitation_for_secret(raw: str) -> Invitation | None:
@@ -494,3 +520,86 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
             actor=actor, action="api_token.revoked", enterprise=token.enterprise, target=token
         )
     return token
+
+
+# --- Network clients (operator staff) -------------------------------------------------
+
+
+@transaction.atomic
+def network_client_create(
+    *, actor: Actor, name: str, enterprises: list[Enterprise]
+) -> tuple[NetworkClient, str]:
+    """A credential for a system of the IMS core; the raw value is returned once."""
+    raw, key_hash = new_secret(NetworkClient.TOKEN_PREFIX)
+    client = NetworkClient(name=name.strip(), key_hash=key_hash, hint=raw[-4:])
+    _full_clean(client)
+    client.save()
+    client.enterprises.set(enterprises)
+    audit.record(
+        actor=actor,
+        action="network_client.created",
+        enterprise=None,
+        target=client,
+        changes={
+            "name": [None, client.name],
+            "enterprises": [None, sorted(e.name for e in enterprises)],
+        },
+    )
+    return client, raw
+
+
+@transaction.atomic
+def network_client_revoke(*, actor: Actor, client: NetworkClient) -> NetworkClient:
+    if client.revoked_at is None:
+        client.revoked_at = timezone.now()
+        client.save(update_fields=["revoked_at"])
+        audit.record(actor=actor, action="network_client.revoked", enterprise=None, target=client)
+    return client
+
+
+# --- Notifications --------------------------------------------------------------------
+
+
+def notify(
+    *, user: User, kind: str, title: str, body: str = "", link: str = "", email: bool = False
+) -> Notification:
+    """Tell a person something in the portal, and by email if asked (after commit)."""
+    from .tasks import email_notification
+
+    notification = Notification.objects.create(
+        enterprise=user.enterprise, user=user, kind=kind, title=title, body=body, link=link
+    )
+    if email:
+        transaction.on_commit(lambda: email_notification.delay(notification.pk), robust=True)
+    return notification
+
+
+def notify_admins(
+    *, enterprise: Enterprise, kind: str, title: str, body: str = "", link: str = ""
+) -> None:
+    for admin in User.objects.for_enterprise(enterprise).active().filter(role=Role.ADMIN):
+        notify(user=admin, kind=kind, title=title, body=body, link=link)
+
+
+def notification_email(*, notification_id: int) -> None:
+    """Email one notification (a worker runs this)."""
+    notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
+    if notification is None or not notification.user.is_active:
+        return
+    link = f"{settings.PORTAL_BASE_URL}{notification.link}" if notification.link else ""
+    send_mail(
+        subject=notification.title,
+        message=render_to_string(
+            "emails/notification.txt", {"notification": notification, "link": link}
+        ),
+        from_email=None,
+        recipient_list=[notification.user.email],
+    )
+
+
+def notifications_mark_read(*, user: User, ids: list[int] | None = None) -> int:
+    """Mark the user's notifications (or these ones of theirs) read."""
+    unread = Notification.objects.filter(user=user, read_at=None)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    return unread.update(read_at=timezone.now())

@@ -13,3 +13,19 @@ from . import services
 def deliver_invitation(invitation_id: int) -> None:
     """Email an invitation link; retried while the mail server is unreachable."""
     services.invitation_deliver(invitation_id=invitation_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_invitations() -> int:
+    return services.invitations_sweep()
+
+
+@shared_task(
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def email_notification(notification_id: int) -> None:
+    services.notification_email(notification_id=notification_id)

@@ -122,6 +122,9 @@ def backup_codes(request):
 @login_required
 @require_POST
 def backup_codes_new(request):
+    if not request.user.is_verified():
+        # Only a session that has shown its second factor may mint new backup codes.
+        raise PermissionDenied
     codes = services.backup_codes_regenerate(actor=Actor.from_request(request), user=request.user)
     request.session[SESSION_BACKUP_CODES] = codes
     return redirect("accounts:backup_codes")

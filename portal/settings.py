@@ -252,6 +252,8 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},
     "sync-sweep": {"task": "telephony.tasks.sweep_sync_queue", "schedule": 30.0},
     "grant-expiry": {"task": "telephony.tasks.expire_grants", "schedule": 60.0},
+    "registration-expiry": {"task": "telephony.tasks.expire_registrations", "schedule": 30.0},
+    "invitation-sweep": {"task": "accounts.tasks.sweep_invitations", "schedule": 60.0},
 }
 
 # --- Telephony and the HSS -----------------------------------------------------------
@@ -279,13 +281,27 @@ if _PLAIN_HSS_URL and not DEBUG and not env_bool("HSS_PYHSS_ALLOW_PLAIN_HTTP", F
 SYNC_MAX_ATTEMPTS = int(os.environ.get("SYNC_MAX_ATTEMPTS", "8"))
 SYNC_BACKOFF_BASE_SECONDS = float(os.environ.get("SYNC_BACKOFF_BASE_SECONDS", "2"))
 SYNC_BACKOFF_CAP_SECONDS = float(os.environ.get("SYNC_BACKOFF_CAP_SECONDS", "600"))
-SYNC_LEASE_SECONDS = int(os.environ.get("SYNC_LEASE_SECONDS", "120"))
+# Longer than the slowest push (a PyHSS push makes up to eight calls of HSS_TIMEOUT_SECONDS).
+SYNC_LEASE_SECONDS = int(os.environ.get("SYNC_LEASE_SECONDS", "300"))
 SYNC_SWEEP_AFTER_SECONDS = int(os.environ.get("SYNC_SWEEP_AFTER_SECONDS", "300"))
 RECONCILE_INTERVAL_MINUTES = int(os.environ.get("RECONCILE_INTERVAL_MINUTES", "15"))
 CELERY_BEAT_SCHEDULE["hss-reconcile"] = {
     "task": "telephony.tasks.reconcile_hss",
     "schedule": RECONCILE_INTERVAL_MINUTES * 60.0,
 }
+
+# Messages towards the clients on UEs: "builtin" records them, "webhook" posts them.
+NETWORK_NOTIFY_BACKEND = os.environ.get("NETWORK_NOTIFY_BACKEND", "builtin")
+if NETWORK_NOTIFY_BACKEND not in {"builtin", "webhook"}:
+    raise ImproperlyConfigured("NETWORK_NOTIFY_BACKEND must be 'builtin' or 'webhook'.")
+NETWORK_NOTIFY_WEBHOOK_URL = os.environ.get("NETWORK_NOTIFY_WEBHOOK_URL", "")
+NETWORK_NOTIFY_WEBHOOK_SECRET = os.environ.get("NETWORK_NOTIFY_WEBHOOK_SECRET", "")
+if NETWORK_NOTIFY_BACKEND == "webhook" and not (
+    NETWORK_NOTIFY_WEBHOOK_URL and NETWORK_NOTIFY_WEBHOOK_SECRET
+):
+    raise ImproperlyConfigured("The webhook notifier needs NETWORK_NOTIFY_WEBHOOK_URL and _SECRET.")
+# Largest reginfo or registration-event body the network API accepts.
+NETWORK_MAX_BODY_BYTES = 512 * 1024
 
 # Numbers: a number an identity left is not reused before this many days.
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))

@@ -139,13 +139,15 @@ class SimLineAdmin(InventoryUploadMixin, AuditedModelAdmin):
     list_display = ["imsi", "iccid", "enterprise", "identity"]
     list_filter = ["enterprise"]
     search_fields = ["imsi", "iccid"]
-    list_select_related = ["enterprise", "identity"]
+    list_select_related = ["enterprise", "identity__number"]
     fields = ["enterprise", "imsi", "iccid"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["enterprise", "imsi", "iccid"] if obj else []
 
     def save_model(self, request, obj, form, change):
+        if change:  # every field of a line is read-only once it exists
+            return
         try:
             line = services.sim_line_create(
                 actor=Actor.from_request(request),
@@ -264,6 +266,9 @@ class ImportJobAdmin(ReadOnlyAdmin):
     list_filter = ["state", "enterprise"]
     exclude = ["csv_text"]
     list_select_related = ["enterprise"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("csv_text")
 
 
 @admin.register(SimulatedSubscription)

@@ -365,7 +365,9 @@ class _Preview:
         else:
             self._try(say, telephony_services.clean_services, self.contract, row.service_list)
         if row.full_name or row.display_name:
-            display_name = row.display_name or row.full_name[: Identity.DISPLAY_NAME_MAX].strip()
+            display_name = row.display_name or telephony_services.default_display_name(
+                row.full_name
+            )
             self._try(say, telephony_services.clean_display_name, display_name)
         if row.tn:
             parsed = self._try(say, numbers.parse_tn, row.tn)
@@ -377,13 +379,8 @@ class _Preview:
                 self.imsis[row.row] = imsi
         elif self.hss.requires_line:
             say("The operator's HSS needs a SIM line for every identity: give an IMSI.")
-        alias = row.alias.lower()
-        if alias and (not telephony_services.ALIAS_RE.match(alias) or alias.startswith("+")):
-            say(
-                "An alias is a SIP user name of lower-case letters, digits, dots, dashes or "
-                "underscores, e.g. rob.smith."
-            )
-        elif alias and not self.hss.supports_aliases:
+        alias = self._try(say, telephony_services.clean_alias_syntax, row.alias)
+        if alias and not self.hss.supports_aliases:
             say("The operator's HSS cannot hold alias identities; leave the alias empty.")
 
     @staticmethod
@@ -572,7 +569,7 @@ def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
     from .tasks import run_import
 
     job_id = job.pk
-    transaction.on_commit(lambda: run_import.delay(job_id))
+    transaction.on_commit(lambda: run_import.delay(job_id), robust=True)
     return job
 
 

@@ -190,10 +190,16 @@ def receipts(enterprise: Enterprise) -> QuerySet[OffboardingReceipt]:
     return OffboardingReceipt.objects.for_enterprise(enterprise).select_related("user")
 
 
-def receipt_steps(receipt: OffboardingReceipt) -> list[dict]:
+def receipt_syncs(receipts) -> dict[int, IdentitySync]:
+    """The sync rows the receipts' network steps point at, in one query."""
+    ids = [s["identity_id"] for r in receipts for s in r.steps if s.get("identity_id")]
+    return {s.pk: s for s in IdentitySync.objects.filter(pk__in=ids)}
+
+
+def receipt_steps(receipt: OffboardingReceipt, syncs=None) -> list[dict]:
     """The receipt's steps with the HSS steps' outcome read from their sync state now."""
-    ids = [s["identity_id"] for s in receipt.steps if s.get("identity_id")]
-    syncs = {s.pk: s for s in IdentitySync.objects.filter(pk__in=ids)}
+    if syncs is None:
+        syncs = receipt_syncs([receipt])
     steps = []
     for step in receipt.steps:
         step = dict(step)

@@ -32,7 +32,6 @@ from .models import (
     TelephoneNumber,
 )
 
-IDENTITY_FIELDS = ["tn", "imsi", "alias", "display_name", "services", "status"]
 ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 # Printable text without control characters; CNAM and RCD carry plain names.
 DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
@@ -279,16 +278,22 @@ def clean_display_name(name: str) -> str:
     return name
 
 
-def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None = None) -> str:
+def clean_alias_syntax(alias: str) -> str:
+    """The alias in lower case, if it is a SIP user name that is not a number."""
     alias = (alias or "").strip().lower()
-    if not alias:
-        return ""
-    if not ALIAS_RE.match(alias) or alias.startswith("+"):
+    if alias and (not ALIAS_RE.match(alias) or alias.startswith("+")):
         raise RuleViolation(
             "An alias is a SIP user name of lower-case letters, digits, dots, dashes or "
             "underscores, e.g. rob.smith.",
             field="alias",
         )
+    return alias
+
+
+def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None = None) -> str:
+    alias = clean_alias_syntax(alias)
+    if not alias:
+        return ""
     if not hss_backend().supports_aliases:
         raise RuleViolation(
             "The operator's HSS cannot hold alias identities; leave the alias empty.",
@@ -303,8 +308,9 @@ def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None
     return alias
 
 
-def default_display_name(user: User) -> str:
-    return user.full_name[: Identity.DISPLAY_NAME_MAX].strip()
+def default_display_name(full_name: str) -> str:
+    """The caller name an identity gets when none is given: the name, cut to fit CNAM."""
+    return full_name[: Identity.DISPLAY_NAME_MAX].strip()
 
 
 @transaction.atomic
@@ -325,6 +331,7 @@ def identity_create(
         raise RuleViolation("Operator staff hold no identities.")
     ensure_may_provision(actor, enterprise)
     contract = _locked_contract(enterprise)
+    owner = User.objects.select_for_update().get(pk=owner.pk)  # not offboarded meanwhile
     if owner.status not in (User.Status.INVITED, User.Status.ACTIVE):
         raise RuleViolation(f"{owner} is {owner.get_status_display().lower()}; no new identities.")
     live = Identity.objects.for_enterprise(enterprise).live().count()
@@ -334,7 +341,7 @@ def identity_create(
             code="quota_reached",
         )
     services = clean_services(contract, services)
-    display_name = clean_display_name(display_name or default_display_name(owner))
+    display_name = clean_display_name(display_name or default_display_name(owner.full_name))
     alias = _clean_alias(enterprise, alias)
     if not imsi and hss_backend().requires_line:
         raise RuleViolation(
@@ -410,12 +417,22 @@ def _locked(identity: Identity) -> Identity:
     )
 
 
+def _sync_grantees(identity: Identity) -> None:
+    """The grantees' own subscriptions list this identity's number while it is active:
+    when its number or state changes, theirs follow."""
+    grantees = Grant.objects.active().filter(identity=identity).values("grantee_id")
+    for own in Identity.objects.live().filter(owner_id__in=grantees):
+        request_sync(own)
+
+
 def _changed(actor: Actor, identity: Identity, before: dict, action: str) -> Identity:
     """Audit what changed and have the HSS follow."""
     changes = audit.diff(before, _identity_snapshot(identity))
     if changes:
         identity.save()
         request_sync(identity)
+        if {"tn", "status"} & set(changes):
+            _sync_grantees(identity)
         audit.record(
             actor=actor,
             action=action,
@@ -494,6 +511,12 @@ def identity_relocate(
     identity.number = _allocate_number(identity.enterprise, tn=tn, country=country)
     _quarantine(old_number)
     if imsi is not None and imsi != before["imsi"]:
+        if not imsi and hss_backend().requires_line:
+            raise RuleViolation(
+                "The operator's HSS needs a SIM line for every identity.",
+                code="line_required",
+                field="imsi",
+            )
         identity.line = _take_line(identity.enterprise, imsi) if imsi else None
     return _changed(actor, identity, before, "identity.relocated")
 
@@ -559,7 +582,15 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     leaver created revoked, the account closed. Returns the receipt of each step."""
     enterprise = user.enterprise
     account_services.ensure_may_change(actor, enterprise)
+    # Locked first, so that no identity or grant can be added for them meanwhile.
+    user = User.objects.select_for_update().get(pk=user.pk)
     steps = []
+    given = _end_grants(
+        Grant.objects.active().filter(identity__owner=user), Grant.EndReason.OWNER_LEFT, actor
+    )
+    received = _end_grants(
+        Grant.objects.active().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
+    )
     identities = list(
         Identity.objects.live()
         .select_for_update(of=("self",), no_key=True)
@@ -579,12 +610,6 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
         )
     if not identities:
         steps.append({"step": "No identities held", "outcome": "done"})
-    given = _end_grants(
-        Grant.objects.active().filter(identity__owner=user), Grant.EndReason.OWNER_LEFT, actor
-    )
-    received = _end_grants(
-        Grant.objects.active().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
-    )
     steps.append(
         {"step": f"Grants revoked: {len(given)} given, {len(received)} received", "outcome": "done"}
     )
@@ -632,6 +657,7 @@ def grant_create(
         )
     if grantee.pk == identity.owner_id:
         raise RuleViolation("You already own this identity.", field="grantee")
+    grantee = User.objects.select_for_update().get(pk=grantee.pk)  # not offboarded meanwhile
     if grantee.status != User.Status.ACTIVE:
         raise RuleViolation(f"{grantee} is not an active employee.", field="grantee")
     if not (can_make_calls or can_receive_calls):
@@ -670,11 +696,10 @@ def grant_revoke(*, actor: Actor, grant: Grant) -> Grant:
     """The owner withdraws a grant (the grantee may give it up; an admin may end it)."""
     account_services.ensure_may_change(actor, grant.enterprise)
     user = actor.user
-    allowed = (
-        user is None
-        or user.is_enterprise_admin
-        or user.pk in (grant.identity.owner_id, grant.grantee_id)
-    )
+    if user is not None:
+        allowed = user.is_enterprise_admin or user.pk in (grant.identity.owner_id, grant.grantee_id)
+    else:  # an API token acts as an admin only when it may write; the system always may
+        allowed = actor.api_token is None or actor.api_token.role == Role.ADMIN
     if not allowed:
         raise RuleViolation(
             "Only the owner, the grantee or an admin can revoke a grant.", code="not_owner"
@@ -720,7 +745,7 @@ def request_sync(identity: Identity) -> None:
 def _queue_sync(identity_id: int) -> None:
     from .tasks import sync_identity
 
-    transaction.on_commit(lambda: sync_identity.delay(identity_id))
+    transaction.on_commit(lambda: sync_identity.delay(identity_id), robust=True)
 
 
 @transaction.atomic

@@ -17,7 +17,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -27,9 +27,16 @@ from django.utils import timezone
 from accounts import audit
 from accounts.audit import Actor
 
-from .hss import HssBackend, HssPermanentError, HssTransientError, SharedAccess, Subscription
+from .hss import (
+    DeviceSettings,
+    HssBackend,
+    HssPermanentError,
+    HssTransientError,
+    SharedAccess,
+    Subscription,
+)
 from .hss import backend as hss_backend
-from .models import Grant, Identity, IdentitySync, SyncAttempt, TelephoneNumber
+from .models import Grant, Identity, IdentitySync, Registration, SyncAttempt, TelephoneNumber
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +66,41 @@ def shared_access(owner_ids) -> dict[int, tuple[SharedAccess, ...]]:
     return {owner: tuple(items) for owner, items in shared.items()}
 
 
-def desired_subscription(identity: Identity, shared=None) -> Subscription | None:
+def device_settings(identity_ids) -> dict[int, tuple[DeviceSettings, ...]]:
+    """For each identity, the settings its users changed on their devices (a device
+    left at the defaults needs no entry, so a UE coming or going changes nothing)."""
+    found = defaultdict(list)
+    customised = (
+        Registration.objects.filter(identity_id__in=identity_ids)
+        .filter(
+            ~Q(enabled_services=[])
+            | ~Q(default_impu="")
+            | Q(do_not_disturb=True)
+            | ~Q(ring_priority=3)
+        )
+        .order_by("device_key")
+    )
+    for reg in customised:
+        found[reg.identity_id].append(
+            DeviceSettings(
+                device=reg.device_key,
+                services=tuple(sorted(reg.enabled_services)),
+                default_impu=reg.default_impu,
+                do_not_disturb=reg.do_not_disturb,
+                ring_priority=reg.ring_priority,
+            )
+        )
+    return {identity: tuple(items) for identity, items in found.items()}
+
+
+def desired_subscription(identity: Identity, shared=None, devices=None) -> Subscription | None:
     """What the HSS should hold for this identity; None when it should hold nothing."""
     if identity.status == Identity.Status.REMOVED:
         return None
     if shared is None:
         shared = shared_access([identity.owner_id])
+    if devices is None:
+        devices = device_settings([identity.pk])
     return Subscription(
         msisdn=identity.tn,
         imsi=identity.line.imsi if identity.line_id else "",
@@ -74,6 +110,7 @@ def desired_subscription(identity: Identity, shared=None) -> Subscription | None
         services=tuple(sorted(identity.services)),
         display_name=identity.display_name,
         shared=shared.get(identity.owner_id, ()),
+        devices=devices.get(identity.pk, ()),
     )
 
 
@@ -98,8 +135,17 @@ def backoff_seconds(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
-def _claim(identity_id: int, now) -> int | None:
-    """Take the lease on a pending sync row; the version to push, or None to skip."""
+@dataclass(frozen=True)
+class Claim:
+    """A worker's lease on one sync row: the version it pushes, and until when."""
+
+    version: int
+    until: datetime
+
+
+def _claim(identity_id: int, now) -> Claim | None:
+    """Take the lease on a pending sync row, or None to skip (nothing pending, a failure
+    on show, or another worker pushing: that one re-queues what changes meanwhile)."""
     with transaction.atomic():
         row = (
             IdentitySync.objects.select_for_update(skip_locked=True).filter(pk=identity_id).first()
@@ -107,19 +153,25 @@ def _claim(identity_id: int, now) -> int | None:
         if row is None or not row.is_pending or row.state == IdentitySync.State.FAILED:
             return None
         if row.claimed_until and row.claimed_until > now:
-            return None  # another worker is pushing; it re-queues if more changes came in
+            return None
         row.claimed_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         row.save(update_fields=["claimed_until"])
-        return row.desired_version
+        return Claim(row.desired_version, row.claimed_until)
 
 
 def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id: str):
-    """Bring the HSS in step with the identity; returns what was pushed (or None)."""
+    """Bring the HSS in step with the identity; returns what was pushed (or None).
+
+    The new state goes in first: if the HSS refuses it, the old one is still there and
+    the identity keeps working. Only then are the number and line it left cleaned up —
+    unless another live identity holds them now."""
     desired = desired_subscription(identity)
+    if desired is not None:
+        hss.upsert(desired, operation_id=operation_id)
     stale = ""
     if row.pushed_msisdn and (desired is None or row.pushed_msisdn != desired.msisdn):
         stale = row.pushed_msisdn
-    if desired is None and not stale and not row.pushed_msisdn:
+    if desired is None and not row.pushed_msisdn:
         stale = identity.former_tn  # removed before its first push landed: be sure
     if stale and not _held_by_live_identity(stale, other_than=identity.pk):
         hss.deregister(stale, imsi=row.pushed_imsi)
@@ -131,79 +183,111 @@ def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id:
         and not _line_in_use(old_line, other_than=identity.pk)
     ):
         hss.release_line(old_line, operation_id=operation_id)
-    if desired is not None:
-        hss.upsert(desired, operation_id=operation_id)
     return desired
 
 
 def push_identity(identity_id: int) -> PushResult:
     """One sync attempt of one identity (what the ``sync_identity`` task runs)."""
-    now = timezone.now()
-    version = _claim(identity_id, now)
-    if version is None:
+    claim = _claim(identity_id, timezone.now())
+    if claim is None:
         return PushResult("skipped")
     row = IdentitySync.objects.get(pk=identity_id)
     identity = Identity.objects.select_related("enterprise", "number", "line", "owner").get(
         pk=identity_id
     )
-    operation_id = f"portal-{identity_id}-{version}"
+    operation_id = f"portal-{identity_id}-{claim.version}"
     started = time.monotonic()
     try:
         pushed = _write(hss_backend(), identity, row, operation_id)
     except HssPermanentError as exc:
-        return _record_failure(identity, version, str(exc), started, transient=False)
+        return _record_failure(identity, claim, str(exc), started, transient=False)
     except HssTransientError as exc:
-        return _record_failure(identity, version, str(exc), started, transient=True)
+        return _record_failure(identity, claim, str(exc), started, transient=True)
     except Exception as exc:
         log.exception("HSS push of identity %s failed unexpectedly", identity_id)
-        return _record_failure(
-            identity, version, f"{exc.__class__.__name__}: {exc}", started, transient=True
-        )
-    return _record_success(identity, version, pushed, operation_id, started)
+        reason = f"{exc.__class__.__name__}: {exc}"
+        return _record_failure(identity, claim, reason, started, transient=True)
+    return _record_success(identity, claim, pushed, operation_id, started)
 
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _record_success(identity, version, pushed, operation_id, started) -> PushResult:
+def _locked_row(identity: Identity, claim: Claim) -> IdentitySync | None:
+    """The sync row, locked, if our lease still holds it: a push that outlived its
+    lease lets the worker that took over record the outcome."""
+    row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+    return row if row.claimed_until == claim.until else None
+
+
+def _history(identity, claim, outcome, started, detail="", operation_id="") -> None:
+    SyncAttempt.objects.create(
+        enterprise_id=identity.enterprise_id,
+        identity=identity,
+        version=claim.version,
+        outcome=outcome,
+        detail=detail[:2000],
+        operation_id=operation_id,
+        duration_ms=_elapsed_ms(started),
+    )
+
+
+def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
-        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
-        row.synced_version = max(row.synced_version, version)
+        detail = "removed from the HSS" if pushed is None else ""
+        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
+        row = _locked_row(identity, claim)
+        if row is None:
+            return PushResult("skipped")
+        row.synced_version = max(row.synced_version, claim.version)
         row.pushed_msisdn = pushed.msisdn if pushed else ""
         row.pushed_imsi = pushed.imsi if pushed else ""
         row.claimed_until = None
         row.synced_at = timezone.now()
         row.remote_operation_id = operation_id
+        row.attempts = 0
+        row.last_error = ""
+        row.next_attempt_at = None
         if row.is_pending:  # changed again while we pushed: push the newer state next
             row.state = IdentitySync.State.PENDING
-            transaction.on_commit(lambda: _queue(identity.pk))
+            transaction.on_commit(lambda: _queue(identity.pk), robust=True)
         else:
             row.state = IdentitySync.State.SYNCED
-            row.attempts = 0
-            row.last_error = ""
-            row.next_attempt_at = None
         row.save()
-        SyncAttempt.objects.create(
-            enterprise_id=identity.enterprise_id,
-            identity=identity,
-            version=version,
-            outcome=SyncAttempt.Outcome.SYNCED,
-            detail="removed from the HSS" if pushed is None else "",
-            operation_id=operation_id,
-            duration_ms=_elapsed_ms(started),
-        )
+        if pushed is None:  # the HSS holds nothing for it: no UE can be registered
+            from .devices import end_registrations_of
+
+            end_registrations_of(identity, Registration.EndReason.IDENTITY_REMOVED)
     return PushResult("synced")
 
 
-def _record_failure(identity, version, reason, started, *, transient) -> PushResult:
+def _record_failure(identity, claim, reason, started, *, transient) -> PushResult:
     with transaction.atomic():
-        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
-        row.attempts = F("attempts") + 1
+        row = _locked_row(identity, claim)
+        if row is None:
+            _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, reason)
+            return PushResult("skipped")
         row.claimed_until = None
-        row.last_error = reason[:2000]
-        row.save(update_fields=["attempts", "claimed_until", "last_error"])
-        row.refresh_from_db(fields=["attempts"])
+        if row.desired_version > claim.version:
+            # A newer change came in while this one failed: try the newer state afresh.
+            _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, reason)
+            row.attempts = 0
+            row.last_error = reason[:2000]
+            row.next_attempt_at = None
+            row.state = IdentitySync.State.PENDING
+            row.save(
+                update_fields=[
+                    "claimed_until",
+                    "attempts",
+                    "last_error",
+                    "next_attempt_at",
+                    "state",
+                ]
+            )
+            transaction.on_commit(lambda: _queue(identity.pk), robust=True)
+            return PushResult("skipped")
+        row.attempts += 1
         retry_in = None
         if transient and row.attempts < settings.SYNC_MAX_ATTEMPTS:
             retry_in = backoff_seconds(row.attempts)
@@ -216,16 +300,11 @@ def _record_failure(identity, version, reason, started, *, transient) -> PushRes
             outcome = SyncAttempt.Outcome.FAILED
             if transient:
                 reason = f"gave up after {row.attempts} tries: {reason}"
-                row.last_error = reason[:2000]
-        row.save(update_fields=["next_attempt_at", "state", "last_error"])
-        SyncAttempt.objects.create(
-            enterprise_id=identity.enterprise_id,
-            identity=identity,
-            version=version,
-            outcome=outcome,
-            detail=reason[:2000],
-            duration_ms=_elapsed_ms(started),
+        row.last_error = reason[:2000]
+        row.save(
+            update_fields=["claimed_until", "attempts", "last_error", "next_attempt_at", "state"]
         )
+        _history(identity, claim, outcome, started, reason)
     if retry_in is None:
         log.warning("HSS sync of identity %s failed: %s", identity.pk, reason)
         return PushResult("failed")
@@ -260,8 +339,11 @@ def sweep() -> int:
     )
     ids = list(lost)
     if ids:
-        # Push the next due moment forward so that the next sweep does not queue them again.
-        IdentitySync.objects.filter(pk__in=ids).update(next_attempt_at=now, claimed_until=None)
+        # Mark them due now, so that the next sweep does not queue them again; a row a
+        # worker claimed meanwhile keeps its lease.
+        IdentitySync.objects.filter(pk__in=ids).filter(
+            Q(claimed_until=None) | Q(claimed_until__lt=now)
+        ).update(next_attempt_at=now, claimed_until=None)
         for identity_id in ids:
             _queue(identity_id)
         log.info("sync sweep re-queued %d identities", len(ids))
@@ -283,6 +365,8 @@ def reconcile(batch: int = 500) -> ReconcileReport:
     repair each difference, and remove subscriptions on our numbers that no identity
     holds. Periodic (Celery beat)."""
     hss = hss_backend()
+    # Anything synced after this moment is newer than the HSS snapshot: not compared.
+    read_at = timezone.now()
     actual = {sub.msisdn: sub for sub in hss.list_all()}
     report = ReconcileReport()
     wanted = set()
@@ -298,33 +382,37 @@ def reconcile(batch: int = 500) -> ReconcileReport:
             break
         last_pk = chunk[-1].pk
         shared = shared_access({i.owner_id for i in chunk})
+        devices = device_settings([i.pk for i in chunk])
         for identity in chunk:
+            desired = desired_subscription(identity, shared, devices)
+            if desired is not None:
+                wanted.add(desired.msisdn)
+            if identity.sync.synced_at and identity.sync.synced_at > read_at:
+                continue
             report.compared += 1
-            desired = desired_subscription(identity, shared)
             if desired is None:
                 if identity.former_tn in actual and not _held_by_live_identity(
                     identity.former_tn, other_than=identity.pk
                 ):
-                    _drift_found(identity, {"subscription": ["absent", "present"]})
-                    report.drifted += 1
+                    found = _drift_found(identity, {"subscription": ["absent", "present"]}, read_at)
+                    report.drifted += found
                 continue
-            wanted.add(desired.msisdn)
             differences = hss.differences(desired, actual.get(desired.msisdn))
             if differences:
-                _drift_found(identity, differences)
-                report.drifted += 1
+                report.drifted += _drift_found(identity, differences, read_at)
     report.orphans_removed = _remove_orphans(hss, actual, wanted)
     return report
 
 
-def _drift_found(identity: Identity, differences: dict) -> None:
-    """Show what differed and queue the repair: a push of the desired state."""
+def _drift_found(identity: Identity, differences: dict, read_at) -> bool:
+    """Show what differed and queue the repair: a push of the desired state. False if
+    the identity changed since the HSS was read (its push settles the difference)."""
     from .services import request_sync
 
     with transaction.atomic():
         row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
-        if row.state != IdentitySync.State.SYNCED:
-            return  # a change is under way; its push settles the difference
+        if row.state != IdentitySync.State.SYNCED or (row.synced_at and row.synced_at > read_at):
+            return False
         request_sync(identity)
         IdentitySync.objects.filter(pk=identity.pk).update(
             state=IdentitySync.State.DRIFT, drift=differences, drift_found_at=timezone.now()
@@ -343,21 +431,18 @@ def _drift_found(identity: Identity, differences: dict) -> None:
             target=identity,
             changes=differences,
         )
+    return True
 
 
 def _remove_orphans(hss: HssBackend, actual: dict, wanted: set) -> int:
     """Subscriptions on numbers of our blocks that no live identity wants."""
     candidates = [msisdn for msisdn in actual if msisdn not in wanted]
-    ours = TelephoneNumber.objects.filter(e164__in=candidates).select_related("enterprise")
+    # A number a live identity holds is never an orphan, whatever its sync is doing.
+    ours = TelephoneNumber.objects.filter(
+        e164__in=candidates, identity__isnull=True
+    ).select_related("enterprise")
     removed = 0
     for number in ours:
-        if (
-            Identity.objects.live()
-            .filter(number=number)
-            .exclude(sync__state=IdentitySync.State.SYNCED)
-            .exists()
-        ):
-            continue  # its identity has a push under way
         hss.remove(number.e164, operation_id="portal-reconcile")
         audit.record(
             actor=Actor.system(),

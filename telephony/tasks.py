@@ -2,7 +2,9 @@
 
 from celery import shared_task
 
-from . import services, sync
+from . import devices, services, sync
+from .hss import HssTransientError
+from .notify import NoticeError
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -19,10 +21,10 @@ def sync_identity(self, identity_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def sweep_sync_queue() -> int:
-    """Re-queue sync changes and imports whose task was lost."""
+    """Re-queue sync changes, imports, sign-outs and notices whose task was lost."""
     from . import bulk
 
-    return sync.sweep() + bulk.sweep_stalled_imports()
+    return sync.sweep() + bulk.sweep_stalled_imports() + devices.sweep()
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -47,3 +49,35 @@ def run_import(self, job_id: int) -> None:
     from . import bulk
 
     bulk.run_import_job(job_id)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(HssTransientError,),
+    retry_backoff=2,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def deregister_ue(registration_id: int) -> str:
+    """Send a requested sign-out of one UE to the network."""
+    return devices.deregister(registration_id)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(NoticeError,),
+    retry_backoff=2,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def send_network_notice(notice_id: int) -> str:
+    return devices.send_notice(notice_id)
+
+
+@shared_task(ignore_result=True)
+def expire_registrations() -> int:
+    return devices.expire_registrations()

@@ -1,9 +1,10 @@
 from datetime import timedelta
 
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
 from portal.credentials import hash_secret
 
@@ -80,3 +81,23 @@ class VerifiedSessionAuthentication(authentication.SessionAuthentication):
         if result is None or needs_verification(request._request):
             return None
         return result
+
+
+class NetworkClientAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer ntk_…`` with a network client's credential. The request's
+    user stays anonymous; ``request.auth`` is the client."""
+
+    def authenticate(self, request):
+        raw = bearer_credential(request, NetworkClient.TOKEN_PREFIX)
+        if raw is None:
+            return None
+        client = NetworkClient.objects.filter(key_hash=hash_secret(raw), revoked_at=None).first()
+        if client is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked network credential.")
+        now = timezone.now()
+        if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
+            NetworkClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        return AnonymousUser(), client
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="network"'

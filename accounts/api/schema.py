@@ -27,3 +27,15 @@ class VerifiedSessionScheme(OpenApiAuthenticationExtension):
             "description": "The portal's browser session, after the second factor; "
             "writes need the X-CSRFToken header.",
         }
+
+
+class NetworkClientScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.api.authentication.NetworkClientAuthentication"
+    name = "networkClient"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A network client credential (`ntk_…`) issued by the operator.",
+        }

@@ -267,3 +267,12 @@ def test_on_postgresql_the_database_itself_refuses_to_rewrite_the_audit_log(admi
     services.user_suspend(actor=actor_for(admin), user=employee)
     with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
         cursor.execute("UPDATE accounts_auditevent SET action = 'forged'")
+
+
+def test_the_sweep_sends_invitations_whose_task_was_lost(admin):
+    user = invite(admin)  # in a test transaction: the on-commit task never ran
+    assert mail.outbox == []
+    Invitation.objects.filter(user=user).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.invitations_sweep() == 1
+    assert len(mail.outbox) == 1
+    assert services.invitations_sweep() == 0

@@ -333,3 +333,10 @@ def test_pages_carry_a_strict_content_security_policy(client):
     response = client.get(reverse("accounts:login"))
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_new_backup_codes_need_a_verified_session(client, admin):
+    TOTPDeviceFactory(user=admin)
+    sign_in(client, admin)  # password only
+    assert client.post(reverse("accounts:backup_codes_new")).status_code == 403
+    assert "<li><code>" not in client.get(reverse("accounts:backup_codes")).content.decode()

@@ -220,4 +220,5 @@ class ReceiptSerializer(serializers.ModelSerializer):
     def get_steps(self, receipt):
         from telephony.selectors import receipt_steps
 
-        return ReceiptStepSerializer(receipt_steps(receipt), many=True).data
+        steps = receipt_steps(receipt, self.context.get("receipt_syncs"))
+        return ReceiptStepSerializer(steps, many=True).data

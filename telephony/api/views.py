@@ -127,6 +127,12 @@ class OffboardingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enter
     def get_queryset(self):
         return selectors.receipts(self.enterprise)
 
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        context = {**self.get_serializer_context(), "receipt_syncs": selectors.receipt_syncs(page)}
+        data = s.ReceiptSerializer(page, many=True, context=context).data
+        return self.get_paginated_response(data)
+
     @extend_schema(request=s.OffboardSerializer, responses={201: s.ReceiptSerializer})
     def create(self, request):
         data = _valid(s.OffboardSerializer, request.data)
@@ -182,7 +188,8 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseV
     queryset = Grant.objects.all()
     serializer_class = s.GrantSerializer
     read_roles = EVERY_ROLE
-    write_roles = EVERY_ROLE
+    # A read-only token (the helpdesk role) changes nothing.
+    write_roles = (Role.ADMIN, Role.EMPLOYEE)
 
     def get_queryset(self):
         found = selectors.grants(self.enterprise, active="all")

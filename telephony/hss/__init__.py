@@ -4,6 +4,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .base import (
+    DeviceSettings,
     HssBackend,
     HssError,
     HssPermanentError,
@@ -23,6 +24,7 @@ def backend() -> HssBackend:
 
 
 __all__ = [
+    "DeviceSettings",
     "HssBackend",
     "HssError",
     "HssPermanentError",

@@ -37,6 +37,25 @@ class SharedAccess:
 
 
 @dataclass(frozen=True)
+class DeviceSettings:
+    """A UE's own settings (each registration keeps its own), for devices whose user
+    changed them from the identity's defaults."""
+
+    device: str
+    services: tuple[str, ...] = ()
+    default_impu: str = ""
+    do_not_disturb: bool = False
+    ring_priority: int = 3
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.device}: services={','.join(self.services) or 'all'} "
+            f"default={self.default_impu or '-'} dnd={self.do_not_disturb} priority={self.ring_priority}"
+        )
+
+
+@dataclass(frozen=True)
 class Subscription:
     """The desired (or actual) IMS subscription of one identity."""
 
@@ -48,6 +67,7 @@ class Subscription:
     services: tuple[str, ...] = ()
     display_name: str = ""
     shared: tuple[SharedAccess, ...] = ()
+    devices: tuple[DeviceSettings, ...] = ()
 
 
 class HssBackend:
@@ -59,6 +79,9 @@ class HssBackend:
     supports_aliases = True
     # Whether every identity needs a SIM line (an HSS deriving the IMPI from the IMSI).
     requires_line = False
+    # Whether a deregistration is done when the call returns; otherwise the S-CSCF
+    # confirms it later with a reginfo notification.
+    confirms_deregistration = False
 
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         raise NotImplementedError
@@ -92,6 +115,7 @@ class HssBackend:
             "services": sorted(subscription.services),
             "display_name": subscription.display_name,
             "shared": sorted(s.label for s in subscription.shared),
+            "devices": sorted(d.label for d in subscription.devices),
         }
 
     def differences(self, desired: Subscription, actual: Subscription | None) -> dict:

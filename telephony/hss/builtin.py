@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.utils import timezone
 
-from .base import HssBackend, HssTransientError, SharedAccess, Subscription
+from .base import DeviceSettings, HssBackend, HssTransientError, SharedAccess, Subscription
 
 
 class BuiltinHss(HssBackend):
@@ -48,6 +48,16 @@ class BuiltinHss(HssBackend):
                 "shared_msisdns": [
                     [s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared
                 ],
+                "devices": [
+                    {
+                        "device": d.device,
+                        "services": list(d.services),
+                        "default_impu": d.default_impu,
+                        "do_not_disturb": d.do_not_disturb,
+                        "ring_priority": d.ring_priority,
+                    }
+                    for d in subscription.devices
+                ],
                 "operation_id": operation_id,
             },
         )
@@ -66,6 +76,10 @@ class BuiltinHss(HssBackend):
         for row in self._model().objects.order_by("msisdn").iterator(chunk_size=500):
             yield self._subscription(row)
 
+    # The simulated network confirms a deregistration at once (a real S-CSCF reports it
+    # with a reginfo notification to the network API).
+    confirms_deregistration = True
+
     def deregister(self, msisdn: str, *, imsi: str = "", contact: str = "") -> None:
         self._call()
         self._model().objects.filter(msisdn=msisdn).update(deregistered_at=timezone.now())
@@ -81,4 +95,7 @@ class BuiltinHss(HssBackend):
             services=tuple(row.services),
             display_name=row.display_name,
             shared=tuple(SharedAccess(m, bool(c), bool(r)) for m, c, r in row.shared_msisdns),
+            devices=tuple(
+                DeviceSettings(**{**d, "services": tuple(d["services"])}) for d in row.devices
+            ),
         )

@@ -403,3 +403,27 @@ def test_the_number_is_unique_across_the_operator(enterprise, numbers):
     other = EnterpriseFactory()
     assert TelephoneNumber.objects.filter(enterprise=other).count() == 0
     assert TelephoneNumber.objects.filter(enterprise=enterprise).count() == 100
+
+
+def test_the_offboarding_receipt_counts_the_grants_given_and_received(employee, enterprise, numbers):
+    colleague = UserFactory(enterprise=enterprise)
+    mine, theirs = make_identity(employee), make_identity(colleague)
+    services.grant_create(actor=Actor(user=employee), identity=mine, grantee=colleague)
+    services.grant_create(actor=Actor(user=colleague), identity=theirs, grantee=employee)
+    receipt = services.employee_offboard(actor=Actor.system(), user=employee)
+    assert any("1 given, 1 received" in s["step"] for s in receipt.steps)
+    assert Grant.objects.get(identity=mine).end_reason == Grant.EndReason.OWNER_LEFT
+
+
+def test_a_read_only_token_cannot_revoke_a_grant(employee, enterprise, numbers):
+    from accounts.models import Role
+    from accounts.tests.factories import api_token as make_token
+
+    colleague = UserFactory(enterprise=enterprise)
+    grant = services.grant_create(
+        actor=Actor(user=employee), identity=make_identity(employee), grantee=colleague
+    )
+    token, _ = make_token(enterprise, role=Role.HELPDESK)
+    with pytest.raises(RuleViolation, match="Only the owner"):
+        services.grant_revoke(actor=Actor(api_token=token), grant=grant)
+    assert Grant.objects.get(pk=grant.pk).is_active

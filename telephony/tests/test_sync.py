@@ -1,6 +1,7 @@
 """The HSS sync: outbox, idempotent pushes, retries, failures, lost tasks, reconcile."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -343,3 +344,74 @@ def test_the_reconcile_command_reports_what_it_found(identity, capsys):
     SimulatedSubscription.objects.filter(msisdn=identity.tn).update(enabled=False)
     call_command("reconcile_hss")
     assert "drift found in 1" in capsys.readouterr().out
+
+
+def test_a_refused_new_state_leaves_the_old_subscription_in_place(identity, enterprise, admin, flaky):
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    sync.push_identity(identity.pk)
+    old_tn = identity.tn
+    services.identity_relocate(actor=Actor(user=admin), identity=identity, country="US")
+    flaky(failures=1, error=HssPermanentError("HSS refused the new subscription"))
+    assert sync.push_identity(identity.pk).outcome == "failed"
+    assert hss(old_tn) is not None  # the employee keeps working on the old number
+
+
+def test_a_change_made_while_a_push_fails_is_pushed_afresh(identity, admin):
+    claim = sync._claim(identity.pk, timezone.now())
+    services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Fixed")
+    result = sync._record_failure(identity, claim, "HSS refused v1", time.monotonic(), transient=False)
+    assert result.outcome == "skipped"
+    row = sync_row(identity)
+    assert (row.state, row.attempts, row.claimed_until) == ("pending", 0, None)
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    assert hss(identity.tn).display_name == "Fixed"
+
+
+def test_a_push_that_outlived_its_lease_does_not_overwrite_the_new_holder(identity):
+    stale = sync._claim(identity.pk, timezone.now())
+    IdentitySync.objects.filter(pk=identity.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    fresh = sync._claim(identity.pk, timezone.now())
+    assert fresh is not None and fresh.until != stale.until
+    assert sync._record_success(identity, stale, None, "op", time.monotonic()).outcome == "skipped"
+    assert sync_row(identity).claimed_until == fresh.until  # the new holder's lease stands
+
+
+def test_reconcile_does_not_remove_a_number_whose_identity_is_mid_push(identity, admin):
+    sync.push_identity(identity.pk)
+    services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Newer")
+    report = sync.reconcile()  # the identity is pending: not compared, and not an orphan
+    assert report.orphans_removed == 0
+    assert hss(identity.tn) is not None
+
+
+def test_reconcile_ignores_identities_synced_after_it_read_the_hss(identity, admin, monkeypatch):
+    sync.push_identity(identity.pk)
+
+    class ChangingHss(BuiltinHss):
+        def list_all(self):
+            yield from super().list_all()
+            # While reconcile reads, an edit is made and pushed.
+            services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Newer")
+            monkeypatch.setattr("telephony.sync.hss_backend", BuiltinHss)
+            sync.push_identity(identity.pk)
+
+    monkeypatch.setattr("telephony.sync.hss_backend", ChangingHss)
+    assert sync.reconcile().drifted == 0
+    assert not AuditEvent.objects.filter(action="identity.drift_found").exists()
+
+
+def test_grantees_follow_when_the_shared_identity_moves(
+    employee, enterprise, admin, django_capture_on_commit_callbacks
+):
+    give_numbers(enterprise)
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    colleague = UserFactory(enterprise=enterprise)
+    with django_capture_on_commit_callbacks(execute=True):
+        shared, own = make_identity(employee), make_identity(colleague)
+        services.grant_create(actor=Actor(user=employee), identity=shared, grantee=colleague)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.identity_relocate(actor=Actor(user=admin), identity=shared, country="US")
+    assert hss(own.tn).shared_msisdns == [["+14155550100", True, True]]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.identity_suspend(actor=Actor(user=admin), identity=shared)
+    assert hss(own.tn).shared_msisdns == []

@@ -70,7 +70,7 @@ def test_the_employee_list_filters_and_keeps_a_fixed_query_count(
     lonely = UserFactory(enterprise=enterprise, full_name="Nora Nophone")
     with django_assert_max_num_queries(12):
         listing = page(admin_client, reverse("telephony:employees"))
-    assert "Page 1 of 2" in listing and "+4930123400" in listing
+    assert "Page 1 of 2" in listing and len(re.findall(r"\+49301234\d\d<", listing)) >= 20
     listing = page(admin_client, reverse("telephony:employees"), identity="none")
     assert lonely.full_name in listing and "+4930123400" not in listing
     listing = page(admin_client, reverse("telephony:employees"), q="+4930123405")

@@ -1,0 +1,836 @@
+"""Active UEs: applying what the IMS core reports (RFC 3680 reginfo, or the same as
+JSON) to per-device registration records, the "already logged on" notices, the
+device limit, per-device settings, sign-out, and expiry.
+
+A report is applied whole or not at all, in one transaction and a fixed number of
+queries whatever its size: the AoRs are resolved to identities in one go, the
+registrations of those identities are loaded and locked together, and the changes are
+written back in bulk.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import audit
+from accounts import services as account_services
+from accounts.audit import Actor
+from accounts.models import NetworkClient, ServiceContract, User
+from portal.errors import RuleViolation
+
+from .hss import HssPermanentError, HssTransientError
+from .hss import backend as hss_backend
+from .models import (
+    Identity,
+    NetworkNotice,
+    ReginfoVersion,
+    Registration,
+    RegistrationEvent,
+)
+from .reginfo import ContactInfo, ReginfoDocument
+
+log = logging.getLogger(__name__)
+
+Kind = RegistrationEvent.Kind
+State = Registration.State
+# A UE that drops and is back within this long is flapping, not a new registration.
+FLAP_WINDOW = timedelta(minutes=2)
+# An active contact without ``expires`` is assumed registered for this long; a longer
+# expiry than a day is cut to a day (the network refreshes well before).
+DEFAULT_EXPIRES = 3600
+MAX_EXPIRES = 86_400
+# RFC 3680 contact events that end a binding, and what the portal calls the end.
+ENDING_EVENTS = {
+    "expired": Registration.EndReason.EXPIRED,
+    "deactivated": Registration.EndReason.DEREGISTERED,
+    "probation": Registration.EndReason.DEREGISTERED,
+    "unregistered": Registration.EndReason.DEREGISTERED,
+    "rejected": Registration.EndReason.DEREGISTERED,
+}
+TEL_RE = re.compile(r"^tel:(\+\d{6,15})(?:;.*)?$", re.IGNORECASE)
+SIP_RE = re.compile(r"^sips?:([^@;]+)@([^;:>]+)(?::\d+)?(?:;.*)?$", re.IGNORECASE)
+
+
+@dataclass
+class ApplyReport:
+    """What a report changed, returned to the IMS core."""
+
+    applied: int = 0  # contacts whose record changed or refreshed
+    new_devices: int = 0
+    ended: int = 0
+    stale: list[str] = field(default_factory=list)  # AoRs skipped: an older version
+    unknown_aors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "applied": self.applied,
+            "new_devices": self.new_devices,
+            "ended": self.ended,
+            "stale_aors": self.stale,
+            "unknown_aors": self.unknown_aors,
+        }
+
+
+# --- Resolving AoRs ---------------------------------------------------------------------
+
+
+def _aor_key(aor: str) -> tuple[str, str, str] | None:
+    """("tn", e164, domain) or ("alias", user, domain) of an AoR; None if neither."""
+    aor = aor.strip()
+    match = TEL_RE.match(aor)
+    if match:
+        return ("tn", match.group(1), "")
+    match = SIP_RE.match(aor)
+    if not match:
+        return None
+    user, domain = match.group(1), match.group(2).lower()
+    if re.fullmatch(r"\+\d{6,15}", user):
+        return ("tn", user, domain)
+    return ("alias", user.lower(), domain)
+
+
+def resolve_aors(aors) -> dict[str, Identity]:
+    """The live identity each AoR names, in two queries. An AoR is matched exactly: a
+    SIP AoR must carry the identity's enterprise domain; nothing is guessed."""
+    keys = {aor: _aor_key(aor) for aor in aors}
+    tns = {k[1] for k in keys.values() if k and k[0] == "tn"}
+    aliases = {k[1] for k in keys.values() if k and k[0] == "alias"}
+    live = Identity.objects.live().select_related("enterprise", "number", "owner", "line")
+    by_tn = {i.tn: i for i in live.filter(number__e164__in=tns)} if tns else {}
+    by_alias = {}
+    if aliases:
+        for identity in live.filter(alias__in=aliases):
+            by_alias[(identity.alias, identity.enterprise.sip_domain)] = identity
+    resolved = {}
+    for aor, key in keys.items():
+        if key is None:
+            continue
+        kind, value, domain = key
+        identity = by_tn.get(value) if kind == "tn" else by_alias.get((value, domain))
+        if identity is not None and (not domain or domain == identity.enterprise.sip_domain):
+            resolved[aor] = identity
+    return resolved
+
+
+# --- Device labels ----------------------------------------------------------------------
+
+UA_KINDS = [
+    (re.compile(r"android", re.I), "Android phone"),
+    (re.compile(r"iphone|ios", re.I), "iPhone"),
+    (re.compile(r"ipad", re.I), "iPad"),
+    (re.compile(r"windows", re.I), "Windows PC"),
+    (re.compile(r"mac ?os|macintosh", re.I), "Mac"),
+    (re.compile(r"linux", re.I), "Linux PC"),
+]
+
+
+def device_label(*, user_agent: str, instance: str, contact_uri: str) -> str:
+    """A name a person recognises, e.g. "Android phone (IMEI …1234)"."""
+    kind = next((name for pattern, name in UA_KINDS if pattern.search(user_agent)), "")
+    if not kind and user_agent:
+        kind = re.split(r"[/\s]", user_agent.strip(), maxsplit=1)[0][:40]
+    instance_lower = instance.lower()
+    if instance_lower.startswith("urn:gsma:imei:"):
+        digits = re.sub(r"\D", "", instance_lower.split(":", 3)[3])
+        return f"{kind or 'Phone'} (IMEI …{digits[-4:]})"
+    if instance_lower.startswith("urn:uuid:"):
+        return f"{kind or 'Soft client'} (…{instance_lower[-4:]})"
+    host = SIP_RE.match(contact_uri)
+    where = host.group(2) if host else contact_uri[:40]
+    return f"{kind or 'Device'} at {where}"
+
+
+def device_key(contact: ContactInfo) -> str:
+    return f"instance:{contact.instance}" if contact.instance else f"contact:{contact.uri}"
+
+
+# --- Applying a report ------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """The rows one report touches, loaded and locked together, written back in bulk."""
+
+    now: datetime
+    registrations: dict[tuple[int, str], Registration]
+    new: list[Registration] = field(default_factory=list)
+    changed: set[int] = field(default_factory=set)
+    events: list[tuple[Registration, str, str]] = field(default_factory=list)
+    new_devices: list[Registration] = field(default_factory=list)
+
+    def record(self, reg: Registration, kind: str, detail: str = "") -> None:
+        self.events.append((reg, kind, detail))
+
+    def touch(self, reg: Registration) -> None:
+        if reg.pk:
+            self.changed.add(reg.pk)
+
+
+def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocument) -> ApplyReport:
+    """Apply one report of the IMS core, whole or not at all.
+
+    Refused whole (PermissionDenied) if any AoR belongs to an enterprise this client
+    does not serve. AoRs that name no identity are reported back, not guessed. A
+    registration whose version is not newer than the last applied for its AoR is
+    skipped (a ``full`` document with version 0 is a restarted notifier and applies).
+    """
+    report = ApplyReport()
+    now = timezone.now()
+    with transaction.atomic():
+        identities = resolve_aors({r.aor for r in document.registrations})
+        report.unknown_aors = sorted({r.aor for r in document.registrations} - set(identities))
+        foreign = {
+            i.enterprise.name for i in identities.values() if not client.serves(i.enterprise)
+        }
+        if foreign:
+            raise PermissionDenied(
+                f"This network client does not serve {', '.join(sorted(foreign))}: nothing applied."
+            )
+        fresh = _fresh_registrations(document, identities, report)
+        batch = _load(identities.values(), now)
+        for info in fresh:
+            _apply_registration(batch, info, identities[info.aor], document.state, report)
+        _write(batch, report)
+        _after_new_devices(batch)
+        _audit(actor, identities.values(), report)
+    return report
+
+
+def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyReport):
+    """The document's registrations for known AoRs that are newer than what was applied,
+    recording their version (rows locked, so concurrent reports for an AoR queue)."""
+    known = [r for r in document.registrations if r.aor in identities]
+    aors = sorted({r.aor for r in known})
+    versions = {v.aor: v for v in ReginfoVersion.objects.select_for_update().filter(aor__in=aors)}
+    restart = document.state == "full" and document.version == 0
+    fresh, updated, created = [], [], []
+    for info in known:
+        seen = versions.get(info.aor)
+        if seen is not None and document.version <= seen.version and not restart:
+            report.stale.append(info.aor)
+            continue
+        fresh.append(info)
+        if seen is None:
+            seen = ReginfoVersion(aor=info.aor, version=document.version)
+            versions[info.aor] = seen
+            created.append(seen)
+        elif seen not in updated:
+            seen.version = document.version
+            seen.updated_at = timezone.now()
+            updated.append(seen)
+    ReginfoVersion.objects.bulk_create(created, ignore_conflicts=True)
+    ReginfoVersion.objects.bulk_update(updated, ["version", "updated_at"])
+    report.stale = sorted(set(report.stale))
+    return fresh
+
+
+def _load(identities, now) -> _Batch:
+    rows = (
+        Registration.objects.select_for_update(of=("self",))
+        .select_related("last_event")
+        .filter(identity__in=[i.pk for i in identities])
+    )
+    return _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in rows})
+
+
+def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str, report) -> None:
+    if info.state == "terminated":
+        for reg in _bound_to(batch, identity, info.aor):
+            _unbind(batch, reg, info.aor, Registration.EndReason.DEREGISTERED, report)
+        return
+    listed = set()
+    for contact in info.contacts:
+        key = device_key(contact)
+        listed.add(key)
+        reg = batch.registrations.get((identity.pk, key))
+        if contact.state == "active":
+            _bind(batch, identity, reg, info.aor, contact, report)
+        elif reg is not None:
+            reason = ENDING_EVENTS.get(contact.event, Registration.EndReason.DEREGISTERED)
+            _unbind(batch, reg, info.aor, reason, report)
+    if doc_state == "full":
+        # A full document lists every contact of the AoR: the others are gone.
+        for reg in _bound_to(batch, identity, info.aor):
+            if reg.device_key not in listed:
+                _unbind(batch, reg, info.aor, Registration.EndReason.EXPIRED, report)
+
+
+def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]:
+    return [
+        reg
+        for (identity_id, _), reg in batch.registrations.items()
+        if identity_id == identity.pk and reg.state != State.ENDED and aor in reg.impus
+    ]
+
+
+def _bind(batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report) -> None:
+    now = batch.now
+    expires = min(contact.expires if contact.expires is not None else DEFAULT_EXPIRES, MAX_EXPIRES)
+    if reg is None:
+        reg = Registration(
+            enterprise_id=identity.enterprise_id,
+            identity=identity,
+            user_id=identity.owner_id,
+            device_key=device_key(contact),
+            first_registered_at=now,
+        )
+        batch.registrations[(identity.pk, reg.device_key)] = reg
+        batch.new.append(reg)
+    was_ended = reg.pk is None or reg.state == State.ENDED or reg.expires_at <= now
+    if was_ended:
+        recent_end = (
+            reg.pk is not None and reg.ended_at is not None and now - reg.ended_at <= FLAP_WINDOW
+        )
+        reg.state = State.ACTIVE
+        reg.impus = []
+        reg.ended_at = None
+        reg.end_reason = ""
+        reg.sign_out_requested_at = reg.sign_out_sent_at = None
+        reg.sign_out_error = ""
+        if recent_end:
+            batch.record(reg, Kind.FLAPPING, "dropped and came back")
+        else:
+            reg.first_registered_at = now
+            batch.record(reg, Kind.REGISTERED, aor)
+            batch.new_devices.append(reg)
+            report.new_devices += 1
+    elif aor in reg.impus:
+        batch.record(reg, Kind.REFRESHED)
+    else:
+        batch.record(reg, Kind.REGISTERED, aor)
+    if aor not in reg.impus:
+        reg.impus = [*reg.impus, aor]
+    reg.instance_id = contact.instance
+    reg.contact_uri = contact.uri
+    reg.pub_gruu = contact.pub_gruu or reg.pub_gruu
+    reg.display_name = contact.display_name or reg.display_name
+    reg.user_agent = contact.user_agent or reg.user_agent
+    reg.access_network = contact.access_network or reg.access_network
+    reg.ip = contact.source_ip or reg.ip
+    reg.callid = contact.callid or reg.callid
+    reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq
+    reg.q = contact.q or reg.q
+    reg.label = device_label(
+        user_agent=reg.user_agent, instance=reg.instance_id, contact_uri=reg.contact_uri
+    )
+    reg.last_refreshed_at = now
+    reg.expires_at = now + timedelta(seconds=expires)
+    batch.touch(reg)
+    report.applied += 1
+
+
+def _unbind(batch: _Batch, reg: Registration, aor: str, reason: str, report) -> None:
+    if reg.state == State.ENDED or aor not in reg.impus:
+        return
+    reg.impus = [i for i in reg.impus if i != aor]
+    report.applied += 1
+    if not reg.impus:
+        signed_out = reg.state == State.SIGN_OUT_REQUESTED
+        _end(batch, reg, Registration.EndReason.SIGNED_OUT if signed_out else reason)
+        report.ended += 1
+    batch.touch(reg)
+
+
+def _end(batch: _Batch, reg: Registration, reason: str) -> None:
+    reg.state = State.ENDED
+    reg.ended_at = batch.now
+    reg.end_reason = reason
+    kind = {
+        Registration.EndReason.EXPIRED: Kind.EXPIRED,
+        Registration.EndReason.SIGNED_OUT: Kind.SIGNED_OUT,
+        Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
+    }.get(reason, Kind.DEREGISTERED)
+    batch.record(reg, kind, Registration.EndReason(reason).label)
+    batch.touch(reg)
+
+
+def _write(batch: _Batch, report: ApplyReport) -> None:
+    """Write the batch: new registrations, changed ones, and their history — folding
+    a repeat into the registration's last event instead of adding a row."""
+    Registration.objects.bulk_create(batch.new)
+    new_events, folded, dropped = [], [], []
+    for reg, kind, detail in batch.events:
+        last = reg.last_event
+        if last is not None and last.kind == kind and kind != Kind.REGISTERED:
+            last.count += 1
+            last.last_at = batch.now
+            if last not in folded:
+                folded.append(last)
+            continue
+        if (
+            kind == Kind.FLAPPING
+            and last is not None
+            and last.kind in (Kind.EXPIRED, Kind.DEREGISTERED)
+        ):
+            reg.last_event = _fold_flap(reg, last, batch.now, folded, dropped)
+            continue
+        event = RegistrationEvent(
+            enterprise_id=reg.enterprise_id,
+            registration=reg,
+            kind=kind,
+            detail=detail[:255],
+            first_at=batch.now,
+            last_at=batch.now,
+        )
+        new_events.append(event)
+        reg.last_event = event
+    RegistrationEvent.objects.bulk_create(new_events)
+    RegistrationEvent.objects.bulk_update(folded, ["kind", "count", "last_at", "detail"])
+    RegistrationEvent.objects.filter(pk__in=dropped).delete()
+    touched = [r for r in batch.registrations.values() if r.pk in batch.changed or r in batch.new]
+    for reg in touched:
+        reg.last_event_id = reg.last_event.pk if reg.last_event else None
+    Registration.objects.bulk_update(touched, REGISTRATION_FIELDS)
+
+
+def _fold_flap(reg, drop, now, folded, dropped) -> RegistrationEvent:
+    """A UE back within the flap window: its drop and return join the flapping record
+    just before it, or become one. Returns the registration's last event."""
+    before = (
+        RegistrationEvent.objects.filter(registration_id=reg.pk)
+        .exclude(pk=drop.pk)
+        .order_by("-last_at", "-id")
+        .first()
+    )
+    if (
+        before is not None
+        and before.kind == Kind.FLAPPING
+        and now - before.last_at <= FLAP_WINDOW * 2
+    ):
+        before.count += 1
+        before.last_at = now
+        folded.append(before)
+        dropped.append(drop.pk)
+        return before
+    drop.kind = Kind.FLAPPING
+    drop.detail = "dropped and came back"
+    drop.last_at = now
+    if drop not in folded:
+        folded.append(drop)
+    return drop
+
+
+REGISTRATION_FIELDS = [
+    "impus",
+    "instance_id",
+    "contact_uri",
+    "pub_gruu",
+    "display_name",
+    "user_agent",
+    "access_network",
+    "ip",
+    "callid",
+    "cseq",
+    "q",
+    "label",
+    "state",
+    "first_registered_at",
+    "last_refreshed_at",
+    "expires_at",
+    "ended_at",
+    "end_reason",
+    "sign_out_requested_at",
+    "sign_out_sent_at",
+    "sign_out_error",
+    "last_event",
+]
+
+
+def _audit(actor: Actor, identities, report: ApplyReport) -> None:
+    if not report.applied:
+        return
+    for enterprise_id in {i.enterprise_id for i in identities}:
+        enterprise = next(i.enterprise for i in identities if i.enterprise_id == enterprise_id)
+        audit.record(
+            actor=actor,
+            action="registration.reported",
+            enterprise=enterprise,
+            changes={
+                "contacts": [None, report.applied],
+                "new_devices": [None, report.new_devices],
+                "ended": [None, report.ended],
+            },
+        )
+
+
+# --- New devices: the notice and the device limit ------------------------------------------
+
+
+def _after_new_devices(batch: _Batch) -> None:
+    """For each new UE of a user who is active elsewhere: tell the user (portal and
+    email) and both UEs' clients; over the contract's limit, apply its policy."""
+    by_user = defaultdict(list)
+    for reg in batch.new_devices:
+        by_user[reg.user_id].append(reg)
+    if not by_user:
+        return
+    active = defaultdict(list)
+    for reg in (
+        Registration.objects.active(batch.now)
+        .filter(user_id__in=by_user)
+        .select_related("identity__number")
+    ):
+        active[reg.user_id].append(reg)
+    users = User.objects.select_related("enterprise__contract").in_bulk(list(by_user))
+    for user_id, new_regs in by_user.items():
+        user = users[user_id]
+        for new in new_regs:
+            others = [r for r in active[user_id] if r.device_key != new.device_key]
+            if others:
+                _notify_already_logged_on(user, new, others)
+        _enforce_device_limit(user, active[user_id], batch.now)
+
+
+def _notify_already_logged_on(user: User, new: Registration, others: list[Registration]) -> None:
+    elsewhere = ", ".join(sorted({o.label for o in others}))
+    account_services.notify(
+        user=user,
+        kind="already_logged_on",
+        title=f"You signed in on {new.label} while logged on another device",
+        body=f"Your account is also registered on: {elsewhere}. If this was not you, sign "
+        "the device out on the My devices page and tell your administrator.",
+        link="/my/devices/",
+        email=True,
+    )
+    notices = [
+        NetworkNotice(
+            enterprise_id=new.enterprise_id,
+            registration=new,
+            kind="already_logged_on",
+            message=f"You are also logged on at: {elsewhere}.",
+        )
+    ] + [
+        NetworkNotice(
+            enterprise_id=other.enterprise_id,
+            registration=other,
+            kind="logged_on_elsewhere",
+            message=f"{user.full_name} just logged on at {new.label}.",
+        )
+        for other in others
+    ]
+    NetworkNotice.objects.bulk_create(notices)
+    for notice in notices:
+        _queue_notice(notice.pk)
+
+
+def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
+    contract: ServiceContract = user.enterprise.contract
+    devices = {}
+    for reg in sorted(active, key=lambda r: r.first_registered_at):
+        devices.setdefault(reg.device_key, []).append(reg)
+    excess = len(devices) - contract.max_ues_per_user
+    if excess <= 0:
+        return
+    policy = contract.ue_limit_policy
+    signed_out = []
+    if policy == ServiceContract.UeLimitPolicy.SIGN_OUT_OLDEST:
+        for key in list(devices)[:excess]:
+            for reg in devices[key]:
+                _request_sign_out(Actor.system(), reg, reason="over the device limit")
+            signed_out.append(devices[key][0].label)
+    account_services.notify_admins(
+        enterprise=user.enterprise,
+        kind="device_limit",
+        title=f"{user.full_name} is on {len(devices)} devices; the contract allows {contract.max_ues_per_user}",
+        body=(
+            f"Signed out the oldest: {', '.join(signed_out)}."
+            if signed_out
+            else "The contract's policy is to notify only."
+        ),
+        link=f"/devices/?q={user.email}",
+    )
+
+
+# --- Sign-out ---------------------------------------------------------------------------
+
+
+def _request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None:
+    reg.state = State.SIGN_OUT_REQUESTED
+    reg.sign_out_requested_at = timezone.now()
+    reg.sign_out_sent_at = None
+    reg.sign_out_error = ""
+    reg.save(update_fields=["state", "sign_out_requested_at", "sign_out_sent_at", "sign_out_error"])
+    _event(reg, Kind.SIGN_OUT_REQUESTED, f"by {actor.label}" + (f": {reason}" if reason else ""))
+    audit.record(
+        actor=actor,
+        action="registration.sign_out_requested",
+        enterprise=reg.enterprise,
+        target=reg,
+        changes={"state": [State.ACTIVE, State.SIGN_OUT_REQUESTED]},
+    )
+    transaction.on_commit(lambda: _queue_deregistration(reg.pk), robust=True)
+
+
+def _event(reg: Registration, kind: str, detail: str = "") -> None:
+    event = RegistrationEvent.objects.create(
+        enterprise_id=reg.enterprise_id, registration=reg, kind=kind, detail=detail[:255]
+    )
+    Registration.objects.filter(pk=reg.pk).update(last_event=event)
+    reg.last_event = event
+
+
+def _ensure_may_sign_out(actor: Actor, reg: Registration) -> None:
+    actor.ensure_acts_for(reg.enterprise)
+    user = actor.user
+    if user is not None and user.role == "employee" and user.pk != reg.user_id:
+        raise PermissionDenied("Employees sign out their own devices only.")
+
+
+@transaction.atomic
+def registration_sign_out(*, actor: Actor, registration: Registration) -> Registration:
+    """Ask the network to deregister one UE; it shows "sign-out requested" until the
+    network confirms."""
+    reg = (
+        Registration.objects.select_for_update()
+        .select_related("enterprise")
+        .get(pk=registration.pk)
+    )
+    _ensure_may_sign_out(actor, reg)
+    if not reg.is_active or reg.state != State.ACTIVE:
+        raise RuleViolation(
+            f"{reg.label} is not registered now ({reg.get_state_display().lower()})."
+        )
+    _request_sign_out(actor, reg)
+    return reg
+
+
+@transaction.atomic
+def registrations_sign_out_all(*, actor: Actor, user: User) -> int:
+    """Sign out every active UE of a person."""
+    actor.ensure_acts_for(user.enterprise)
+    regs = list(
+        Registration.objects.active()
+        .filter(user=user, state=State.ACTIVE)
+        .select_for_update(of=("self",))
+        .select_related("enterprise")
+    )
+    for reg in regs:
+        _ensure_may_sign_out(actor, reg)
+        _request_sign_out(actor, reg)
+    return len(regs)
+
+
+def deregister(registration_id: int) -> str:
+    """Send a requested sign-out to the network (what the task runs). Idempotent: sent
+    once; transient faults raise HssTransientError for the task to retry."""
+    reg = (
+        Registration.objects.select_related("identity__number", "identity__line", "enterprise")
+        .filter(pk=registration_id)
+        .first()
+    )
+    if reg is None or reg.state != State.SIGN_OUT_REQUESTED or reg.sign_out_sent_at:
+        return "skipped"
+    identity = reg.identity
+    hss = hss_backend()
+    try:
+        hss.deregister(
+            identity.tn or identity.former_tn,
+            imsi=identity.line.imsi if identity.line_id else "",
+            contact=reg.contact_uri,
+        )
+    except HssPermanentError as exc:
+        Registration.objects.filter(pk=reg.pk).update(sign_out_error=str(exc)[:500])
+        return "failed"
+    except HssTransientError as exc:
+        Registration.objects.filter(pk=reg.pk).update(sign_out_error=f"retrying: {exc}"[:500])
+        raise
+    with transaction.atomic():
+        reg = Registration.objects.select_for_update().get(pk=reg.pk)
+        reg.sign_out_sent_at = timezone.now()
+        reg.sign_out_error = ""
+        reg.save(update_fields=["sign_out_sent_at", "sign_out_error"])
+        if hss.confirms_deregistration:
+            _end_now(reg, Registration.EndReason.SIGNED_OUT)
+    return "sent"
+
+
+def _end_now(reg: Registration, reason: str) -> None:
+    batch = _Batch(now=timezone.now(), registrations={})
+    reg.impus = []
+    _end(batch, reg, reason)
+    _write_one(batch, reg)
+
+
+def _write_one(batch: _Batch, reg: Registration) -> None:
+    batch.changed.add(reg.pk)
+    batch.registrations[(reg.identity_id, reg.device_key)] = reg
+    _write(batch, ApplyReport())
+
+
+def end_registrations_of(identity: Identity, reason: str) -> int:
+    """The HSS no longer holds the identity: none of its UEs can be registered."""
+    now = timezone.now()
+    regs = list(
+        Registration.objects.select_for_update()
+        .select_related("last_event")
+        .filter(identity=identity)
+        .exclude(state=State.ENDED)
+    )
+    batch = _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in regs})
+    for reg in regs:
+        reg.impus = []
+        _end(batch, reg, reason)
+    _write(batch, ApplyReport())
+    return len(regs)
+
+
+# --- Expiry -----------------------------------------------------------------------------
+
+
+def expire_registrations(limit: int = 5000) -> int:
+    """Record the end of registrations whose expiry passed without an event. Periodic;
+    pages already treat them as gone by time."""
+    now = timezone.now()
+    with transaction.atomic():
+        regs = list(
+            Registration.objects.select_for_update(skip_locked=True)
+            .select_related("last_event")
+            .exclude(state=State.ENDED)
+            .filter(expires_at__lte=now)[:limit]
+        )
+        batch = _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in regs})
+        for reg in regs:
+            reg.impus = []
+            _end(batch, reg, Registration.EndReason.EXPIRED)
+        _write(batch, ApplyReport())
+    return len(regs)
+
+
+# --- Per-device settings ------------------------------------------------------------------
+
+
+@transaction.atomic
+def registration_update_settings(
+    *,
+    actor: Actor,
+    registration: Registration,
+    enabled_services: list[str] | None = None,
+    default_impu: str | None = None,
+    do_not_disturb: bool | None = None,
+    ring_priority: int | None = None,
+) -> Registration:
+    """Change one device's own settings; they reach the network with the identity's
+    state, through the same outbox."""
+    from .services import request_sync
+
+    reg = (
+        Registration.objects.select_for_update()
+        .select_related("identity", "enterprise")
+        .get(pk=registration.pk)
+    )
+    actor.ensure_acts_for(reg.enterprise)
+    user = actor.user
+    if user is None or user.pk != reg.user_id:
+        raise PermissionDenied("A device's settings belong to its user.")
+    account_services.ensure_writable(reg.enterprise)
+    fields = ["enabled_services", "default_impu", "do_not_disturb", "ring_priority"]
+    before = audit.snapshot(reg, fields)
+    if enabled_services is not None:
+        unknown = set(enabled_services) - set(reg.identity.services)
+        if unknown:
+            raise RuleViolation(
+                f"{', '.join(sorted(unknown))} is not among the identity's services.",
+                field="enabled_services",
+            )
+        # All of the identity's services is the default, stored as "none chosen".
+        chosen = sorted(set(enabled_services))
+        reg.enabled_services = [] if chosen == sorted(reg.identity.services) else chosen
+    if default_impu is not None:
+        if default_impu and default_impu not in reg.identity.impus:
+            raise RuleViolation(
+                "Choose one of the identity's public identities.", field="default_impu"
+            )
+        reg.default_impu = default_impu
+    if do_not_disturb is not None:
+        reg.do_not_disturb = do_not_disturb
+    if ring_priority is not None:
+        if ring_priority not in dict(Registration.RING_PRIORITIES):
+            raise RuleViolation(
+                "Ring priority is 1 (highest) to 5 (lowest).", field="ring_priority"
+            )
+        reg.ring_priority = ring_priority
+    changes = audit.diff(before, audit.snapshot(reg, fields))
+    if changes:
+        reg.save(update_fields=fields)
+        request_sync(reg.identity)
+        audit.record(
+            actor=actor,
+            action="registration.settings_changed",
+            enterprise=reg.enterprise,
+            target=reg,
+            changes=changes,
+        )
+    return reg
+
+
+# --- Network notices ----------------------------------------------------------------------
+
+
+def _queue_notice(notice_id: int) -> None:
+    from .tasks import send_network_notice
+
+    transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
+
+
+def _queue_deregistration(registration_id: int) -> None:
+    from .tasks import deregister_ue
+
+    deregister_ue.delay(registration_id)
+
+
+def send_notice(notice_id: int) -> str:
+    """Deliver one notice through the network notification backend (a task runs this)."""
+    from .notify import NoticeError, notifier
+
+    notice = (
+        NetworkNotice.objects.select_related("registration__identity")
+        .filter(pk=notice_id, state=NetworkNotice.State.PENDING)
+        .first()
+    )
+    if notice is None:
+        return "skipped"
+    try:
+        notifier().send(notice)
+    except NoticeError as exc:
+        NetworkNotice.objects.filter(pk=notice.pk).update(
+            attempts=notice.attempts + 1, last_error=str(exc)[:500]
+        )
+        if exc.transient and notice.attempts + 1 < settings.SYNC_MAX_ATTEMPTS:
+            raise
+        NetworkNotice.objects.filter(pk=notice.pk).update(state=NetworkNotice.State.FAILED)
+        return "failed"
+    NetworkNotice.objects.filter(pk=notice.pk).update(
+        state=NetworkNotice.State.SENT, sent_at=timezone.now(), attempts=notice.attempts + 1
+    )
+    return "sent"
+
+
+def sweep(grace: timedelta | None = None) -> int:
+    """Queue again sign-outs and notices whose task was lost. Periodic."""
+    cutoff = timezone.now() - (grace or timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS))
+    sign_outs = list(
+        Registration.objects.filter(
+            state=State.SIGN_OUT_REQUESTED, sign_out_sent_at=None, sign_out_requested_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    notices = list(
+        NetworkNotice.objects.filter(
+            state=NetworkNotice.State.PENDING, created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    from .tasks import deregister_ue, send_network_notice
+
+    for pk in sign_outs:
+        deregister_ue.delay(pk)
+    for pk in notices:
+        send_network_notice.delay(pk)
+    return len(sign_outs) + len(notices)

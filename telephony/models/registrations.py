@@ -1,0 +1,170 @@
+"""Active UEs: what the IMS core reports about registrations, kept per device, with
+each device's own settings, its history, and the notices sent towards clients."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Enterprise
+from portal.tenancy import TenantQuerySet
+
+from .identities import Identity
+
+
+class RegistrationQuerySet(TenantQuerySet):
+    def active(self, at=None):
+        """Registered now: not ended, and not past its expiry even if no event said so."""
+        return self.filter(
+            state__in=[Registration.State.ACTIVE, Registration.State.SIGN_OUT_REQUESTED],
+            expires_at__gt=at or timezone.now(),
+        )
+
+
+class Registration(models.Model):
+    """One UE registered for one identity: a device (keyed by its ``+sip.instance``,
+    else its contact URI) bound to some or all of the identity's IMPUs. A new
+    registration never overrides another device's; each keeps its own settings
+    (MCPTT R-6.11-001 and the multi-UE registration change)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Registered"
+        SIGN_OUT_REQUESTED = "sign_out_requested", "Sign-out requested"
+        ENDED = "ended", "Ended"
+
+    class EndReason(models.TextChoices):
+        EXPIRED = "expired", "Expired"
+        DEREGISTERED = "deregistered", "Deregistered"
+        SIGNED_OUT = "signed_out", "Signed out"
+        REPLACED = "replaced", "Signed out: over the device limit"
+        IDENTITY_REMOVED = "identity_removed", "Identity removed"
+
+    RING_PRIORITIES = [(1, "Highest"), (2, "High"), (3, "Normal"), (4, "Low"), (5, "Lowest")]
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="registrations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="registrations"
+    )
+    device_key = models.CharField(max_length=600)
+    instance_id = models.CharField(max_length=255, blank=True)
+    label = models.CharField(max_length=120)
+    impus = models.JSONField(default=list, help_text="The AoRs this device is registered for now.")
+    contact_uri = models.CharField(max_length=512)
+    pub_gruu = models.CharField("public GRUU", max_length=512, blank=True)
+    display_name = models.CharField(max_length=120, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    access_network = models.CharField(max_length=255, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    callid = models.CharField(max_length=255, blank=True)
+    cseq = models.PositiveBigIntegerField(null=True, blank=True)
+    q = models.CharField(max_length=8, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    first_registered_at = models.DateTimeField(default=timezone.now)
+    last_refreshed_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    # This device's own settings; they travel to the network with the identity's state.
+    enabled_services = models.JSONField(default=list)
+    default_impu = models.CharField(max_length=255, blank=True)
+    do_not_disturb = models.BooleanField(default=False)
+    ring_priority = models.PositiveSmallIntegerField(choices=RING_PRIORITIES, default=3)
+    # Sign-out is an outbox: requested here, sent to the network by a task.
+    sign_out_requested_at = models.DateTimeField(null=True, blank=True)
+    sign_out_sent_at = models.DateTimeField(null=True, blank=True)
+    sign_out_error = models.CharField(max_length=500, blank=True)
+    last_event = models.ForeignKey(
+        "RegistrationEvent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = RegistrationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_refreshed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["identity", "device_key"], name="registration_one_per_device"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["enterprise", "state", "expires_at"]),
+            models.Index(fields=["user", "state", "expires_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.label} for {self.identity}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state != self.State.ENDED and self.expires_at > timezone.now()
+
+
+class RegistrationEvent(models.Model):
+    """The history of one registration. Repeats fold into one row with a count (a UE
+    refreshing every few minutes, or one dropping and coming back: "flapping")."""
+
+    class Kind(models.TextChoices):
+        REGISTERED = "registered", "Registered"
+        REFRESHED = "refreshed", "Refreshed"
+        EXPIRED = "expired", "Expired"
+        DEREGISTERED = "deregistered", "Deregistered"
+        SIGN_OUT_REQUESTED = "sign_out_requested", "Sign-out requested"
+        SIGNED_OUT = "signed_out", "Signed out"
+        FLAPPING = "flapping", "Flapping (dropped and came back)"
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    count = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+    detail = models.CharField(max_length=255, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_at", "-id"]
+
+    def __str__(self):
+        return f"{self.kind} ×{self.count}"
+
+
+class ReginfoVersion(models.Model):
+    """The last reginfo ``version`` applied for an AoR, so that an older document never
+    overwrites a newer one."""
+
+    aor = models.CharField(max_length=512, primary_key=True)
+    version = models.PositiveBigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.aor} v{self.version}"
+
+
+class NetworkNotice(models.Model):
+    """A message towards the client on a UE (e.g. "you are also logged on elsewhere"),
+    sent through the network notification backend by a task: an outbox row."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=40)
+    message = models.CharField(max_length=500)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self):
+        return f"{self.kind} to {self.registration_id}"

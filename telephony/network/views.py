@@ -1,0 +1,133 @@
+"""The network API for the IMS core: registration reports in, as RFC 3680 reginfo
+documents or as JSON events. Authenticated per network client; bodies are untrusted."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, parsers, serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api.authentication import NetworkClientAuthentication
+from accounts.audit import Actor
+from accounts.models import NetworkClient
+from telephony import devices
+from telephony.reginfo import ReginfoError, parse_reginfo_xml, parse_registration_events
+
+
+class IsNetworkClient(BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, NetworkClient)
+
+
+class CappedBody:
+    """Reads at most NETWORK_MAX_BODY_BYTES; a larger body is refused, not truncated."""
+
+    def read_capped(self, stream) -> bytes:
+        limit = settings.NETWORK_MAX_BODY_BYTES
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise exceptions.ParseError(f"The body is larger than {limit // 1024} KiB.")
+        return body
+
+
+class ReginfoXmlParser(CappedBody, parsers.BaseParser):
+    media_type = "application/reginfo+xml"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return parse_reginfo_xml(self.read_capped(stream))
+        except ReginfoError as exc:
+            raise exceptions.ParseError(f"Not a valid reginfo document: {exc}") from exc
+
+
+class RegistrationEventsParser(CappedBody, parsers.BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        import json
+
+        try:
+            data = json.loads(self.read_capped(stream).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise exceptions.ParseError("The body is not JSON.") from exc
+        try:
+            return parse_registration_events(data)
+        except ReginfoError as exc:
+            raise exceptions.ParseError(f"Not valid registration events: {exc}") from exc
+
+
+class ApplyReportSerializer(serializers.Serializer):
+    applied = serializers.IntegerField(help_text="Contacts whose record changed or was refreshed.")
+    new_devices = serializers.IntegerField()
+    ended = serializers.IntegerField()
+    stale_aors = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Skipped: not newer than the version already applied.",
+    )
+    unknown_aors = serializers.ListField(
+        child=serializers.CharField(), help_text="AoRs that name no identity; nothing was guessed."
+    )
+
+
+class NetworkView(APIView):
+    authentication_classes = [NetworkClientAuthentication]
+    permission_classes = [IsNetworkClient]
+
+    def apply(self, request):
+        report = devices.apply_report(
+            actor=Actor.from_request(request), client=request.auth, document=request.data
+        )
+        return Response(report.as_dict())
+
+
+REGINFO_EXAMPLE = """<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="7" state="full">
+  <registration aor="sip:+4930555000@swift-delivery.example;user=phone" id="a1" state="active">
+    <contact id="c1" state="active" event="registered" expires="3600">
+      <uri>sip:+4930555000@198.51.100.20:5060;transport=tcp</uri>
+      <unknown-param name="+sip.instance">"&lt;urn:gsma:imei:35209900-176148-1&gt;"</unknown-param>
+    </contact>
+  </registration>
+</reginfo>"""
+
+
+class ReginfoView(NetworkView):
+    parser_classes = [ReginfoXmlParser]
+
+    @extend_schema(
+        operation_id="network_reginfo",
+        summary="Report registrations as an RFC 3680 reginfo document",
+        description="`Content-Type: application/reginfo+xml`. `full` and `partial` documents, "
+        "several registrations per document (an implicit registration set reports each IMPU), "
+        "RFC 5628 GRUUs. Applied whole or not at all. 400 for malformed or hostile XML, 403 "
+        "when an AoR belongs to an enterprise this client does not serve.",
+        request={"application/reginfo+xml": {"type": "string"}},
+        responses={
+            200: ApplyReportSerializer,
+            400: OpenApiResponse(description="Malformed document"),
+        },
+        examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
+        tags=["network"],
+    )
+    def post(self, request):
+        return self.apply(request)
+
+
+class RegistrationEventsView(NetworkView):
+    parser_classes = [RegistrationEventsParser]
+
+    @extend_schema(
+        operation_id="network_registrations",
+        summary="Report registrations as JSON events",
+        description="The same information as a reginfo document: "
+        '`{"version", "state": "full"|"partial", "registrations": [{"aor", "id", "state", '
+        '"contacts": [{"id", "uri", "state", "event", "expires", "duration_registered", '
+        '"retry_after", "callid", "cseq", "q", "instance", "display_name", "params", '
+        '"pub_gruu", "temp_gruu", "user_agent", "access_network", "source_ip"}]}]}`.',
+        request={"application/json": {"type": "object"}},
+        responses={200: ApplyReportSerializer},
+        tags=["network"],
+    )
+    def post(self, request):
+        return self.apply(request)
