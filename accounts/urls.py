@@ -41,4 +41,6 @@ urlpatterns = [
     path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     path("audit/", views.audit_list, name="audit"),
     path("enterprise/", views.enterprise_detail, name="enterprise"),
+    path("notifications/", views.notification_list, name="notifications"),
+    path("notifications/read/", views.notifications_read, name="notifications_read"),
 ]

@@ -385,3 +385,21 @@ def audit_list(request):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def enterprise_detail(request):
     return render(request, "accounts/enterprise.html", {"contract": request.enterprise.contract})
+
+
+# --- Notifications --------------------------------------------------------------------
+
+
+@login_required
+def notification_list(request):
+    notifications = request.user.notifications.all()
+    return render(
+        request, "accounts/notifications.html", {"page": paginate(request, notifications)}
+    )
+
+
+@login_required
+@require_POST
+def notifications_read(request):
+    services.notifications_mark_read(user=request.user)
+    return redirect(safe_next_url(request, reverse("accounts:notifications")))

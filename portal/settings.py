@@ -339,6 +339,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"ServiceEnum": "accounts.models.Service"},
 }
 
 # --- Logging -------------------------------------------------------------------------

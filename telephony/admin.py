@@ -18,8 +18,10 @@ from .models import (
     Identity,
     IdentitySync,
     ImportJob,
+    NetworkNotice,
     NumberBlock,
     OffboardingReceipt,
+    Registration,
     SimLine,
     SimulatedSubscription,
     SyncAttempt,
@@ -279,3 +281,38 @@ class SimulatedSubscriptionAdmin(admin.ModelAdmin):
     list_display = ["msisdn", "imsi", "display_name", "enabled", "operation_id", "updated_at"]
     list_filter = ["enabled"]
     search_fields = ["msisdn", "imsi", "display_name"]
+
+
+@admin.register(Registration)
+class RegistrationAdmin(ReadOnlyAdmin):
+    """Every enterprise's active UEs in one place, for operator staff."""
+
+    list_display = [
+        "label",
+        "user",
+        "identity",
+        "enterprise",
+        "state",
+        "last_refreshed_at",
+        "expires_at",
+    ]
+    list_filter = ["state", "end_reason", "enterprise"]
+    search_fields = ["label", "user__email", "identity__number__e164", "contact_uri", "instance_id"]
+    list_select_related = ["user", "identity__number", "enterprise"]
+    date_hierarchy = "last_refreshed_at"
+    show_full_result_count = False
+
+
+@admin.register(NetworkNotice)
+class NetworkNoticeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "kind",
+        "registration",
+        "enterprise",
+        "state",
+        "attempts",
+        "last_error",
+    ]
+    list_filter = ["state", "kind", "enterprise"]
+    list_select_related = ["registration", "enterprise"]

@@ -285,7 +285,8 @@ def _bind(batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo
         )
         batch.registrations[(identity.pk, reg.device_key)] = reg
         batch.new.append(reg)
-    was_ended = reg.pk is None or reg.state == State.ENDED or reg.expires_at <= now
+    # A record just made has no expiry yet; an ended or lapsed one starts over.
+    was_ended = reg.state == State.ENDED or reg.expires_at is None or reg.expires_at <= now
     if was_ended:
         recent_end = (
             reg.pk is not None and reg.ended_at is not None and now - reg.ended_at <= FLAP_WINDOW
@@ -670,7 +671,7 @@ def end_registrations_of(identity: Identity, reason: str) -> int:
     """The HSS no longer holds the identity: none of its UEs can be registered."""
     now = timezone.now()
     regs = list(
-        Registration.objects.select_for_update()
+        Registration.objects.select_for_update(of=("self",))
         .select_related("last_event")
         .filter(identity=identity)
         .exclude(state=State.ENDED)
@@ -692,7 +693,7 @@ def expire_registrations(limit: int = 5000) -> int:
     now = timezone.now()
     with transaction.atomic():
         regs = list(
-            Registration.objects.select_for_update(skip_locked=True)
+            Registration.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("last_event")
             .exclude(state=State.ENDED)
             .filter(expires_at__lte=now)[:limit]

@@ -3,7 +3,7 @@ from django import forms
 from accounts.models import Role, Service, User
 from portal.forms import PortalForm
 
-from .models import Identity, IdentitySync
+from .models import Identity, IdentitySync, Registration
 
 
 def service_choices(contract):
@@ -129,3 +129,53 @@ class GrantForm(PortalForm):
         super().__init__(*args, **kwargs)
         self.fields["identity"].queryset = identities
         self.fields["grantee"].queryset = colleagues
+
+
+class DeviceFilterForm(PortalForm):
+    q = forms.CharField(label="Search", required=False, help_text="Name, email or number")
+    devices = forms.ChoiceField(
+        label="Devices",
+        choices=[
+            ("", "Anyone"),
+            ("many", "On more than one device"),
+            ("some", "On at least one device"),
+            ("none", "No active device"),
+        ],
+        required=False,
+    )
+
+
+class DeviceSettingsForm(PortalForm):
+    """One UE's own settings; choices come from the identity it is registered for."""
+
+    enabled_services = forms.MultipleChoiceField(
+        label="Services on this device", widget=forms.CheckboxSelectMultiple, required=False
+    )
+    default_impu = forms.ChoiceField(label="Present as", required=False)
+    do_not_disturb = forms.BooleanField(label="Do not disturb", required=False)
+    ring_priority = forms.TypedChoiceField(
+        label="Ring priority", coerce=int, choices=Registration.RING_PRIORITIES
+    )
+
+    def __init__(self, *args, registration, **kwargs):
+        identity = registration.identity
+        initial = {
+            "enabled_services": registration.enabled_services or identity.services,
+            "default_impu": registration.default_impu,
+            "do_not_disturb": registration.do_not_disturb,
+            "ring_priority": registration.ring_priority,
+        }
+        super().__init__(*args, initial=initial, prefix=f"device-{registration.pk}", **kwargs)
+        self.fields["enabled_services"].choices = [
+            (s, Service(s).label) for s in identity.services if s in Service.values
+        ]
+        self.fields["default_impu"].choices = [
+            ("", "The identity's default"),
+            *((u, u) for u in identity.impus),
+        ]
+
+    def clean_enabled_services(self):
+        services = self.cleaned_data["enabled_services"]
+        if not services:
+            raise forms.ValidationError("Keep at least one service on the device.")
+        return services

@@ -1,7 +1,7 @@
 """Reads for telephony pages and the API; each starts from the tenant and loads what a
 page shows in a fixed number of queries."""
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Enterprise, User
@@ -12,6 +12,7 @@ from .models import (
     IdentitySync,
     NumberBlock,
     OffboardingReceipt,
+    Registration,
     SimLine,
     SyncAttempt,
     TelephoneNumber,
@@ -216,3 +217,88 @@ def receipt_steps(receipt: OffboardingReceipt, syncs=None) -> list[dict]:
                 step["detail"] = sync.last_error
         steps.append(step)
     return steps
+
+
+# --- Devices ----------------------------------------------------------------------------
+
+
+def active_registrations_prefetch(now=None) -> Prefetch:
+    return Prefetch(
+        "registrations",
+        queryset=Registration.objects.active(now)
+        .select_related("identity__number")
+        .order_by("first_registered_at"),
+        to_attr="active_registrations",
+    )
+
+
+DEVICE_FILTERS = {
+    "many": Q(active_devices__gt=1),
+    "some": Q(active_devices__gte=1),
+    "none": Q(active_devices=0),
+}
+
+
+def device_dashboard(enterprise: Enterprise, *, q: str = "", devices: str = "") -> QuerySet[User]:
+    """Every current employee with their active UEs (count, devices, last seen) and their
+    identities' sync state: a fixed handful of queries per page."""
+    now = timezone.now()
+    live = Q(
+        registrations__state__in=[Registration.State.ACTIVE, Registration.State.SIGN_OUT_REQUESTED],
+        registrations__expires_at__gt=now,
+    )
+    people = (
+        User.objects.for_enterprise(enterprise)
+        .exclude(status=User.Status.OFFBOARDED)
+        .annotate(
+            active_devices=Count("registrations__device_key", filter=live, distinct=True),
+            last_seen=Max("registrations__last_refreshed_at"),
+        )
+    )
+    if q:
+        people = people.filter(
+            Q(full_name__icontains=q)
+            | Q(email__icontains=q)
+            | Q(
+                pk__in=Identity.objects.filter(number__e164__icontains=q.replace(" ", "")).values(
+                    "owner_id"
+                )
+            )
+        )
+    if devices in DEVICE_FILTERS:
+        people = people.filter(DEVICE_FILTERS[devices])
+    return people.prefetch_related(
+        active_registrations_prefetch(now), live_identities_prefetch()
+    ).order_by("-active_devices", "full_name")
+
+
+def registrations_of(user: User) -> QuerySet[Registration]:
+    """A person's devices: registered ones first, then the last ended ones."""
+    return (
+        Registration.objects.filter(user=user)
+        .select_related("identity__number", "identity__enterprise", "last_event")
+        .order_by("ended_at", "-last_refreshed_at")
+    )
+
+
+def registrations(
+    enterprise: Enterprise, *, active: str = "yes", user: User | None = None, q: str = ""
+) -> QuerySet[Registration]:
+    found = Registration.objects.for_enterprise(enterprise).select_related(
+        "identity__number", "user", "last_event"
+    )
+    if active == "yes":
+        found = found.active()
+    elif active == "no":
+        found = found.exclude(pk__in=Registration.objects.active().values("pk"))
+    if user is not None:
+        found = found.filter(user=user)
+    if q:
+        found = found.filter(
+            Q(label__icontains=q) | Q(user__full_name__icontains=q) | Q(contact_uri__icontains=q)
+        )
+    return found.order_by("-last_refreshed_at", "pk")
+
+
+def registration_history(registration: Registration):
+    return registration.events.order_by("-last_at", "-id")[:20]

@@ -20,5 +20,14 @@ urlpatterns = [
     path("numbers/", views.inventory, name="inventory"),
     path("grants/", views.grant_list, name="grants"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
+    path("devices/", views.device_dashboard, name="devices"),
+    path("devices/<int:pk>/sign-out/", views.device_sign_out, name="device_sign_out"),
+    path(
+        "employees/<int:user_pk>/sign-out-all/",
+        views.devices_sign_out_all,
+        name="devices_sign_out_all",
+    ),
+    path("my/devices/", views.my_devices, name="my_devices"),
+    path("my/devices/<int:pk>/settings/", views.device_settings, name="device_settings"),
     path("import/", include(bulk_views.urlpatterns)),
 ]

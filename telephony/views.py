@@ -22,8 +22,10 @@ from portal.http import is_htmx, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
-from . import selectors, services
+from . import devices, selectors, services
 from .forms import (
+    DeviceFilterForm,
+    DeviceSettingsForm,
     EmployeeFilterForm,
     GrantForm,
     IdentityEditForm,
@@ -33,7 +35,7 @@ from .forms import (
     OnboardForm,
     RelocateForm,
 )
-from .models import Grant, Identity, OffboardingReceipt
+from .models import Grant, Identity, OffboardingReceipt, Registration
 
 
 def _filtered(form):
@@ -90,6 +92,7 @@ def employee_detail(request, pk):
         "grants_given": selectors.grants_given(member),
         "grants_received": selectors.grants_received(member),
         "receipts": selectors.receipts(request.enterprise).filter(user=member),
+        "registrations": selectors.registrations_of(member)[:20],
         "account_actions": account_actions(request.user, member),
         "events": account_selectors.audit_events(
             request.enterprise, target=("accounts.user", str(member.pk))
@@ -328,3 +331,84 @@ def grant_revoke(request, pk):
     else:
         messages.success(request, "Grant revoked.")
     return redirect(safe_next_url(request, reverse("telephony:grants")))
+
+
+# --- Devices ----------------------------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def device_dashboard(request):
+    """Every employee's active UEs; the table refreshes itself every few seconds."""
+    filters = DeviceFilterForm(request.GET or None)
+    people = selectors.device_dashboard(request.enterprise, **_filtered(filters))
+    context = {"filters": filters, "page": paginate(request, people)}
+    if is_htmx(request):
+        return render(request, "telephony/includes/device_table.html", context)
+    return render(request, "telephony/device_dashboard.html", context)
+
+
+def _device_forms(request, registrations):
+    return {
+        reg.pk: DeviceSettingsForm(registration=reg)
+        for reg in registrations
+        if reg.is_active and reg.identity.status != Identity.Status.REMOVED
+    }
+
+
+@enterprise_role_required(ANY_MEMBER)
+def my_devices(request):
+    registrations = list(selectors.registrations_of(request.user)[:30])
+    context = {
+        "registrations": registrations,
+        "forms": _device_forms(request, registrations),
+        "active_count": sum(1 for r in registrations if r.is_active),
+    }
+    return render(request, "telephony/my_devices.html", context)
+
+
+@enterprise_role_required(ANY_MEMBER)
+@require_POST
+def device_settings(request, pk):
+    registration = get_for_enterprise_or_404(
+        Registration.objects.select_related("identity__enterprise", "identity__number"),
+        request.enterprise,
+        pk=pk,
+        user=request.user,
+    )
+    form = DeviceSettingsForm(request.POST, registration=registration)
+    if form.is_valid():
+        try:
+            devices.registration_update_settings(
+                actor=Actor.from_request(request), registration=registration, **form.cleaned_data
+            )
+        except RuleViolation as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Saved for {registration.label}.")
+    else:
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    return redirect("telephony:my_devices")
+
+
+@enterprise_role_required(ANY_MEMBER)
+@require_POST
+def device_sign_out(request, pk):
+    registration = get_for_enterprise_or_404(Registration, request.enterprise, pk=pk)
+    try:
+        devices.registration_sign_out(actor=Actor.from_request(request), registration=registration)
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Sign-out of {registration.label} requested.")
+    return redirect(safe_next_url(request, reverse("telephony:my_devices")))
+
+
+@enterprise_role_required(ANY_MEMBER)
+@require_POST
+def devices_sign_out_all(request, user_pk):
+    person = get_for_enterprise_or_404(User, request.enterprise, pk=user_pk)
+    if request.user.role == Role.EMPLOYEE and person.pk != request.user.pk:
+        raise PermissionDenied
+    count = devices.registrations_sign_out_all(actor=Actor.from_request(request), user=person)
+    messages.success(request, f"Sign-out requested for {count} device{'s' if count != 1 else ''}.")
+    return redirect(safe_next_url(request, reverse("telephony:my_devices")))

@@ -17,6 +17,7 @@ router.register("number-blocks", telephony_views.NumberBlockViewSet, basename="n
 router.register("numbers", telephony_views.TelephoneNumberViewSet, basename="number")
 router.register("lines", telephony_views.SimLineViewSet, basename="line")
 router.register("grants", telephony_views.GrantViewSet, basename="grant")
+router.register("registrations", telephony_views.RegistrationViewSet, basename="registration")
 
 urlpatterns = [
     path("enterprise/", accounts_views.EnterpriseView.as_view(), name="api-enterprise"),

@@ -14,3 +14,9 @@ def with_page(context, number):
 @register.filter
 def status_badge_class(value):
     return f"badge badge-{value}"
+
+
+@register.filter
+def get_item(mapping, key):
+    """``mapping[key]`` in a template, or None."""
+    return mapping.get(key) if mapping else None

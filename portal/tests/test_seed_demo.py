@@ -32,6 +32,7 @@ def test_seed_demo_is_idempotent_and_prints_usable_credentials(settings, client)
     response = client.post("/login/", {"username": rob["email"], "password": rob["password"]})
     assert response.status_code == 302 and response.url.startswith("/account/2fa/")
 
+    assert first["network_token"].startswith("ntk_")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {first['api_token']}")
     emails = {u["email"] for u in api.get("/api/v1/users/").json()["results"]}

@@ -66,6 +66,39 @@ def _import_job(enterprise):
     )
 
 
+def _registration(enterprise):
+    from accounts.services import network_client_create
+    from telephony import devices
+    from telephony.reginfo import parse_registration_events
+
+    identity = _identity(enterprise)
+    client, _ = network_client_create(
+        actor=audit.Actor.system(),
+        name=f"S-CSCF {enterprise.pk}-{identity.pk}",
+        enterprises=[enterprise],
+    )
+    document = parse_registration_events(
+        {
+            "registrations": [
+                {
+                    "aor": f"tel:{identity.tn}",
+                    "contacts": [
+                        {
+                            "uri": f"sip:{identity.tn}@198.51.100.9",
+                            "state": "active",
+                            "event": "registered",
+                            "expires": 600,
+                            "user_agent": f"{CANARY} phone",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    devices.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
+    return identity.registrations.get()
+
+
 def _by_pk(make):
     return lambda e: {"pk": make(e).pk}
 
@@ -101,6 +134,12 @@ OBJECT_URLS = {
     "line-detail": _by_pk(_line),
     "grant-detail": _by_pk(_grant),
     "grant-revoke": _by_pk(_grant),
+    "telephony:device_sign_out": _by_pk(_registration),
+    "telephony:device_settings": _by_pk(_registration),
+    "telephony:devices_sign_out_all": lambda e: {"user_pk": _member(e)["pk"]},
+    "registration-detail": _by_pk(_registration),
+    "registration-sign-out": _by_pk(_registration),
+    "registration-device-settings": _by_pk(_registration),
     "telephony:import_preview": _by_pk(_import_job),
     "telephony:import_start": _by_pk(_import_job),
     "telephony:import_job": _by_pk(_import_job),

@@ -8,6 +8,7 @@ from telephony.models import (
     IdentitySync,
     NumberBlock,
     OffboardingReceipt,
+    Registration,
     SimLine,
     TelephoneNumber,
 )
@@ -222,3 +223,67 @@ class ReceiptSerializer(serializers.ModelSerializer):
 
         steps = receipt_steps(receipt, self.context.get("receipt_syncs"))
         return ReceiptStepSerializer(steps, many=True).data
+
+
+class RegistrationSerializer(serializers.ModelSerializer):
+    identity_tn = serializers.SerializerMethodField()
+    user_email = serializers.EmailField(source="user.email", read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Registration
+        fields = [
+            "id",
+            "identity",
+            "identity_tn",
+            "user",
+            "user_email",
+            "label",
+            "instance_id",
+            "impus",
+            "contact_uri",
+            "pub_gruu",
+            "user_agent",
+            "access_network",
+            "ip",
+            "state",
+            "is_active",
+            "first_registered_at",
+            "last_refreshed_at",
+            "expires_at",
+            "ended_at",
+            "end_reason",
+            "enabled_services",
+            "default_impu",
+            "do_not_disturb",
+            "ring_priority",
+            "sign_out_requested_at",
+            "sign_out_sent_at",
+        ]
+        read_only_fields = fields
+
+    def get_identity_tn(self, registration) -> str:
+        return registration.identity.tn or registration.identity.former_tn
+
+
+class RegistrationSettingsSerializer(serializers.Serializer):
+    enabled_services = serializers.ListField(
+        child=serializers.ChoiceField(choices=Service.choices), required=False
+    )
+    default_impu = serializers.CharField(required=False, allow_blank=True)
+    do_not_disturb = serializers.BooleanField(required=False)
+    ring_priority = serializers.IntegerField(required=False, min_value=1, max_value=5)
+
+
+class RegistrationFilterSerializer(serializers.Serializer):
+    active = serializers.ChoiceField(choices=["yes", "no", "all"], required=False, default="yes")
+    user = serializers.IntegerField(required=False, default=None)
+    q = serializers.CharField(required=False, default="")
+
+
+class SignOutAllSerializer(serializers.Serializer):
+    user = serializers.IntegerField(help_text="The person whose devices to sign out.")
+
+
+class SignOutAllResultSerializer(serializers.Serializer):
+    requested = serializers.IntegerField()

@@ -2,17 +2,19 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from accounts.models import Role, User
+from accounts.models import ApiToken, Role, User
 from portal.api.views import EnterpriseViewSet
 from portal.tenancy import get_for_enterprise_or_404
-from telephony import selectors, services
+from telephony import devices, selectors, services
 from telephony.models import (
     Grant,
     Identity,
     NumberBlock,
     OffboardingReceipt,
+    Registration,
     SimLine,
     TelephoneNumber,
 )
@@ -210,3 +212,63 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseV
     def revoke(self, request, pk=None):
         grant = services.grant_revoke(actor=self.actor, grant=self.get_object())
         return Response(self.get_serializer(grant).data)
+
+
+@extend_schema_view(list=extend_schema(parameters=[s.RegistrationFilterSerializer]))
+class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """UEs registered with the enterprise's identities (several per person, each with
+    its own settings). Employees see and change their own; admins and helpdesk see all
+    and sign devices out."""
+
+    queryset = Registration.objects.all()
+    serializer_class = s.RegistrationSerializer
+    read_roles = EVERY_ROLE
+    write_roles = EVERY_ROLE
+
+    def get_queryset(self):
+        criteria = {"active": "all"}
+        if self.action == "list":
+            criteria = _valid(s.RegistrationFilterSerializer, self.request.query_params)
+        user = None
+        if criteria.pop("user", None):
+            user = get_for_enterprise_or_404(
+                User, self.enterprise, pk=self.request.query_params["user"]
+            )
+        if self.request.user.role == Role.EMPLOYEE:
+            user = self.request.user
+        return selectors.registrations(self.enterprise, user=user, **criteria)
+
+    def _read(self, registration):
+        return self.get_serializer(self.get_queryset().get(pk=registration.pk)).data
+
+    @extend_schema(request=None, responses=s.RegistrationSerializer)
+    @action(detail=True, methods=["post"], url_path="sign-out")
+    def sign_out(self, request, pk=None):
+        if isinstance(request.auth, ApiToken) and request.auth.role != Role.ADMIN:
+            raise PermissionDenied
+        registration = devices.registration_sign_out(
+            actor=self.actor, registration=self.get_object()
+        )
+        return Response(self._read(registration))
+
+    @extend_schema(request=s.RegistrationSettingsSerializer, responses=s.RegistrationSerializer)
+    @action(detail=True, methods=["patch"], url_path="settings")
+    def device_settings(self, request, pk=None):
+        # Not "settings": APIView keeps its DRF settings under that name.
+        data = _valid(s.RegistrationSettingsSerializer, request.data)
+        registration = devices.registration_update_settings(
+            actor=self.actor, registration=self.get_object(), **data
+        )
+        return Response(self._read(registration))
+
+    @extend_schema(request=s.SignOutAllSerializer, responses=s.SignOutAllResultSerializer)
+    @action(detail=False, methods=["post"], url_path="sign-out-all")
+    def sign_out_all(self, request):
+        if isinstance(request.auth, ApiToken) and request.auth.role != Role.ADMIN:
+            raise PermissionDenied
+        data = _valid(s.SignOutAllSerializer, request.data)
+        person = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
+        if request.user.role == Role.EMPLOYEE and person.pk != request.user.pk:
+            raise PermissionDenied
+        count = devices.registrations_sign_out_all(actor=self.actor, user=person)
+        return Response({"requested": count})

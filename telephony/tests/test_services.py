@@ -405,7 +405,9 @@ def test_the_number_is_unique_across_the_operator(enterprise, numbers):
     assert TelephoneNumber.objects.filter(enterprise=enterprise).count() == 100
 
 
-def test_the_offboarding_receipt_counts_the_grants_given_and_received(employee, enterprise, numbers):
+def test_the_offboarding_receipt_counts_the_grants_given_and_received(
+    employee, enterprise, numbers
+):
     colleague = UserFactory(enterprise=enterprise)
     mine, theirs = make_identity(employee), make_identity(colleague)
     services.grant_create(actor=Actor(user=employee), identity=mine, grantee=colleague)

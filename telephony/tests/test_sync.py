@@ -346,7 +346,9 @@ def test_the_reconcile_command_reports_what_it_found(identity, capsys):
     assert "drift found in 1" in capsys.readouterr().out
 
 
-def test_a_refused_new_state_leaves_the_old_subscription_in_place(identity, enterprise, admin, flaky):
+def test_a_refused_new_state_leaves_the_old_subscription_in_place(
+    identity, enterprise, admin, flaky
+):
     give_numbers(enterprise, "+14155550100", "+14155550199")
     sync.push_identity(identity.pk)
     old_tn = identity.tn
@@ -359,7 +361,9 @@ def test_a_refused_new_state_leaves_the_old_subscription_in_place(identity, ente
 def test_a_change_made_while_a_push_fails_is_pushed_afresh(identity, admin):
     claim = sync._claim(identity.pk, timezone.now())
     services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Fixed")
-    result = sync._record_failure(identity, claim, "HSS refused v1", time.monotonic(), transient=False)
+    result = sync._record_failure(
+        identity, claim, "HSS refused v1", time.monotonic(), transient=False
+    )
     assert result.outcome == "skipped"
     row = sync_row(identity)
     assert (row.state, row.attempts, row.claimed_until) == ("pending", 0, None)
@@ -369,7 +373,9 @@ def test_a_change_made_while_a_push_fails_is_pushed_afresh(identity, admin):
 
 def test_a_push_that_outlived_its_lease_does_not_overwrite_the_new_holder(identity):
     stale = sync._claim(identity.pk, timezone.now())
-    IdentitySync.objects.filter(pk=identity.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
     fresh = sync._claim(identity.pk, timezone.now())
     assert fresh is not None and fresh.until != stale.until
     assert sync._record_success(identity, stale, None, "op", time.monotonic()).outcome == "skipped"
@@ -391,7 +397,9 @@ def test_reconcile_ignores_identities_synced_after_it_read_the_hss(identity, adm
         def list_all(self):
             yield from super().list_all()
             # While reconcile reads, an edit is made and pushed.
-            services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Newer")
+            services.identity_update(
+                actor=Actor(user=admin), identity=identity, display_name="Newer"
+            )
             monkeypatch.setattr("telephony.sync.hss_backend", BuiltinHss)
             sync.push_identity(identity.pk)
 

@@ -15,7 +15,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
 from accounts.audit import Actor
-from accounts.models import ApiToken, Enterprise, Role, Service, User
+from accounts.models import ApiToken, Enterprise, NetworkClient, Role, Service, User
 from portal.credentials import hash_secret
 from telephony import services as telephony_services
 from telephony.models import Grant, Identity, NumberBlock, SimLine
@@ -24,6 +24,9 @@ from telephony.numbers import with_luhn_digit
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
     f"{ApiToken.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo api token').hexdigest()[:32]}"
+)
+DEMO_NETWORK_TOKEN = (
+    f"{NetworkClient.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo network token').hexdigest()[:32]}"
 )
 
 ENTERPRISES = [
@@ -124,7 +127,12 @@ class Command(BaseCommand):
                 "hint": DEMO_API_TOKEN[-4:],
             },
         )
-        return {"users": users, "api_token": DEMO_API_TOKEN}
+        client, _ = NetworkClient.objects.get_or_create(
+            key_hash=hash_secret(DEMO_NETWORK_TOKEN),
+            defaults={"name": "Demo S-CSCF", "hint": DEMO_NETWORK_TOKEN[-4:]},
+        )
+        client.enterprises.add(swift)
+        return {"users": users, "api_token": DEMO_API_TOKEN, "network_token": DEMO_NETWORK_TOKEN}
 
     def telephony(self, enterprise, spec) -> None:
         """Number blocks, a SIM line pool, identities and one sharing grant."""
@@ -207,3 +215,7 @@ class Command(BaseCommand):
         out.write(f"\nAPI token for Swift Delivery: {report['api_token']}")
         auth = f"Authorization: Bearer {report['api_token']}"
         out.write(f"  curl -H '{auth}' {settings.PORTAL_BASE_URL}/api/v1/users/")
+        out.write(
+            f"\nNetwork client (IMS core) credential for Swift Delivery: {report['network_token']}"
+        )
+        out.write(f"  POST reginfo documents to {settings.PORTAL_BASE_URL}/network/v1/reginfo")

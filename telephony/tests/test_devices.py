@@ -1,0 +1,383 @@
+"""Applying what the IMS core reports to per-device registration records."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.models import AuditEvent, NetworkClient, Notification
+from accounts.services import network_client_create
+from accounts.tests.factories import UserFactory
+from portal.errors import RuleViolation
+from telephony import devices, sync
+from telephony.models import (
+    NetworkNotice,
+    ReginfoVersion,
+    Registration,
+    RegistrationEvent,
+    SimulatedSubscription,
+)
+from telephony.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+ROB_IMEI = "urn:gsma:imei:35209900-176148-1"
+ROB_TABLET = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+
+
+@pytest.fixture
+def identity(employee, enterprise):
+    give_numbers(enterprise)
+    return make_identity(employee, alias="rob")
+
+
+@pytest.fixture
+def client_of(enterprise):
+    client, _ = network_client_create(
+        actor=Actor.system(), name="S-CSCF 1", enterprises=[enterprise]
+    )
+    return client
+
+
+def contact(
+    instance=ROB_IMEI, *, state="active", event="registered", expires=3600, uri=None, **extra
+):
+    host = "198.51.100.20" if instance == ROB_IMEI else "198.51.100.30"
+    return ContactInfo(
+        element_id=instance or uri,
+        uri=uri or f"sip:+4930123400@{host}:5060",
+        state=state,
+        event=event,
+        expires=expires if state == "active" else None,
+        duration_registered=None,
+        retry_after=None,
+        callid=extra.get("callid", "abc@198.51.100.20"),
+        cseq=extra.get("cseq", 1),
+        q="",
+        display_name="",
+        instance=instance,
+        params=(),
+        pub_gruu="",
+        temp_gruu="",
+        user_agent=extra.get("user_agent", ""),
+        access_network=extra.get("access_network", ""),
+        source_ip=extra.get("source_ip", ""),
+    )
+
+
+def doc(version, *registrations, state="partial"):
+    return ReginfoDocument(version=version, state=state, registrations=tuple(registrations))
+
+
+def reg(aor, *contacts, state="active"):
+    return RegistrationInfo(element_id=aor, aor=aor, state=state, contacts=tuple(contacts))
+
+
+def apply(client, document):
+    return devices.apply_report(
+        actor=Actor(network_client=client), client=client, document=document
+    )
+
+
+def active_labels(user):
+    return sorted(r.label for r in Registration.objects.active().filter(user=user))
+
+
+SIP_AOR = "sip:+4930123400@swift.example;user=phone"
+TEL_AOR = "tel:+4930123400"
+
+
+def test_an_implicit_registration_set_makes_one_record_per_device(identity, client_of, employee):
+    user_agent = "Acme Phone/2.1 (Android 14)"
+    report = apply(
+        client_of,
+        doc(
+            1,
+            reg(SIP_AOR, contact(user_agent=user_agent, source_ip="198.51.100.20")),
+            reg(TEL_AOR, contact(user_agent=user_agent)),
+            reg("sip:rob@swift.example", contact(user_agent=user_agent)),
+        ),
+    )
+    assert report.as_dict() == {
+        "applied": 3,
+        "new_devices": 1,
+        "ended": 0,
+        "stale_aors": [],
+        "unknown_aors": [],
+    }
+    record = Registration.objects.get()
+    assert record.label == "Android phone (IMEI …1481)"
+    assert sorted(record.impus) == sorted([SIP_AOR, TEL_AOR, "sip:rob@swift.example"])
+    assert (record.user, record.identity, record.ip) == (employee, identity, "198.51.100.20")
+    assert record.expires_at > timezone.now() + timedelta(minutes=59)
+    assert AuditEvent.objects.get(action="registration.reported").actor_network_client == client_of
+
+
+def test_a_second_device_does_not_override_the_first_and_the_user_is_told_once(
+    identity, client_of, employee, django_capture_on_commit_callbacks
+):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI))))
+    with django_capture_on_commit_callbacks(execute=True):
+        report = apply(
+            client_of, doc(2, reg(SIP_AOR, contact(ROB_TABLET, user_agent="Linphone/5.2")))
+        )
+    assert report.new_devices == 1
+    assert active_labels(employee) == ["Linphone (…6bf6)", "Phone (IMEI …1481)"]
+    notice = Notification.objects.get(user=employee, kind="already_logged_on")
+    assert "Phone (IMEI …1481)" in notice.body
+    assert len(mail.outbox) == 1 and "Linphone" in mail.outbox[0].subject
+    sent = NetworkNotice.objects.order_by("kind")
+    assert [(n.kind, n.state) for n in sent] == [
+        ("already_logged_on", "sent"),
+        ("logged_on_elsewhere", "sent"),
+    ]
+
+    # Refreshing either device tells nobody again.
+    apply(
+        client_of,
+        doc(
+            3,
+            reg(
+                SIP_AOR,
+                contact(ROB_IMEI, event="refreshed"),
+                contact(ROB_TABLET, event="refreshed"),
+            ),
+        ),
+    )
+    assert Notification.objects.filter(user=employee).count() == 1
+
+
+def test_an_older_document_never_overwrites_a_newer_one(identity, client_of):
+    apply(client_of, doc(5, reg(SIP_AOR, contact())))
+    report = apply(client_of, doc(4, reg(SIP_AOR, contact(state="terminated", event="expired"))))
+    assert report.stale == [SIP_AOR] and report.applied == 0
+    assert Registration.objects.active().count() == 1
+    assert apply(client_of, doc(5, reg(SIP_AOR, contact()))).stale == [SIP_AOR]  # a replay
+    assert ReginfoVersion.objects.get(aor=SIP_AOR).version == 5
+
+
+def test_a_restarted_notifier_starts_again_at_version_zero_with_a_full_document(
+    identity, client_of
+):
+    apply(client_of, doc(40, reg(SIP_AOR, contact())))
+    report = apply(client_of, doc(0, reg(SIP_AOR, contact(ROB_TABLET)), state="full"))
+    assert report.stale == [] and report.new_devices == 1
+    # Full state: the device not listed any more is gone.
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_TABLET]
+
+
+def test_partial_documents_change_only_what_they_list(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
+    apply(
+        client_of,
+        doc(2, reg(SIP_AOR, contact(ROB_TABLET, state="terminated", event="unregistered"))),
+    )
+    ended = Registration.objects.get(instance_id=ROB_TABLET)
+    assert (ended.state, ended.end_reason) == ("ended", "deregistered")
+    assert Registration.objects.get(instance_id=ROB_IMEI).state == "active"
+
+
+def test_a_terminated_registration_ends_every_device_of_the_aor(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
+    report = apply(client_of, doc(2, reg(SIP_AOR, state="terminated")))
+    assert report.ended == 2
+    assert not Registration.objects.active().exists()
+
+
+def test_a_device_still_bound_to_another_impu_stays(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact()), reg(TEL_AOR, contact())))
+    apply(client_of, doc(2, reg(TEL_AOR, contact(state="terminated", event="expired"))))
+    record = Registration.objects.get()
+    assert record.state == "active" and record.impus == [SIP_AOR]
+
+
+def test_devices_without_an_instance_are_keyed_by_contact_uri(identity, client_of):
+    first = contact(instance="", uri="sip:rob@198.51.100.40:5060")
+    second = contact(instance="", uri="sip:rob@198.51.100.41:5060")
+    apply(client_of, doc(1, reg(SIP_AOR, first, second)))
+    assert sorted(Registration.objects.values_list("device_key", flat=True)) == [
+        "contact:sip:rob@198.51.100.40:5060",
+        "contact:sip:rob@198.51.100.41:5060",
+    ]
+    assert Registration.objects.first().label.startswith("Device at 198.51.100.4")
+
+
+def test_unknown_aors_are_reported_back_and_the_rest_applies(identity, client_of):
+    report = apply(
+        client_of,
+        doc(
+            1,
+            reg(SIP_AOR, contact()),
+            reg("sip:+4930999999@swift.example;user=phone", contact()),
+            reg(
+                "sip:+4930123400@elsewhere.example;user=phone", contact()
+            ),  # wrong domain: no guess
+        ),
+    )
+    assert report.unknown_aors == [
+        "sip:+4930123400@elsewhere.example;user=phone",
+        "sip:+4930999999@swift.example;user=phone",
+    ]
+    assert report.applied == 1
+
+
+def test_another_enterprises_aor_refuses_the_whole_document(identity, client_of, other_enterprise):
+    give_numbers(other_enterprise, "+4940123400", "+4940123409")
+    outsider = make_identity(UserFactory(enterprise=other_enterprise))
+    foreign = f"sip:{outsider.tn}@{other_enterprise.sip_domain};user=phone"
+    with pytest.raises(PermissionDenied, match="does not serve Other Co"):
+        apply(client_of, doc(1, reg(SIP_AOR, contact()), reg(foreign, contact())))
+    assert not Registration.objects.exists()
+    assert not ReginfoVersion.objects.exists()
+
+
+def test_records_expire_by_time_even_without_an_event(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(expires=60))))
+    Registration.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert not Registration.objects.active().exists()  # gone by time already
+    assert devices.expire_registrations() == 1
+    record = Registration.objects.get()
+    assert (record.state, record.end_reason) == ("ended", "expired")
+    assert record.last_event.kind == RegistrationEvent.Kind.EXPIRED
+
+
+def test_history_folds_refreshes_and_flapping(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact())))
+    for version in range(2, 6):
+        apply(client_of, doc(version, reg(SIP_AOR, contact(event="refreshed"))))
+    record = Registration.objects.get()
+    assert [(e.kind, e.count) for e in record.events.order_by("id")] == [
+        ("registered", 1),
+        ("refreshed", 4),
+    ]
+    version = 6
+    for _ in range(3):  # drops and comes back at once, three times
+        apply(client_of, doc(version, reg(SIP_AOR, contact(state="terminated", event="expired"))))
+        apply(client_of, doc(version + 1, reg(SIP_AOR, contact())))
+        version += 2
+    kinds = [(e.kind, e.count) for e in record.events.order_by("id")]
+    assert kinds == [("registered", 1), ("refreshed", 4), ("flapping", 3)]
+    assert Registration.objects.get().state == "active"
+
+
+def test_over_the_device_limit_the_admin_is_alerted_and_policy_may_sign_out_the_oldest(
+    identity, client_of, employee, enterprise, admin, django_capture_on_commit_callbacks
+):
+    enterprise.contract.max_ues_per_user = 1
+    enterprise.contract.save()
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI))))
+    apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_TABLET))))
+    alert = Notification.objects.get(user=admin, kind="device_limit")
+    assert "the contract allows 1" in alert.title and "notify only" in alert.body
+    assert Registration.objects.active().count() == 2
+
+    enterprise.contract.ue_limit_policy = "sign_out_oldest"
+    enterprise.contract.save()
+    third = "urn:uuid:00000000-0000-0000-0000-00000000abcd"
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(client_of, doc(3, reg(SIP_AOR, contact(third))))
+    # The builtin network confirms sign-outs at once: the two oldest are gone.
+    assert [r.instance_id for r in Registration.objects.active()] == [third]
+    oldest = Registration.objects.get(instance_id=ROB_IMEI)
+    assert oldest.end_reason == "signed_out"
+
+
+def test_an_employee_signs_out_one_device_and_it_shows_requested_until_confirmed(
+    identity, client_of, employee, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr("telephony.hss.builtin.BuiltinHss.confirms_deregistration", False)
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
+    phone = Registration.objects.get(instance_id=ROB_IMEI)
+    with django_capture_on_commit_callbacks(execute=True):
+        devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+    phone.refresh_from_db()
+    assert phone.state == "sign_out_requested" and phone.sign_out_sent_at is not None
+    assert phone.is_active  # until the network confirms
+    apply(
+        client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, state="terminated", event="deactivated")))
+    )
+    phone.refresh_from_db()
+    assert (phone.state, phone.end_reason) == ("ended", "signed_out")
+    with pytest.raises(RuleViolation, match="not registered now"):
+        devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+
+
+def test_employees_sign_out_only_their_own_devices(identity, client_of, enterprise):
+    apply(client_of, doc(1, reg(SIP_AOR, contact())))
+    colleague = UserFactory(enterprise=enterprise)
+    with pytest.raises(PermissionDenied):
+        devices.registration_sign_out(
+            actor=Actor(user=colleague), registration=Registration.objects.get()
+        )
+
+
+def test_sign_out_all_asks_for_every_active_device(identity, client_of, employee, admin):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
+    assert devices.registrations_sign_out_all(actor=Actor(user=admin), user=employee) == 2
+    assert AuditEvent.objects.filter(action="registration.sign_out_requested").count() == 2
+
+
+def test_device_settings_are_its_own_and_travel_to_the_hss(
+    identity, client_of, employee, django_capture_on_commit_callbacks
+):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
+    phone = Registration.objects.get(instance_id=ROB_IMEI)
+    with django_capture_on_commit_callbacks(execute=True):
+        devices.registration_update_settings(
+            actor=Actor(user=employee),
+            registration=phone,
+            do_not_disturb=True,
+            default_impu=TEL_AOR,
+            ring_priority=1,
+        )
+    tablet = Registration.objects.get(instance_id=ROB_TABLET)
+    assert (tablet.do_not_disturb, tablet.ring_priority) == (False, 3)  # untouched
+    stored = SimulatedSubscription.objects.get(msisdn=identity.tn).devices
+    assert stored == [
+        {
+            "device": f"instance:{ROB_IMEI}",
+            "services": [],
+            "default_impu": TEL_AOR,
+            "do_not_disturb": True,
+            "ring_priority": 1,
+        }
+    ]
+    with pytest.raises(RuleViolation, match="identity's public identities"):
+        devices.registration_update_settings(
+            actor=Actor(user=employee), registration=phone, default_impu="sip:nobody@x.example"
+        )
+
+
+def test_removing_the_identity_ends_its_registrations(identity, client_of, admin):
+    from telephony import services
+
+    apply(client_of, doc(1, reg(SIP_AOR, contact())))
+    services.identity_remove(actor=Actor(user=admin), identity=identity)
+    sync.push_identity(identity.pk)
+    record = Registration.objects.get()
+    assert (record.state, record.end_reason) == ("ended", "identity_removed")
+
+
+def test_a_revoked_client_is_unknown(client_of):
+    client_of.revoked_at = timezone.now()
+    client_of.save()
+    assert not NetworkClient.objects.filter(revoked_at=None).exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_sign_out_goes_end_to_end_through_a_real_worker(celery_worker, enterprise, employee):
+    from portal.testing import wait_for
+
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    client, _ = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
+    apply(client, doc(1, reg(f"tel:{identity.tn}", contact())))
+    phone = Registration.objects.get()
+    devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+    ended = wait_for(lambda: Registration.objects.filter(pk=phone.pk, state="ended").first())
+    assert ended.end_reason == "signed_out" and ended.sign_out_sent_at is not None
