@@ -1,0 +1,87 @@
+"""The webhook notification backend posts signed notices to the operator's service."""
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from telephony import devices
+from telephony.models import NetworkNotice, Registration
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+SECRET = "webhook-test-secret"
+
+
+@pytest.fixture
+def webhook(settings):
+    received, answers = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server hook name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(answers.pop(0) if answers else 204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.NETWORK_NOTIFY_BACKEND = "webhook"
+    settings.NETWORK_NOTIFY_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/notices"
+    settings.NETWORK_NOTIFY_WEBHOOK_SECRET = SECRET
+    yield received, answers
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def notice(employee, enterprise):
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    registration = Registration.objects.create(
+        enterprise=enterprise,
+        identity=identity,
+        user=employee,
+        device_key="instance:urn:uuid:1",
+        instance_id="urn:uuid:1",
+        label="Laptop",
+        impus=[f"tel:{identity.tn}"],
+        contact_uri="sip:rob@198.51.100.9",
+        expires_at="2099-01-01T00:00:00Z",
+    )
+    return NetworkNotice.objects.create(
+        enterprise=enterprise, registration=registration, kind="already_logged_on", message="Hello"
+    )
+
+
+def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, notice):
+    received, _ = webhook
+    assert devices.send_notice(notice.pk) == "sent"
+    headers, body = received[0]
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Portal-Signature"] == f"sha256={expected}"
+    payload = json.loads(body)
+    assert payload["kind"] == "already_logged_on"
+    assert payload["to"]["contact"] == "sip:rob@198.51.100.9"
+    notice.refresh_from_db()
+    assert notice.state == "sent"
+    assert devices.send_notice(notice.pk) == "skipped"  # sent once
+
+
+def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
+    from telephony.notify import NoticeError
+
+    _, answers = webhook
+    answers.extend([503, 400])
+    with pytest.raises(NoticeError):
+        devices.send_notice(notice.pk)
+    assert NetworkNotice.objects.get(pk=notice.pk).state == "pending"
+    assert devices.send_notice(notice.pk) == "failed"
+    assert "refused" in NetworkNotice.objects.get(pk=notice.pk).last_error
