@@ -404,10 +404,21 @@ class _Preview:
         return first
 
     def check_accounts(self) -> None:
+        """An existing member of the enterprise gets the identity (as onboarding does);
+        an account elsewhere or an offboarded one is a problem."""
         emails = self.first_rows({r.row: r.normalised_email for r in self.rows}, "{}")
         for batch in _batches(emails):
-            for email in User.objects.filter(email__in=batch).values_list("email", flat=True):
-                self.add(emails[email], f"{email} already has an account.")
+            existing = User.objects.filter(email__in=batch).values_list(
+                "email", "enterprise_id", "status"
+            )
+            for email, enterprise_id, status in existing:
+                if enterprise_id != self.enterprise.pk:
+                    self.add(emails[email], f"{email} already has an account.")
+                elif status == User.Status.OFFBOARDED:
+                    self.add(
+                        emails[email],
+                        f"{email} belongs to an offboarded account; use another address.",
+                    )
 
     def check_numbers(self) -> None:
         self.chosen = tns = self.first_rows(self.tns, "The number {}")

@@ -387,15 +387,19 @@ def employee_onboard(
     alias: str = "",
     send_invitation: bool = True,
 ) -> Identity:
-    """One step for a joiner: the account, its invitation and a first identity."""
-    user = account_services.user_invite(
-        actor=actor,
-        enterprise=enterprise,
-        email=email,
-        full_name=full_name,
-        role=role,
-        send_invitation=send_invitation,
-    )
+    """One step for a joiner: the account, its invitation and a first identity. Someone
+    who already has an account in the enterprise (made by an import, SCIM or an
+    invitation) keeps it and gets the identity."""
+    user = existing_member(enterprise, email)
+    if user is None:
+        user = account_services.user_invite(
+            actor=actor,
+            enterprise=enterprise,
+            email=email,
+            full_name=full_name,
+            role=role,
+            send_invitation=send_invitation,
+        )
     return identity_create(
         actor=actor,
         owner=user,
@@ -405,6 +409,25 @@ def employee_onboard(
         imsi=imsi,
         alias=alias,
     )
+
+
+def existing_member(enterprise: Enterprise, email: str) -> User | None:
+    """The enterprise's current member with this email, if any. An offboarded account, or
+    one of another enterprise, is refused (without telling which enterprise)."""
+    user = User.objects.filter(email__iexact=email.strip()).first()
+    if user is None:
+        return None
+    if user.enterprise_id != enterprise.pk:
+        raise RuleViolation(
+            f"{user.email} already has an account.", code="duplicate", field="email"
+        )
+    if user.status == User.Status.OFFBOARDED:
+        raise RuleViolation(
+            f"{user.email} belongs to an offboarded account; use another address.",
+            code="offboarded",
+            field="email",
+        )
+    return user
 
 
 def _locked(identity: Identity) -> Identity:

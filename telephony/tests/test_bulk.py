@@ -196,10 +196,12 @@ def test_the_preview_lists_each_rows_problem_with_its_row_number_and_creates_not
     admin_actor, admin, enterprise, numbers, employee
 ):
     make_identity(employee, tn="+4930123410")
-    give_numbers(EnterpriseFactory(), "+4930555000", "+4930555009")
+    elsewhere = EnterpriseFactory()
+    give_numbers(elsewhere, "+4930555000", "+4930555009")
+    UserFactory(enterprise=elsewhere, email="elsewhere@other.example")
     text = csv_text(
         "new.one@swift.example,New One,,voice,,+4930123420,,new.one",  # row 2: fine
-        "ada@swift.example,Ada Again,,,,,,",  # 3: an account exists
+        "elsewhere@other.example,Elsewhere,,,,,,",  # 3: an account in another enterprise
         "twice@swift.example,Twice,,,,,,",  # 4: fine
         "TWICE@swift.example,Twice Again,,,,,,",  # 5: repeats row 4
         "far@swift.example,Far,,,,+4930999999,,",  # 6: outside the blocks
@@ -214,7 +216,7 @@ def test_the_preview_lists_each_rows_problem_with_its_row_number_and_creates_not
 
     problems = problems_by_row(job)
     assert sorted(problems) == [3, 5, 6, 7, 8, 9, 10, 11]
-    assert problems[3] == "ada@swift.example already has an account."
+    assert problems[3] == "elsewhere@other.example already has an account."
     assert problems[5] == "twice@swift.example is also on row 4."
     assert problems[6] == "+4930999999 is not in Swift Delivery's number blocks."
     assert problems[7] == "+4930123410 is already in use."
@@ -350,7 +352,7 @@ def test_the_stored_problem_list_is_capped_and_tells_how_many_were_left_out(
 def test_an_import_with_problems_cannot_start(
     admin_actor, enterprise, numbers, django_capture_on_commit_callbacks
 ):
-    job = preview(admin_actor, enterprise, csv_text("ada@swift.example,Ada,,,,,,"))
+    job = preview(admin_actor, enterprise, csv_text("ada@swift.example,Ada,,xr,,,,"))  # XR: not allowed
     with (
         django_capture_on_commit_callbacks() as callbacks,
         pytest.raises(RuleViolation, match="problems"),
@@ -618,11 +620,14 @@ def test_an_unreadable_file_is_shown_as_a_form_error_and_keeps_nothing(admin_cli
 
 
 def test_the_preview_page_lists_the_problems_and_offers_no_start(admin_client, numbers):
-    upload(admin_client, csv_text("ada@swift.example,Ada,,,,,,", "new@swift.example,New,,xr,,,,"))
+    UserFactory(enterprise=EnterpriseFactory(), email="elsewhere@other.example")
+    upload(
+        admin_client, csv_text("elsewhere@other.example,E,,,,,,", "new@swift.example,New,,xr,,,,")
+    )
     job = ImportJob.objects.get()
     page = admin_client.get(reverse("telephony:import_preview", kwargs={"pk": job.pk}))
     html = page.content.decode()
-    assert "ada@swift.example already has an account." in html
+    assert "elsewhere@other.example already has an account." in html
     assert "<td>3</td><td>The contract does not include XR" in html
     assert reverse("telephony:import_start", kwargs={"pk": job.pk}) not in html
     response = admin_client.post(reverse("telephony:import_start", kwargs={"pk": job.pk}))
@@ -876,3 +881,15 @@ def test_a_stalled_import_is_queued_again_by_the_sweep(enterprise, admin, monkey
     ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(minutes=11))
     assert bulk.sweep_stalled_imports() == 1 and queued == [job.pk]
     assert bulk.sweep_stalled_imports() == 0  # not again at once
+
+
+def test_an_existing_member_gets_an_identity_from_the_import(
+    admin_actor, enterprise, numbers, employee
+):
+    job = preview(
+        admin_actor, enterprise, csv_text(f"{employee.email},{employee.full_name},,voice,,,,")
+    )
+    assert job.problems == []
+    bulk.import_start(actor=admin_actor, job=job)
+    bulk.run_import_job(job.pk)
+    assert employee.identities.count() == 1

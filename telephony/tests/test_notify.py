@@ -21,7 +21,7 @@ def webhook(settings):
     received, answers = [], []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server hook name
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((dict(self.headers), body))
             self.send_response(answers.pop(0) if answers else 204)

@@ -429,3 +429,34 @@ def test_a_read_only_token_cannot_revoke_a_grant(employee, enterprise, numbers):
     with pytest.raises(RuleViolation, match="Only the owner"):
         services.grant_revoke(actor=Actor(api_token=token), grant=grant)
     assert Grant.objects.get(pk=grant.pk).is_active
+
+
+def test_onboarding_an_existing_member_gives_them_an_identity(
+    admin_actor, employee, enterprise, numbers
+):
+    identity = services.employee_onboard(
+        actor=admin_actor, enterprise=enterprise, email=employee.email.upper(), full_name="Ignored",
+        services=["voice"],
+    )  # fmt: skip
+    assert identity.owner == employee and employee.full_name != "Ignored"
+    assert User.objects.filter(email=employee.email).count() == 1
+
+
+def test_onboarding_refuses_an_offboarded_or_foreign_account(
+    admin_actor, enterprise, other_enterprise, numbers
+):
+    gone = UserFactory(enterprise=enterprise, status=User.Status.OFFBOARDED)
+    foreign = UserFactory(enterprise=other_enterprise)
+    for email, message in (
+        (gone.email, "offboarded account"),
+        (foreign.email, "already has an account"),
+    ):
+        with pytest.raises(RuleViolation, match=message):
+            services.employee_onboard(
+                actor=admin_actor,
+                enterprise=enterprise,
+                email=email,
+                full_name="X",
+                services=["voice"],
+            )
+    assert not Identity.objects.exists()
