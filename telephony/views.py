@@ -75,10 +75,10 @@ def employee_onboard(request):
             **form.cleaned_data,
         )
         if identity is not None:
-            messages.success(
-                request,
-                f"{identity.owner} is onboarded with {identity.tn}; the invitation is on its way.",
+            invited = (
+                " An invitation email is on its way." if identity.owner.status == "invited" else ""
             )
+            messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
             return redirect("telephony:identity_detail", pk=identity.pk)
     return render(request, "telephony/employee_onboard.html", {"form": form, "contract": contract})
 

@@ -352,7 +352,9 @@ def test_the_stored_problem_list_is_capped_and_tells_how_many_were_left_out(
 def test_an_import_with_problems_cannot_start(
     admin_actor, enterprise, numbers, django_capture_on_commit_callbacks
 ):
-    job = preview(admin_actor, enterprise, csv_text("ada@swift.example,Ada,,xr,,,,"))  # XR: not allowed
+    job = preview(
+        admin_actor, enterprise, csv_text("ada@swift.example,Ada,,xr,,,,")
+    )  # XR: not allowed
     with (
         django_capture_on_commit_callbacks() as callbacks,
         pytest.raises(RuleViolation, match="problems"),
