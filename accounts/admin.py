@@ -63,7 +63,7 @@ class EnterpriseAdmin(AuditedModelAdmin):
     search_fields = ["name", "slug", "sip_domain"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["status", "created_at"]
-    actions = ["suspend", "resume"]
+    actions = ["suspend", "resume", "issue_delegate_certificate"]
 
     def get_queryset(self, request):
         return (
@@ -90,6 +90,12 @@ class EnterpriseAdmin(AuditedModelAdmin):
     @admin.action(description="Resume: allow the enterprise's changes again")
     def resume(self, request, queryset):
         self._set_status(request, queryset, Enterprise.Status.ACTIVE)
+
+    @admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
+    def issue_delegate_certificate(self, request, queryset):
+        from telephony.calls import delegate_certificate_issue
+
+        _run(self, request, queryset, delegate_certificate_issue, "enterprise")
 
 
 class InviteMemberForm(forms.ModelForm):

@@ -254,6 +254,7 @@ CELERY_BEAT_SCHEDULE = {
     "grant-expiry": {"task": "telephony.tasks.expire_grants", "schedule": 60.0},
     "registration-expiry": {"task": "telephony.tasks.expire_registrations", "schedule": 30.0},
     "invitation-sweep": {"task": "accounts.tasks.sweep_invitations", "schedule": 60.0},
+    "call-record-retention": {"task": "telephony.tasks.purge_call_records", "schedule": 3600.0},
 }
 
 # --- Telephony and the HSS -----------------------------------------------------------
@@ -302,6 +303,17 @@ if NETWORK_NOTIFY_BACKEND == "webhook" and not (
     raise ImproperlyConfigured("The webhook notifier needs NETWORK_NOTIFY_WEBHOOK_URL and _SECRET.")
 # Largest reginfo or registration-event body the network API accepts.
 NETWORK_MAX_BODY_BYTES = 512 * 1024
+
+# Call authentication (STIR/SHAKEN).
+# Encrypts signing keys at rest (a Fernet key); unset: derived from DJANGO_SECRET_KEY.
+STIR_KEY_ENCRYPTION_KEY = os.environ.get("STIR_KEY_ENCRYPTION_KEY", "")
+# Where certificates are served, the base of every x5u (HTTPS in production).
+STIR_CERT_REPOSITORY_URL = os.environ.get(
+    "STIR_CERT_REPOSITORY_URL", f"{PORTAL_BASE_URL}/certs"
+).rstrip("/")
+# How far a PASSporT's iat may be from the time of the call (RFC 8224 suggests 60 s).
+STIR_MAX_AGE_SECONDS = int(os.environ.get("STIR_MAX_AGE_SECONDS", "60"))
+CALL_RECORD_RETENTION_DAYS = int(os.environ.get("CALL_RECORD_RETENTION_DAYS", "90"))
 
 # Numbers: a number an identity left is not reused before this many days.
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))

@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
@@ -12,8 +13,10 @@ from accounts.models import Enterprise
 from portal.admin import AuditedModelAdmin
 from portal.errors import RuleViolation
 
-from . import services
+from . import calls, services
 from .models import (
+    CallerName,
+    CallRecord,
     Grant,
     Identity,
     IdentitySync,
@@ -22,6 +25,7 @@ from .models import (
     NumberBlock,
     OffboardingReceipt,
     Registration,
+    SigningCredential,
     SimLine,
     SimulatedSubscription,
     SyncAttempt,
@@ -316,3 +320,157 @@ class NetworkNoticeAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["state", "kind", "enterprise"]
     list_select_related = ["registration", "enterprise"]
+
+
+class LabPkiForm(forms.Form):
+    operator_name = forms.CharField(initial="iCA", max_length=80)
+    spc = forms.CharField(
+        label="Service provider code (SPC)", max_length=15, help_text="e.g. the operator's OCN"
+    )
+
+
+class CredentialImportForm(forms.Form):
+    kind = forms.ChoiceField(choices=SigningCredential.Kind.choices)
+    name = forms.CharField(max_length=120)
+    enterprise = forms.ModelChoiceField(
+        queryset=Enterprise.objects.all(), required=False, help_text="For a delegate certificate."
+    )
+    certificate_pem = forms.CharField(widget=forms.Textarea, label="Certificate (PEM)")
+    private_key_pem = forms.CharField(
+        widget=forms.Textarea, required=False, label="Private key (PEM)",
+        help_text="Encrypted at rest and never shown again. Not needed for a trust anchor.",
+    )  # fmt: skip
+
+
+@admin.register(SigningCredential)
+class SigningCredentialAdmin(AuditedModelAdmin):
+    """Trust anchors, the operator's certificate and enterprises' delegate certificates.
+    Private keys are stored encrypted and never shown."""
+
+    list_display = ["name", "kind", "enterprise", "not_after", "active", "public_url"]
+    list_filter = ["kind", "active"]
+    search_fields = ["name", "enterprise__name"]
+    list_select_related = ["enterprise"]
+    fields = [
+        "name",
+        "kind",
+        "enterprise",
+        "issuer",
+        "slug",
+        "not_before",
+        "not_after",
+        "active",
+        "certificate_pem",
+    ]
+    readonly_fields = [
+        "kind",
+        "enterprise",
+        "issuer",
+        "slug",
+        "not_before",
+        "not_after",
+        "certificate_pem",
+    ]
+    change_list_template = "admin/telephony/credential_changelist.html"
+
+    @admin.display(description="x5u")
+    def public_url(self, obj):
+        return calls.x5u(obj)
+
+    def has_add_permission(self, request):
+        return False  # made by the lab-PKI, import and delegate actions, through the services
+
+    def get_urls(self):
+        extra = [
+            path(
+                "lab-pki/",
+                self.admin_site.admin_view(self.lab_pki_view),
+                name="telephony_signingcredential_lab_pki",
+            ),
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="telephony_signingcredential_import",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def _form_page(self, request, form, title, run):
+        if not request.user.has_perm("telephony.change_signingcredential"):
+            return redirect("admin:index")
+        if request.method == "POST" and form.is_valid():
+            try:
+                run(form.cleaned_data)
+            except (RuleViolation, calls.CallAuthError) as exc:
+                form.add_error(None, getattr(exc, "message", None) or str(exc))
+            else:
+                self.message_user(request, f"{title}: done.", messages.SUCCESS)
+                return redirect("admin:telephony_signingcredential_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "opts": self.model._meta,
+            "title": title,
+        }
+        return render(request, "admin/telephony/form_page.html", context)
+
+    def lab_pki_view(self, request):
+        form = LabPkiForm(request.POST or None)
+        return self._form_page(
+            request,
+            form,
+            "Create a lab STI-CA and operator certificate",
+            lambda d: calls.lab_pki_create(actor=Actor.from_request(request), **d),
+        )
+
+    def import_view(self, request):
+        form = CredentialImportForm(request.POST or None)
+        return self._form_page(
+            request,
+            form,
+            "Import a certificate",
+            lambda d: calls.credential_import(actor=Actor.from_request(request), **d),
+        )
+
+
+@admin.register(CallerName)
+class CallerNameAdmin(AuditedModelAdmin):
+    """The business name each enterprise's calls carry; shown only once vetted."""
+
+    list_display = ["enterprise", "name", "vetting", "vetted_at", "updated_at"]
+    list_filter = ["vetting"]
+    search_fields = ["name", "enterprise__name"]
+    list_select_related = ["enterprise"]
+    fields = [
+        "enterprise",
+        "name",
+        "logo_url",
+        "call_reason",
+        "vetting",
+        "vetting_note",
+        "vetted_at",
+    ]
+    readonly_fields = ["vetted_at"]
+
+    def save_model(self, request, obj, form, change):
+        if "vetting" in form.changed_data:
+            obj.vetted_at = timezone.now() if obj.vetting == CallerName.Vetting.VETTED else None
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(CallRecord)
+class CallRecordAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "direction",
+        "orig_tn",
+        "enterprise",
+        "attestation",
+        "verstat",
+        "reason",
+    ]
+    list_filter = ["direction", "attestation", "verstat", "enterprise"]
+    search_fields = ["orig_tn", "origid", "request_id"]
+    list_select_related = ["enterprise"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False

@@ -1,12 +1,26 @@
 """Reads for telephony pages and the API; each starts from the tenant and loads what a
 page shows in a fixed number of queries."""
 
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet
+from datetime import timedelta
+
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import Enterprise, User
 
 from .models import (
+    CallRecord,
     Grant,
     Identity,
     IdentitySync,
@@ -17,6 +31,7 @@ from .models import (
     SyncAttempt,
     TelephoneNumber,
 )
+from .stir.passport import VERSTAT_PASSED
 
 SYNC_FILTERS = {
     "pending": Q(sync__state=IdentitySync.State.PENDING),
@@ -267,6 +282,7 @@ def device_dashboard(enterprise: Enterprise, *, q: str = "", devices: str = "") 
         )
     if devices in DEVICE_FILTERS:
         people = people.filter(DEVICE_FILTERS[devices])
+    people = with_call_status(people, now - timedelta(hours=24))
     return people.prefetch_related(
         active_registrations_prefetch(now), live_identities_prefetch()
     ).order_by("-active_devices", "full_name")
@@ -302,3 +318,87 @@ def registrations(
 
 def registration_history(registration: Registration):
     return registration.events.order_by("-last_at", "-id")[:20]
+
+
+# --- Call authentication ------------------------------------------------------------------
+
+
+def _subquery_count(records, field="pk"):
+    return Coalesce(
+        Subquery(
+            records.values("identity__owner").annotate(n=Count(field)).values("n")[:1],
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+def with_call_status(people: QuerySet[User], since) -> QuerySet[User]:
+    """Per person: the last outgoing attestation, outgoing calls and A-attested ones since
+    ``since``, and failed verifications of calls to them since then (subqueries, so the
+    query count stays fixed)."""
+    mine = CallRecord.objects.filter(identity__owner=OuterRef("pk"))
+    outgoing = mine.filter(direction=CallRecord.Direction.OUTGOING)
+    recent_out = outgoing.filter(created_at__gte=since)
+    failed_in = mine.filter(direction=CallRecord.Direction.INCOMING, created_at__gte=since).exclude(
+        verstat=VERSTAT_PASSED
+    )
+    return people.annotate(
+        last_attestation=Subquery(outgoing.order_by("-created_at").values("attestation")[:1]),
+        calls_out=_subquery_count(recent_out),
+        calls_a=_subquery_count(recent_out.filter(attestation="A")),
+        failed_verifications=_subquery_count(failed_in),
+    )
+
+
+def call_summary(enterprise: Enterprise, since) -> dict:
+    """Outgoing calls by attestation and failed verifications since ``since``, one query."""
+    records = CallRecord.objects.for_enterprise(enterprise).filter(created_at__gte=since)
+    outgoing = Q(direction=CallRecord.Direction.OUTGOING)
+    summary = records.aggregate(
+        signed=Count("pk", filter=outgoing),
+        a=Count("pk", filter=outgoing & Q(attestation="A")),
+        b=Count("pk", filter=outgoing & Q(attestation="B")),
+        c=Count("pk", filter=outgoing & Q(attestation="C")),
+        verified=Count("pk", filter=Q(direction=CallRecord.Direction.INCOMING)),
+        failed=Count(
+            "pk", filter=Q(direction=CallRecord.Direction.INCOMING) & ~Q(verstat=VERSTAT_PASSED)
+        ),
+    )
+    summary["a_share"] = (
+        round(100 * summary["a"] / summary["signed"]) if summary["signed"] else None
+    )
+    return summary
+
+
+def attestation_series(enterprise: Enterprise, days: int = 14) -> list[dict]:
+    """Outgoing calls per day and attestation level for the last ``days`` days."""
+    start = (timezone.now() - timedelta(days=days - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    rows = (
+        CallRecord.objects.for_enterprise(enterprise)
+        .filter(direction=CallRecord.Direction.OUTGOING, created_at__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "attestation")
+        .annotate(n=Count("pk"))
+    )
+    counts = {(r["day"], r["attestation"]): r["n"] for r in rows}
+    series = []
+    for offset in range(days):
+        day = (start + timedelta(days=offset)).date()
+        point = {"day": day, **{level: counts.get((day, level), 0) for level in ("A", "B", "C")}}
+        point["total"] = point["A"] + point["B"] + point["C"]
+        series.append(point)
+    return series
+
+
+def call_records(enterprise: Enterprise, *, direction: str = "", identity: Identity | None = None):
+    found = CallRecord.objects.for_enterprise(enterprise).select_related(
+        "identity__number", "identity__owner"
+    )
+    if direction:
+        found = found.filter(direction=direction)
+    if identity is not None:
+        found = found.filter(identity=identity)
+    return found.order_by("-created_at", "-id")

@@ -81,3 +81,10 @@ def send_network_notice(notice_id: int) -> str:
 @shared_task(ignore_result=True)
 def expire_registrations() -> int:
     return devices.expire_registrations()
+
+
+@shared_task(ignore_result=True)
+def purge_call_records() -> int:
+    from . import calls
+
+    return calls.purge_call_records()

@@ -30,4 +30,6 @@ urlpatterns = [
     path("my/devices/", views.my_devices, name="my_devices"),
     path("my/devices/<int:pk>/settings/", views.device_settings, name="device_settings"),
     path("import/", include(bulk_views.urlpatterns)),
+    path("certs/<slug:slug>.pem", views.certificate, name="certificate"),
+    path("calls/", views.call_authentication, name="calls"),
 ]

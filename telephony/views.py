@@ -1,9 +1,13 @@
-"""Pages for employees and their identities, numbers and lines, sharing grants and
-offboarding. Each view parses input, calls one service or selector, and renders."""
+"""Pages for employees and their identities, numbers and lines, sharing grants,
+offboarding, devices and call authentication. Each view parses input, calls one service
+or selector, and renders."""
+
+from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect, render
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -22,7 +26,7 @@ from portal.http import is_htmx, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
-from . import devices, selectors, services
+from . import calls, devices, selectors, services
 from .forms import (
     DeviceFilterForm,
     DeviceSettingsForm,
@@ -35,7 +39,14 @@ from .forms import (
     OnboardForm,
     RelocateForm,
 )
-from .models import Grant, Identity, OffboardingReceipt, Registration
+from .models import (
+    CallerName,
+    Grant,
+    Identity,
+    OffboardingReceipt,
+    Registration,
+    SigningCredential,
+)
 
 
 def _filtered(form):
@@ -179,6 +190,8 @@ def identity_detail(request, pk):
     context = {
         "identity": identity,
         "sync": identity.sync,
+        "call_panel": calls.call_panel(identity),
+        "recent_calls": selectors.call_records(request.enterprise, identity=identity)[:10],
         "history": selectors.sync_history(identity)[:20],
         "grants": selectors.grants(request.enterprise, active="all").filter(identity=identity),
         "events": account_selectors.audit_events(
@@ -412,3 +425,65 @@ def devices_sign_out_all(request, user_pk):
     count = devices.registrations_sign_out_all(actor=Actor.from_request(request), user=person)
     messages.success(request, f"Sign-out requested for {count} device{'s' if count != 1 else ''}.")
     return redirect(safe_next_url(request, reverse("telephony:my_devices")))
+
+
+# --- Certificate repository ---------------------------------------------------------------
+
+
+def certificate(request, slug):
+    """The public certificate chain an x5u points at (no sign-in: callees' networks fetch it)."""
+    credential = get_object_or_404(SigningCredential, slug=slug)
+    response = HttpResponse(
+        calls.certificate_chain_pem(credential), content_type="application/x-pem-file"
+    )
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+# --- Call authentication --------------------------------------------------------------------
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+def call_authentication(request):
+    """The enterprise's call authentication: its business name, attestation levels over
+    time, and every signed or verified call."""
+    from django.utils import timezone
+
+    direction = request.GET.get("direction", "")
+    context = {
+        "brand": CallerName.objects.filter(enterprise=request.enterprise).first(),
+        "summary": selectors.call_summary(request.enterprise, timezone.now() - timedelta(hours=24)),
+        "bars": chart_bars(selectors.attestation_series(request.enterprise)),
+        "direction": direction,
+        "page": paginate(request, selectors.call_records(request.enterprise, direction=direction)),
+    }
+    return render(request, "telephony/call_authentication.html", context)
+
+
+CHART_HEIGHT = 160
+CHART_BASE = 170
+
+
+def chart_bars(series: list[dict]) -> list[dict]:
+    """Stacked-bar geometry for the SVG chart (drawn server-side: no script, strict CSP)."""
+    peak = max((p["total"] for p in series), default=0) or 1
+    bars = []
+    for index, point in enumerate(series):
+        top, rects = CHART_BASE, []
+        for level in ("C", "B", "A"):
+            height = round(CHART_HEIGHT * point[level] / peak)
+            top -= height
+            if height:
+                rects.append(
+                    {"level": level.lower(), "y": top, "height": height, "count": point[level]}
+                )
+        bars.append(
+            {
+                "x": index * 50,
+                "rects": rects,
+                "day": point["day"],
+                "total": point["total"],
+                "top": top,
+            }
+        )
+    return bars

@@ -18,6 +18,7 @@ router.register("numbers", telephony_views.TelephoneNumberViewSet, basename="num
 router.register("lines", telephony_views.SimLineViewSet, basename="line")
 router.register("grants", telephony_views.GrantViewSet, basename="grant")
 router.register("registrations", telephony_views.RegistrationViewSet, basename="registration")
+router.register("call-records", telephony_views.CallRecordViewSet, basename="call-record")
 
 urlpatterns = [
     path("enterprise/", accounts_views.EnterpriseView.as_view(), name="api-enterprise"),

@@ -99,6 +99,14 @@ def _registration(enterprise):
     return identity.registrations.get()
 
 
+def _call_record(enterprise):
+    from telephony.models import CallRecord
+
+    return CallRecord.objects.create(
+        enterprise=enterprise, direction="outgoing", orig_tn="+4940123400", attestation="A", reason=CANARY
+    )
+
+
 def _by_pk(make):
     return lambda e: {"pk": make(e).pk}
 
@@ -140,6 +148,7 @@ OBJECT_URLS = {
     "registration-detail": _by_pk(_registration),
     "registration-sign-out": _by_pk(_registration),
     "registration-device-settings": _by_pk(_registration),
+    "call-record-detail": _by_pk(_call_record),
     "telephony:import_preview": _by_pk(_import_job),
     "telephony:import_start": _by_pk(_import_job),
     "telephony:import_job": _by_pk(_import_job),
@@ -150,6 +159,7 @@ OBJECT_URLS = {
 NOT_TENANT_OBJECTS = {
     "accounts:invitation_open": "the secret in the link is the credential",
     "accounts:password_reset_confirm": "a signed token for one user",
+    "telephony:certificate": "public certificates, fetched by any network as a PASSporT's x5u",
 }
 
 

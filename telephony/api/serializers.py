@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from accounts.models import Role, Service
 from telephony.models import (
+    CallRecord,
     Grant,
     Identity,
     IdentitySync,
@@ -287,3 +288,51 @@ class SignOutAllSerializer(serializers.Serializer):
 
 class SignOutAllResultSerializer(serializers.Serializer):
     requested = serializers.IntegerField()
+
+
+class CallRecordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CallRecord
+        fields = [
+            "id",
+            "created_at",
+            "direction",
+            "identity",
+            "orig_tn",
+            "dest_tns",
+            "attestation",
+            "verstat",
+            "reason",
+            "checks",
+            "origid",
+            "caller_name",
+        ]
+        read_only_fields = fields
+
+
+class CallRecordFilterSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(
+        choices=CallRecord.Direction.choices, required=False, default=""
+    )
+    identity = serializers.IntegerField(required=False, default=None)
+
+
+class AttestationDaySerializer(serializers.Serializer):
+    day = serializers.DateField()
+    A = serializers.IntegerField()
+    B = serializers.IntegerField()
+    C = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class CallSummarySerializer(serializers.Serializer):
+    signed = serializers.IntegerField(help_text="Outgoing calls signed in the last 24 hours.")
+    a = serializers.IntegerField()
+    b = serializers.IntegerField()
+    c = serializers.IntegerField()
+    a_share = serializers.IntegerField(
+        allow_null=True, help_text="Percent of signed calls attested A."
+    )
+    verified = serializers.IntegerField(help_text="Incoming calls verified in the last 24 hours.")
+    failed = serializers.IntegerField()
+    days = AttestationDaySerializer(many=True, help_text="The last 14 days.")

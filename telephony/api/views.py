@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -10,6 +12,7 @@ from portal.api.views import EnterpriseViewSet
 from portal.tenancy import get_for_enterprise_or_404
 from telephony import devices, selectors, services
 from telephony.models import (
+    CallRecord,
     Grant,
     Identity,
     NumberBlock,
@@ -272,3 +275,37 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
             raise PermissionDenied
         count = devices.registrations_sign_out_all(actor=self.actor, user=person)
         return Response({"requested": count})
+
+
+@extend_schema_view(list=extend_schema(parameters=[s.CallRecordFilterSerializer]))
+class CallRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
+    """Every signing and verification for the enterprise's numbers, with the decision's
+    checks; employees see those of their own identities."""
+
+    queryset = CallRecord.objects.all()
+    serializer_class = s.CallRecordSerializer
+    read_roles = EVERY_ROLE
+
+    def get_queryset(self):
+        criteria = {"direction": "", "identity": None}
+        if self.action == "list":
+            criteria = _valid(s.CallRecordFilterSerializer, self.request.query_params)
+        identity = None
+        if criteria["identity"]:
+            identity = get_for_enterprise_or_404(Identity, self.enterprise, pk=criteria["identity"])
+        found = selectors.call_records(
+            self.enterprise, direction=criteria["direction"], identity=identity
+        )
+        if self.request.user.role == Role.EMPLOYEE:
+            found = found.filter(identity__owner_id=self.request.user.pk)
+        return found
+
+    @extend_schema(responses=s.CallSummarySerializer)
+    @action(detail=False, methods=["get"])
+    def summary(self, request):
+        """Attestation levels of the last 24 hours, and per day for 14 days."""
+        from django.utils import timezone
+
+        summary = selectors.call_summary(self.enterprise, timezone.now() - timedelta(hours=24))
+        summary["days"] = selectors.attestation_series(self.enterprise)
+        return Response(s.CallSummarySerializer(summary).data)

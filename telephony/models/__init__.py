@@ -1,6 +1,7 @@
 """Telephony's tables, one module per concern; import them from here."""
 
 from .bulk import ImportJob
+from .calls import CallerName, CallRecord, SigningCredential
 from .identities import Grant, GrantQuerySet, Identity, IdentityQuerySet, OffboardingReceipt
 from .inventory import NumberBlock, SimLine, TelephoneNumber
 from .registrations import (
@@ -13,6 +14,8 @@ from .registrations import (
 from .sync import IdentitySync, SimulatedSubscription, SyncAttempt
 
 __all__ = [
+    "CallRecord",
+    "CallerName",
     "Grant",
     "GrantQuerySet",
     "Identity",
@@ -26,6 +29,7 @@ __all__ = [
     "Registration",
     "RegistrationEvent",
     "RegistrationQuerySet",
+    "SigningCredential",
     "SimLine",
     "SimulatedSubscription",
     "SyncAttempt",

@@ -2,9 +2,11 @@
 
 from django.urls import path
 
-from . import views
+from . import stir, views
 
 urlpatterns = [
+    path("stir/signing", stir.SigningView.as_view(), name="network-stir-signing"),
+    path("stir/verification", stir.VerificationView.as_view(), name="network-stir-verification"),
     path("reginfo", views.ReginfoView.as_view(), name="network-reginfo"),
     path("registrations", views.RegistrationEventsView.as_view(), name="network-registrations"),
 ]

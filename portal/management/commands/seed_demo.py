@@ -11,14 +11,16 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiToken, Enterprise, NetworkClient, Role, Service, User
 from portal.credentials import hash_secret
+from telephony import calls
 from telephony import services as telephony_services
-from telephony.models import Grant, Identity, NumberBlock, SimLine
+from telephony.models import CallerName, Grant, Identity, NumberBlock, SigningCredential, SimLine
 from telephony.numbers import with_luhn_digit
 
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
@@ -132,6 +134,7 @@ class Command(BaseCommand):
             defaults={"name": "Demo S-CSCF", "hint": DEMO_NETWORK_TOKEN[-4:]},
         )
         client.enterprises.add(swift)
+        self.call_authentication(swift)
         return {"users": users, "api_token": DEMO_API_TOKEN, "network_token": DEMO_NETWORK_TOKEN}
 
     def telephony(self, enterprise, spec) -> None:
@@ -172,6 +175,24 @@ class Command(BaseCommand):
                 identity=Identity.objects.live().get(owner=maria),
                 grantee=User.objects.get(email="rob.smith@swift-delivery.example"),
             )
+
+    def call_authentication(self, swift) -> None:
+        """A lab STI-CA with the operator's certificate, Swift Delivery's delegate
+        certificate for its blocks, and its vetted business name."""
+        actor = Actor.system()
+        if not SigningCredential.objects.filter(kind=SigningCredential.Kind.OPERATOR).exists():
+            calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
+        if not SigningCredential.objects.filter(enterprise=swift, active=True).exists():
+            calls.delegate_certificate_issue(actor=actor, enterprise=swift)
+        CallerName.objects.get_or_create(
+            enterprise=swift,
+            defaults={
+                "name": "Swift Delivery",
+                "call_reason": "About your delivery",
+                "vetting": CallerName.Vetting.VETTED,
+                "vetted_at": timezone.now(),
+            },
+        )
 
     def user(self, email, full_name, *, role, enterprise) -> dict:
         user = User.objects.filter(email=email).first()

@@ -1,0 +1,1 @@
+"""STIR/SHAKEN: PASSporTs, the Identity header, STI certificates and the attestation decision."""

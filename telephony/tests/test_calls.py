@@ -1,0 +1,367 @@
+"""Call authentication: the attestation decision, signing and verification through the
+network API, certificates, and what the pages show."""
+
+import time
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.services import network_client_create
+from accounts.tests.factories import UserFactory
+from telephony import calls, services, sync
+from telephony.models import CallerName, CallRecord, IdentitySync, SigningCredential
+from telephony.stir import certificates, passport
+from telephony.stir.attestation import CallFacts, apply_ceiling, attestation_for_call
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+FACTS = {
+    "caller_known": True,
+    "caller_detail": "",
+    "number_in_blocks": True,
+    "number_identity_active": True,
+    "number_identity_synced": True,
+    "caller_owns_number": True,
+    "caller_has_grant": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "level", "reason"),
+    [
+        ({}, "A", "the caller is verified for the calling number"),
+        ({"caller_owns_number": False, "caller_has_grant": True}, "A", "verified"),
+        ({"caller_owns_number": False}, "B", "neither owns the number nor holds a grant"),
+        ({"number_identity_synced": False}, "B", "has not reached the HSS"),
+        ({"number_identity_active": False}, "B", "not assigned to an active identity"),
+        ({"number_in_blocks": False, "number_identity_active": False, "number_identity_synced": False},
+         "B", "not in any enterprise's number blocks"),
+        ({"caller_known": False}, "C", "not authenticated"),
+        ({"caller_known": False, "number_in_blocks": False}, "C", "not authenticated"),
+    ],
+)  # fmt: skip
+def test_the_attestation_table(changes, level, reason):
+    decision = attestation_for_call(CallFacts(**{**FACTS, **changes}))
+    assert decision.level == level
+    assert reason in decision.reason
+    assert len(decision.checks) == 5
+
+
+@pytest.mark.parametrize(
+    ("decided", "ceiling", "result"),
+    [("A", "B", "B"), ("B", "A", "B"), ("C", "A", "C"), ("A", None, "A")],
+)
+def test_a_requested_attestation_is_a_ceiling_never_a_way_up(decided, ceiling, result):
+    assert apply_ceiling(decided, ceiling) == result
+
+
+@pytest.fixture
+def pki(enterprise):
+    operator = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    give_numbers(enterprise)
+    delegate = calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    return operator, delegate
+
+
+@pytest.fixture
+def rob(employee, pki):
+    identity = make_identity(employee)
+    sync.push_identity(identity.pk)
+    return identity
+
+
+@pytest.fixture
+def network(enterprise):
+    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def sign(network, orig, dest="+4940123499", **extra):
+    body = {"signingRequest": {"orig": {"tn": orig.lstrip("+")}, "dest": {"tn": [dest.lstrip("+")]},
+                               "iat": int(time.time()), "origid": "a0b1c2d3", **extra}}  # fmt: skip
+    return network.post(
+        "/network/v1/stir/signing", body, content_type="application/json", HTTP_X_REQUESTID="req-1"
+    )
+
+
+def verify(network, identity, orig, dest="+4940123499", **extra):
+    body = {"verificationRequest": {"from": {"tn": orig.lstrip("+")}, "to": {"tn": [dest.lstrip("+")]},
+                                    "time": int(time.time()), "identity": identity, **extra}}  # fmt: skip
+    return network.post("/network/v1/stir/verification", body, content_type="application/json")
+
+
+def leaf_key(credential):
+    return certificates.load_certificates(credential.certificate_pem.encode())[0].public_key()
+
+
+def test_the_delegate_certificate_covers_exactly_the_enterprises_blocks(pki, enterprise):
+    _, delegate = pki
+    cert = x509.load_pem_x509_certificate(delegate.certificate_pem.encode())
+    der = cert.extensions.get_extension_for_oid(certificates.TN_AUTH_LIST_OID).value.value
+    assert certificates.decode_tn_auth_list(der).ranges == (("4930123400", 100),)
+    assert delegate.private_key_encrypted and b"PRIVATE KEY" not in bytes(
+        delegate.private_key_encrypted
+    )
+
+
+def test_rob_calls_with_attestation_a_and_the_vetted_business_name(network, rob, enterprise, pki):
+    CallerName.objects.create(
+        enterprise=enterprise, name="Swift Delivery", call_reason="Your parcel", vetting="vetted"
+    )
+    response = sign(network, rob.tn, attest="A")
+    assert response.status_code == 200, response.content
+    assert response["X-RequestID"] == "req-1"
+    body = response.json()["signingResponse"]
+    shaken_value, rcd_value = body["identities"]
+    assert body["identity"] == shaken_value
+    _, delegate = pki
+    assert f";info=<{calls.x5u(delegate)}>;alg=ES256;ppt=shaken" in shaken_value
+    claims = jwt.decode(shaken_value.split(";")[0], leaf_key(delegate), algorithms=["ES256"])
+    assert claims == {
+        "attest": "A",
+        "dest": {"tn": ["4940123499"]},
+        "iat": claims["iat"],
+        "orig": {"tn": rob.tn.lstrip("+")},
+        "origid": "a0b1c2d3",
+    }
+    rcd = jwt.decode(rcd_value.split(";")[0], leaf_key(delegate), algorithms=["ES256"])
+    assert rcd["rcd"]["nam"] == "Swift Delivery" and rcd["crn"] == "Your parcel"
+    record = CallRecord.objects.get(direction="outgoing")
+    assert (record.attestation, record.identity, record.caller_name) == ("A", rob, "Swift Delivery")
+
+    verified = verify(network, ",".join(body["identities"]), rob.tn)
+    assert verified.json()["verificationResponse"] == {
+        "verstat": "TN-Validation-Passed",
+        "attest": "A",
+        "caller": {"name": "Swift Delivery", "logo": "", "reason": "Your parcel"},
+    }
+
+
+def test_an_unvetted_name_is_not_sent(network, rob, enterprise):
+    CallerName.objects.create(enterprise=enterprise, name="Swift Delivery")
+    body = sign(network, rob.tn).json()["signingResponse"]
+    assert "identities" not in body
+
+
+def test_a_number_outside_the_blocks_gets_c_with_the_reason(network, rob):
+    body = sign(network, "+4989123456").json()["signingResponse"]
+    claims = jwt.decode(body["identity"].split(";")[0], options={"verify_signature": False})
+    assert claims["attest"] == "C"
+    assert (
+        CallRecord.objects.get().reason
+        == "the caller is not authenticated as an identity of the portal"
+    )
+
+
+def test_an_employee_calling_with_a_colleagues_number_gets_b_until_granted(
+    network, rob, enterprise
+):
+    colleague = make_identity(UserFactory(enterprise=enterprise))
+    sync.push_identity(colleague.pk)
+    impu = f"sip:{colleague.tn}@{enterprise.sip_domain};user=phone"
+    body = sign(network, rob.tn, origImpu=impu).json()["signingResponse"]
+    assert (
+        jwt.decode(body["identity"].split(";")[0], options={"verify_signature": False})["attest"]
+        == "B"
+    )
+    assert "neither owns the number nor holds a grant" in CallRecord.objects.latest("id").reason
+    services.grant_create(actor=Actor(user=rob.owner), identity=rob, grantee=colleague.owner)
+    body = sign(network, rob.tn, origImpu=impu).json()["signingResponse"]
+    assert (
+        jwt.decode(body["identity"].split(";")[0], options={"verify_signature": False})["attest"]
+        == "A"
+    )
+
+
+def test_an_identity_not_in_step_with_the_hss_gets_b(network, rob, admin):
+    services.identity_update(actor=Actor(user=admin), identity=rob, display_name="Changed")
+    assert IdentitySync.objects.get(pk=rob.pk).state == "pending"
+    sign(network, rob.tn)
+    assert CallRecord.objects.get().attestation == "B"
+
+
+def test_the_requested_level_only_lowers_it(network, rob):
+    sign(network, rob.tn, attest="C")
+    assert CallRecord.objects.get().attestation == "C"
+
+
+def _tamper(value: str, part: int, replacement: str) -> str:
+    jws, rest = value.split(";", 1)
+    parts = jws.split(".")
+    parts[part] = replacement
+    return ".".join(parts) + ";" + rest
+
+
+@pytest.mark.parametrize(
+    ("part", "replacement"),
+    [
+        (2, passport.b64url_encode(bytes(64))),  # another signature
+        (1, passport.b64url_encode(b'{"attest":"A","dest":{"tn":["4940123499"]},"iat":1,"orig":{"tn":"4930123400"},"origid":"x"}')),
+    ],
+)  # fmt: skip
+def test_a_tampered_token_fails_verification(network, rob, part, replacement):
+    value = sign(network, rob.tn).json()["signingResponse"]["identity"]
+    answer = verify(network, _tamper(value, part, replacement), rob.tn).json()[
+        "verificationResponse"
+    ]
+    assert answer["verstat"] == "TN-Validation-Failed" and answer["reasonCode"] == 438
+
+
+def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
+    _, delegate = pki
+    key = calls._unseal(delegate)
+    old = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
+                                   iat=int(time.time()) - 3600, x5u=calls.x5u(delegate), private_key=key)  # fmt: skip
+    stale = verify(
+        network, passport.identity_header(old, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn
+    )
+    assert stale.json()["verificationResponse"]["reasonCode"] == 403
+
+    value = sign(network, rob.tn).json()["signingResponse"]["identity"]
+    wrong_tn = verify(network, value, "+4930123401").json()["verificationResponse"]
+    assert wrong_tn["reasonCode"] == 438 and "calling number differs" in wrong_tn["reasonString"]
+
+    other_key = certificates.generate_key()
+    forged = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
+                                      iat=int(time.time()), x5u=calls.x5u(delegate), private_key=other_key)  # fmt: skip
+    wrong_key = verify(
+        network, passport.identity_header(forged, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn
+    )
+    assert wrong_key.json()["verificationResponse"]["reasonCode"] == 438
+
+    elsewhere = passport.identity_header(forged, x5u="https://evil.example/cert.pem", ppt="shaken")
+    assert verify(network, elsewhere, rob.tn).json()["verificationResponse"]["reasonCode"] == 436
+
+
+def test_a_number_outside_the_delegate_certificate_is_not_covered(network, rob, pki):
+    _, delegate = pki
+    token = passport.shaken_passport(orig_tn="4989123456", dest_tns=["4940123499"], attest="A", origid="x",
+                                     iat=int(time.time()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
+    answer = verify(
+        network,
+        passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"),
+        "+4989123456",
+    )
+    assert answer.json()["verificationResponse"]["reasonCode"] == 437
+
+
+def test_a_chain_to_no_trusted_anchor_fails(network, rob):
+    value = sign(network, rob.tn).json()["signingResponse"]["identity"]
+    SigningCredential.objects.filter(kind="anchor").update(active=False)
+    answer = verify(network, value, rob.tn).json()["verificationResponse"]
+    assert answer["reasonCode"] == 437 and answer["verstat"] == "TN-Validation-Failed"
+
+
+def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
+    _, delegate = pki
+    later = timezone.now() + timezone.timedelta(days=400)  # the delegate lasts 90 days
+    token = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
+                                     iat=int(later.timestamp()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
+    monkeypatch.setattr("telephony.calls.timezone.now", lambda: later)
+    answer = verify(network, passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn,
+                    time=int(later.timestamp())).json()["verificationResponse"]  # fmt: skip
+    assert answer["reasonCode"] == 437 and "expired" in answer["reasonString"]
+
+
+def test_a_token_made_by_another_implementation_verifies(network, rob, pki):
+    _, delegate = pki
+    pem = certificates.private_key_pem(calls._unseal(delegate))
+    token = jwt.encode(
+        {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": ["4940123499"]}, "iat": int(time.time()), "attest": "A", "origid": "o"},
+        serialization.load_pem_private_key(pem, None),
+        algorithm="ES256",
+        headers={"ppt": "shaken", "typ": "passport", "x5u": calls.x5u(delegate)},
+    )  # fmt: skip
+    value = passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken")
+    assert (
+        verify(network, value, rob.tn).json()["verificationResponse"]["verstat"]
+        == "TN-Validation-Passed"
+    )
+
+
+def test_no_identity_header_is_no_validation(network, rob):
+    answer = verify(network, "", rob.tn).json()["verificationResponse"]
+    assert (answer["verstat"], answer["reasonCode"]) == ("No-TN-Validation", 428)
+
+
+@pytest.mark.parametrize(
+    ("body", "message_id", "variable"),
+    [
+        ("not json", "SVC4000", "signingRequest"),
+        ({"signingRequest": {"dest": {"tn": ["1"]}, "iat": 1}}, "SVC4001", "orig"),
+        ({"signingRequest": {"orig": {"tn": "4930123400"}, "dest": {"tn": "x"}, "iat": 1}}, "SVC4002", "dest.tn"),
+        ({"signingRequest": {"orig": {"tn": "4930123400"}, "dest": {"tn": ["1"]}, "iat": "now"}}, "SVC4002", "iat"),
+        ({"signingRequest": {"orig": {"tn": "4930123400"}, "dest": {"tn": ["4940123499"]}, "iat": 1, "attest": "Z"}}, "SVC4002", "attest"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_atis_request_errors(network, rob, body, message_id, variable):
+    response = network.post(
+        "/network/v1/stir/signing",
+        body,
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    error = response.json()["requestError"]["serviceException"]
+    assert error["messageId"] == message_id and variable in error["variables"]
+    assert response["X-RequestID"]
+    assert not CallRecord.objects.exists()
+
+
+def test_a_client_signs_only_for_enterprises_it_serves(rob, other_enterprise):
+    _, raw = network_client_create(
+        actor=Actor.system(), name="Other SBC", enterprises=[other_enterprise]
+    )
+    response = sign(Client(HTTP_AUTHORIZATION=f"Bearer {raw}"), rob.tn)
+    assert response.status_code == 403
+    assert response.json()["requestError"]["policyException"]["messageId"] == "POL4050"
+    assert sign(Client(), rob.tn).status_code == 401
+
+
+def test_the_certificate_repository_serves_the_chain(client, pki):
+    _, delegate = pki
+    response = client.get(reverse("telephony:certificate", args=[delegate.slug]))
+    assert response["Content-Type"] == "application/x-pem-file"
+    chain = certificates.load_certificates(response.content)
+    assert len(chain) == 2  # the delegate and the operator certificate, not the anchor
+
+
+def test_pages_show_attestation_status_and_the_why_panel(
+    admin_client, network, rob, employee, admin
+):
+    sign(network, rob.tn)
+    devices_page = admin_client.get(reverse("telephony:devices")).content.decode()
+    assert "last A" in devices_page and "100% A of 1 in 24 h" in devices_page
+    calls_page = admin_client.get(reverse("telephony:calls")).content.decode()
+    assert "100%" in calls_page and "<svg" in calls_page
+    services.identity_suspend(actor=Actor(user=admin), identity=rob)
+    panel = admin_client.get(reverse("telephony:identity_detail", args=[rob.pk])).content.decode()
+    assert "Why calls are not shown as verified" in panel
+    assert "not assigned to an active identity" in panel
+
+
+def test_call_records_expire_after_the_retention_period(network, rob, settings):
+    sign(network, rob.tn)
+    CallRecord.objects.update(created_at=timezone.now() - timezone.timedelta(days=91))
+    assert calls.purge_call_records() == 1
+
+
+def test_the_call_records_api_and_summary(api, network, rob):
+    sign(network, rob.tn)
+    sign(network, "+4989123456")
+    listed = api.get("/api/v1/call-records/?direction=outgoing").json()
+    assert listed["count"] == 1  # the second call belongs to no enterprise
+    assert listed["results"][0]["checks"][0] == [
+        "Caller authenticated",
+        True,
+        "the network vouches for the number's own subscriber",
+    ]
+    summary = api.get("/api/v1/call-records/summary/").json()
+    assert (summary["signed"], summary["a"], summary["a_share"]) == (1, 1, 100)
+    assert len(summary["days"]) == 14 and summary["days"][-1]["A"] == 1
