@@ -103,7 +103,11 @@ def _call_record(enterprise):
     from telephony.models import CallRecord
 
     return CallRecord.objects.create(
-        enterprise=enterprise, direction="outgoing", orig_tn="+4940123400", attestation="A", reason=CANARY
+        enterprise=enterprise,
+        direction="outgoing",
+        orig_tn="+4940123400",
+        attestation="A",
+        reason=CANARY,
     )
 
 
