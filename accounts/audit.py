@@ -60,7 +60,8 @@ class Actor:
         if self.user is not None:
             return self.user.email
         if self.api_token is not None:
-            return f"API token “{self.api_token.name}” (…{self.api_token.hint})"
+            kind = "SCIM token" if self.api_token.purpose == ApiToken.Purpose.SCIM else "API token"
+            return f"{kind} “{self.api_token.name}” (…{self.api_token.hint})"
         if self.network_client is not None:
             return f"Network client “{self.network_client.name}”"
         return "system"

@@ -239,12 +239,20 @@ class Invitation(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token for the REST API, scoped to one enterprise, acting with one role."""
+    """A bearer token of one enterprise, acting with one role, for one purpose: the REST
+    API, or SCIM provisioning by the enterprise's identity provider."""
 
-    TOKEN_PREFIX = "ptk"  # noqa: S105 - a label, not a secret
+    class Purpose(models.TextChoices):
+        API = "api", "REST API"
+        SCIM = "scim", "SCIM provisioning"
+
+    # The token's visible prefix says what it is for (labels, not secrets).
+    PREFIXES = {Purpose.API: "ptk", Purpose.SCIM: "stk"}
+    TOKEN_PREFIX = PREFIXES[Purpose.API]
     ROLE_CHOICES = [(Role.ADMIN.value, "Read and write"), (Role.HELPDESK.value, "Read only")]
 
     enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="api_tokens")
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.API)
     name = models.CharField(max_length=100, help_text="What uses it, e.g. “HR system”.")
     role = models.CharField(max_length=16, choices=ROLE_CHOICES, default=Role.ADMIN)
     key_hash = models.CharField(max_length=64, unique=True)
@@ -305,6 +313,51 @@ class NetworkClient(models.Model):
 
     def serves(self, enterprise) -> bool:
         return enterprise.pk in self.served_enterprise_ids
+
+
+class DirectoryRecord(models.Model):
+    """What the enterprise's identity provider says about a user through SCIM, kept as it
+    sent it (name parts, title, the enterprise extension…) so that SCIM reads return it,
+    with the version behind the resource's ETag."""
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="+")
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="directory")
+    external_id = models.CharField(max_length=255, blank=True)
+    attributes = models.JSONField(default=dict)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["enterprise", "external_id"])]
+
+    def __str__(self):
+        return f"Directory record of {self.user}"
+
+
+class DirectoryGroup(models.Model):
+    """A group the identity provider pushes through SCIM, with its members."""
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="directory_groups")
+    display_name = models.CharField(max_length=255)
+    external_id = models.CharField(max_length=255, blank=True)
+    members = models.ManyToManyField(User, related_name="directory_groups", blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["enterprise", "display_name"], name="directory_group_name_unique")
+        ]
+
+    def __str__(self):
+        return self.display_name
 
 
 class Notification(models.Model):

@@ -483,15 +483,22 @@ def user_signed_in(*, actor: Actor) -> None:
 
 @transaction.atomic
 def api_token_create(
-    *, actor: Actor, enterprise: Enterprise, name: str, role: str
+    *,
+    actor: Actor,
+    enterprise: Enterprise,
+    name: str,
+    role: str,
+    purpose: str = ApiToken.Purpose.API,
 ) -> tuple[ApiToken, str]:
-    """A new API token; the raw value is returned once and never stored."""
+    """A new token for the REST API or for SCIM provisioning; the raw value is returned
+    once and never stored."""
     ensure_may_change(actor, enterprise)
     if role not in (Role.ADMIN, Role.HELPDESK):
         raise RuleViolation("A token is either read-and-write or read-only.", field="role")
-    raw, key_hash = new_secret(ApiToken.TOKEN_PREFIX)
+    raw, key_hash = new_secret(ApiToken.PREFIXES[ApiToken.Purpose(purpose)])
     token = ApiToken(
         enterprise=enterprise,
+        purpose=purpose,
         name=name.strip(),
         role=role,
         key_hash=key_hash,
@@ -505,7 +512,11 @@ def api_token_create(
         action="api_token.created",
         enterprise=enterprise,
         target=token,
-        changes={"name": [None, token.name], "role": [None, token.role]},
+        changes={
+            "name": [None, token.name],
+            "role": [None, token.role],
+            "purpose": [None, token.purpose],
+        },
     )
     return token, raw
 

@@ -51,15 +51,18 @@ def bearer_credential(request, prefix: str) -> str | None:
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer ptk_…`` with an enterprise's API token."""
+    """``Authorization: Bearer ptk_…`` with an enterprise's API token (``stk_…`` with a
+    SCIM token, for the SCIM endpoints)."""
+
+    purpose = ApiToken.Purpose.API
 
     def authenticate(self, request):
-        raw = bearer_credential(request, ApiToken.TOKEN_PREFIX)
+        raw = bearer_credential(request, ApiToken.PREFIXES[self.purpose])
         if raw is None:
             return None
         token = (
             ApiToken.objects.select_related("enterprise", "enterprise__contract")
-            .filter(key_hash=hash_secret(raw), revoked_at=None)
+            .filter(key_hash=hash_secret(raw), revoked_at=None, purpose=self.purpose)
             .first()
         )
         if token is None:
@@ -71,6 +74,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class ScimTokenAuthentication(ApiTokenAuthentication):
+    purpose = ApiToken.Purpose.SCIM
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="scim"'
 
 
 class VerifiedSessionAuthentication(authentication.SessionAuthentication):

@@ -39,3 +39,11 @@ class NetworkClientScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A network client credential (`ntk_…`) issued by the operator.",
         }
+
+
+class ScimTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.api.authentication.ScimTokenAuthentication"
+    name = "scimToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An enterprise SCIM token (`stk_…`)."}
