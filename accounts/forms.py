@@ -131,3 +131,17 @@ class AuditFilterForm(PortalForm):
     )
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class OidcClientForm(PortalForm):
+    name = forms.CharField(
+        max_length=100, help_text="The app your employees sign in to, e.g. “Softphone”."
+    )
+    redirect_uris = forms.CharField(
+        label="Redirect URIs",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Where the app receives the sign-in result; one per line.",
+    )
+    first_party = forms.BooleanField(
+        label="Our own app (skip the consent screen)", required=False, initial=True
+    )

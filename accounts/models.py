@@ -340,7 +340,9 @@ class DirectoryRecord(models.Model):
 class DirectoryGroup(models.Model):
     """A group the identity provider pushes through SCIM, with its members."""
 
-    enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="directory_groups")
+    enterprise = models.ForeignKey(
+        Enterprise, on_delete=models.CASCADE, related_name="directory_groups"
+    )
     display_name = models.CharField(max_length=255)
     external_id = models.CharField(max_length=255, blank=True)
     members = models.ManyToManyField(User, related_name="directory_groups", blank=True)
@@ -353,11 +355,38 @@ class DirectoryGroup(models.Model):
     class Meta:
         ordering = ["display_name"]
         constraints = [
-            models.UniqueConstraint(fields=["enterprise", "display_name"], name="directory_group_name_unique")
+            models.UniqueConstraint(
+                fields=["enterprise", "display_name"], name="directory_group_name_unique"
+            )
         ]
 
     def __str__(self):
         return self.display_name
+
+
+class ClientRegistration(models.Model):
+    """An MMTEL client application its users sign in to with OpenID Connect: one of an
+    enterprise's (registered by its admins) or, without an enterprise, a network-wide one
+    (registered by operator staff). First-party clients skip the consent screen."""
+
+    application = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="registration",
+    )
+    enterprise = models.ForeignKey(
+        Enterprise, on_delete=models.CASCADE, null=True, blank=True, related_name="oidc_clients"
+    )
+    first_party = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["application__name"]
+
+    def __str__(self):
+        return self.application.name
 
 
 class Notification(models.Model):

@@ -40,7 +40,11 @@ def pending_invitations(enterprise: Enterprise) -> QuerySet[Invitation]:
 
 
 def api_tokens(enterprise: Enterprise, purpose: str = ApiToken.Purpose.API) -> QuerySet[ApiToken]:
-    return ApiToken.objects.for_enterprise(enterprise).filter(purpose=purpose).select_related("created_by")
+    return (
+        ApiToken.objects.for_enterprise(enterprise)
+        .filter(purpose=purpose)
+        .select_related("created_by")
+    )
 
 
 def _start_of(day, *, end=False) -> datetime:

@@ -368,6 +368,7 @@ def user_suspend(*, actor: Actor, user: User) -> User:
     if user.status != User.Status.ACTIVE:
         raise RuleViolation(f"Only an active user can be suspended; {user} is {user.status}.")
     _ensure_keeps_an_admin(user, leaving=True)
+    _revoke_app_tokens(user)
     return _set_status(actor, user, User.Status.SUSPENDED, "user.suspended")
 
 
@@ -392,10 +393,26 @@ def user_offboard(*, actor: Actor, user: User) -> User:
         revoked_at=timezone.now()
     )
     _delete_second_factors(user)
+    _revoke_app_tokens(user)
     # A new password hash also invalidates every session the user still holds.
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return _set_status(actor, user, User.Status.OFFBOARDED, "user.offboarded")
+
+
+def _revoke_app_tokens(user: User) -> None:
+    """Every OpenID Connect token the user holds stops working at once."""
+    from .oidc import revoke_tokens
+
+    revoked = revoke_tokens(user)
+    if revoked:
+        audit.record(
+            actor=Actor.system(),
+            action="oidc.tokens_revoked",
+            enterprise=user.enterprise,
+            target=user,
+            changes={"tokens": [revoked, 0]},
+        )
 
 
 @transaction.atomic

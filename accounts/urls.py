@@ -41,6 +41,13 @@ urlpatterns = [
     path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     path("audit/", views.audit_list, name="audit"),
     path("enterprise/", views.enterprise_detail, name="enterprise"),
+    path("enterprise/identity-provider/", views.identity_provider, name="identity_provider"),
+    path(
+        "enterprise/oidc-clients/<int:pk>/remove/",
+        views.oidc_client_remove,
+        name="oidc_client_remove",
+    ),
+    path("account/apps/", views.connected_apps, name="connected_apps"),
     path("notifications/", views.notification_list, name="notifications"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
 ]

@@ -1,3 +1,6 @@
+import json
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
@@ -9,13 +12,15 @@ from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
+from oauth2_provider import views as oidc_views
+from oauth2_provider.models import Application
 
 from portal.errors import RuleViolation
 from portal.http import client_ip, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
-from . import selectors, services
+from . import oidc, selectors, services
 from .audit import Actor
 from .decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
 from .forms import (
@@ -26,10 +31,11 @@ from .forms import (
     EnrolForm,
     InviteForm,
     LoginForm,
+    OidcClientForm,
     TokenForm,
     UserEditForm,
 )
-from .models import ApiToken, User
+from .models import ApiToken, ClientRegistration, User
 from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verification, qr_code_svg
 
 SESSION_BACKUP_CODES = "fresh_backup_codes"
@@ -369,7 +375,7 @@ def api_token_revoke(request, pk):
     token = get_for_enterprise_or_404(ApiToken, request.enterprise, pk=pk)
     services.api_token_revoke(actor=Actor.from_request(request), token=token)
     messages.success(request, f"Token “{token.name}” revoked.")
-    return redirect("accounts:api_tokens")
+    return redirect(safe_next_url(request, reverse("accounts:api_tokens")))
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
@@ -403,3 +409,151 @@ def notification_list(request):
 def notifications_read(request):
     services.notifications_mark_read(user=request.user)
     return redirect(safe_next_url(request, reverse("accounts:notifications")))
+
+
+# --- OpenID Connect --------------------------------------------------------------------
+
+
+class OidcAuthorizationView(oidc_views.AuthorizationView):
+    """django-oauth-toolkit's authorization endpoint, behind the portal's own sign-in and
+    second factor, for users whose enterprise contract lets it authenticate them, and
+    only towards their enterprise's (or network-wide) client applications."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            problem = None
+            if not oidc.may_authenticate(request.user):
+                problem = (
+                    f"{settings.OPERATOR_NAME}'s contract with your enterprise does not include "
+                    "signing in to telephony apps with your portal account."
+                )
+            else:
+                application = Application.objects.filter(
+                    client_id=request.GET.get("client_id", "")
+                ).first()
+                if application is not None and not oidc.client_allowed(application, request.user):
+                    problem = "This app is not registered for your enterprise."
+            if problem:
+                return render(
+                    request, "accounts/oidc_refused.html", {"problem": problem}, status=403
+                )
+        return super().dispatch(request, *args, **kwargs)
+
+
+class OidcDiscoveryView(oidc_views.ConnectDiscoveryInfoView):
+    """The OpenID Provider metadata, advertising introspection and revocation too."""
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        data = json.loads(response.content)
+        base = settings.PORTAL_BASE_URL
+        data.update(
+            introspection_endpoint=f"{base}{reverse('oauth2_provider:introspect')}",
+            introspection_endpoint_auth_methods_supported=["bearer"],
+            revocation_endpoint=f"{base}{reverse('oauth2_provider:revoke-token')}",
+            revocation_endpoint_auth_methods_supported=[
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            grant_types_supported=["authorization_code", "refresh_token"],
+        )
+        response.content = json.dumps(data)
+        return response
+
+
+@enterprise_role_required(ADMIN)
+def identity_provider(request):
+    """SCIM provisioning and OpenID Connect settings of the enterprise."""
+    from django.db.models import Q
+
+    token_form = (
+        ApiTokenForm(request.POST or None, prefix="scim")
+        if "scim-name" in request.POST
+        else ApiTokenForm(prefix="scim")
+    )
+    client_form = (
+        OidcClientForm(request.POST or None, prefix="client")
+        if "client-name" in request.POST
+        else OidcClientForm(prefix="client")
+    )
+    if request.method == "POST":
+        actor = Actor.from_request(request)
+        if token_form.is_bound and token_form.is_valid():
+            try:
+                _, raw = services.api_token_create(
+                    actor=actor,
+                    enterprise=request.enterprise,
+                    purpose=ApiToken.Purpose.SCIM,
+                    **token_form.cleaned_data,
+                )
+            except RuleViolation as exc:
+                token_form.add_rule_violation(exc)
+            else:
+                request.session[SESSION_NEW_API_TOKEN] = raw
+                return redirect("accounts:identity_provider")
+        if client_form.is_bound and client_form.is_valid():
+            data = client_form.cleaned_data
+            try:
+                registration = oidc.client_register(
+                    actor=actor,
+                    enterprise=request.enterprise,
+                    name=data["name"],
+                    redirect_uris=data["redirect_uris"].split(),
+                    first_party=data["first_party"],
+                )
+            except RuleViolation as exc:
+                client_form.add_rule_violation(exc)
+            else:
+                messages.success(
+                    request,
+                    f"Registered {registration}: client id {registration.application.client_id}",
+                )
+                return redirect("accounts:identity_provider")
+    context = {
+        "token_form": token_form,
+        "client_form": client_form,
+        "tokens": selectors.api_tokens(request.enterprise, ApiToken.Purpose.SCIM),
+        "new_token": request.session.pop(SESSION_NEW_API_TOKEN, None),
+        "clients": ClientRegistration.objects.filter(
+            Q(enterprise=request.enterprise) | Q(enterprise=None)
+        ).select_related("application"),
+        "contract": request.enterprise.contract,
+        "base_url": settings.PORTAL_BASE_URL,
+        "provisioning": selectors.audit_events(request.enterprise).filter(
+            actor_token__purpose=ApiToken.Purpose.SCIM
+        )[:15],
+    }
+    return render(request, "accounts/identity_provider.html", context)
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def oidc_client_remove(request, pk):
+    registration = get_for_enterprise_or_404(ClientRegistration, request.enterprise, pk=pk)
+    oidc.client_remove(actor=Actor.from_request(request), registration=registration)
+    messages.success(request, f"Removed {registration}; its tokens are revoked.")
+    return redirect("accounts:identity_provider")
+
+
+@login_required
+def connected_apps(request):
+    """The apps holding tokens for the signed-in person, which they can revoke."""
+    from django.db.models import Count, Max
+
+    apps = (
+        Application.objects.filter(accesstoken__user=request.user)
+        .annotate(tokens=Count("accesstoken"), last_issued=Max("accesstoken__created"))
+        .order_by("name")
+    )
+    if request.method == "POST":
+        count = oidc.app_access_revoke(
+            actor=Actor.from_request(request),
+            user=request.user,
+            application_id=int(request.POST["application"]),
+        )
+        messages.success(
+            request, f"Access withdrawn ({count} token{'s' if count != 1 else ''} revoked)."
+        )
+        return redirect("accounts:connected_apps")
+    return render(request, "accounts/connected_apps.html", {"apps": apps})

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    "oauth2_provider",
     "portal",
     "accounts",
     "telephony",
@@ -319,6 +320,86 @@ CALL_RECORD_RETENTION_DAYS = int(os.environ.get("CALL_RECORD_RETENTION_DAYS", "9
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))
 # Digits of the MNC in the operator's IMSIs (2 or 3), for IMSI-derived IMPIs.
 IMSI_MNC_DIGITS = int(os.environ.get("IMSI_MNC_DIGITS", "2"))
+
+# --- OpenID Connect identity management (django-oauth-toolkit) --------------------------
+# The RS256 key that signs ID tokens and access tokens. Production: a PEM file shared by
+# every web process; older keys stay in OIDC_RSA_PRIVATE_KEYS_INACTIVE_FILES (comma
+# separated) so that tokens they signed still verify while the key is rotated.
+OIDC_RSA_PRIVATE_KEY_FILE = os.environ.get("OIDC_RSA_PRIVATE_KEY_FILE", "")
+
+
+def _oidc_key() -> str:
+    if OIDC_RSA_PRIVATE_KEY_FILE:
+        return Path(OIDC_RSA_PRIVATE_KEY_FILE).read_text()
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "OIDC_RSA_PRIVATE_KEY_FILE must be set when DJANGO_DEBUG is off."
+        )
+    # Development: one key, made on first start and kept under var/.
+    path = VAR_DIR / "oidc-rsa.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return path.read_text()
+
+
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OIDC_SCOPES = {
+    "openid": "Sign you in",
+    "profile": "Your name",
+    "email": "Your email address",
+    "mmtel": "Use your business telephony identities (MMTEL)",
+    "3gpp:mc:ptt_service": "Mission-critical push-to-talk",
+    "3gpp:mc:video_service": "Mission-critical video",
+    "3gpp:mc:data_service": "Mission-critical data",
+}
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": _oidc_key(),
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [
+        Path(p).read_text() for p in env_list("OIDC_RSA_PRIVATE_KEYS_INACTIVE_FILES")
+    ],
+    "OIDC_ISS_ENDPOINT": PORTAL_BASE_URL,
+    "PKCE_REQUIRED": True,
+    "SCOPES": OIDC_SCOPES,
+    "DEFAULT_SCOPES": ["openid"],
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oidc.PortalValidator",
+    "ACCESS_TOKEN_GENERATOR": "accounts.oidc.signed_access_token",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("OIDC_ACCESS_TOKEN_SECONDS", "3600")),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"] if DEBUG else ["https"],
+    "REQUEST_APPROVAL_PROMPT": "auto",
+    # The OAuth 2.0 Security BCP (RFC 9700) throughout: no implicit or password grant,
+    # PKCE S256 only, tokens only in the Authorization header, "iss" in authorization
+    # responses, tokens stored as checksums, refresh tokens rotated with reuse detection,
+    # exact redirect URIs.
+    **{
+        f"COMPLIANT_BCP_RFC9700_{gate}": True
+        for gate in (
+            "IMPLICIT_GRANT",
+            "PASSWORD_GRANT",
+            "PKCE_METHOD",
+            "ACCESS_TOKEN_TRANSPORT",
+            "AUTHZ_RESPONSE_ISS",
+            "TOKEN_STORAGE",
+            "REFRESH_TOKEN",
+            "REDIRECT_URI_MATCHING",
+            "PKCE_REQUIRED",
+        )
+    },
+}
 
 # --- REST API ------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -46,4 +46,8 @@ class ScimTokenScheme(OpenApiAuthenticationExtension):
     name = "scimToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An enterprise SCIM token (`stk_…`)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An enterprise SCIM token (`stk_…`).",
+        }

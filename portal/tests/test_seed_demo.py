@@ -33,6 +33,8 @@ def test_seed_demo_is_idempotent_and_prints_usable_credentials(settings, client)
     assert response.status_code == 302 and response.url.startswith("/account/2fa/")
 
     assert first["network_token"].startswith("ntk_")
+    assert first["scim_token"].startswith("stk_")
+    assert first["oidc_client"]["client_id"] == "demo-softphone"
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {first['api_token']}")
     emails = {u["email"] for u in api.get("/api/v1/users/").json()["results"]}

@@ -36,7 +36,23 @@ def test_production_refuses_to_start_without_allowed_hosts():
     assert "ALLOWED_HOSTS must be set" in result.stderr
 
 
-def test_check_deploy_is_clean_with_production_values():
+def oidc_key_file(tmp_path) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "oidc.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(path)
+
+
+def test_check_deploy_is_clean_with_production_values(tmp_path):
     result = manage(
         "check",
         "--deploy",
@@ -46,10 +62,25 @@ def test_check_deploy_is_clean_with_production_values():
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "ALLOWED_HOSTS": "portal.example",
+            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+            "PORTAL_BASE_URL": "https://portal.example",
         },
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_an_oidc_signing_key():
+    result = manage(
+        "check",
+        env_overrides={
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": "portal.example",
+        },
+    )
+    assert result.returncode != 0
+    assert "OIDC_RSA_PRIVATE_KEY_FILE must be set" in result.stderr
 
 
 def test_a_malformed_boolean_is_refused_rather_than_guessed():

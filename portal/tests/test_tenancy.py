@@ -111,6 +111,18 @@ def _call_record(enterprise):
     )
 
 
+def _oidc_client(enterprise):
+    from accounts.oidc import client_register
+
+    return client_register(
+        actor=audit.Actor.system(),
+        enterprise=enterprise,
+        name=f"{CANARY} app",
+        redirect_uris=["https://app.example/cb"],
+        first_party=True,
+    )
+
+
 def _by_pk(make):
     return lambda e: {"pk": make(e).pk}
 
@@ -153,6 +165,7 @@ OBJECT_URLS = {
     "registration-sign-out": _by_pk(_registration),
     "registration-device-settings": _by_pk(_registration),
     "call-record-detail": _by_pk(_call_record),
+    "accounts:oidc_client_remove": _by_pk(_oidc_client),
     "telephony:import_preview": _by_pk(_import_job),
     "telephony:import_start": _by_pk(_import_job),
     "telephony:import_job": _by_pk(_import_job),

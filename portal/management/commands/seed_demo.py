@@ -14,9 +14,17 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
+from accounts import oidc, services
 from accounts.audit import Actor
-from accounts.models import ApiToken, Enterprise, NetworkClient, Role, Service, User
+from accounts.models import (
+    ApiToken,
+    ClientRegistration,
+    Enterprise,
+    NetworkClient,
+    Role,
+    Service,
+    User,
+)
 from portal.credentials import hash_secret
 from telephony import calls
 from telephony import services as telephony_services
@@ -27,6 +35,9 @@ DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
     f"{ApiToken.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo api token').hexdigest()[:32]}"
 )
+DEMO_SCIM_TOKEN = f"{ApiToken.PREFIXES[ApiToken.Purpose.SCIM]}_demo_{hashlib.sha256(b'demo scim token').hexdigest()[:32]}"
+DEMO_OIDC_CLIENT_ID = "demo-softphone"
+DEMO_OIDC_REDIRECT = "http://127.0.0.1:8765/callback"
 DEMO_NETWORK_TOKEN = (
     f"{NetworkClient.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo network token').hexdigest()[:32]}"
 )
@@ -135,7 +146,38 @@ class Command(BaseCommand):
         )
         client.enterprises.add(swift)
         self.call_authentication(swift)
-        return {"users": users, "api_token": DEMO_API_TOKEN, "network_token": DEMO_NETWORK_TOKEN}
+        ApiToken.objects.get_or_create(
+            key_hash=hash_secret(DEMO_SCIM_TOKEN),
+            defaults={
+                "enterprise": swift,
+                "purpose": ApiToken.Purpose.SCIM,
+                "name": "Demo identity provider",
+                "role": Role.ADMIN,
+                "hint": DEMO_SCIM_TOKEN[-4:],
+            },
+        )
+        self.oidc_client(swift)
+        return {
+            "users": users,
+            "api_token": DEMO_API_TOKEN,
+            "network_token": DEMO_NETWORK_TOKEN,
+            "scim_token": DEMO_SCIM_TOKEN,
+            "oidc_client": {"client_id": DEMO_OIDC_CLIENT_ID, "redirect_uri": DEMO_OIDC_REDIRECT},
+        }
+
+    def oidc_client(self, swift) -> None:
+        """A first-party MMTEL softphone registered for Swift Delivery, with a fixed client id."""
+        if ClientRegistration.objects.filter(application__client_id=DEMO_OIDC_CLIENT_ID).exists():
+            return
+        registration = oidc.client_register(
+            actor=Actor.system(),
+            enterprise=swift,
+            name="Demo softphone",
+            redirect_uris=[DEMO_OIDC_REDIRECT],
+            first_party=True,
+        )
+        registration.application.client_id = DEMO_OIDC_CLIENT_ID
+        registration.application.save(update_fields=["client_id"])
 
     def telephony(self, enterprise, spec) -> None:
         """Number blocks, a SIM line pool, identities and one sharing grant."""
@@ -240,3 +282,11 @@ class Command(BaseCommand):
             f"\nNetwork client (IMS core) credential for Swift Delivery: {report['network_token']}"
         )
         out.write(f"  POST reginfo documents to {settings.PORTAL_BASE_URL}/network/v1/reginfo")
+        out.write(
+            f"\nSCIM token for Swift Delivery: {report['scim_token']}  ({settings.PORTAL_BASE_URL}/scim/v2/)"
+        )
+        client = report["oidc_client"]
+        out.write(
+            f"OpenID Connect client: {client['client_id']} (redirect {client['redirect_uri']}); "
+            f"discovery at {settings.PORTAL_BASE_URL}/.well-known/openid-configuration"
+        )

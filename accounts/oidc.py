@@ -1,0 +1,283 @@
+"""The enterprise authenticates its own users for MMTEL access (TR 22.873 [5.x.6-2]):
+OpenID Connect on django-oauth-toolkit, only for enterprises whose contract allows it.
+
+- The login behind the authorization endpoint is the portal's own: password plus the
+  second factor the user's policy requires (the two-factor middleware guards it).
+- Access tokens are RS256-signed JWTs carrying the enterprise and the IMPUs the user may
+  use (own identities and active grants), so MMTEL elements can check them offline
+  against the JWKS; network elements can also introspect them (RFC 7662) with their
+  network client credential.
+- The 3GPP mission-critical scopes add the MC identities (TS 24.482's mcptt_id and its
+  siblings).
+- Offboarding and suspension revoke every token of the user at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from jwcrypto import jwk, jwt
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
+
+from portal.errors import RuleViolation
+
+from . import audit
+from .audit import Actor
+from .models import ClientRegistration, Enterprise, NetworkClient, User
+
+MC_SCOPES = {
+    "3gpp:mc:ptt_service": "mcptt_id",
+    "3gpp:mc:video_service": "mcvideo_id",
+    "3gpp:mc:data_service": "mcdata_id",
+}
+
+
+def may_authenticate(user: User) -> bool:
+    """The user may obtain tokens: an active member of an enterprise whose contract lets
+    it authenticate its users."""
+    return bool(
+        user.is_active and user.enterprise_id and user.enterprise.is_active
+        and user.enterprise.contract.may_authenticate_users
+    )  # fmt: skip
+
+
+def usable_impus(user: User) -> list[str]:
+    """The IMPUs the user may use: their own live identities' and those shared with them."""
+    from telephony.models import Grant, Identity
+
+    impus = []
+    for identity in (
+        Identity.objects.live().filter(owner=user).select_related("number", "line", "enterprise")
+    ):
+        if identity.status == Identity.Status.ACTIVE:
+            impus += identity.impus
+    for grant in (
+        Grant.objects.active()
+        .filter(grantee=user, identity__status=Identity.Status.ACTIVE)
+        .select_related("identity__number", "identity__enterprise", "identity__line")
+    ):
+        impus += grant.identity.impus
+    return list(dict.fromkeys(impus))
+
+
+def mc_identity(user: User) -> str:
+    """The user's mission-critical identity: a SIP URI in the enterprise's domain."""
+    return f"sip:{user.email.split('@', 1)[0]}@{user.enterprise.sip_domain}"
+
+
+def claims_for(user: User, scopes) -> dict:
+    claims = {}
+    if "profile" in scopes:
+        claims["name"] = user.full_name
+    if "email" in scopes:
+        claims.update(email=user.email, email_verified=user.status == User.Status.ACTIVE)
+    if "mmtel" in scopes:
+        claims.update(enterprise=user.enterprise.slug, impus=usable_impus(user))
+    for scope, claim in MC_SCOPES.items():
+        if scope in scopes:
+            claims[claim] = mc_identity(user)
+    return claims
+
+
+class PortalValidator(OAuth2Validator):
+    """The portal's rules on top of django-oauth-toolkit's: who may sign in where, and
+    the claims tokens carry."""
+
+    def get_additional_claims(self, request):
+        return claims_for(request.user, request.scopes)
+
+    def get_oidc_claims(self, token, token_handler, request):
+        # Claims are chosen by scope in claims_for; "sub" always.
+        return {"sub": str(request.user.pk), **self.get_additional_claims(request)}
+
+    def validate_user(self, username, password, client, request, *args, **kwargs):
+        return False  # no password grant: users sign in on the portal's own pages
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        return valid and may_authenticate(request.user)
+
+
+def _signing_key() -> jwk.JWK:
+    return jwk.JWK.from_pem(oauth2_settings.OIDC_RSA_PRIVATE_KEY.encode())
+
+
+def signed_access_token(request, refresh_token=False) -> str:
+    """The access token: a JWT signed with the OIDC key (kid = the JWK thumbprint that
+    the JWKS publishes), carrying the user's enterprise, IMPUs and MC identities."""
+    now = int(time.time())
+    user = request.user
+    scopes = list(request.scopes or [])
+    claims = {
+        "iss": settings.PORTAL_BASE_URL,
+        "sub": str(user.pk),
+        "aud": request.client_id,
+        "client_id": request.client_id,
+        "iat": now,
+        "exp": now + oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS,
+        "jti": str(uuid.uuid4()),
+        "scope": " ".join(scopes),
+        **claims_for(user, scopes),
+    }
+    key = _signing_key()
+    token = jwt.JWT(
+        header={"alg": "RS256", "typ": "at+jwt", "kid": key.thumbprint()}, claims=claims
+    )
+    token.make_signed_token(key)
+    return token.serialize()
+
+
+# --- Revocation ----------------------------------------------------------------------------
+
+
+def revoke_tokens(user: User) -> int:
+    """Every token the user holds, at once: access, refresh, ID tokens and pending codes."""
+    access = get_access_token_model().objects.filter(user=user)
+    count = access.count()
+    get_refresh_token_model().objects.filter(user=user, revoked=None).update(revoked=timezone.now())
+    access.delete()
+    get_id_token_model().objects.filter(user=user).delete()
+    get_grant_model().objects.filter(user=user).delete()
+    return count
+
+
+@transaction.atomic
+def app_access_revoke(*, actor: Actor, user: User, application_id: int) -> int:
+    """A person withdraws one app's access to their account."""
+    application = get_application_model().objects.get(pk=application_id)
+    tokens = get_access_token_model().objects.filter(user=user, application=application)
+    count = tokens.count()
+    get_refresh_token_model().objects.filter(
+        user=user, application=application, revoked=None
+    ).update(revoked=timezone.now())
+    tokens.delete()
+    audit.record(
+        actor=actor,
+        action="oidc.app_access_revoked",
+        enterprise=user.enterprise,
+        target=user,
+        changes={"app": [application.name, None]},
+    )
+    return count
+
+
+# --- Introspection (RFC 7662) --------------------------------------------------------------
+
+
+def introspect(client: NetworkClient, raw_token: str) -> dict:
+    """What a network element may know about a token: ``{"active": false}`` unless it is
+    a live access token of a user who may authenticate, in an enterprise this client
+    serves."""
+    # django-oauth-toolkit finds tokens by this checksum (it stores no plaintext).
+    checksum = hashlib.sha256(raw_token.encode()).hexdigest()
+    token = (
+        get_access_token_model()
+        .objects.select_related("user__enterprise__contract", "application")
+        .filter(token_checksum=checksum)
+        .first()
+    )
+    if (
+        token is None
+        or token.is_expired()
+        or token.user is None
+        or not may_authenticate(token.user)
+        or not client.serves(token.user.enterprise)
+    ):
+        return {"active": False}
+    scopes = token.scope.split()
+    return {
+        "active": True,
+        "scope": token.scope,
+        "client_id": token.application.client_id,
+        "username": token.user.email,
+        "token_type": "Bearer",
+        "exp": int(token.expires.timestamp()),
+        "sub": str(token.user.pk),
+        "iss": settings.PORTAL_BASE_URL,
+        **claims_for(token.user, scopes),
+    }
+
+
+# --- Client registry ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def client_register(
+    *,
+    actor: Actor,
+    enterprise: Enterprise | None,
+    name: str,
+    redirect_uris: list[str],
+    first_party: bool,
+) -> ClientRegistration:
+    """An MMTEL client application of the enterprise (or, for operator staff, of the
+    whole network). A public client: it proves itself with PKCE, holds no secret.
+    First-party clients skip the consent screen."""
+    if enterprise is not None:
+        actor.ensure_acts_for(enterprise)
+    uris = [u.strip() for u in redirect_uris if u.strip()]
+    if not uris:
+        raise RuleViolation("Give at least one redirect URI.", field="redirect_uris")
+    application = get_application_model()(
+        name=name.strip(),
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris=" ".join(uris),
+        algorithm="RS256",
+        skip_authorization=first_party,
+    )
+    try:
+        application.full_clean(exclude=["client_secret", "user"])
+    except Exception as exc:
+        messages = getattr(exc, "messages", [str(exc)])
+        raise RuleViolation(" ".join(messages), field="redirect_uris") from exc
+    application.save()
+    registration = ClientRegistration.objects.create(
+        application=application, enterprise=enterprise, first_party=first_party
+    )
+    audit.record(
+        actor=actor,
+        action="oidc.client_registered",
+        enterprise=enterprise,
+        target=registration,
+        changes={
+            "name": [None, application.name],
+            "redirect_uris": [None, uris],
+            "first_party": [None, first_party],
+        },
+    )
+    return registration
+
+
+@transaction.atomic
+def client_remove(*, actor: Actor, registration: ClientRegistration) -> None:
+    """Remove a client application; every token issued to it goes with it."""
+    if registration.enterprise is not None:
+        actor.ensure_acts_for(registration.enterprise)
+    audit.record(
+        actor=actor,
+        action="oidc.client_removed",
+        enterprise=registration.enterprise,
+        target=registration,
+        changes={"name": [registration.application.name, None]},
+    )
+    registration.application.delete()
+
+
+def client_allowed(application, user: User) -> bool:
+    """A user signs in only to their enterprise's client applications or network-wide ones."""
+    registration = ClientRegistration.objects.filter(application=application).first()
+    return registration is not None and registration.enterprise_id in (None, user.enterprise_id)
