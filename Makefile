@@ -28,7 +28,7 @@ run: $(VENV)/.runtime
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
 	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."
-	@$(BIN)/celery -A portal worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
+	@$(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(MANAGE) runserver $(HOST):$(PORT)
 

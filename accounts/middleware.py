@@ -16,6 +16,7 @@ TWO_FACTOR_EXEMPT_PREFIXES = (
     "/api/",
     "/healthz",
     "/readyz",
+    "/metrics",
 )
 
 

@@ -54,6 +54,8 @@ else:
 OPERATOR_NAME = os.environ.get("OPERATOR_NAME", "iCA")
 # Where links in emails point to (invitations, password reset).
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Bearer token for /metrics (Prometheus); unset in production: /metrics is off.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How many reverse proxies in front of the portal append to X-Forwarded-For.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
@@ -249,6 +251,19 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Separate queues, so that a bulk import never delays a leaver's kill-switch: network
+# changes on "sync", messages on "notify", imports on "bulk", housekeeping on "celery".
+# At scale, give each queue its own workers (see README, "Running on several machines").
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "telephony.tasks.sync_identity": {"queue": "sync"},
+    "telephony.tasks.deregister_ue": {"queue": "sync"},
+    "telephony.tasks.reconcile_hss": {"queue": "sync"},
+    "telephony.tasks.send_network_notice": {"queue": "notify"},
+    "accounts.tasks.deliver_invitation": {"queue": "notify"},
+    "accounts.tasks.email_notification": {"queue": "notify"},
+    "telephony.tasks.run_import": {"queue": "bulk"},
+}
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},
     "sync-sweep": {"task": "telephony.tasks.sweep_sync_queue", "schedule": 30.0},

@@ -74,6 +74,9 @@ def worker_database_url() -> str:
     return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+QUEUES = ("sync", "notify", "bulk", "celery")
+
+
 class CeleryWorker:
     """A Celery worker process on the configured broker (Redis in CI) and the test
     database; started by the ``celery_worker`` fixture, stopped after the test."""
@@ -96,7 +99,10 @@ class CeleryWorker:
 
         from portal.celery import app
 
-        app.control.purge()
+        with app.connection_for_write() as conn:
+            for queue in QUEUES:
+                conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+                conn.default_channel.queue_purge(queue)
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings_test",
@@ -105,6 +111,7 @@ class CeleryWorker:
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
+             "-Q", ",".join(QUEUES),
              "--loglevel=INFO", "-n", self.hostname, "--without-mingle", "--without-gossip"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip

@@ -97,3 +97,23 @@ def error_404(request, exception=None):
 
 def error_500(request):
     return render(request, "errors/500.html", status=500)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus metrics. With METRICS_TOKEN set, only for ``Authorization: Bearer
+    <METRICS_TOKEN>``; without one, only in development."""
+    import hmac
+
+    from django.conf import settings
+    from django.http import Http404, HttpResponse
+
+    from . import metrics as portal_metrics
+
+    if settings.METRICS_TOKEN:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode()):
+            return HttpResponse("authorization required\n", status=401, content_type="text/plain")
+    elif not settings.DEBUG:
+        raise Http404
+    return HttpResponse(portal_metrics.exposition(), content_type="text/plain; version=0.0.4")

@@ -1,0 +1,100 @@
+"""Prometheus-style metrics of the outbox and the queues: what an operator alerts on."""
+
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from telephony.models import IdentitySync, ImportJob, NetworkNotice, Registration, SyncAttempt
+
+from .celery import app as celery_app
+from .models import WorkerHeartbeat
+
+QUEUES = ("sync", "notify", "bulk", "celery")
+
+
+def _queue_depths() -> dict[str, int | None]:
+    depths = {}
+    try:
+        with celery_app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            for queue in QUEUES:
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:  # noqa: BLE001 - a queue that does not exist yet is empty
+                    depths[queue] = 0
+    except Exception:  # noqa: BLE001 - the broker being down is itself a reading
+        return dict.fromkeys(QUEUES)
+    return depths
+
+
+def collect() -> list[tuple[str, str, dict, float]]:
+    """(name, help, labels, value) of every metric."""
+    now = timezone.now()
+    samples = []
+    states = dict(IdentitySync.objects.values_list("state").annotate(n=Count("pk")))
+    for state in IdentitySync.State.values:
+        samples.append(
+            (
+                "portal_identity_sync",
+                "Identities by HSS sync state.",
+                {"state": state},
+                states.get(state, 0),
+            )
+        )
+    oldest = IdentitySync.objects.filter(state=IdentitySync.State.PENDING).aggregate(
+        at=Min("requested_at")
+    )["at"]
+    samples.append(
+        (
+            "portal_sync_lag_seconds",
+            "Age of the oldest change not yet in the HSS.",
+            {},
+            (now - oldest).total_seconds() if oldest else 0,
+        )
+    )
+    hour_ago = now - timezone.timedelta(hours=1)
+    failures = SyncAttempt.objects.filter(
+        created_at__gte=hour_ago, outcome__in=["retrying", "failed"]
+    ).count()
+    samples.append(
+        ("portal_sync_failures_last_hour", "Failed HSS pushes in the last hour.", {}, failures)
+    )
+    for queue, depth in _queue_depths().items():
+        samples.append(("portal_queue_depth", "Messages waiting in a broker queue (NaN: broker down).", {"queue": queue},
+                        float("nan") if depth is None else depth))  # fmt: skip
+    samples.append(
+        (
+            "portal_registrations_active",
+            "UEs registered now.",
+            {},
+            Registration.objects.active(now).count(),
+        )
+    )
+    samples.append(
+        ("portal_network_notices_pending", "Notices to UEs not yet sent.", {},
+         NetworkNotice.objects.filter(state=NetworkNotice.State.PENDING).count())
+    )  # fmt: skip
+    samples.append(
+        ("portal_imports_running", "CSV imports queued or running.", {},
+         ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING]).count())
+    )  # fmt: skip
+    beat = (
+        WorkerHeartbeat.objects.order_by("-last_seen").values_list("last_seen", flat=True).first()
+    )
+    samples.append(
+        ("portal_worker_heartbeat_age_seconds", "Seconds since a worker last ran the heartbeat.", {},
+         (now - beat).total_seconds() if beat else float("nan"))
+    )  # fmt: skip
+    return samples
+
+
+def exposition() -> str:
+    """The Prometheus text format (version 0.0.4)."""
+    lines, described = [], set()
+    for name, help_text, labels, value in collect():
+        if name not in described:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            described.add(name)
+        label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
+    return "\n".join(lines) + "\n"
