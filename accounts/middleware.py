@@ -17,6 +17,17 @@ TWO_FACTOR_EXEMPT_PREFIXES = (
     "/healthz",
     "/readyz",
     "/metrics",
+    "/network/",
+    "/scim/",
+    "/certs/",
+    "/.well-known/",
+    # OpenID Connect back-channel endpoints; /o/authorize/ stays behind the
+    # second factor because it signs the user in to an app.
+    "/o/token/",
+    "/o/introspect/",
+    "/o/revoke_token/",
+    "/o/userinfo/",
+    "/o/.well-known/",
 )
 
 

@@ -317,14 +317,12 @@ class NetworkClient(models.Model):
 
 class DirectoryRecord(models.Model):
     """What the enterprise's identity provider says about a user through SCIM, kept as it
-    sent it (name parts, title, the enterprise extension…) so that SCIM reads return it,
-    with the version behind the resource's ETag."""
+    sent it (name parts, title, the enterprise extension…) so that SCIM reads return it."""
 
     enterprise = models.ForeignKey(Enterprise, on_delete=models.CASCADE, related_name="+")
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="directory")
     external_id = models.CharField(max_length=255, blank=True)
     attributes = models.JSONField(default=dict)
-    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -346,7 +344,6 @@ class DirectoryGroup(models.Model):
     display_name = models.CharField(max_length=255)
     external_id = models.CharField(max_length=255, blank=True)
     members = models.ManyToManyField(User, related_name="directory_groups", blank=True)
-    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

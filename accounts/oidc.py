@@ -155,9 +155,8 @@ def revoke_tokens(user: User) -> int:
 
 
 @transaction.atomic
-def app_access_revoke(*, actor: Actor, user: User, application_id: int) -> int:
+def app_access_revoke(*, actor: Actor, user: User, application) -> int:
     """A person withdraws one app's access to their account."""
-    application = get_application_model().objects.get(pk=application_id)
     tokens = get_access_token_model().objects.filter(user=user, application=application)
     count = tokens.count()
     get_refresh_token_model().objects.filter(

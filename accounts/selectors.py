@@ -2,11 +2,12 @@
 
 from datetime import datetime, time
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from oauth2_provider.models import get_application_model
 
-from .models import ApiToken, AuditEvent, Enterprise, Invitation, User
+from .models import ApiToken, AuditEvent, ClientRegistration, Enterprise, Invitation, User
 
 
 def users_for_enterprise(
@@ -74,3 +75,22 @@ def audit_events(
     if target:
         events = events.filter(target_type=target[0], target_id=target[1])
     return events.order_by("-created_at", "-id")
+
+
+def oidc_clients(enterprise: Enterprise) -> QuerySet[ClientRegistration]:
+    """The client apps the enterprise's people may sign in to: its own and network-wide ones."""
+    return (
+        ClientRegistration.objects.filter(Q(enterprise=enterprise) | Q(enterprise=None))
+        .select_related("application")
+        .order_by("application__name")
+    )
+
+
+def connected_apps(user: User) -> QuerySet:
+    """The apps holding access tokens for the person, with how many and the latest."""
+    return (
+        get_application_model()
+        .objects.filter(accesstoken__user=user)
+        .annotate(tokens=Count("accesstoken"), last_issued=Max("accesstoken__created"))
+        .order_by("name")
+    )

@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_POST
@@ -16,7 +17,7 @@ from oauth2_provider import views as oidc_views
 from oauth2_provider.models import Application
 
 from portal.errors import RuleViolation
-from portal.http import client_ip, safe_next_url
+from portal.http import client_ip, object_id, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
@@ -465,8 +466,6 @@ class OidcDiscoveryView(oidc_views.ConnectDiscoveryInfoView):
 @enterprise_role_required(ADMIN)
 def identity_provider(request):
     """SCIM provisioning and OpenID Connect settings of the enterprise."""
-    from django.db.models import Q
-
     token_form = (
         ApiTokenForm(request.POST or None, prefix="scim")
         if "scim-name" in request.POST
@@ -515,9 +514,7 @@ def identity_provider(request):
         "client_form": client_form,
         "tokens": selectors.api_tokens(request.enterprise, ApiToken.Purpose.SCIM),
         "new_token": request.session.pop(SESSION_NEW_API_TOKEN, None),
-        "clients": ClientRegistration.objects.filter(
-            Q(enterprise=request.enterprise) | Q(enterprise=None)
-        ).select_related("application"),
+        "clients": selectors.oidc_clients(request.enterprise),
         "contract": request.enterprise.contract,
         "base_url": settings.PORTAL_BASE_URL,
         "provisioning": selectors.audit_events(request.enterprise).filter(
@@ -539,18 +536,13 @@ def oidc_client_remove(request, pk):
 @login_required
 def connected_apps(request):
     """The apps holding tokens for the signed-in person, which they can revoke."""
-    from django.db.models import Count, Max
-
-    apps = (
-        Application.objects.filter(accesstoken__user=request.user)
-        .annotate(tokens=Count("accesstoken"), last_issued=Max("accesstoken__created"))
-        .order_by("name")
-    )
+    apps = selectors.connected_apps(request.user)
     if request.method == "POST":
+        application = apps.filter(pk=object_id(request.POST.get("application", ""))).first()
+        if application is None:
+            raise Http404("That app holds no access for you.")
         count = oidc.app_access_revoke(
-            actor=Actor.from_request(request),
-            user=request.user,
-            application_id=int(request.POST["application"]),
+            actor=Actor.from_request(request), user=request.user, application=application
         )
         messages.success(
             request, f"Access withdrawn ({count} token{'s' if count != 1 else ''} revoked)."

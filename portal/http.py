@@ -19,6 +19,14 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def object_id(text: str) -> int | None:
+    """A row id given as text in a request (form field, URL, SCIM id), or None: ASCII
+    digits only, at most 18 of them (a 64-bit integer)."""
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
+
+
 def is_htmx(request) -> bool:
     """The request comes from htmx and wants a page fragment."""
     return request.headers.get("HX-Request") == "true"

@@ -1,5 +1,7 @@
 """Prometheus-style metrics of the outbox and the queues: what an operator alerts on."""
 
+from datetime import timedelta
+
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -31,60 +33,55 @@ def collect() -> list[tuple[str, str, dict, float]]:
     """(name, help, labels, value) of every metric."""
     now = timezone.now()
     samples = []
+
+    def gauge(name: str, help_text: str, value: float | None, **labels: str) -> None:
+        # None is a reading that could not be taken (the broker down, no worker yet).
+        samples.append((name, help_text, labels, float("nan") if value is None else value))
+
     states = dict(IdentitySync.objects.values_list("state").annotate(n=Count("pk")))
     for state in IdentitySync.State.values:
-        samples.append(
-            (
-                "portal_identity_sync",
-                "Identities by HSS sync state.",
-                {"state": state},
-                states.get(state, 0),
-            )
+        gauge(
+            "portal_identity_sync",
+            "Identities by HSS sync state.",
+            states.get(state, 0),
+            state=state,
         )
     oldest = IdentitySync.objects.filter(state=IdentitySync.State.PENDING).aggregate(
         at=Min("requested_at")
     )["at"]
-    samples.append(
-        (
-            "portal_sync_lag_seconds",
-            "Age of the oldest change not yet in the HSS.",
-            {},
-            (now - oldest).total_seconds() if oldest else 0,
-        )
+    gauge(
+        "portal_sync_lag_seconds",
+        "Age of the oldest change not yet in the HSS.",
+        (now - oldest).total_seconds() if oldest else 0,
     )
-    hour_ago = now - timezone.timedelta(hours=1)
     failures = SyncAttempt.objects.filter(
-        created_at__gte=hour_ago, outcome__in=["retrying", "failed"]
-    ).count()
-    samples.append(
-        ("portal_sync_failures_last_hour", "Failed HSS pushes in the last hour.", {}, failures)
+        created_at__gte=now - timedelta(hours=1), outcome__in=["retrying", "failed"]
     )
+    gauge("portal_sync_failures_last_hour", "Failed HSS pushes in the last hour.", failures.count())
     for queue, depth in _queue_depths().items():
-        samples.append(("portal_queue_depth", "Messages waiting in a broker queue (NaN: broker down).", {"queue": queue},
-                        float("nan") if depth is None else depth))  # fmt: skip
-    samples.append(
-        (
-            "portal_registrations_active",
-            "UEs registered now.",
-            {},
-            Registration.objects.active(now).count(),
+        gauge(
+            "portal_queue_depth",
+            "Messages waiting in a broker queue (NaN: broker down).",
+            depth,
+            queue=queue,
         )
+    gauge(
+        "portal_registrations_active",
+        "UEs registered now.",
+        Registration.objects.active(now).count(),
     )
-    samples.append(
-        ("portal_network_notices_pending", "Notices to UEs not yet sent.", {},
-         NetworkNotice.objects.filter(state=NetworkNotice.State.PENDING).count())
-    )  # fmt: skip
-    samples.append(
-        ("portal_imports_running", "CSV imports queued or running.", {},
-         ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING]).count())
-    )  # fmt: skip
+    pending = NetworkNotice.objects.filter(state=NetworkNotice.State.PENDING)
+    gauge("portal_network_notices_pending", "Notices to UEs not yet sent.", pending.count())
+    running = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING])
+    gauge("portal_imports_running", "CSV imports queued or running.", running.count())
     beat = (
         WorkerHeartbeat.objects.order_by("-last_seen").values_list("last_seen", flat=True).first()
     )
-    samples.append(
-        ("portal_worker_heartbeat_age_seconds", "Seconds since a worker last ran the heartbeat.", {},
-         (now - beat).total_seconds() if beat else float("nan"))
-    )  # fmt: skip
+    gauge(
+        "portal_worker_heartbeat_age_seconds",
+        "Seconds since a worker last ran the heartbeat.",
+        (now - beat).total_seconds() if beat else None,
+    )
     return samples
 
 

@@ -1,8 +1,10 @@
+import hmac
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -11,6 +13,7 @@ from accounts import selectors as account_selectors
 from accounts.models import Role
 from telephony import selectors as telephony_selectors
 
+from . import metrics as portal_metrics
 from .celery import app as celery_app
 from .models import WorkerHeartbeat
 
@@ -103,13 +106,6 @@ def error_500(request):
 def metrics(request):
     """Prometheus metrics. With METRICS_TOKEN set, only for ``Authorization: Bearer
     <METRICS_TOKEN>``; without one, only in development."""
-    import hmac
-
-    from django.conf import settings
-    from django.http import Http404, HttpResponse
-
-    from . import metrics as portal_metrics
-
     if settings.METRICS_TOKEN:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode()):

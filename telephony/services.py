@@ -13,11 +13,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model
 
 from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
-from accounts.models import ApiToken, Enterprise, Role, Service, ServiceContract, User
+from accounts.models import Enterprise, Role, Service, ServiceContract, User
 from portal.errors import RuleViolation
 
 from . import numbers
@@ -601,8 +602,9 @@ def identity_remove(*, actor: Actor, identity: Identity) -> Identity:
 @transaction.atomic
 def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     """The leaver's kill-switch: every identity disabled and removed from the HSS (its
-    UEs deregistered), every grant given or received revoked, the API tokens the
-    leaver created revoked, the account closed. Returns the receipt of each step."""
+    UEs deregistered), every grant given or received revoked, the apps they signed in to cut
+    off, the account closed. Returns the receipt of each step. API tokens stay: they
+    are the enterprise's credentials (its SCIM feed among them), not the leaver's."""
     enterprise = user.enterprise
     account_services.ensure_may_change(actor, enterprise)
     # Locked first, so that no identity or grant can be added for them meanwhile.
@@ -636,11 +638,9 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     steps.append(
         {"step": f"Grants revoked: {len(given)} given, {len(received)} received", "outcome": "done"}
     )
-    tokens = list(ApiToken.objects.filter(created_by=user, revoked_at=None))
-    for token in tokens:
-        account_services.api_token_revoke(actor=actor, token=token)
-    steps.append({"step": f"API tokens they created revoked: {len(tokens)}", "outcome": "done"})
+    app_tokens = get_access_token_model().objects.filter(user=user).count()
     account_services.user_offboard(actor=actor, user=user)
+    steps.append({"step": f"App sign-in tokens revoked: {app_tokens}", "outcome": "done"})
     steps.append(
         {
             "step": "Account closed: sign-in blocked, sessions ended, second factors removed, "

@@ -170,7 +170,8 @@ def test_tokens_are_refused_after_offboarding(employee, app, rob, allowed, admin
     tokens = signed_in_tokens(employee, app)
     _, raw = network_client_create(actor=Actor.system(), name="P-CSCF", enterprises=[allowed])
     element = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    telephony_services.employee_offboard(actor=Actor(user=admin), user=employee)
+    receipt = telephony_services.employee_offboard(actor=Actor(user=admin), user=employee)
+    assert "App sign-in tokens revoked: 1" in [step["step"] for step in receipt.steps]
     assert introspect(element, tokens["access_token"]).json() == {"active": False}
     userinfo = Client().get(
         reverse("oauth2_provider:user-info"), HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}"
@@ -285,6 +286,9 @@ def test_an_employee_withdraws_an_apps_access(employee, app, rob):
     browser = sign_in_verified(Client(), employee)
     page = browser.get(reverse("accounts:connected_apps")).content.decode()
     assert "Softphone" in page
+    for wrong in ("", "x", "²", "99999"):
+        response = browser.post(reverse("accounts:connected_apps"), {"application": wrong})
+        assert response.status_code == 404
     browser.post(reverse("accounts:connected_apps"), {"application": app.pk})
     userinfo = Client().get(
         reverse("oauth2_provider:user-info"), HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}"
