@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test lint bench drills chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ chromium:
 
 test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on PostgreSQL (see docs/benchmarks.md); not part of `make test`.
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Fault drills only (they also run in `make test` when PostgreSQL and Redis are configured).
+drills: $(VENV)/.dev
+	$(BIN)/python -m pytest -m drill $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
