@@ -127,6 +127,8 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or f"sqlite:///{_SQLITE_PATH}",
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
+        # Behind PgBouncer in transaction mode a cursor cannot outlive its transaction.
+        disable_server_side_cursors=env_bool("DATABASE_TRANSACTION_POOLING", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

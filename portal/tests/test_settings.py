@@ -87,3 +87,26 @@ def test_a_malformed_boolean_is_refused_rather_than_guessed():
     result = manage("check", env_overrides={"DJANGO_DEBUG": "maybe"})
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be a boolean" in result.stderr
+
+
+def test_transaction_pooling_turns_server_side_cursors_off():
+    show = "from django.db import connection; print(connection.settings_dict['DISABLE_SERVER_SIDE_CURSORS'])"
+    behind_pgbouncer = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        show,
+        env_overrides={
+            "DATABASE_URL": "postgres://portal@127.0.0.1:6432/portal",
+            "DATABASE_TRANSACTION_POOLING": "true",
+        },
+    )
+    assert behind_pgbouncer.stdout.strip() == "True", behind_pgbouncer.stderr
+    direct = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        show,
+        env_overrides={"DATABASE_URL": "postgres://portal@127.0.0.1/portal"},
+    )
+    assert direct.stdout.strip() == "False", direct.stderr
