@@ -79,73 +79,130 @@ QUEUES = ("sync", "notify", "bulk", "celery")
 
 class CeleryWorker:
     """A Celery worker process on the configured broker (Redis in CI) and the test
-    database; started by the ``celery_worker`` fixture, stopped after the test."""
+    database; started by the ``celery_worker`` fixture, stopped after the test.
+
+    The fault drills start several: on some of the queues, on a broker of their own,
+    with a concurrency, and they pause, kill and restart them."""
 
     READY_TIMEOUT = 60
 
-    def __init__(self, extra_env=None):
+    def __init__(
+        self,
+        extra_env=None,
+        *,
+        queues=QUEUES,
+        hostname: str = "",
+        broker_url: str = "",
+        concurrency: int = 1,
+        purge: bool = True,
+    ):
         import uuid
 
-        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.hostname = hostname or f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.extra_env = extra_env or {}
+        self.queues = tuple(queues)
+        self.broker_url = broker_url
+        self.concurrency = concurrency
+        self.purge = purge
         self.output: list[str] = []
+        self.process = None
 
     def start(self):
+        return self.launch().wait_ready()
+
+    def launch(self):
+        """Start the process without waiting for it to be ready (start several at once)."""
         import os
         import subprocess
         import sys
         import threading
-        import time
 
         from portal.celery import app
 
-        with app.connection_for_write() as conn:
-            for queue in QUEUES:
-                conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
-                conn.default_channel.queue_purge(queue)
+        if self.purge:  # messages of an earlier test must not reach this one
+            with app.connection_for_write(self.broker_url or None) as conn:
+                for queue in QUEUES:
+                    conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+                    conn.default_channel.queue_purge(queue)
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings_test",
             "DATABASE_URL": worker_database_url(),
+            **({"CELERY_BROKER_URL": self.broker_url} if self.broker_url else {}),
             **self.extra_env,
         }
+        pool = (
+            ["--pool=solo"]
+            if self.concurrency == 1
+            else ["--pool=prefork", f"--concurrency={self.concurrency}"]
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
-             "-Q", ",".join(QUEUES),
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", *pool,
+             "-Q", ",".join(self.queues),
              "--loglevel=INFO", "-n", self.hostname, "--without-mingle", "--without-gossip"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,  # its own process group: kill() takes the pool too
         )  # fmt: skip
-        ready = threading.Event()
+        self.ready = threading.Event()
 
         def read():
             for line in self.process.stdout:
                 self.output.append(line)
                 if " ready." in line:
-                    ready.set()
+                    self.ready.set()
 
         threading.Thread(target=read, daemon=True).start()
+        return self
+
+    def wait_ready(self):
+        import time
+
         deadline = time.monotonic() + self.READY_TIMEOUT
-        while not ready.wait(0.2):
+        while not self.ready.wait(0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("Celery worker did not start:\n" + "".join(self.output))
         return self
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _signal_group(self, signum) -> None:
+        import os
+
+        if self.running:
+            os.killpg(self.process.pid, signum)
+
     def stop(self):
+        import signal
         import subprocess
 
-        if self.process.poll() is None:
+        if self.running:
+            self._signal_group(signal.SIGCONT)  # a paused worker cannot shut down
             self.process.terminate()
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
 
     def kill(self):
-        """SIGKILL, as a crash or an out-of-memory killer would."""
-        self.process.kill()
+        """SIGKILL, as a crash or an out-of-memory killer would (pool processes too)."""
+        import signal
+
+        self._signal_group(signal.SIGKILL)
         self.process.wait()
+
+    def pause(self):
+        """SIGSTOP: the worker freezes where it is (a stalled process, a long GC pause)."""
+        import signal
+
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self):
+        import signal
+
+        self._signal_group(signal.SIGCONT)
 
 
 def wait_for(condition, timeout: float = 30, interval: float = 0.1):

@@ -27,6 +27,7 @@ from .models import (
     Registration,
     SigningCredential,
     SimLine,
+    SimulatedHssOutage,
     SimulatedSubscription,
     SyncAttempt,
 )
@@ -285,6 +286,25 @@ class SimulatedSubscriptionAdmin(admin.ModelAdmin):
     list_display = ["msisdn", "imsi", "display_name", "enabled", "operation_id", "updated_at"]
     list_filter = ["enabled"]
     search_fields = ["msisdn", "imsi", "display_name"]
+
+
+@admin.register(SimulatedHssOutage)
+class SimulatedHssOutageAdmin(AuditedModelAdmin):
+    """The builtin HSS's outage switch: tick *HSS down* (optionally until a time) and
+    every worker's pushes fail and retry until it is back — a demo of the outbox."""
+
+    fields = ["down", "until", "reason"]
+
+    def changelist_view(self, request, extra_context=None):
+        """One switch: the list opens it."""
+        switch, _ = SimulatedHssOutage.objects.get_or_create(pk=1)
+        return redirect(reverse("admin:telephony_simulatedhssoutage_change", args=[switch.pk]))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Registration)

@@ -184,7 +184,13 @@ def _allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "")
             free = free.filter(block__country=country.upper())
         # Oldest block first, lowest number first. Concurrent onboardings each take a
         # different number instead of queueing for the same row.
-        number = free.select_for_update(skip_locked=True).order_by("block_id", "e164").first()
+        # of=self: the country filter joins the block, whose row must not be locked too
+        # (a concurrent allocation would then skip every number of the block).
+        number = (
+            free.select_for_update(skip_locked=True, of=("self",))
+            .order_by("block_id", "e164")
+            .first()
+        )
         if number is None:
             where = f" in {country.upper()}" if country else ""
             raise RuleViolation(
@@ -433,11 +439,14 @@ def existing_member(enterprise: Enterprise, email: str) -> User | None:
 
 def _locked(identity: Identity) -> Identity:
     """The identity, locked for this change. FOR NO KEY UPDATE: a concurrent push may
-    still add sync-history rows that point at it (their key check only needs to share)."""
-    return (
-        Identity.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("enterprise", "number", "line", "owner")
-        .get(pk=identity.pk)
+    still add sync-history rows that point at it (their key check only needs to share).
+    Read again once locked: a locking query that waited for a concurrent change (a
+    relocation) re-reads the identity's row but not the rows it joins, so its number
+    or line would come back empty."""
+    rows = Identity.objects.select_for_update(of=("self",), no_key=True).order_by()
+    rows.values_list("pk").get(pk=identity.pk)  # waits for a concurrent change to commit
+    return Identity.objects.select_related("enterprise", "number", "line", "owner").get(
+        pk=identity.pk
     )
 
 
@@ -616,11 +625,18 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     received = _end_grants(
         Grant.objects.active().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
     )
-    identities = list(
+    locked = (
         Identity.objects.live()
         .select_for_update(of=("self",), no_key=True)
-        .select_related("enterprise", "number", "line", "owner")
         .filter(owner=user)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    identities = list(  # read once locked (see _locked)
+        Identity.objects.live()
+        .select_related("enterprise", "number", "line", "owner")
+        .filter(pk__in=list(locked))
+        .order_by("pk")
     )
     for identity in identities:
         tn = identity.tn
@@ -766,9 +782,9 @@ def request_sync(identity: Identity) -> None:
 
 
 def _queue_sync(identity_id: int) -> None:
-    from .tasks import sync_identity
+    from .sync import queue_push_after_commit
 
-    transaction.on_commit(lambda: sync_identity.delay(identity_id), robust=True)
+    queue_push_after_commit(identity_id)
 
 
 @transaction.atomic

@@ -16,11 +16,13 @@ import logging
 import random
 import time
 from collections import defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 class PushResult:
     outcome: str  # synced | retry | failed | skipped
     retry_in: float | None = None
+    attempt: int = 0  # failed tries so far: the retry follows them
 
 
 # --- Desired state --------------------------------------------------------------------
@@ -143,9 +146,15 @@ class Claim:
     until: datetime
 
 
-def _claim(identity_id: int, now) -> Claim | None:
+def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
     """Take the lease on a pending sync row, or None to skip (nothing pending, a failure
-    on show, or another worker pushing: that one re-queues what changes meanwhile)."""
+    on show, or another worker pushing: that one re-queues what changes meanwhile).
+
+    ``attempt`` is how many tries the delivery follows (0: a change's first delivery).
+    A delivery that does not follow the row's current try count is a copy — the change
+    was queued again by another edit or the sweep, or a newer change started afresh —
+    and leaves the pending version to the retry that is scheduled, so that a change
+    retries as one chain and its tries are counted once. None: try regardless."""
     with transaction.atomic():
         row = (
             IdentitySync.objects.select_for_update(skip_locked=True).filter(pk=identity_id).first()
@@ -153,6 +162,8 @@ def _claim(identity_id: int, now) -> Claim | None:
         if row is None or not row.is_pending or row.state == IdentitySync.State.FAILED:
             return None
         if row.claimed_until and row.claimed_until > now:
+            return None
+        if attempt is not None and attempt != row.attempts:
             return None
         row.claimed_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         row.save(update_fields=["claimed_until"])
@@ -186,11 +197,25 @@ def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id:
     return desired
 
 
-def push_identity(identity_id: int) -> PushResult:
-    """One sync attempt of one identity (what the ``sync_identity`` task runs)."""
-    claim = _claim(identity_id, timezone.now())
+# The portal's own database went away: a restart, a failover, a dropped connection.
+DATABASE_GONE = (OperationalError, InterfaceError)
+
+
+def push_identity(identity_id: int, *, attempt: int | None = None) -> PushResult:
+    """One sync attempt of one identity (what the ``sync_identity`` task runs; see
+    ``_claim`` for ``attempt``). Raises DATABASE_GONE when the portal's database went
+    away; nothing was recorded then, and the lease is handed back if it can be."""
+    claim = _claim(identity_id, timezone.now(), attempt)
     if claim is None:
         return PushResult("skipped")
+    try:
+        return _push(identity_id, claim)
+    except DATABASE_GONE:
+        _release(identity_id, claim)
+        raise
+
+
+def _push(identity_id: int, claim: Claim) -> PushResult:
     row = IdentitySync.objects.get(pk=identity_id)
     identity = Identity.objects.select_related("enterprise", "number", "line", "owner").get(
         pk=identity_id
@@ -203,11 +228,28 @@ def push_identity(identity_id: int) -> PushResult:
         return _record_failure(identity, claim, str(exc), started, transient=False)
     except HssTransientError as exc:
         return _record_failure(identity, claim, str(exc), started, transient=True)
+    except DATABASE_GONE:
+        raise
     except Exception as exc:
         log.exception("HSS push of identity %s failed unexpectedly", identity_id)
         reason = f"{exc.__class__.__name__}: {exc}"
         return _record_failure(identity, claim, reason, started, transient=True)
     return _record_success(identity, claim, pushed, operation_id, started)
+
+
+def _release(identity_id: int, claim: Claim) -> None:
+    """Hand back a lease after the database went away mid-push, so that the retry need
+    not wait for it to expire; if the database does not answer yet, the lease expires
+    and the sweep re-queues the change."""
+    if connection.in_atomic_block:
+        return
+    connection.close_if_unusable_or_obsolete()
+    try:
+        IdentitySync.objects.filter(pk=identity_id, claimed_until=claim.until).update(
+            claimed_until=None
+        )
+    except DATABASE_GONE:
+        log.warning("database still away: the lease on identity %s will expire", identity_id)
 
 
 def _elapsed_ms(started: float) -> int:
@@ -239,6 +281,17 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
         _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
         row = _locked_row(identity, claim)
         if row is None:
+            # This push outlived its lease: another worker took the row over and may have
+            # written a newer state, which this late write may just have overwritten. The
+            # HSS cannot refuse an older write, so the current state is pushed once more.
+            from .services import request_sync
+
+            request_sync(identity)
+            log.warning(
+                "HSS push %s of identity %s outlived its lease; pushing the current state again",
+                operation_id,
+                identity.pk,
+            )
             return PushResult("skipped")
         row.synced_version = max(row.synced_version, claim.version)
         row.pushed_msisdn = pushed.msisdn if pushed else ""
@@ -308,13 +361,36 @@ def _record_failure(identity, claim, reason, started, *, transient) -> PushResul
     if retry_in is None:
         log.warning("HSS sync of identity %s failed: %s", identity.pk, reason)
         return PushResult("failed")
-    return PushResult("retry", retry_in)
+    return PushResult("retry", retry_in, row.attempts)
 
 
-def _queue(identity_id: int, countdown: float | None = None) -> None:
+# The queue for pushes of changes made in this context; None: the task's route (sync).
+_push_queue: ContextVar[str | None] = ContextVar("sync_push_queue", default=None)
+
+
+@contextmanager
+def pushes_on_queue(queue: str):
+    """Changes made inside queue their pushes on ``queue``: a bulk import's thousands of
+    pushes go to the bulk queue's workers, so that a leaver's kill-switch on the sync
+    queue never waits behind them."""
+    token = _push_queue.set(queue)
+    try:
+        yield
+    finally:
+        _push_queue.reset(token)
+
+
+def queue_push_after_commit(identity_id: int) -> None:
+    """Queue a push of the identity once the caller's transaction commits."""
+    queue = _push_queue.get()
+    transaction.on_commit(lambda: _queue(identity_id, queue=queue), robust=True)
+
+
+def _queue(identity_id: int, attempt: int = 0, queue: str | None = None) -> None:
     from .tasks import sync_identity
 
-    sync_identity.apply_async((identity_id,), countdown=countdown)
+    options = {"queue": queue} if queue else {}
+    sync_identity.apply_async((identity_id,), {"attempt": attempt}, **options)
 
 
 # --- Sweep ----------------------------------------------------------------------------
@@ -335,9 +411,10 @@ def sweep() -> int:
             Q(next_attempt_at=None, requested_at__lt=now - grace)
             | Q(next_attempt_at__lt=now - grace)
         )
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
+        .values_list("pk", "attempts")[:SWEEP_BATCH]
     )
-    ids = list(lost)
+    found = dict(lost)  # the re-queued delivery takes over the lost one's place in the tries
+    ids = list(found)
     if ids:
         # Mark them due now, so that the next sweep does not queue them again; a row a
         # worker claimed meanwhile keeps its lease.
@@ -345,7 +422,7 @@ def sweep() -> int:
             Q(claimed_until=None) | Q(claimed_until__lt=now)
         ).update(next_attempt_at=now, claimed_until=None)
         for identity_id in ids:
-            _queue(identity_id)
+            _queue(identity_id, found[identity_id])
         log.info("sync sweep re-queued %d identities", len(ids))
     return len(ids)
 

@@ -1,6 +1,7 @@
 """Celery tasks: thin, by id, calling the sync engine or a service."""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import devices, services, sync
 from .hss import HssTransientError
@@ -8,14 +9,27 @@ from .notify import NoticeError
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def sync_identity(self, identity_id: int) -> str:
+def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
     """Push one identity's current desired state to the HSS. Idempotent: a duplicate
     delivery finds nothing pending and does nothing. Transient faults retry with
-    backoff; the sync row shows every attempt."""
-    result = sync.push_identity(identity_id)
+    backoff; the sync row shows every attempt. ``attempt``: the failed tries this
+    delivery follows (0 for a change), so that copies of a delivery do not retry too."""
+    try:
+        result = sync.push_identity(identity_id, attempt=attempt)
+    except sync.DATABASE_GONE as exc:
+        # Nothing was recorded and the try count stands: try again soon, on a new
+        # connection (Celery's Django fixup drops the broken one before the next task).
+        raise self.retry(
+            exc=exc,
+            countdown=sync.backoff_seconds(self.request.retries + 1),
+            max_retries=settings.SYNC_MAX_ATTEMPTS,
+            kwargs={"attempt": attempt},
+        ) from exc
     if result.retry_in is not None:
         # The sync row counts the tries and decides when to stop; Celery only schedules.
-        raise self.retry(countdown=result.retry_in, max_retries=None)
+        raise self.retry(
+            countdown=result.retry_in, max_retries=None, kwargs={"attempt": result.attempt}
+        )
     return result.outcome
 
 
@@ -48,7 +62,10 @@ def run_import(self, job_id: int) -> None:
     committed chunk ended."""
     from . import bulk
 
-    bulk.run_import_job(job_id)
+    # Its identities' pushes go to the bulk queue too: the sync queue stays free for
+    # interactive changes and kill-switches.
+    with sync.pushes_on_queue("bulk"):
+        bulk.run_import_job(job_id)
 
 
 @shared_task(

@@ -1,16 +1,53 @@
 """The builtin HSS: a simulation that keeps its own state (in its own table), for
 demos, tests and benchmarks. It can add latency and fail a share of calls
-(``HSS_BUILTIN_LATENCY_MS``, ``HSS_BUILTIN_FAILURE_RATE``), so that retries, drift and
-reconcile behave as they would against a real HSS."""
+(``HSS_BUILTIN_LATENCY_MS``, ``HSS_BUILTIN_FAILURE_RATE``), and be taken down altogether
+for a while (``outage_start``/``outage_end``, the *Simulated HSS outage* switch in Django
+admin, ``manage.py hss_outage``), so that retries, drift and reconcile behave as they
+would against a real HSS. Like a real HSS it logs every write with the portal's
+operation id."""
 
+import logging
 import random
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from .base import DeviceSettings, HssBackend, HssTransientError, SharedAccess, Subscription
+
+log = logging.getLogger(__name__)
+
+
+def _outage_model():
+    from telephony.models import SimulatedHssOutage
+
+    return SimulatedHssOutage
+
+
+def outage_start(*, until: datetime | None = None, reason: str = "") -> None:
+    """Take the simulated HSS down, for every process, until ``outage_end`` or ``until``."""
+    _outage_model().objects.update_or_create(
+        pk=1, defaults={"down": True, "until": until, "reason": reason[:200]}
+    )
+    log.warning("builtin HSS: outage started (until %s) %s", until or "switched off", reason)
+
+
+def outage_end() -> None:
+    _outage_model().objects.update_or_create(pk=1, defaults={"down": False, "until": None})
+    log.warning("builtin HSS: outage ended")
+
+
+def outage_active() -> bool:
+    """Whether the simulated HSS is down now (one indexed lookup per call)."""
+    return (
+        _outage_model()
+        .objects.filter(pk=1, down=True)
+        .filter(Q(until=None) | Q(until__gt=timezone.now()))
+        .exists()
+    )
 
 
 class BuiltinHss(HssBackend):
@@ -25,6 +62,8 @@ class BuiltinHss(HssBackend):
     def _call(self):
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
+        if outage_active():
+            raise HssTransientError("simulated HSS outage: the HSS does not answer")
         if self.failure_rate and random.random() < self.failure_rate:  # noqa: S311 - simulation
             raise HssTransientError("simulated HSS failure (HSS_BUILTIN_FAILURE_RATE)")
 
@@ -61,10 +100,12 @@ class BuiltinHss(HssBackend):
                 "operation_id": operation_id,
             },
         )
+        log.info("builtin HSS: upsert %s %s", subscription.msisdn, operation_id)
 
     def remove(self, msisdn: str, *, operation_id: str) -> None:
         self._call()
-        self._model().objects.filter(msisdn=msisdn).delete()
+        if self._model().objects.filter(msisdn=msisdn).delete()[0]:
+            log.info("builtin HSS: remove %s %s", msisdn, operation_id)
 
     def get(self, msisdn: str) -> Subscription | None:
         self._call()

@@ -11,7 +11,7 @@ from .registrations import (
     RegistrationEvent,
     RegistrationQuerySet,
 )
-from .sync import IdentitySync, SimulatedSubscription, SyncAttempt
+from .sync import IdentitySync, SimulatedHssOutage, SimulatedSubscription, SyncAttempt
 
 __all__ = [
     "CallRecord",
@@ -31,6 +31,7 @@ __all__ = [
     "RegistrationQuerySet",
     "SigningCredential",
     "SimLine",
+    "SimulatedHssOutage",
     "SimulatedSubscription",
     "SyncAttempt",
     "TelephoneNumber",

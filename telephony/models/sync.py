@@ -108,3 +108,24 @@ class SimulatedSubscription(models.Model):
 
     def __str__(self):
         return self.msisdn
+
+
+class SimulatedHssOutage(models.Model):
+    """The builtin HSS's outage switch (one row). While it is on, every call to the
+    simulated HSS fails the way a real HSS's do during an outage (transiently), in every
+    process, so operator staff can show that changes wait, retry and all land once it is
+    back; the fault drills use it. It ends when switched off or at ``until``."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    down = models.BooleanField("HSS down", default=False)
+    until = models.DateTimeField(
+        null=True, blank=True, help_text="Back by itself at this time; empty: until switched off."
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "simulated HSS outage"
+
+    def __str__(self):
+        return "Simulated HSS outage"
