@@ -6,6 +6,7 @@
 (RuleViolation) are 400s with the service's own message.
 """
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -14,7 +15,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from portal.errors import RuleViolation
 
 
-def _body(status_code: int, code: str, detail: str, errors=None) -> dict:
+def error_body(status_code: int, code: str, detail: str, errors=None) -> dict:
     body = {"status": status_code, "code": code, "detail": detail}
     if errors:
         body["errors"] = errors
@@ -25,7 +26,13 @@ def exception_handler(exc, context):
     if isinstance(exc, RuleViolation):
         errors = {exc.field: [exc.message]} if exc.field else None
         return Response(
-            _body(400, exc.code, exc.message, errors), status=status.HTTP_400_BAD_REQUEST
+            error_body(400, exc.code, exc.message, errors), status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
+        return Response(
+            error_body(413, "too_large", "The request body is too large."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
@@ -36,11 +43,11 @@ def exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = _body(
+        response.data = error_body(
             response.status_code, "invalid", "The request has invalid fields.", errors
         )
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = detail.code if hasattr(detail, "code") else "error"
-        response.data = _body(response.status_code, str(code), str(detail))
+        response.data = error_body(response.status_code, str(code), str(detail))
     return response

@@ -1,9 +1,10 @@
 """Every API resource under /api/v1/, one router."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import views as accounts_views
+from portal.api.views import not_found
 from telephony.api import views as telephony_views
 
 router = DefaultRouter(trailing_slash=True)
@@ -23,4 +24,6 @@ router.register("call-records", telephony_views.CallRecordViewSet, basename="cal
 urlpatterns = [
     path("enterprise/", accounts_views.EnterpriseView.as_view(), name="api-enterprise"),
     *router.urls,
+    # Last: whatever else is asked for under /api/v1/ answers the API's 404.
+    re_path(r"", not_found),
 ]

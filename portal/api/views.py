@@ -1,9 +1,13 @@
 from functools import cached_property
 
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import viewsets
 
 from accounts.audit import Actor
 from portal.tenancy import enterprise_of
+
+from .errors import error_body
 
 
 class EnterpriseAPIMixin:
@@ -24,3 +28,14 @@ class EnterpriseAPIMixin:
 
 class EnterpriseViewSet(EnterpriseAPIMixin, viewsets.GenericViewSet):
     pass
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs):
+    """Any other path under /api/v1/: the API's own 404 body rather than a page, so that
+    a client sees one error shape whatever it gets wrong (an id that is not a number, a
+    path without its trailing slash, an action that does not exist). Changes nothing."""
+    detail = "There is no such API resource."
+    if not request.path.endswith("/"):
+        detail += " API paths end with a slash."
+    return JsonResponse(error_body(404, "not_found", detail), status=404)

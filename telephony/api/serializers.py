@@ -157,7 +157,9 @@ class NumberFilterSerializer(serializers.Serializer):
 
 
 class SimLineSerializer(serializers.ModelSerializer):
-    identity = serializers.PrimaryKeyRelatedField(read_only=True)
+    identity = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The identity using the line; null if free."
+    )
 
     class Meta:
         model = SimLine
@@ -168,6 +170,10 @@ class SimLineSerializer(serializers.ModelSerializer):
 class GrantSerializer(serializers.ModelSerializer):
     identity_tn = serializers.SerializerMethodField()
     is_active = serializers.BooleanField(read_only=True)
+    # Blank while the grant lasts; declared so that the schema allows "".
+    end_reason = serializers.ChoiceField(
+        choices=Grant.EndReason.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Grant
@@ -230,6 +236,10 @@ class RegistrationSerializer(serializers.ModelSerializer):
     identity_tn = serializers.SerializerMethodField()
     user_email = serializers.EmailField(source="user.email", read_only=True)
     is_active = serializers.BooleanField(read_only=True)
+    # Blank while the device is registered; declared so that the schema allows "".
+    end_reason = serializers.ChoiceField(
+        choices=Registration.EndReason.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Registration

@@ -3,16 +3,25 @@ interface (signingRequest/signingResponse, verificationRequest/verificationRespo
 OMA-style requestError bodies, the X-RequestID header), so that an SBC or IMS element
 configured for an ATIS STI server works unchanged."""
 
-import json
 import uuid
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import parsers
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import parsers, serializers
 from rest_framework.response import Response
 
+from portal.api import parsers as strict_json
+from portal.api.schema import ApiErrorSerializer
 from telephony import calls
 
 from .views import CappedBody, NetworkView
+
+# An origid is a UUID (ATIS-1000074); call records keep up to 64 characters.
+MAX_ORIGID = 64
 
 
 class RawJsonParser(CappedBody, parsers.BaseParser):
@@ -22,9 +31,44 @@ class RawJsonParser(CappedBody, parsers.BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return json.loads(self.read_capped(stream).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            return strict_json.loads(self.read_capped(stream))
+        except strict_json.InvalidJson:
             return None
+
+
+class _ExceptionSerializer(serializers.Serializer):
+    messageId = serializers.CharField()  # ATIS-1000082 names
+    text = serializers.CharField()
+    variables = serializers.ListField(child=serializers.CharField())
+
+
+class _RequestErrorBodySerializer(serializers.Serializer):
+    serviceException = _ExceptionSerializer(required=False)
+    policyException = _ExceptionSerializer(required=False)
+
+
+class RequestErrorSerializer(serializers.Serializer):
+    """ATIS-1000082's (OMA-style) error body."""
+
+    requestError = _RequestErrorBodySerializer()
+
+
+# A refused request: ATIS's body for what the STI service refuses, the API's for a
+# credential or a body that never reached it.
+NETWORK_ERROR = PolymorphicProxySerializer(
+    component_name="StirError",
+    serializers=[RequestErrorSerializer, ApiErrorSerializer],
+    resource_type_field_name=None,
+)
+STIR_RESPONSES = {
+    200: {"type": "object"},
+    400: NETWORK_ERROR,
+    403: NETWORK_ERROR,
+    500: OpenApiResponse(
+        RequestErrorSerializer,
+        description="SVC4003: no signing certificate is configured, or its key cannot be read.",
+    ),
+}
 
 
 def request_error(exc: calls.CallAuthError, request_id: str) -> Response:
@@ -46,6 +90,14 @@ def _field(data, key, kind, *, required=True, path=""):
     value = data[key]
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise calls.CallAuthError("SVC4002", "Invalid value for %1", [name])
+    return value
+
+
+def _seconds(data, key, *, required=True):
+    """Seconds since 1970 (iat, time): an integer the PASSporT and the clock can hold."""
+    value = _field(data, key, int, required=required)
+    if value is not None and not 0 <= value < 2**63:
+        raise calls.CallAuthError("SVC4002", "Invalid value for %1", [key])
     return value
 
 
@@ -102,7 +154,7 @@ class SigningView(StirView):
         "enterprise's business name is vetted and the call is attested A, "
         "`signingResponse.identities` with the RCD PASSporT as well.",
         request={"application/json": {"type": "object"}},
-        responses={200: {"type": "object"}},
+        responses=STIR_RESPONSES,
         examples=[OpenApiExample("Rob Smith calls", value=SIGNING_EXAMPLE, request_only=True)],
         tags=["network"],
     )
@@ -115,12 +167,15 @@ class SigningView(StirView):
         attest = _field(data, "attest", str, required=False)
         if attest is not None and attest not in ("A", "B", "C"):
             raise calls.CallAuthError("SVC4002", "Invalid value for %1", ["attest"])
+        origid = _field(data, "origid", str, required=False) or ""
+        if len(origid) > MAX_ORIGID:
+            raise calls.CallAuthError("SVC4002", "Invalid value for %1", ["origid"])
         signed = calls.sign_call(
             client=request.auth,
             orig_tn=_field(orig, "tn", str, path="orig."),
             dest_tns=_tn_list(_field(dest, "tn", list, path="dest."), "dest.tn"),
-            iat=_field(data, "iat", int),
-            origid=_field(data, "origid", str, required=False) or "",
+            iat=_seconds(data, "iat"),
+            origid=origid,
             attest=attest or "",
             originator_impu=_field(data, "origImpu", str, required=False) or "",
             request_id=request_id,
@@ -143,7 +198,7 @@ class VerificationView(StirView):
         "with `reasonCode`/`reasonString` (RFC 8224 codes) on failure and, from a verified "
         "RCD PASSporT, the caller name to display (portal extension `caller`).",
         request={"application/json": {"type": "object"}},
-        responses={200: {"type": "object"}},
+        responses=STIR_RESPONSES,
         tags=["network"],
     )
     def post(self, request):
@@ -157,7 +212,7 @@ class VerificationView(StirView):
             from_tn=_field(origin, "tn", str, path="from."),
             to_tns=_tn_list(_field(to, "tn", list, path="to."), "to.tn"),
             identity=_field(data, "identity", str),
-            time=_field(data, "time", int, required=False),
+            time=_seconds(data, "time", required=False),
             request_id=request_id,
         )
         response = {"verstat": verified.verstat}
