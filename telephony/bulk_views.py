@@ -108,14 +108,19 @@ def import_job(request, pk):
     job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
     if job.state == ImportJob.State.PREVIEWED:
         return redirect("telephony:import_preview", pk=job.pk)
-    return render(request, "telephony/bulk/job.html", {"job": job})
+    return render(request, "telephony/bulk/job.html", _progress_context(job))
 
 
 @enterprise_role_required(ADMIN)
 def import_progress(request, pk):
     """The progress panel alone, polled by htmx while the job is queued or running."""
     job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
-    return render(request, "telephony/bulk/_progress.html", {"job": job})
+    return render(request, "telephony/bulk/_progress.html", _progress_context(job))
+
+
+def _progress_context(job: ImportJob) -> dict:
+    # The bar moves a chunk at a time: each chunk is one transaction.
+    return {"job": job, "chunk_size": bulk.CHUNK_SIZE}
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)

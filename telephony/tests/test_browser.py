@@ -1,75 +1,359 @@
-"""The identities journey in a real browser, with a real worker syncing to the HSS."""
+"""Journeys through the portal in a real browser (Debian's Chromium), each checking what
+the user sees and what the system did, with a real Celery worker where the journey
+waits on one: onboarding to a synced identity, an employee's first sign-in with an
+authenticator and the sign-out of one of two phones, a CSV import followed on its
+progress bar, and an offboarding to its finished receipt."""
+
+import base64
+import threading
+from pathlib import Path
 
 import pytest
+import requests
+from django.db import connection, transaction
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.tests.factories import PASSWORD, AdminFactory, EnterpriseFactory, TOTPDeviceFactory
-from portal.testing import sign_in_browser
-from telephony.models import SimulatedSubscription
-from telephony.tests.factories import give_numbers
+from accounts.audit import Actor
+from accounts.models import AuditEvent, Invitation, User
+from accounts.services import network_client_create
+from accounts.tests.factories import (
+    PASSWORD,
+    AdminFactory,
+    EnterpriseFactory,
+    TOTPDeviceFactory,
+    UserFactory,
+)
+from portal.testing import sign_in_browser, wait_for
+from telephony import services
+from telephony.models import Grant, ImportJob, Registration, SimulatedSubscription
+from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+ROB_PHONES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "rob-two-phones.xml"
+ROB_TN = "+4930555000"  # the number docs/examples/rob-two-phones.xml registers
+
+
+def swift_delivery(**contract):
+    enterprise = EnterpriseFactory(
+        name="Swift Delivery",
+        slug="swift-delivery",
+        sip_domain="swift-delivery.example",
+        **{f"contract__{key}": value for key, value in contract.items()},
+    )
+    give_numbers(enterprise, "+4930555000", "+4930555299")
+    return enterprise
+
+
+def admin_of(enterprise):
+    admin = AdminFactory(
+        enterprise=enterprise, full_name="Ada Admin", email="ada@swift-delivery.example"
+    )
+    TOTPDeviceFactory(user=admin)
+    return admin
+
+
+def register_robs_phones(live_server, enterprise) -> dict:
+    """The IMS core reports Rob Smith's two phones, as the README's example does."""
+    _, token = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
+    response = requests.post(
+        f"{live_server.url}/network/v1/reginfo",
+        data=ROB_PHONES.read_bytes(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/reginfo+xml"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def in_hss(msisdn: str) -> SimulatedSubscription | None:
+    return SimulatedSubscription.objects.filter(msisdn=msisdn).first()
+
+
+def shared_with(msisdn: str) -> list[str]:
+    """The numbers of others that the HSS lets ``msisdn``'s subscriber use."""
+    subscription = in_hss(msisdn)
+    return [shared[0] for shared in subscription.shared_msisdns] if subscription else []
+
+
+# --- Onboarding -------------------------------------------------------------------------
+
 
 @pytest.mark.worker
-def test_an_admin_onboards_rob_smith_sees_him_synced_then_offboards_him(page, celery_worker):
-    enterprise = EnterpriseFactory(name="Swift Delivery", sip_domain="swift-delivery.example")
-    give_numbers(enterprise, "+4930555000", "+4930555099")
-    admin = AdminFactory(enterprise=enterprise)
-    TOTPDeviceFactory(user=admin)
+def test_an_admin_onboards_rob_smith_and_sees_his_identity_synced(page, celery_worker):
+    enterprise = swift_delivery()
+    admin = admin_of(enterprise)
     sign_in_browser(page, admin, PASSWORD)
 
-    page.get_by_role("link", name="Employees").click()
+    page.get_by_role("link", name="Employees", exact=True).click()
     page.get_by_role("link", name="Onboard an employee").click()
     page.get_by_label("Full name").fill("Rob Smith")
     page.get_by_label("Email").fill("rob.smith@swift-delivery.example")
     page.get_by_label("Video").check()
     page.get_by_role("button", name="Onboard").click()
 
-    page.get_by_role("heading", name="+4930555000").wait_for()
+    # He lands on the new identity: its number, IMPUs and IMPI derived from it.
+    page.get_by_role("heading", name=ROB_TN).wait_for()
+    for impu in (f"tel:{ROB_TN}", f"sip:{ROB_TN}@swift-delivery.example;user=phone"):
+        assert page.get_by_text(impu, exact=True).is_visible()
     # The sync panel polls until the worker has pushed the identity.
     page.locator("#sync-panel").get_by_text("In step with the HSS").wait_for(timeout=20_000)
-    assert SimulatedSubscription.objects.get(msisdn="+4930555000").display_name == "Rob Smith"
 
-    page.get_by_role("link", name="Rob Smith").first.click()
+    rob = User.objects.get(email="rob.smith@swift-delivery.example")
+    identity = rob.identities.get()
+    subscription = in_hss(ROB_TN)
+    assert subscription.display_name == "Rob Smith"
+    assert set(subscription.services) == {"voice", "video"}
+    assert set(identity.impus) <= set(subscription.impus)
+    assert identity.sync.state == "synced"
+    assert AuditEvent.objects.filter(actor_user=admin, action="identity.created").exists()
+    # The invitation is emailed by the worker too.
+    wait_for(lambda: Invitation.objects.filter(user=rob, sent_at__isnull=False).exists())
+
+    # The employee list and the home page tell the same.
+    page.get_by_role("link", name="Employees", exact=True).click()
+    row = page.get_by_role("row").filter(has_text="Rob Smith")
+    assert row.get_by_text("Invited").is_visible()
+    assert row.get_by_text("synced").is_visible()
+    page.get_by_role("link", name="Home", exact=True).click()
+    in_step = page.locator(".card").filter(has_text="in step with the network")
+    assert in_step.locator(".card-figure").inner_text() == "1"
+
+
+# --- An employee's devices ----------------------------------------------------------------
+
+
+@pytest.mark.worker
+def test_an_employee_enrols_an_authenticator_then_signs_out_one_of_two_phones(
+    page, live_server, celery_worker
+):
+    enterprise = swift_delivery(employee_2fa_required=True)
+    rob = UserFactory(
+        enterprise=enterprise, full_name="Rob Smith", email="rob.smith@swift-delivery.example"
+    )
+    make_identity(rob, tn=ROB_TN)
+    assert register_robs_phones(live_server, enterprise)["new_devices"] == 2
+    wait_for(lambda: in_hss(ROB_TN))
+
+    # First sign-in: his contract requires a second factor, so he enrols one.
+    page.goto("/login/")
+    page.get_by_label("Email").fill(rob.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Set up a second factor").wait_for()
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    page.get_by_label("Code from the app").fill(f"{TOTP(base64.b32decode(secret)).token():06d}")
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_role("heading", name="Backup codes").wait_for()
+    assert page.locator("ol.codes li").count() == 10
+    page.get_by_role("link", name="I have saved them").click()
+    page.get_by_role("heading", name="Hello, Rob Smith").wait_for()
+    assert TOTPDevice.objects.get(user=rob).confirmed
+    assert StaticToken.objects.filter(device__user=rob).count() == 10
+    # He was told that he is registered on more than one phone.
+    assert page.get_by_test_id("unread-count").is_visible()
+    page.get_by_role("link", name="Notifications").click()
+    page.get_by_text("while logged on another device").first.wait_for()
+
+    page.get_by_role("link", name="My devices").click()
+    devices = page.get_by_test_id("my-device")
+    assert devices.count() == 2
+    iphone = devices.filter(has_text="iPhone (IMEI …3119)")
+    android = devices.filter(has_text="Android phone (IMEI …1481)")
+    assert iphone.get_by_text("registered", exact=True).is_visible()
+    assert android.get_by_text("registered", exact=True).is_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    iphone.get_by_role("button", name="Sign out").click()
+    page.get_by_text("Sign-out of iPhone (IMEI …3119) requested.").wait_for()
+    # The panel follows the request until the worker has had the network deregister it.
+    iphone.get_by_text("signed out", exact=True).wait_for(timeout=20_000)
+    assert iphone.get_by_role("button", name="Sign out").count() == 0
+    assert android.get_by_text("registered", exact=True).is_visible()
+
+    ended = Registration.objects.get(user=rob, user_agent__startswith="Apple iPhone")
+    assert (ended.state, ended.end_reason) == ("ended", "signed_out")
+    assert ended.sign_out_sent_at is not None
+    assert in_hss(ROB_TN).deregistered_at is not None
+    assert Registration.objects.get(user=rob, user_agent__startswith="Samsung").state == "active"
+
+    # Seen again later: the phone still registered first, the signed-out one below.
+    page.reload()
+    assert "Android phone" in devices.first.inner_text()
+    assert page.get_by_role("heading", name="Signed out or expired").is_visible()
+
+
+# --- Bulk import --------------------------------------------------------------------------
+
+
+class HeldEmail:
+    """Holds a running import at one row: another transaction inserts that row's email
+    first and keeps it open, so the worker's insert waits on PostgreSQL's unique index
+    (its earlier chunks are committed by then). ``release()`` rolls it back and the
+    worker goes on with the row as if nothing had happened."""
+
+    def __init__(self, email: str):
+        self.email = email
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+        self.thread.start()
+        assert self.holding.wait(10) and self.error is None, self.error
+
+    def _hold(self):
+        try:
+            with transaction.atomic():
+                User.objects.create(email=self.email, full_name="held", is_staff=True)
+                self.holding.set()
+                self.released.wait(120)
+                transaction.set_rollback(True)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+            self.holding.set()
+        finally:
+            connection.close()
+
+    def release(self):
+        self.released.set()
+        self.thread.join(10)
+
+
+def driver_email(row: int) -> str:
+    return f"driver{row:03d}@swift-delivery.example"
+
+
+@pytest.mark.worker
+def test_an_admin_imports_250_employees_and_follows_the_progress_bar(page, celery_worker):
+    if connection.vendor != "postgresql":
+        pytest.skip("holds the worker on a PostgreSQL unique index")
+    enterprise = swift_delivery(identity_quota=300)
+    admin = admin_of(enterprise)
+    rows = ["email,full_name,services"] + [
+        f"{driver_email(n)},Driver {n},voice" for n in range(1, 251)
+    ]
+    sign_in_browser(page, admin, PASSWORD)
+
+    page.get_by_role("link", name="Employees", exact=True).click()
+    page.get_by_role("link", name="Import CSV").click()
+    page.get_by_label("CSV file").set_input_files(
+        {"name": "drivers.csv", "mimeType": "text/csv", "buffer": "\n".join(rows).encode()}
+    )
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_text("Every row can be imported: 250 employees").wait_for()
+    assert not User.objects.filter(email=driver_email(1)).exists()  # nothing written yet
+
+    # Chunks are 100 rows: hold the worker in the second chunk, then in the third.
+    holds = [HeldEmail(driver_email(150)), HeldEmail(driver_email(230))]
+    try:
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Start the import").click()
+        bar = page.locator("#import-progress progress")
+        page.get_by_text("100 of 250 rows done (40%)").wait_for(timeout=30_000)
+        assert bar.get_attribute("value") == "100"
+        assert page.locator("#import-progress .badge").inner_text() == "Running"
+        assert User.objects.filter(enterprise=enterprise, role="employee").count() == 100
+
+        holds[0].release()
+        page.get_by_text("200 of 250 rows done (80%)").wait_for(timeout=30_000)
+        assert bar.get_attribute("value") == "200"
+
+        holds[1].release()
+        page.get_by_text("The import is done").wait_for(timeout=30_000)
+    finally:
+        for hold in holds:
+            hold.release()
+
+    assert page.get_by_text("250 of 250 rows done (100%)").is_visible()
+    assert page.get_by_text("250 employees with an identity").is_visible()
+    assert page.locator("#import-progress [hx-trigger]").count() == 0  # it stopped polling
+    job = ImportJob.objects.get(enterprise=enterprise)
+    assert (job.state, job.created_count, job.failed_count) == ("done", 250, 0)
+    assert User.objects.filter(email__in=[driver_email(150), driver_email(230)]).count() == 2
+    assert AuditEvent.objects.filter(action="import.finished", actor_user=admin).exists()
+
+    page.get_by_role("link", name="See the employees").click()
+    page.get_by_text("251 in all").wait_for()
+
+
+# --- Offboarding --------------------------------------------------------------------------
+
+
+@pytest.mark.worker
+def test_offboarding_rob_smith_ends_his_session_and_every_step_of_the_receipt_finishes(
+    browser, page, live_server, celery_worker
+):
+    enterprise = swift_delivery()
+    admin = admin_of(enterprise)
+    rob, maria, chen = (
+        UserFactory(enterprise=enterprise, full_name=name, email=f"{name.split()[0].lower()}@s.example")
+        for name in ("Rob Smith", "Maria Garcia", "Chen Wei")
+    )  # fmt: skip
+    TOTPDeviceFactory(user=rob)
+    robs = make_identity(rob, tn=ROB_TN)
+    marias, chens = make_identity(maria), make_identity(chen)
+    services.grant_create(actor=Actor(user=maria), identity=marias, grantee=rob)
+    services.grant_create(actor=Actor(user=rob), identity=robs, grantee=chen)
+    register_robs_phones(live_server, enterprise)
+    wait_for(lambda: ROB_TN in shared_with(chens.tn))
+
+    # Rob is signed in on another computer.
+    robs_browser = browser.new_context(base_url=live_server.url)
+    robs_page = robs_browser.new_page()
+    sign_in_browser(robs_page, rob, PASSWORD)
+    robs_page.get_by_role("heading", name="Hello, Rob Smith").wait_for()
+
+    sign_in_browser(page, admin, PASSWORD)
+    page.get_by_role("link", name="Employees", exact=True).click()
+    page.get_by_role("link", name="Rob Smith").click()
     page.get_by_role("link", name="Offboard…").click()
+    assert page.get_by_text(f"disable and remove {ROB_TN} in the HSS").is_visible()
+    assert page.get_by_text("revoke 2 active sharing grants").is_visible()
     page.get_by_role("button", name="Offboard Rob Smith").click()
+
+    page.get_by_role("heading", name="Offboarding of Rob Smith").wait_for()
+    # The receipt follows the network steps until the HSS confirms them.
     page.get_by_text("All steps are finished").wait_for(timeout=20_000)
-    assert page.locator(".step-done").count() == 4
-    assert not SimulatedSubscription.objects.exists()
+    steps = page.locator(".receipt li")
+    assert steps.count() == 4
+    assert page.locator(".receipt li.step-done").count() == 4
+    assert page.get_by_text("Grants revoked: 1 given, 1 received").is_visible()
+
+    rob.refresh_from_db()
+    assert rob.status == "offboarded"
+    assert not TOTPDevice.objects.filter(user=rob).exists()
+    assert in_hss(ROB_TN) is None
+    assert not Registration.objects.filter(user=rob).exclude(state="ended").exists()
+    assert not Grant.objects.active().filter(identity__in=[robs, marias]).exists()
+    # Chen's subscription no longer lists the number Rob had shared with him.
+    wait_for(lambda: ROB_TN not in shared_with(chens.tn))
+
+    # Rob's other session is over: the next page he opens asks him to sign in.
+    robs_page.get_by_role("link", name="My devices").click()
+    robs_page.wait_for_url("**/login/**")
+    robs_browser.close()
+
+    page.get_by_role("link", name="Employees", exact=True).click()
+    row = page.get_by_role("row").filter(has_text="Rob Smith")
+    assert row.get_by_text("Offboarded").is_visible()
+
+
+# --- The devices dashboard ----------------------------------------------------------------
 
 
 def test_a_registration_posted_by_the_ims_core_appears_on_an_open_dashboard(page, live_server):
-    import requests
-
-    from accounts.audit import Actor
-    from accounts.services import network_client_create
-    from accounts.tests.factories import UserFactory
-    from telephony.tests.factories import make_identity
-
-    enterprise = EnterpriseFactory(name="Swift Delivery", sip_domain="swift-delivery.example")
-    give_numbers(enterprise, "+4930555000", "+4930555099")
-    admin = AdminFactory(enterprise=enterprise)
-    TOTPDeviceFactory(user=admin)
-    rob = make_identity(UserFactory(enterprise=enterprise, full_name="Rob Smith"))
-    _, token = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
+    enterprise = swift_delivery()
+    admin = admin_of(enterprise)
+    make_identity(UserFactory(enterprise=enterprise, full_name="Rob Smith"), tn=ROB_TN)
     sign_in_browser(page, admin, PASSWORD)
     page.goto("/devices/")
     page.get_by_role("heading", name="Active devices").wait_for()
     assert page.get_by_test_id("device").count() == 0
 
-    body = f"""<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="1" state="full">
-      <registration aor="tel:{rob.tn}" id="r1" state="active">
-        <contact id="c1" state="active" event="registered" expires="600">
-          <uri>sip:{rob.tn}@198.51.100.20:5060</uri>
-          <unknown-param name="+sip.instance">"&lt;urn:gsma:imei:35209900-176148-1&gt;"</unknown-param>
-        </contact>
-      </registration></reginfo>"""
-    response = requests.post(
-        f"{live_server.url}/network/v1/reginfo",
-        data=body.encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/reginfo+xml"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
+    register_robs_phones(live_server, enterprise)
     # No reload: the table refreshes itself within a few seconds.
     page.get_by_test_id("device").filter(has_text="IMEI …1481").wait_for(timeout=5_000)
+    row = page.get_by_role("row").filter(has_text="Rob Smith")
+    assert row.locator(".device-count").inner_text() == "2"
