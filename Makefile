@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench drills chromium clean
+.PHONY: run test lint bench wrk drills screenshots chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,13 +42,34 @@ chromium:
 test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Benchmarks on PostgreSQL (see docs/benchmarks.md); not part of `make test`.
-bench: $(VENV)/.dev
+# Benchmarks (see docs/benchmarks.md), not part of `make test`: their own database
+# portal_bench and Redis DB 3 on the local servers (BENCH_DATABASE_URL, BENCH_BROKER_URL
+# to change them), a gunicorn and Celery workers they start and stop. About 25 minutes;
+# a quick try: make bench BENCH_ARGS="--scale small --only pages --no-doc".
+BENCH_ARGS ?=
+
+$(VENV)/.bench: bench/requirements.txt $(VENV)/.dev
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+# The load tool is Debian's wrk.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; \
+	  else echo "Install Debian's wrk package for the benchmarks." >&2; exit 1; fi; }
+
+bench: $(VENV)/.bench wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Fault drills only (they also run in `make test` when PostgreSQL and Redis are configured).
 drills: $(VENV)/.dev
 	$(BIN)/python -m pytest -m drill $(PYTEST_ARGS)
+
+# The README's screenshots (docs/screenshots/), from the demo data of a throwaway portal
+# under var/screenshots/; the database of `make run` is not touched.
+screenshots: $(VENV)/.dev chromium
+	$(BIN)/python scripts/screenshots.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -7,9 +7,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
@@ -18,7 +20,7 @@ from oauth2_provider.models import Application
 
 from portal.errors import RuleViolation
 from portal.http import client_ip, object_id, safe_next_url
-from portal.pagination import paginate
+from portal.pagination import PAGE_SIZE, paginate
 from portal.tenancy import get_for_enterprise_or_404
 
 from . import oidc, selectors, services
@@ -379,14 +381,34 @@ def api_token_revoke(request, pk):
     return redirect(safe_next_url(request, reverse("accounts:api_tokens")))
 
 
+# The audit trail only grows: counting all of it on every view would cost more each
+# day. Past this many entries the page says "more than" and the date filters go further.
+AUDIT_COUNT_CAP = 10_000
+
+
+class CappedPaginator(Paginator):
+    """A paginator that counts at most ``cap`` objects (``capped`` tells whether there
+    are more), so that a page costs the same however long the list has grown."""
+
+    def __init__(self, object_list, per_page, *, cap: int, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.cap = cap
+        self.capped = False
+
+    @cached_property
+    def count(self) -> int:
+        counted = self.object_list[: self.cap + 1].count()
+        self.capped = counted > self.cap
+        return min(counted, self.cap)
+
+
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def audit_list(request):
     filters = AuditFilterForm(request.GET or None)
     criteria = filters.cleaned_data if filters.is_valid() else {}
     events = selectors.audit_events(request.enterprise, **criteria)
-    return render(
-        request, "accounts/audit_list.html", {"filters": filters, "page": paginate(request, events)}
-    )
+    page = CappedPaginator(events, PAGE_SIZE, cap=AUDIT_COUNT_CAP).get_page(request.GET.get("page"))
+    return render(request, "accounts/audit_list.html", {"filters": filters, "page": page})
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)

@@ -10,6 +10,7 @@ decision's checks, which the pages walk through ("why was my call not verified?"
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -271,15 +272,21 @@ class CallContext:
 def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
     """Read what the portal knows about a call from ``orig_tn`` (and the authenticated
     originator, when the network says who it is)."""
-    number = TelephoneNumber.objects.select_related("enterprise").filter(e164=orig_tn).first()
+    # The number's live identity with everything the decision reads (the enterprise's
+    # business name too) in one query; the number alone only when nobody holds it.
     owner_identity = (
         Identity.objects.live()
-        .select_related("enterprise", "owner", "sync", "number")
-        .filter(number=number)
+        # Each join costs planning time on every call: only what the decision reads.
+        .select_related("enterprise__caller_name", "sync", "number")
+        .filter(number__e164=orig_tn)
+        .order_by("pk")
         .first()
-        if number
-        else None
     )
+    if owner_identity is not None:
+        number = owner_identity.number
+        number.enterprise = owner_identity.enterprise
+    else:
+        number = TelephoneNumber.objects.select_related("enterprise").filter(e164=orig_tn).first()
     if originator_impu:
         caller = resolve_aors([originator_impu]).get(originator_impu)
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE
@@ -356,9 +363,7 @@ def signing_credential_for(
     operator's; and the check that says which and why."""
     delegate = _current(SigningCredential.Kind.DELEGATE, enterprise) if enterprise else None
     if delegate is not None:
-        tal = certificates.tn_auth_list_of(
-            certificates.load_certificates(delegate.certificate_pem.encode())[0]
-        )
+        tal = _tn_auth_list(delegate.certificate_pem)
         if tal is not None and tal.covers(passport.tn(tn)):
             return delegate, Check(
                 "Signing certificate covers the number", True, "", f"delegate {delegate.name}"
@@ -374,8 +379,19 @@ def signing_credential_for(
     return operator, Check("Signing certificate covers the number", True, "", detail)
 
 
+def _caller_name(enterprise: Enterprise | None) -> CallerName | None:
+    """The enterprise's business name (read with the enterprise when it was selected
+    with ``caller_name``)."""
+    if enterprise is None:
+        return None
+    try:
+        return enterprise.caller_name
+    except CallerName.DoesNotExist:
+        return None
+
+
 def _rcd_check(enterprise: Enterprise | None, level: str) -> tuple[CallerName | None, Check]:
-    brand = CallerName.objects.filter(enterprise=enterprise).first() if enterprise else None
+    brand = _caller_name(enterprise)
     if brand is None:
         return None, Check(
             "Verified business name (RCD)", False, "the enterprise has no business caller name"
@@ -490,6 +506,19 @@ class _Fail(Exception):
         self.code, self.text, self.verstat = code, text, verstat
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(pem: str) -> tuple:
+    """The certificates of a PEM text. Parsing is a pure function of the text, so it is
+    remembered per process (keyed by the text itself: nothing can go stale); whether a
+    credential may be used is read from the database on every call."""
+    return tuple(certificates.load_certificates(pem.encode()))
+
+
+@functools.lru_cache(maxsize=256)
+def _tn_auth_list(pem: str) -> certificates.TnAuthList | None:
+    return certificates.tn_auth_list_of(_parsed(pem)[0])
+
+
 def _certificate_for(url: str):
     """The chain an x5u names, from the portal's own repository (other repositories are
     not fetched: an x5u is untrusted input, and fetching it would let callers make the
@@ -498,23 +527,46 @@ def _certificate_for(url: str):
     if not url.startswith(prefix) or not url.endswith(".pem"):
         raise _Fail(436, "Bad Identity Info: the certificate is not in a trusted repository")
     slug = url[len(prefix) : -len(".pem")]
-    credential = SigningCredential.objects.filter(slug=slug).first()
+    # A delegate, its operator certificate and the anchor above it: one query.
+    credential = (
+        SigningCredential.objects.select_related("issuer__issuer").filter(slug=slug).first()
+    )
     if credential is None:
         raise _Fail(436, "Bad Identity Info: no such certificate")
-    return certificates.load_certificates(certificate_chain_pem(credential).encode())
+    return list(_parsed(certificate_chain_pem(credential)))
 
 
 def _anchors():
     return [
-        certificates.load_certificates(c.certificate_pem.encode())[0]
-        for c in SigningCredential.objects.filter(
+        _parsed(pem)[0]
+        for pem in SigningCredential.objects.filter(
             kind=SigningCredential.Kind.TRUST_ANCHOR, active=True
-        )
+        ).values_list("certificate_pem", flat=True)
     ]
 
 
-def _verify_one(header, *, orig: str, dests: list[str], now: datetime):
+class _Repository:
+    """What one verification reads of the certificate repository, read once: an SHAKEN
+    and an RCD PASSporT usually name the same x5u."""
+
+    def __init__(self):
+        self.chains: dict[str, list] = {}
+        self._anchors = None
+
+    def chain(self, url: str) -> list:
+        if url not in self.chains:
+            self.chains[url] = _certificate_for(url)
+        return self.chains[url]
+
+    def anchors(self) -> list:
+        if self._anchors is None:
+            self._anchors = _anchors()
+        return self._anchors
+
+
+def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repository=None):
     """(decoded passport, leaf certificate) of one Identity header, or _Fail."""
+    repository = repository or _Repository()
     try:
         decoded = passport.decode(header.jws)
     except passport.PassportError as exc:
@@ -522,10 +574,12 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime):
     url = decoded.header.get("x5u", "")
     if header.info and header.info != url:
         raise _Fail(436, "Bad Identity Info: info and x5u differ")
-    chain = _certificate_for(url)
+    chain = repository.chain(url)
     leaf = chain[0]
     try:
-        certificates.verify_chain(leaf, intermediates=chain[1:], anchors=_anchors(), at=now)
+        certificates.verify_chain(
+            leaf, intermediates=chain[1:], anchors=repository.anchors(), at=now
+        )
     except certificates.CertificateError as exc:
         raise _Fail(437, f"Unsupported Credential: {exc}") from exc
     if not passport.verify_signature(decoded, leaf.public_key()):
@@ -587,13 +641,14 @@ def verify_call(
             raise _Fail(
                 438, "Invalid Identity Header: no SHAKEN PASSporT", passport.VERSTAT_NO_VALIDATION
             )
-        decoded, _ = _verify_one(shaken[0], orig=orig, dests=dests, now=now)
+        repository = _Repository()
+        decoded, _ = _verify_one(shaken[0], orig=orig, dests=dests, now=now, repository=repository)
         result = Verified(
             verstat=passport.VERSTAT_PASSED, attestation=decoded.payload.get("attest", "")
         )
         for header in (h for h in headers if h.ppt == "rcd"):
             try:
-                rcd, _ = _verify_one(header, orig=orig, dests=dests, now=now)
+                rcd, _ = _verify_one(header, orig=orig, dests=dests, now=now, repository=repository)
             except _Fail as exc:
                 result.checks.append(["Business name (RCD)", False, exc.text])
                 continue

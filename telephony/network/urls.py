@@ -9,4 +9,5 @@ urlpatterns = [
     path("stir/verification", stir.VerificationView.as_view(), name="network-stir-verification"),
     path("reginfo", views.ReginfoView.as_view(), name="network-reginfo"),
     path("registrations", views.RegistrationEventsView.as_view(), name="network-registrations"),
+    path("ping", views.PingView.as_view(), name="network-ping"),
 ]

@@ -11,8 +11,15 @@ from rest_framework.views import APIView
 from accounts.api.authentication import NetworkClientAuthentication
 from accounts.audit import Actor
 from accounts.models import NetworkClient
+from portal.api import parsers as strict_json
+from portal.api.schema import ApiErrorSerializer
 from telephony import devices
-from telephony.reginfo import ReginfoError, parse_reginfo_xml, parse_registration_events
+from telephony.reginfo import (
+    ReginfoDocument,
+    ReginfoError,
+    parse_reginfo_xml,
+    parse_registration_events,
+)
 
 
 class IsNetworkClient(BasePermission):
@@ -45,12 +52,10 @@ class RegistrationEventsParser(CappedBody, parsers.BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        import json
-
         try:
-            data = json.loads(self.read_capped(stream).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise exceptions.ParseError("The body is not JSON.") from exc
+            data = strict_json.loads(self.read_capped(stream))
+        except strict_json.InvalidJson as exc:
+            raise exceptions.ParseError(f"The body is not JSON: {exc}.") from exc
         try:
             return parse_registration_events(data)
         except ReginfoError as exc:
@@ -75,8 +80,12 @@ class NetworkView(APIView):
     permission_classes = [IsNetworkClient]
 
     def apply(self, request):
+        document = request.data
+        if not isinstance(document, ReginfoDocument):
+            # DRF skips the parser for an empty body or one without a Content-Type.
+            raise exceptions.ParseError("The body is empty or has no Content-Type.")
         report = devices.apply_report(
-            actor=Actor.from_request(request), client=request.auth, document=request.data
+            actor=Actor.from_request(request), client=request.auth, document=document
         )
         return Response(report.as_dict())
 
@@ -105,7 +114,7 @@ class ReginfoView(NetworkView):
         request={"application/reginfo+xml": {"type": "string"}},
         responses={
             200: ApplyReportSerializer,
-            400: OpenApiResponse(description="Malformed document"),
+            400: OpenApiResponse(ApiErrorSerializer, description="Malformed or hostile document"),
         },
         examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
         tags=["network"],
@@ -131,3 +140,22 @@ class RegistrationEventsView(NetworkView):
     )
     def post(self, request):
         return self.apply(request)
+
+
+class PingSerializer(serializers.Serializer):
+    client = serializers.CharField(help_text="The network client the credential belongs to.")
+
+
+class PingView(NetworkView):
+    """The smallest authenticated endpoint of the network API: it checks the credential
+    and answers, nothing else. An IMS element can use it to test its credential; the
+    benchmarks use it as the network API's baseline (authentication, DRF and JSON)."""
+
+    @extend_schema(
+        operation_id="network_ping",
+        summary="Check a network client's credential",
+        responses={200: PingSerializer},
+        tags=["network"],
+    )
+    def get(self, request):
+        return Response({"client": request.auth.name})

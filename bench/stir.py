@@ -1,0 +1,210 @@
+"""Call signing and verification: requests/s and latency of the STI-AS
+(/network/v1/stir/signing) and STI-VS (/network/v1/stir/verification) against the
+network API's trivial endpoint (/network/v1/ping: the credential checked, DRF, JSON) in
+the same deployment, at 1 and 16 concurrent clients; and in-process ES256 PASSporT
+signs and verifications per second against ``openssl speed ecdsap256`` on the same
+machine (one core each)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from .common import PROXY_HEADERS, Context
+from .load import wrk
+from .report import Report
+
+CONCURRENCY = (1, 16)
+GOAL_SHARE = 0.5
+DESTINATIONS = ["14155551234", "442071830000", "33145678900", "4940123499"]
+
+
+def numbers(count: int) -> list[str]:
+    """E.164 numbers of active, synced identities of the big enterprise (attested A)."""
+    from telephony.models import Identity, IdentitySync
+
+    return list(
+        Identity.objects.filter(
+            enterprise__slug="bench-big",
+            status=Identity.Status.ACTIVE,
+            sync__state=IdentitySync.State.SYNCED,
+        )
+        .order_by("pk")
+        .values_list("number__e164", flat=True)[:count]
+    )
+
+
+def signing_bodies(tns: list[str]) -> list[str]:
+    now = int(time.time())
+    return [
+        json.dumps(
+            {
+                "signingRequest": {
+                    "orig": {"tn": tn.lstrip("+")},
+                    "dest": {"tn": [DESTINATIONS[i % len(DESTINATIONS)]]},
+                    "iat": now,
+                    "origid": f"00000000-0000-4000-8000-{i:012d}",
+                }
+            }
+        )
+        for i, tn in enumerate(tns)
+    ]
+
+
+def verification_bodies(tns: list[str]) -> list[str]:
+    """Identity headers signed now (a verification must come within 60 s of iat)."""
+    from accounts.models import NetworkClient
+    from telephony import calls
+
+    client = NetworkClient.objects.get(name="Bench S-CSCF")
+    bodies = []
+    for i, tn in enumerate(tns):
+        dest = DESTINATIONS[i % len(DESTINATIONS)]
+        signed = calls.sign_call(client=client, orig_tn=tn, dest_tns=[dest], iat=int(time.time()))
+        bodies.append(
+            json.dumps(
+                {
+                    "verificationRequest": {
+                        "from": {"tn": tn.lstrip("+")},
+                        "to": {"tn": [dest]},
+                        "identity": ",".join(signed.identities),
+                    }
+                }
+            )
+        )
+    return bodies
+
+
+def in_process(seconds: float) -> dict[str, float]:
+    """ES256 SHAKEN PASSporTs signed and verified per second by the portal's own code."""
+    from telephony.stir import certificates, passport
+
+    key = certificates.generate_key()
+    x5u = "https://certs.example/operator.pem"
+    signed = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        token = passport.shaken_passport(
+            orig_tn="4930120000000",
+            dest_tns=["14155551234"],
+            attest="A",
+            origid="00000000-0000-4000-8000-000000000000",
+            iat=int(time.time()),
+            x5u=x5u,
+            private_key=key,
+        )
+        signed += 1
+    signs = signed / (time.perf_counter() - started)
+    public = key.public_key()
+    verified = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        assert passport.verify_signature(passport.decode(token), public)
+        verified += 1
+    return {"sign/s": signs, "verify/s": verified / (time.perf_counter() - started)}
+
+
+def openssl_speed(seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", str(seconds), "ecdsap256"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # "256 bits ecdsa (nistp256)   0.0000s   0.0001s  40000.0  13000.0"
+    match = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"cannot read openssl speed's output:\n{out}")
+    return {"sign/s": float(match.group(1)), "verify/s": float(match.group(2))}
+
+
+def run(ctx: Context) -> Report:
+    report = Report(
+        "Call signing and verification",
+        scale=ctx.scale.name,
+        settings={
+            "gunicorn sync workers": ctx.web_workers,
+            "wrk": f"{ctx.scale.seconds} s per run after a 2 s warm-up",
+            "requests": "100 calling numbers in rotation, attested A with a business name "
+            "(so each signing makes two PASSporTs and each verification checks two)",
+        },
+    )
+    tns = numbers(100)
+    auth = {"Authorization": f"Bearer {ctx.network_token}", **PROXY_HEADERS}
+    post = {**auth, "Content-Type": "application/json"}
+    rows, results = [], {}
+    with ctx.deployment("stir") as deployment:
+        endpoints = [
+            ("trivial DRF endpoint", "/network/v1/ping", "GET", auth, None),
+            ("signing", "/network/v1/stir/signing", "POST", post, signing_bodies(tns)),
+            ("verification", "/network/v1/stir/verification", "POST", post, None),
+        ]
+        for connections in CONCURRENCY:
+            for name, path, method, headers, bodies in endpoints:
+                if name == "verification":
+                    bodies = verification_bodies(tns)  # fresh: iat must be recent
+                    answer = _check(deployment.base_url + path, post, bodies[0])
+                    if answer.get("verificationResponse", {}).get("verstat") != (
+                        "TN-Validation-Passed"
+                    ):
+                        raise RuntimeError(f"verification did not pass: {answer}")
+                url = deployment.base_url + path
+                options = {
+                    "var_dir": ctx.var_dir,
+                    "method": method,
+                    "headers": headers,
+                    "bodies": bodies,
+                }
+                wrk(url, connections=connections, seconds=2, **options)
+                result = wrk(url, connections=connections, seconds=ctx.scale.seconds, **options)
+                results[(name, connections)] = result
+                base = results[("trivial DRF endpoint", connections)]
+                rows.append(
+                    [
+                        name,
+                        connections,
+                        f"{result.rps:.1f}",
+                        f"{result.rps / base.rps:.2f}",
+                        f"{result.p50_ms:.1f}",
+                        f"{result.p99_ms:.1f}",
+                        result.bad + result.errors,
+                    ]
+                )
+        report.memory = deployment.memory.mb()
+    report.table(
+        "Through gunicorn",
+        ["endpoint", "clients", "req/s", "vs trivial", "p50 ms", "p99 ms", "errors"],
+        rows,
+    )
+    ours = in_process(3)
+    reference = openssl_speed(3)
+    report.table(
+        "ES256 in process, one core",
+        ["operation", "portal (passport.py)", "openssl speed ecdsap256", "share"],
+        [
+            [op, f"{ours[op]:,.0f}", f"{reference[op]:,.0f}", f"{ours[op] / reference[op]:.2f}"]
+            for op in ("sign/s", "verify/s")
+        ],
+    )
+    for name in ("signing", "verification"):
+        for connections in CONCURRENCY:
+            result = results[(name, connections)]
+            base = results[("trivial DRF endpoint", connections)]
+            share = result.rps / base.rps
+            report.goal(
+                f"{name} ≥ {GOAL_SHARE:.0%} of the trivial endpoint's req/s at {connections} "
+                f"client{'s' if connections > 1 else ''}",
+                share >= GOAL_SHARE and not (result.bad or result.errors),
+                f"{share:.0%} ({result.rps:.0f} vs {base.rps:.0f} req/s)",
+            )
+    return report
+
+
+def _check(url: str, headers: dict[str, str], body: str) -> dict:
+    import requests
+
+    answer = requests.post(url, headers=headers, data=body, timeout=30)
+    answer.raise_for_status()
+    return answer.json()

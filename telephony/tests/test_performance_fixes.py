@@ -1,0 +1,411 @@
+"""Behaviour kept by the changes the benchmarks led to (docs/benchmarks.md), and the
+shape of the queries that made them fast. Speed itself is measured in bench/, not here."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.audit import Actor
+from accounts.services import network_client_create
+from accounts.tests.factories import UserFactory
+from telephony import devices, selectors
+from telephony.models import Registration
+from telephony.reginfo import parse_registration_events
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def network(enterprise):
+    client, _ = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
+    return client
+
+
+def report(client, identities_and_instances, version=1):
+    document = parse_registration_events(
+        {
+            "version": version,
+            "registrations": [
+                {
+                    "aor": f"tel:{identity.tn}",
+                    "contacts": [
+                        {
+                            "uri": f"sip:{identity.tn}@198.51.100.{n + 10}",
+                            "state": "active",
+                            "event": "registered",
+                            "expires": 3600,
+                            "instance": instance,
+                        }
+                        for n, instance in enumerate(instances)
+                    ],
+                }
+                for identity, instances in identities_and_instances
+            ],
+        }
+    )
+    return devices.apply_report(
+        actor=Actor(network_client=client), client=client, document=document
+    )
+
+
+PHONE = "urn:gsma:imei:35209900-176148-1"
+LAPTOP = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+TABLET = "urn:uuid:0b7e7c2a-6a51-4d0e-9d51-3f5f5b0d7a10"
+
+
+def test_the_device_dashboard_counts_each_device_once_and_only_while_registered(
+    enterprise, network
+):
+    give_numbers(enterprise)
+    rob, ada = UserFactory(enterprise=enterprise), UserFactory(enterprise=enterprise)
+    work, private = make_identity(rob), make_identity(rob)
+    # The phone is registered for both of Rob's identities: one device, not two.
+    report(network, [(work, [PHONE, LAPTOP]), (private, [PHONE])])
+    report(network, [(make_identity(ada), [TABLET])])
+    Registration.objects.filter(instance_id=TABLET).update(state=Registration.State.ENDED)
+
+    people = {p.pk: p for p in selectors.device_dashboard(enterprise)}
+    assert people[rob.pk].active_devices == 2
+    assert people[ada.pk].active_devices == 0
+    assert people[ada.pk].last_seen is not None  # an ended device was still seen
+    assert list(selectors.device_dashboard(enterprise, devices="many")) == [people[rob.pk]]
+    assert people[ada.pk] in selectors.device_dashboard(enterprise, devices="none")
+    # Most devices first.
+    assert next(iter(selectors.device_dashboard(enterprise))).pk == rob.pk
+
+
+def test_the_device_dashboard_works_out_call_figures_for_the_shown_page_only(enterprise):
+    """Per-person figures are subqueries, not aggregates over a join: an aggregate makes
+    the query group by every other column, so the database would compute the call
+    figures of every employee (seconds for 10,000) to show a page of 25."""
+    outer = str(selectors.device_dashboard(enterprise).query).upper()
+    while "(SELECT" in outer:  # drop the subqueries; what is left is the outer query
+        start = outer.index("(SELECT")
+        depth, end = 0, start
+        for end in range(start, len(outer)):
+            depth += {"(": 1, ")": -1}.get(outer[end], 0)
+            if depth == 0:
+                break
+        outer = outer[:start] + "X" + outer[end + 1 :]
+    assert "GROUP BY" not in outer
+
+
+def test_the_device_dashboard_page_still_renders_counts_and_call_status(
+    admin_client, enterprise, network
+):
+    give_numbers(enterprise)
+    rob = UserFactory(enterprise=enterprise, full_name="Rob Smith")
+    report(network, [(make_identity(rob), [PHONE, LAPTOP])])
+    page = admin_client.get(reverse("telephony:devices")).content.decode()
+    assert 'class="device-count many">2<' in page
+    assert "Rob Smith" in page
+
+
+# --- Call signing and verification -----------------------------------------------------
+
+
+@pytest.fixture
+def signer(enterprise, employee):
+    from telephony import calls, sync
+    from telephony.models import CallerName
+
+    calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    give_numbers(enterprise)
+    calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
+    identity = make_identity(employee)
+    sync.push_identity(identity.pk)
+    client, _ = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
+    return identity, client
+
+
+def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
+    signer, django_assert_num_queries
+):
+    import time
+
+    from telephony import calls
+
+    identity, client = signer
+    # Identity with its number, enterprise and business name; the client's enterprises;
+    # the delegate certificate; the call record.
+    with django_assert_num_queries(4):
+        signed = calls.sign_call(
+            client=client, orig_tn=identity.tn, dest_tns=["+4940123499"], iat=int(time.time())
+        )
+    assert signed.attestation == "A" and len(signed.identities) == 2  # SHAKEN and RCD
+    assert signed.record.caller_name == "Swift Delivery"
+
+
+def test_a_signing_of_a_number_nobody_holds_still_finds_its_block(enterprise, signer):
+    import time
+
+    from telephony import calls
+
+    _, client = signer
+    signed = calls.sign_call(
+        client=client, orig_tn="+4930123477", dest_tns=["+4940123499"], iat=int(time.time())
+    )
+    assert signed.attestation == "C" and signed.record.enterprise == enterprise
+    assert len(signed.identities) == 1  # no business name below A
+
+
+def test_a_verification_reads_the_repository_once_for_both_passports(
+    signer, django_assert_num_queries
+):
+    import time
+
+    from telephony import calls
+
+    identity, client = signer
+    signed = calls.sign_call(
+        client=client, orig_tn=identity.tn, dest_tns=["+4930123499"], iat=int(time.time())
+    )
+    client = type(client).objects.get(pk=client.pk)  # as a new request has it
+    # The callee (nobody holds the called number), the chain the x5u names with its
+    # issuers, the trust anchors, the call record: the RCD PASSporT names the same x5u.
+    with django_assert_num_queries(4):
+        verified = calls.verify_call(
+            client=client,
+            from_tn=identity.tn,
+            to_tns=["+4930123499"],
+            identity=",".join(signed.identities),
+        )
+    assert verified.verstat == "TN-Validation-Passed"
+    assert verified.caller_name == "Swift Delivery"
+
+
+# --- Registration reports ----------------------------------------------------------------
+
+
+def refresh_document(identity, instances, version, user_agent=""):
+    return parse_registration_events(
+        {
+            "version": version,
+            "state": "full",
+            "registrations": [
+                {
+                    "aor": aor,
+                    "contacts": [
+                        {
+                            "uri": f"sip:{identity.tn}@198.51.100.{n + 10}",
+                            "state": "active",
+                            "event": "refreshed",
+                            "expires": 1800,
+                            "instance": instance,
+                            "user_agent": user_agent,
+                        }
+                        for n, instance in enumerate(instances)
+                    ],
+                }
+                for aor in identity.impus
+            ],
+        }
+    )
+
+
+def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
+    enterprise, network, employee, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    instances = [PHONE, LAPTOP, TABLET]
+    actor = Actor(network_client=network)
+    devices.apply_report(
+        actor=actor, client=network, document=refresh_document(identity, instances, 1)
+    )
+    before = {r.device_key: r for r in Registration.objects.filter(identity=identity)}
+
+    with CaptureQueriesContext(connection) as captured:
+        report_ = devices.apply_report(
+            actor=actor, client=network, document=refresh_document(identity, instances, 2)
+        )
+    assert report_.applied == 3 * len(identity.impus)
+    updates = [
+        q["sql"] for q in captured.captured_queries if q["sql"].startswith('UPDATE "telephony_reg')
+    ]
+    registration_updates = [q for q in updates if 'telephony_registration" SET' in q]
+    assert len(registration_updates) == 1
+    assert '"last_refreshed_at"' in registration_updates[0]
+    assert '"contact_uri"' not in registration_updates[0]
+    assert '"label"' not in registration_updates[0]
+
+    after = {r.device_key: r for r in Registration.objects.filter(identity=identity)}
+    for key, reg in after.items():
+        assert reg.last_refreshed_at > before[key].last_refreshed_at
+        assert reg.contact_uri == before[key].contact_uri
+        # One "registered" per AoR was folded into a refresh count per AoR reported again.
+        assert reg.last_event.kind == "refreshed"
+        assert reg.last_event.count == len(identity.impus)
+
+    # The same number of queries for three devices as for thirty.
+    more = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(30)]
+    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, more, 3))
+    with CaptureQueriesContext(connection) as thirty:
+        devices.apply_report(
+            actor=actor, client=network, document=refresh_document(identity, more, 4)
+        )
+    assert len(thirty.captured_queries) == len(captured.captured_queries)
+
+
+def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, employee):
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    actor = Actor(network_client=network)
+    devices.apply_report(
+        actor=actor, client=network, document=refresh_document(identity, [PHONE, LAPTOP], 1)
+    )
+    devices.apply_report(
+        actor=actor,
+        client=network,
+        document=refresh_document(
+            identity, [PHONE, LAPTOP], 2, user_agent="Samsung SM-S918B Android/14"
+        ),
+    )
+    phone = Registration.objects.get(identity=identity, instance_id=PHONE)
+    assert phone.user_agent == "Samsung SM-S918B Android/14"
+    assert phone.label.startswith("Android phone")
+    # A full document without the laptop ends it, and only it.
+    devices.apply_report(
+        actor=actor, client=network, document=refresh_document(identity, [PHONE], 3)
+    )
+    states = dict(
+        Registration.objects.filter(identity=identity).values_list("instance_id", "state")
+    )
+    assert states == {PHONE: "active", LAPTOP: "ended"}
+
+
+def test_a_new_device_of_someone_on_very_many_devices_is_still_applied(
+    enterprise, network, employee
+):
+    """The "also logged on at" notice lists the other devices; on dozens of them it is
+    shortened to fit, instead of the whole report failing."""
+    from telephony.models import NetworkNotice
+
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    actor = Actor(network_client=network)
+    many = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(40)]
+    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, many, 1))
+    result = devices.apply_report(
+        actor=actor, client=network, document=refresh_document(identity, [*many, PHONE], 2)
+    )
+    assert result.new_devices == 1
+    notice = NetworkNotice.objects.filter(kind="already_logged_on").latest("pk")
+    assert len(notice.message) <= 500 and notice.message.endswith("…")
+
+
+# --- The CSV import ------------------------------------------------------------------
+
+
+def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
+    admin, enterprise, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The chunk's numbers are found in one query; a number taken meanwhile (here by an
+    onboarding between the plan and the row) is skipped for the next free one."""
+    from telephony import bulk, services
+    from telephony.models import Identity
+
+    give_numbers(enterprise, "+4930123400", "+4930123409")
+    actor = Actor(user=admin)
+    text = "email,full_name,tn\n" + "".join(
+        f"p{n}@swift.example,Person {n},{'+4930123405' if n == 3 else ''}\n" for n in range(5)
+    )
+    job = bulk.import_preview(
+        actor=actor, enterprise=enterprise, filename="p.csv", csv_text=text, send_invitations=False
+    )
+    assert job.problems == []
+    plan = bulk._next_free_numbers
+    taken = {}
+
+    def plan_then_someone_takes_one(enterprise_, chunk):
+        planned = plan(enterprise_, chunk)
+        # Another admin onboards a colleague right after the plan: the next free number.
+        taken["identity"] = services.identity_create(
+            actor=actor, owner=UserFactory(enterprise=enterprise), services=["voice"]
+        )
+        return planned
+
+    monkeypatch.setattr(bulk, "_next_free_numbers", plan_then_someone_takes_one)
+    with django_capture_on_commit_callbacks(execute=True):
+        bulk.import_start(actor=actor, job=job)
+    job.refresh_from_db()
+    assert (job.state, job.created_count, job.failed_count) == ("done", 5, 0)
+    assert taken["identity"].tn == "+4930123400"
+    numbers = dict(
+        Identity.objects.filter(owner__email__startswith="p").values_list(
+            "owner__email", "number__e164"
+        )
+    )
+    assert numbers == {
+        "p0@swift.example": "+4930123401",  # its planned +4930123400 was taken: the next one
+        "p1@swift.example": "+4930123402",
+        "p2@swift.example": "+4930123403",
+        "p3@swift.example": "+4930123405",  # named in the file
+        "p4@swift.example": "+4930123404",
+    }
+
+
+def test_the_import_looks_for_free_numbers_once_per_chunk(
+    admin, enterprise, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from telephony import bulk
+
+    give_numbers(enterprise)
+    actor = Actor(user=admin)
+    text = "email,full_name\n" + "".join(f"q{n}@swift.example,Q {n}\n" for n in range(30))
+    job = bulk.import_preview(
+        actor=actor, enterprise=enterprise, filename="q.csv", csv_text=text, send_invitations=False
+    )
+    with CaptureQueriesContext(connection) as captured:
+        with django_capture_on_commit_callbacks(execute=False):
+            bulk.import_start(actor=actor, job=job)
+        bulk.run_import_job(job.pk)
+    searches = [
+        q["sql"]
+        for q in captured.captured_queries
+        if 'FROM "telephony_telephonenumber"' in q["sql"]
+        and "ORDER BY" in q["sql"]
+        and '"block_id"' in q["sql"].split("ORDER BY")[1]
+    ]
+    assert len(searches) == 1  # one chunk of 30 rows: one search, not thirty
+
+
+# --- The audit trail ---------------------------------------------------------------------
+
+
+def test_the_audit_list_counts_at_most_its_cap_and_says_there_are_more(
+    admin_client, enterprise, monkeypatch, django_assert_max_num_queries
+):
+    from accounts import views
+    from accounts.audit import record
+
+    for n in range(12):
+        record(actor=Actor.system(), action=f"test.event_{n}", enterprise=enterprise)
+    monkeypatch.setattr(views, "AUDIT_COUNT_CAP", 5)
+    with django_assert_max_num_queries(8):
+        page = admin_client.get(reverse("accounts:audit")).content.decode()
+    assert "more than 5 in all" in page
+    assert "test.event_11" in page  # newest first
+    monkeypatch.setattr(views, "AUDIT_COUNT_CAP", 10_000)
+    page = admin_client.get(reverse("accounts:audit")).content.decode()
+    assert "more than" not in page
+
+
+def test_the_capped_count_reads_no_further_than_the_cap(enterprise):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts import selectors
+    from accounts.views import CappedPaginator
+
+    paginator = CappedPaginator(selectors.audit_events(enterprise), 25, cap=100)
+    with CaptureQueriesContext(connection) as captured:
+        assert paginator.count <= 100
+    assert "LIMIT 101" in captured.captured_queries[0]["sql"]
