@@ -6,6 +6,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -170,7 +171,12 @@ class User(AbstractBaseUser, PermissionsMixin):
                 name="user_staff_xor_enterprise_member",
             ),
         ]
-        indexes = [models.Index(fields=["enterprise", "status"])]
+        indexes = [
+            models.Index(fields=["enterprise", "status"]),
+            # Sign-in, invitations and onboarding match emails case-insensitively
+            # (email__iexact is UPPER(email) = UPPER(%s)): without this, a scan of all users.
+            models.Index(Upper("email"), name="user_email_upper"),
+        ]
 
     def __str__(self):
         return self.full_name or self.email

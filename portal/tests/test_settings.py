@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k3y-" + "x8Z!q2vN0pLr7sTw5yBc9dFg1hJk4mQe6uAi3oXz8" + "Wn2Rt7Ys"
 
@@ -110,3 +113,37 @@ def test_transaction_pooling_turns_server_side_cursors_off():
         env_overrides={"DATABASE_URL": "postgres://portal@127.0.0.1/portal"},
     )
     assert direct.stdout.strip() == "False", direct.stderr
+
+
+def test_postgresql_connections_run_without_jit_and_keep_the_urls_own_options():
+    show = "from django.db import connection; print(connection.settings_dict['OPTIONS'].get('options'))"
+    direct = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        show,
+        env_overrides={
+            "DATABASE_URL": "postgres://portal@127.0.0.1/portal?options=-c%20statement_timeout%3D5000"
+        },
+    )
+    assert direct.stdout.strip() == "-c statement_timeout=5000 -c jit=off", direct.stderr
+    behind_pgbouncer = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        show,
+        env_overrides={
+            "DATABASE_URL": "postgres://portal@127.0.0.1:6432/portal",
+            "DATABASE_TRANSACTION_POOLING": "true",
+        },
+    )
+    assert behind_pgbouncer.stdout.strip() == "None", behind_pgbouncer.stderr
+
+
+@pytest.mark.django_db
+def test_the_server_sees_jit_off_on_the_portals_connection():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"

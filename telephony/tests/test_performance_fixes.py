@@ -2,9 +2,11 @@
 shape of the queries that made them fast. Speed itself is measured in bench/, not here."""
 
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 
 from accounts.audit import Actor
+from accounts.models import User
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from telephony import devices, selectors
@@ -409,3 +411,14 @@ def test_the_capped_count_reads_no_further_than_the_cap(enterprise):
     with CaptureQueriesContext(connection) as captured:
         assert paginator.count <= 100
     assert "LIMIT 101" in captured.captured_queries[0]["sql"]
+
+
+def test_a_case_insensitive_email_lookup_can_use_an_index(enterprise):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    UserFactory.create_batch(3, enterprise=enterprise)
+    lookup = User.objects.filter(email__iexact="Rob.Smith@Example.com")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: otherwise a scan is cheaper
+        plan = lookup.explain()
+    assert "user_email_upper" in plan, plan
