@@ -91,13 +91,17 @@ def _ensure_database(url: str) -> None:
         "user": config["USER"],
         "password": config["PASSWORD"] or None,
     }
-    with psycopg2.connect(dbname="postgres", **options) as server:
-        server.autocommit = True
+    # Not ``with server``: psycopg2 opens a transaction there, and CREATE DATABASE
+    # refuses to run in one.
+    server = psycopg2.connect(dbname="postgres", **options)
+    server.autocommit = True
+    try:
         with server.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]])
             if cursor.fetchone() is None:
                 cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-    server.close()
+    finally:
+        server.close()
 
 
 def migrate() -> None:
