@@ -352,7 +352,13 @@ def _record_failure(identity, claim, reason, started, *, transient) -> PushResul
             row.state = IdentitySync.State.FAILED
             outcome = SyncAttempt.Outcome.FAILED
             if transient:
-                reason = f"gave up after {row.attempts} tries: {reason}"
+                # Shown as failed, for people to see and alerts to fire; but an outage
+                # ends at some point, and nobody should have to press Retry for every
+                # change made during it: the sweep tries again when this time comes.
+                row.next_attempt_at = timezone.now() + timedelta(
+                    seconds=backoff_seconds(row.attempts)
+                )
+                reason = f"{row.attempts} tries failed: {reason}"
         row.last_error = reason[:2000]
         row.save(
             update_fields=["claimed_until", "attempts", "last_error", "next_attempt_at", "state"]
@@ -399,9 +405,14 @@ SWEEP_BATCH = 1000
 
 
 def sweep() -> int:
-    """Re-queue pending changes whose task seems lost: never started, a retry that is
-    long overdue, or a lease that expired because its worker died. Periodic."""
+    """Re-queue pending changes whose task seems lost (never started, a retry that is
+    long overdue, or a lease that expired because its worker died) and changes that
+    failed on transient faults whose next try is due. Periodic."""
     now = timezone.now()
+    return _requeue_lost(now) + _retry_failed(now)
+
+
+def _requeue_lost(now) -> int:
     grace = timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS)
     lost = (
         IdentitySync.objects.filter(synced_version__lt=F("desired_version"))
@@ -425,6 +436,27 @@ def sweep() -> int:
             _queue(identity_id, found[identity_id])
         log.info("sync sweep re-queued %d identities", len(ids))
     return len(ids)
+
+
+def _retry_failed(now) -> int:
+    """One more try for each change that failed on transient faults and is due: it
+    syncs once the HSS answers again, or fails again and waits for the next time."""
+    due = (
+        IdentitySync.objects.filter(state=IdentitySync.State.FAILED, next_attempt_at__lt=now)
+        .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
+        .values_list("pk", "attempts")[:SWEEP_BATCH]
+    )
+    found = dict(due)
+    if found:
+        # Pending again while it is tried; a row changed meanwhile (a Retry, a new
+        # change) is no longer failed and is left to its own delivery.
+        IdentitySync.objects.filter(pk__in=list(found), state=IdentitySync.State.FAILED).update(
+            state=IdentitySync.State.PENDING, next_attempt_at=now, claimed_until=None
+        )
+        for identity_id, attempts in found.items():
+            _queue(identity_id, attempts)
+        log.info("sync sweep tries %d failed identities again", len(found))
+    return len(found)
 
 
 # --- Reconcile ------------------------------------------------------------------------

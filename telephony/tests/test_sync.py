@@ -127,7 +127,62 @@ def test_transient_failures_give_up_after_the_last_try_and_show(identity, flaky,
     assert outcomes == ["retry", "retry", "failed", "skipped"]
     row = sync_row(identity)
     assert row.state == IdentitySync.State.FAILED
-    assert row.last_error == "gave up after 3 tries: HSS busy (503)"
+    assert row.last_error == "3 tries failed: HSS busy (503)"
+    assert row.next_attempt_at > timezone.now()  # the sweep tries again then
+
+
+def due_now(identity):
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def test_a_change_that_failed_on_an_outage_syncs_by_itself_once_the_hss_is_back(
+    identity, flaky, settings, monkeypatch
+):
+    settings.SYNC_MAX_ATTEMPTS = 2
+    backend = flaky(failures=99)
+    while sync.push_identity(identity.pk).outcome == "retry":
+        pass
+    assert sync_row(identity).state == IdentitySync.State.FAILED
+    queued = []
+    monkeypatch.setattr(sync, "_queue", lambda identity_id, attempt=0: queued.append(attempt))
+    assert sync.sweep() == 0  # not due yet
+
+    due_now(identity)  # the outage goes on: one more try, failed again, later again
+    assert sync.sweep() == 1 and queued == [2]
+    assert sync_row(identity).state == IdentitySync.State.PENDING
+    assert sync.push_identity(identity.pk, attempt=queued.pop()).outcome == "failed"
+    row = sync_row(identity)
+    assert (row.state, row.attempts) == (IdentitySync.State.FAILED, 3)
+    assert row.next_attempt_at > timezone.now()
+
+    backend.failures = 0  # the HSS is back
+    due_now(identity)
+    assert sync.sweep() == 1
+    assert sync.push_identity(identity.pk, attempt=queued.pop()).outcome == "synced"
+    assert sync_row(identity).state == IdentitySync.State.SYNCED
+    assert hss(identity.tn) is not None
+    outcomes = list(
+        SyncAttempt.objects.filter(identity=identity)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["retrying", "failed", "failed", "synced"]
+
+
+def test_the_sweep_leaves_a_change_the_admin_retried_meanwhile_to_its_own_push(
+    identity, flaky, settings, monkeypatch, admin
+):
+    settings.SYNC_MAX_ATTEMPTS = 1
+    flaky(failures=1)
+    assert sync.push_identity(identity.pk).outcome == "failed"
+    due_now(identity)
+    services.sync_retry(actor=Actor(user=admin), identity=identity)
+    queued = []
+    monkeypatch.setattr(sync, "_queue", lambda identity_id, attempt=0: queued.append(attempt))
+    assert sync.sweep() == 0 and queued == []
+    assert sync.push_identity(identity.pk, attempt=0).outcome == "synced"
 
 
 def test_a_permanent_failure_stops_shows_the_reason_and_can_be_retried(identity, flaky, admin):
@@ -135,7 +190,9 @@ def test_a_permanent_failure_stops_shows_the_reason_and_can_be_retried(identity,
     assert sync.push_identity(identity.pk).outcome == "failed"
     row = sync_row(identity)
     assert (row.state, row.last_error) == ("failed", "HSS refused the IMSI")
-    assert sync.push_identity(identity.pk).outcome == "skipped"  # no automatic retry
+    assert row.next_attempt_at is None  # no automatic retry: the same change fails again
+    assert sync.push_identity(identity.pk).outcome == "skipped"
+    assert sync.sweep() == 0
 
     services.sync_retry(actor=Actor(user=admin), identity=identity)
     assert sync_row(identity).state == IdentitySync.State.PENDING
