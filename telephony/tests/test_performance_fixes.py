@@ -92,6 +92,20 @@ def test_the_device_dashboard_works_out_call_figures_for_the_shown_page_only(ent
     assert "GROUP BY" not in outer
 
 
+def test_the_device_count_of_everyone_is_read_from_an_index_alone(enterprise, network):
+    """The device list orders every employee by their active devices: that count must
+    not visit the registrations table for each of them (docs/benchmarks.md)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    give_numbers(enterprise)
+    report(network, [(make_identity(UserFactory(enterprise=enterprise)), [PHONE, LAPTOP])])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: otherwise a scan is cheaper
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        plan = selectors.device_dashboard(enterprise)[:25].explain()
+    assert "Index Only Scan using registration_user_devices" in plan, plan
+
+
 def test_the_device_dashboard_page_still_renders_counts_and_call_status(
     admin_client, enterprise, network
 ):
