@@ -4,13 +4,12 @@ search request."""
 
 from __future__ import annotations
 
-import json
-
 from rest_framework import parsers, renderers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import Role
+from portal.api import parsers as strict_json
 
 from . import filters, schema
 from .errors import ScimError, bad_request
@@ -33,15 +32,11 @@ class ScimParser(parsers.BaseParser):
         if len(raw) > MAX_BODY:
             raise ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:
+            return strict_json.loads(raw)
+        except strict_json.InvalidJson as exc:
             raise bad_request(
                 f"The request body is not valid JSON: {exc}", "invalidSyntax"
             ) from exc
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
 
 
 class ScimRenderer(renderers.JSONRenderer):

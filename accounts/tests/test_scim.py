@@ -337,6 +337,15 @@ def test_malformed_json_is_invalid_syntax(scim):
     assert_error(scim.post("/Users", b"\xff\xfe"), 400, "invalidSyntax")
 
 
+def test_a_key_given_twice_is_invalid_syntax_not_last_one_wins(scim):
+    """A body that means two things at once (a proxy or log may read the first value)."""
+    body = json.dumps(user_body("a@swift.example"))[:-1] + ', "active": true, "active": false}'
+    response = scim.post("/Users", body)
+    assert_error(response, 400, "invalidSyntax")
+    assert "appears twice" in response.json()["detail"]
+    assert not User.objects.filter(email="a@swift.example").exists()
+
+
 def test_plain_json_is_accepted_and_other_media_types_are_not(scim):
     response = scim.post("/Users", user_body("a@swift.example"), content_type="application/json")
     assert response.status_code == 201

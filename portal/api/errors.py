@@ -15,6 +15,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from portal.errors import RuleViolation
 
 
+class BodyTooLarge(exceptions.APIException):
+    """A body refused for its size before it is read whole."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
 def error_body(status_code: int, code: str, detail: str, errors=None) -> dict:
     body = {"status": status_code, "code": code, "detail": detail}
     if errors:
@@ -30,10 +38,7 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, RequestDataTooBig):
         # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
-        return Response(
-            error_body(413, "too_large", "The request body is too large."),
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+        exc = BodyTooLarge()
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -64,6 +64,7 @@ STIR_RESPONSES = {
     200: {"type": "object"},
     400: NETWORK_ERROR,
     403: NETWORK_ERROR,
+    413: OpenApiResponse(ApiErrorSerializer, description="A body over NETWORK_MAX_BODY_BYTES"),
     500: OpenApiResponse(
         RequestErrorSerializer,
         description="SVC4003: no signing certificate is configured, or its key cannot be read.",

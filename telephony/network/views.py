@@ -12,6 +12,7 @@ from accounts.api.authentication import NetworkClientAuthentication
 from accounts.audit import Actor
 from accounts.models import NetworkClient
 from portal.api import parsers as strict_json
+from portal.api.errors import BodyTooLarge
 from portal.api.schema import ApiErrorSerializer
 from telephony import devices
 from telephony.reginfo import (
@@ -34,7 +35,7 @@ class CappedBody:
         limit = settings.NETWORK_MAX_BODY_BYTES
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
-            raise exceptions.ParseError(f"The body is larger than {limit // 1024} KiB.")
+            raise BodyTooLarge(f"The body is larger than {limit // 1024} KiB.")
         return body
 
 
@@ -60,6 +61,12 @@ class RegistrationEventsParser(CappedBody, parsers.BaseParser):
             return parse_registration_events(data)
         except ReginfoError as exc:
             raise exceptions.ParseError(f"Not valid registration events: {exc}") from exc
+
+
+BODY_ERRORS = {
+    400: OpenApiResponse(ApiErrorSerializer, description="Malformed or hostile document"),
+    413: OpenApiResponse(ApiErrorSerializer, description="A body over NETWORK_MAX_BODY_BYTES"),
+}
 
 
 class ApplyReportSerializer(serializers.Serializer):
@@ -109,13 +116,11 @@ class ReginfoView(NetworkView):
         summary="Report registrations as an RFC 3680 reginfo document",
         description="`Content-Type: application/reginfo+xml`. `full` and `partial` documents, "
         "several registrations per document (an implicit registration set reports each IMPU), "
-        "RFC 5628 GRUUs. Applied whole or not at all. 400 for malformed or hostile XML, 403 "
+        "RFC 5628 GRUUs. Applied whole or not at all. 400 for malformed or hostile XML, 413 "
+        "for a body over the size limit, 403 "
         "when an AoR belongs to an enterprise this client does not serve.",
         request={"application/reginfo+xml": {"type": "string"}},
-        responses={
-            200: ApplyReportSerializer,
-            400: OpenApiResponse(ApiErrorSerializer, description="Malformed or hostile document"),
-        },
+        responses={200: ApplyReportSerializer, **BODY_ERRORS},
         examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
         tags=["network"],
     )
@@ -135,7 +140,7 @@ class RegistrationEventsView(NetworkView):
         '"retry_after", "callid", "cseq", "q", "instance", "display_name", "params", '
         '"pub_gruu", "temp_gruu", "user_agent", "access_network", "source_ip"}]}]}`.',
         request={"application/json": {"type": "object"}},
-        responses={200: ApplyReportSerializer},
+        responses={200: ApplyReportSerializer, **BODY_ERRORS},
         tags=["network"],
     )
     def post(self, request):
