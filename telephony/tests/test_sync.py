@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import close_old_connections, connection
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.audit import Actor
@@ -336,6 +337,63 @@ def test_concurrent_edits_of_one_identity_end_with_the_last_state_synced(enterpr
     row = wait_for(lambda: IdentitySync.objects.filter(pk=identity.pk, state="synced").first(), 10)
     assert row.synced_version == row.desired_version == 13
     assert hss(final.tn).display_name == final.display_name
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
+    enterprise, admin, monkeypatch
+):
+    """The push holds the sync row and, at commit, checks that the identity its history
+    row names exists; the relocation changes the identity's number, a key column."""
+    give_numbers(enterprise)
+    identity = make_identity(UserFactory(enterprise=enterprise))  # pushed already (eager)
+    IdentitySync.objects.filter(pk=identity.pk).update(  # a change whose push is due
+        desired_version=F("desired_version") + 1, state=IdentitySync.State.PENDING
+    )
+    recording, finish = threading.Event(), threading.Event()
+    locked_row = sync._locked_row
+
+    def pausing(*args):
+        row = locked_row(*args)
+        if threading.current_thread().name == "push":
+            recording.set()
+            finish.wait(10)  # holds the row, its history row written, not yet committed
+        return row
+
+    monkeypatch.setattr(sync, "_locked_row", pausing)
+    errors = []
+
+    def run(work):
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    push = threading.Thread(
+        target=run, args=(lambda: sync.push_identity(identity.pk),), name="push"
+    )
+    relocation = threading.Thread(
+        target=run,
+        args=(
+            lambda: services.identity_relocate(
+                actor=Actor(user=admin), identity=identity, tn="+4930123450"
+            ),
+        ),
+    )
+    push.start()
+    assert recording.wait(10)
+    relocation.start()
+    time.sleep(0.5)  # the relocation is now waiting for the push's sync row
+    finish.set()
+    push.join(20), relocation.join(20)
+    assert not errors, errors
+    assert Identity.objects.get(pk=identity.pk).tn == "+4930123450"
+    # Its own push followed (eagerly, at its commit): the HSS holds the new number only.
+    assert IdentitySync.objects.get(pk=identity.pk).state == IdentitySync.State.SYNCED
+    assert hss("+4930123450") is not None and hss("+4930123400") is None
 
 
 @pytest.mark.worker
