@@ -18,6 +18,14 @@ from portal.testing import sign_in_verified
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with an empty cache: no rate-limit counts of an earlier one."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def enterprise(db):
     return EnterpriseFactory(name="Swift Delivery", slug="swift", sip_domain="swift.example")

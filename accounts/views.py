@@ -1,4 +1,5 @@
 import json
+import math
 
 from django.conf import settings
 from django.contrib import messages
@@ -8,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.functional import cached_property
@@ -21,6 +22,7 @@ from oauth2_provider.models import Application
 from portal.errors import RuleViolation
 from portal.http import client_ip, object_id, safe_next_url
 from portal.pagination import PAGE_SIZE, paginate
+from portal.ratelimit import over_limit
 from portal.tenancy import get_for_enterprise_or_404
 
 from . import oidc, selectors, services
@@ -461,6 +463,27 @@ class OidcAuthorizationView(oidc_views.AuthorizationView):
                     request, "accounts/oidc_refused.html", {"problem": problem}, status=403
                 )
         return super().dispatch(request, *args, **kwargs)
+
+
+class OidcTokenView(oidc_views.TokenView):
+    """django-oauth-toolkit's token endpoint, limited per address (TOKEN_RATE_LIMIT), so
+    that codes, refresh tokens and client secrets cannot be guessed at full speed."""
+
+    def post(self, request, *args, **kwargs):
+        wait = over_limit("token", str(client_ip(request)), settings.TOKEN_RATE_LIMIT)
+        if wait is None:
+            return super().post(request, *args, **kwargs)
+        response = JsonResponse(
+            {
+                "error": "slow_down",
+                "error_description": "Too many token requests from this address; "
+                f"try again in {math.ceil(wait)} seconds.",
+            },
+            status=429,
+        )
+        response["Retry-After"] = str(math.ceil(wait))
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class OidcDiscoveryView(oidc_views.ConnectDiscoveryInfoView):

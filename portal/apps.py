@@ -13,6 +13,11 @@ class PortalConfig(AppConfig):
         # folders before the first message.
         from django.conf import settings
 
+        from .ratelimit import parse_rate
+
+        for name in ("API_RATE_LIMIT", "NETWORK_RATE_LIMIT", "TOKEN_RATE_LIMIT"):
+            parse_rate(getattr(settings, name))  # a mistyped rate stops the start
+
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         for key in ("data_folder_in", "data_folder_out", "control_folder"):
             folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)

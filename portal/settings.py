@@ -441,9 +441,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "portal.api.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["portal.ratelimit.CredentialRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": [],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Request-rate limits (portal/ratelimit.py), counted in the cache: with several
+# processes, point CACHE_URL at Redis so that they count together. Empty: no limit.
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or user
+NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client
+TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")  # per address, /o/token/
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+        }
+    }
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enterprise IMS Portal API",
     "DESCRIPTION": (

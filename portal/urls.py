@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from oauth2_provider import views as oauth_views
 
 from accounts.api.introspection import IntrospectionView
-from accounts.views import OidcAuthorizationView, OidcDiscoveryView
+from accounts.views import OidcAuthorizationView, OidcDiscoveryView, OidcTokenView
 
 from . import views
 
@@ -13,7 +13,7 @@ from . import views
 oidc_patterns = (
     [
         path("authorize/", OidcAuthorizationView.as_view(), name="authorize"),
-        path("token/", oauth_views.TokenView.as_view(), name="token"),
+        path("token/", OidcTokenView.as_view(), name="token"),
         path("revoke_token/", oauth_views.RevokeTokenView.as_view(), name="revoke-token"),
         path("introspect/", IntrospectionView.as_view(), name="introspect"),
         path(".well-known/jwks.json", oauth_views.JwksInfoView.as_view(), name="jwks-info"),

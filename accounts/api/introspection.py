@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from accounts import oidc
 from accounts.api.authentication import NetworkClientAuthentication
 from accounts.models import NetworkClient
+from portal.ratelimit import NetworkRateThrottle
 
 
 class IsNetworkClient(BasePermission):
@@ -19,6 +20,7 @@ class IsNetworkClient(BasePermission):
 class IntrospectionView(APIView):
     authentication_classes = [NetworkClientAuthentication]
     permission_classes = [IsNetworkClient]
+    throttle_classes = [NetworkRateThrottle]
     parser_classes = [parsers.FormParser]
 
     @extend_schema(

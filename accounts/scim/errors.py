@@ -4,6 +4,7 @@ answers with the SCIM Error body, so that an identity provider can always read w
 from __future__ import annotations
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -76,6 +77,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
+    if isinstance(exc, exceptions.Throttled) and exc.wait:
+        headers["Retry-After"] = str(math.ceil(exc.wait))
     if isinstance(exc, exceptions.MethodNotAllowed) and context.get("view") is not None:
         headers["Allow"] = ", ".join(context["view"].allowed_methods)
     return error_response(_as_scim_error(exc), headers)

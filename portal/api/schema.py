@@ -63,4 +63,6 @@ class PortalAutoSchema(AutoSchema):
         if has_body:
             codes.append(("413", "The body is too large."))
             codes.append(("415", "The body is not of a declared content type."))
+        if self.view.throttle_classes:
+            codes.append(("429", "Over the credential's request rate; see Retry-After."))
         return codes

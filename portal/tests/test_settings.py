@@ -147,3 +147,9 @@ def test_the_server_sees_jit_off_on_the_portals_connection():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == "off"
+
+
+def test_a_mistyped_rate_limit_stops_the_start():
+    result = manage("check", env_overrides={"API_RATE_LIMIT": "lots"})
+    assert result.returncode != 0
+    assert "'lots' is not a rate such as 600/minute" in result.stderr

@@ -14,6 +14,7 @@ from accounts.models import NetworkClient
 from portal.api import parsers as strict_json
 from portal.api.errors import BodyTooLarge
 from portal.api.schema import ApiErrorSerializer
+from portal.ratelimit import NetworkRateThrottle
 from telephony import devices
 from telephony.reginfo import (
     ReginfoDocument,
@@ -85,6 +86,7 @@ class ApplyReportSerializer(serializers.Serializer):
 class NetworkView(APIView):
     authentication_classes = [NetworkClientAuthentication]
     permission_classes = [IsNetworkClient]
+    throttle_classes = [NetworkRateThrottle]
 
     def apply(self, request):
         document = request.data
