@@ -92,52 +92,31 @@ def test_a_malformed_boolean_is_refused_rather_than_guessed():
     assert "DJANGO_DEBUG must be a boolean" in result.stderr
 
 
+def database_setting(expression: str, **env) -> str:
+    """What ``expression`` of the database settings prints in a process with ``env``."""
+    show = f"from django.db import connection; print(connection.settings_dict{expression})"
+    result = manage("shell", "--no-imports", "-c", show, env_overrides=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+BEHIND_PGBOUNCER = {
+    "DATABASE_URL": "postgres://portal@127.0.0.1:6432/portal",
+    "DATABASE_TRANSACTION_POOLING": "true",
+}
+
+
 def test_transaction_pooling_turns_server_side_cursors_off():
-    show = "from django.db import connection; print(connection.settings_dict['DISABLE_SERVER_SIDE_CURSORS'])"
-    behind_pgbouncer = manage(
-        "shell",
-        "--no-imports",
-        "-c",
-        show,
-        env_overrides={
-            "DATABASE_URL": "postgres://portal@127.0.0.1:6432/portal",
-            "DATABASE_TRANSACTION_POOLING": "true",
-        },
-    )
-    assert behind_pgbouncer.stdout.strip() == "True", behind_pgbouncer.stderr
-    direct = manage(
-        "shell",
-        "--no-imports",
-        "-c",
-        show,
-        env_overrides={"DATABASE_URL": "postgres://portal@127.0.0.1/portal"},
-    )
-    assert direct.stdout.strip() == "False", direct.stderr
+    cursors = "['DISABLE_SERVER_SIDE_CURSORS']"
+    assert database_setting(cursors, **BEHIND_PGBOUNCER) == "True"
+    assert database_setting(cursors, DATABASE_URL="postgres://portal@127.0.0.1/portal") == "False"
 
 
 def test_postgresql_connections_run_without_jit_and_keep_the_urls_own_options():
-    show = "from django.db import connection; print(connection.settings_dict['OPTIONS'].get('options'))"
-    direct = manage(
-        "shell",
-        "--no-imports",
-        "-c",
-        show,
-        env_overrides={
-            "DATABASE_URL": "postgres://portal@127.0.0.1/portal?options=-c%20statement_timeout%3D5000"
-        },
-    )
-    assert direct.stdout.strip() == "-c statement_timeout=5000 -c jit=off", direct.stderr
-    behind_pgbouncer = manage(
-        "shell",
-        "--no-imports",
-        "-c",
-        show,
-        env_overrides={
-            "DATABASE_URL": "postgres://portal@127.0.0.1:6432/portal",
-            "DATABASE_TRANSACTION_POOLING": "true",
-        },
-    )
-    assert behind_pgbouncer.stdout.strip() == "None", behind_pgbouncer.stderr
+    options = "['OPTIONS'].get('options')"
+    url = "postgres://portal@127.0.0.1/portal?options=-c%20statement_timeout%3D5000"
+    assert database_setting(options, DATABASE_URL=url) == "-c statement_timeout=5000 -c jit=off"
+    assert database_setting(options, **BEHIND_PGBOUNCER) == "None"  # PgBouncer refuses it
 
 
 @pytest.mark.django_db
