@@ -28,8 +28,13 @@ run: $(VENV)/.runtime
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
 	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."
-	@$(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	@# The worker runs in its own process group, so that Ctrl-C reaches it once, as a TERM
+	@# to its main process (a signal to each pool process too can hang its shutdown);
+	@# whatever is left of the group after ten seconds is killed.
+	@setsid $(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; \
+	      for _ in $$(seq 20); do kill -0 $$worker 2>/dev/null || break; sleep 0.5; done; \
+	      kill -KILL -- -$$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(MANAGE) runserver $(HOST):$(PORT)
 
 # Pages are tested in Debian's Chromium; no tool downloads a browser of its own.
