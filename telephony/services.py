@@ -22,6 +22,7 @@ from accounts.models import Enterprise, Role, Service, ServiceContract, User
 from portal.errors import RuleViolation
 
 from . import numbers
+from . import sync as sync_engine
 from .hss import backend as hss_backend
 from .models import (
     Grant,
@@ -367,8 +368,10 @@ def identity_create(
         display_name=display_name,
         services=services,
     )
-    IdentitySync.objects.create(identity=identity, enterprise=enterprise)
-    _queue_sync(identity.pk)
+    IdentitySync.objects.create(
+        identity=identity, enterprise=enterprise, push_queue=sync_engine.push_queue()
+    )
+    sync_engine.queue_push_after_commit(identity.pk)
     audit.record(
         actor=actor,
         action="identity.created",
@@ -796,14 +799,9 @@ def request_sync(identity: Identity) -> None:
         attempts=0,
         next_attempt_at=None,
         last_error="",
+        push_queue=sync_engine.push_queue(),
     )
-    _queue_sync(identity.pk)
-
-
-def _queue_sync(identity_id: int) -> None:
-    from .sync import queue_push_after_commit
-
-    queue_push_after_commit(identity_id)
+    sync_engine.queue_push_after_commit(identity.pk)
 
 
 @transaction.atomic

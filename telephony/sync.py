@@ -304,7 +304,8 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
         row.next_attempt_at = None
         if row.is_pending:  # changed again while we pushed: push the newer state next
             row.state = IdentitySync.State.PENDING
-            transaction.on_commit(lambda: _queue(identity.pk), robust=True)
+            queue = row.push_queue
+            transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
         else:
             row.state = IdentitySync.State.SYNCED
         row.save()
@@ -338,7 +339,8 @@ def _record_failure(identity, claim, reason, started, *, transient) -> PushResul
                     "state",
                 ]
             )
-            transaction.on_commit(lambda: _queue(identity.pk), robust=True)
+            queue = row.push_queue
+            transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
             return PushResult("skipped")
         row.attempts += 1
         retry_in = None
@@ -386,13 +388,18 @@ def pushes_on_queue(queue: str):
         _push_queue.reset(token)
 
 
+def push_queue() -> str:
+    """The queue for pushes of changes made now ("": the task's route, sync)."""
+    return _push_queue.get() or ""
+
+
 def queue_push_after_commit(identity_id: int) -> None:
     """Queue a push of the identity once the caller's transaction commits."""
-    queue = _push_queue.get()
+    queue = push_queue()
     transaction.on_commit(lambda: _queue(identity_id, queue=queue), robust=True)
 
 
-def _queue(identity_id: int, attempt: int = 0, queue: str | None = None) -> None:
+def _queue(identity_id: int, attempt: int = 0, queue: str = "") -> None:
     from .tasks import sync_identity
 
     options = {"queue": queue} if queue else {}
@@ -422,9 +429,10 @@ def _requeue_lost(now) -> int:
             Q(next_attempt_at=None, requested_at__lt=now - grace)
             | Q(next_attempt_at__lt=now - grace)
         )
-        .values_list("pk", "attempts")[:SWEEP_BATCH]
+        .values_list("pk", "attempts", "push_queue")[:SWEEP_BATCH]
     )
-    found = dict(lost)  # the re-queued delivery takes over the lost one's place in the tries
+    # The re-queued delivery takes over the lost one's place in the tries, on its queue.
+    found = {pk: (attempts, queue) for pk, attempts, queue in lost}
     ids = list(found)
     if ids:
         # Mark them due now, so that the next sweep does not queue them again; a row a
@@ -432,8 +440,8 @@ def _requeue_lost(now) -> int:
         IdentitySync.objects.filter(pk__in=ids).filter(
             Q(claimed_until=None) | Q(claimed_until__lt=now)
         ).update(next_attempt_at=now, claimed_until=None)
-        for identity_id in ids:
-            _queue(identity_id, found[identity_id])
+        for identity_id, (attempts, queue) in found.items():
+            _queue(identity_id, attempts, queue)
         log.info("sync sweep re-queued %d identities", len(ids))
     return len(ids)
 
@@ -444,17 +452,17 @@ def _retry_failed(now) -> int:
     due = (
         IdentitySync.objects.filter(state=IdentitySync.State.FAILED, next_attempt_at__lt=now)
         .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
-        .values_list("pk", "attempts")[:SWEEP_BATCH]
+        .values_list("pk", "attempts", "push_queue")[:SWEEP_BATCH]
     )
-    found = dict(due)
+    found = {pk: (attempts, queue) for pk, attempts, queue in due}
     if found:
         # Pending again while it is tried; a row changed meanwhile (a Retry, a new
         # change) is no longer failed and is left to its own delivery.
         IdentitySync.objects.filter(pk__in=list(found), state=IdentitySync.State.FAILED).update(
             state=IdentitySync.State.PENDING, next_attempt_at=now, claimed_until=None
         )
-        for identity_id, attempts in found.items():
-            _queue(identity_id, attempts)
+        for identity_id, (attempts, queue) in found.items():
+            _queue(identity_id, attempts, queue)
         log.info("sync sweep tries %d failed identities again", len(found))
     return len(found)
 

@@ -44,6 +44,9 @@ class IdentitySync(models.Model):
     pushed_msisdn = models.CharField(max_length=16, blank=True)
     pushed_imsi = models.CharField(max_length=15, blank=True)
     drift = models.JSONField(default=dict, blank=True)
+    # The task queue the latest change's pushes go to ("": the sync queue), so that the
+    # sweep and the retries keep an import's pushes on the bulk queue.
+    push_queue = models.CharField(max_length=16, blank=True)
     drift_found_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()

@@ -147,7 +147,9 @@ def test_a_change_that_failed_on_an_outage_syncs_by_itself_once_the_hss_is_back(
         pass
     assert sync_row(identity).state == IdentitySync.State.FAILED
     queued = []
-    monkeypatch.setattr(sync, "_queue", lambda identity_id, attempt=0: queued.append(attempt))
+    monkeypatch.setattr(
+        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(attempt)
+    )
     assert sync.sweep() == 0  # not due yet
 
     due_now(identity)  # the outage goes on: one more try, failed again, later again
@@ -181,7 +183,9 @@ def test_the_sweep_leaves_a_change_the_admin_retried_meanwhile_to_its_own_push(
     due_now(identity)
     services.sync_retry(actor=Actor(user=admin), identity=identity)
     queued = []
-    monkeypatch.setattr(sync, "_queue", lambda identity_id, attempt=0: queued.append(attempt))
+    monkeypatch.setattr(
+        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(attempt)
+    )
     assert sync.sweep() == 0 and queued == []
     assert sync.push_identity(identity.pk, attempt=0).outcome == "synced"
 
@@ -220,9 +224,7 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
         requested_at=timezone.now() - timedelta(hours=1),
     )
     queued = []
-    monkeypatch.setattr(
-        sync, "_queue", lambda identity_id, countdown=None: queued.append(identity_id)
-    )
+    monkeypatch.setattr(sync, "_queue", lambda identity_id, *_: queued.append(identity_id))
     assert sync.sweep() == 1 and queued == [identity.pk]
     assert sync.push_identity(identity.pk).outcome == "synced"
     assert sync_row(identity).state == IdentitySync.State.SYNCED
@@ -230,15 +232,37 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
 
 def test_the_sweep_leaves_fresh_and_finished_changes_alone(identity, monkeypatch, employee):
     queued = []
-    monkeypatch.setattr(
-        sync, "_queue", lambda identity_id, countdown=None: queued.append(identity_id)
-    )
+    monkeypatch.setattr(sync, "_queue", lambda identity_id, *_: queued.append(identity_id))
     assert sync.sweep() == 0  # just requested: its task is surely still queued
     sync.push_identity(identity.pk)
     IdentitySync.objects.filter(pk=identity.pk).update(
         requested_at=timezone.now() - timedelta(hours=1)
     )
     assert sync.sweep() == 0 and queued == []
+
+
+def test_an_imports_pushes_stay_on_the_bulk_queue_when_the_sweep_queues_them_again(
+    employee, enterprise, admin, monkeypatch, django_capture_on_commit_callbacks
+):
+    give_numbers(enterprise)
+    queued = []
+    monkeypatch.setattr(
+        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(queue)
+    )
+    with sync.pushes_on_queue("bulk"), django_capture_on_commit_callbacks(execute=True):
+        imported = make_identity(employee)
+    assert queued == ["bulk"] and sync_row(imported).push_queue == "bulk"
+
+    # Its push waited so long behind the import that the sweep takes it for lost.
+    IdentitySync.objects.filter(pk=imported.pk).update(
+        requested_at=timezone.now() - timedelta(hours=1)
+    )
+    assert sync.sweep() == 1 and queued[-1] == "bulk"  # not ahead of a kill-switch
+
+    # A change made in the portal afterwards is pushed on the sync queue again.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.identity_update(actor=Actor(user=admin), identity=imported, display_name="R")
+    assert queued[-1] == "" and sync_row(imported).push_queue == ""
 
 
 def test_reconcile_repairs_a_change_made_directly_in_the_hss(
