@@ -868,8 +868,9 @@ class EnterpriseMaker:
                 "pushed_imsi",
                 "drift",
                 "drift_found_at",
+                "push_queue",
             ],
-            syncs,
+            [(*row, "") for row in syncs],  # pushed by the portal, on the sync queue
         )
         self.counts["sync_attempts"] = copy_rows(
             SyncAttempt,
