@@ -22,7 +22,7 @@ from oauth2_provider.models import Application
 from portal.errors import RuleViolation
 from portal.http import client_ip, object_id, safe_next_url
 from portal.pagination import PAGE_SIZE, paginate
-from portal.ratelimit import over_limit
+from portal.ratelimit import over_limit, used_up
 from portal.tenancy import get_for_enterprise_or_404
 
 from . import oidc, selectors, services
@@ -466,17 +466,23 @@ class OidcAuthorizationView(oidc_views.AuthorizationView):
 
 
 class OidcTokenView(oidc_views.TokenView):
-    """django-oauth-toolkit's token endpoint, limited per address (TOKEN_RATE_LIMIT), so
-    that codes, refresh tokens and client secrets cannot be guessed at full speed."""
+    """django-oauth-toolkit's token endpoint, limited in refused requests per address
+    (TOKEN_RATE_LIMIT), so that codes, refresh tokens and client secrets cannot be
+    guessed at full speed. Only refusals count: the apps of a whole company behind one
+    NAT address refresh their tokens unhindered."""
 
     def post(self, request, *args, **kwargs):
-        wait = over_limit("token", str(client_ip(request)), settings.TOKEN_RATE_LIMIT)
+        address = str(client_ip(request))
+        wait = used_up("token", address, settings.TOKEN_RATE_LIMIT)
         if wait is None:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
+            if response.status_code in (400, 401):
+                over_limit("token", address, settings.TOKEN_RATE_LIMIT)
+            return response
         response = JsonResponse(
             {
                 "error": "slow_down",
-                "error_description": "Too many token requests from this address; "
+                "error_description": "Too many refused token requests from this address; "
                 f"try again in {math.ceil(wait)} seconds.",
             },
             status=429,

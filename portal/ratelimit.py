@@ -28,6 +28,13 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
     return int(count), WINDOWS[unit]
 
 
+def _window(scope: str, who: str, window: int) -> tuple[str, float]:
+    """The cache key of the current window, and the seconds until it ends."""
+    now = time.time()
+    start = int(now // window) * window
+    return f"rate:{scope}:{who}:{start}", max(start + window - now, 1.0)
+
+
 def over_limit(scope: str, who: str, rate: str) -> float | None:
     """Count one request of ``who``; None while within ``rate``, else the seconds until
     its window ends."""
@@ -35,18 +42,26 @@ def over_limit(scope: str, who: str, rate: str) -> float | None:
     if parsed is None:
         return None
     limit, window = parsed
-    now = time.time()
-    start = int(now // window) * window
-    key = f"rate:{scope}:{who}:{start}"
+    key, left = _window(scope, who, window)
     cache.add(key, 0, timeout=window + 1)
     try:
         count = cache.incr(key)
     except ValueError:  # the window's key expired between the two calls
         cache.add(key, 1, timeout=window + 1)
         count = 1
-    if count <= limit:
+    return None if count <= limit else left
+
+
+def used_up(scope: str, who: str, rate: str) -> float | None:
+    """Whether ``who`` has used up ``rate`` in the current window, without counting this
+    request: None if not, else the seconds until the window ends. For limits that count
+    only some requests (with ``over_limit`` once the outcome is known)."""
+    parsed = parse_rate(rate)
+    if parsed is None:
         return None
-    return max(start + window - now, 1.0)
+    limit, window = parsed
+    key, left = _window(scope, who, window)
+    return None if (cache.get(key) or 0) < limit else left
 
 
 def credential(request) -> str:

@@ -449,7 +449,8 @@ REST_FRAMEWORK = {
 # processes, point CACHE_URL at Redis so that they count together. Empty: no limit.
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or user
 NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client
-TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")  # per address, /o/token/
+# Refused requests per address at /o/token/ (answered ones do not count).
+TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")
 if os.environ.get("CACHE_URL"):
     CACHES = {
         "default": {

@@ -290,11 +290,13 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
     if originator_impu:
         caller = resolve_aors([originator_impu]).get(originator_impu)
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE
-        detail = (
-            f"{originator_impu} is {caller.tn} of {caller.owner}"
-            if caller
-            else f"{originator_impu} is unknown"
-        )
+        if caller is None:
+            detail = f"{originator_impu} is unknown"
+        elif number is not None and caller.enterprise_id != number.enterprise_id:
+            # The call record is the number's enterprise's: no name of another's people.
+            detail = f"{originator_impu} belongs to another enterprise"
+        else:
+            detail = f"{originator_impu} is {caller.tn} of {caller.owner}"
     else:
         caller = owner_identity
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE

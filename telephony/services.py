@@ -448,25 +448,8 @@ def _locked(identity: Identity) -> Identity:
     or line would come back empty."""
     rows = Identity.objects.select_for_update(of=("self",), no_key=True).order_by()
     rows.values_list("pk").get(pk=identity.pk)  # waits for a concurrent change to commit
-    _lock_outboxes([identity.pk])
     return Identity.objects.select_related("enterprise", "number", "line", "owner").get(
         pk=identity.pk
-    )
-
-
-def _lock_outboxes(identity_ids) -> None:
-    """Lock the sync rows of identities just locked, before anything of theirs changes.
-
-    A push holds an identity's sync row while it records the outcome, and at commit
-    checks (deferred foreign keys) that the identity its history row names still
-    exists. A change of the identity's number or line updates a key column, which that
-    check waits for; were the change to wait for the sync row only then, each would
-    wait for the other. Taken first, the change waits for the push to commit instead."""
-    list(
-        IdentitySync.objects.select_for_update()
-        .filter(pk__in=identity_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
     )
 
 
@@ -653,7 +636,6 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
         .values_list("pk", flat=True)
     )
     ids = list(locked)
-    _lock_outboxes(ids)
     identities = list(  # read once locked (see _locked)
         Identity.objects.live()
         .select_related("enterprise", "number", "line", "owner")

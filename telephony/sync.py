@@ -259,8 +259,24 @@ def _elapsed_ms(started: float) -> int:
 def _locked_row(identity: Identity, claim: Claim) -> IdentitySync | None:
     """The sync row, locked, if our lease still holds it: a push that outlived its
     lease lets the worker that took over record the outcome."""
-    row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+    row = _lock_for_record(identity.pk)
     return row if row.claimed_until == claim.until else None
+
+
+def _lock_for_record(identity_id: int) -> IdentitySync:
+    """The identity's sync row, locked, to record a push or a finding in.
+
+    The record adds a history row that names the identity, and PostgreSQL checks that
+    reference at commit (deferred foreign keys) under a KEY SHARE lock on the identity.
+    A change of the identity's number or line holds a stronger lock on the identity and
+    then updates this sync row. Taking the KEY SHARE lock first, before the sync row,
+    makes one wait for the other, never each for the other (a deadlock)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                'SELECT 1 FROM "telephony_identity" WHERE "id" = %s FOR KEY SHARE', [identity_id]
+            )
+    return IdentitySync.objects.select_for_update().get(pk=identity_id)
 
 
 def _history(identity, claim, outcome, started, detail="", operation_id="") -> None:
@@ -277,8 +293,6 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
-        detail = "removed from the HSS" if pushed is None else ""
-        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
         row = _locked_row(identity, claim)
         if row is None:
             # This push outlived its lease: another worker took the row over and may have
@@ -286,6 +300,8 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
             # HSS cannot refuse an older write, so the current state is pushed once more.
             from .services import request_sync
 
+            late = "written after its lease ran out; the current state is pushed again"
+            _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, late, operation_id)
             request_sync(identity)
             log.warning(
                 "HSS push %s of identity %s outlived its lease; pushing the current state again",
@@ -293,6 +309,8 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
                 identity.pk,
             )
             return PushResult("skipped")
+        detail = "removed from the HSS" if pushed is None else ""
+        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
         row.synced_version = max(row.synced_version, claim.version)
         row.pushed_msisdn = pushed.msisdn if pushed else ""
         row.pushed_imsi = pushed.imsi if pushed else ""
@@ -527,7 +545,7 @@ def _drift_found(identity: Identity, differences: dict, read_at) -> bool:
     from .services import request_sync
 
     with transaction.atomic():
-        row = IdentitySync.objects.select_for_update().get(pk=identity.pk)
+        row = _lock_for_record(identity.pk)
         if row.state != IdentitySync.State.SYNCED or (row.synced_at and row.synced_at > read_at):
             return False
         request_sync(identity)

@@ -180,6 +180,19 @@ def test_an_employee_calling_with_a_colleagues_number_gets_b_until_granted(
     )
 
 
+def test_a_caller_of_another_enterprise_is_not_named_in_this_ones_call_record(
+    network, rob, other_enterprise
+):
+    give_numbers(other_enterprise, "+4989700100", "+4989700199")
+    stranger = make_identity(UserFactory(enterprise=other_enterprise, full_name="Zoe Secret"))
+    impu = f"sip:{stranger.tn}@{other_enterprise.sip_domain};user=phone"
+    assert sign(network, rob.tn, origImpu=impu).status_code == 200
+    record = CallRecord.objects.get()
+    assert record.enterprise == rob.enterprise and record.attestation == "B"
+    assert "Zoe Secret" not in str(record.checks)
+    assert f"{impu} belongs to another enterprise" in str(record.checks)
+
+
 def test_an_identity_not_in_step_with_the_hss_gets_b(network, rob, admin):
     services.identity_update(actor=Actor(user=admin), identity=rob, display_name="Changed")
     assert IdentitySync.objects.get(pk=rob.pk).state == "pending"

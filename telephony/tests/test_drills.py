@@ -763,7 +763,7 @@ def held(monkeypatch):
     queued = []
     monkeypatch.setattr(
         "telephony.sync._queue",
-        lambda identity_id, attempt=0, queue=None: queued.append((identity_id, attempt, queue)),
+        lambda identity_id, attempt=0, queue="": queued.append((identity_id, attempt, queue)),
     )
     return queued
 
@@ -811,7 +811,7 @@ def test_copies_of_a_failing_change_retry_as_one_and_count_their_tries_once(
     IdentitySync.objects.filter(pk=pk).update(next_attempt_at=timezone.now() - timedelta(hours=1))
     held.clear()
     assert sync.sweep() == 1
-    assert held == [(pk, 2, None)]
+    assert held == [(pk, 2, "")]
     assert sync.push_identity(pk, attempt=2).outcome == "synced"
 
 
@@ -849,7 +849,7 @@ def test_a_push_that_outlived_its_lease_writes_the_current_state_once_more(
     assert SimulatedSubscription.objects.get(msisdn=identity.tn).display_name == "Stale"
     row = IdentitySync.objects.get(pk=identity.pk)
     assert (row.state, row.synced_version, row.desired_version) == ("pending", 3, 4)
-    assert held[-1] == (identity.pk, 0, None)  # the current state goes out once more
+    assert held[-1] == (identity.pk, 0, "")  # the current state goes out once more
     assert sync.push_identity(identity.pk, attempt=0).outcome == "synced"
     stored = SimulatedSubscription.objects.get(msisdn=identity.tn)
     assert (stored.display_name, stored.operation_id) == ("Fresh", f"portal-{identity.pk}-4")
@@ -913,12 +913,12 @@ def test_an_imports_pushes_go_to_the_bulk_queue_and_other_changes_to_the_sync_qu
     held.clear()
     with django_capture_on_commit_callbacks(execute=True):
         services.identity_update(actor=SYSTEM, identity=one_identity, display_name="Leaver")
-    assert held == [(one_identity.pk, 0, None)]  # the task's route: the sync queue
+    assert held == [(one_identity.pk, 0, "")]  # the task's route: the sync queue
 
 
 def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(pending_identity):
     one_identity = pending_identity
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     from telephony.hss import HssTransientError
 
@@ -933,6 +933,9 @@ def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(pendi
     assert sync.push_identity(one_identity.pk).outcome == "synced"
     builtin.outage_start(until=timezone.now() - timedelta(seconds=1))
     assert not builtin.outage_active()  # over by itself
+    with pytest.raises(CommandError, match="more than 0"):
+        call_command("hss_outage", "on", "--minutes", "0")
+    assert not builtin.outage_active()
 
 
 def test_operator_staff_flip_the_outage_switch_in_django_admin(staff_client):

@@ -21,6 +21,8 @@ class Command(BaseCommand):
     def handle(self, *args, switch=None, minutes=None, reason="", **options):
         if settings.HSS_BACKEND != "builtin":
             raise CommandError("Only the builtin HSS can be switched off (HSS_BACKEND=builtin).")
+        if minutes is not None and minutes <= 0:
+            raise CommandError("--minutes must be more than 0 (leave it out: until switched off).")
         if switch == "on":
             until = timezone.now() + timedelta(minutes=minutes) if minutes else None
             builtin.outage_start(until=until, reason=reason)
