@@ -49,7 +49,7 @@ test: $(VENV)/.dev chromium
 
 # Benchmarks (see docs/benchmarks.md), not part of `make test`: their own database
 # portal_bench and Redis DB 3 on the local servers (BENCH_DATABASE_URL, BENCH_BROKER_URL
-# to change them), a gunicorn and Celery workers they start and stop. About 25 minutes;
+# to change them), a gunicorn and Celery workers they start and stop. About 15 minutes;
 # a quick try: make bench BENCH_ARGS="--scale small --only pages --no-doc".
 BENCH_ARGS ?=
 
