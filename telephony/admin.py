@@ -92,6 +92,35 @@ class InventoryUploadMixin:
         return render(request, "admin/telephony/inventory_upload.html", context)
 
 
+class _Refused(Exception):
+    """A service refused an admin save; the message is already shown."""
+
+
+class AddedByServiceMixin:
+    """Django admin's add form creates the object through a service (``create``), so
+    that the service's rules and audit apply; a refusal is shown over the form again."""
+
+    def create(self, request, form):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        try:
+            created = self.create(request, form)
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused from exc
+        obj.pk = created.pk
+        obj._state.adding = False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except _Refused:
+            return redirect(request.get_full_path())
+
+
 class NumberBlockForm(forms.ModelForm):
     class Meta:
         model = NumberBlock
@@ -99,7 +128,7 @@ class NumberBlockForm(forms.ModelForm):
 
 
 @admin.register(NumberBlock)
-class NumberBlockAdmin(InventoryUploadMixin, AuditedModelAdmin):
+class NumberBlockAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAdmin):
     upload_kind = "blocks"
     upload_columns = "first_number,last_number,note (note optional), numbers in E.164"
     form = NumberBlockForm
@@ -111,36 +140,18 @@ class NumberBlockAdmin(InventoryUploadMixin, AuditedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["enterprise", "first_number", "last_number", "country"] if obj else []
 
-    def save_model(self, request, obj, form, change):
-        if change:  # only the note can change
-            return super().save_model(request, obj, form, change)
-        try:
-            block = services.number_block_create(
-                actor=Actor.from_request(request),
-                enterprise=form.cleaned_data["enterprise"],
-                first_number=form.cleaned_data["first_number"],
-                last_number=form.cleaned_data["last_number"],
-                note=form.cleaned_data["note"],
-            )
-        except RuleViolation as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            raise _Refused from exc
-        obj.pk = block.pk
-        obj._state.adding = False
-
-    def add_view(self, request, form_url="", extra_context=None):
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except _Refused:
-            return redirect(request.get_full_path())
-
-
-class _Refused(Exception):
-    """A service refused an admin save; the message is already shown."""
+    def create(self, request, form):  # once created, only the note can change
+        return services.number_block_create(
+            actor=Actor.from_request(request),
+            enterprise=form.cleaned_data["enterprise"],
+            first_number=form.cleaned_data["first_number"],
+            last_number=form.cleaned_data["last_number"],
+            note=form.cleaned_data["note"],
+        )
 
 
 @admin.register(SimLine)
-class SimLineAdmin(InventoryUploadMixin, AuditedModelAdmin):
+class SimLineAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAdmin):
     upload_kind = "lines"
     upload_columns = "imsi,iccid"
     list_display = ["imsi", "iccid", "enterprise", "identity"]
@@ -152,27 +163,13 @@ class SimLineAdmin(InventoryUploadMixin, AuditedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["enterprise", "imsi", "iccid"] if obj else []
 
-    def save_model(self, request, obj, form, change):
-        if change:  # every field of a line is read-only once it exists
-            return
-        try:
-            line = services.sim_line_create(
-                actor=Actor.from_request(request),
-                enterprise=form.cleaned_data["enterprise"],
-                imsi=form.cleaned_data["imsi"],
-                iccid=form.cleaned_data["iccid"],
-            )
-        except RuleViolation as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            raise _Refused from exc
-        obj.pk = line.pk
-        obj._state.adding = False
-
-    def add_view(self, request, form_url="", extra_context=None):
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except _Refused:
-            return redirect(request.get_full_path())
+    def create(self, request, form):  # once created, every field is read-only
+        return services.sim_line_create(
+            actor=Actor.from_request(request),
+            enterprise=form.cleaned_data["enterprise"],
+            imsi=form.cleaned_data["imsi"],
+            iccid=form.cleaned_data["iccid"],
+        )
 
 
 @admin.register(Identity)

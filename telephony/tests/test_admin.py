@@ -70,3 +70,20 @@ def test_staff_add_a_block_through_the_service_and_overlaps_are_refused(staff_cl
     )
     assert "overlaps" in response.content.decode()
     assert not NumberBlock.objects.filter(enterprise=other).exists()
+
+
+def test_staff_add_a_sim_line_through_the_service_and_a_bad_iccid_is_refused(staff_client):
+    acme = EnterpriseFactory()
+    add = reverse("admin:telephony_simline_add")
+    staff_client.post(
+        add, {"enterprise": acme.pk, "imsi": "262010000000001", "iccid": iccid_for(1)}
+    )
+    assert SimLine.objects.filter(enterprise=acme, imsi="262010000000001").exists()
+    assert AuditEvent.objects.filter(action="sim_line.created", enterprise=acme).exists()
+    bad = iccid_for(2)[:-1] + str((int(iccid_for(2)[-1]) + 1) % 10)
+    response = staff_client.post(
+        add, {"enterprise": acme.pk, "imsi": "262010000000002", "iccid": bad}, follow=True
+    )
+    assert response.status_code == 200
+    assert not SimLine.objects.filter(imsi="262010000000002").exists()
+    assert "ICCID" in response.content.decode()
