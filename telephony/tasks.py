@@ -68,29 +68,24 @@ def run_import(self, job_id: int) -> None:
         bulk.run_import_job(job_id)
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(HssTransientError,),
-    retry_backoff=2,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=8,
-    ignore_result=True,
-)
+# Messages to the network retry on its transient faults with capped, jittered backoff.
+TO_THE_NETWORK = {
+    "acks_late": True,
+    "retry_backoff": 2,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "ignore_result": True,
+}
+
+
+@shared_task(autoretry_for=(HssTransientError,), **TO_THE_NETWORK)
 def deregister_ue(registration_id: int) -> str:
     """Send a requested sign-out of one UE to the network."""
     return devices.deregister(registration_id)
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(NoticeError,),
-    retry_backoff=2,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=8,
-    ignore_result=True,
-)
+@shared_task(autoretry_for=(NoticeError,), **TO_THE_NETWORK)
 def send_network_notice(notice_id: int) -> str:
     return devices.send_notice(notice_id)
 
