@@ -2,19 +2,13 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import parsers
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import oidc
 from accounts.api.authentication import NetworkClientAuthentication
-from accounts.models import NetworkClient
+from portal.api.permissions import IsNetworkClient
 from portal.ratelimit import NetworkRateThrottle
-
-
-class IsNetworkClient(BasePermission):
-    def has_permission(self, request, view):
-        return isinstance(request.auth, NetworkClient)
 
 
 class IntrospectionView(APIView):

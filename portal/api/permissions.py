@@ -1,6 +1,6 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.models import ApiToken, Role
+from accounts.models import ApiToken, NetworkClient, Role
 
 
 class EnterpriseRole(BasePermission):
@@ -29,3 +29,10 @@ class EnterpriseRole(BasePermission):
             else:
                 roles = getattr(view, "write_roles", (Role.ADMIN,))
         return user.role in roles
+
+
+class IsNetworkClient(BasePermission):
+    """A network element of the operator, authenticated with its client credential."""
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, NetworkClient)

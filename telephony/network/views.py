@@ -4,15 +4,14 @@ documents or as JSON events. Authenticated per network client; bodies are untrus
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, serializers
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.authentication import NetworkClientAuthentication
 from accounts.audit import Actor
-from accounts.models import NetworkClient
 from portal.api import parsers as strict_json
 from portal.api.errors import BodyTooLarge
+from portal.api.permissions import IsNetworkClient
 from portal.api.schema import ApiErrorSerializer
 from portal.ratelimit import NetworkRateThrottle
 from telephony import devices
@@ -22,11 +21,6 @@ from telephony.reginfo import (
     parse_reginfo_xml,
     parse_registration_events,
 )
-
-
-class IsNetworkClient(BasePermission):
-    def has_permission(self, request, view):
-        return isinstance(request.auth, NetworkClient)
 
 
 class CappedBody:
@@ -119,8 +113,8 @@ class ReginfoView(NetworkView):
         description="`Content-Type: application/reginfo+xml`. `full` and `partial` documents, "
         "several registrations per document (an implicit registration set reports each IMPU), "
         "RFC 5628 GRUUs. Applied whole or not at all. 400 for malformed or hostile XML, 413 "
-        "for a body over the size limit, 403 "
-        "when an AoR belongs to an enterprise this client does not serve.",
+        "for a body over the size limit, 403 when an AoR belongs to an enterprise this "
+        "client does not serve.",
         request={"application/reginfo+xml": {"type": "string"}},
         responses={200: ApplyReportSerializer, **BODY_ERRORS},
         examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
