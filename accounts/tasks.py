@@ -2,14 +2,17 @@ from celery import shared_task
 
 from . import services
 
+# Emails retry while the mail server is unreachable.
+EMAIL = {
+    "autoretry_for": (OSError,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "ignore_result": True,
+}
 
-@shared_task(
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
-    ignore_result=True,
-)
+
+@shared_task(**EMAIL)
 def deliver_invitation(invitation_id: int) -> None:
     """Email an invitation link; retried while the mail server is unreachable."""
     services.invitation_deliver(invitation_id=invitation_id)
@@ -20,12 +23,6 @@ def sweep_invitations() -> int:
     return services.invitations_sweep()
 
 
-@shared_task(
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
-    ignore_result=True,
-)
+@shared_task(**EMAIL)
 def email_notification(notification_id: int) -> None:
     services.notification_email(notification_id=notification_id)
