@@ -43,12 +43,10 @@ def over_limit(scope: str, who: str, rate: str) -> float | None:
         return None
     limit, window = parsed
     key, left = _window(scope, who, window)
-    cache.add(key, 0, timeout=window + 1)
     try:
-        count = cache.incr(key)
-    except ValueError:  # the window's key expired between the two calls
-        cache.add(key, 1, timeout=window + 1)
-        count = 1
+        count = cache.incr(key)  # one round trip in the common case
+    except ValueError:  # the window's first request
+        count = 1 if cache.add(key, 1, timeout=window + 1) else cache.incr(key)
     return None if count <= limit else left
 
 

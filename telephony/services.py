@@ -635,11 +635,10 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    ids = list(locked)
     identities = list(  # read once locked (see _locked)
         Identity.objects.live()
         .select_related("enterprise", "number", "line", "owner")
-        .filter(pk__in=ids)
+        .filter(pk__in=list(locked))
         .order_by("pk")
     )
     for identity in identities:
