@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench wrk drills screenshots chromium clean
+.PHONY: run test lint bench wrk drills screenshots chromium peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,26 @@ chromium:
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Debian's chromium package for the browser tests." >&2; exit 1; fi; }
 
-test: $(VENV)/.dev chromium
+# Real peers the tests run against (../shared/peers/README.md): Debian's packages, and
+# PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
+# ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
+PEER_DEBS := secsipidx
+PEERS_DIR := $(abspath ..)/shared/peers
+PYHSS_VENV := var/peers/pyhss-venv
+
+peers:
+	@missing=$$(for p in $(PEER_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Install Debian's packages for the peer tests: $$missing" >&2; exit 1; fi; fi
+	@if [ -d $(PEERS_DIR)/pyhss-2.0.0 ] && [ ! -f $(PYHSS_VENV)/.installed ]; then \
+	  echo "Building PyHSS 2.0's own environment under $(PYHSS_VENV)"; \
+	  $(PYTHON) -m venv $(PYHSS_VENV) && \
+	  $(PYHSS_VENV)/bin/pip install --quiet -r $(PEERS_DIR)/pyhss-2.0.0/requirements.txt && \
+	  touch $(PYHSS_VENV)/.installed; fi
+
+test: $(VENV)/.dev chromium peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (see docs/benchmarks.md), not part of `make test`: their own database

@@ -236,3 +236,43 @@ def sign_in_browser(page, user, password: str) -> None:
         page.get_by_role("textbox", name="Code").fill(totp_code(device))
         page.get_by_role("button", name="Verify").click()
     page.wait_for_url(lambda url: "/account/2fa" not in url and "/login" not in url)
+
+
+# --- Real peers -------------------------------------------------------------------------
+
+
+def peers_dir():
+    """``../shared/peers`` beside the project (PyHSS's source and the peers' facts).
+
+    A user's clone has no such folder: the tests that need it skip, saying why. CI has it,
+    and there a missing folder is a failure, never a silent skip."""
+    import os
+    from pathlib import Path
+
+    import pytest
+    from django.conf import settings
+
+    path = Path(settings.BASE_DIR).parent / "shared" / "peers"
+    if not path.is_dir():
+        message = f"the real peers are not beside this clone ({path} is absent)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must run the peer tests")
+        pytest.skip(message)
+    return path
+
+
+def require_program(name: str) -> str:
+    """The path of ``name`` (a peer from Debian's packages, installed by ``make test``);
+    a skip outside CI when it is missing, a failure under ``CI=true``."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make test installs it: `make peers`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
