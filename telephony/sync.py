@@ -30,6 +30,7 @@ from accounts import audit
 from accounts.audit import Actor
 
 from .hss import (
+    Change,
     DeviceSettings,
     HssBackend,
     HssPermanentError,
@@ -173,27 +174,32 @@ def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
 def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id: str):
     """Bring the HSS in step with the identity; returns what was pushed (or None).
 
-    The new state goes in first: if the HSS refuses it, the old one is still there and
-    the identity keeps working. Only then are the number and line it left cleaned up —
-    unless another live identity holds them now."""
+    The number and line the identity left are cleaned up with it — unless another live
+    identity holds them now; the backend orders the writes (``HssBackend.apply``)."""
     desired = desired_subscription(identity)
-    if desired is not None:
-        hss.upsert(desired, operation_id=operation_id)
     stale = ""
     if row.pushed_msisdn and (desired is None or row.pushed_msisdn != desired.msisdn):
         stale = row.pushed_msisdn
     if desired is None and not row.pushed_msisdn:
         stale = identity.former_tn  # removed before its first push landed: be sure
-    if stale and not _held_by_live_identity(stale, other_than=identity.pk):
-        hss.deregister(stale, imsi=row.pushed_imsi)
-        hss.remove(stale, operation_id=operation_id)
+    if stale and _held_by_live_identity(stale, other_than=identity.pk):
+        stale = ""
     old_line = row.pushed_imsi
+    released = ""
     if (
         old_line
         and (desired is None or desired.imsi != old_line)
         and not _line_in_use(old_line, other_than=identity.pk)
     ):
-        hss.release_line(old_line, operation_id=operation_id)
+        released = old_line
+    change = Change(
+        desired=desired,
+        pushed_msisdn=row.pushed_msisdn,
+        pushed_imsi=row.pushed_imsi,
+        stale_msisdn=stale,
+        released_line=released,
+    )
+    hss.apply(change, operation_id=operation_id)
     return desired
 
 
@@ -533,6 +539,10 @@ def reconcile(batch: int = 500) -> ReconcileReport:
                     report.drifted += found
                 continue
             differences = hss.differences(desired, actual.get(desired.msisdn))
+            if differences and desired.msisdn not in actual:
+                # The listing may have missed it (an HSS paging without a stable order):
+                # looked up by its key before it is called missing.
+                differences = hss.differences(desired, hss.get(desired.msisdn))
             if differences:
                 report.drifted += _drift_found(identity, differences, read_at)
     report.orphans_removed = _remove_orphans(hss, actual, wanted)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .base import (
+    Change,
     DeviceSettings,
     HssBackend,
     HssError,
@@ -24,6 +25,7 @@ def backend() -> HssBackend:
 
 
 __all__ = [
+    "Change",
     "DeviceSettings",
     "HssBackend",
     "HssError",

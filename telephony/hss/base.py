@@ -70,6 +70,19 @@ class Subscription:
     devices: tuple[DeviceSettings, ...] = ()
 
 
+@dataclass(frozen=True)
+class Change:
+    """One push of an identity: its desired state and what the HSS was last given for
+    it. The sync engine decides which leftovers may go (numbers and lines no other
+    live identity holds); the backend decides the order of its writes."""
+
+    desired: Subscription | None  # None: the HSS should hold nothing for the identity
+    pushed_msisdn: str = ""  # the number of the last push that landed ("": none yet)
+    pushed_imsi: str = ""  # the line of the last push that landed
+    stale_msisdn: str = ""  # a number the identity left: its subscription goes
+    released_line: str = ""  # a line no live identity uses any more: it stops attaching
+
+
 class HssBackend:
     """What the sync engine asks of an HSS. ``operation_id`` travels with each write so
     that the HSS's own log can be matched with the portal's sync history."""
@@ -82,6 +95,24 @@ class HssBackend:
     # Whether a deregistration is done when the call returns; otherwise the S-CSCF
     # confirms it later with a reginfo notification.
     confirms_deregistration = False
+
+    def apply(self, change: Change, *, operation_id: str) -> None:
+        """Bring the HSS in step with one identity. This order suits an HSS that holds
+        each subscription once by MSISDN: the new state goes in first (if the HSS
+        refuses it, the old one still works), then the number and line it left are
+        cleaned up."""
+        if change.desired is not None:
+            self.upsert(change.desired, operation_id=operation_id)
+        if change.stale_msisdn:
+            self.deregister(change.stale_msisdn, imsi=change.pushed_imsi)
+            self.remove(change.stale_msisdn, operation_id=operation_id)
+        if change.released_line:
+            self.release_line(change.released_line, operation_id=operation_id)
+
+    def check(self) -> str:
+        """A problem that would refuse every write (a wrong key), found without
+        changing anything; "" when none is known."""
+        return ""
 
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         raise NotImplementedError

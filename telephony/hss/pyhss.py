@@ -13,14 +13,36 @@ What the portal writes there, per identity:
   rows and their AUC keys belong to the operator: the portal never creates or deletes
   them.
 
-PyHSS strips a leading ``+`` from MSISDNs on writes but matches lookups on the path as
-given, so MSISDNs travel without ``+`` everywhere and get it back when read.
+A suspended identity has no ``ims_subscriber`` row: PyHSS checks ``enabled`` for LTE
+attach (S6a) but never in its Cx answers, so only a missing row makes it refuse an IMS
+registration. Suspending deregisters the UEs (while the row still names the IMSI: PyHSS
+finds what to deregister through it), then deletes the row and disables the line;
+resuming writes the row again.
+
+Facts about PyHSS 2.0 this module is built on (each checked against the real one in
+``telephony/tests/test_pyhss_peer.py``):
+
+- PyHSS strips a leading ``+`` from MSISDNs on writes but matches lookups on the path as
+  given, so MSISDNs travel without ``+`` everywhere and get it back when read;
+- it answers ``null`` for any failure it does not classify: a missing row, but also
+  several rows where one was expected. ``null`` means "not found" only for lookups by
+  a unique key (``ims_subscriber.msisdn``, ``subscriber.imsi``); ``ims_subscriber.imsi``
+  is not unique, and ``/oam/deregister/<imsi>`` answers ``null`` when the IMSI has no
+  row, or several, or no EPC subscriber;
+- a failure of its own database answers 400 (an ``OperationalError`` even when it labels
+  it an "integrity error"; on some routes wrapped as ``[{...}, 400]``): transient;
+- row ids are looked up on each call, never kept: SQLite reuses them after deletes;
+- list routes page with LIMIT/OFFSET and no ORDER BY, so a row can move between pages
+  while they are read: rows are keyed by MSISDN or IMSI, and every conclusion drawn
+  from a listing is checked again by key before anything is deleted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +51,7 @@ from django.conf import settings
 from requests.exceptions import InvalidHeader, InvalidSchema, InvalidURL, MissingSchema
 
 from .base import (
+    Change,
     HssBackend,
     HssPermanentError,
     HssTransientError,
@@ -36,11 +59,18 @@ from .base import (
     Subscription,
 )
 
+log = logging.getLogger(__name__)
+
 # Far above any answer we ask for (a list page of 100 rows is tens of kilobytes); a
 # larger one is not PyHSS talking and reading it whole would only cost memory.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # How much of a refusal's text goes into an error message (shown to operator staff).
 MAX_REASON_CHARS = 300
+# What PyHSS's 400 says when its own database failed for a while (SQLite locked, a
+# MySQL/PostgreSQL connection lost, its pool exhausted): worth trying again.
+DATABASE_FAULTS = ("OperationalError", "InterfaceError", "QueuePool limit", "database is locked")
+# The fields the portal writes on an ``ims_subscriber`` row.
+WRITTEN_FIELDS = ("msisdn", "msisdn_list", "imsi", "ifc_path", "sh_template_path")
 
 
 class _NotJson:
@@ -48,6 +78,14 @@ class _NotJson:
 
 
 NOT_JSON = _NotJson()
+
+
+@dataclass(frozen=True)
+class PyHssSubscription(Subscription):
+    """A subscription as PyHSS holds it, with the templates its row names."""
+
+    ifc_path: str = ""
+    sh_template_path: str = ""
 
 
 class PyHss(HssBackend):
@@ -74,44 +112,40 @@ class PyHss(HssBackend):
         self.session.headers["Accept"] = "application/json"
         if self._provisioning_key:
             self.session.headers["Provisioning-Key"] = self._provisioning_key
+        # The lines' `enabled` flags as the last `list_all` read them (for `differences`).
+        self._enabled_by_imsi: dict[str, bool] | None = None
+        # Round trips made so far (for the bench and the tests that count them).
+        self.calls = 0
 
     # --- The backend contract ---------------------------------------------------------
 
+    def apply(self, change: Change, *, operation_id: str) -> None:
+        """One identity's push, in an order that leaves at most one row per IMSI at
+        every moment and deregisters while the row that names the IMSI is there.
+        Every check that can refuse the subscription runs before the first write."""
+        desired = change.desired
+        if desired is not None:
+            _check_representable(desired)
+        if desired is not None and desired.enabled:
+            self._activate(desired, change, operation_id)
+        else:
+            for msisdn in dict.fromkeys(
+                m for m in (desired and desired.msisdn, change.stale_msisdn) if m
+            ):
+                self._withdraw(msisdn, operation_id)
+            if desired is not None:  # suspended: the line stops attaching too
+                self.release_line(desired.imsi, operation_id=operation_id)
+        if change.released_line:
+            self.release_line(change.released_line, operation_id=operation_id)
+
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
-        """Create or update the identity's ``ims_subscriber`` and set ``enabled`` on
-        the EPC subscriber of its IMSI. Every check that can refuse the subscription
-        runs before the first write, so a refusal leaves nothing half-written."""
-        if not subscription.imsi:
-            raise HssPermanentError(
-                f"{subscription.msisdn} has no SIM line: PyHSS derives the IMPI from the "
-                "IMSI, so every identity needs one."
-            )
-        aliases = alias_impus(subscription)
-        if aliases:
-            raise HssPermanentError(
-                f"PyHSS cannot hold alias IMPUs ({', '.join(aliases)}): it derives the "
-                f"IMPUs of {subscription.msisdn} from the MSISDN. Remove the alias."
-            )
-        epc = self._epc_subscriber(subscription.imsi)
-        if epc is None:
-            raise HssPermanentError(
-                f"The operator has not provisioned IMSI {subscription.imsi} in the HSS "
-                "(PyHSS holds no subscriber for it); the SIM line cannot be used yet."
-            )
-        self._write_ims_subscriber(subscription, operation_id)
-        if bool(epc.get("enabled")) != subscription.enabled:
-            self._patch(
-                f"/subscriber/{epc['subscriber_id']}",
-                {"enabled": subscription.enabled},
-                operation_id,
-            )
+        """The desired state of one identity, with no number or line left behind."""
+        self.apply(Change(desired=subscription), operation_id=operation_id)
 
     def remove(self, msisdn: str, *, operation_id: str) -> None:
-        """Delete the ``ims_subscriber`` of the MSISDN; a missing row is not an error."""
-        row = self._ims_subscriber(msisdn)
-        if row is not None:
-            # A `null` answer means a concurrent remove got there first: fine too.
-            self._write("DELETE", f"/ims_subscriber/{row['ims_subscriber_id']}", None, operation_id)
+        """Deregister and delete the ``ims_subscriber`` of the MSISDN; a missing row is
+        not an error."""
+        self._withdraw(msisdn, operation_id)
 
     def release_line(self, imsi: str, *, operation_id: str) -> None:
         """Disable (never delete: it is the operator's) the EPC subscriber of the line."""
@@ -119,7 +153,7 @@ class PyHss(HssBackend):
         if epc is not None and epc.get("enabled"):
             self._patch(f"/subscriber/{epc['subscriber_id']}", {"enabled": False}, operation_id)
 
-    def get(self, msisdn: str) -> Subscription | None:
+    def get(self, msisdn: str) -> PyHssSubscription | None:
         row = self._ims_subscriber(msisdn)
         if row is None:
             return None
@@ -128,25 +162,42 @@ class PyHss(HssBackend):
         # Without an enabled EPC subscriber the line cannot attach: not enabled.
         return _subscription(msisdn, row, enabled=bool(epc and epc.get("enabled")))
 
-    def list_all(self) -> Iterator[Subscription]:
+    def list_all(self) -> Iterator[PyHssSubscription]:
         """Every ``ims_subscriber``, with ``enabled`` joined from the EPC subscribers
-        by IMSI (both lists read page by page)."""
+        by IMSI. Both lists are read whole and keyed first: a row that PyHSS's
+        unordered paging shows twice counts once (one it skipped is looked up again
+        by the reconcile before it is called missing)."""
         enabled_by_imsi = {
             _imsi_of(row): bool(row.get("enabled")) for row in self._pages("/subscriber/list")
         }
-        for row in self._pages("/ims_subscriber/list"):
-            if row.get("msisdn"):  # a row without a number is nothing the portal keys on
-                enabled = enabled_by_imsi.get(_imsi_of(row), False)
-                yield _subscription(str(row["msisdn"]), row, enabled=enabled)
+        self._enabled_by_imsi = enabled_by_imsi
+        rows = {str(row["msisdn"]): row for row in self._pages("/ims_subscriber/list")
+                if row.get("msisdn")}  # fmt: skip
+        for msisdn, row in rows.items():
+            enabled = enabled_by_imsi.get(_imsi_of(row), False)
+            yield _subscription(msisdn, row, enabled=enabled)
 
     def deregister(self, msisdn: str, *, imsi: str = "", contact: str = "") -> None:
         """Ask PyHSS to deregister the subscriber from the network. PyHSS works per
-        IMSI and has no per-contact deregistration: asked for one ``contact``, it
-        deregisters all the subscriber's UEs, and the others have to register again."""
-        imsi = imsi or _imsi_of(self._ims_subscriber(msisdn))
-        if imsi:
-            # `null`: PyHSS holds no subscriber for the IMSI, so nothing is registered.
-            self._fetch(f"/oam/deregister/{_segment(imsi)}")
+        IMSI, through the ``ims_subscriber`` row that names it, and has no per-contact
+        deregistration: asked for one ``contact``, it deregisters all the subscriber's
+        UEs, and the others have to register again."""
+        row = self._ims_subscriber(msisdn)
+        if row is not None and _imsi_of(row):
+            self._deregister(_imsi_of(row))
+        # No row: PyHSS cannot reach the S-CSCF for it, and refuses its registrations.
+
+    def check(self) -> str:
+        """Whether PyHSS takes our Provisioning-Key, without writing anything: a PATCH
+        of no fields to a row id that never exists (ids count from 1) answers 401 for
+        a refused key and `null` otherwise. GETs need no key, so only a write shows."""
+        try:
+            self._send("PATCH", "/ims_subscriber/0", body={}, operation_id="portal-key-check")
+        except HssPermanentError as exc:
+            return str(exc)
+        except HssTransientError as exc:
+            return f"PyHSS not reachable, the key is not checked yet: {exc}"
+        return ""
 
     def comparable(self, subscription: Subscription) -> dict:
         """Only what PyHSS holds. It derives IMPI and IMPUs itself, has no fields for
@@ -158,9 +209,115 @@ class PyHss(HssBackend):
             "imsi": subscription.imsi,
             "enabled": subscription.enabled,
             "shared": sorted({s.msisdn for s in subscription.shared}),
+            "ifc_path": getattr(subscription, "ifc_path", self.ifc_path),
+            "sh_template_path": getattr(subscription, "sh_template_path", self.sh_template_path),
         }
 
+    def differences(self, desired: Subscription, actual: Subscription | None) -> dict:
+        """A suspended identity must have no ``ims_subscriber`` row and a disabled line;
+        an active one the row and an enabled line."""
+        if desired.enabled:
+            return super().differences(desired, actual)
+        found = {}
+        if actual is not None:
+            found["subscription"] = ["absent while suspended", "present"]
+        if self._line_enabled(desired.imsi):
+            found["enabled"] = [False, True]
+        return found
+
+    # --- The order of writes ----------------------------------------------------------
+
+    def _activate(self, desired: Subscription, change: Change, operation_id: str) -> None:
+        epc = self._epc_subscriber(desired.imsi)
+        if epc is None:
+            raise HssPermanentError(
+                f"The operator has not provisioned IMSI {desired.imsi} in the HSS "
+                "(PyHSS holds no subscriber for it); the SIM line cannot be used yet."
+            )
+        fields = self._fields(desired)
+        if not change.pushed_msisdn and not change.stale_msisdn:
+            # Never pushed: create straight away, one round trip fewer (a row that is
+            # there anyway answers an integrity error and is updated instead).
+            self._create(fields, operation_id)
+        else:
+            self._update(desired, fields, change, operation_id)
+        if not epc.get("enabled"):
+            self._patch(f"/subscriber/{epc['subscriber_id']}", {"enabled": True}, operation_id)
+
+    def _update(self, desired: Subscription, fields: dict, change: Change, operation_id: str):
+        row = self._ims_subscriber(desired.msisdn)
+        moved = None
+        if row is None and change.stale_msisdn:
+            # A new number: the old row becomes the new one (one PATCH), so that the
+            # IMSI is never held by two rows, not even for a moment.
+            moved = row = self._ims_subscriber(change.stale_msisdn)
+        if row is None:
+            self._create(fields, operation_id)
+        else:
+            held = _imsi_of(row)
+            if held and held != desired.imsi and held == change.pushed_imsi:
+                # The old SIM leaves this row: deregister it while the row names it.
+                self._deregister(held)
+            if any(_text(row.get(name)) != value for name, value in fields.items()):
+                self._patch(f"/ims_subscriber/{row['ims_subscriber_id']}", fields, operation_id)
+            if moved is not None and held == desired.imsi:
+                # Same line, new number: its UEs register again and learn the new IMPUs.
+                self._deregister(desired.imsi)
+        if change.stale_msisdn and moved is None:
+            self._withdraw(change.stale_msisdn, operation_id, keep_imsi=desired.imsi)
+
+    def _withdraw(self, msisdn: str, operation_id: str, *, keep_imsi: str = "") -> None:
+        """Deregister the row's IMSI, then delete the row: in this order, because PyHSS
+        finds what to deregister through the row. ``keep_imsi``: a line another row of
+        the identity holds now (its UEs are not to be deregistered)."""
+        row = self._ims_subscriber(msisdn)
+        if row is None:
+            return
+        held = _imsi_of(row)
+        if held and held != keep_imsi:
+            self._deregister(held)
+        # A `null` answer means a concurrent remove got there first: fine too.
+        self._write("DELETE", f"/ims_subscriber/{row['ims_subscriber_id']}", None, operation_id)
+
+    def _deregister(self, imsi: str) -> None:
+        """Deregister an IMSI that an ``ims_subscriber`` row names. PyHSS answers the
+        rows it touched, or `null` when it could not: then the cause is looked up, as
+        `null` never means success here."""
+        path = f"/oam/deregister/{_segment(imsi)}"
+        status, answer = self._send("GET", path)
+        if status == 200 and isinstance(answer, dict):
+            return
+        if answer is None and self._epc_subscriber(imsi) is None:
+            # No EPC subscriber: PyHSS cannot deregister (nor authenticate) the line.
+            log.warning("PyHSS holds no EPC subscriber for IMSI %s: nothing to deregister", imsi)
+            return
+        if answer is None:
+            raise HssPermanentError(
+                f"PyHSS could not deregister IMSI {imsi}: several ims_subscriber rows name "
+                "it (PyHSS needs exactly one). Remove the rows the portal did not write."
+            )
+        raise self._refused("GET", path, status, answer)
+
+    def _line_enabled(self, imsi: str) -> bool:
+        if not imsi:
+            return False
+        if self._enabled_by_imsi is not None:
+            return self._enabled_by_imsi.get(imsi, False)
+        epc = self._epc_subscriber(imsi)
+        return bool(epc and epc.get("enabled"))
+
     # --- Rows -------------------------------------------------------------------------
+
+    def _fields(self, subscription: Subscription) -> dict:
+        own = bare(subscription.msisdn)
+        shared = sorted({bare(s.msisdn) for s in subscription.shared} - {own})
+        return {
+            "msisdn": own,
+            "msisdn_list": ",".join([own, *shared]),
+            "imsi": subscription.imsi,
+            "ifc_path": self.ifc_path,
+            "sh_template_path": self.sh_template_path,
+        }
 
     def _ims_subscriber(self, msisdn: str) -> dict | None:
         path = f"/ims_subscriber/ims_subscriber_msisdn/{_segment(bare(msisdn))}"
@@ -169,29 +326,19 @@ class PyHss(HssBackend):
     def _epc_subscriber(self, imsi: str) -> dict | None:
         return self._fetch(f"/subscriber/imsi/{_segment(imsi)}", row_id="subscriber_id")
 
-    def _write_ims_subscriber(self, subscription: Subscription, operation_id: str) -> None:
-        own = bare(subscription.msisdn)
-        shared = sorted({bare(s.msisdn) for s in subscription.shared} - {own})
-        fields = {
-            "msisdn": own,
-            "msisdn_list": ",".join([own, *shared]),
-            "imsi": subscription.imsi,
-            "ifc_path": self.ifc_path,
-            "sh_template_path": self.sh_template_path,
-        }
-        existing = self._ims_subscriber(own)
+    def _create(self, fields: dict, operation_id: str) -> None:
+        status, answer = self._send(
+            "PUT", "/ims_subscriber/", body=fields, operation_id=operation_id
+        )
+        if status == 200:
+            return
+        # A row for the MSISDN is there already (a concurrent push, or a push whose
+        # record was lost; msisdn is unique): update it, as if we had found it.
+        existing = None
+        if status == 400 and "integrity error" in _reason(answer).lower():
+            existing = self._ims_subscriber(fields["msisdn"])
         if existing is None:
-            status, answer = self._send(
-                "PUT", "/ims_subscriber/", body=fields, operation_id=operation_id
-            )
-            if status == 200:
-                return
-            # A concurrent push created the row between our lookup and our create
-            # (msisdn is unique): update the row it made, as if we had found it.
-            if status == 400 and "integrity error" in _reason(answer).lower():
-                existing = self._ims_subscriber(own)
-            if existing is None:
-                raise self._refused("PUT", "/ims_subscriber/", status, answer)
+            raise self._refused("PUT", "/ims_subscriber/", status, answer)
         self._patch(f"/ims_subscriber/{existing['ims_subscriber_id']}", fields, operation_id)
 
     def _pages(self, path: str) -> Iterator[dict]:
@@ -215,9 +362,9 @@ class PyHss(HssBackend):
     # --- HTTP -------------------------------------------------------------------------
 
     def _fetch(self, path: str, *, row_id: str = "") -> dict | None:
-        """A row by key, which must carry an integer ``row_id`` when one is named;
-        None when PyHSS has none (it answers `null`: with 200 by row id, with 400 by
-        MSISDN or IMSI)."""
+        """A row by a unique key (``ims_subscriber.msisdn``, ``subscriber.imsi``; only
+        there does `null` mean "none": 400 by MSISDN, 200 by IMSI), which must carry
+        an integer ``row_id``."""
         status, answer = self._send("GET", path)
         if answer is None and status in (200, 400):
             return None
@@ -256,6 +403,7 @@ class PyHss(HssBackend):
         if operation_id is not None:
             params = {**(params or {}), "operation_id": operation_id}
         request = f"{method} {path}"
+        self.calls += 1
         try:
             # Redirects are not followed: requests would carry the Provisioning-Key
             # header along to wherever they point.
@@ -298,6 +446,11 @@ class PyHss(HssBackend):
                 # A field PyHSS does not know: the portal's bug, retrying will not help.
                 raise HssPermanentError(f"PyHSS does not know a field of {request}: {reason}")
             raise HssTransientError(f"PyHSS answered {request} with HTTP {status}: {reason}")
+        if status == 400 and any(fault in _reason(answer) for fault in DATABASE_FAULTS):
+            # Its own database failed for a while (whatever PyHSS calls it): try again.
+            raise HssTransientError(
+                self._scrub(f"PyHSS's database failed on {request}: {_reason(answer)}")
+            )
         if answer is NOT_JSON:
             what = "an oversized answer" if raw is None else "an answer that is not JSON"
             raise HssPermanentError(
@@ -347,19 +500,41 @@ def alias_impus(subscription: Subscription) -> list[str]:
     ]
 
 
-def _subscription(msisdn: str, row: dict, *, enabled: bool) -> Subscription:
+def _check_representable(subscription: Subscription) -> None:
+    """Refuse what PyHSS cannot hold, before anything is written."""
+    if not subscription.imsi:
+        raise HssPermanentError(
+            f"{subscription.msisdn} has no SIM line: PyHSS derives the IMPI from the "
+            "IMSI, so every identity needs one."
+        )
+    aliases = alias_impus(subscription)
+    if aliases:
+        raise HssPermanentError(
+            f"PyHSS cannot hold alias IMPUs ({', '.join(aliases)}): it derives the "
+            f"IMPUs of {subscription.msisdn} from the MSISDN. Remove the alias."
+        )
+
+
+def _subscription(msisdn: str, row: dict, *, enabled: bool) -> PyHssSubscription:
     """A Subscription from the ``ims_subscriber`` row of ``msisdn``. IMPI and IMPUs
     stay empty: PyHSS derives them with its own realm and domain, which the portal
     does not know, and ``PyHss.comparable`` leaves them out."""
     own = bare(msisdn)
     listed = {m.strip() for m in str(row.get("msisdn_list") or "").split(",")}
-    return Subscription(
+    return PyHssSubscription(
         msisdn=plus(own),
         impi="",
         imsi=_imsi_of(row),
         enabled=enabled,
         shared=tuple(SharedAccess(plus(m), True, True) for m in sorted(listed - {own, ""})),
+        ifc_path=_text(row.get("ifc_path")),
+        sh_template_path=_text(row.get("sh_template_path")),
     )
+
+
+def _text(value: Any) -> str:
+    """A column's value as the portal writes it ("" for NULL)."""
+    return "" if value is None else str(value)
 
 
 def _imsi_of(row: dict | None) -> str:
@@ -394,6 +569,13 @@ def _decode(raw: bytes | None) -> Any:
 def _reason(answer: Any, raw: bytes | None = None) -> str:
     """What PyHSS said, for an error message: its ``reason`` (``{"result": "Failed",
     "reason": ...}``) or ``Result`` (``{"Result": "Not Found"}``), else the body."""
+    if (
+        isinstance(answer, list)
+        and len(answer) == 2
+        and isinstance(answer[0], dict)
+        and isinstance(answer[1], int)
+    ):
+        answer = answer[0]  # some routes wrap their error answer as `[{...}, 400]`
     if isinstance(answer, dict):
         said = answer.get("reason") or answer.get("Result") or answer.get("message")
         text = str(said) if said else json.dumps(answer)

@@ -3,13 +3,20 @@
 over real HTTP on 127.0.0.1, with in-memory tables.
 
 Quirks reproduced on purpose, because the backend must cope with each:
-- a missing row answers 200 ``null`` by id, but 400 ``null`` on the MSISDN and IMSI
-  lookups (which also answer 400 ``null`` when several rows match: SQLAlchemy ``.one()``);
+- a missing row answers 200 ``null`` by id and on the EPC lookup by IMSI, but 400
+  ``null`` on the IMS lookups by MSISDN and IMSI (which also answer 400 ``null`` when
+  several rows match: SQLAlchemy ``.one()``); ``/oam/deregister/<imsi>`` answers 200
+  ``null`` unless exactly one IMS row and an EPC row hold the IMSI;
+- row ids are SQLite's: a deleted last id is given out again;
+- a path without a route answers 401 unless the right ``Provisioning-Key`` comes with it;
 - a unique or NOT NULL violation answers 400 ``{"result": "Failed", "reason": "A
   database integrity error occurred: ..."}``; an unknown field answers 500 on create
   and is silently ignored on update;
 - ``+`` is stripped from ``msisdn``/``msisdn_list`` on writes, never on lookups;
 - with provisioning locked, writes without the right ``Provisioning-Key`` answer 401.
+
+Not reproduced: failures of PyHSS's own database (``inject`` their answers; the peer
+tests lock the real one's SQLite file).
 
 Tests inspect ``requests`` (every request, with its answer's status) and
 ``operation_ids``, seed operator-owned rows with ``add_subscriber``, and disturb the
@@ -140,6 +147,8 @@ class Table:
                     f"argument for {self.model}",
                 )
         row = dict.fromkeys(self.columns) | self.defaults | _strip_plus(body)
+        # SQLite's rowid: one past the largest in use, so a deleted last id comes back.
+        self.next_id = max(self.rows, default=0) + 1
         row[self.key] = self.next_id
         for column in self.required:
             if row[column] is None:
@@ -347,9 +356,13 @@ class FakePyHss:
             if "operation_id" in query:
                 self.operation_ids.append(query["operation_id"])
         try:
-            return self._route(method, path, query, body)
+            answer = self._route(method, path, query, body)
         except Failed as failed:
             return failed.answer
+        if answer.status == 404 and headers.get("provisioning-key") != self.provisioning_key:
+            # PyHSS checks the key for every path it has no route for, locked or not.
+            return Answer(401, UNAUTHORIZED)
+        return answer
 
     def _route(self, method: str, path: str, query: dict, body: Any) -> Answer:
         parts = path.strip("/").split("/")
@@ -369,8 +382,8 @@ class FakePyHss:
             case "GET", ["ims_subscriber", "ims_subscriber_imsi", imsi]:
                 return _found_or_400(ims.first("imsi", imsi))
             case "GET", ["subscriber", "imsi", imsi]:
-                row = epc.first("imsi", imsi)
-                return _found_or_400(row and row | {"attributes": []})
+                row = epc.first("imsi", imsi)  # `null` with 200 here, unlike the IMS lookups
+                return Answer(200, row and row | {"attributes": []})
             case "GET", ["oam", "deregister", imsi]:
                 return self._deregister(imsi)
             case "GET" | "PATCH" | "DELETE", ["ims_subscriber" | "subscriber", row_id]:

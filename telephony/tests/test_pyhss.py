@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from telephony.hss import HssPermanentError, HssTransientError, SharedAccess, Subscription
+from telephony.hss import Change, HssPermanentError, HssTransientError, SharedAccess, Subscription
 from telephony.hss import pyhss as pyhss_module
-from telephony.hss.pyhss import PyHss
+from telephony.hss.pyhss import PyHss, PyHssSubscription
 
-from .pyhss_server import FakePyHss
+from .pyhss_server import UNAUTHORIZED, FakePyHss
 
 MSISDN = "+4915550001"
 IMSI = "001010000000001"
@@ -60,20 +60,26 @@ def hss(pyhss) -> PyHss:
 # --- upsert ----------------------------------------------------------------------------
 
 
-def test_first_upsert_creates_and_the_next_patches_the_same_row(pyhss, hss, settings):
+def test_first_push_creates_the_next_patches_the_same_row_only_when_it_differs(
+    pyhss, hss, settings
+):
     pyhss.add_subscriber(IMSI)
+    pushed = {"pushed_msisdn": MSISDN, "pushed_imsi": IMSI}
+    shared = (SharedAccess("+4915550002", True, True),)
 
-    hss.upsert(subscription(), operation_id="portal-1-1")
-    hss.upsert(subscription(), operation_id="portal-1-2")
+    hss.apply(Change(subscription()), operation_id="portal-1-1")
+    hss.apply(Change(subscription(display_name="Robert"), **pushed), operation_id="portal-1-2")
+    hss.apply(Change(subscription(shared=shared), **pushed), operation_id="portal-1-3")
 
-    assert [(r.method, r.path) for r in pyhss.writes()] == [
-        ("PUT", "/ims_subscriber/"),
-        ("PATCH", "/ims_subscriber/1"),
+    # The display name is nothing PyHSS holds: that push writes nothing.
+    assert [(r.method, r.path, r.query["operation_id"]) for r in pyhss.writes()] == [
+        ("PUT", "/ims_subscriber/", "portal-1-1"),
+        ("PATCH", "/ims_subscriber/1", "portal-1-3"),
     ]
     assert len(pyhss.ims_subscribers.rows) == 1
     row = pyhss.ims_subscriber("4915550001")
     assert row["imsi"] == IMSI
-    assert row["msisdn_list"] == "4915550001"
+    assert row["msisdn_list"] == "4915550001,4915550002"
     assert row["ifc_path"] == settings.HSS_PYHSS_IFC_PATH
     assert row["sh_template_path"] == settings.HSS_PYHSS_SH_TEMPLATE_PATH
 
@@ -98,16 +104,16 @@ def test_msisdns_travel_without_plus(pyhss, hss):
 def test_operation_id_reaches_pyhss_on_every_write(pyhss, hss):
     pyhss.add_subscriber(IMSI)
 
-    hss.upsert(subscription(enabled=False), operation_id="portal-7-3")
-    hss.remove(MSISDN, operation_id="portal-7-4")
+    hss.upsert(subscription(), operation_id="portal-7-3")
+    hss.apply(Change(subscription(enabled=False), MSISDN, IMSI), operation_id="portal-7-4")
 
     writes = pyhss.writes()
-    assert [r.query.get("operation_id") for r in writes] == [
-        "portal-7-3",  # PUT ims_subscriber
-        "portal-7-3",  # PATCH subscriber enabled=false
-        "portal-7-4",  # DELETE ims_subscriber
+    assert [(r.method, r.query.get("operation_id")) for r in writes] == [
+        ("PUT", "portal-7-3"),  # ims_subscriber
+        ("DELETE", "portal-7-4"),  # ims_subscriber: suspended
+        ("PATCH", "portal-7-4"),  # subscriber enabled=false
     ]
-    assert pyhss.operation_ids == ["portal-7-3", "portal-7-3", "portal-7-4"]
+    assert pyhss.operation_ids == ["portal-7-3", "portal-7-4", "portal-7-4"]
 
 
 def test_shared_msisdns_land_in_msisdn_list_after_the_own_one(pyhss, hss):
@@ -149,7 +155,7 @@ def test_imsi_the_operator_has_not_provisioned_is_refused_before_any_write(pyhss
     with pytest.raises(HssPermanentError, match=f"has not provisioned IMSI {IMSI}"):
         hss.upsert(subscription(), operation_id="op")
     assert pyhss.writes() == []
-    assert pyhss.requests[-1].status == 400  # PyHSS's `null` for an unknown IMSI
+    assert pyhss.requests[-1].status == 200  # PyHSS answers `null` for an unknown IMSI
 
 
 def test_enabled_is_toggled_on_the_epc_subscriber_only_when_it_differs(pyhss, hss):
@@ -164,6 +170,55 @@ def test_enabled_is_toggled_on_the_epc_subscriber_only_when_it_differs(pyhss, hs
     assert pyhss.subscriber(IMSI)["enabled"] is True
     patches = [(r.body, r.query["operation_id"]) for r in pyhss.writes() if r.path == line]
     assert patches == [({"enabled": False}, "suspend"), ({"enabled": True}, "resume")]
+
+
+def test_suspension_deregisters_then_deletes_the_row_and_resume_writes_it_again(pyhss, hss):
+    # PyHSS answers Cx for any identity with a row, whatever `enabled` says.
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="create")
+
+    hss.apply(Change(subscription(enabled=False), MSISDN, IMSI), operation_id="suspend")
+
+    assert pyhss.deregistered == [IMSI]
+    assert pyhss.ims_subscriber("4915550001") is None
+    order = [
+        (r.method, r.path.split("/")[1])
+        for r in pyhss.requests
+        if r.query.get("operation_id") == "suspend" or r.path.startswith("/oam")
+    ]
+    assert order == [("GET", "oam"), ("DELETE", "ims_subscriber"), ("PATCH", "subscriber")]
+    hss.apply(Change(subscription(), MSISDN, IMSI), operation_id="resume")
+    assert pyhss.ims_subscriber("4915550001")["imsi"] == IMSI
+    assert pyhss.subscriber(IMSI)["enabled"] is True
+
+
+@pytest.mark.parametrize("new_imsi", [IMSI, "001010000000002"], ids=["same line", "new line"])
+def test_relocation_moves_the_row_and_deregisters_while_one_row_names_the_imsi(
+    pyhss, hss, new_imsi
+):
+    pyhss.add_subscriber(IMSI)
+    pyhss.add_subscriber("001010000000002")
+    hss.upsert(subscription(), operation_id="create")
+    new = subscription(msisdn="+4915550009", imsi=new_imsi)
+    released = IMSI if new_imsi != IMSI else ""
+
+    hss.apply(Change(new, MSISDN, IMSI, MSISDN, released), operation_id="relocate")
+
+    (row,) = pyhss.ims_subscribers.rows.values()  # one row, the old one, renamed
+    assert (row["ims_subscriber_id"], row["msisdn"], row["imsi"]) == (1, "4915550009", new_imsi)
+    assert pyhss.deregistered == [IMSI]  # the old SIM's (or the same SIM's) UEs
+    assert pyhss.subscriber(IMSI)["enabled"] is (new_imsi == IMSI)
+
+
+def test_deregistration_that_pyhss_cannot_do_is_never_taken_for_done(pyhss, hss):
+    # Two rows name the IMSI (one the portal did not write): PyHSS answers `null`.
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="create")
+    pyhss.add_ims_subscriber("4915550077", imsi=IMSI)
+
+    with pytest.raises(HssPermanentError, match="several ims_subscriber rows name it"):
+        hss.apply(Change(None, MSISDN, IMSI, MSISDN, IMSI), operation_id="remove")
+    assert pyhss.ims_subscriber("4915550001") is not None  # not deleted undetected
 
 
 def test_concurrent_create_is_settled_by_lookup_and_patch(pyhss, hss):
@@ -278,11 +333,18 @@ def test_get_of_a_missing_msisdn_is_none(pyhss, hss):
     assert pyhss.requests[-1].status == 400
 
 
-def test_get_reads_back_what_upsert_wrote(pyhss, hss):
-    pyhss.add_subscriber(IMSI, enabled=True)
-    hss.upsert(subscription(enabled=False), operation_id="op")
+def test_get_reads_back_what_upsert_wrote(pyhss, hss, settings):
+    pyhss.add_subscriber(IMSI, enabled=False)
+    hss.upsert(subscription(), operation_id="op")
 
-    assert hss.get(MSISDN) == Subscription(msisdn=MSISDN, impi="", imsi=IMSI, enabled=False)
+    assert hss.get(MSISDN) == PyHssSubscription(
+        msisdn=MSISDN,
+        impi="",
+        imsi=IMSI,
+        enabled=True,
+        ifc_path=settings.HSS_PYHSS_IFC_PATH,
+        sh_template_path=settings.HSS_PYHSS_SH_TEMPLATE_PATH,
+    )
 
 
 def test_list_all_reads_every_page_and_joins_enabled_by_imsi(pyhss):
@@ -320,14 +382,16 @@ def test_deregister_asks_pyhss_to_deregister_the_imsi(pyhss, hss):
 def test_deregister_of_a_subscriber_pyhss_does_not_hold_is_fine(pyhss, hss):
     hss.deregister(MSISDN, imsi=IMSI)
 
-    assert pyhss.requests[-1].status == 200  # PyHSS's `null`
+    # No row: PyHSS could not deregister, and refuses the registrations anyway.
+    assert [r.path for r in pyhss.requests] == ["/ims_subscriber/ims_subscriber_msisdn/4915550001"]
     assert pyhss.deregistered == []
 
 
 # --- What reconcile compares -------------------------------------------------------------
 
 
-def test_differences_ignore_what_pyhss_does_not_hold(pyhss, hss):
+def test_differences_ignore_what_pyhss_does_not_hold(pyhss, hss, settings):
+    settings_ifc = settings.HSS_PYHSS_IFC_PATH
     pyhss.add_subscriber(IMSI)
     desired = subscription(
         shared=(SharedAccess("+4915550002", make_calls=False, receive_calls=True),)
@@ -337,10 +401,15 @@ def test_differences_ignore_what_pyhss_does_not_hold(pyhss, hss):
 
     # Rights, IMPI, IMPUs, services and display name are not held: no drift.
     assert hss.differences(desired, actual) == {}
+    assert hss.differences(subscription(shared=()), actual) == {"shared": [[], ["+4915550002"]]}
+    # Suspended: no row at all, and a disabled line.
     assert hss.differences(subscription(enabled=False), actual) == {
+        "subscription": ["absent while suspended", "present"],
         "enabled": [False, True],
-        "shared": [[], ["+4915550002"]],
     }
+    assert hss.differences(subscription(enabled=False), None) == {"enabled": [False, True]}
+    settings.HSS_PYHSS_IFC_PATH = "new_ifc.xml"
+    assert PyHss().differences(desired, actual) == {"ifc_path": ["new_ifc.xml", settings_ifc]}
 
 
 # --- Faults --------------------------------------------------------------------------------
@@ -442,8 +511,10 @@ def test_fake_pyhss_reproduces_pyhss_answers(pyhss):
     assert (deleted.status_code, deleted.json()) == (200, {"Result": "OK"})
     beyond = requests.get(f"{url}/ims_subscriber/list?page=5&page_size=2", timeout=2)
     assert (beyond.status_code, beyond.json()) == (200, [])
+    missing_line = requests.get(f"{url}/subscriber/imsi/{IMSI}", timeout=2)
+    assert (missing_line.status_code, missing_line.json()) == (200, None)
     nowhere = requests.get(f"{url}/nowhere", timeout=2)
-    assert (nowhere.status_code, nowhere.json()) == (404, {"Result": "Not Found"})
+    assert (nowhere.status_code, nowhere.json()) == (401, UNAUTHORIZED)
 
 
 def test_fake_pyhss_spends_a_bounded_request_budget(settings):
@@ -454,3 +525,44 @@ def test_fake_pyhss_spends_a_bounded_request_budget(settings):
         hss.get(MSISDN)
         with pytest.raises(HssTransientError, match="request budget 2 spent"):
             hss.get(MSISDN)
+
+
+# --- What PyHSS 2.0 answers when its own database fails (as the real one does) ---------
+
+LOCKED = "A database operational error occurred: (sqlite3.OperationalError) database is locked"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"result": "Failed", "reason": LOCKED},
+        [{"result": "Failed", "reason": LOCKED}, 400],  # the IMS lookups wrap it
+        # Raised outside its handler's wrapping: labelled an integrity error.
+        {"result": "Failed", "reason": "A database integrity error occurred: "
+         "(sqlite3.OperationalError) database is locked"},
+        {"result": "Failed", "reason": "A database operational error occurred: "
+         "(psycopg2.OperationalError) server closed the connection unexpectedly"},
+    ],
+)  # fmt: skip
+def test_a_failure_of_pyhss_database_is_transient(pyhss, hss, body):
+    pyhss.inject(400, body)
+
+    with pytest.raises(HssTransientError, match="PyHSS's database failed"):
+        hss.get(MSISDN)
+
+
+def test_an_integrity_error_is_permanent(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    pyhss.inject(400, {"result": "Failed", "reason": "A database integrity error occurred: "
+                       "(sqlite3.IntegrityError) NOT NULL constraint failed"}, method="PUT")  # fmt: skip
+
+    with pytest.raises(HssPermanentError, match="NOT NULL constraint failed"):
+        hss.upsert(subscription(), operation_id="op")
+
+
+def test_key_check_writes_nothing_and_names_a_refused_key(locked_pyhss, settings):
+    assert PyHss().check() == ""
+    settings.HSS_PYHSS_PROVISIONING_KEY = "wrong"
+
+    assert "Provisioning-Key refused" in PyHss().check()
+    assert locked_pyhss.ims_subscribers.rows == {}
