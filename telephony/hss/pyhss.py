@@ -151,7 +151,7 @@ class PyHss(HssBackend):
         """Disable (never delete: it is the operator's) the EPC subscriber of the line."""
         epc = self._epc_subscriber(imsi)
         if epc is not None and epc.get("enabled"):
-            self._patch(f"/subscriber/{epc['subscriber_id']}", {"enabled": False}, operation_id)
+            self._set_enabled(epc, False, operation_id)
 
     def get(self, msisdn: str) -> PyHssSubscription | None:
         row = self._ims_subscriber(msisdn)
@@ -242,7 +242,7 @@ class PyHss(HssBackend):
         else:
             self._update(desired, fields, change, operation_id)
         if not epc.get("enabled"):
-            self._patch(f"/subscriber/{epc['subscriber_id']}", {"enabled": True}, operation_id)
+            self._set_enabled(epc, True, operation_id)
 
     def _update(self, desired: Subscription, fields: dict, change: Change, operation_id: str):
         row = self._ims_subscriber(desired.msisdn)
@@ -297,6 +297,24 @@ class PyHss(HssBackend):
                 "it (PyHSS needs exactly one). Remove the rows the portal did not write."
             )
         raise self._refused("GET", path, status, answer)
+
+    def _set_enabled(self, epc: dict, enabled: bool, operation_id: str) -> None:
+        """Set ``enabled`` on an EPC subscriber. PyHSS commits the change, then tells
+        the 2G side of an enabled line, and answers `null` when that fails (a line
+        without an MSISDN, say): so `null` is read back, never taken either way."""
+        path = f"/subscriber/{epc['subscriber_id']}"
+        if self._write("PATCH", path, {"enabled": enabled}, operation_id) is not None:
+            return
+        now = self._epc_subscriber(epc["imsi"])
+        if now is None:
+            raise HssTransientError(
+                f"PyHSS's subscriber of IMSI {epc['imsi']} went away while the portal "
+                "updated it; the next try looks it up again."
+            )
+        if bool(now.get("enabled")) != enabled:
+            raise HssPermanentError(
+                f"PyHSS did not set enabled={enabled} on the subscriber of IMSI {epc['imsi']}."
+            )
 
     def _line_enabled(self, imsi: str) -> bool:
         if not imsi:

@@ -7,6 +7,8 @@ Quirks reproduced on purpose, because the backend must cope with each:
   ``null`` on the IMS lookups by MSISDN and IMSI (which also answer 400 ``null`` when
   several rows match: SQLAlchemy ``.one()``); ``/oam/deregister/<imsi>`` answers 200
   ``null`` unless exactly one IMS row and an EPC row hold the IMSI;
+- enabling an EPC subscriber that has no ``msisdn`` commits, then answers 200 ``null``
+  (its 2G update after the commit fails);
 - row ids are SQLite's: a deleted last id is given out again;
 - a path without a route answers 401 unless the right ``Provisioning-Key`` comes with it;
 - a unique or NOT NULL violation answers 400 ``{"result": "Failed", "reason": "A
@@ -404,7 +406,11 @@ class FakePyHss:
             row = table.rows.get(key)
             return Answer(200, dict(row) if row else None)
         if method == "PATCH":
-            return Answer(200, table.update(key, body if isinstance(body, dict) else {}))
+            row = table.update(key, body if isinstance(body, dict) else {})
+            if row and table.name == "subscriber" and row["enabled"] and not row["msisdn"]:
+                # Committed, then its 2G update fails on a line without an MSISDN.
+                return Answer(200, None)
+            return Answer(200, row)
         if table.rows.pop(key, None) is None:
             return Answer(200, None)
         return Answer(200, {"Result": "OK"})
