@@ -8,7 +8,11 @@ from .hss import HssTransientError
 from .notify import NoticeError
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# max_retries=None: Celery never stops the chain; the sync row counts the tries and stops
+# at SYNC_MAX_ATTEMPTS (a retry's own `max_retries=None` means the task's default).
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None
+)
 def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
     """Push one identity's current desired state to the HSS. Idempotent: a duplicate
     delivery finds nothing pending and does nothing. Transient faults retry with
@@ -27,9 +31,7 @@ def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
         ) from exc
     if result.retry_in is not None:
         # The sync row counts the tries and decides when to stop; Celery only schedules.
-        raise self.retry(
-            countdown=result.retry_in, max_retries=None, kwargs={"attempt": result.attempt}
-        )
+        raise self.retry(countdown=result.retry_in, kwargs={"attempt": result.attempt})
     return result.outcome
 
 
