@@ -1,10 +1,13 @@
 """The Celery application. Tasks live in each app's tasks.py."""
 
+import logging
 import os
 
 from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+log = logging.getLogger(__name__)
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -17,3 +20,17 @@ def _send_through_the_broker(**kwargs):
     sweep's re-queues) to the broker, whatever the settings say: the test settings run
     tasks eagerly in the test process, never inside a worker process of a test."""
     app.conf.task_always_eager = False
+
+
+@signals.worker_ready.connect
+def check_hss(**kwargs):
+    """Say at start-up, not at the first change, when the HSS would refuse our writes
+    (PyHSS: a wrong Provisioning-Key)."""
+    from telephony.hss import backend
+
+    problem = backend().check()
+    if problem:
+        log.error("HSS check failed: %s", problem)
+    else:
+        log.info("HSS check passed")
+    return problem

@@ -69,10 +69,35 @@ def _check_workers() -> dict:
     return {"ok": fresh, "last_heartbeat": last.isoformat() if last else None}
 
 
+# How long a key check of the HSS stands: a probe every few seconds must not become a
+# stream of requests to the HSS.
+HSS_CHECK_SECONDS = 60
+
+
+def _check_hss() -> dict:
+    """Whether the HSS would take our writes (PyHSS: the Provisioning-Key), so that a
+    wrong key shows before the first change instead of failing it."""
+    from django.core.cache import cache
+
+    from telephony.hss import backend
+
+    key = f"readyz:hss:{settings.HSS_BACKEND}"
+    problem = cache.get(key)
+    if problem is None:
+        problem = backend().check()
+        cache.set(key, problem, HSS_CHECK_SECONDS)
+    return {
+        "ok": not problem,
+        "backend": settings.HSS_BACKEND,
+        **({"error": problem} if problem else {}),
+    }
+
+
 @never_cache
 def readyz(request):
-    """Readiness: the database and the broker answer. Worker liveness is reported but
-    does not fail readiness: web processes can serve while workers restart."""
+    """Readiness: the database and the broker answer. Worker liveness and whether the
+    HSS takes our key are reported but do not fail readiness: web processes can serve
+    while workers restart, and changes wait in the outbox until the HSS takes them."""
     checks = {}
     for name, check in (("database", _check_database), ("broker", _check_broker)):
         try:
@@ -83,6 +108,11 @@ def readyz(request):
         checks["workers"] = _check_workers()
     except Exception as exc:  # noqa: BLE001
         checks["workers"] = {"ok": False, "error": exc.__class__.__name__}
+    try:
+        checks["hss"] = _check_hss()
+    except Exception as exc:  # noqa: BLE001
+        checks["hss"] = {"ok": False, "error": exc.__class__.__name__}
+    # Neither workers nor the HSS fail readiness: changes wait in the outbox meanwhile.
     ready = checks["database"]["ok"] and checks["broker"]["ok"]
     return JsonResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -194,6 +194,8 @@ class PyHss(HssBackend):
         try:
             self._send("PATCH", "/ims_subscriber/0", body={}, operation_id="portal-key-check")
         except HssPermanentError as exc:
+            if "Provisioning-Key refused" in str(exc):
+                return "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY."
             return str(exc)
         except HssTransientError as exc:
             return f"PyHSS not reachable, the key is not checked yet: {exc}"

@@ -564,5 +564,23 @@ def test_key_check_writes_nothing_and_names_a_refused_key(locked_pyhss, settings
     assert PyHss().check() == ""
     settings.HSS_PYHSS_PROVISIONING_KEY = "wrong"
 
-    assert "Provisioning-Key refused" in PyHss().check()
+    assert "PyHSS key refused" in PyHss().check()
     assert locked_pyhss.ims_subscribers.rows == {}
+
+
+def test_readyz_and_the_worker_say_pyhss_refuses_the_key(locked_pyhss, settings, client, caplog):
+    from portal.celery import check_hss
+
+    settings.HSS_BACKEND = "pyhss"
+    settings.HSS_PYHSS_PROVISIONING_KEY = "wrong"
+
+    hss = client.get("/readyz").json()["checks"]["hss"]
+    assert hss == {
+        "ok": False,
+        "backend": "pyhss",
+        "error": "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY.",
+    }
+    assert "PyHSS key refused" in check_hss()
+    assert "HSS check failed: PyHSS key refused" in caplog.text
+    settings.HSS_PYHSS_PROVISIONING_KEY = KEY
+    assert check_hss() == ""

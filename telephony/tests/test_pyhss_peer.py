@@ -286,9 +286,9 @@ def test_pyhss_database_locked_mid_run_is_retried_not_failed(pyhss, lines, emplo
 def test_key_check_against_pyhss_writes_nothing(pyhss, settings):
     assert PyHss().check() == ""
     settings.HSS_PYHSS_PROVISIONING_KEY = "not-the-key"
-    assert "Provisioning-Key refused" in PyHss().check()
+    assert "PyHSS key refused" in PyHss().check()
     settings.HSS_PYHSS_PROVISIONING_KEY = ""
-    assert "Provisioning-Key refused" in PyHss().check()
+    assert "PyHSS key refused" in PyHss().check()
     assert held(pyhss) == {}
 
 
