@@ -10,14 +10,14 @@ Quirks reproduced on purpose, because the backend must cope with each:
 - enabling an EPC subscriber that has no ``msisdn`` commits, then answers 200 ``null``
   (its 2G update after the commit fails);
 - row ids are SQLite's: a deleted last id is given out again;
-- a path without a route answers 401 unless the right ``Provisioning-Key`` comes with it;
 - a unique or NOT NULL violation answers 400 ``{"result": "Failed", "reason": "A
   database integrity error occurred: ..."}``; an unknown field answers 500 on create
   and is silently ignored on update;
 - ``+`` is stripped from ``msisdn``/``msisdn_list`` on writes, never on lookups;
 - with provisioning locked, writes without the right ``Provisioning-Key`` answer 401.
 
-Not reproduced: failures of PyHSS's own database (``inject`` their answers; the peer
+``test_pyhss_peer.py`` asks this fake and the real PyHSS the same questions and
+compares the answers. Not reproduced: failures of PyHSS's own database (``inject`` their answers; the peer
 tests lock the real one's SQLite file).
 
 Tests inspect ``requests`` (every request, with its answer's status) and
@@ -358,13 +358,9 @@ class FakePyHss:
             if "operation_id" in query:
                 self.operation_ids.append(query["operation_id"])
         try:
-            answer = self._route(method, path, query, body)
+            return self._route(method, path, query, body)
         except Failed as failed:
             return failed.answer
-        if answer.status == 404 and headers.get("provisioning-key") != self.provisioning_key:
-            # PyHSS checks the key for every path it has no route for, locked or not.
-            return Answer(401, UNAUTHORIZED)
-        return answer
 
     def _route(self, method: str, path: str, query: dict, body: Any) -> Answer:
         parts = path.strip("/").split("/")

@@ -12,7 +12,7 @@ from telephony.hss import Change, HssPermanentError, HssTransientError, SharedAc
 from telephony.hss import pyhss as pyhss_module
 from telephony.hss.pyhss import PyHss, PyHssSubscription
 
-from .pyhss_server import UNAUTHORIZED, FakePyHss
+from .pyhss_server import FakePyHss
 
 MSISDN = "+4915550001"
 IMSI = "001010000000001"
@@ -514,7 +514,7 @@ def test_fake_pyhss_reproduces_pyhss_answers(pyhss):
     missing_line = requests.get(f"{url}/subscriber/imsi/{IMSI}", timeout=2)
     assert (missing_line.status_code, missing_line.json()) == (200, None)
     nowhere = requests.get(f"{url}/nowhere", timeout=2)
-    assert (nowhere.status_code, nowhere.json()) == (401, UNAUTHORIZED)
+    assert (nowhere.status_code, nowhere.json()) == (404, {"Result": "Not Found"})
 
 
 def test_fake_pyhss_spends_a_bounded_request_budget(settings):

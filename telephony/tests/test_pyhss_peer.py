@@ -6,6 +6,7 @@ state, read from PyHSS's own database."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from accounts.audit import Actor
 from accounts.tests.factories import UserFactory
@@ -15,6 +16,7 @@ from telephony.models import Identity, IdentitySync
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
 from .pyhss_peer import PROVISIONING_KEY, running_pyhss
+from .pyhss_server import FakePyHss
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db]
 
@@ -305,3 +307,70 @@ def test_round_trips_per_push(pyhss, lines, employee, monkeypatch):
     services.identity_update(actor=SYSTEM, identity=identity, display_name="Robert")
     push_all()
     assert backend.calls == 2  # GET the line, GET the row: nothing PyHSS holds changed
+
+
+# --- The fake PyHSS of the quick tests answers as the real one ---------------------------
+
+
+def conversation(url: str, key: str, imsi: str) -> list[tuple]:
+    """The quirks the backend relies on, asked of a PyHSS; what it answered, without
+    what differs by nature (row ids, timestamps, SQL text)."""
+    keyed = requests.Session()
+    keyed.headers["Provisioning-Key"] = key
+    said = []
+
+    def ask(method, path, body=None, *, session=keyed):
+        answer = session.request(method, url + path, json=body, timeout=30)
+        body = answer.json()
+        said.append((method, path, answer.status_code, _shape(body)))
+        return body
+
+    ask("GET", "/ims_subscriber/ims_subscriber_msisdn/4915550001")
+    ask("GET", "/subscriber/imsi/001019999999999")
+    row = {"msisdn": "+4915550001", "msisdn_list": "+4915550001", "imsi": imsi}
+    first = ask("PUT", "/ims_subscriber/", row)
+    ask("PUT", "/ims_subscriber/", row)
+    ask("PUT", "/ims_subscriber/", {"msisdn": "4915550002", "foo": 1})
+    ask("PATCH", f"/ims_subscriber/{first['ims_subscriber_id']}", {"foo": 1})
+    ask("GET", "/ims_subscriber/ims_subscriber_msisdn/+4915550001")
+    ask("GET", f"/oam/deregister/{imsi}")
+    second = ask("PUT", "/ims_subscriber/", {"msisdn": "4915550003", "imsi": imsi})
+    ask("GET", f"/ims_subscriber/ims_subscriber_imsi/{imsi}")
+    ask("GET", f"/oam/deregister/{imsi}")
+    ask("DELETE", f"/ims_subscriber/{second['ims_subscriber_id']}")
+    ask("DELETE", f"/ims_subscriber/{second['ims_subscriber_id']}")
+    ask("GET", f"/ims_subscriber/{second['ims_subscriber_id']}")
+    line = ask("GET", f"/subscriber/imsi/{imsi}")
+    ask("PATCH", f"/subscriber/{line['subscriber_id']}", {"enabled": False})
+    ask("PATCH", f"/subscriber/{line['subscriber_id']}", {"enabled": True})
+    ask("PATCH", "/ims_subscriber/0", {}, session=requests.Session())
+    ask("PATCH", "/ims_subscriber/0", {})
+    ask("GET", "/nowhere", session=requests.Session())
+    ask("GET", "/nowhere")
+    ask("GET", "/ims_subscriber/list?page=99&page_size=2")
+    return said
+
+
+def _shape(body):
+    """An answer with only what the backend reads."""
+    if isinstance(body, list):
+        return [_shape(item) for item in body]
+    if not isinstance(body, dict):
+        return body
+    if "ims_subscriber" in body and "subscriber" in body:  # a deregistration
+        return sorted(body)
+    shaped = {}
+    for name in ("msisdn", "msisdn_list", "imsi", "enabled", "Result", "result"):
+        if name in body:
+            shaped[name] = body[name]
+    if "reason" in body:
+        shaped["reason"] = body["reason"].split("\n")[0]
+    return shaped
+
+
+def test_the_fake_pyhss_answers_as_the_real_one(pyhss, lines):
+    with FakePyHss(provisioning_key=PROVISIONING_KEY) as fake:
+        fake.add_subscriber(lines[0])
+        expected = conversation(fake.url, PROVISIONING_KEY, lines[0])
+
+    assert conversation(pyhss.url, PROVISIONING_KEY, lines[0]) == expected
