@@ -1,0 +1,200 @@
+"""HSS pushes to the real PyHSS 2.0: identities per second that the portal pushes
+(Celery workers on the sync queue, the PyHSS backend) against a direct PyHSS client
+making the same calls at the same concurrency (goal: at least 80 % of it). PyHSS runs
+from ``../shared/peers/pyhss-2.0.0`` on loopback, as the peer tests run it; its
+operator data (an EPC subscriber per line) is made over its REST API first. The round
+trips are counted in PyHSS's own access log."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from .common import Context
+from .deploy import ROOT
+from .report import Report
+
+IDENTITIES = {"full": 1000, "small": 200}
+GOAL_SHARE = 0.8
+ENTERPRISE = "bench-pyhss"
+FIRST_TN = 4940777000000
+REQUEST_LINE = re.compile(rb'"(GET|PUT|PATCH|DELETE) /')
+
+
+def _lines(count: int) -> list[str]:
+    return [f"00101{n:010d}" for n in range(1, count + 1)]
+
+
+def _identities(count: int) -> list[int]:
+    """The bench enterprise's identities, one per line (made once, kept for later runs)."""
+    from accounts.audit import Actor
+    from accounts.models import Enterprise
+    from accounts.tests.factories import EnterpriseFactory, UserFactory
+    from telephony import services
+    from telephony.models import Identity
+    from telephony.tests.factories import iccid_for
+
+    system = Actor.system()
+    enterprise = Enterprise.objects.filter(slug=ENTERPRISE).first()
+    if enterprise is None:
+        enterprise = EnterpriseFactory(
+            name="Bench PyHSS", slug=ENTERPRISE, sip_domain="pyhss.bench.example"
+        )
+        services.number_block_create(
+            actor=system,
+            enterprise=enterprise,
+            first_number=f"+{FIRST_TN}",
+            last_number=f"+{FIRST_TN + 9999}",
+        )
+    enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, count)
+    enterprise.contract.save(update_fields=["identity_quota"])
+    have = Identity.objects.filter(enterprise=enterprise).live().count()
+    for n in range(have + 1, count + 1):
+        imsi = _lines(count)[n - 1]
+        services.sim_line_create(
+            actor=system, enterprise=enterprise, imsi=imsi, iccid=iccid_for(700_000 + n)
+        )
+        owner = UserFactory(enterprise=enterprise, email=f"pyhss-{n}@pyhss.bench.example")
+        services.identity_create(actor=system, owner=owner, services=["voice"], imsi=imsi)
+    return list(
+        Identity.objects.filter(enterprise=enterprise)
+        .live()
+        .order_by("line__imsi")
+        .values_list("pk", flat=True)[:count]
+    )
+
+
+def _pending_again(ids: list[int]) -> None:
+    """Every identity has a change that PyHSS has never seen (a fresh PyHSS)."""
+    from django.db.models import F
+
+    from telephony.models import IdentitySync
+
+    IdentitySync.objects.filter(pk__in=ids).update(
+        desired_version=F("desired_version") + 1,
+        state=IdentitySync.State.PENDING,
+        attempts=0,
+        claimed_until=None,
+        next_attempt_at=None,
+        pushed_msisdn="",
+        pushed_imsi="",
+    )
+
+
+def _requests_seen(peer) -> int:
+    return len(REQUEST_LINE.findall((peer.root / "api.out").read_bytes()))
+
+
+def _direct(peer, jobs: list[tuple[str, str, int]], concurrency: int) -> float:
+    """What a push of a new identity needs, straight from a client: read the line,
+    create the row. Seconds for all."""
+    local = threading.local()
+
+    def push(job):
+        msisdn, imsi, n = job
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers["Provisioning-Key"] = peer.session.headers["Provisioning-Key"]
+        line = session.get(f"{peer.url}/subscriber/imsi/{imsi}", timeout=30)
+        assert line.status_code == 200 and line.json()["imsi"] == imsi
+        created = session.put(
+            f"{peer.url}/ims_subscriber/",
+            params={"operation_id": f"direct-{n}"},
+            json={
+                "msisdn": msisdn,
+                "msisdn_list": msisdn,
+                "imsi": imsi,
+                "ifc_path": "default_ifc.xml",
+                "sh_template_path": "default_sh_user_data.xml",
+            },
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(push, jobs))
+    return time.monotonic() - started
+
+
+def run(ctx: Context) -> Report:
+    from telephony.models import Identity, IdentitySync
+    from telephony.tasks import sync_identity
+    from telephony.tests.pyhss_peer import PROVISIONING_KEY, running_pyhss
+
+    if not (ROOT.parent / "shared" / "peers" / "pyhss-2.0.0").is_dir():
+        raise RuntimeError("PyHSS 2.0 is not in ../shared/peers: this benchmark needs it")
+    if not (ROOT / "var" / "peers" / "pyhss-venv" / ".installed").exists():
+        raise RuntimeError("PyHSS's own environment is missing: run `make peers`")
+    count = IDENTITIES[ctx.scale.name]
+    concurrency = ctx.sync_concurrency
+    report = Report(
+        "HSS pushes to PyHSS",
+        scale=ctx.scale.name,
+        settings={
+            "identities": count,
+            "concurrency (sync worker processes = client threads)": concurrency,
+            "PyHSS": "2.0.0, its REST API (Flask development server) on SQLite",
+        },
+    )
+    ids = _identities(count)
+    identities = Identity.objects.filter(pk__in=ids).select_related("number", "line")
+    jobs = [(i.tn.removeprefix("+"), i.line.imsi, i.pk) for i in identities]
+    with tempfile.TemporaryDirectory() as tmp, running_pyhss(Path(tmp)) as peer:
+        for imsi in _lines(count):
+            peer.provision_line(imsi)
+
+        before = _requests_seen(peer)
+        direct_seconds = _direct(peer, jobs, concurrency)
+        direct_calls = _requests_seen(peer) - before
+        assert len(peer.ims_subscribers()) == count
+        peer.clear_ims()
+
+        _pending_again(ids)
+        extra_env = {
+            "HSS_BACKEND": "pyhss",
+            "HSS_PYHSS_URL": peer.url,
+            "HSS_PYHSS_PROVISIONING_KEY": PROVISIONING_KEY,
+            "HSS_PYHSS_ALLOW_PLAIN_HTTP": "true",
+        }
+        with ctx.deployment("pyhss", extra_env=extra_env) as deployment:
+            before = _requests_seen(peer)
+            started = time.monotonic()
+            for pk in ids:
+                sync_identity.apply_async((pk,), {"attempt": 0}, queue="sync")
+            synced = IdentitySync.objects.filter(pk__in=ids, state=IdentitySync.State.SYNCED)
+            deadline = started + 600
+            while synced.count() < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            portal_seconds = time.monotonic() - started
+            portal_calls = _requests_seen(peer) - before
+            report.memory = deployment.memory.mb()
+        held = peer.ims_subscribers()
+    done = synced.count()
+    exact = sum(1 for msisdn, imsi, _ in jobs if (held.get(msisdn) or {}).get("imsi") == imsi)
+    direct_rate, portal_rate = count / direct_seconds, done / portal_seconds
+    share = portal_rate / direct_rate
+    report.table(
+        "Identities pushed (new rows)",
+        ["client", "identities", "seconds", "identities/s", "PyHSS requests per identity"],
+        [
+            ["direct", count, f"{direct_seconds:.1f}", f"{direct_rate:.1f}",
+             f"{direct_calls / count:.2f}"],
+            ["portal", done, f"{portal_seconds:.1f}", f"{portal_rate:.1f}",
+             f"{portal_calls / max(done, 1):.2f}"],
+        ],
+    )  # fmt: skip
+    report.goal(
+        f"portal pushes ≥ {GOAL_SHARE:.0%} of a direct client's rate",
+        share >= GOAL_SHARE,
+        f"{share:.0%} ({portal_rate:.1f}/s of {direct_rate:.1f}/s)",
+    )
+    report.note(f"PyHSS holds exactly the pushed row for {exact} of {count} identities.")
+    return report
