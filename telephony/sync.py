@@ -33,6 +33,7 @@ from .hss import (
     Change,
     DeviceSettings,
     HssBackend,
+    HssError,
     HssPermanentError,
     HssTransientError,
     SharedAccess,
@@ -588,7 +589,13 @@ def _remove_orphans(hss: HssBackend, actual: dict, wanted: set) -> int:
     ).select_related("enterprise")
     removed = 0
     for number in ours:
-        hss.remove(number.e164, operation_id="portal-reconcile")
+        try:
+            hss.remove(number.e164, operation_id="portal-reconcile")
+        except HssError as exc:
+            # One orphan the HSS will not let go of must not stop the others; the next
+            # reconcile tries again.
+            log.warning("orphan %s stays in the HSS for now: %s", number.e164, exc)
+            continue
         audit.record(
             actor=Actor.system(),
             action="hss.orphan_removed",

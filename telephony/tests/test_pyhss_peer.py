@@ -40,7 +40,7 @@ def pyhss(real_pyhss, settings):
     if not real_pyhss.processes.get("api") or real_pyhss.processes["api"].poll() is not None:
         real_pyhss.start_api()  # a test that stopped it failed before starting it again
     real_pyhss.clear_ims()
-    real_pyhss.execute("UPDATE subscriber SET enabled = 1")
+    real_pyhss.execute("UPDATE subscriber SET enabled = 1, serving_mme = NULL")
     return real_pyhss
 
 
@@ -82,17 +82,28 @@ def row_for(identity: Identity, *shared: str, imsi: str = "") -> tuple:
     return (imsi or identity.line.imsi, listed, "default_ifc.xml", "default_sh_user_data.xml")
 
 
-def registered(pyhss, msisdn: str) -> None:
-    """Record an S-CSCF serving the row, as PyHSS does on a Cx SAR."""
+def registered(pyhss, identity: Identity) -> None:
+    """Record an S-CSCF serving the row and an MME serving the line, as PyHSS does on a
+    Cx SAR and an S6a ULR. PyHSS's deregistration clears both: the proof it ran."""
     pyhss.execute(
         "UPDATE ims_subscriber SET scscf = 'sip:scscf.ims.example:6060', "
         "scscf_realm = 'ims.example', scscf_peer = 'scscf.ims.example' WHERE msisdn = ?",
-        msisdn.removeprefix("+"),
+        identity.tn.removeprefix("+"),
+    )
+    pyhss.execute(
+        "UPDATE subscriber SET serving_mme = 'mme01.epc.example', serving_mme_realm = "
+        "'epc.example', serving_mme_peer = 'mme01.epc.example' WHERE imsi = ?",
+        identity.line.imsi,
     )
 
 
 def serving_scscf(pyhss, msisdn: str):
     return pyhss.ims_subscribers()[msisdn.removeprefix("+")]["scscf"]
+
+
+def serving_mme(pyhss, imsi: str):
+    (row,) = [r for r in pyhss.rows("subscriber") if r["imsi"] == imsi]
+    return row["serving_mme"]
 
 
 def test_create_change_and_share_reach_pyhss_exactly(pyhss, lines, employee, enterprise):
@@ -121,7 +132,7 @@ def test_suspension_deregisters_and_leaves_pyhss_nothing_to_answer_until_resumed
 ):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
-    registered(pyhss, identity.tn)
+    registered(pyhss, identity)
 
     services.identity_suspend(actor=SYSTEM, identity=identity)
     assert push_all() == ["synced"]
@@ -129,6 +140,7 @@ def test_suspension_deregisters_and_leaves_pyhss_nothing_to_answer_until_resumed
     # No row: PyHSS refuses the SAR of an IMS registration; the line cannot attach.
     assert held(pyhss) == {}
     assert not pyhss.enabled(lines[0])
+    assert serving_mme(pyhss, lines[0]) is None  # deregistered before the row went
     services.identity_resume(actor=SYSTEM, identity=identity)
     assert push_all() == ["synced"], IdentitySync.objects.get(pk=identity.pk).last_error
     assert held(pyhss) == {identity.tn[1:]: row_for(identity)}
@@ -138,7 +150,7 @@ def test_suspension_deregisters_and_leaves_pyhss_nothing_to_answer_until_resumed
 def test_relocation_keeping_the_line_moves_the_row_and_deregisters_on_it(pyhss, lines, employee):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
-    registered(pyhss, identity.tn)
+    registered(pyhss, identity)
     old_tn = identity.tn
 
     identity = services.identity_relocate(actor=SYSTEM, identity=identity, tn="+4930123450")
@@ -154,7 +166,7 @@ def test_relocation_keeping_the_line_moves_the_row_and_deregisters_on_it(pyhss, 
 def test_relocation_with_a_new_line_deregisters_the_old_one_and_stops_it(pyhss, lines, employee):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
-    registered(pyhss, identity.tn)
+    registered(pyhss, identity)
 
     identity = services.identity_relocate(
         actor=SYSTEM, identity=identity, tn="+4930123451", imsi=lines[1]
@@ -163,6 +175,7 @@ def test_relocation_with_a_new_line_deregisters_the_old_one_and_stops_it(pyhss, 
 
     assert held(pyhss) == {"4930123451": row_for(identity, imsi=lines[1])}
     assert serving_scscf(pyhss, identity.tn) is None  # deregistered before the move
+    assert serving_mme(pyhss, lines[0]) is None
     assert not pyhss.enabled(lines[0])
     assert pyhss.enabled(lines[1])
 
@@ -176,8 +189,8 @@ def test_remove_and_offboard_leave_pyhss_no_row_and_the_lines_stopped(
     first = make_identity(leaver, imsi=lines[2])
     second = make_identity(leaver, imsi=lines[3])
     push_all()
-    for identity in (removed, first, second):
-        registered(pyhss, identity.tn)
+    for identity in (kept, removed, first, second):
+        registered(pyhss, identity)
 
     services.identity_remove(actor=SYSTEM, identity=removed)
     services.employee_offboard(actor=SYSTEM, user=leaver)
@@ -185,6 +198,8 @@ def test_remove_and_offboard_leave_pyhss_no_row_and_the_lines_stopped(
 
     assert held(pyhss) == {kept.tn[1:]: row_for(kept)}
     assert [pyhss.enabled(imsi) for imsi in lines] == [True, False, False, False]
+    # Deregistered before their rows went: PyHSS cleared the serving MME of each.
+    assert [serving_mme(pyhss, imsi) is None for imsi in lines] == [False, True, True, True]
     assert {first.pk, second.pk} <= set(
         Identity.objects.filter(status=Identity.Status.REMOVED).values_list("pk", flat=True)
     )
@@ -251,6 +266,18 @@ def test_orphans_on_our_numbers_are_removed_and_others_left(pyhss, lines, employ
     assert set(held(pyhss)) == {identity.tn[1:], "4989000001"}  # not our number: not ours
 
 
+def test_an_orphan_pyhss_cannot_deregister_does_not_stop_the_reconcile(pyhss, lines, employee):
+    identity = make_identity(employee, imsi=lines[0])
+    push_all()
+    # An orphan naming the identity's IMSI: PyHSS cannot deregister through two rows.
+    pyhss.call("PUT", "/ims_subscriber/", {"msisdn": "4930123477", "imsi": lines[0]})
+    pyhss.call("PUT", "/ims_subscriber/", {"msisdn": "4930123478", "imsi": lines[1]})
+
+    assert sync.reconcile().orphans_removed == 1
+
+    assert set(held(pyhss)) == {identity.tn[1:], "4930123477"}
+
+
 def test_pyhss_stopped_mid_run_retries_and_ends_in_step(pyhss, lines, employee):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
@@ -271,7 +298,7 @@ def test_pyhss_stopped_mid_run_retries_and_ends_in_step(pyhss, lines, employee):
 def test_pyhss_database_locked_mid_run_is_retried_not_failed(pyhss, lines, employee):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
-    registered(pyhss, identity.tn)
+    registered(pyhss, identity)
 
     with pyhss.database_locked():
         services.identity_suspend(actor=SYSTEM, identity=identity)
@@ -283,6 +310,7 @@ def test_pyhss_database_locked_mid_run_is_retried_not_failed(pyhss, lines, emplo
     assert push_all() == ["synced"]
     assert held(pyhss) == {}
     assert not pyhss.enabled(lines[0])
+    assert serving_mme(pyhss, lines[0]) is None
 
 
 def test_key_check_against_pyhss_writes_nothing(pyhss, settings):
