@@ -190,15 +190,19 @@ class PyHss(HssBackend):
     def check(self) -> str:
         """Whether PyHSS takes our Provisioning-Key, without writing anything: a PATCH
         of no fields to a row id that never exists (ids count from 1) answers 401 for
-        a refused key and `null` otherwise. GETs need no key, so only a write shows."""
+        a refused key and `null` otherwise. GETs need no key, so only a write shows.
+        The answer is short and names no address (``/readyz`` shows it to anyone); the
+        details go to the log."""
         try:
             self._send("PATCH", "/ims_subscriber/0", body={}, operation_id="portal-key-check")
         except HssPermanentError as exc:
             if "Provisioning-Key refused" in str(exc):
                 return "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY."
-            return str(exc)
+            log.warning("PyHSS check: %s", exc)
+            return "PyHSS answered the key check unexpectedly (see the log)."
         except HssTransientError as exc:
-            return f"PyHSS not reachable, the key is not checked yet: {exc}"
+            log.warning("PyHSS check: %s", exc)
+            return "PyHSS not reachable: the key is not checked yet."
         return ""
 
     def comparable(self, subscription: Subscription) -> dict:

@@ -112,10 +112,12 @@ class Answer:
 
 @dataclass
 class Injected:
-    """A canned answer for the next request with ``method`` (or any, when None)."""
+    """A canned answer for the next request with ``method`` and ``path`` (each: any,
+    when None)."""
 
     answer: Answer
     method: str | None
+    path: str | None = None
 
 
 class Failed(Exception):
@@ -312,12 +314,13 @@ class FakePyHss:
         body: Any,
         *,
         method: str | None = None,
+        path: str | None = None,
         delay: float = 0.0,
     ) -> None:
         """Answer the next matching request with ``body`` (bytes as they are, anything
         else as JSON) after ``delay`` seconds, instead of serving it."""
         with self._lock:
-            self._injected.append(Injected(Answer(status, body, delay), method))
+            self._injected.append(Injected(Answer(status, body, delay), method, path))
 
     def race_next_create(self) -> None:
         """The next ``PUT /ims_subscriber/`` loses a race: a concurrent writer creates
@@ -349,7 +352,7 @@ class FakePyHss:
         if len(self.requests) > self.max_requests:
             return Answer(503, {"Result": f"fake PyHSS: request budget {self.max_requests} spent"})
         for injected in self._injected:
-            if injected.method in (None, method):
+            if injected.method in (None, method) and injected.path in (None, path):
                 self._injected.remove(injected)
                 return injected.answer
         if method in WRITE_METHODS:

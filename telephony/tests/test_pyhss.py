@@ -584,3 +584,38 @@ def test_readyz_and_the_worker_say_pyhss_refuses_the_key(locked_pyhss, settings,
     assert "HSS check failed: PyHSS key refused" in caplog.text
     settings.HSS_PYHSS_PROVISIONING_KEY = KEY
     assert check_hss() == ""
+
+
+def test_key_check_tells_readyz_no_address(settings, client, caplog):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        settings.HSS_PYHSS_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    settings.HSS_BACKEND = "pyhss"
+
+    hss = client.get("/readyz").json()["checks"]["hss"]
+
+    assert hss["error"] == "PyHSS not reachable: the key is not checked yet."
+    assert settings.HSS_PYHSS_URL in caplog.text  # the details are in the log only
+
+
+def test_a_row_the_unordered_listing_missed_is_looked_up_before_it_is_drift(
+    pyhss, settings, employee, enterprise
+):
+    from telephony import sync
+    from telephony.models import IdentitySync
+
+    from .factories import give_line, give_numbers, make_identity
+
+    settings.HSS_BACKEND = "pyhss"
+    give_numbers(enterprise)
+    line = give_line(enterprise)
+    pyhss.add_subscriber(line.imsi)
+    identity = make_identity(employee, imsi=line.imsi)
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    # PyHSS pages without ORDER BY: a row can slip between two pages.
+    pyhss.inject(200, [], method="GET", path="/ims_subscriber/list")
+
+    assert sync.reconcile().drifted == 0
+
+    assert IdentitySync.objects.get(pk=identity.pk).state == IdentitySync.State.SYNCED
+    assert "/ims_subscriber/ims_subscriber_msisdn/4930123400" in [r.path for r in pyhss.requests]
