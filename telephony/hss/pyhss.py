@@ -266,11 +266,12 @@ class PyHss(HssBackend):
                 self._deregister(held)
             if any(_text(row.get(name)) != value for name, value in fields.items()):
                 self._patch(f"/ims_subscriber/{row['ims_subscriber_id']}", fields, operation_id)
-            if moved is not None and held == desired.imsi:
-                # Same line, new number: its UEs register again and learn the new IMPUs.
-                self._deregister(desired.imsi)
         if change.stale_msisdn and moved is None:
             self._withdraw(change.stale_msisdn, operation_id, keep_imsi=desired.imsi)
+        if change.stale_msisdn and desired.imsi == change.pushed_imsi:
+            # Same line, new number: its UEs register again and learn the new IMPUs
+            # (also when a retry finds the row moved already).
+            self._deregister(desired.imsi)
 
     def _withdraw(self, msisdn: str, operation_id: str, *, keep_imsi: str = "") -> None:
         """Deregister the row's IMSI, then delete the row: in this order, because PyHSS

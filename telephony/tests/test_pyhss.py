@@ -210,6 +210,21 @@ def test_relocation_moves_the_row_and_deregisters_while_one_row_names_the_imsi(
     assert pyhss.subscriber(IMSI)["enabled"] is (new_imsi == IMSI)
 
 
+def test_a_relocation_retried_after_the_move_still_deregisters(pyhss, hss):
+    pyhss.add_subscriber(IMSI)
+    hss.upsert(subscription(), operation_id="create")
+    relocation = Change(subscription(msisdn="+4915550009"), MSISDN, IMSI, MSISDN)
+    pyhss.inject(503, {"Result": "busy"}, path=f"/oam/deregister/{IMSI}")
+
+    with pytest.raises(HssTransientError):
+        hss.apply(relocation, operation_id="relocate")
+    assert pyhss.ims_subscriber("4915550009") is not None  # moved, not yet deregistered
+    hss.apply(relocation, operation_id="relocate")
+
+    assert pyhss.deregistered == [IMSI]
+    assert list(pyhss.ims_subscribers.rows) == [1]
+
+
 def test_deregistration_that_pyhss_cannot_do_is_never_taken_for_done(pyhss, hss):
     # Two rows name the IMSI (one the portal did not write): PyHSS answers `null`.
     pyhss.add_subscriber(IMSI)
