@@ -23,7 +23,15 @@ def _send_through_the_broker(**kwargs):
 
 
 @signals.worker_ready.connect
-def check_hss(**kwargs):
+def _check_hss_at_start(**kwargs):
+    # Beside the worker, not in its way: an HSS that does not answer must not hold up
+    # the tasks that do not need it.
+    import threading
+
+    threading.Thread(target=check_hss, name="hss-check", daemon=True).start()
+
+
+def check_hss() -> str:
     """Say at start-up, not at the first change, when the HSS would refuse our writes
     (PyHSS: a wrong Provisioning-Key)."""
     from telephony.hss import backend

@@ -10,6 +10,7 @@ import requests
 
 from accounts.audit import Actor
 from accounts.tests.factories import UserFactory
+from portal.testing import CeleryWorker, wait_for
 from telephony import services, sync
 from telephony.hss.pyhss import PyHss
 from telephony.models import Identity, IdentitySync
@@ -402,3 +403,23 @@ def test_the_fake_pyhss_answers_as_the_real_one(pyhss, lines):
         expected = conversation(fake.url, PROVISIONING_KEY, lines[0])
 
     assert conversation(pyhss.url, PROVISIONING_KEY, lines[0]) == expected
+
+
+@pytest.mark.worker
+def test_a_worker_says_at_start_that_pyhss_refuses_its_key(pyhss):
+    worker = CeleryWorker(
+        {
+            "HSS_BACKEND": "pyhss",
+            "HSS_PYHSS_URL": pyhss.url,
+            "HSS_PYHSS_ALLOW_PLAIN_HTTP": "true",
+            "HSS_PYHSS_PROVISIONING_KEY": "not-the-key",
+        },
+        queues=("celery",),
+    ).start()
+    try:
+        said = wait_for(lambda: "HSS check failed" in "".join(worker.output) and worker.output)
+    finally:
+        worker.stop()
+
+    assert "HSS check failed: PyHSS key refused (HTTP 401)" in "".join(said)
+    assert "not-the-key" not in "".join(worker.output)
