@@ -146,6 +146,9 @@ class Claim:
 
     version: int
     until: datetime
+    # What the HSS was last given (read with the lease: no second read of the row).
+    pushed_msisdn: str = ""
+    pushed_imsi: str = ""
 
 
 def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
@@ -169,23 +172,25 @@ def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
             return None
         row.claimed_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         row.save(update_fields=["claimed_until"])
-        return Claim(row.desired_version, row.claimed_until)
+        return Claim(row.desired_version, row.claimed_until, row.pushed_msisdn, row.pushed_imsi)
 
 
-def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id: str):
+def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str):
     """Bring the HSS in step with the identity; returns what was pushed (or None).
 
     The number and line the identity left are cleaned up with it — unless another live
     identity holds them now; the backend orders the writes (``HssBackend.apply``)."""
-    desired = desired_subscription(identity)
+    # An HSS that holds no device settings is spared their query.
+    devices = None if hss.holds_device_settings else {}
+    desired = desired_subscription(identity, devices=devices)
     stale = ""
-    if row.pushed_msisdn and (desired is None or row.pushed_msisdn != desired.msisdn):
-        stale = row.pushed_msisdn
-    if desired is None and not row.pushed_msisdn:
+    if claim.pushed_msisdn and (desired is None or claim.pushed_msisdn != desired.msisdn):
+        stale = claim.pushed_msisdn
+    if desired is None and not claim.pushed_msisdn:
         stale = identity.former_tn  # removed before its first push landed: be sure
     if stale and _held_by_live_identity(stale, other_than=identity.pk):
         stale = ""
-    old_line = row.pushed_imsi
+    old_line = claim.pushed_imsi
     released = ""
     if (
         old_line
@@ -195,8 +200,8 @@ def _write(hss: HssBackend, identity: Identity, row: IdentitySync, operation_id:
         released = old_line
     change = Change(
         desired=desired,
-        pushed_msisdn=row.pushed_msisdn,
-        pushed_imsi=row.pushed_imsi,
+        pushed_msisdn=claim.pushed_msisdn,
+        pushed_imsi=claim.pushed_imsi,
         stale_msisdn=stale,
         released_line=released,
     )
@@ -223,14 +228,13 @@ def push_identity(identity_id: int, *, attempt: int | None = None) -> PushResult
 
 
 def _push(identity_id: int, claim: Claim) -> PushResult:
-    row = IdentitySync.objects.get(pk=identity_id)
     identity = Identity.objects.select_related("enterprise", "number", "line", "owner").get(
         pk=identity_id
     )
     operation_id = f"portal-{identity_id}-{claim.version}"
     started = time.monotonic()
     try:
-        pushed = _write(hss_backend(), identity, row, operation_id)
+        pushed = _write(hss_backend(), identity, claim, operation_id)
     except HssPermanentError as exc:
         return _record_failure(identity, claim, str(exc), started, transient=False)
     except HssTransientError as exc:
@@ -524,7 +528,7 @@ def reconcile(batch: int = 500) -> ReconcileReport:
             break
         last_pk = chunk[-1].pk
         shared = shared_access({i.owner_id for i in chunk})
-        devices = device_settings([i.pk for i in chunk])
+        devices = device_settings([i.pk for i in chunk]) if hss.holds_device_settings else {}
         for identity in chunk:
             desired = desired_subscription(identity, shared, devices)
             if desired is not None:

@@ -95,6 +95,8 @@ class HssBackend:
     # Whether a deregistration is done when the call returns; otherwise the S-CSCF
     # confirms it later with a reginfo notification.
     confirms_deregistration = False
+    # Whether the HSS keeps each UE's own settings (``Subscription.devices``).
+    holds_device_settings = True
 
     def apply(self, change: Change, *, operation_id: str) -> None:
         """Bring the HSS in step with one identity. This order suits an HSS that holds

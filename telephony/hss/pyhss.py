@@ -95,6 +95,7 @@ class PyHss(HssBackend):
     name = "pyhss"
     supports_aliases = False
     requires_line = True
+    holds_device_settings = False
     # Rows per page when listing; PyHSS's own default.
     page_size = 100
 
