@@ -310,7 +310,7 @@ if _PLAIN_HSS_URL and not DEBUG and not env_bool("HSS_PYHSS_ALLOW_PLAIN_HTTP", F
 SYNC_MAX_ATTEMPTS = int(os.environ.get("SYNC_MAX_ATTEMPTS", "8"))
 SYNC_BACKOFF_BASE_SECONDS = float(os.environ.get("SYNC_BACKOFF_BASE_SECONDS", "2"))
 SYNC_BACKOFF_CAP_SECONDS = float(os.environ.get("SYNC_BACKOFF_CAP_SECONDS", "600"))
-# Longer than the slowest push (a PyHSS push makes up to eight calls of HSS_TIMEOUT_SECONDS).
+# Longer than the slowest push (a PyHSS push makes up to a dozen calls of HSS_TIMEOUT_SECONDS).
 SYNC_LEASE_SECONDS = int(os.environ.get("SYNC_LEASE_SECONDS", "300"))
 SYNC_SWEEP_AFTER_SECONDS = int(os.environ.get("SYNC_SWEEP_AFTER_SECONDS", "300"))
 RECONCILE_INTERVAL_MINUTES = int(os.environ.get("RECONCILE_INTERVAL_MINUTES", "15"))

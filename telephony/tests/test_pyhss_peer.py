@@ -244,6 +244,23 @@ def test_drift_in_every_written_field_is_found_and_repaired(pyhss, lines, employ
     assert sync.reconcile().drifted == 0
 
 
+def test_drift_in_the_msisdn_is_repaired_and_the_row_left_on_another_number_removed(
+    pyhss, lines, employee
+):
+    identity = make_identity(employee, imsi=lines[0])
+    push_all()
+    desired = held(pyhss)
+    pyhss.execute(
+        "UPDATE ims_subscriber SET msisdn = '4930123488' WHERE msisdn = ?", identity.tn[1:]
+    )
+
+    report = sync.reconcile()
+
+    assert (report.drifted, report.orphans_removed) == (1, 1)
+    assert push_all() == ["synced"]
+    assert held(pyhss) == desired
+
+
 def test_a_changed_ifc_path_setting_reaches_existing_rows(pyhss, lines, employee, settings):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
