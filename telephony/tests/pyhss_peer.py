@@ -11,6 +11,7 @@ created over PyHSS's own REST API, as an operator would, with ``provision_line``
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ from django.conf import settings
 from portal.testing import peers_dir, require_program
 
 PROVISIONING_KEY = "peer-test-provisioning-key"
+# The IMS domain PyHSS puts into its Cx answers (from its MCC and MNC).
+IMS_DOMAIN = "ims.mnc001.mcc001.3gppnetwork.org"
 START_TIMEOUT = 60
 
 
@@ -46,6 +49,7 @@ class RealPyHss:
         self.database = root / "hss.db"
         self.api_port = free_port()
         self.redis_port = free_port()
+        self.diameter_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
         self.processes: dict[str, subprocess.Popen] = {}
         self.session = requests.Session()
@@ -62,7 +66,7 @@ class RealPyHss:
         config["metric"].update(bind_ip="127.0.0.1", bind_port=free_port())
         config["hss"].update(
             bind_ip=["127.0.0.1"],
-            bind_port=free_port(),
+            bind_port=self.diameter_port,
             lock_provisioning=True,
             provisioning_key=PROVISIONING_KEY,
         )
@@ -144,6 +148,39 @@ class RealPyHss:
             "api", [str(self.venv / "bin" / "python"), "apiService.py"], self.root / "services"
         )
         self.wait_until_answering()
+
+    def start_diameter(self) -> None:
+        """PyHSS's Diameter service (Cx for an S-CSCF), once, until the session ends."""
+        if "diameter" in self.processes:
+            return
+        python = str(self.venv / "bin" / "python")
+        self.spawn("diameter", [python, "diameterService.py"], self.root / "services")
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.processes["diameter"].poll() is not None:
+                raise RuntimeError(f"PyHSS's Diameter service exited:\n{self.output('diameter')}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.diameter_port), timeout=1),
+            ):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"PyHSS's Diameter service did not listen:\n{self.output('diameter')}")
+
+    def server_assignment(self, imsi: str) -> int:
+        """The result code of PyHSS's answer to an S-CSCF's SAR (REGISTRATION) for
+        the IMSI: 2001 (success), or 5005 and the like (a refusal)."""
+        self.start_diameter()
+        client = Path(__file__).with_name("pyhss_cx.py")
+        done = subprocess.run(
+            [str(self.venv / "bin" / "python"), str(client), str(self.root),
+             str(self.diameter_port), imsi, IMS_DOMAIN],
+            env={**os.environ, "PYHSS_CONFIG": str(self.root / "peer-config.yaml")},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the Cx client failed:\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])["saa"]
 
     @contextlib.contextmanager
     def database_locked(self) -> Iterator[None]:

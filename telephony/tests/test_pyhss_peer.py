@@ -148,6 +148,28 @@ def test_suspension_deregisters_and_leaves_pyhss_nothing_to_answer_until_resumed
     assert pyhss.enabled(lines[0])
 
 
+# PyHSS's Cx answers to an S-CSCF's SAR: success, and what it answers for a user it
+# does not know (an Experimental-Result; Kamailio's S-CSCF turns it into a 500).
+DIAMETER_SUCCESS, PYHSS_UNKNOWN_USER = 2001, 5005
+
+
+def test_pyhss_refuses_the_ims_registration_of_a_suspended_identity(pyhss, lines, employee):
+    identity = make_identity(employee, imsi=lines[0])
+    push_all()
+    assert pyhss.server_assignment(lines[0]) == DIAMETER_SUCCESS
+    # Why the row goes: PyHSS's Cx answers never look at the line's `enabled`.
+    pyhss.execute("UPDATE subscriber SET enabled = 0 WHERE imsi = ?", lines[0])
+    assert pyhss.server_assignment(lines[0]) == DIAMETER_SUCCESS
+
+    services.identity_suspend(actor=SYSTEM, identity=identity)
+    push_all()
+    assert pyhss.server_assignment(lines[0]) == PYHSS_UNKNOWN_USER
+
+    services.identity_resume(actor=SYSTEM, identity=identity)
+    push_all()
+    assert pyhss.server_assignment(lines[0]) == DIAMETER_SUCCESS
+
+
 def test_relocation_keeping_the_line_moves_the_row_and_deregisters_on_it(pyhss, lines, employee):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
