@@ -353,6 +353,24 @@ def test_pyhss_database_locked_mid_run_is_retried_not_failed(pyhss, lines, emplo
     assert serving_mme(pyhss, lines[0]) is None
 
 
+def test_the_kill_switch_during_a_locked_database_lands_once_it_is_free(
+    pyhss, lines, employee, enterprise
+):
+    leaver = UserFactory(enterprise=enterprise)
+    identity = make_identity(leaver, imsi=lines[0])
+    push_all()
+    registered(pyhss, identity)
+
+    with pyhss.database_locked():
+        services.employee_offboard(actor=SYSTEM, user=leaver)
+        assert push_all() == ["retry"]  # not failed: nobody has to press Retry
+
+    assert push_all() == ["synced"]
+    assert held(pyhss) == {}
+    assert not pyhss.enabled(lines[0])
+    assert serving_mme(pyhss, lines[0]) is None
+
+
 def test_key_check_against_pyhss_writes_nothing(pyhss, settings):
     assert PyHss().check() == ""
     settings.HSS_PYHSS_PROVISIONING_KEY = "not-the-key"
