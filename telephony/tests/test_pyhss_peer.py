@@ -393,6 +393,11 @@ def test_round_trips_per_push(pyhss, lines, employee, monkeypatch):
     services.identity_update(actor=SYSTEM, identity=identity, display_name="Robert")
     push_all()
     assert backend.calls == 2  # GET the line, GET the row: nothing PyHSS holds changed
+    backend.calls = 0
+
+    services.identity_suspend(actor=SYSTEM, identity=identity)
+    push_all()
+    assert backend.calls == 5  # GET the row, deregister, DELETE it, GET and PATCH the line
 
 
 # --- The fake PyHSS of the quick tests answers as the real one ---------------------------
