@@ -533,7 +533,8 @@ def _certificate_for(url: str):
     credential = (
         SigningCredential.objects.select_related("issuer__issuer").filter(slug=slug).first()
     )
-    if credential is None:
+    if credential is None or credential.kind == SigningCredential.Kind.TRUST_ANCHOR:
+        # A trust anchor is not served as an x5u: its chain is empty.
         raise _Fail(436, "Bad Identity Info: no such certificate")
     return list(_parsed(certificate_chain_pem(credential)))
 
