@@ -1,0 +1,264 @@
+"""Other carriers' PASSporTs: their x5u fetched under the policy of docs/security.md,
+their chain validated to a trust anchor imported through the portal's normal path."""
+
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import Client
+
+from accounts.audit import Actor
+from accounts.services import network_client_create
+from telephony import calls
+from telephony.models import CallRecord, SigningCredential
+from telephony.stir import certificates, fetch, passport
+from telephony.stir.certificates import TnAuthList
+
+pytestmark = pytest.mark.django_db
+
+CALLER = "12025550123"  # another carrier's customer
+CALLEE = "4940123499"
+
+
+class Repository:
+    """Another carrier's certificate repository on a loopback port: path -> (status,
+    headers, body, delay in seconds). Counts the requests it serves."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, dict, bytes, float]] = {}
+        self.hits: Counter = Counter()
+        repository = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                repository.hits[self.path] += 1
+                status, headers, body, delay = repository.routes.get(self.path, (404, {}, b"", 0))
+                time.sleep(delay)
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    if value is not None:  # None: the header is left out
+                        self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def repository():
+    served = Repository()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def lab(settings):
+    """A lab's x5u policy: http to loopback allowed."""
+    settings.STIR_X5U_ALLOW_HTTP = True
+    settings.STIR_X5U_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    return settings
+
+
+class Carrier:
+    """Another carrier's PKI: an STI-CA, its SHAKEN certificate (SPC), and a delegate
+    for one range of its customers' numbers."""
+
+    def __init__(self, tn_auth_list=None, *, policy=certificates.SHAKEN_CERTIFICATE_POLICY):
+        self.root_key, self.root = certificates.make_root_ca("Other Carrier STI-CA")
+        self.key = certificates.generate_key()
+        self.cert = certificates.issue(
+            issuer_key=self.root_key,
+            issuer_cert=self.root,
+            subject_cn="SHAKEN 999Z",
+            public_key=self.key.public_key(),
+            tn_auth_list=tn_auth_list or TnAuthList(ranges=(("12025550100", 100),)),
+            days=30,
+            ca=False,
+            policy=policy,
+        )
+
+    @property
+    def chain_pem(self) -> bytes:
+        return certificates.pem(self.cert)
+
+    def identity(self, x5u: str, orig: str = CALLER) -> str:
+        token = passport.shaken_passport(
+            orig_tn=orig, dest_tns=[CALLEE], attest="A", origid="o", iat=int(time.time()),
+            x5u=x5u, private_key=self.key,
+        )  # fmt: skip
+        return passport.identity_header(token, x5u=x5u, ppt="shaken")
+
+    def import_anchor(self):
+        return calls.credential_import(
+            actor=Actor.system(),
+            kind=SigningCredential.Kind.TRUST_ANCHOR,
+            name="Other Carrier STI-CA",
+            certificate_pem=certificates.pem(self.root).decode(),
+        )
+
+
+@pytest.fixture
+def network(enterprise):
+    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def verify(network, identity, orig=CALLER):
+    body = {"verificationRequest": {"from": {"tn": orig}, "to": {"tn": [CALLEE]},
+                                    "time": int(time.time()), "identity": identity}}  # fmt: skip
+    response = network.post("/network/v1/stir/verification", body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    return response.json()["verificationResponse"]
+
+
+PEM = {"Content-Type": "application/pem-certificate-chain"}
+
+
+def test_another_carriers_passport_verifies_once_its_ca_is_a_trust_anchor(network, repository, lab):
+    carrier = Carrier()
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    identity = carrier.identity(repository.url("/c.pem"))
+
+    refused = verify(network, identity)
+    assert (refused["verstat"], refused["reasonCode"]) == ("TN-Validation-Failed", 437)
+
+    carrier.import_anchor()
+    answer = verify(network, identity)
+    assert (answer["verstat"], answer["attest"]) == ("TN-Validation-Passed", "A")
+    assert CallRecord.objects.filter(verstat="TN-Validation-Passed").count() == 1
+
+
+def test_the_call_path_fetches_a_certificate_once_for_many_calls(network, repository, lab):
+    carrier = Carrier()
+    carrier.import_anchor()
+    repository.routes["/c.pem"] = (200, {**PEM, "Cache-Control": "max-age=5"}, carrier.chain_pem, 0)
+    identity = carrier.identity(repository.url("/c.pem"))
+    for _ in range(5):
+        assert verify(network, identity)["verstat"] == "TN-Validation-Passed"
+    # max-age=5 is raised to a minute: five calls, one fetch.
+    assert repository.hits["/c.pem"] == 1
+
+
+def test_a_failed_fetch_is_remembered_too(network, repository, lab):
+    carrier = Carrier()
+    carrier.import_anchor()
+    identity = carrier.identity(repository.url("/missing.pem"))
+    for _ in range(3):
+        answer = verify(network, identity)
+        assert answer["reasonCode"] == 436 and "HTTP 404" in answer["reasonString"]
+    assert repository.hits["/missing.pem"] == 1
+
+
+def test_a_number_outside_the_carriers_certificate_is_not_covered(network, repository, lab):
+    carrier = Carrier()
+    carrier.import_anchor()
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    answer = verify(network, carrier.identity(repository.url("/c.pem"), orig="12025559999"),
+                    orig="12025559999")  # fmt: skip
+    assert (
+        answer["reasonCode"] == 437
+        and "does not cover the calling number" in (answer["reasonString"])
+    )
+
+
+def test_a_leaf_without_the_shaken_policy_is_unsupported(network, repository, lab):
+    carrier = Carrier(policy="")
+    carrier.import_anchor()
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    answer = verify(network, carrier.identity(repository.url("/c.pem")))
+    assert answer["reasonCode"] == 437
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        ((404, {}, b"", 0), "HTTP 404"),
+        ((200, PEM, b"not a certificate", 0), "not a PEM certificate bundle"),
+        ((200, PEM, b"-" * (fetch.MAX_BYTES + 1), 0), "over 64 KiB"),
+        ((200, {**PEM, "Content-Encoding": "gzip"}, b"\x1f\x8b", 0), "encoded"),
+        ((302, {"Location": "http://localhost:1/c.pem"}, b"", 0), "another host"),
+        ((302, {"Location": "https://127.0.0.1/c.pem"}, b"", 0), "another host"),
+        ((302, {"Location": "/c.pem"}, b"", 0), "redirects too often"),
+        ((200, PEM, b"", 1.5), "in time"),
+    ],
+)
+def test_the_fetch_refuses_what_a_hostile_repository_answers(repository, lab, route, reason):
+    lab.STIR_X5U_TIMEOUT_SECONDS = 0.5
+    repository.routes["/c.pem"] = route
+    with pytest.raises(fetch.FetchError, match=reason):
+        fetch.fetch(repository.url("/c.pem"))
+
+
+def test_a_redirect_on_the_same_host_is_followed(repository, lab):
+    carrier = Carrier()
+    repository.routes["/old.pem"] = (301, {"Location": "/c.pem"}, b"", 0)
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    pem, _ = fetch.fetch(repository.url("/old.pem"))
+    assert certificates.load_certificates(pem.encode()) == [carrier.cert]
+
+
+def test_an_endless_body_is_cut_at_the_cap(repository, lab):
+    # No Content-Length: the body is counted as it arrives.
+    repository.routes["/c.pem"] = (200, {"Content-Length": None}, b"A" * (fetch.MAX_BYTES * 2), 0)
+    with pytest.raises(fetch.FetchError, match="over 64 KiB"):
+        fetch.fetch(repository.url("/c.pem"))
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:9/c.pem", "must be an https URL"),
+        ("https://127.0.0.1:9/c.pem", "private or reserved"),
+        ("https://[::1]:9/c.pem", "private or reserved"),
+        ("https://10.1.2.3/c.pem", "private or reserved"),
+        ("https://169.254.169.254/latest", "private or reserved"),
+        ("https://[::ffff:127.0.0.1]/c.pem", "private or reserved"),
+        ("https://localhost/c.pem", "private or reserved"),
+        ("https://0.0.0.0/c.pem", "private or reserved"),
+        ("https://user:secret@carrier.invalid/c.pem", "no credentials"),
+        ("https://carrier.invalid/c.pem", "does not resolve"),
+        ("https://carrier.example:99999/c.pem", "not a usable URL"),
+        ("ftp://carrier.example/c.pem", "must be an https URL"),
+        ("file:///etc/passwd", "must be an https URL"),
+        ("https:///c.pem", "must name a host"),
+    ],
+)
+def test_the_production_policy_refuses_these_x5us(settings, url, reason):
+    with pytest.raises(fetch.FetchError, match=reason):
+        fetch.fetch(url)
+
+
+def test_http_is_for_loopback_only_even_in_a_lab(lab):
+    lab.STIR_X5U_ALLOWED_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8"]
+    with pytest.raises(fetch.FetchError, match="loopback address only"):
+        fetch.fetch("http://10.1.2.3/c.pem")
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "seconds"),
+    [
+        ("", 3600),  # the configured TTL
+        ("public, max-age=7200", 7200),
+        ("max-age=5", 60),  # never more than once a minute
+        ("no-store", 60),
+        ('max-age="86400000"', 86400),  # never over a day
+        ("s-maxage=10", 3600),
+    ],
+)
+def test_cache_lifetime_follows_cache_control_within_bounds(settings, cache_control, seconds):
+    assert fetch._cache_seconds(cache_control) == seconds
