@@ -1,12 +1,18 @@
 """Other carriers' PASSporTs: their x5u fetched under the policy of docs/security.md,
 their chain validated to a trust anchor imported through the portal's normal path."""
 
+import datetime as dt
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.test import Client
 
 from accounts.audit import Actor
@@ -26,7 +32,7 @@ class Repository:
     """Another carrier's certificate repository on a loopback port: path -> (status,
     headers, body, delay in seconds). Counts the requests it serves."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.routes: dict[str, tuple[int, dict, bytes, float]] = {}
         self.hits: Counter = Counter()
         repository = self
@@ -47,6 +53,8 @@ class Repository:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -262,3 +270,80 @@ def test_http_is_for_loopback_only_even_in_a_lab(lab):
 )
 def test_cache_lifetime_follows_cache_control_within_bounds(settings, cache_control, seconds):
     assert fetch._cache_seconds(cache_control) == seconds
+
+
+# --- HTTPS, as in production ------------------------------------------------------------------
+
+
+def _tls_server_certificate(tmp_path, name: str):
+    """A web CA (trusted through SSL_CERT_FILE) and a server certificate for `name`."""
+    ca_key, ca = certificates.make_root_ca("Web CA for tests")
+    key = certificates.generate_key()
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "web-ca.pem").write_bytes(certificates.pem(ca))
+    (tmp_path / "server.pem").write_bytes(certificates.pem(cert))
+    (tmp_path / "server.key").write_bytes(certificates.private_key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    return str(tmp_path / "web-ca.pem"), context
+
+
+@pytest.fixture
+def carrier_dns(monkeypatch):
+    """Names the tests resolve themselves: name -> addresses."""
+    names: dict[str, list[str]] = {}
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in names[host]]
+        return resolve(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+@pytest.fixture
+def https_repository(tmp_path, settings, monkeypatch, carrier_dns):
+    """carrier.test on a loopback port with a certificate from a CA the test trusts."""
+    web_ca, context = _tls_server_certificate(tmp_path, "carrier.test")
+    monkeypatch.setenv("SSL_CERT_FILE", web_ca)
+    settings.STIR_X5U_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the stand-in for a public host
+    carrier_dns["carrier.test"] = ["127.0.0.1"]
+    served = Repository(tls=context)
+    yield served
+    served.stop()
+
+
+def test_an_https_x5u_is_fetched_from_the_checked_address_with_its_name(https_repository):
+    carrier = Carrier()
+    https_repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    url = f"https://carrier.test:{https_repository.server.server_port}/c.pem"
+    pem, _ = fetch.fetch(url)
+    assert certificates.load_certificates(pem.encode()) == [carrier.cert]
+
+
+def test_an_https_repository_with_another_name_is_refused(https_repository, carrier_dns):
+    carrier_dns["impostor.test"] = ["127.0.0.1"]  # the same server, asked for another name
+    https_repository.routes["/c.pem"] = (200, PEM, Carrier().chain_pem, 0)
+    with pytest.raises(fetch.FetchError, match="cannot be reached"):
+        fetch.fetch(f"https://impostor.test:{https_repository.server.server_port}/c.pem")
+    assert https_repository.hits["/c.pem"] == 0
+
+
+def test_a_name_with_one_private_address_among_public_ones_is_refused(settings, carrier_dns):
+    carrier_dns["rebinding.test"] = ["93.184.215.14", "10.0.0.7"]
+    with pytest.raises(fetch.FetchError, match="private or reserved"):
+        fetch.fetch("https://rebinding.test/c.pem")
