@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.test import Client
 
@@ -347,3 +348,73 @@ def test_a_name_with_one_private_address_among_public_ones_is_refused(settings, 
     carrier_dns["rebinding.test"] = ["93.184.215.14", "10.0.0.7"]
     with pytest.raises(fetch.FetchError, match="private or reserved"):
         fetch.fetch("https://rebinding.test/c.pem")
+
+
+# --- Hostile certificates from a repository ---------------------------------------------------
+
+
+def _odd_leaf(carrier: Carrier, *, key=None, extensions=(), issuer=None):
+    """A leaf outside what issue() makes, signed by the carrier's STI-CA."""
+    key = key or certificates.generate_key()
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Odd")]))
+        .issuer_name(issuer or carrier.root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(carrier.root_key, hashes.SHA256())
+
+
+def _hostile_bundles(carrier: Carrier) -> dict[str, bytes]:
+    tal = x509.UnrecognizedExtension(
+        certificates.TN_AUTH_LIST_OID,
+        certificates.encode_tn_auth_list(TnAuthList(ranges=(("12025550100", 100),))),
+    )
+    policy = x509.CertificatePolicies(
+        [
+            x509.PolicyInformation(
+                x509.ObjectIdentifier(certificates.SHAKEN_CERTIFICATE_POLICY), None
+            )
+        ]
+    )
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(carrier.root_key.public_key())
+    profile = [(tal, False), (policy, False), (usage, True), (aki, False)]
+    bad_tal = x509.UnrecognizedExtension(certificates.TN_AUTH_LIST_OID, b"\x30\x84\xff\xff\xff\xff")
+
+    def pem(*certs):
+        return b"".join(certificates.pem(c) for c in certs)
+
+    return {
+        "an RSA-1024 leaf": pem(_odd_leaf(carrier, key=rsa.generate_private_key(65537, 1024), extensions=profile)),  # noqa: S505
+        "an Ed25519 leaf": pem(_odd_leaf(carrier, key=ed25519.Ed25519PrivateKey.generate(), extensions=profile)),
+        "a P-384 leaf": pem(_odd_leaf(carrier, key=ec.generate_private_key(ec.SECP384R1()), extensions=profile)),
+        "a malformed TNAuthList": pem(_odd_leaf(carrier, extensions=[(bad_tal, False), *profile[1:]])),
+        "a critical TNAuthList": pem(_odd_leaf(carrier, extensions=[(tal, True), *profile[1:]])),
+        "no key usage": pem(_odd_leaf(carrier, extensions=[profile[0], profile[1], profile[3]])),
+        "the STI-CA itself as the leaf": pem(carrier.root),
+        "eleven certificates": pem(*[carrier.cert] * 11),
+        "a leaf naming another issuer": pem(
+            _odd_leaf(carrier, extensions=profile, issuer=x509.Name.from_rfc4514_string("CN=Nobody"))
+        ),
+        "PEM armour around garbage": b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "a private key": certificates.private_key_pem(carrier.key),
+    }  # fmt: skip
+
+
+def test_no_hostile_certificate_from_a_repository_gets_a_5xx_or_passes(network, repository, lab):
+    carrier = Carrier()
+    carrier.import_anchor()
+    # The PASSporT is signed with the carrier's real key: only the certificate is odd.
+    for name, bundle in _hostile_bundles(carrier).items():
+        path = f"/{abs(hash(name))}.pem"
+        repository.routes[path] = (200, PEM, bundle, 0)
+        response = verify(network, carrier.identity(repository.url(path)))
+        assert response["verstat"] == "TN-Validation-Failed", (name, response)
+        assert response["reasonCode"] in (436, 437, 438), (name, response)
