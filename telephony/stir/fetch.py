@@ -36,6 +36,7 @@ MAX_REDIRECTS = 3
 MIN_CACHE_SECONDS = 60  # the call path must not fetch one certificate twice a minute
 MAX_CACHE_SECONDS = 24 * 3600
 FAILURE_CACHE_SECONDS = 60
+_FETCH_LOCK_SECONDS = 10  # outlives any fetch (STIR_X5U_TIMEOUT_SECONDS), then lapses
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)")
 
@@ -47,21 +48,39 @@ class FetchError(Exception):
 
 
 def certificate_chain(url: str) -> str:
-    """The PEM bundle at `url`, from the shared cache or fetched."""
+    """The PEM bundle at `url`, from the shared cache or fetched. Concurrent calls naming
+    one new URL (in any process) wait for the one that fetches it."""
     key = "stir:x5u:" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
     cached = cache.get(key)
+    if cached is None and not cache.add(f"{key}:fetching", 1, _FETCH_LOCK_SECONDS):
+        cached = _wait_for(key)
     if cached is not None:
         fetched, value = cached
         if fetched:
             return value
         raise FetchError(value)
     try:
-        pem, seconds = fetch(url)
-    except FetchError as exc:
-        cache.set(key, (False, str(exc)), FAILURE_CACHE_SECONDS)
-        raise
-    cache.set(key, (True, pem), seconds)
-    return pem
+        try:
+            pem, seconds = fetch(url)
+        except FetchError as exc:
+            cache.set(key, (False, str(exc)), FAILURE_CACHE_SECONDS)
+            raise
+        cache.set(key, (True, pem), seconds)
+        return pem
+    finally:
+        cache.delete(f"{key}:fetching")  # after the answer is in the cache
+
+
+def _wait_for(key: str):
+    """What another process is fetching, once it is there; None when it takes longer
+    than a fetch may (that process died, say), and this one fetches itself."""
+    deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS + 1
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    return None
 
 
 def fetch(url: str) -> tuple[str, int]:

@@ -418,3 +418,21 @@ def test_no_hostile_certificate_from_a_repository_gets_a_5xx_or_passes(network, 
         response = verify(network, carrier.identity(repository.url(path)))
         assert response["verstat"] == "TN-Validation-Failed", (name, response)
         assert response["reasonCode"] in (436, 437, 438), (name, response)
+
+
+def test_concurrent_calls_naming_a_new_x5u_fetch_it_once(repository, lab):
+    carrier = Carrier()
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0.3)  # a slow repository
+    url = repository.url("/c.pem")
+    results = []
+
+    def call():
+        results.append(fetch.certificate_chain(url))
+
+    callers = [threading.Thread(target=call) for _ in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=10)
+    assert results == [carrier.chain_pem.decode()] * 6
+    assert repository.hits["/c.pem"] == 1
