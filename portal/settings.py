@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from cryptography import x509
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -350,6 +351,14 @@ STIR_ACCEPTED_CERTIFICATE_POLICIES = env_list("STIR_ACCEPTED_CERTIFICATE_POLICIE
 ]
 STIR_CRL_URL = os.environ.get("STIR_CRL_URL", "")
 STIR_CRL_ISSUER = os.environ.get("STIR_CRL_ISSUER", "")  # an RFC 4514 DN, e.g. CN=STI-PA CRL
+for _name, _parse in (
+    ("STIR_CRL_ISSUER", x509.Name.from_rfc4514_string),
+    ("STIR_CERTIFICATE_POLICY", x509.ObjectIdentifier),
+):
+    try:
+        _parse(globals()[_name])
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"{_name} is not valid: {globals()[_name]!r}") from _exc
 # Fetching other carriers' x5u (docs/security.md, "x5u fetch policy"): HTTPS to public
 # addresses only, unless the operator lists private networks (comma-separated CIDRs) or,
 # for labs, allows http to loopback.

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from cryptography import x509
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,3 +187,28 @@ def test_no_identity_header_text_gets_a_5xx(network, rob, value):
     assert response.status_code < 500
     if response.status_code == 200:
         assert response.json()["verificationResponse"]["verstat"] != "TN-Validation-Passed"
+
+
+def test_our_certificates_carry_the_shaken_profile_and_the_configured_crl(
+    settings, enterprise, network, employee
+):
+    settings.STIR_CRL_URL = "https://sti-pa.example/crl"
+    settings.STIR_CRL_ISSUER = "CN=STI-PA CRL,O=Policy Administrator"
+    operator = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    give_numbers(enterprise)
+    delegate = calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    for credential in (operator, delegate):
+        cert = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        assert [p.policy_identifier.dotted_string for p in policies] == ["2.16.840.1.114569.1.1.1"]
+        (point,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert point.full_name == [x509.UniformResourceIdentifier("https://sti-pa.example/crl")]
+        assert point.crl_issuer == [
+            x509.DirectoryName(x509.Name.from_rfc4514_string(settings.STIR_CRL_ISSUER))
+        ]
+    rob = make_identity(employee)
+    sync.push_identity(rob.pk)
+    answer = verify(
+        network, identity(token(delegate, orig=rob.tn[1:]), calls.x5u(delegate)), rob.tn
+    )
+    assert answer.json()["verificationResponse"]["verstat"] == "TN-Validation-Passed"
