@@ -206,7 +206,9 @@ def _get(target: _Target, deadline: float) -> tuple[int, dict[str, str], bytes]:
             if headers.get("Content-Encoding", "identity").lower() != "identity":
                 raise FetchError("the repository sent an encoded answer")
             declared = headers.get("Content-Length", "0")
-            if not declared.isdigit() or int(declared) > MAX_BYTES:
+            if not (declared.isascii() and declared.isdigit()):
+                raise FetchError("the repository's answer has a malformed Content-Length")
+            if int(declared) > MAX_BYTES:
                 raise FetchError(f"the repository's answer is over {MAX_BYTES // 1024} KiB")
             body = bytearray()
             while chunk := response.read(8192):

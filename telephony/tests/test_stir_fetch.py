@@ -200,6 +200,7 @@ def test_a_leaf_without_the_shaken_policy_is_unsupported(network, repository, la
         ((200, PEM, b"not a certificate", 0), "not a PEM certificate bundle"),
         ((200, PEM, b"-" * (fetch.MAX_BYTES + 1), 0), "over 64 KiB"),
         ((200, {**PEM, "Content-Encoding": "gzip"}, b"\x1f\x8b", 0), "encoded"),
+        ((200, {**PEM, "Content-Length": "9" * 30}, b"", 0), "over 64 KiB"),
         ((302, {"Location": "http://localhost:1/c.pem"}, b"", 0), "another host"),
         ((302, {"Location": "https://127.0.0.1/c.pem"}, b"", 0), "another host"),
         ((302, {"Location": "/c.pem"}, b"", 0), "redirects too often"),
