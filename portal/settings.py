@@ -346,9 +346,13 @@ STIR_MAX_AGE_SECONDS = int(os.environ.get("STIR_MAX_AGE_SECONDS", "60"))
 # The SHAKEN certificate policy our certificates name, the policies (or arcs) accepted in
 # other carriers' leaves, and the CRL our certificates point to (when there is one).
 STIR_CERTIFICATE_POLICY = os.environ.get("STIR_CERTIFICATE_POLICY", "2.16.840.1.114569.1.1.1")
+# "any": leaves without a policy pass too (while certificates issued before the portal
+# named one are replaced).
 STIR_ACCEPTED_CERTIFICATE_POLICIES = env_list("STIR_ACCEPTED_CERTIFICATE_POLICIES") or [
     "2.16.840.1.114569.1.1"
 ]
+if STIR_ACCEPTED_CERTIFICATE_POLICIES == ["any"]:
+    STIR_ACCEPTED_CERTIFICATE_POLICIES = []
 STIR_CRL_URL = os.environ.get("STIR_CRL_URL", "")
 STIR_CRL_ISSUER = os.environ.get("STIR_CRL_ISSUER", "")  # an RFC 4514 DN, e.g. CN=STI-PA CRL
 for _name, _parse in (

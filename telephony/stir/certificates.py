@@ -476,9 +476,9 @@ def verify_chain(
     anchor last. Path building, signatures, validity at `at`, CA flags, key usages, path
     lengths and critical extensions are cryptography's X.509 verifier's (RFC 5280 with the
     Web PKI's defaults); on top, the SHAKEN profile: the leaf signs (digitalSignature),
-    names a SHAKEN certificate policy (one of `policies`, or an OID under one) and carries
-    a well-formed TNAuthList; and every delegated TNAuthList lies within its issuer's
-    (RFC 9060)."""
+    names a SHAKEN certificate policy (one of `policies`, or an OID under one; no
+    `policies`, no such rule) and carries a well-formed TNAuthList; and every delegated
+    TNAuthList lies within its issuer's (RFC 9060)."""
     if at.tzinfo is None:
         raise CertificateError("the validation time must be timezone-aware")
     anchors, intermediates = list(anchors), list(intermediates)
@@ -507,14 +507,13 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
 
 
 def _ee_policy(policies: tuple[str, ...]) -> ExtensionPolicy:
-    def signs(_policy, _cert, usage: x509.KeyUsage) -> None:
+    """The SHAKEN leaf: it signs, carries a well-formed TNAuthList (checked with the key
+    usage, an extension the verifier knows; TNAuthList is not one) and, unless no
+    policies are asked for, names one of them."""
+
+    def signs(_policy, cert, usage: x509.KeyUsage) -> None:
         if not usage.digital_signature:
             raise ValueError("the leaf lacks the digitalSignature key usage")
-
-    def shaken(_policy, cert, value: x509.CertificatePolicies) -> None:
-        named = [p.policy_identifier.dotted_string for p in value]
-        if not any(_under(oid, policies) for oid in named):
-            raise ValueError(f"the leaf names no SHAKEN certificate policy ({', '.join(named)})")
         try:
             tal = tn_auth_list_of(cert)
         except CertificateError as exc:
@@ -522,13 +521,20 @@ def _ee_policy(policies: tuple[str, ...]) -> ExtensionPolicy:
         if tal is None:
             raise ValueError("the leaf carries no TNAuthList")
 
-    return (
+    def shaken(_policy, _cert, value: x509.CertificatePolicies) -> None:
+        named = [p.policy_identifier.dotted_string for p in value]
+        if not any(_under(oid, policies) for oid in named):
+            raise ValueError(f"the leaf names no SHAKEN certificate policy ({', '.join(named)})")
+
+    leaf = (
         ExtensionPolicy.webpki_defaults_ee()
         # SHAKEN certificates name numbers (TNAuthList), not hosts.
         .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
         .require_present(x509.KeyUsage, Criticality.AGNOSTIC, signs)
-        .require_present(x509.CertificatePolicies, Criticality.AGNOSTIC, shaken)
     )
+    if policies:
+        leaf = leaf.require_present(x509.CertificatePolicies, Criticality.AGNOSTIC, shaken)
+    return leaf
 
 
 def _under(oid: str, arcs: Iterable[str]) -> bool:
@@ -548,6 +554,8 @@ def _refusal(exc: VerificationError, certs: list[x509.Certificate], at: dt.datet
     if "candidates exhausted" in text and "no interior errors" in text:
         return f"not issued by a trust anchor: {_subject(certs[0])}"
     text = text.removeprefix("Python extension validator failed: ValueError: ")
+    if text.startswith("invalid extension: 2.5.29.32: Certificate is missing"):
+        text = "the leaf names no SHAKEN certificate policy (it has no certificate policies)"
     return f"{text[:200]}: {_subject(certs[0])}"
 
 

@@ -857,10 +857,6 @@ def _build(
             critical=False,
         )
         .add_extension(
-            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy), None)]),
-            critical=False,
-        )
-        .add_extension(
             x509.UnrecognizedExtension(
                 certificates.TN_AUTH_LIST_OID,
                 certificates.encode_tn_auth_list(TnAuthList(numbers=("12025550100",))),
@@ -868,6 +864,11 @@ def _build(
             critical=False,
         )
     )
+    if policy:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy), None)]),
+            critical=False,
+        )
     if extra is not None:
         builder = builder.add_extension(extra, critical=True)
     return builder.sign(pki["operator_key"], hashes.SHA256())
@@ -952,6 +953,18 @@ def test_a_leaf_must_name_a_shaken_certificate_policy(pki, policy, accepted):
     assert certificates.verify_chain(
         leaf, intermediates=[pki["operator"]], anchors=[pki["root"]], at=_now(), policies=[policy]
     )
+
+
+def test_without_policies_a_leaf_needs_none_but_still_its_tn_auth_list(pki):
+    usage = x509.KeyUsage(**{**_USAGE, "digital_signature": True})
+    no_policy = _build(pki, key_usage=usage, policy="")
+    anchors = {"intermediates": [pki["operator"]], "anchors": [pki["root"]], "at": _now()}
+    with pytest.raises(CertificateError, match="names no SHAKEN certificate policy"):
+        certificates.verify_chain(no_policy, **anchors)
+    assert certificates.verify_chain(no_policy, **anchors, policies=())[0] == no_policy
+    no_numbers = _issue(pki, tn_auth_list=None, policy="")
+    with pytest.raises(CertificateError, match="no TNAuthList"):
+        certificates.verify_chain(no_numbers, **anchors, policies=())
 
 
 def test_issued_certificates_carry_the_shaken_policy_and_the_crl_when_named(pki):

@@ -191,6 +191,7 @@ def test_a_leaf_without_the_shaken_policy_is_unsupported(network, repository, la
     repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
     answer = verify(network, carrier.identity(repository.url("/c.pem")))
     assert answer["reasonCode"] == 437
+    assert "names no SHAKEN certificate policy" in answer["reasonString"]
 
 
 @pytest.mark.parametrize(
