@@ -5,11 +5,13 @@ HSS, development secrets). Production mode (DJANGO_DEBUG off) refuses to start
 without a real secret key and allowed hosts. See the configuration table in README.md.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from cryptography import x509
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -341,6 +343,40 @@ STIR_CERT_REPOSITORY_URL = os.environ.get(
 ).rstrip("/")
 # How far a PASSporT's iat may be from the time of the call (RFC 8224 suggests 60 s).
 STIR_MAX_AGE_SECONDS = int(os.environ.get("STIR_MAX_AGE_SECONDS", "60"))
+# The SHAKEN certificate policy our certificates name, the policies (or arcs) accepted in
+# other carriers' leaves, and the CRL our certificates point to (when there is one).
+STIR_CERTIFICATE_POLICY = os.environ.get("STIR_CERTIFICATE_POLICY", "2.16.840.1.114569.1.1.1")
+# "any": leaves without a policy pass too (while certificates issued before the portal
+# named one are replaced).
+STIR_ACCEPTED_CERTIFICATE_POLICIES = env_list("STIR_ACCEPTED_CERTIFICATE_POLICIES") or [
+    "2.16.840.1.114569.1.1"
+]
+if STIR_ACCEPTED_CERTIFICATE_POLICIES == ["any"]:
+    STIR_ACCEPTED_CERTIFICATE_POLICIES = []
+STIR_CRL_URL = os.environ.get("STIR_CRL_URL", "")
+STIR_CRL_ISSUER = os.environ.get("STIR_CRL_ISSUER", "")  # an RFC 4514 DN, e.g. CN=STI-PA CRL
+for _name, _parse in (
+    ("STIR_CRL_ISSUER", x509.Name.from_rfc4514_string),
+    ("STIR_CERTIFICATE_POLICY", x509.ObjectIdentifier),
+):
+    try:
+        _parse(globals()[_name])
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"{_name} is not valid: {globals()[_name]!r}") from _exc
+# Fetching other carriers' x5u (docs/security.md, "x5u fetch policy"): HTTPS to public
+# addresses only, unless the operator lists private networks (comma-separated CIDRs) or,
+# for labs, allows http to loopback.
+STIR_X5U_TIMEOUT_SECONDS = float(os.environ.get("STIR_X5U_TIMEOUT_SECONDS", "2"))
+STIR_X5U_CACHE_SECONDS = int(os.environ.get("STIR_X5U_CACHE_SECONDS", "3600"))
+STIR_X5U_ALLOWED_NETWORKS = env_list("STIR_X5U_ALLOWED_NETWORKS")
+try:
+    for _network in STIR_X5U_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"STIR_X5U_ALLOWED_NETWORKS: {_exc}") from _exc
+STIR_X5U_ALLOW_HTTP = env_bool("STIR_X5U_ALLOW_HTTP", False)
+if STIR_X5U_ALLOW_HTTP and not DEBUG:
+    raise ImproperlyConfigured("STIR_X5U_ALLOW_HTTP is for labs: production fetches HTTPS only.")
 CALL_RECORD_RETENTION_DAYS = int(os.environ.get("CALL_RECORD_RETENTION_DAYS", "90"))
 
 # Numbers: a number an identity left is not reused before this many days.

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -40,7 +41,7 @@ from .models import (
     SigningCredential,
     TelephoneNumber,
 )
-from .stir import certificates, passport
+from .stir import certificates, fetch, passport
 from .stir.attestation import CallFacts, Check, Decision, apply_ceiling, attestation_for_call
 
 TN_DIGITS = re.compile(r"^\+?(\d{6,15})$")
@@ -150,6 +151,7 @@ def lab_pki_create(*, actor: Actor, operator_name: str, spc: str) -> SigningCred
         days=365,
         ca=True,
         path_length=0,
+        **_profile(),
     )
     operator = _store(
         kind=SigningCredential.Kind.OPERATOR,
@@ -161,6 +163,20 @@ def lab_pki_create(*, actor: Actor, operator_name: str, spc: str) -> SigningCred
     _audit_credential(actor, anchor, "signing_credential.created")
     _audit_credential(actor, operator, "signing_credential.created")
     return operator
+
+
+def _profile() -> dict:
+    """What ATIS-1000080 asks of our certificates beyond the numbers: the SHAKEN
+    certificate policy and, when the operator has one, the CRL distribution point."""
+    return {
+        "policy": settings.STIR_CERTIFICATE_POLICY,
+        "crl_url": settings.STIR_CRL_URL,
+        "crl_issuer": (
+            x509.Name.from_rfc4514_string(settings.STIR_CRL_ISSUER)
+            if settings.STIR_CRL_ISSUER
+            else None
+        ),
+    }
 
 
 def enterprise_tn_auth_list(enterprise: Enterprise) -> certificates.TnAuthList:
@@ -195,6 +211,7 @@ def delegate_certificate_issue(*, actor: Actor, enterprise: Enterprise) -> Signi
         tn_auth_list=tn_auth_list,
         days=90,
         ca=False,
+        **_profile(),
     )
     SigningCredential.objects.filter(enterprise=enterprise, active=True).update(active=False)
     credential = _store(
@@ -522,18 +539,23 @@ def _tn_auth_list(pem: str) -> certificates.TnAuthList | None:
 
 
 def _certificate_for(url: str):
-    """The chain an x5u names, from the portal's own repository (other repositories are
-    not fetched: an x5u is untrusted input, and fetching it would let callers make the
-    portal request any URL)."""
+    """The chain an x5u names: ours from the database, another carrier's fetched under
+    the x5u policy (stir.fetch). Whether it can be trusted is the chain validation's."""
     prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
-    if not url.startswith(prefix) or not url.endswith(".pem"):
-        raise _Fail(436, "Bad Identity Info: the certificate is not in a trusted repository")
+    if not url.startswith(prefix):
+        try:
+            return list(_parsed(fetch.certificate_chain(url)))
+        except (fetch.FetchError, certificates.CertificateError) as exc:
+            raise _Fail(436, f"Bad Identity Info: {exc}") from exc
+    if not url.endswith(".pem"):
+        raise _Fail(436, "Bad Identity Info: no such certificate")
     slug = url[len(prefix) : -len(".pem")]
     # A delegate, its operator certificate and the anchor above it: one query.
     credential = (
         SigningCredential.objects.select_related("issuer__issuer").filter(slug=slug).first()
     )
-    if credential is None:
+    if credential is None or credential.kind == SigningCredential.Kind.TRUST_ANCHOR:
+        # A trust anchor is not served as an x5u: its chain is empty.
         raise _Fail(436, "Bad Identity Info: no such certificate")
     return list(_parsed(certificate_chain_pem(credential)))
 
@@ -580,7 +602,11 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
     leaf = chain[0]
     try:
         certificates.verify_chain(
-            leaf, intermediates=chain[1:], anchors=repository.anchors(), at=now
+            leaf,
+            intermediates=chain[1:],
+            anchors=repository.anchors(),
+            at=now,
+            policies=settings.STIR_ACCEPTED_CERTIFICATE_POLICIES,
         )
     except certificates.CertificateError as exc:
         raise _Fail(437, f"Unsupported Credential: {exc}") from exc
@@ -595,7 +621,7 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
         raise _Fail(438, "Invalid Identity Header: the calling number differs")
     if dests and not claimed_dests & {passport.tn(d) for d in dests}:
         raise _Fail(438, "Invalid Identity Header: the called number differs")
-    tal = certificates.tn_auth_list_of(leaf)
+    tal = certificates.tn_auth_list_of(leaf)  # well-formed: the chain validation read it
     if tal is None or not (tal.has_spc or tal.covers(passport.tn(orig))):
         raise _Fail(
             437, "Unsupported Credential: the certificate does not cover the calling number"

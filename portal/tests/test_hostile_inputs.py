@@ -332,11 +332,15 @@ def test_hostile_passports_fail_verification_and_x5u_is_never_fetched(
     assert no_outbound_connections == []
 
 
-def test_a_genuine_passport_naming_a_foreign_x5u_is_not_fetched(
-    network, rob, no_outbound_connections
+@pytest.mark.parametrize(
+    "x5u", ["https://attacker.example/cert.pem", "https://169.254.169.254/latest/meta-data/"]
+)
+def test_a_genuine_passport_naming_an_unresolvable_or_private_x5u_never_connects(
+    network, rob, x5u, no_outbound_connections
 ):
+    # Other carriers' x5u are fetched (telephony/stir/fetch.py), but only from public
+    # addresses: a name that does not resolve or an internal address ends before connecting.
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
-    x5u = "https://attacker.example/cert.pem"
     token = passport.shaken_passport(
         orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="o",
         iat=int(time.time()), x5u=x5u, private_key=calls._unseal(credential),

@@ -14,11 +14,18 @@ from itertools import pairwise
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 TN_AUTH_LIST_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")  # id-pe-TNAuthList
 
@@ -33,11 +40,14 @@ MAX_CHAIN_LENGTH = 8
 _TN_CHARS = frozenset("0123456789#*")
 _MAX_TN_LENGTH = 15
 _BACKDATE = dt.timedelta(minutes=1)  # tolerate clocks slightly behind the issuer's
-# Critical extensions this module enforces; any other critical one fails the chain
-# (RFC 5280 §4.2).
-_UNDERSTOOD_CRITICAL = frozenset(
-    {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, TN_AUTH_LIST_OID}
-)
+
+# The SHAKEN certificate policy (ATIS-1000080 §6.4.1: STI intermediate and end-entity
+# certificates name exactly one, non-critical). 2.16.840.1.114569.1.1.1 is the policy the
+# ATIS documents and most deployed certificates name; later versions of the STI-PA's
+# certificate policy have their own OIDs under the same arc (…1.1.3, …1.1.4), so a
+# verifier accepts the arc.
+SHAKEN_CERTIFICATE_POLICY = "2.16.840.1.114569.1.1.1"
+SHAKEN_POLICY_ARCS = ("2.16.840.1.114569.1.1",)
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
 
@@ -350,10 +360,14 @@ def issue(
     days: int,
     ca: bool,
     path_length: int | None = None,
+    policy: str = SHAKEN_CERTIFICATE_POLICY,
+    crl_url: str = "",
+    crl_issuer: x509.Name | None = None,
 ) -> x509.Certificate:
     """A certificate for an operator (SPC) or a delegate (RFC 9060: ranges, numbers),
-    signed ECDSA-SHA256 by the issuer, carrying the TNAuthList non-critical as SHAKEN
-    certificates do."""
+    signed ECDSA-SHA256 by the issuer, in the ATIS-1000080 profile: the TNAuthList and
+    the SHAKEN certificate policy, non-critical, and, when a CRL is named, a CRL
+    distribution point (its URL and the DN of the CRL's issuer)."""
     if not isinstance(issuer_key, ec.EllipticCurvePrivateKey):
         raise CertificateError("the issuer signs with an EC key (ECDSA-SHA256)")
     if _spki(issuer_key.public_key()) != _spki(issuer_cert.public_key()):
@@ -391,6 +405,19 @@ def issue(
             x509.UnrecognizedExtension(TN_AUTH_LIST_OID, encode_tn_auth_list(tn_auth_list)),
             critical=False,
         )
+    if policy:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy), None)]),
+            critical=False,
+        )
+    if crl_url:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=[x509.DirectoryName(crl_issuer)] if crl_issuer else None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -443,61 +470,93 @@ def verify_chain(
     intermediates: Iterable[x509.Certificate] = (),
     anchors: Iterable[x509.Certificate],
     at: dt.datetime,
+    policies: Iterable[str] = SHAKEN_POLICY_ARCS,
 ) -> list[x509.Certificate]:
     """The chain from cert through intermediates to one of the anchors, leaf first and
-    anchor last, after checking signatures, validity at `at`, CA flags, key usages,
-    path lengths, critical extensions, and that every delegated TNAuthList lies within
-    its issuer's (RFC 9060)."""
+    anchor last. Path building, signatures, validity at `at`, CA flags, key usages, path
+    lengths and critical extensions are cryptography's X.509 verifier's (RFC 5280 with the
+    Web PKI's defaults); on top, the SHAKEN profile: the leaf signs (digitalSignature),
+    names a SHAKEN certificate policy (one of `policies`, or an OID under one; no
+    `policies`, no such rule) and carries a well-formed TNAuthList; and every delegated
+    TNAuthList lies within its issuer's (RFC 9060)."""
     if at.tzinfo is None:
         raise CertificateError("the validation time must be timezone-aware")
-    chain = _build_path(cert, list(intermediates), list(anchors))
-    for member in chain:
-        _check_validity(member, at)
-        _check_critical_extensions(member)
-    usage = _extension(cert, x509.KeyUsage)
-    if usage is None or not usage.digital_signature:
-        raise CertificateError(f"leaf lacks the digitalSignature key usage: {_subject(cert)}")
-    for below, issuer in enumerate(chain[1:]):
-        _check_issuer(issuer, below)
+    anchors, intermediates = list(anchors), list(intermediates)
+    if not anchors:
+        raise CertificateError(f"not issued by a trust anchor: {_subject(cert)}")
+    verifier = (
+        PolicyBuilder()
+        .store(Store(anchors))
+        .time(at.astimezone(dt.UTC))
+        .max_chain_depth(MAX_CHAIN_LENGTH)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_ee_policy(tuple(policies)))
+        .build_client_verifier()
+    )
+    try:
+        chain = verifier.verify(cert, intermediates).chain
+    except VerificationError as exc:
+        raise CertificateError(_refusal(exc, [cert, *intermediates], at)) from exc
     for subject, issuer in pairwise(chain):
         _check_delegation(subject, issuer)
     return chain
 
 
-def _build_path(
-    cert: x509.Certificate, pool: list[x509.Certificate], anchors: list[x509.Certificate]
-) -> list[x509.Certificate]:
-    chain = [cert]
-    while len(chain) < MAX_CHAIN_LENGTH:
-        current = chain[-1]
-        anchor = next((a for a in anchors if _issued_by(current, a)), None)
-        if anchor is not None:
-            return [*chain, anchor]
-        issuer = next((c for c in pool if _issued_by(current, c)), None)
-        if issuer is None:
-            break
-        pool.remove(issuer)  # each intermediate once: no loops
-        chain.append(issuer)
-    raise CertificateError(f"not issued by a trust anchor: {_subject(cert)}")
+# CA certificates as the Web PKI wants them (critical basicConstraints with cA, keyCertSign,
+# key identifiers), SHAKEN's policies and CRL distribution points allowed.
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    authority = _extension(cert, x509.AuthorityKeyIdentifier)
-    subject_key = _extension(issuer, x509.SubjectKeyIdentifier)
-    if (
-        authority is not None
-        and authority.key_identifier is not None
-        and subject_key is not None
-        and authority.key_identifier != subject_key.digest
-    ):
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+def _ee_policy(policies: tuple[str, ...]) -> ExtensionPolicy:
+    """The SHAKEN leaf: it signs, carries a well-formed TNAuthList (checked with the key
+    usage, an extension the verifier knows; TNAuthList is not one) and, unless no
+    policies are asked for, names one of them."""
+
+    def signs(_policy, cert, usage: x509.KeyUsage) -> None:
+        if not usage.digital_signature:
+            raise ValueError("the leaf lacks the digitalSignature key usage")
+        try:
+            tal = tn_auth_list_of(cert)
+        except CertificateError as exc:
+            raise ValueError(str(exc)) from exc
+        if tal is None:
+            raise ValueError("the leaf carries no TNAuthList")
+
+    def shaken(_policy, _cert, value: x509.CertificatePolicies) -> None:
+        named = [p.policy_identifier.dotted_string for p in value]
+        if not any(_under(oid, policies) for oid in named):
+            raise ValueError(f"the leaf names no SHAKEN certificate policy ({', '.join(named)})")
+
+    leaf = (
+        ExtensionPolicy.webpki_defaults_ee()
+        # SHAKEN certificates name numbers (TNAuthList), not hosts.
+        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, signs)
+    )
+    if policies:
+        leaf = leaf.require_present(x509.CertificatePolicies, Criticality.AGNOSTIC, shaken)
+    return leaf
+
+
+def _under(oid: str, arcs: Iterable[str]) -> bool:
+    return any(oid == arc or oid.startswith(f"{arc}.") for arc in arcs)
+
+
+def _refusal(exc: VerificationError, certs: list[x509.Certificate], at: dt.datetime) -> str:
+    """The verifier's reason in the words of a call record, naming the certificate."""
+    text = str(exc).removeprefix("validation failed: ")
+    text = text.split(" (encountered processing", 1)[0]
+    if "not valid at validation time" in text:
+        for member in certs:
+            try:
+                _check_validity(member, at)
+            except CertificateError as reason:
+                return str(reason)
+    if "candidates exhausted" in text and "no interior errors" in text:
+        return f"not issued by a trust anchor: {_subject(certs[0])}"
+    text = text.removeprefix("Python extension validator failed: ValueError: ")
+    if text.startswith("invalid extension: 2.5.29.32: Certificate is missing"):
+        text = "the leaf names no SHAKEN certificate policy (it has no certificate policies)"
+    return f"{text[:200]}: {_subject(certs[0])}"
 
 
 def _check_validity(cert: x509.Certificate, at: dt.datetime) -> None:
@@ -508,29 +567,6 @@ def _check_validity(cert: x509.Certificate, at: dt.datetime) -> None:
     if at > cert.not_valid_after_utc:
         raise CertificateError(
             f"expired (on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC): {_subject(cert)}"
-        )
-
-
-def _check_critical_extensions(cert: x509.Certificate) -> None:
-    for extension in _extensions(cert):
-        if extension.critical and extension.oid not in _UNDERSTOOD_CRITICAL:
-            raise CertificateError(
-                f"unsupported critical extension {extension.oid.dotted_string}: {_subject(cert)}"
-            )
-
-
-def _check_issuer(issuer: x509.Certificate, below: int) -> None:
-    """`below`: how many CA certificates sit between this issuer and the leaf."""
-    constraints = _extension(issuer, x509.BasicConstraints)
-    if constraints is None or not constraints.ca:
-        raise CertificateError(f"issuer is not a CA: {_subject(issuer)}")
-    usage = _extension(issuer, x509.KeyUsage)
-    if usage is None or not usage.key_cert_sign:
-        raise CertificateError(f"issuer lacks the keyCertSign key usage: {_subject(issuer)}")
-    if constraints.path_length is not None and below > constraints.path_length:
-        raise CertificateError(
-            f"path length exceeded: {_subject(issuer)} allows {constraints.path_length} "
-            f"CA certificate(s) below it, the chain has {below}"
         )
 
 

@@ -5,6 +5,7 @@ No database. Keys are made once per module; certificates per test where they dif
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import time
 
@@ -767,7 +768,7 @@ def test_a_forged_issuer_with_the_same_name_does_not_verify(pki):
         days=365,
         ca=True,
     )
-    with pytest.raises(CertificateError, match="not issued by a trust anchor"):
+    with pytest.raises(CertificateError, match="signature does not match"):
         certificates.verify_chain(
             pki["delegate"], intermediates=[impostor], anchors=[pki["root"]], at=_now()
         )
@@ -795,7 +796,7 @@ def test_an_issuer_must_be_a_ca(pki):
         public_key=not_a_ca_key.public_key(),
     )
     leaf = _issue(pki, issuer_key=not_a_ca_key, issuer_cert=not_a_ca)
-    with pytest.raises(CertificateError, match="issuer is not a CA"):
+    with pytest.raises(CertificateError, match="cA must be asserted in a CA certificate"):
         certificates.verify_chain(leaf, intermediates=[not_a_ca], anchors=[pki["root"]], at=_now())
 
 
@@ -822,18 +823,26 @@ def test_a_delegate_list_must_lie_within_its_issuers(pki):
     )
     missing = _issue(pki, issuer_key=block_key, issuer_cert=block_ca, tn_auth_list=None)
     certificates.verify_chain(inside, intermediates=[block_ca], anchors=[pki["root"]], at=_now())
-    for leaf in (outside, missing):
-        with pytest.raises(CertificateError, match="not within its issuer's TNAuthList"):
+    for leaf, message in (
+        (outside, "not within its issuer's TNAuthList"),
+        (missing, "no TNAuthList"),
+    ):
+        with pytest.raises(CertificateError, match=message):
             certificates.verify_chain(
                 leaf, intermediates=[block_ca], anchors=[pki["root"]], at=_now()
             )
 
 
 def _build(
-    pki, *, key_usage: x509.KeyUsage, extra: x509.ExtensionType | None = None
+    pki,
+    *,
+    key_usage: x509.KeyUsage,
+    extra: x509.ExtensionType | None = None,
+    policy: str = certificates.SHAKEN_CERTIFICATE_POLICY,
 ) -> x509.Certificate:
     """A certificate outside what issue() makes, signed by the operator."""
     key = certificates.generate_key()
+    operator_key_id = pki["operator"].extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Odd")]))
@@ -844,6 +853,10 @@ def _build(
         .not_valid_after(_now() + dt.timedelta(days=1))
         .add_extension(key_usage, critical=True)
         .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(operator_key_id.value),
+            critical=False,
+        )
+        .add_extension(
             x509.UnrecognizedExtension(
                 certificates.TN_AUTH_LIST_OID,
                 certificates.encode_tn_auth_list(TnAuthList(numbers=("12025550100",))),
@@ -851,6 +864,11 @@ def _build(
             critical=False,
         )
     )
+    if policy:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy), None)]),
+            critical=False,
+        )
     if extra is not None:
         builder = builder.add_extension(extra, critical=True)
     return builder.sign(pki["operator_key"], hashes.SHA256())
@@ -890,7 +908,7 @@ def test_an_unknown_critical_extension_fails_the_chain(pki):
         key_usage=x509.KeyUsage(**{**_USAGE, "digital_signature": True}),
         extra=x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
     )
-    with pytest.raises(CertificateError, match="unsupported critical extension"):
+    with pytest.raises(CertificateError, match="unaccounted-for critical extension"):
         certificates.verify_chain(
             leaf, intermediates=[pki["operator"]], anchors=[pki["root"]], at=_now()
         )
@@ -901,10 +919,71 @@ def test_path_length_limits_are_enforced(pki):
     sub_ca_key = certificates.generate_key()
     sub_ca = _issue(pki, public_key=sub_ca_key.public_key(), ca=True)
     leaf = _issue(pki, issuer_key=sub_ca_key, issuer_cert=sub_ca)
-    with pytest.raises(CertificateError, match="path length exceeded"):
+    with pytest.raises(CertificateError, match="path length constraint violated"):
         certificates.verify_chain(
             leaf, intermediates=[sub_ca, pki["operator"]], anchors=[pki["root"]], at=_now()
         )
+
+
+@pytest.mark.parametrize(
+    ("policy", "accepted"),
+    [
+        (certificates.SHAKEN_CERTIFICATE_POLICY, True),
+        ("2.16.840.1.114569.1.1.4", True),  # a later version of the STI-PA's policy
+        ("2.16.840.1.114569.1.2", False),
+        ("1.3.6.1.4.1.99999.7", False),
+    ],
+)
+def test_a_leaf_must_name_a_shaken_certificate_policy(pki, policy, accepted):
+    usage = x509.KeyUsage(**{**_USAGE, "digital_signature": True})
+    leaf = _build(pki, key_usage=usage, policy=policy)
+    verify = functools.partial(
+        certificates.verify_chain,
+        leaf,
+        intermediates=[pki["operator"]],
+        anchors=[pki["root"]],
+        at=_now(),
+    )
+    if accepted:
+        assert verify()[0] == leaf
+    else:
+        with pytest.raises(CertificateError, match="names no SHAKEN certificate policy"):
+            verify()
+    # An operator of another numbering plan's PKI names its own policies.
+    assert certificates.verify_chain(
+        leaf, intermediates=[pki["operator"]], anchors=[pki["root"]], at=_now(), policies=[policy]
+    )
+
+
+def test_without_policies_a_leaf_needs_none_but_still_its_tn_auth_list(pki):
+    usage = x509.KeyUsage(**{**_USAGE, "digital_signature": True})
+    no_policy = _build(pki, key_usage=usage, policy="")
+    anchors = {"intermediates": [pki["operator"]], "anchors": [pki["root"]], "at": _now()}
+    with pytest.raises(CertificateError, match="names no SHAKEN certificate policy"):
+        certificates.verify_chain(no_policy, **anchors)
+    assert certificates.verify_chain(no_policy, **anchors, policies=())[0] == no_policy
+    no_numbers = _issue(pki, tn_auth_list=None, policy="")
+    with pytest.raises(CertificateError, match="no TNAuthList"):
+        certificates.verify_chain(no_numbers, **anchors, policies=())
+
+
+def test_issued_certificates_carry_the_shaken_policy_and_the_crl_when_named(pki):
+    for cert in (pki["operator"], pki["delegate"]):
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies)
+        assert not policies.critical
+        assert [p.policy_identifier.dotted_string for p in policies.value] == [
+            "2.16.840.1.114569.1.1.1"
+        ]
+    with pytest.raises(x509.ExtensionNotFound):
+        pki["delegate"].extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    sti_pa = x509.Name.from_rfc4514_string("CN=STI-PA CRL,O=Policy Administrator")
+    with_crl = _issue(pki, crl_url="https://sti-pa.example/crl", crl_issuer=sti_pa)
+    (point,) = with_crl.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert point.full_name == [x509.UniformResourceIdentifier("https://sti-pa.example/crl")]
+    assert point.crl_issuer == [x509.DirectoryName(sti_pa)]
+    certificates.verify_chain(
+        with_crl, intermediates=[pki["operator"]], anchors=[pki["root"]], at=_now()
+    )
 
 
 def test_verify_chain_needs_an_aware_time(pki):
