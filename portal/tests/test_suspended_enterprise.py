@@ -408,7 +408,8 @@ EXEMPT = {
 
 def served_methods() -> dict[str, set[str]]:
     """URL name -> the unsafe methods its view serves. A plain function view may serve
-    any: pages take POST at most."""
+    any: pages take POST at most. Django admin is left out: only operator staff reach
+    it, and a suspension does not confine them."""
     from django.urls import URLResolver, get_resolver
 
     def walk(patterns, namespace=""):
