@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import models
 
+from portal.errors import RuleViolation
 from portal.http import client_ip
 
 from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
@@ -93,6 +94,26 @@ class Actor:
         if own.pk != enterprise.pk:
             raise PermissionDenied("Not your enterprise.")
 
+    def ensure_may_change(self, enterprise: Enterprise | None = None) -> None:
+        """A suspended enterprise changes nothing through its own people and tokens.
+        Operator staff and the system are confined to no enterprise and still may (a
+        leaver must be removable whatever the enterprise's standing); network clients
+        report what the network did, which is no change of the enterprise's."""
+        if self.enterprise is None:
+            return
+        ensure_writable(self.enterprise)
+        if enterprise is not None:  # the same tenant, perhaps read more recently
+            ensure_writable(enterprise)
+
+
+def ensure_writable(enterprise: Enterprise) -> None:
+    """Refuse changes to a suspended enterprise (its people may still look)."""
+    if not enterprise.is_active:
+        raise RuleViolation(
+            f"{enterprise.name} is suspended by the operator; changes are blocked.",
+            code="enterprise_suspended",
+        )
+
 
 def _plain(value):
     """A JSON-safe rendering of a field value for the before/after record."""
@@ -129,8 +150,18 @@ def record(
     enterprise: Enterprise | None,
     target: models.Model | None = None,
     changes: dict[str, Any] | None = None,
+    changes_enterprise: bool = True,
 ) -> AuditEvent:
-    """Append one audit row. Call inside the service's transaction."""
+    """Append one audit row. Call inside the service's transaction.
+
+    Every change writes its audit row here, so this is where "a suspended enterprise
+    changes nothing" holds for every service, whichever page, API or task called it:
+    the refusal rolls the whole transaction back. ``changes_enterprise=False`` marks
+    the few recorded acts that are not the enterprise's changes: signing in, taking
+    the export, a person's own password and second factor, closing an import's books.
+    """
+    if changes_enterprise:
+        actor.ensure_may_change(enterprise)
     return AuditEvent.objects.create(
         enterprise=enterprise,
         actor_kind=actor.kind,

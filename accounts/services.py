@@ -23,7 +23,7 @@ from portal.credentials import hash_secret, new_secret
 from portal.errors import RuleViolation
 
 from . import audit
-from .audit import Actor
+from .audit import Actor, ensure_writable  # noqa: F401 - services' callers use it
 from .models import (
     ApiToken,
     Enterprise,
@@ -48,22 +48,12 @@ CONTRACT_FIELDS = [
 BACKUP_CODE_COUNT = 10
 
 
-def ensure_writable(enterprise: Enterprise) -> None:
-    """Refuse changes to a suspended enterprise (its admins may still look)."""
-    if not enterprise.is_active:
-        raise RuleViolation(
-            f"{enterprise.name} is suspended by the operator; changes are blocked.",
-            code="enterprise_suspended",
-        )
-
-
 def ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
     """The actor may change this enterprise now: it is theirs, and, for the enterprise's
-    own people and tokens, not suspended. Operator staff and the system still may
-    (a leaver must be removable whatever the enterprise's standing)."""
+    own people and tokens, not suspended. Checked early for a clear refusal before any
+    work; ``audit.record`` checks the suspension again for every change."""
     actor.ensure_acts_for(enterprise)
-    if actor.enterprise is not None:
-        ensure_writable(enterprise)
+    actor.ensure_may_change(enterprise)
 
 
 def _full_clean(obj, exclude=None) -> None:
@@ -426,7 +416,13 @@ def user_set_password(
         raise RuleViolation(" ".join(exc.messages), code="weak_password", field="password") from exc
     user.set_password(password)
     user.save(update_fields=["password"])
-    audit.record(actor=actor, action=action, enterprise=user.enterprise, target=user)
+    audit.record(
+        actor=actor,
+        action=action,
+        enterprise=user.enterprise,
+        target=user,
+        changes_enterprise=False,
+    )
     return user
 
 
@@ -456,7 +452,13 @@ def two_factor_enrol(*, actor: Actor, user: User, device: TOTPDevice) -> list[st
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     codes = _issue_backup_codes(user)
-    audit.record(actor=actor, action="user.2fa_enrolled", enterprise=user.enterprise, target=user)
+    audit.record(
+        actor=actor,
+        action="user.2fa_enrolled",
+        enterprise=user.enterprise,
+        target=user,
+        changes_enterprise=False,
+    )
     return codes
 
 
@@ -464,7 +466,11 @@ def two_factor_enrol(*, actor: Actor, user: User, device: TOTPDevice) -> list[st
 def backup_codes_regenerate(*, actor: Actor, user: User) -> list[str]:
     codes = _issue_backup_codes(user)
     audit.record(
-        actor=actor, action="user.backup_codes_regenerated", enterprise=user.enterprise, target=user
+        actor=actor,
+        action="user.backup_codes_regenerated",
+        enterprise=user.enterprise,
+        target=user,
+        changes_enterprise=False,
     )
     return codes
 
@@ -491,7 +497,11 @@ def two_factor_reset(*, actor: Actor, user: User) -> User:
 
 def user_signed_in(*, actor: Actor) -> None:
     audit.record(
-        actor=actor, action="user.signed_in", enterprise=actor.user.enterprise, target=actor.user
+        actor=actor,
+        action="user.signed_in",
+        enterprise=actor.user.enterprise,
+        target=actor.user,
+        changes_enterprise=False,
     )
 
 

@@ -27,3 +27,25 @@ class ContentSecurityPolicyMiddleware:
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )
         return response
+
+
+class RuleViolationMiddleware:
+    """A business rule that a page's view does not handle itself (a suspended
+    enterprise, most often) is shown with its message, not as a server error. The
+    service raised it inside its transaction, so nothing was changed. The API has its
+    own handler (portal.api.errors)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.shortcuts import render
+
+        from .errors import RuleViolation
+
+        if not isinstance(exception, RuleViolation):
+            return None
+        return render(request, "errors/refused.html", {"message": exception.message}, status=400)

@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "accounts.middleware.EnterpriseMiddleware",
     "accounts.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.middleware.RuleViolationMiddleware",
     # Last, as django-axes asks, so that it sees every login attempt's outcome.
     "axes.middleware.AxesMiddleware",
 ]

@@ -218,6 +218,40 @@ def wait_for(condition, timeout: float = 30, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+# --- Races between connections ----------------------------------------------------------
+
+
+def backend_pid() -> int:
+    """The PostgreSQL server process of this thread's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def wait_until_blocked_by(holder: int, timeout: float = 10) -> None:
+    """Wait until another connection queues for a lock that backend ``holder`` holds.
+
+    A race test releases the holder only then: a sleep instead proves nothing on a
+    slow machine, where the waiter may not have reached the lock yet."""
+    from django.db import connection
+
+    def someone_waits():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND %s = ANY(pg_blocking_pids(pid))",
+                [holder],
+            )
+            return cursor.fetchone()[0]
+
+    try:
+        wait_for(someone_waits, timeout, interval=0.02)
+    except AssertionError:
+        raise AssertionError(f"no connection waited for a lock of backend {holder}") from None
+
+
 def response_text(response) -> str:
     """The body of a plain or streaming response."""
     if response.streaming:

@@ -786,6 +786,7 @@ def _finish(job_id: int, actor: Actor) -> None:
                 "created": [None, job.created_count],
                 "failed": [None, job.failed_count],
             },
+            changes_enterprise=False,  # the job's books close even if the operator suspended
         )
 
 
@@ -874,7 +875,9 @@ def export_rows(enterprise: Enterprise) -> Iterator[str]:
 def export_recorded(*, actor: Actor, enterprise: Enterprise) -> None:
     """Record in the audit trail that someone took the list of employees away."""
     actor.ensure_acts_for(enterprise)
-    audit.record(actor=actor, action="employees.exported", enterprise=enterprise)
+    audit.record(
+        actor=actor, action="employees.exported", enterprise=enterprise, changes_enterprise=False
+    )
 
 
 # An import applies a chunk every second or so; ten minutes without one means its

@@ -37,7 +37,7 @@ from accounts.audit import Actor
 from accounts.models import Enterprise, ServiceContract, User
 from accounts.tests.factories import AdminFactory, UserFactory
 from portal.errors import RuleViolation
-from portal.testing import QUEUES, CeleryWorker, wait_for
+from portal.testing import QUEUES, CeleryWorker, backend_pid, wait_for, wait_until_blocked_by
 from telephony import bulk, services, sync
 from telephony.hss import builtin
 from telephony.hss.builtin import BuiltinHss
@@ -975,14 +975,14 @@ def test_a_change_that_waited_for_a_concurrent_relocation_reads_the_new_number(o
     """The racing drill: the locking read re-read the identity's row after the other
     transaction committed but not the joined number, which came back empty (a 500)."""
     first_tn = one_identity.tn
-    with holding_a_relocation(one_identity) as moved_to:
+    with holding_a_relocation(one_identity) as held:
         waiting = threading.Thread(target=relocate_in_thread, args=(one_identity,))
         waiting.start()
-        time.sleep(0.3)  # it queues for the row lock
+        wait_until_blocked_by(held.backend)  # it queues for the row lock
     waiting.join(10)
     assert RELOCATED[one_identity.pk] is None  # no error
     final = Identity.objects.get(pk=one_identity.pk)
-    assert final.tn not in (first_tn, moved_to[0])
+    assert final.tn not in (first_tn, held.tn)
 
 
 RELOCATED: dict[int, Exception | None] = {}
@@ -998,19 +998,27 @@ def relocate_in_thread(identity) -> None:
         connection.close()
 
 
+@dataclass
+class HeldRelocation:
+    """A relocation whose transaction another thread holds open."""
+
+    tn: str = ""  # the number it moved to
+    backend: int = 0  # the PostgreSQL backend holding its locks
+
+
 @contextmanager
 def holding_a_relocation(identity):
     """Relocate ``identity`` in another thread and hold its transaction open until the
-    block ends (then commit); yields [the number it moved to]."""
+    block ends (then commit); yields a HeldRelocation."""
     from django.db import transaction
 
-    moved_to, holding, release = [], threading.Event(), threading.Event()
+    held, holding, release = HeldRelocation(), threading.Event(), threading.Event()
 
     def relocate():
         try:
             with transaction.atomic():
                 moved = services.identity_relocate(actor=SYSTEM, identity=identity, country="DE")
-                moved_to.append(moved.tn)
+                held.tn, held.backend = moved.tn, backend_pid()
                 holding.set()
                 release.wait(10)
         finally:
@@ -1021,7 +1029,7 @@ def holding_a_relocation(identity):
     thread.start()
     holding.wait(10)
     try:
-        yield moved_to
+        yield held
     finally:
         release.set()
         thread.join(10)

@@ -94,16 +94,43 @@ def test_the_device_dashboard_works_out_call_figures_for_the_shown_page_only(ent
 
 def test_the_device_count_of_everyone_is_read_from_an_index_alone(enterprise, network):
     """The device list orders every employee by their active devices: that count must
-    not visit the registrations table for each of them (docs/benchmarks.md)."""
+    not visit the registrations table for each of them (docs/benchmarks.md).
+
+    The plan must not hang on what earlier tests left behind: their rolled-back rows
+    bloat the indexes (the index files never shrink) and autovacuum may have recorded
+    statistics at any moment, and then the narrow ``user`` index looked cheaper. So the
+    test rebuilds the indexes and analyzes its own data (both roll back with the test),
+    and gives each person the history a real one has: many ended registrations beside
+    the active ones, which only the covering index can skip without the table."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's plan")
     give_numbers(enterprise)
-    report(network, [(make_identity(UserFactory(enterprise=enterprise)), [PHONE, LAPTOP])])
+    people = [UserFactory(enterprise=enterprise) for _ in range(4)]
+    for person in people:
+        report(network, [(make_identity(person), [PHONE, LAPTOP])])
+    active = list(Registration.objects.filter(user__in=people))
+    Registration.objects.bulk_create(
+        Registration(
+            enterprise=enterprise,
+            identity=registration.identity,
+            user=registration.user,
+            device_key=f"{registration.device_key}:{n}",
+            label=registration.label,
+            contact_uri=registration.contact_uri,
+            state=Registration.State.ENDED,
+            expires_at=registration.expires_at,
+        )
+        for registration in active
+        for n in range(100)
+    )
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("REINDEX TABLE telephony_registration")
+        cursor.execute("ANALYZE telephony_registration")
         cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: otherwise a scan is cheaper
         cursor.execute("SET LOCAL enable_bitmapscan = off")
         plan = selectors.device_dashboard(enterprise)[:25].explain()
-    assert "Index Only Scan using registration_user_devices" in plan, plan
+    count = plan[plan.index("SubPlan 1") : plan.index("SubPlan 2")]
+    assert "Index Only Scan using registration_user_devices" in count, plan
 
 
 def test_the_device_dashboard_page_still_renders_counts_and_call_status(

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
-from portal.testing import wait_for
+from portal.testing import backend_pid, wait_for, wait_until_blocked_by
 from telephony import services, sync
 from telephony.hss import HssPermanentError, HssTransientError
 from telephony.hss.builtin import BuiltinHss
@@ -377,10 +377,12 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
     )
     recording, finish = threading.Event(), threading.Event()
     locked_row = sync._locked_row
+    pushing = []  # the push's database backend
 
     def pausing(*args):
         row = locked_row(*args)
         if threading.current_thread().name == "push":
+            pushing.append(backend_pid())
             recording.set()
             finish.wait(10)  # holds the row, its history row written, not yet committed
         return row
@@ -410,7 +412,7 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
     push.start()
     assert recording.wait(10)
     relocation.start()
-    time.sleep(0.5)  # the relocation is now waiting for the push's sync row
+    wait_until_blocked_by(pushing[0])  # the relocation waits for the push's sync row
     finish.set()
     push.join(20), relocation.join(20)
     assert not errors, errors
