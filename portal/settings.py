@@ -390,6 +390,12 @@ OIDC_SCOPES = {
     "3gpp:mc:video_service": "Mission-critical video",
     "3gpp:mc:data_service": "Mission-critical data",
 }
+# The resource servers (RFC 8707) access tokens are for. The first is every token's
+# audience (RFC 9068 "aud") unless the client narrows it with "resource": set it to the
+# operator's MMTEL realm as its elements check it.
+OIDC_RESOURCE_SERVERS = env_list("OIDC_RESOURCE_SERVERS") or [
+    "https://ims.mnc001.mcc001.3gppnetwork.org"
+]
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": _oidc_key(),
@@ -400,6 +406,11 @@ OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
     "SCOPES": OIDC_SCOPES,
     "DEFAULT_SCOPES": ["openid"],
+    # Discovery says what is true: the code flow only, public clients (PKCE, no secret).
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none"],
+    # A token narrowed to a resource server still reaches the userinfo endpoint.
+    "RESOURCE_SERVER_TOKEN_RESOURCE_VALIDATOR": "accounts.oidc.token_serves",
     "OAUTH2_VALIDATOR_CLASS": "accounts.oidc.PortalValidator",
     "ACCESS_TOKEN_GENERATOR": "accounts.oidc.signed_access_token",
     "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("OIDC_ACCESS_TOKEN_SECONDS", "3600")),
