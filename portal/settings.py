@@ -183,6 +183,8 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+# One count per account however its email is capitalised (F-02).
+AXES_USERNAME_CALLABLE = "accounts.backends.sign_in_name"
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
