@@ -48,6 +48,7 @@ from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verificati
 SESSION_BACKUP_CODES = "fresh_backup_codes"
 SESSION_NEW_API_TOKEN = "fresh_api_token"  # noqa: S105 - a session key name
 SESSION_INVITATION = "invitation_secret"
+INVITATION_SECRET_MAX = 200  # minted secrets are far shorter; bounds what a session keeps
 
 
 def _safe_next(request):
@@ -217,9 +218,22 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 # --- Invitations ----------------------------------------------------------------------
 
 
+def invitation(request):
+    """Where the invitation link leads. Its secret is in the URL fragment, which never
+    reaches a server; the page's script posts it here, and the session keeps it for the
+    clean accept page. So no access log, proxy or Referer ever carries it."""
+    if request.method == "POST":
+        secret = request.POST.get("secret", "")[:INVITATION_SECRET_MAX]
+        if secret:
+            request.session[SESSION_INVITATION] = secret
+        return redirect("accounts:invitation_accept")
+    return render(request, "accounts/invitation_open.html")
+
+
 def invitation_open(request, secret):
-    """Keep the link's secret in the session and drop it from the address bar."""
-    request.session[SESSION_INVITATION] = secret
+    """A link in the earlier form, with the secret in the path: keep the secret in the
+    session and drop it from the address bar."""
+    request.session[SESSION_INVITATION] = secret[:INVITATION_SECRET_MAX]
     return redirect("accounts:invitation_accept")
 
 
