@@ -25,8 +25,10 @@ def sign_in_name(request, credentials=None) -> str | None:
     is locked out."""
     if credentials is not None:
         typed = credentials.get("username")
-    else:
+    elif request is not None:
         typed = getattr(request, "data", request.POST).get("username")
+    else:
+        return None
     if not isinstance(typed, str) or not typed.strip():
         return typed
     typed = typed.strip()
