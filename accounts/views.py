@@ -461,7 +461,8 @@ class OidcAuthorizationView(oidc_views.AuthorizationView):
     only towards their enterprise's (or network-wide) client applications.
 
     ``prompt=none`` never shows a page (OIDC Core §3.1.2.6): the app gets its code, or
-    ``login_required``, ``consent_required`` or ``access_denied`` at its redirect URI."""
+    ``login_required``, ``consent_required`` or ``access_denied`` at its redirect URI;
+    ``login_required`` too when its ``id_token_hint`` names someone else."""
 
     def dispatch(self, request, *args, **kwargs):
         silent = oidc.asks_silently(request)
@@ -482,6 +483,12 @@ class OidcAuthorizationView(oidc_views.AuthorizationView):
                     problem = "This app is not registered for your enterprise."
             if problem and silent:
                 return self.refuse(request, "access_denied", problem)
+            hint = request.GET.get("id_token_hint")
+            if silent and hint and oidc.hinted_subject(hint) != str(request.user.pk):
+                # The app asks about someone other than who is signed in here.
+                return self.refuse(
+                    request, "login_required", "You are signed in to the portal as someone else."
+                )
             if problem:
                 return render(
                     request, "accounts/oidc_refused.html", {"problem": problem}, status=403

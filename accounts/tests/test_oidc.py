@@ -407,6 +407,46 @@ def test_prompt_none_for_a_user_who_may_not_sign_in_answers_access_denied(employ
     assert answer(authorize(browser, app, pkce()[1], prompt="none"))["error"] == "access_denied"
 
 
+def test_prompt_none_gives_a_code_once_a_third_party_app_has_consent(employee, allowed):
+    third = oidc.client_register(
+        actor=Actor.system(),
+        enterprise=allowed,
+        name="Partner dialer",
+        redirect_uris=[REDIRECT],
+        first_party=False,
+    ).application
+    browser = sign_in_verified(Client(), employee)
+    verifier, challenge = pkce()
+    page = authorize(browser, third, challenge)
+    consent = {
+        "client_id": third.client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile email mmtel",
+        "response_type": "code",
+        "state": "st4te",
+        "nonce": "n0nce",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "allow": "Authorize",
+    }
+    assert page.status_code == 200
+    code = answer(browser.post(reverse("oauth2_provider:authorize"), consent))["code"]
+    assert exchange(third, code, verifier).status_code == 200
+    query = answer(authorize(browser, third, pkce()[1], prompt="none"))
+    assert "code" in query and "error" not in query
+
+
+def test_prompt_none_with_a_hint_naming_someone_else_answers_login_required(employee, app, allowed):
+    colleague = UserFactory(enterprise=allowed)
+    theirs = signed_in_tokens(colleague, app)["id_token"]
+    mine = signed_in_tokens(employee, app)["id_token"]
+    browser = sign_in_verified(Client(), employee)
+    assert "code" in answer(authorize(browser, app, pkce()[1], prompt="none", id_token_hint=mine))
+    for hint in (theirs, "not.a.token", "x" * 10_000):
+        query = answer(authorize(browser, app, pkce()[1], prompt="none", id_token_hint=hint))
+        assert query["error"] == "login_required", hint[:20]
+
+
 def test_prompt_none_never_redirects_to_an_unregistered_uri(app):
     response = authorize(
         Client(), app, pkce()[1], prompt="none", redirect_uri="https://evil.example/cb"
