@@ -32,5 +32,13 @@ def sign_in_name(request, credentials=None) -> str | None:
     if not isinstance(typed, str) or not typed.strip():
         return typed
     typed = typed.strip()
-    email = User.objects.filter(email__iexact=typed).values_list("email", flat=True).first()
-    return (email or typed).lower()
+    # axes asks several times per attempt: look the account up once per request.
+    known = getattr(request, "_sign_in_names", None) if request is not None else None
+    if known is None:
+        known = {}
+        if request is not None:
+            request._sign_in_names = known
+    if typed not in known:
+        email = User.objects.filter(email__iexact=typed).values_list("email", flat=True).first()
+        known[typed] = (email or typed).lower()
+    return known[typed]
