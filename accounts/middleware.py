@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from portal.tenancy import enterprise_of
 
+from .oidc import asks_silently
 from .two_factor import needs_verification
 
 # Paths an unverified user may still reach: the second-factor pages themselves,
@@ -49,7 +50,12 @@ class TwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if needs_verification(request) and not request.path.startswith(TWO_FACTOR_EXEMPT_PREFIXES):
+        # A silent OpenID Connect request is answered login_required by its view instead.
+        if (
+            needs_verification(request)
+            and not request.path.startswith(TWO_FACTOR_EXEMPT_PREFIXES)
+            and not asks_silently(request)
+        ):
             query = urlencode({"next": request.get_full_path()})
             return redirect(f"{reverse('accounts:two_factor')}?{query}")
         return self.get_response(request)

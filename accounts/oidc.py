@@ -15,13 +15,17 @@ OpenID Connect on django-oauth-toolkit, only for enterprises whose contract allo
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from jwcrypto import jwk, jwt
+from jwcrypto.common import JWException
 from oauth2_provider.models import (
     get_access_token_model,
     get_application_model,
@@ -29,8 +33,9 @@ from oauth2_provider.models import (
     get_id_token_model,
     get_refresh_token_model,
 )
-from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.oauth2_validators import OAuth2Validator, validate_resource_as_url_prefix
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from portal.errors import RuleViolation
 
@@ -42,6 +47,15 @@ MC_SCOPES = {
     "3gpp:mc:ptt_service": "mcptt_id",
     "3gpp:mc:video_service": "mcvideo_id",
     "3gpp:mc:data_service": "mcdata_id",
+}
+# The claims the provider issues, as discovery lists them: those of every ID token
+# (OIDC Core §2, with at_hash and jti) and those a scope adds (claims_for).
+ID_TOKEN_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "jti"]
+SCOPE_CLAIMS = {
+    "profile": ["name"],
+    "email": ["email", "email_verified"],
+    "mmtel": ["enterprise", "impus"],
+    **{scope: [claim] for scope, claim in MC_SCOPES.items()},
 }
 
 
@@ -92,6 +106,75 @@ def claims_for(user: User, scopes) -> dict:
     return claims
 
 
+def asks_silently(request) -> bool:
+    """An authorization request with ``prompt=none``: no page may be shown."""
+    return request.path == reverse("oauth2_provider:authorize") and "none" in (
+        request.GET.get("prompt", "").split()
+    )
+
+
+def issuer() -> str:
+    return oauth2_settings.OIDC_ISS_ENDPOINT or settings.PORTAL_BASE_URL
+
+
+def with_issuer(uri: str) -> str:
+    """An authorization response's URI with the issuer (RFC 9207), if it lacks one."""
+    parts = urlsplit(uri)
+    if "iss" in parse_qs(parts.query):
+        return uri
+    query = "&".join(filter(None, [parts.query, urlencode({"iss": issuer()})]))
+    return urlunsplit(parts._replace(query=query))
+
+
+ID_TOKEN_HINT_MAX = 8192  # ours are about 1 KB; bounds the work a hostile hint costs
+
+
+def hinted_subject(id_token_hint: str) -> str | None:
+    """The user an ``id_token_hint`` names (OIDC Core §3.1.2.1): the subject of an ID
+    token this provider signed, expired or not; None for anything else."""
+    if len(id_token_hint) > ID_TOKEN_HINT_MAX:
+        return None
+    for pem in [
+        oauth2_settings.OIDC_RSA_PRIVATE_KEY,
+        *oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE,
+    ]:
+        try:
+            token = jwt.JWT(
+                jwt=id_token_hint,
+                key=jwk.JWK.from_pem(pem.encode()),
+                algs=["RS256"],
+                check_claims=False,  # an expired ID token is still a fine hint
+                expected_type="JWS",
+            )
+            claims = json.loads(token.claims)
+        except (JWException, ValueError, TypeError):
+            continue
+        if isinstance(claims, dict) and claims.get("iss") == issuer():
+            return str(claims.get("sub"))
+    return None
+
+
+def unknown_resources(resources) -> list[str]:
+    """The resource indicators (RFC 8707) that name no resource server of ours."""
+    return [r for r in resources if r not in settings.OIDC_RESOURCE_SERVERS]
+
+
+def audience(resources) -> str | list[str]:
+    """An access token's ``aud`` (RFC 9068): the resource servers it was narrowed to,
+    else the default one."""
+    resources = list(resources or settings.OIDC_RESOURCE_SERVERS[:1])
+    return resources[0] if len(resources) == 1 else resources
+
+
+def token_serves(request_uri: str, audiences: list[str]) -> bool:
+    """Whether a token narrowed to ``audiences`` may be used at ``request_uri`` here.
+    The provider's own userinfo endpoint answers any token it issued (OIDC Core §5.3);
+    everything else needs a matching resource, as django-oauth-toolkit checks it."""
+    if urlsplit(request_uri).path == reverse("oauth2_provider:user-info"):
+        return True
+    return validate_resource_as_url_prefix(request_uri, audiences)
+
+
 class PortalValidator(OAuth2Validator):
     """The portal's rules on top of django-oauth-toolkit's: who may sign in where, and
     the claims tokens carry."""
@@ -103,12 +186,47 @@ class PortalValidator(OAuth2Validator):
         # Claims are chosen by scope in claims_for; "sub" always.
         return {"sub": str(request.user.pk), **self.get_additional_claims(request)}
 
+    def get_discovery_claims(self, request):
+        by_scope = [claim for claims in SCOPE_CLAIMS.values() for claim in claims]
+        return list(dict.fromkeys(ID_TOKEN_CLAIMS + by_scope))
+
+    # prompt=none is answered by the authorization view, which has the session: it
+    # refuses with login_required before oauthlib asks, and turns a consent page into
+    # consent_required after. Here the user is signed in and silence is allowed.
+    def validate_silent_login(self, request):
+        return True
+
+    def validate_silent_authorization(self, request):
+        return True
+
     def validate_user(self, username, password, client, request, *args, **kwargs):
         return False  # no password grant: users sign in on the portal's own pages
 
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        valid = super().validate_code(client_id, code, client, request, *args, **kwargs)
+        if valid:
+            self._settle_resources(request)
+        return valid
+
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
-        return valid and may_authenticate(request.user)
+        if valid and may_authenticate(request.user):
+            self._settle_resources(request)
+            return True
+        return False
+
+    def _settle_resources(self, request):
+        """Resolve the token request's resources (RFC 8707: asked for, or inherited from
+        the code or refresh token) before the access token is made, since its ``aud``
+        says them; a resource server we do not know is refused with invalid_target."""
+        self._check_and_set_request_resource(request)
+        unknown = unknown_resources(request.resource)
+        if unknown:
+            raise CustomOAuth2Error(
+                error="invalid_target",
+                description=f"Unknown resource: {unknown[0]}",
+                request=request,
+            )
 
 
 def _signing_key() -> jwk.JWK:
@@ -124,7 +242,7 @@ def signed_access_token(request, refresh_token=False) -> str:
     claims = {
         "iss": settings.PORTAL_BASE_URL,
         "sub": str(user.pk),
-        "aud": request.client_id,
+        "aud": audience(getattr(request, "resource", None)),
         "client_id": request.client_id,
         "iat": now,
         "exp": now + oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS,
@@ -205,6 +323,7 @@ def introspect(client: NetworkClient, raw_token: str) -> dict:
         "token_type": "Bearer",
         "exp": int(token.expires.timestamp()),
         "sub": str(token.user.pk),
+        "aud": audience(token.resource),
         "iss": settings.PORTAL_BASE_URL,
         **claims_for(token.user, scopes),
     }

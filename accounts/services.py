@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -204,7 +205,9 @@ def invitation_deliver(*, invitation_id: int) -> None:
         "invitation": invitation,
         "user": invitation.user,
         "enterprise": invitation.enterprise,
-        "link": f"{settings.PORTAL_BASE_URL}/invitation/{raw}/",
+        # The secret rides in the fragment, which browsers never send: it stays out of
+        # every access log and Referer (pentest F-05); the page posts it.
+        "link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:invitation')}#{raw}",
         "operator_name": settings.OPERATOR_NAME,
     }
     send_mail(

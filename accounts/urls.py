@@ -32,7 +32,9 @@ urlpatterns = [
         ),
         name="password_reset_complete",
     ),
+    path("invitation/", views.invitation, name="invitation"),
     path("invitation/accept/", views.invitation_accept, name="invitation_accept"),
+    # Links mailed before the secret moved to the fragment; they expire on their own.
     path("invitation/<str:secret>/", views.invitation_open, name="invitation_open"),
     path("users/invite/", views.user_invite, name="user_invite"),
     path("users/<int:pk>/edit/", views.user_edit, name="user_edit"),

@@ -17,7 +17,9 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from oauth2_provider import views as oidc_views
+from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import Application
+from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from portal.errors import RuleViolation
 from portal.http import client_ip, object_id, safe_next_url
@@ -46,6 +48,7 @@ from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verificati
 SESSION_BACKUP_CODES = "fresh_backup_codes"
 SESSION_NEW_API_TOKEN = "fresh_api_token"  # noqa: S105 - a session key name
 SESSION_INVITATION = "invitation_secret"
+INVITATION_SECRET_MAX = 200  # minted secrets are far shorter; bounds what a session keeps
 
 
 def _safe_next(request):
@@ -215,9 +218,22 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 # --- Invitations ----------------------------------------------------------------------
 
 
+def invitation(request):
+    """Where the invitation link leads. Its secret is in the URL fragment, which never
+    reaches a server; the page's script posts it here, and the session keeps it for the
+    clean accept page. So no access log, proxy or Referer ever carries it."""
+    if request.method == "POST":
+        secret = request.POST.get("secret", "")[:INVITATION_SECRET_MAX]
+        if secret:
+            request.session[SESSION_INVITATION] = secret
+        return redirect("accounts:invitation_accept")
+    return render(request, "accounts/invitation_open.html")
+
+
 def invitation_open(request, secret):
-    """Keep the link's secret in the session and drop it from the address bar."""
-    request.session[SESSION_INVITATION] = secret
+    """A link in the earlier form, with the secret in the path: keep the secret in the
+    session and drop it from the address bar."""
+    request.session[SESSION_INVITATION] = secret[:INVITATION_SECRET_MAX]
     return redirect("accounts:invitation_accept")
 
 
@@ -442,9 +458,16 @@ def notifications_read(request):
 class OidcAuthorizationView(oidc_views.AuthorizationView):
     """django-oauth-toolkit's authorization endpoint, behind the portal's own sign-in and
     second factor, for users whose enterprise contract lets it authenticate them, and
-    only towards their enterprise's (or network-wide) client applications."""
+    only towards their enterprise's (or network-wide) client applications.
+
+    ``prompt=none`` never shows a page (OIDC Core §3.1.2.6): the app gets its code, or
+    ``login_required``, ``consent_required`` or ``access_denied`` at its redirect URI;
+    ``login_required`` too when its ``id_token_hint`` names someone else."""
 
     def dispatch(self, request, *args, **kwargs):
+        silent = oidc.asks_silently(request)
+        if silent and (not request.user.is_authenticated or needs_verification(request)):
+            return self.refuse(request, "login_required", "Sign in to the portal first.")
         if request.user.is_authenticated:
             problem = None
             if not oidc.may_authenticate(request.user):
@@ -458,11 +481,49 @@ class OidcAuthorizationView(oidc_views.AuthorizationView):
                 ).first()
                 if application is not None and not oidc.client_allowed(application, request.user):
                     problem = "This app is not registered for your enterprise."
+            if problem and silent:
+                return self.refuse(request, "access_denied", problem)
+            hint = request.GET.get("id_token_hint")
+            if silent and hint and oidc.hinted_subject(hint) != str(request.user.pk):
+                # The app asks about someone other than who is signed in here.
+                return self.refuse(
+                    request, "login_required", "You are signed in to the portal as someone else."
+                )
             if problem:
                 return render(
                     request, "accounts/oidc_refused.html", {"problem": problem}, status=403
                 )
         return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request, *args, **kwargs):
+        unknown = oidc.unknown_resources(request.GET.getlist("resource"))
+        if unknown:
+            return self.refuse(request, "invalid_target", f"Unknown resource: {unknown[0]}")
+        response = super().get(request, *args, **kwargs)
+        if oidc.asks_silently(request) and response.status_code == 200:
+            # The consent page would have been shown.
+            return self.refuse(request, "consent_required", "The app needs your consent.")
+        return response
+
+    def refuse(self, request, error: str, description: str):
+        """Answer at the app's redirect URI (RFC 6749 §4.1.2.1) once the request is known
+        to come from a registered client and redirect URI; otherwise show the error."""
+        try:
+            _, credentials = self.validate_authorization_request(request)
+        except OAuthToolkitError as exc:
+            return self.error_response(exc, application=None)
+        application = Application.objects.get(client_id=credentials["client_id"])
+        failure = OAuthToolkitError(
+            error=CustomOAuth2Error(
+                error=error, description=description, state=credentials.get("state")
+            ),
+            redirect_uri=credentials["redirect_uri"],
+        )
+        return self.error_response(failure, application)
+
+    def redirect(self, redirect_to, application):
+        # RFC 9207: "iss" in every authorization response, errors included.
+        return super().redirect(oidc.with_issuer(redirect_to), application)
 
 
 class OidcTokenView(oidc_views.TokenView):
@@ -503,12 +564,9 @@ class OidcDiscoveryView(oidc_views.ConnectDiscoveryInfoView):
             introspection_endpoint=f"{base}{reverse('oauth2_provider:introspect')}",
             introspection_endpoint_auth_methods_supported=["bearer"],
             revocation_endpoint=f"{base}{reverse('oauth2_provider:revoke-token')}",
-            revocation_endpoint_auth_methods_supported=[
-                "none",
-                "client_secret_basic",
-                "client_secret_post",
-            ],
+            revocation_endpoint_auth_methods_supported=["none"],
             grant_types_supported=["authorization_code", "refresh_token"],
+            id_token_signing_alg_values_supported=["RS256"],
         )
         response.content = json.dumps(data)
         return response

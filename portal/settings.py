@@ -186,6 +186,8 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+# One count per account however its email is capitalised (F-02).
+AXES_USERNAME_CALLABLE = "accounts.backends.sign_in_name"
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
@@ -427,6 +429,12 @@ OIDC_SCOPES = {
     "3gpp:mc:video_service": "Mission-critical video",
     "3gpp:mc:data_service": "Mission-critical data",
 }
+# The resource servers (RFC 8707) access tokens are for. The first is every token's
+# audience (RFC 9068 "aud") unless the client narrows it with "resource": set it to the
+# operator's MMTEL realm as its elements check it.
+OIDC_RESOURCE_SERVERS = env_list("OIDC_RESOURCE_SERVERS") or [
+    "https://ims.mnc001.mcc001.3gppnetwork.org"
+]
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": _oidc_key(),
@@ -437,6 +445,11 @@ OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
     "SCOPES": OIDC_SCOPES,
     "DEFAULT_SCOPES": ["openid"],
+    # Discovery says what is true: the code flow only, public clients (PKCE, no secret).
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none"],
+    # A token narrowed to a resource server still reaches the userinfo endpoint.
+    "RESOURCE_SERVER_TOKEN_RESOURCE_VALIDATOR": "accounts.oidc.token_serves",
     "OAUTH2_VALIDATOR_CLASS": "accounts.oidc.PortalValidator",
     "ACCESS_TOKEN_GENERATOR": "accounts.oidc.signed_access_token",
     "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("OIDC_ACCESS_TOKEN_SECONDS", "3600")),

@@ -23,6 +23,12 @@ from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
 REDIRECT = "https://softphone.example/callback"
+MMTEL = "https://ims.mnc001.mcc001.3gppnetwork.org"
+
+
+@pytest.fixture(autouse=True)
+def _resource_servers(settings):
+    settings.OIDC_RESOURCE_SERVERS = [MMTEL, "https://mcptt.example"]
 
 
 @pytest.fixture
@@ -74,7 +80,7 @@ def authorize(browser, app, challenge, scope="openid profile email mmtel", **ext
     return browser.get(reverse("oauth2_provider:authorize"), params)
 
 
-def exchange(app, code, verifier):
+def exchange(app, code, verifier, **extra):
     return Client().post(
         reverse("oauth2_provider:token"),
         {
@@ -83,6 +89,7 @@ def exchange(app, code, verifier):
             "redirect_uri": REDIRECT,
             "client_id": app.client_id,
             "code_verifier": verifier,
+            **extra,
         },
     )
 
@@ -121,12 +128,14 @@ def test_the_flow_end_to_end_with_pkce_and_a_network_element_introspecting(
 
     # Access and ID tokens are RS256 JWTs that verify against the published JWKS.
     header = jwt.get_unverified_header(tokens["access_token"])
+    # RFC 9068: the audience is the resource server (the MMTEL realm by default).
     access = jwt.decode(
         tokens["access_token"],
         jwks_key(header["kid"]),
         algorithms=["RS256"],
-        audience=app.client_id,
+        audience=MMTEL,
     )
+    assert access["client_id"] == app.client_id
     assert access["sub"] == str(employee.pk) and access["enterprise"] == allowed.slug
     assert set(rob.impus) <= set(access["impus"])
     assert access["mcptt_id"] == f"sip:{employee.email.split('@')[0]}@{allowed.sip_domain}"
@@ -339,3 +348,167 @@ def test_the_jwks_publishes_inactive_keys_for_rotation(settings):
         oauth2_settings.reload()
     assert len(keys) == 2 and len({k["kid"] for k in keys}) == 2
     assert json.dumps(keys)  # plain JSON
+
+
+# --- prompt=none (OIDC Core §3.1.2.6) -------------------------------------------------------
+
+
+def answer(response):
+    """The query of the redirect to the app; fails when the response is not one."""
+    assert response.status_code == 302, response.content[:300]
+    assert response.url.startswith(REDIRECT + "?"), response.url
+    return {k: v[0] for k, v in parse_qs(urlparse(response.url).query).items()}
+
+
+def test_prompt_none_with_a_session_answers_with_the_code(employee, app):
+    browser = sign_in_verified(Client(), employee)
+    verifier, challenge = pkce()
+    query = answer(authorize(browser, app, challenge, prompt="none"))
+    assert query["state"] == "st4te" and "error" not in query
+    assert exchange(app, query["code"], verifier).status_code == 200
+
+
+def test_prompt_none_without_a_session_answers_login_required(app, settings):
+    query = answer(authorize(Client(), app, pkce()[1], prompt="none"))
+    assert query == {
+        "error": "login_required",
+        "error_description": "Sign in to the portal first.",
+        "state": "st4te",
+        "iss": settings.PORTAL_BASE_URL,
+    }
+
+
+def test_prompt_none_with_the_second_factor_owed_answers_login_required(admin, app):
+    # An admin must show a second factor: a password-only session is not signed in.
+    browser = Client()
+    browser.force_login(admin)
+    query = answer(authorize(browser, app, pkce()[1], prompt="none"))
+    assert query["error"] == "login_required"
+
+
+def test_prompt_none_asks_for_consent_a_third_party_app_was_not_given(employee, allowed):
+    third = oidc.client_register(
+        actor=Actor.system(),
+        enterprise=allowed,
+        name="Partner dialer",
+        redirect_uris=[REDIRECT],
+        first_party=False,
+    ).application
+    browser = sign_in_verified(Client(), employee)
+    assert answer(authorize(browser, third, pkce()[1], prompt="none"))["error"] == (
+        "consent_required"
+    )
+
+
+def test_prompt_none_for_a_user_who_may_not_sign_in_answers_access_denied(employee, app):
+    employee.enterprise.contract.may_authenticate_users = False
+    employee.enterprise.contract.save()
+    browser = sign_in_verified(Client(), employee)
+    assert answer(authorize(browser, app, pkce()[1], prompt="none"))["error"] == "access_denied"
+
+
+def test_prompt_none_gives_a_code_once_a_third_party_app_has_consent(employee, allowed):
+    third = oidc.client_register(
+        actor=Actor.system(),
+        enterprise=allowed,
+        name="Partner dialer",
+        redirect_uris=[REDIRECT],
+        first_party=False,
+    ).application
+    browser = sign_in_verified(Client(), employee)
+    verifier, challenge = pkce()
+    page = authorize(browser, third, challenge)
+    consent = {
+        "client_id": third.client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile email mmtel",
+        "response_type": "code",
+        "state": "st4te",
+        "nonce": "n0nce",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "allow": "Authorize",
+    }
+    assert page.status_code == 200
+    code = answer(browser.post(reverse("oauth2_provider:authorize"), consent))["code"]
+    assert exchange(third, code, verifier).status_code == 200
+    query = answer(authorize(browser, third, pkce()[1], prompt="none"))
+    assert "code" in query and "error" not in query
+
+
+def test_prompt_none_with_a_hint_naming_someone_else_answers_login_required(employee, app, allowed):
+    colleague = UserFactory(enterprise=allowed)
+    theirs = signed_in_tokens(colleague, app)["id_token"]
+    mine = signed_in_tokens(employee, app)["id_token"]
+    browser = sign_in_verified(Client(), employee)
+    assert "code" in answer(authorize(browser, app, pkce()[1], prompt="none", id_token_hint=mine))
+    for hint in (theirs, "not.a.token", "x" * 10_000):
+        query = answer(authorize(browser, app, pkce()[1], prompt="none", id_token_hint=hint))
+        assert query["error"] == "login_required", hint[:20]
+
+
+def test_prompt_none_never_redirects_to_an_unregistered_uri(app):
+    response = authorize(
+        Client(), app, pkce()[1], prompt="none", redirect_uri="https://evil.example/cb"
+    )
+    assert response.status_code == 400 and "evil.example" not in response.get("Location", "")
+
+
+# --- Resource indicators (RFC 8707) and the access token's audience (RFC 9068) ---------------
+
+
+def claims_of(tokens):
+    return jwt.decode(tokens["access_token"], options={"verify_signature": False})
+
+
+def test_a_resource_narrows_the_audience_and_refresh_keeps_it(employee, app):
+    browser = sign_in_verified(Client(), employee)
+    verifier, challenge = pkce()
+    code = answer(authorize(browser, app, challenge, resource="https://mcptt.example"))["code"]
+    tokens = exchange(app, code, verifier).json()
+    assert claims_of(tokens)["aud"] == "https://mcptt.example"
+    refreshed = (
+        Client()
+        .post(
+            reverse("oauth2_provider:token"),
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "client_id": app.client_id,
+            },
+        )
+        .json()
+    )
+    assert claims_of(refreshed)["aud"] == "https://mcptt.example"
+    # The narrowed token still reads the user's claims from this provider.
+    userinfo = Client().get(
+        reverse("oauth2_provider:user-info"),
+        HTTP_AUTHORIZATION=f"Bearer {refreshed['access_token']}",
+    )
+    assert userinfo.status_code == 200
+
+
+def test_an_unknown_resource_is_refused_with_invalid_target(employee, app):
+    browser = sign_in_verified(Client(), employee)
+    verifier, challenge = pkce()
+    query = answer(authorize(browser, app, challenge, resource="https://elsewhere.example"))
+    assert query["error"] == "invalid_target" and query["state"] == "st4te"
+    # At the token endpoint too.
+    code = answer(authorize(browser, app, challenge))["code"]
+    refused = exchange(app, code, verifier, resource="https://elsewhere.example")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"
+
+
+def test_introspection_says_the_audience(employee, app, allowed):
+    tokens = signed_in_tokens(employee, app)
+    _, raw = network_client_create(actor=Actor.system(), name="P-CSCF", enterprises=[allowed])
+    element = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert introspect(element, tokens["access_token"]).json()["aud"] == MMTEL
+
+
+def test_discovery_advertises_only_what_is_true(client):
+    data = client.get("/.well-known/openid-configuration").json()
+    assert data["response_types_supported"] == ["code"]
+    assert data["token_endpoint_auth_methods_supported"] == ["none"]
+    assert data["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert {"sub", "name", "email", "impus", "mcptt_id"} <= set(data["claims_supported"])

@@ -24,7 +24,7 @@ def actor_for(user, ip="192.0.2.10"):
 
 
 def invitation_link(message) -> str:
-    return re.search(r"http://\S+/invitation/(\S+)/", message.body).group(1)
+    return re.search(r"https?://\S+/invitation/#(\S+)", message.body).group(1)
 
 
 def invite(admin, email="new@swift.example", role=Role.EMPLOYEE):

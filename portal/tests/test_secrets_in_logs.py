@@ -127,18 +127,19 @@ def test_invitation_and_password_reset_secrets_are_not_logged(
             reverse("accounts:user_invite"),
             {"full_name": "Nina New", "email": "nina@swift.example", "role": "employee"},
         )
-    link = re.search(r"(/invitation/(\S+)/)", mail.outbox[-1].body)
-    invitation_secret = link.group(2)
+    invitation_secret = re.search(r"/invitation/#(\S+)", mail.outbox[-1].body).group(1)
+    opening = reverse("accounts:invitation")
     client = Client()
     new_password = "Nina-chooses-" + secrets.token_hex(8)
-    client.get(link.group(1), follow=True)
+    client.post(opening, {"secret": invitation_secret}, follow=True)
     client.post(
         reverse("accounts:invitation_accept"),
         {"password": new_password, "password_confirm": new_password},
     )
-    # A used link, and one that never existed.
-    Client().get(link.group(1), follow=True)
+    # A used link, and one that never existed (also in the earlier link form).
+    Client().post(opening, {"secret": invitation_secret}, follow=True)
     forged = "F" + invitation_secret[1:]
+    Client().post(opening, {"secret": forged}, follow=True)
     Client().get(f"/invitation/{forged}/", follow=True)
 
     client.logout()

@@ -285,6 +285,9 @@ class CallRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enterp
     queryset = CallRecord.objects.all()
     serializer_class = s.CallRecordSerializer
     read_roles = EVERY_ROLE
+    # The enterprise's figures are for those who see its call authentication page;
+    # employees are refused, as that page refuses them (pentest F-03).
+    action_roles = {"summary": (Role.ADMIN, Role.HELPDESK)}
 
     def get_queryset(self):
         criteria = {"direction": "", "identity": None}

@@ -1,0 +1,15 @@
+// The invitation link carries its secret after "#", which browsers never send to a
+// server: it stays out of access logs and Referer headers. Post it, and clear it from
+// the address bar and history.
+(() => {
+  const form = document.querySelector("[data-invitation-open]");
+  if (!form) return;
+  const secret = window.location.hash.slice(1);
+  window.history.replaceState(null, "", window.location.pathname);
+  if (secret) {
+    form.elements.secret.value = secret;
+    form.submit();
+  } else {
+    document.querySelector("[data-invitation-missing]").hidden = false;
+  }
+})();
