@@ -47,7 +47,8 @@ chromium:
 # Real peers the tests run against (../shared/peers/README.md): Debian's packages, and
 # PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
 # ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
-PEER_DEBS := secsipidx
+# zbar-tools reads the 2FA enrolment QR code back from a browser screenshot.
+PEER_DEBS := secsipidx zbar-tools
 PEERS_DIR := $(abspath ..)/shared/peers
 PYHSS_VENV := var/peers/pyhss-venv
 
