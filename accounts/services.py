@@ -22,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from portal.credentials import hash_secret, new_secret
 from portal.errors import RuleViolation
 
-from . import audit
+from . import audit, selectors
 from .audit import Actor
 from .models import (
     ApiToken,
@@ -548,6 +548,16 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
             actor=actor, action="api_token.revoked", enterprise=token.enterprise, target=token
         )
     return token
+
+
+@transaction.atomic
+def api_tokens_revoke_created_by(*, actor: Actor, user: User) -> list[ApiToken]:
+    """Revoke every token ``user`` created (API and SCIM), when an admin chooses to, e.g.
+    at that person's offboarding; each revocation is audited as a single one would be."""
+    tokens = list(selectors.api_tokens_created_by(user).select_for_update())
+    for token in tokens:
+        api_token_revoke(actor=actor, token=token)
+    return tokens
 
 
 # --- Network clients (operator staff) -------------------------------------------------

@@ -8,10 +8,12 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts import selectors as account_selectors
+from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.decorators import (
     ADMIN,
@@ -118,7 +120,11 @@ def employee_offboard(request, pk):
     member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
     if request.method == "POST":
         try:
-            receipt = services.employee_offboard(actor=Actor.from_request(request), user=member)
+            receipt = services.employee_offboard(
+                actor=Actor.from_request(request),
+                user=member,
+                revoke_api_tokens=request.POST.get("revoke_api_tokens") == "on",
+            )
         except RuleViolation as exc:
             messages.error(request, exc.message)
             return redirect("telephony:employee_detail", pk=member.pk)
@@ -128,6 +134,7 @@ def employee_offboard(request, pk):
         "identities": selectors.identities(request.enterprise, owner=member),
         "grants": selectors.grants(request.enterprise).filter(identity__owner=member).count()
         + selectors.grants(request.enterprise).filter(grantee=member).count(),
+        "api_tokens": account_selectors.api_tokens_created_by(member),
     }
     return render(request, "telephony/employee_offboard.html", context)
 
@@ -140,11 +147,28 @@ def receipt_detail(request, pk):
         "receipt": receipt,
         "steps": steps,
         "in_progress": any(s["outcome"] in ("requested", "in progress") for s in steps),
+        "api_tokens": account_selectors.api_tokens_created_by(receipt.user),
     }
     template = (
         "telephony/includes/receipt_steps.html" if is_htmx(request) else "telephony/receipt.html"
     )
     return render(request, template, context)
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def receipt_revoke_api_tokens(request, pk):
+    """ "Revoke these too": the API tokens the leaver created, which offboarding kept."""
+    receipt = get_for_enterprise_or_404(OffboardingReceipt, request.enterprise, pk=pk)
+    try:
+        revoked = account_services.api_tokens_revoke_created_by(
+            actor=Actor.from_request(request), user=receipt.user
+        )
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Revoked {len(revoked)} API token{pluralize(len(revoked))}.")
+    return redirect("telephony:receipt", pk=receipt.pk)
 
 
 # --- Identities -----------------------------------------------------------------------
