@@ -2,6 +2,7 @@
 offboarding, devices and call authentication. Each view parses input, calls one service
 or selector, and renders."""
 
+import hashlib
 from datetime import timedelta
 
 from django.contrib import messages
@@ -392,14 +393,34 @@ def _device_forms(request, registrations):
     }
 
 
+def _devices_version(registrations) -> str:
+    """A short digest of what the *My devices* page shows, so that its poll swaps the list
+    only when something changed (and leaves a settings form being edited alone)."""
+    shown = [
+        (r.pk, r.state, r.end_reason, r.impus, r.last_refreshed_at.isoformat(),
+         r.expires_at.isoformat(), r.enabled_services, r.default_impu, r.do_not_disturb,
+         r.identity.status)
+        for r in registrations
+    ]  # fmt: skip
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]
+
+
 @enterprise_role_required(ANY_MEMBER)
 def my_devices(request):
+    """The employee's devices. The list polls every few seconds, as the admins' device
+    dashboard does; an unchanged list answers 204, which htmx leaves in place."""
     registrations = list(selectors.registrations_of(request.user)[:30])
+    version = _devices_version(registrations)
+    if is_htmx(request) and request.GET.get("seen") == version:
+        return HttpResponse(status=204)
     context = {
         "registrations": registrations,
         "forms": _device_forms(request, registrations),
         "active_count": sum(1 for r in registrations if r.is_active),
+        "version": version,
     }
+    if is_htmx(request):
+        return render(request, "telephony/includes/my_device_list.html", context)
     return render(request, "telephony/my_devices.html", context)
 
 

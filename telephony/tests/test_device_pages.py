@@ -1,5 +1,7 @@
 """The devices dashboard, My devices, notifications and the registrations API."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -209,3 +211,48 @@ def test_the_registrations_api(
     assert api.post(
         "/api/v1/registrations/sign-out-all/", {"user": employee.pk}, format="json"
     ).json() == {"requested": 1}
+
+
+# --- Live updates: My devices and the notifications badge poll ---------------------------
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def poll_url(page: str) -> str:
+    """The URL the page's devices list polls, with the version it was drawn from."""
+    return re.search(r'id="my-devices" hx-get="([^"]+)" hx-trigger="every 3s"', page)[1].replace(
+        "&amp;", "&"
+    )
+
+
+def test_my_devices_polls_and_swaps_only_when_the_devices_changed(employee_client, rob, network):
+    register(network, rob, PHONE)
+    page = employee_client.get(reverse("telephony:my_devices")).content.decode()
+    url = poll_url(page)
+
+    assert employee_client.get(url, **HTMX).status_code == 204  # nothing new
+
+    register(network, rob, PHONE, LAPTOP, version=2)
+    fragment = employee_client.get(url, **HTMX)
+    assert fragment.status_code == 200
+    body = fragment.content.decode()
+    assert body.count('data-testid="my-device"') == 2
+    assert "<html" not in body and "Sign out all devices" in body
+    assert employee_client.get(poll_url(body), **HTMX).status_code == 204
+
+
+def test_the_notification_badge_shows_the_unread_count(employee_client, employee):
+    url = reverse("accounts:notification_badge")
+    assert 'data-testid="unread-count"' not in employee_client.get(url).content.decode()
+    Notification.objects.create(
+        enterprise=employee.enterprise, user=employee, kind="multi_ue", title="Another device"
+    )
+    badge = employee_client.get(url).content.decode()
+    assert re.search(r'data-testid="unread-count">1<', badge)
+    assert f'hx-get="{url}"' in badge  # it goes on polling
+
+
+def test_the_badge_stops_polling_once_signed_out(client):
+    response = client.get(reverse("accounts:notification_badge"), **HTMX)
+    assert response.status_code == 286  # htmx's "stop polling"
+    assert response.content == b""
