@@ -123,6 +123,13 @@ def enterprise_set_status(*, actor: Actor, enterprise: Enterprise, status: str) 
 # --- Users and invitations ------------------------------------------------------------
 
 
+def address_unavailable(email: str) -> str:
+    """The answer when an address belongs to an account outside the asking enterprise.
+    The same words whoever holds it, another enterprise or operator staff, so that an
+    enterprise learns only that the address cannot be used (pentest finding F-04)."""
+    return f"{email} cannot be used for an account here; use another address."
+
+
 @transaction.atomic
 def user_invite(
     *,
@@ -137,8 +144,14 @@ def user_invite(
     with ``send_invitation=False``, leave the invitation for an admin to send later)."""
     ensure_may_change(actor, enterprise)
     email = User.objects.normalize_email(email).strip().lower()
-    if User.objects.filter(email__iexact=email).exists():
-        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    holder = User.objects.filter(email__iexact=email).first()
+    if holder is not None:
+        message = (
+            f"{email} already has an account."
+            if holder.enterprise_id == enterprise.pk
+            else address_unavailable(email)
+        )
+        raise RuleViolation(message, code="duplicate", field="email")
     if role not in Role.values:
         raise RuleViolation(f"Unknown role {role!r}.", field="role")
     user = User(

@@ -430,7 +430,7 @@ def existing_member(enterprise: Enterprise, email: str) -> User | None:
         return None
     if user.enterprise_id != enterprise.pk:
         raise RuleViolation(
-            f"{user.email} already has an account.", code="duplicate", field="email"
+            account_services.address_unavailable(user.email), code="duplicate", field="email"
         )
     if user.status == User.Status.OFFBOARDED:
         raise RuleViolation(
