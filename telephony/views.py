@@ -78,23 +78,43 @@ def employee_list(request):
 
 @enterprise_role_required(ADMIN)
 def employee_onboard(request):
+    """Onboard a joiner. An email that is already a member's asks first: onboarding would
+    give that person another number and leave the typed name and role unused."""
     contract = request.enterprise.contract
     form = OnboardForm(request.POST or None, contract=contract)
+    existing = None
     if request.method == "POST" and form.is_valid():
-        identity = _run(
-            request,
-            form,
-            services.employee_onboard,
-            enterprise=request.enterprise,
-            **form.cleaned_data,
-        )
-        if identity is not None:
-            invited = (
-                " An invitation email is on its way." if identity.owner.status == "invited" else ""
-            )
-            messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
-            return redirect("telephony:identity_detail", pk=identity.pk)
-    return render(request, "telephony/employee_onboard.html", {"form": form, "contract": contract})
+        try:
+            existing = services.existing_member(request.enterprise, form.cleaned_data["email"])
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            if existing is None or request.POST.get("existing") == str(existing.pk):
+                existing = None
+                identity = _run(
+                    request,
+                    form,
+                    services.employee_onboard,
+                    enterprise=request.enterprise,
+                    **form.cleaned_data,
+                )
+                if identity is not None:
+                    invited = (
+                        " An invitation email is on its way."
+                        if identity.owner.status == "invited"
+                        else ""
+                    )
+                    messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
+                    return redirect("telephony:identity_detail", pk=identity.pk)
+    context = {
+        "form": form,
+        "contract": contract,
+        "existing": existing,
+        "existing_identities": (
+            selectors.identities(request.enterprise, owner=existing) if existing else []
+        ),
+    }
+    return render(request, "telephony/employee_onboard.html", context)
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
