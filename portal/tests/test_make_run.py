@@ -38,7 +38,12 @@ class MakeRun:
         self.var_dir = var_dir
         self.output: list[str] = []
         # The real settings, as `make run` has them: no test settings, no DJANGO_* of ours.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+        # Nor the flags of a `make test` around this test: the user's own `make run`.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DJANGO_") and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+        }
         env.pop("PORTAL_BASE_URL", None)
         env.update(DATABASE_URL=worker_database_url(), PORTAL_VAR_DIR=str(var_dir))
         self.process = subprocess.Popen(
