@@ -102,13 +102,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# `make run` runs with DEBUG on; its visitors still get the portal's own "not found"
-# page, not Django's, which lists every URL pattern. DJANGO_DEBUG_ERROR_PAGES=true shows
-# Django's debug 404 page again (its debug 500 page stays, for tracebacks).
+# `make run` runs with DEBUG on; its visitors still get the portal's own error pages,
+# not Django's debug pages (which list every URL pattern, or the settings); tracebacks
+# go to the log. DJANGO_DEBUG_ERROR_PAGES=true shows Django's debug pages again.
 if DEBUG and not env_bool("DJANGO_DEBUG_ERROR_PAGES", False):
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.middleware.common.CommonMiddleware") + 1,
-        "portal.middleware.PortalNotFoundPageMiddleware",
+        "portal.middleware.PortalErrorPagesMiddleware",
     )
 
 ROOT_URLCONF = "portal.urls"

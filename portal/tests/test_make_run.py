@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.urls import include, path
 
 from portal.testing import sign_in_browser, wait_for, worker_database_url
 
@@ -192,22 +193,47 @@ def test_make_run_on_another_port_links_everything_to_that_port(browser, tmp_pat
     assert not run.processes_of_this_run()
 
 
-def test_with_debug_on_not_found_pages_are_the_portals_own(admin_client, settings):
+@pytest.fixture
+def debug_on(settings):
+    """DEBUG on with the middleware where the settings put it then (they are read once)."""
     settings.DEBUG = True
-    middleware = "portal.middleware.PortalNotFoundPageMiddleware"
+    middleware = "portal.middleware.PortalErrorPagesMiddleware"
     stack = [m for m in settings.MIDDLEWARE if m != middleware]
     stack.insert(stack.index("django.middleware.common.CommonMiddleware") + 1, middleware)
     settings.MIDDLEWARE = stack
+    return settings
 
-    for path in ("/no-such-page/", "/users/999999/edit/"):  # no pattern; no such object
-        response = admin_client.get(path)
+
+def test_with_debug_on_not_found_pages_are_the_portals_own(admin_client, debug_on):
+    for url in ("/no-such-page/", "/users/999999/edit/"):  # no pattern; no such object
+        response = admin_client.get(url)
         assert response.status_code == 404
         assert "There is nothing here" in response.text
         assert "URLconf" not in response.text
 
 
+def broken_view(request):
+    raise RuntimeError("a bug in a view")
+
+
+# This module doubles as a URLconf: the portal's URLs and one view with a bug.
+urlpatterns = [path("broken/", broken_view), path("", include("portal.urls"))]
+
+
+def test_with_debug_on_a_server_error_shows_the_portals_page_and_logs_the_traceback(
+    admin_client, debug_on, caplog
+):
+    debug_on.ROOT_URLCONF = __name__
+    admin_client.raise_request_exception = False
+    response = admin_client.get("/broken/")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "Traceback" not in response.text and "SECRET_KEY" not in response.text
+    assert "a bug in a view" in caplog.text  # the developer still gets the traceback
+
+
 def test_without_the_middleware_debug_on_shows_djangos_page(admin_client, settings):
-    """The check above can fail: this is the page it keeps away."""
+    """The checks above can fail: this is the page they keep away."""
     settings.DEBUG = True
-    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "NotFoundPage" not in m]
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "ErrorPages" not in m]
     assert "URLconf" in admin_client.get("/no-such-page/").text
