@@ -96,3 +96,16 @@ def test_the_receipt_offers_to_revoke_them_later(
     assert "Revoked 2 API tokens." in response.content.decode()
     assert active_names(enterprise) == {"Someone else's"}
     assert "HR system" not in admin_client.get(receipt_url).content.decode()
+
+
+def test_the_api_offboards_keeping_or_revoking_the_leavers_tokens(
+    api, admin, enterprise, leaver, leavers_tokens
+):
+    response = api.post(
+        "/api/v1/offboarding/", {"user": leaver.pk, "revoke_api_tokens": True}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert {"step": "API tokens they created revoked: 2", "outcome": "done"} in [
+        {key: step[key] for key in ("step", "outcome")} for step in response.json()["steps"]
+    ]
+    assert active_names(enterprise) == {"Someone else's", "Test token"}  # the API's own
