@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The portal's public URL, the one source of every link it prints or sends (invitation
+# emails, SCIM base URL and OIDC issuer under Settings, OIDC discovery, x5u, seed_demo):
+# the address `make run` serves on, unless set in the environment.
+PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench wrk drills screenshots chromium peers clean
@@ -24,6 +28,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+run: export PORTAL_BASE_URL := $(PORTAL_BASE_URL)
 run: $(VENV)/.runtime
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
@@ -47,7 +52,8 @@ chromium:
 # Real peers the tests run against (../shared/peers/README.md): Debian's packages, and
 # PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
 # ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
-PEER_DEBS := secsipidx redis-server
+# zbar-tools reads the 2FA enrolment QR code back from a browser screenshot.
+PEER_DEBS := secsipidx redis-server zbar-tools
 PEERS_DIR := $(abspath ..)/shared/peers
 PYHSS_VENV := var/peers/pyhss-venv
 

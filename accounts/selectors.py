@@ -48,6 +48,14 @@ def api_tokens(enterprise: Enterprise, purpose: str = ApiToken.Purpose.API) -> Q
     )
 
 
+def api_tokens_created_by(user: User) -> QuerySet[ApiToken]:
+    """The API and SCIM tokens a person created that still work: they belong to the
+    enterprise, so the person's offboarding alone leaves them active."""
+    return ApiToken.objects.for_enterprise(user.enterprise).filter(
+        created_by=user, revoked_at__isnull=True
+    )
+
+
 def _start_of(day, *, end=False) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
 

@@ -23,7 +23,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from portal.credentials import hash_secret, new_secret
 from portal.errors import RuleViolation
 
-from . import audit
+from . import audit, selectors
 from .audit import Actor, ensure_writable  # noqa: F401 - services' callers use it
 from .models import (
     ApiToken,
@@ -114,6 +114,13 @@ def enterprise_set_status(*, actor: Actor, enterprise: Enterprise, status: str) 
 # --- Users and invitations ------------------------------------------------------------
 
 
+def address_unavailable(email: str) -> str:
+    """The answer when an address belongs to an account outside the asking enterprise.
+    The same words whoever holds it, another enterprise or operator staff, so that an
+    enterprise learns only that the address cannot be used (pentest finding F-04)."""
+    return f"{email} cannot be used for an account here; use another address."
+
+
 @transaction.atomic
 def user_invite(
     *,
@@ -128,8 +135,14 @@ def user_invite(
     with ``send_invitation=False``, leave the invitation for an admin to send later)."""
     ensure_may_change(actor, enterprise)
     email = User.objects.normalize_email(email).strip().lower()
-    if User.objects.filter(email__iexact=email).exists():
-        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    holder = User.objects.filter(email__iexact=email).first()
+    if holder is not None:
+        message = (
+            f"{email} already has an account."
+            if holder.enterprise_id == enterprise.pk
+            else address_unavailable(email)
+        )
+        raise RuleViolation(message, code="duplicate", field="email")
     if role not in Role.values:
         raise RuleViolation(f"Unknown role {role!r}.", field="role")
     user = User(
@@ -561,6 +574,16 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
             actor=actor, action="api_token.revoked", enterprise=token.enterprise, target=token
         )
     return token
+
+
+@transaction.atomic
+def api_tokens_revoke_created_by(*, actor: Actor, user: User) -> list[ApiToken]:
+    """Revoke every token ``user`` created (API and SCIM), when an admin chooses to, e.g.
+    at that person's offboarding; each revocation is audited as a single one would be."""
+    tokens = list(selectors.api_tokens_created_by(user).select_for_update())
+    for token in tokens:
+        api_token_revoke(actor=actor, token=token)
+    return tokens
 
 
 # --- Network clients (operator staff) -------------------------------------------------

@@ -52,4 +52,5 @@ urlpatterns = [
     path("account/apps/", views.connected_apps, name="connected_apps"),
     path("notifications/", views.notification_list, name="notifications"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("notifications/badge/", views.notification_badge, name="notification_badge"),
 ]

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.functional import cached_property
@@ -443,6 +443,13 @@ def notification_list(request):
     return render(
         request, "accounts/notifications.html", {"page": paginate(request, notifications)}
     )
+
+
+def notification_badge(request):
+    """The unread count in the navigation, which every page polls (templates/base.html)."""
+    if not request.user.is_authenticated or request.enterprise is None:
+        return HttpResponse(status=286)  # htmx's "stop polling": signed out meanwhile
+    return render(request, "includes/notification_badge.html")
 
 
 @login_required

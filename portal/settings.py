@@ -54,7 +54,9 @@ else:
 
 # The operator that runs this portal; shown in the page header and in emails.
 OPERATOR_NAME = os.environ.get("OPERATOR_NAME", "iCA")
-# Where links in emails point to (invitations, password reset).
+# The public URL, the one source of every absolute link: emails (invitations, password
+# reset), the SCIM base URL and OIDC issuer (and so discovery), x5u certificate URLs and
+# seed_demo's output. `make run PORT=…` sets it to the address it serves on.
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Bearer token for /metrics (Prometheus); unset in production: /metrics is off.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
@@ -102,6 +104,15 @@ MIDDLEWARE = [
     # Last, as django-axes asks, so that it sees every login attempt's outcome.
     "axes.middleware.AxesMiddleware",
 ]
+
+# `make run` runs with DEBUG on; its visitors still get the portal's own error pages,
+# not Django's debug pages (which list every URL pattern, or the settings); tracebacks
+# go to the log. DJANGO_DEBUG_ERROR_PAGES=true shows Django's debug pages again.
+if DEBUG and not env_bool("DJANGO_DEBUG_ERROR_PAGES", False):
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.common.CommonMiddleware") + 1,
+        "portal.middleware.PortalErrorPagesMiddleware",
+    )
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

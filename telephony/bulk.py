@@ -427,7 +427,7 @@ class _Preview:
             )
             for email, enterprise_id, status in existing:
                 if enterprise_id != self.enterprise.pk:
-                    self.add(emails[email], f"{email} already has an account.")
+                    self.add(emails[email], account_services.address_unavailable(email))
                 elif status == User.Status.OFFBOARDED:
                     self.add(
                         emails[email],

@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
-from accounts.models import NetworkClient, ServiceContract, User
+from accounts.models import NetworkClient, Role, ServiceContract, User
 from portal.errors import RuleViolation
 
 from .hss import HssPermanentError, HssTransientError
@@ -650,10 +650,16 @@ def _event(reg: Registration, kind: str, detail: str = "") -> None:
     reg.last_event = event
 
 
+# Who may sign out someone else's device: the enterprise's admins, and its helpdesk too,
+# on purpose: signing out a lost or stolen phone is a classic helpdesk task, and it is the
+# one change helpdesk makes besides resending invitations (README, Roles).
+SIGN_OUT_OTHERS = (Role.ADMIN, Role.HELPDESK)
+
+
 def _ensure_may_sign_out(actor: Actor, reg: Registration) -> None:
     actor.ensure_acts_for(reg.enterprise)
     user = actor.user
-    if user is not None and user.role == "employee" and user.pk != reg.user_id:
+    if user is not None and user.pk != reg.user_id and user.role not in SIGN_OUT_OTHERS:
         raise PermissionDenied("Employees sign out their own devices only.")
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
 
 from accounts import audit
+from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
@@ -429,7 +430,7 @@ def existing_member(enterprise: Enterprise, email: str) -> User | None:
         return None
     if user.enterprise_id != enterprise.pk:
         raise RuleViolation(
-            f"{user.email} already has an account.", code="duplicate", field="email"
+            account_services.address_unavailable(user.email), code="duplicate", field="email"
         )
     if user.status == User.Status.OFFBOARDED:
         raise RuleViolation(
@@ -612,11 +613,14 @@ def identity_remove(*, actor: Actor, identity: Identity) -> Identity:
 
 
 @transaction.atomic
-def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
+def employee_offboard(
+    *, actor: Actor, user: User, revoke_api_tokens: bool = False
+) -> OffboardingReceipt:
     """The leaver's kill-switch: every identity disabled and removed from the HSS (its
     UEs deregistered), every grant given or received revoked, the apps they signed in to cut
-    off, the account closed. Returns the receipt of each step. API tokens stay: they
-    are the enterprise's credentials (its SCIM feed among them), not the leaver's."""
+    off, the account closed. Returns the receipt of each step. The API tokens they created
+    stay unless ``revoke_api_tokens``: they are the enterprise's credentials (its HR system,
+    its SCIM feed), not the leaver's, and the receipt says how many still work."""
     enterprise = user.enterprise
     account_services.ensure_may_change(actor, enterprise)
     # Locked first, so that no identity or grant can be added for them meanwhile.
@@ -657,6 +661,18 @@ def employee_offboard(*, actor: Actor, user: User) -> OffboardingReceipt:
     steps.append(
         {"step": f"Grants revoked: {len(given)} given, {len(received)} received", "outcome": "done"}
     )
+    if revoke_api_tokens:
+        revoked = account_services.api_tokens_revoke_created_by(actor=actor, user=user)
+        steps.append(
+            {"step": f"API tokens they created revoked: {len(revoked)}", "outcome": "done"}
+        )
+    elif kept := account_selectors.api_tokens_created_by(user).count():
+        steps.append(
+            {
+                "step": f"API tokens they created kept active, as the enterprise's: {kept}",
+                "outcome": "done",
+            }
+        )
     app_tokens = get_access_token_model().objects.filter(user=user).count()
     account_services.user_offboard(actor=actor, user=user)
     steps.append({"step": f"App sign-in tokens revoked: {app_tokens}", "outcome": "done"})

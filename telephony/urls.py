@@ -11,6 +11,11 @@ urlpatterns = [
     path("employees/<int:pk>/offboard/", views.employee_offboard, name="employee_offboard"),
     path("employees/<int:owner_pk>/identities/new/", views.identity_create, name="identity_create"),
     path("offboarding/<int:pk>/", views.receipt_detail, name="receipt"),
+    path(
+        "offboarding/<int:pk>/revoke-api-tokens/",
+        views.receipt_revoke_api_tokens,
+        name="receipt_revoke_api_tokens",
+    ),
     path("identities/", views.identity_list, name="identities"),
     path("identities/<int:pk>/", views.identity_detail, name="identity_detail"),
     path("identities/<int:pk>/sync/", views.identity_sync_panel, name="identity_sync"),

@@ -2,16 +2,19 @@
 offboarding, devices and call authentication. Each view parses input, calls one service
 or selector, and renders."""
 
+import hashlib
 from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts import selectors as account_selectors
+from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.decorators import (
     ADMIN,
@@ -75,23 +78,43 @@ def employee_list(request):
 
 @enterprise_role_required(ADMIN)
 def employee_onboard(request):
+    """Onboard a joiner. An email that is already a member's asks first: onboarding would
+    give that person another number and leave the typed name and role unused."""
     contract = request.enterprise.contract
     form = OnboardForm(request.POST or None, contract=contract)
+    existing = None
     if request.method == "POST" and form.is_valid():
-        identity = _run(
-            request,
-            form,
-            services.employee_onboard,
-            enterprise=request.enterprise,
-            **form.cleaned_data,
-        )
-        if identity is not None:
-            invited = (
-                " An invitation email is on its way." if identity.owner.status == "invited" else ""
-            )
-            messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
-            return redirect("telephony:identity_detail", pk=identity.pk)
-    return render(request, "telephony/employee_onboard.html", {"form": form, "contract": contract})
+        try:
+            existing = services.existing_member(request.enterprise, form.cleaned_data["email"])
+        except RuleViolation as exc:
+            form.add_rule_violation(exc)
+        else:
+            if existing is None or request.POST.get("existing") == str(existing.pk):
+                existing = None
+                identity = _run(
+                    request,
+                    form,
+                    services.employee_onboard,
+                    enterprise=request.enterprise,
+                    **form.cleaned_data,
+                )
+                if identity is not None:
+                    invited = (
+                        " An invitation email is on its way."
+                        if identity.owner.status == "invited"
+                        else ""
+                    )
+                    messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
+                    return redirect("telephony:identity_detail", pk=identity.pk)
+    context = {
+        "form": form,
+        "contract": contract,
+        "existing": existing,
+        "existing_identities": (
+            selectors.identities(request.enterprise, owner=existing) if existing else []
+        ),
+    }
+    return render(request, "telephony/employee_onboard.html", context)
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
@@ -118,7 +141,11 @@ def employee_offboard(request, pk):
     member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
     if request.method == "POST":
         try:
-            receipt = services.employee_offboard(actor=Actor.from_request(request), user=member)
+            receipt = services.employee_offboard(
+                actor=Actor.from_request(request),
+                user=member,
+                revoke_api_tokens=request.POST.get("revoke_api_tokens") == "on",
+            )
         except RuleViolation as exc:
             messages.error(request, exc.message)
             return redirect("telephony:employee_detail", pk=member.pk)
@@ -128,6 +155,7 @@ def employee_offboard(request, pk):
         "identities": selectors.identities(request.enterprise, owner=member),
         "grants": selectors.grants(request.enterprise).filter(identity__owner=member).count()
         + selectors.grants(request.enterprise).filter(grantee=member).count(),
+        "api_tokens": account_selectors.api_tokens_created_by(member),
     }
     return render(request, "telephony/employee_offboard.html", context)
 
@@ -140,11 +168,28 @@ def receipt_detail(request, pk):
         "receipt": receipt,
         "steps": steps,
         "in_progress": any(s["outcome"] in ("requested", "in progress") for s in steps),
+        "api_tokens": account_selectors.api_tokens_created_by(receipt.user),
     }
     template = (
         "telephony/includes/receipt_steps.html" if is_htmx(request) else "telephony/receipt.html"
     )
     return render(request, template, context)
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def receipt_revoke_api_tokens(request, pk):
+    """ "Revoke these too": the API tokens the leaver created, which offboarding kept."""
+    receipt = get_for_enterprise_or_404(OffboardingReceipt, request.enterprise, pk=pk)
+    try:
+        revoked = account_services.api_tokens_revoke_created_by(
+            actor=Actor.from_request(request), user=receipt.user
+        )
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Revoked {len(revoked)} API token{pluralize(len(revoked))}.")
+    return redirect("telephony:receipt", pk=receipt.pk)
 
 
 # --- Identities -----------------------------------------------------------------------
@@ -368,14 +413,34 @@ def _device_forms(request, registrations):
     }
 
 
+def _devices_version(registrations) -> str:
+    """A short digest of what the *My devices* page shows, so that its poll swaps the list
+    only when something changed (and leaves a settings form being edited alone)."""
+    shown = [
+        (r.pk, r.state, r.end_reason, r.impus, r.last_refreshed_at.isoformat(),
+         r.expires_at.isoformat(), r.enabled_services, r.default_impu, r.do_not_disturb,
+         r.identity.status)
+        for r in registrations
+    ]  # fmt: skip
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]
+
+
 @enterprise_role_required(ANY_MEMBER)
 def my_devices(request):
+    """The employee's devices. The list polls every few seconds, as the admins' device
+    dashboard does; an unchanged list answers 204, which htmx leaves in place."""
     registrations = list(selectors.registrations_of(request.user)[:30])
+    version = _devices_version(registrations)
+    if is_htmx(request) and request.GET.get("seen") == version:
+        return HttpResponse(status=204)
     context = {
         "registrations": registrations,
         "forms": _device_forms(request, registrations),
         "active_count": sum(1 for r in registrations if r.is_active),
+        "version": version,
     }
+    if is_htmx(request):
+        return render(request, "telephony/includes/my_device_list.html", context)
     return render(request, "telephony/my_devices.html", context)
 
 

@@ -79,7 +79,7 @@ def _ensure_address_free(enterprise: Enterprise, email: str) -> None:
     if holder is None:
         return
     if holder.enterprise_id != enterprise.pk:
-        detail = f"{email} already has an account."
+        detail = account_services.address_unavailable(email)
     elif holder.status == User.Status.OFFBOARDED:
         detail = (
             f"{email} belongs to an offboarded account, which cannot be provisioned again; "

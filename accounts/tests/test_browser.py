@@ -1,12 +1,14 @@
 """Sign-in with a second factor, in a real browser."""
 
 import base64
+import subprocess
 
 import pytest
 from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.tests.factories import PASSWORD, AdminFactory, EnterpriseFactory, TOTPDeviceFactory
-from portal.testing import totp_code
+from portal.testing import require_program, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,12 +37,28 @@ def test_an_admin_signs_in_with_password_and_authenticator_code(page):
     assert page.get_by_role("link", name="Audit trail", exact=True).is_visible()
 
 
+def decode_qr(png: bytes) -> str:
+    """What a camera would read from the picture: Debian's zbarimg decodes it."""
+    zbarimg = require_program("zbarimg")
+    result = subprocess.run(
+        [zbarimg, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", "-"],
+        input=png,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, f"no QR code in the picture: {result.stderr.decode()}"
+    return result.stdout.decode().strip()
+
+
 def test_a_new_admin_enrols_an_authenticator_from_the_qr_page(page):
     admin = AdminFactory(enterprise=EnterpriseFactory(name="Swift Delivery"))
 
     sign_in_with_password(page, admin)
     page.get_by_role("heading", name="Set up a second factor").wait_for()
-    assert page.locator("figure.qr svg").is_visible()
+    # The QR code as Chromium drew it carries the authenticator's otpauth URI.
+    device = TOTPDevice.objects.get(user=admin, confirmed=False)
+    assert decode_qr(page.locator("figure.qr").screenshot()) == device.config_url
     secret = page.get_by_test_id("totp-secret").inner_text()
     code = TOTP(base64.b32decode(secret)).token()
     page.get_by_label("Code from the app").fill(f"{code:06d}")

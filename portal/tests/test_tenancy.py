@@ -142,6 +142,7 @@ OBJECT_URLS = {
     "telephony:employee_offboard": _member,
     "telephony:identity_create": lambda e: {"owner_pk": _member(e)["pk"]},
     "telephony:receipt": _by_pk(_receipt),
+    "telephony:receipt_revoke_api_tokens": _by_pk(_receipt),
     "telephony:identity_detail": _by_pk(_identity),
     "telephony:identity_sync": _by_pk(_identity),
     "telephony:identity_edit": _by_pk(_identity),

@@ -206,6 +206,11 @@ class GrantCreateSerializer(serializers.Serializer):
 
 class OffboardSerializer(serializers.Serializer):
     user = serializers.IntegerField(help_text="The leaver's user id.")
+    revoke_api_tokens = serializers.BooleanField(
+        default=False,
+        help_text="Also revoke the API and SCIM tokens the leaver created; they are the "
+        "enterprise's, so they stay active otherwise.",
+    )
 
 
 class ReceiptStepSerializer(serializers.Serializer):

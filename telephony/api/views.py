@@ -142,7 +142,9 @@ class OffboardingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enter
     def create(self, request):
         data = _valid(s.OffboardSerializer, request.data)
         user = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
-        receipt = services.employee_offboard(actor=self.actor, user=user)
+        receipt = services.employee_offboard(
+            actor=self.actor, user=user, revoke_api_tokens=data["revoke_api_tokens"]
+        )
         return Response(self.get_serializer(receipt).data, status=status.HTTP_201_CREATED)
 
 

@@ -357,3 +357,29 @@ def test_a_registration_posted_by_the_ims_core_appears_on_an_open_dashboard(page
     page.get_by_test_id("device").filter(has_text="IMEI …1481").wait_for(timeout=5_000)
     row = page.get_by_role("row").filter(has_text="Rob Smith")
     assert row.locator(".device-count").inner_text() == "2"
+
+
+def test_an_employees_devices_and_notification_badge_update_while_the_page_is_open(
+    page, live_server
+):
+    enterprise = swift_delivery()
+    rob = UserFactory(
+        enterprise=enterprise, full_name="Rob Smith", email="rob.smith@swift-delivery.example"
+    )
+    make_identity(rob, tn=ROB_TN)
+    sign_in_browser(page, rob, PASSWORD)
+    page.get_by_role("link", name="My devices").click()
+    page.get_by_text("No device has registered with your identities yet.").wait_for()
+    assert page.get_by_test_id("unread-count").count() == 0
+    page.get_by_role("button", name="Sign out all devices").wait_for(state="detached")
+
+    register_robs_phones(live_server, enterprise)
+    # No reload: both phones, the sign-out-all button and the unread notice appear.
+    devices = page.get_by_test_id("my-device")
+    devices.filter(has_text="iPhone (IMEI …3119)").wait_for(timeout=5_000)
+    devices.filter(has_text="Android phone (IMEI …1481)").wait_for(timeout=5_000)
+    assert page.get_by_role("button", name="Sign out all devices").is_visible()
+    page.get_by_test_id("unread-count").wait_for(timeout=5_000)
+    unread = rob.notifications.filter(read_at=None).count()
+    assert unread and page.get_by_test_id("unread-count").inner_text() == str(unread)
+    assert page.get_by_role("heading", name="My devices").is_visible()  # not a page in a page

@@ -216,7 +216,10 @@ def test_the_preview_lists_each_rows_problem_with_its_row_number_and_creates_not
 
     problems = problems_by_row(job)
     assert sorted(problems) == [3, 5, 6, 7, 8, 9, 10, 11]
-    assert problems[3] == "elsewhere@other.example already has an account."
+    assert (
+        problems[3]
+        == "elsewhere@other.example cannot be used for an account here; use another address."
+    )
     assert problems[5] == "twice@swift.example is also on row 4."
     assert problems[6] == "+4930999999 is not in Swift Delivery's number blocks."
     assert problems[7] == "+4930123410 is already in use."
@@ -629,7 +632,7 @@ def test_the_preview_page_lists_the_problems_and_offers_no_start(admin_client, n
     job = ImportJob.objects.get()
     page = admin_client.get(reverse("telephony:import_preview", kwargs={"pk": job.pk}))
     html = page.content.decode()
-    assert "elsewhere@other.example already has an account." in html
+    assert "elsewhere@other.example cannot be used for an account here" in html
     assert "<td>3</td><td>The contract does not include XR" in html
     assert reverse("telephony:import_start", kwargs={"pk": job.pk}) not in html
     response = admin_client.post(reverse("telephony:import_start", kwargs={"pk": job.pk}))

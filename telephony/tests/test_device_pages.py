@@ -1,10 +1,12 @@
 """The devices dashboard, My devices, notifications and the registrations API."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from accounts.audit import Actor
-from accounts.models import Notification
+from accounts.models import AuditEvent, Notification
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
@@ -209,3 +211,95 @@ def test_the_registrations_api(
     assert api.post(
         "/api/v1/registrations/sign-out-all/", {"user": employee.pk}, format="json"
     ).json() == {"requested": 1}
+
+
+# --- Live updates: My devices and the notifications badge poll ---------------------------
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def poll_url(page: str) -> str:
+    """The URL the page's devices list polls, with the version it was drawn from."""
+    return re.search(r'id="my-devices" hx-get="([^"]+)" hx-trigger="every 3s"', page)[1].replace(
+        "&amp;", "&"
+    )
+
+
+def test_my_devices_polls_and_swaps_only_when_the_devices_changed(employee_client, rob, network):
+    register(network, rob, PHONE)
+    page = employee_client.get(reverse("telephony:my_devices")).content.decode()
+    url = poll_url(page)
+
+    assert employee_client.get(url, **HTMX).status_code == 204  # nothing new
+
+    register(network, rob, PHONE, LAPTOP, version=2)
+    fragment = employee_client.get(url, **HTMX)
+    assert fragment.status_code == 200
+    body = fragment.content.decode()
+    assert body.count('data-testid="my-device"') == 2
+    assert "<html" not in body and "Sign out all devices" in body
+    assert employee_client.get(poll_url(body), **HTMX).status_code == 204
+
+
+def test_the_notification_badge_shows_the_unread_count(employee_client, employee):
+    url = reverse("accounts:notification_badge")
+    assert 'data-testid="unread-count"' not in employee_client.get(url).content.decode()
+    Notification.objects.create(
+        enterprise=employee.enterprise, user=employee, kind="multi_ue", title="Another device"
+    )
+    badge = employee_client.get(url).content.decode()
+    assert re.search(r'data-testid="unread-count">1<', badge)
+    assert f'hx-get="{url}"' in badge  # it goes on polling
+
+
+def test_the_badge_stops_polling_once_signed_out(client):
+    response = client.get(reverse("accounts:notification_badge"), **HTMX)
+    assert response.status_code == 286  # htmx's "stop polling"
+    assert response.content == b""
+
+
+# --- What helpdesk may change (README, Roles) ---------------------------------------------
+
+
+def test_helpdesk_signs_out_every_device_of_an_employee_and_it_is_audited(
+    helpdesk_client, helpdesk, rob, network, django_capture_on_commit_callbacks
+):
+    register(network, rob, PHONE, LAPTOP)
+    detail = helpdesk_client.get(
+        reverse("telephony:employee_detail", args=[rob.owner_id])
+    ).content.decode()
+    sign_out_all = reverse("telephony:devices_sign_out_all", args=[rob.owner_id])
+    assert sign_out_all in detail
+    with django_capture_on_commit_callbacks(execute=True):
+        response = helpdesk_client.post(sign_out_all)
+    assert response.status_code == 302
+    assert not Registration.objects.active().filter(user_id=rob.owner_id).exists()
+    requested = AuditEvent.objects.filter(
+        action="registration.sign_out_requested", actor_user=helpdesk
+    )
+    assert requested.count() == 2
+
+
+def test_helpdesk_changes_nothing_else_of_an_employee(
+    helpdesk_client, rob, network, employee, enterprise
+):
+    register(network, rob, PHONE)
+    phone = Registration.objects.get()
+    refused = {
+        "onboard": ("telephony:employee_onboard", []),
+        "offboard": ("telephony:employee_offboard", [employee.pk]),
+        "suspend the identity": ("telephony:identity_action", [rob.pk, "suspend"]),
+        "suspend the person": ("accounts:user_action", [employee.pk, "suspend"]),
+        "edit the person": ("accounts:user_edit", [employee.pk]),
+    }
+    for change, (name, args) in refused.items():
+        assert helpdesk_client.post(reverse(name, args=args)).status_code == 403, change
+    # A device's settings are its owner's alone.
+    settings_url = reverse("telephony:device_settings", args=[phone.pk])
+    assert helpdesk_client.post(settings_url, {"do_not_disturb": "on"}).status_code == 404
+    phone.refresh_from_db()
+    rob.refresh_from_db()
+    employee.refresh_from_db()
+    assert (phone.state, phone.do_not_disturb) == ("active", False)
+    assert rob.status == "active" and employee.status == "active"
+    assert not AuditEvent.objects.filter(actor_user__role="helpdesk").exists()

@@ -450,7 +450,7 @@ def test_onboarding_refuses_an_offboarded_or_foreign_account(
     foreign = UserFactory(enterprise=other_enterprise)
     for email, message in (
         (gone.email, "offboarded account"),
-        (foreign.email, "already has an account"),
+        (foreign.email, "cannot be used for an account here"),
     ):
         with pytest.raises(RuleViolation, match=message):
             services.employee_onboard(

@@ -3,3 +3,13 @@ document.addEventListener("submit", (event) => {
   const message = event.target.dataset && event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
 });
+
+// A polled fragment whose session has ended comes back as the sign-in page (after the
+// redirect): go there, rather than drawing the sign-in form inside the fragment.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const url = new URL(event.detail.xhr.responseURL || window.location.href);
+  if (url.pathname === "/login/" && window.location.pathname !== "/login/") {
+    event.detail.shouldSwap = false;
+    window.location.assign(url.href);
+  }
+});
