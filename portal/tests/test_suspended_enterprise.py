@@ -26,7 +26,7 @@ from accounts import oidc
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Invitation, Role, ServiceContract, User
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import AdminFactory, UserFactory
 from accounts.views import SESSION_INVITATION
 from portal.credentials import new_secret
 from portal.testing import sign_in_verified, url_patterns
@@ -94,6 +94,12 @@ class World:
             actor=Actor(user=self.admin), identity=self.identity, grantee=self.member
         )
         self.registration = self._register(self.identity)
+        # An admin who left, whose API token the offboarding kept ("Revoke these too").
+        gone = AdminFactory(enterprise=enterprise, full_name="Gil Gone")
+        account_services.api_token_create(
+            actor=Actor(user=gone), enterprise=enterprise, name="Gil's script", role=Role.HELPDESK
+        )
+        self.receipt = telephony_services.employee_offboard(actor=system, user=gone)
         self.token, _ = account_services.api_token_create(
             actor=system, enterprise=enterprise, name="HR system", role=Role.ADMIN
         )
@@ -212,6 +218,7 @@ CHANGES = {
         },
     ),
     "telephony:employee_offboard": page(pk=of("leaver")),
+    "telephony:receipt_revoke_api_tokens": page(pk=of("receipt")),
     "telephony:identity_create": page(lambda w: IDENTITY_FORM, owner_pk=of("member")),
     "telephony:identity_edit": page(lambda w: IDENTITY_FORM, pk=of("member_identity")),
     "telephony:identity_relocate": page(lambda w: {"country": "DE"}, pk=of("member_identity")),
@@ -328,6 +335,7 @@ READS = {
     "accounts:audit",
     "accounts:enterprise",
     "accounts:notifications",
+    "accounts:notification_badge",
     "accounts:profile",
     "accounts:backup_codes",
     "telephony:employees",
@@ -383,6 +391,7 @@ EXEMPT = {
     "accounts:two_factor": SIGN_IN,
     "accounts:two_factor_setup": SIGN_IN,
     "accounts:backup_codes_new": SIGN_IN,
+    "accounts:invitation": "only keeps the link's secret in the session",
     "accounts:invitation_open": "only keeps the link's secret in the session",
     "accounts:notifications_read": "a person's own reading state, like signing in",
     "network-ping": NETWORK,
