@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -343,6 +343,39 @@ def user_update(
             target=user,
             changes=changes,
         )
+    return user
+
+
+@transaction.atomic
+def user_change_email(*, actor: Actor, user: User, email: str) -> User:
+    """A new sign-in address for the user (an identity provider renames them: Entra
+    changes the UPN). The address stays unique across all accounts; sessions, second
+    factors and identities are unchanged."""
+    ensure_may_change(actor, user.enterprise)
+    if user.status == User.Status.OFFBOARDED:
+        raise RuleViolation(f"{user} is offboarded; their address cannot change.")
+    email = User.objects.normalize_email(email).strip().lower()
+    before = user.email
+    if email == before:
+        return user
+    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    user.email = email
+    _full_clean(user, exclude=["password"])
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email"])
+    except IntegrityError as exc:  # a concurrent request took the address
+        raise RuleViolation(
+            f"{email} already has an account.", code="duplicate", field="email"
+        ) from exc
+    audit.record(
+        actor=actor,
+        action="user.email_changed",
+        enterprise=user.enterprise,
+        target=user,
+        changes={"email": [before, email]},
+    )
     return user
 
 

@@ -184,12 +184,6 @@ def user_draft(resource: dict) -> UserDraft:
     if len(external_id) > 255:
         raise bad_request("externalId is longer than 255 characters.")
     attributes = {k: v for k, v in resource.items() if k not in NOT_STORED}
-    if attributes.get("name") == {"formatted": resource.get("displayName")}:
-        del attributes["name"]  # what a user without a stored name reads anyway
-    emails = [e for e in attributes.get("emails", []) if e.get("value", "").lower() != user_name]
-    attributes.pop("emails", None)
-    if emails:
-        attributes["emails"] = emails
     phones = sorted(resource.get("phoneNumbers", []), key=lambda p: not p.get("primary"))
     work_numbers = tuple(
         p["value"] for p in phones if p.get("value") and p.get("type", "").lower() == "work"

@@ -25,6 +25,7 @@ from .errors import ScimError, bad_request
 from .resources import (
     ACTIVE_STATUSES,
     Locations,
+    account_attributes,
     etag_matches,
     group_resource,
     phone_digits,
@@ -162,7 +163,9 @@ def _locked(user: User) -> tuple[User, DirectoryRecord]:
     user = User.objects.select_for_update(of=("self",)).select_related("enterprise").get(pk=user.pk)
     record = DirectoryRecord.objects.select_for_update().filter(user=user).first()
     if record is None:
-        record = DirectoryRecord(enterprise=user.enterprise, user=user)
+        record = DirectoryRecord(
+            enterprise=user.enterprise, user=user, attributes=account_attributes(user)
+        )
     return user, record
 
 
@@ -185,13 +188,10 @@ def user_replace(
     account_services.ensure_may_change(actor, user.enterprise)
     user, record = _locked(user)
     _ensure_user_version(if_match, user)
-    if draft.user_name != user.email:
-        raise ScimError(
-            400,
-            f"userName cannot change from {user.email}: it is the address the user signs in "
-            "with. Provision the new address as a new user.",
-            "mutability",
-        )
+    renamed = draft.user_name != user.email
+    if renamed:
+        # userName is the sign-in address: a rename (Entra's UPN change) changes it.
+        _ensure_address_free(user.enterprise, draft.user_name)
     if user.status == User.Status.OFFBOARDED and draft.active:
         raise ScimError(
             400,
@@ -200,6 +200,9 @@ def user_replace(
             "mutability",
         )
     account_changed = False
+    if renamed:
+        account_services.user_change_email(actor=actor, user=user, email=draft.user_name)
+        account_changed = True
     if draft.full_name and draft.full_name != user.full_name:
         account_services.user_update(actor=actor, user=user, full_name=draft.full_name)
         account_changed = True
@@ -265,7 +268,8 @@ def _touch_users(enterprise: Enterprise, user_ids: set[int]) -> None:
     )
     DirectoryRecord.objects.filter(user_id__in=known).update(updated_at=timezone.now())
     DirectoryRecord.objects.bulk_create(
-        DirectoryRecord(enterprise=enterprise, user_id=pk) for pk in sorted(user_ids - known)
+        DirectoryRecord(enterprise=enterprise, user=user, attributes=account_attributes(user))
+        for user in User.objects.filter(pk__in=user_ids - known).order_by("pk")
     )
 
 

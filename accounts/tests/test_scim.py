@@ -373,13 +373,17 @@ def directory(scim, enterprise, numbers, admin):
             name={"givenName": "Alice", "familyName": "Smith"},
             displayName="Alice Smith",
             title="Engineer",
-            emails=[{"value": "alice.home@example.org", "type": "home"}],
+            emails=[
+                {"value": "alice@swift.example", "type": "work", "primary": True},
+                {"value": "alice.home@example.org", "type": "home"},
+            ],
             phoneNumbers=[{"value": "+4930123405", "type": "work"}],
             **{ENTERPRISE: {"employeeNumber": "100", "department": "R&D"}},
         ),
         "bob": create_user(
             scim,
             "bob@swift.example",
+            emails=[{"value": "bob@swift.example", "type": "work", "primary": True}],
             externalId="E-2",
             name={"givenName": "Bob", "familyName": "Jones"},
             displayName="Bob Jones",
@@ -390,13 +394,19 @@ def directory(scim, enterprise, numbers, admin):
         "carol": create_user(
             scim,
             "carol@swift.example",
+            emails=[{"value": "carol@swift.example", "type": "work", "primary": True}],
             externalId="E-3",
             name={"givenName": "Carol", "familyName": "Smithers"},
             displayName="Carol Smithers",
             title="Manager",
             **{ENTERPRISE: {"employeeNumber": "300", "department": "Sales"}},
         ),
-        "dave": create_user(scim, "dave@other-domain.example", displayName="Dave Null"),
+        "dave": create_user(
+            scim,
+            "dave@other-domain.example",
+            displayName="Dave Null",
+            emails=[{"value": "dave@other-domain.example", "type": "work", "primary": True}],
+        ),
     }
     return people
 
@@ -682,8 +692,31 @@ def test_put_replaces_the_user(scim, directory):
     assert User.objects.get(pk=int(alice["id"])).full_name == "Alice Smith-Jones"
     assert {"value": "+4930123405", "type": "work"} in replaced["phoneNumbers"]  # the identity's
     assert AuditEvent.objects.filter(action="user.updated", actor_token=scim.token).exists()
-    renamed = scim.put(f"/Users/{alice['id']}", user_body("alice2@swift.example"))
-    assert "userName" in assert_error(renamed, 400, "mutability")["detail"]
+
+
+def test_a_new_user_name_is_the_new_sign_in_address_as_entra_renames_a_upn(scim, directory):
+    url = f"/Users/{directory['alice']['id']}"
+    response = scim.patch(url, op("Replace", "userName", "Alice.Jones@swift.example"))
+    assert response.status_code == 200, response.content
+    assert response.json()["userName"] == "alice.jones@swift.example"
+    alice = User.objects.get(pk=int(directory["alice"]["id"]))
+    assert alice.email == "alice.jones@swift.example"
+    event = AuditEvent.objects.get(action="user.email_changed", actor_token=scim.token)
+    assert event.changes == {"email": ["alice@swift.example", "alice.jones@swift.example"]}
+    found = scim.get("/Users", {"filter": 'userName eq "alice.jones@swift.example"'})
+    assert user_names(found) == {"alice.jones@swift.example"}
+    put = scim.put(url, user_body("alice@swift.example", displayName="Alice Smith"))
+    assert put.json()["userName"] == "alice@swift.example"
+
+
+def test_a_user_name_held_by_another_account_is_refused(scim, directory, other_enterprise):
+    UserFactory(enterprise=other_enterprise, email="taken@other.example")
+    url = f"/Users/{directory['alice']['id']}"
+    assert_error(scim.patch(url, op("replace", "userName", "bob@swift.example")), 409, "uniqueness")
+    assert_error(
+        scim.patch(url, op("replace", "userName", "taken@other.example")), 409, "uniqueness"
+    )
+    assert User.objects.get(pk=int(directory["alice"]["id"])).email == "alice@swift.example"
 
 
 def op(name, path=None, value=None):
@@ -719,6 +752,65 @@ def test_patch_adds_replaces_and_removes_with_and_without_paths(scim, directory)
     assert User.objects.get(pk=int(bob["id"])).full_name == "Robert Jones"
     removed = scim.patch(url, op("remove", "nickName"), op("remove", "name.givenName")).json()
     assert "nickName" not in removed and removed["name"] == {"familyName": "Jones"}
+
+
+def test_patch_replace_of_a_multi_valued_attribute_replaces_every_value(scim, directory):
+    """RFC 7644 §3.5.2.3: without a filter all values are replaced; the new primary wins."""
+    url = f"/Users/{directory['alice']['id']}"
+    new = [{"value": "a.smith@swift.example", "type": "work", "primary": True}]
+    replaced = scim.patch(url, op("replace", "emails", new)).json()
+    assert replaced["emails"] == new
+    added = scim.patch(
+        url, op("add", "emails", [{"value": "as@home.example", "type": "home", "primary": True}])
+    ).json()
+    assert added["emails"] == [
+        {"value": "a.smith@swift.example", "type": "work"},
+        {"value": "as@home.example", "type": "home", "primary": True},
+    ]
+    assert scim.get(url).json()["emails"] == added["emails"]
+    assert User.objects.get(pk=int(directory["alice"]["id"])).email == "alice@swift.example"
+
+
+def test_patch_remove_takes_emails_and_name_away_and_refuses_display_name_and_active(
+    scim, directory
+):
+    """RFC 7644 §3.5.2.2: remove the attribute, or refuse with 400 and a scimType."""
+    url = f"/Users/{directory['bob']['id']}"
+    removed = scim.patch(url, op("remove", "emails"), op("remove", "name"))
+    assert removed.status_code == 200, removed.content
+    assert "emails" not in removed.json() and "name" not in removed.json()
+    assert "emails" not in scim.get(url).json()
+    for attribute in ("displayName", "active"):
+        body = assert_error(scim.patch(url, op("remove", attribute)), 400, "mutability")
+        assert attribute in body["detail"]
+    assert scim.get(url).json()["displayName"] == "Bob Jones"
+
+
+def test_a_portal_user_reads_the_sign_in_address_until_the_directory_writes_emails(scim, employee):
+    url = f"/Users/{employee.pk}"
+    assert scim.get(url).json()["emails"] == [
+        {"value": "rob@swift.example", "type": "work", "primary": True}
+    ]
+    assert scim.get(url).json()["name"] == {"formatted": "Rob Smith"}
+    found = scim.get("/Users", {"filter": 'name.formatted eq "Rob Smith"'})
+    assert user_names(found) == {"rob@swift.example"}
+    group = {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": str(employee.pk)}]}
+    assert scim.post("/Groups", group).status_code == 201  # gives Rob a directory record
+    assert scim.get(url).json()["emails"][0]["value"] == "rob@swift.example"
+    assert "emails" not in scim.patch(url, op("remove", "emails")).json()
+    found = scim.get("/Users", {"filter": 'name.formatted eq "Rob Smith"'})
+    assert user_names(found) == {"rob@swift.example"}
+
+
+def test_a_bare_extension_urn_as_path_writes_or_removes_the_whole_extension(scim, directory):
+    url = f"/Users/{directory['carol']['id']}"
+    replaced = scim.patch(
+        url, op("replace", ENTERPRISE, {"schemas": [ENTERPRISE], "division": "EU"})
+    )
+    assert replaced.json()[ENTERPRISE] == {"division": "EU"}
+    added = scim.patch(url, op("add", ENTERPRISE, {"costCenter": "7"})).json()
+    assert added[ENTERPRISE] == {"division": "EU", "costCenter": "7"}
+    assert ENTERPRISE not in scim.patch(url, op("remove", ENTERPRISE)).json()
 
 
 def test_patch_with_value_filter_paths(scim, directory):
@@ -763,7 +855,9 @@ def test_patch_as_microsoft_entra_sends_it(scim, directory):
         (op("replace", 'emails[kind eq "work"].value', "x"), "invalidPath"),
         (op("replace", "active", "maybe"), "invalidValue"),
         (op("replace", "title", 5), "invalidValue"),
-        (op("remove", "userName"), "invalidValue"),
+        (op("remove", "userName"), "mutability"),
+        (op("remove", "displayName"), "mutability"),
+        (op("remove", "active"), "mutability"),
         (op("replace", value="title"), "invalidValue"),
         (op("delete", "title"), "invalidSyntax"),
     ],
