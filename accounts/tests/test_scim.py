@@ -2,18 +2,22 @@
 an identity provider (and a compliance checker) would use it."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, DirectoryGroup, DirectoryRecord, Role, User
 from accounts.tests.factories import UserFactory, api_token
-from telephony.models import Identity, IdentitySync, OffboardingReceipt
+from telephony import services as telephony_services
+from telephony.models import Identity, IdentitySync, OffboardingReceipt, SimulatedSubscription
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -317,7 +321,6 @@ def test_a_user_name_that_is_taken_is_a_uniqueness_conflict(
         user_body("a@swift.example", emails={"value": "a@swift.example"}),
         user_body("a@swift.example", name="Ann"),
         user_body("a@swift.example", title=["x"]),
-        user_body("a@swift.example", active=False),
         user_body("a@swift.example", externalId="x" * 256),
     ],
 )
@@ -886,37 +889,187 @@ def test_a_patch_request_must_be_a_patch_op(scim, directory):
 # --- Deprovisioning ------------------------------------------------------------------------
 
 
-def test_patch_active_false_offboards_the_user_and_removes_their_identity(
-    scim, directory, django_capture_on_commit_callbacks
-):
-    alice_id = int(directory["alice"]["id"])
-    identity = Identity.objects.get(owner_id=alice_id)
+def sign_in_token(user):
+    """An OpenID Connect access token that ``user`` holds in a softphone app."""
+    app = get_application_model().objects.create(
+        name="Softphone",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:8765/callback",
+    )
+    return get_access_token_model().objects.create(
+        user=user,
+        application=app,
+        token=f"at-{user.pk}",
+        expires=timezone.now() + timedelta(hours=1),
+        scope="openid",
+    )
+
+
+@pytest.fixture
+def alice_at_work(directory, enterprise, django_capture_on_commit_callbacks):
+    """Alice: her identity (from provisioning) synced, a second one that an admin
+    suspended, a grant she gave Bob and a grant Carol gave her, an app token."""
+    alice, bob, carol = (
+        User.objects.get(pk=int(directory[n]["id"])) for n in directory if n != "dave"
+    )
+    # Provisioned users are invited; say they have joined.
+    User.objects.filter(pk__in=[alice.pk, bob.pk, carol.pk]).update(status=User.Status.ACTIVE)
+    for person in (alice, bob, carol):
+        person.refresh_from_db()
+        person.set_password("correct horse battery staple")
+        person.save()
     with django_capture_on_commit_callbacks(execute=True):
-        response = scim.patch(f"/Users/{alice_id}", op("Replace", "active", "False"))
-    assert response.status_code == 200
-    assert response.json()["active"] is False
-    assert User.objects.get(pk=alice_id).status == User.Status.OFFBOARDED
+        mine = Identity.objects.get(owner=alice)
+        spare = make_identity(alice)
+        telephony_services.identity_suspend(actor=Actor.system(), identity=spare)
+        carols = make_identity(carol)
+        given = telephony_services.grant_create(actor=Actor(user=alice), identity=mine, grantee=bob)
+        received = telephony_services.grant_create(
+            actor=Actor(user=carol), identity=carols, grantee=alice
+        )
+    sign_in_token(alice)
+    return {"alice": alice, "mine": mine, "spare": spare, "given": given, "received": received}
+
+
+def hss(identity):
     identity.refresh_from_db()
-    assert identity.status == Identity.Status.REMOVED
-    assert OffboardingReceipt.objects.filter(user_id=alice_id).exists()
-    assert AuditEvent.objects.filter(action="user.offboarded", actor_token=scim.token).exists()
-    assert scim.get(f"/Users/{alice_id}").json()["active"] is False
+    return SimulatedSubscription.objects.get(msisdn=identity.tn)
 
 
-def test_an_offboarded_user_cannot_be_reactivated(scim, directory):
-    url = f"/Users/{directory['bob']['id']}"
-    scim.patch(url, op("replace", value={"active": False}))
-    body = assert_error(scim.patch(url, op("replace", "active", True)), 400, "mutability")
+DEACTIVATE = {
+    "okta": op("replace", value={"active": False}),
+    "okta-string": op("Replace", value={"active": "False"}),
+    "entra": op("Replace", "active", "False"),
+}
+REACTIVATE = {
+    "okta": op("replace", value={"active": True}),
+    "okta-string": op("Replace", value={"active": "True"}),
+    "entra": op("Replace", "active", "True"),
+}
+
+
+@pytest.mark.parametrize("shape", DEACTIVATE)
+def test_active_false_deactivates_at_once_and_active_true_restores_exactly_that(
+    scim, alice_at_work, shape, django_capture_on_commit_callbacks
+):
+    alice, mine, spare = alice_at_work["alice"], alice_at_work["mine"], alice_at_work["spare"]
+    url = f"/Users/{alice.pk}"
+    assert hss(mine).enabled and hss(mine).shared_msisdns
+    with django_capture_on_commit_callbacks(execute=True):
+        response = scim.patch(url, DEACTIVATE[shape])
+    assert response.status_code == 200, response.content
+    assert response.json()["active"] is False
+    alice.refresh_from_db()
+    assert alice.status == User.Status.DEACTIVATED and not alice.is_active
+    assert alice.has_usable_password()  # kept for reactivation
+    assert not get_access_token_model().objects.filter(user=alice).exists()
+    assert not hss(mine).enabled and not hss(spare).enabled
+    assert hss(mine).shared_msisdns == []  # Carol's grant to her is paused
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.paused_at is not None and grant.revoked_at is None
+    receipt = OffboardingReceipt.objects.get(user=alice)
+    assert receipt.kind == "deactivation" and receipt.suspended_identities == [mine.pk]
+    assert [s["outcome"] for s in receipt.steps][-1] == "pending"
+    actions = set(
+        AuditEvent.objects.filter(actor_token=scim.token).values_list("action", flat=True)
+    )
+    assert {"user.deactivated", "identity.suspended", "grant.paused"} <= actions
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = scim.patch(url, REACTIVATE[shape])
+    assert response.status_code == 200, response.content
+    assert response.json()["active"] is True
+    alice.refresh_from_db()
+    assert alice.status == User.Status.ACTIVE and alice.deactivated_at is None
+    assert hss(mine).enabled and hss(mine).shared_msisdns
+    assert not hss(spare).enabled  # suspended before: stays so
+    spare.refresh_from_db()
+    assert spare.status == Identity.Status.SUSPENDED
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.is_active
+    reactivation = OffboardingReceipt.objects.get(user=alice, kind="reactivation")
+    assert any("stays suspended" in s["step"] for s in reactivation.steps)
+    assert AuditEvent.objects.filter(action="user.reactivated", actor_token=scim.token).exists()
+
+
+def test_okta_put_with_active_false_then_true_deactivates_and_reactivates(scim, alice_at_work):
+    alice = alice_at_work["alice"]
+    url = f"/Users/{alice.pk}"
+    body = scim.get(url).json()
+    assert scim.put(url, body | {"active": False}).json()["active"] is False
+    assert User.objects.get(pk=alice.pk).status == User.Status.DEACTIVATED
+    assert scim.put(url, body | {"active": False}).status_code == 200  # again: no change
+    assert OffboardingReceipt.objects.filter(user=alice).count() == 1
+    assert scim.put(url, body | {"active": True}).json()["active"] is True
+    assert User.objects.get(pk=alice.pk).status == User.Status.ACTIVE
+
+
+def test_a_grant_stays_paused_while_its_other_party_is_still_deactivated(scim, alice_at_work):
+    given = alice_at_work["given"]
+    bob_url, alice_url = f"/Users/{given.grantee_id}", f"/Users/{alice_at_work['alice'].pk}"
+    scim.patch(bob_url, DEACTIVATE["entra"])
+    scim.patch(alice_url, DEACTIVATE["entra"])
+    scim.patch(alice_url, REACTIVATE["entra"])
+    given.refresh_from_db()
+    assert given.paused_at is not None
+    alice_at_work["received"].refresh_from_db()
+    assert alice_at_work["received"].is_active
+    scim.patch(bob_url, REACTIVATE["entra"])
+    given.refresh_from_db()
+    assert given.is_active
+
+
+def test_after_the_grace_period_the_deactivated_user_is_offboarded(scim, alice_at_work, enterprise):
+    enterprise.contract.deactivation_grace_days = 7
+    enterprise.contract.save()
+    alice, mine = alice_at_work["alice"], alice_at_work["mine"]
+    scim.patch(f"/Users/{alice.pk}", DEACTIVATE["okta"])
+    assert telephony_services.deactivations_expire() == 0
+    User.objects.filter(pk=alice.pk).update(deactivated_at=timezone.now() - timedelta(days=7))
+    body = assert_error(scim.patch(f"/Users/{alice.pk}", REACTIVATE["okta"]), 400, "mutability")
+    assert "grace period" in body["detail"]
+    assert telephony_services.deactivations_expire() == 1
+    alice.refresh_from_db()
+    mine.refresh_from_db()
+    assert alice.status == User.Status.OFFBOARDED
+    assert mine.status == Identity.Status.REMOVED
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.has_ended
+    assert OffboardingReceipt.objects.filter(user=alice, kind="offboarding").exists()
+    body = assert_error(scim.patch(f"/Users/{alice.pk}", REACTIVATE["okta"]), 400, "mutability")
     assert "offboarded" in body["detail"] and "reactivated" in body["detail"]
-    assert_error(scim.put(url, user_body("bob@swift.example", active=True)), 400, "mutability")
-    assert User.objects.get(email="bob@swift.example").status == User.Status.OFFBOARDED
 
 
-def test_put_active_false_offboards_too(scim, directory):
-    url = f"/Users/{directory['carol']['id']}"
-    assert scim.put(url, user_body("carol@swift.example", active=False)).json()["active"] is False
-    assert User.objects.get(email="carol@swift.example").status == User.Status.OFFBOARDED
-    assert OffboardingReceipt.objects.filter(user__email="carol@swift.example").exists()
+def test_delete_of_a_deactivated_user_offboards_them(scim, alice_at_work):
+    alice = alice_at_work["alice"]
+    scim.patch(f"/Users/{alice.pk}", DEACTIVATE["entra"])
+    assert scim.delete(f"/Users/{alice.pk}").status_code == 204
+    alice.refresh_from_db()
+    assert alice.status == User.Status.OFFBOARDED
+    assert {i.status for i in Identity.objects.filter(owner=alice)} == {Identity.Status.REMOVED}
+    alice_at_work["given"].refresh_from_db()
+    assert alice_at_work["given"].end_reason == "owner_left"
+
+
+def test_a_user_provisioned_inactive_is_deactivated_and_invited_only_once_reactivated(
+    scim, enterprise, admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = scim.post("/Users", user_body("new@swift.example", active=False))
+    assert created.status_code == 201, created.content
+    assert created.json()["active"] is False
+    assert mail.outbox == []  # the invitation was withdrawn before it was sent
+    user = User.objects.get(email="new@swift.example")
+    assert (user.status, user.status_before_deactivation) == ("deactivated", "invited")
+    with django_capture_on_commit_callbacks(execute=True):
+        scim.patch(f"/Users/{user.pk}", REACTIVATE["entra"])
+    user.refresh_from_db()
+    assert user.status == User.Status.INVITED
+    assert [m.to for m in mail.outbox] == [["new@swift.example"]]
 
 
 def test_active_true_resumes_a_suspended_user(scim, enterprise, admin):
