@@ -759,13 +759,12 @@ def employee_deactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
     if len(steps) == 2:
         steps.append({"step": "No identities held", "outcome": "done"})
     steps.append({"step": f"Grants paused: {len(paused)}", "outcome": "done"})
-    grace = enterprise.contract.deactivation_grace_days
-    due = user.deactivated_at + timedelta(days=grace)
+    due = account_services.reactivation_deadline(user)
     steps.append(
         {
-            "step": f"Offboarding for good on {due:%Y-%m-%d %H:%M} UTC unless reactivated "
-            f"before ({grace} days)",
-            "outcome": "pending",
+            "step": f"Offboarding scheduled for {due:%Y-%m-%d %H:%M} UTC, unless reactivated "
+            "before",
+            "outcome": "done",
         }
     )
     return OffboardingReceipt.objects.create(

@@ -208,6 +208,10 @@ class OffboardSerializer(serializers.Serializer):
     user = serializers.IntegerField(help_text="The leaver's user id.")
 
 
+class DeactivateSerializer(serializers.Serializer):
+    user = serializers.IntegerField(help_text="The user's id.")
+
+
 class ReceiptStepSerializer(serializers.Serializer):
     step = serializers.CharField()
     outcome = serializers.ChoiceField(choices=["done", "requested", "in progress", "failed"])
@@ -221,7 +225,7 @@ class ReceiptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OffboardingReceipt
-        fields = ["id", "user", "actor_label", "created_at", "steps"]
+        fields = ["id", "kind", "user", "actor_label", "created_at", "steps"]
         read_only_fields = fields
 
     @extend_schema_field(ReceiptStepSerializer(many=True))
