@@ -1007,6 +1007,92 @@ def test_okta_put_with_active_false_then_true_deactivates_and_reactivates(scim, 
     assert User.objects.get(pk=alice.pk).status == User.Status.ACTIVE
 
 
+def find(scim, user_name) -> list[dict]:
+    found = scim.get(
+        "/Users", {"filter": f'userName eq "{user_name}"', "startIndex": 1, "count": 100}
+    )
+    assert found.status_code == 200, found.content
+    return found.json()["Resources"]
+
+
+def test_okta_lifecycle_create_filter_put_deactivate_reactivate(scim, enterprise, admin, numbers):
+    """The requests Okta's SCIM 2.0 connector sends, in its order."""
+    assert find(scim, "lee.wong@swift.example") == []
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER],
+            "userName": "lee.wong@swift.example",
+            "name": {"givenName": "Lee", "familyName": "Wong"},
+            "emails": [{"primary": True, "value": "lee.wong@swift.example", "type": "work"}],
+            "displayName": "Lee Wong",
+            "locale": "en-US",
+            "externalId": "00u1ab2c3D4e5F6g7h8",
+            "groups": [],
+            "active": True,
+        },
+    )
+    assert created.status_code == 201, created.content
+    lee = created.json()
+    assert [u["id"] for u in find(scim, "lee.wong@swift.example")] == [lee["id"]]
+    url = f"/Users/{lee['id']}"
+    put = scim.put(url, {**lee, "name": {"givenName": "Lee", "familyName": "Wong-Li"}})
+    assert put.status_code == 200 and put.json()["name"]["familyName"] == "Wong-Li"
+    assert scim.patch(url, op("replace", value={"active": False})).json()["active"] is False
+    assert User.objects.get(pk=int(lee["id"])).status == User.Status.DEACTIVATED
+    assert scim.patch(url, op("replace", value={"active": True})).json()["active"] is True
+    assert User.objects.get(pk=int(lee["id"])).status == User.Status.INVITED  # not joined yet
+
+
+def test_entra_lifecycle_create_update_rename_deactivate_reactivate_delete(
+    scim, enterprise, admin, numbers
+):
+    """The requests Microsoft Entra ID's provisioning service sends, in its order."""
+    assert find(scim, "kim.berg@swift.example") == []
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER, ENTERPRISE],
+            "externalId": "kimb",
+            "userName": "kim.berg@swift.example",
+            "active": True,
+            "displayName": "Kim Berg",
+            "emails": [{"primary": True, "type": "work", "value": "kim.berg@swift.example"}],
+            "name": {"formatted": "Kim Berg", "familyName": "Berg", "givenName": "Kim"},
+            "phoneNumbers": [{"type": "work", "value": "+4930123477"}],
+            ENTERPRISE: {"employeeNumber": "4711", "department": "Logistics"},
+        },
+    )
+    assert created.status_code == 201, created.content
+    url = f"/Users/{created.json()['id']}"
+    kim = User.objects.get(email="kim.berg@swift.example")
+    identity = Identity.objects.get(owner=kim)
+    assert identity.tn == "+4930123477"
+    updated = scim.patch(
+        url,
+        op("Replace", "displayName", "Kim Berg-Lund"),
+        op("Add", 'emails[type eq "work"].value', "kim.berglund@swift.example"),
+        op("Replace", f"{ENTERPRISE}:department", "Fleet"),
+    )
+    assert updated.status_code == 200, updated.content
+    assert updated.json()[ENTERPRISE]["department"] == "Fleet"
+    renamed = scim.patch(url, op("Replace", "userName", "kim.berglund@swift.example"))
+    assert renamed.json()["userName"] == "kim.berglund@swift.example"
+    assert [u["id"] for u in find(scim, "kim.berglund@swift.example")] == [str(kim.pk)]
+    assert find(scim, "kim.berg@swift.example") == []
+    assert scim.patch(url, op("Replace", "active", "False")).json()["active"] is False
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.SUSPENDED
+    assert scim.patch(url, op("Replace", "active", "True")).json()["active"] is True
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.ACTIVE
+    assert scim.delete(url).status_code == 204
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.REMOVED
+    assert User.objects.get(pk=kim.pk).status == User.Status.OFFBOARDED
+    assert_error(scim.get(url), 404)
+
+
 def test_a_grant_stays_paused_while_its_other_party_is_still_deactivated(scim, alice_at_work):
     given = alice_at_work["given"]
     bob_url, alice_url = f"/Users/{given.grantee_id}", f"/Users/{alice_at_work['alice'].pk}"

@@ -73,6 +73,15 @@ def test_an_admin_deactivates_and_reactivates_with_receipts_and_audit_rows(
     )
 
 
+def test_a_paused_grant_can_be_revoked_and_then_stays_ended(admin_actor, rob):
+    services.employee_deactivate(actor=admin_actor, user=rob)
+    grant = Grant.objects.get(identity__owner=rob)
+    services.grant_revoke(actor=admin_actor, grant=grant)
+    services.employee_reactivate(actor=admin_actor, user=rob)
+    grant.refresh_from_db()
+    assert grant.has_ended and grant.end_reason == "revoked"
+
+
 def test_deactivation_refuses_oneself_the_last_admin_and_the_offboarded(
     admin_actor, admin, enterprise
 ):
@@ -129,6 +138,8 @@ def test_the_employee_page_deactivates_reactivates_and_offboards_now(admin_clien
     assert "Deactivation of Rob Smith" in admin_client.get(response.url).content.decode()
     html = admin_client.get(page).content.decode()
     assert "Reactivate" in html and "Offboard now" in html and "unless reactivated" in html
+    assert ">paused<" in html  # the grant Rob gave, and it can still be revoked
+    assert reverse("telephony:grant_revoke", args=[Grant.objects.get().pk]) in html
     admin_client.post(reverse("telephony:employee_reactivate", args=[rob.pk]))
     assert User.objects.get(pk=rob.pk).status == User.Status.ACTIVE
     admin_client.post(reverse("telephony:employee_deactivate", args=[rob.pk]))
