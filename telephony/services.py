@@ -531,6 +531,12 @@ def identity_suspend(*, actor: Actor, identity: Identity) -> Identity:
 
 @transaction.atomic
 def identity_resume(*, actor: Actor, identity: Identity) -> Identity:
+    # A deactivation is undone as a whole, so that reactivation restores exactly it.
+    if User.objects.filter(pk=identity.owner_id, status=User.Status.DEACTIVATED).exists():
+        raise RuleViolation(
+            f"{identity.owner} is deactivated; reactivate them to resume their identities.",
+            code="owner_deactivated",
+        )
     return _set_status(actor, identity, Identity.Status.ACTIVE, "identity.resumed")
 
 
@@ -833,21 +839,30 @@ def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
 def deactivations_expire() -> int:
     """Offboard the users whose deactivation outlasted their contract's grace period.
     Periodic; each user in their own transaction, so one failure stops no other."""
-    now = timezone.now()
+    grace = ExpressionWrapper(
+        F("enterprise__contract__deactivation_grace_days") * timedelta(days=1),
+        output_field=DurationField(),
+    )
     due = User.objects.filter(
-        status=User.Status.DEACTIVATED,
-        deactivated_at__lte=now
-        - ExpressionWrapper(
-            F("enterprise__contract__deactivation_grace_days") * timedelta(days=1),
-            output_field=DurationField(),
-        ),
+        status=User.Status.DEACTIVATED, deactivated_at__lte=timezone.now() - grace
     ).order_by("deactivated_at")
     offboarded = 0
-    for user in due:
+    for pk in list(due.values_list("pk", flat=True)):
         try:
-            employee_offboard(actor=Actor.system(), user=user)
+            with transaction.atomic():
+                # Under the lock again: an admin may have reactivated them meanwhile.
+                user = (
+                    User.objects.select_for_update(of=("self",))
+                    .select_related("enterprise")
+                    .get(pk=pk)
+                )
+                if user.status != User.Status.DEACTIVATED:
+                    continue
+                if timezone.now() < account_services.reactivation_deadline(user):
+                    continue
+                employee_offboard(actor=Actor.system(), user=user)
         except RuleViolation as exc:
-            logger.warning("Deactivated user %s not offboarded: %s", user.pk, exc.message)
+            logger.warning("Deactivated user %s not offboarded: %s", pk, exc.message)
             continue
         offboarded += 1
     return offboarded

@@ -82,6 +82,29 @@ def test_a_paused_grant_can_be_revoked_and_then_stays_ended(admin_actor, rob):
     assert grant.has_ended and grant.end_reason == "revoked"
 
 
+def test_an_identity_of_a_deactivated_user_resumes_only_with_them(admin_actor, rob):
+    services.employee_deactivate(actor=admin_actor, user=rob)
+    identity = Identity.objects.get(owner=rob)
+    with pytest.raises(RuleViolation, match="reactivate them"):
+        services.identity_resume(actor=admin_actor, identity=identity)
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.SUSPENDED
+
+
+def test_the_grace_period_task_leaves_a_user_reactivated_meanwhile(admin_actor, rob, monkeypatch):
+    services.employee_deactivate(actor=admin_actor, user=rob)
+    User.objects.filter(pk=rob.pk).update(deactivated_at=timezone.now() - timedelta(days=31))
+    reactivate_first = User.objects.select_for_update
+
+    def reactivated_meanwhile(*args, **kwargs):  # the admin wins the race for the row
+        User.objects.filter(pk=rob.pk).update(status=User.Status.ACTIVE, deactivated_at=None)
+        return reactivate_first(*args, **kwargs)
+
+    monkeypatch.setattr(User.objects, "select_for_update", reactivated_meanwhile)
+    assert services.deactivations_expire() == 0
+    assert User.objects.get(pk=rob.pk).status == User.Status.ACTIVE
+
+
 def test_deactivation_refuses_oneself_the_last_admin_and_the_offboarded(
     admin_actor, admin, enterprise
 ):
