@@ -101,7 +101,12 @@ def clean_many(attribute: Attribute, value: Any, path: str) -> list:
     items = value if isinstance(value, list) else [value]
     if len(items) > MAX_VALUES:
         raise bad_request(f"{path} has more than {MAX_VALUES} values.")
-    return [v for v in (clean_one(attribute, item, path) for item in items) if v not in (None, {})]
+    cleaned = [
+        v for v in (clean_one(attribute, item, path) for item in items) if v not in (None, {})
+    ]
+    if sum(1 for v in cleaned if isinstance(v, dict) and v.get("primary") is True) > 1:
+        raise bad_request(f"At most one value of {path} can be primary (RFC 7643 §2.4).")
+    return cleaned
 
 
 def clean(attribute: Attribute, value: Any, path: str) -> Any:

@@ -771,6 +771,8 @@ def test_patch_replace_of_a_multi_valued_attribute_replaces_every_value(scim, di
         {"value": "as@home.example", "type": "home", "primary": True},
     ]
     assert scim.get(url).json()["emails"] == added["emails"]
+    two = [{"value": f"{n}@swift.example", "primary": True} for n in ("x", "y")]
+    assert_error(scim.patch(url, op("replace", "emails", two)), 400, "invalidValue")
     assert User.objects.get(pk=int(directory["alice"]["id"])).email == "alice@swift.example"
 
 
