@@ -8,8 +8,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import services as account_services
 from accounts.audit import Actor
-from accounts.models import AuditEvent, Role, User
+from accounts.models import AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import PASSWORD, EnterpriseFactory, UserFactory, api_token
 from portal.errors import RuleViolation
 from portal.testing import sign_in_verified
@@ -103,6 +104,22 @@ def test_the_grace_period_task_leaves_a_user_reactivated_meanwhile(admin_actor, 
     monkeypatch.setattr(User.objects, "select_for_update", reactivated_meanwhile)
     assert services.deactivations_expire() == 0
     assert User.objects.get(pk=rob.pk).status == User.Status.ACTIVE
+
+
+def test_a_suspended_enterprise_deactivates_and_reactivates_nobody(
+    admin_actor, rob, enterprise, staff
+):
+    services.employee_deactivate(actor=admin_actor, user=rob)
+    account_services.enterprise_set_status(
+        actor=Actor(user=staff), enterprise=enterprise, status=Enterprise.Status.SUSPENDED
+    )
+    with pytest.raises(RuleViolation, match="suspended by the operator"):
+        services.employee_reactivate(actor=admin_actor, user=rob)
+    colleague = User.objects.get(email="cleo@swift.example")
+    with pytest.raises(RuleViolation, match="suspended by the operator"):
+        services.employee_deactivate(actor=admin_actor, user=colleague)
+    assert User.objects.get(pk=rob.pk).status == User.Status.DEACTIVATED
+    assert User.objects.get(pk=colleague.pk).status == User.Status.ACTIVE
 
 
 def test_deactivation_refuses_oneself_the_last_admin_and_the_offboarded(
