@@ -86,6 +86,11 @@ class ServiceContract(models.Model):
         default=False,
         help_text="Admins, helpdesk and operator staff always need a second factor.",
     )
+    deactivation_grace_days = models.PositiveSmallIntegerField(
+        "days a deactivated user can be reactivated",
+        default=30,
+        help_text="After these days a deactivated user is offboarded for good.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -139,6 +144,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         INVITED = "invited", "Invited"
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"
+        # Reversibly, for the contract's grace period; then offboarded.
+        DEACTIVATED = "deactivated", "Deactivated"
         OFFBOARDED = "offboarded", "Offboarded"
 
     email = models.EmailField(max_length=254, unique=True, help_text="Stored in lower case.")
@@ -152,6 +159,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         "operator staff", default=False, help_text="Operator staff: signs in to Django admin."
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # While deactivated: since when, and the status that reactivation gives back.
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    status_before_deactivation = models.CharField(max_length=16, choices=Status.choices, blank=True)
 
     objects = UserManager()
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -45,6 +45,7 @@ CONTRACT_FIELDS = [
     "max_ues_per_user",
     "ue_limit_policy",
     "employee_2fa_required",
+    "deactivation_grace_days",
 ]
 BACKUP_CODE_COUNT = 10
 
@@ -352,6 +353,39 @@ def user_update(
     return user
 
 
+@transaction.atomic
+def user_change_email(*, actor: Actor, user: User, email: str) -> User:
+    """A new sign-in address for the user (an identity provider renames them: Entra
+    changes the UPN). The address stays unique across all accounts; sessions, second
+    factors and identities are unchanged."""
+    ensure_may_change(actor, user.enterprise)
+    if user.status == User.Status.OFFBOARDED:
+        raise RuleViolation(f"{user} is offboarded; their address cannot change.")
+    email = User.objects.normalize_email(email).strip().lower()
+    before = user.email
+    if email == before:
+        return user
+    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    user.email = email
+    _full_clean(user, exclude=["password"])
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email"])
+    except IntegrityError as exc:  # a concurrent request took the address
+        raise RuleViolation(
+            f"{email} already has an account.", code="duplicate", field="email"
+        ) from exc
+    audit.record(
+        actor=actor,
+        action="user.email_changed",
+        enterprise=user.enterprise,
+        target=user,
+        changes={"email": [before, email]},
+    )
+    return user
+
+
 def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
     before = user.status
     user.status = status
@@ -404,6 +438,53 @@ def user_offboard(*, actor: Actor, user: User) -> User:
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return _set_status(actor, user, User.Status.OFFBOARDED, "user.offboarded")
+
+
+@transaction.atomic
+def user_deactivate(*, actor: Actor, user: User) -> User:
+    """The account's part of a reversible deactivation: sign-in blocked (sessions end at
+    their next request), app tokens revoked, an open invitation withdrawn; password and
+    second factors kept for reactivation. Identities and grants: ``telephony``."""
+    ensure_may_change(actor, user.enterprise)
+    _ensure_not_self(actor, user, "deactivate")
+    if user.status not in (User.Status.ACTIVE, User.Status.INVITED, User.Status.SUSPENDED):
+        raise RuleViolation(f"{user} is {user.get_status_display().lower()}; not deactivated.")
+    _ensure_keeps_an_admin(user, leaving=True)
+    Invitation.objects.filter(user=user, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    _revoke_app_tokens(user)
+    user.status_before_deactivation = user.status
+    user.deactivated_at = timezone.now()
+    user.save(update_fields=["status_before_deactivation", "deactivated_at"])
+    return _set_status(actor, user, User.Status.DEACTIVATED, "user.deactivated")
+
+
+def reactivation_deadline(user: User):
+    """Until when a deactivated user can be reactivated."""
+    return user.deactivated_at + timedelta(days=user.enterprise.contract.deactivation_grace_days)
+
+
+@transaction.atomic
+def user_reactivate(*, actor: Actor, user: User) -> User:
+    """Undo ``user_deactivate`` within the grace period: the former status back (an
+    invited user gets a new invitation)."""
+    ensure_may_change(actor, user.enterprise)
+    if user.status != User.Status.DEACTIVATED:
+        raise RuleViolation(f"Only a deactivated user can be reactivated; {user} is {user.status}.")
+    if timezone.now() >= reactivation_deadline(user):
+        raise RuleViolation(
+            f"The grace period to reactivate {user} ended; their offboarding is due.",
+            code="grace_period_over",
+        )
+    status = user.status_before_deactivation or User.Status.ACTIVE
+    user.status_before_deactivation = ""
+    user.deactivated_at = None
+    user.save(update_fields=["status_before_deactivation", "deactivated_at"])
+    _set_status(actor, user, status, "user.reactivated")
+    if status == User.Status.INVITED:
+        _new_invitation(actor=actor, user=user)
+    return user
 
 
 def _revoke_app_tokens(user: User) -> None:

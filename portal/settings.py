@@ -296,6 +296,10 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},
     "sync-sweep": {"task": "telephony.tasks.sweep_sync_queue", "schedule": 30.0},
     "grant-expiry": {"task": "telephony.tasks.expire_grants", "schedule": 60.0},
+    "deactivation-expiry": {
+        "task": "telephony.tasks.offboard_expired_deactivations",
+        "schedule": 300.0,
+    },
     "registration-expiry": {"task": "telephony.tasks.expire_registrations", "schedule": 30.0},
     "invitation-sweep": {"task": "accounts.tasks.sweep_invitations", "schedule": 60.0},
     "call-record-retention": {"task": "telephony.tasks.purge_call_records", "schedule": 3600.0},

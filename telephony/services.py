@@ -5,12 +5,13 @@ sync row (the outbox); the sync task is queued after commit."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Length
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
@@ -34,6 +35,8 @@ from .models import (
     SimLine,
     TelephoneNumber,
 )
+
+logger = logging.getLogger(__name__)
 
 ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 # Printable text without control characters; CNAM and RCD carry plain names.
@@ -529,6 +532,12 @@ def identity_suspend(*, actor: Actor, identity: Identity) -> Identity:
 
 @transaction.atomic
 def identity_resume(*, actor: Actor, identity: Identity) -> Identity:
+    # A deactivation is undone as a whole, so that reactivation restores exactly it.
+    if User.objects.filter(pk=identity.owner_id, status=User.Status.DEACTIVATED).exists():
+        raise RuleViolation(
+            f"{identity.owner} is deactivated; reactivate them to resume their identities.",
+            code="owner_deactivated",
+        )
     return _set_status(actor, identity, Identity.Status.ACTIVE, "identity.resumed")
 
 
@@ -584,7 +593,7 @@ def _remove(actor: Actor, identity: Identity) -> Identity:
     its number, free its line and end the grants on it."""
     before = _identity_snapshot(identity)
     _end_grants(
-        Grant.objects.active().filter(identity=identity), Grant.EndReason.IDENTITY_REMOVED, actor
+        Grant.objects.current().filter(identity=identity), Grant.EndReason.IDENTITY_REMOVED, actor
     )
     number = identity.number
     identity.former_tn = number.e164
@@ -627,10 +636,10 @@ def employee_offboard(
     user = User.objects.select_for_update().get(pk=user.pk)
     steps = []
     given = _end_grants(
-        Grant.objects.active().filter(identity__owner=user), Grant.EndReason.OWNER_LEFT, actor
+        Grant.objects.current().filter(identity__owner=user), Grant.EndReason.OWNER_LEFT, actor
     )
     received = _end_grants(
-        Grant.objects.active().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
+        Grant.objects.current().filter(grantee=user), Grant.EndReason.GRANTEE_LEFT, actor
     )
     locked = (
         Identity.objects.live()
@@ -687,6 +696,192 @@ def employee_offboard(
         enterprise=enterprise, user=user, actor_label=actor.label, steps=steps
     )
     return receipt
+
+
+# --- Reversible deactivation (how Okta and Entra deprovision) ----------------------------
+
+
+def _pause_grants(grants, paused: bool, actor: Actor) -> list[Grant]:
+    """Pause grants (no rights, not ended) or resume them; the grantees' own
+    subscriptions follow, as when grants end."""
+    changed = list(grants.select_related("identity", "grantee", "enterprise").order_by("pk"))
+    now = timezone.now()
+    for grant in changed:
+        grant.paused_at = now if paused else None
+        grant.save(update_fields=["paused_at"])
+        audit.record(
+            actor=actor,
+            action="grant.paused" if paused else "grant.resumed",
+            enterprise=grant.enterprise,
+            target=grant,
+            changes={"active": [not paused, paused is False]},
+        )
+    for grantee_id in {g.grantee_id for g in changed}:
+        for identity in Identity.objects.live().filter(owner_id=grantee_id):
+            request_sync(identity)
+    return changed
+
+
+def _locked_identities(user: User, status: str) -> list[Identity]:
+    """The user's identities in ``status``, locked, read once locked (see ``_locked``)."""
+    locked = (
+        Identity.objects.filter(owner=user, status=status)
+        .select_for_update(of=("self",), no_key=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return list(
+        Identity.objects.select_related("enterprise", "number", "line", "owner")
+        .filter(pk__in=list(locked))
+        .order_by("pk")
+    )
+
+
+def _grants_of(user: User):
+    return Q(identity__owner=user) | Q(grantee=user)
+
+
+@transaction.atomic
+def employee_deactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
+    """Deactivate at once and reversibly (an identity provider's ``active: false``, or
+    an admin): sign-in blocked, sessions and app tokens ended, every active identity
+    suspended in the HSS, every grant given or received paused. Reactivation within
+    the contract's grace period undoes exactly this; after it, offboarding follows."""
+    enterprise = user.enterprise
+    account_services.ensure_may_change(actor, enterprise)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    app_tokens = get_access_token_model().objects.filter(user=user).count()
+    account_services.user_deactivate(actor=actor, user=user)
+    steps = [
+        {"step": "Sign-in blocked, sessions ended", "outcome": "done"},
+        {"step": f"App sign-in tokens revoked: {app_tokens}", "outcome": "done"},
+    ]
+    paused = _pause_grants(Grant.objects.active().filter(_grants_of(user)), True, actor)
+    suspended = []
+    for identity in _locked_identities(user, Identity.Status.ACTIVE):
+        before = _identity_snapshot(identity)
+        identity.status = Identity.Status.SUSPENDED
+        _changed(actor, identity, before, "identity.suspended")
+        suspended.append(identity.pk)
+        steps.append(
+            {
+                "step": f"Identity {identity.tn}: suspended in the HSS",
+                "outcome": "requested",
+                "identity_id": identity.pk,
+            }
+        )
+    for identity in _locked_identities(user, Identity.Status.SUSPENDED):
+        if identity.pk not in suspended:
+            steps.append(
+                {
+                    "step": f"Identity {identity.tn}: was suspended already and stays so",
+                    "outcome": "done",
+                }
+            )
+    if len(steps) == 2:
+        steps.append({"step": "No identities held", "outcome": "done"})
+    steps.append({"step": f"Grants paused: {len(paused)}", "outcome": "done"})
+    due = account_services.reactivation_deadline(user)
+    steps.append(
+        {
+            "step": f"Offboarding scheduled for {due:%Y-%m-%d %H:%M} UTC, unless reactivated "
+            "before",
+            "outcome": "done",
+        }
+    )
+    return OffboardingReceipt.objects.create(
+        enterprise=enterprise,
+        user=user,
+        kind=OffboardingReceipt.Kind.DEACTIVATION,
+        actor_label=actor.label,
+        steps=steps,
+        suspended_identities=suspended,
+    )
+
+
+@transaction.atomic
+def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
+    """Undo a deactivation within the grace period: the account's former status back,
+    the identities that the deactivation suspended resumed (those suspended before stay
+    so), and the paused grants resumed unless the other party is still deactivated."""
+    enterprise = user.enterprise
+    account_services.ensure_may_change(actor, enterprise)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    deactivation = (
+        OffboardingReceipt.objects.filter(user=user, kind=OffboardingReceipt.Kind.DEACTIVATION)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    account_services.user_reactivate(actor=actor, user=user)
+    steps = [
+        {"step": f"Sign-in allowed again: {user.get_status_display().lower()}", "outcome": "done"}
+    ]
+    to_resume = set(deactivation.suspended_identities if deactivation else [])
+    for identity in _locked_identities(user, Identity.Status.SUSPENDED):
+        if identity.pk not in to_resume:
+            steps.append(
+                {"step": f"Identity {identity.tn}: stays suspended, as before", "outcome": "done"}
+            )
+            continue
+        before = _identity_snapshot(identity)
+        identity.status = Identity.Status.ACTIVE
+        _changed(actor, identity, before, "identity.resumed")
+        steps.append(
+            {
+                "step": f"Identity {identity.tn}: resumed in the HSS",
+                "outcome": "requested",
+                "identity_id": identity.pk,
+            }
+        )
+    deactivated = User.Status.DEACTIVATED
+    resumable = (
+        Grant.objects.current()
+        .filter(_grants_of(user))
+        .exclude(paused_at=None)
+        .exclude(identity__owner__status=deactivated)
+        .exclude(grantee__status=deactivated)
+    )
+    resumed = _pause_grants(resumable, False, actor)
+    steps.append({"step": f"Grants resumed: {len(resumed)}", "outcome": "done"})
+    return OffboardingReceipt.objects.create(
+        enterprise=enterprise,
+        user=user,
+        kind=OffboardingReceipt.Kind.REACTIVATION,
+        actor_label=actor.label,
+        steps=steps,
+    )
+
+
+def deactivations_expire() -> int:
+    """Offboard the users whose deactivation outlasted their contract's grace period.
+    Periodic; each user in their own transaction, so one failure stops no other."""
+    grace = ExpressionWrapper(
+        F("enterprise__contract__deactivation_grace_days") * timedelta(days=1),
+        output_field=DurationField(),
+    )
+    due = User.objects.filter(
+        status=User.Status.DEACTIVATED, deactivated_at__lte=timezone.now() - grace
+    ).order_by("deactivated_at")
+    offboarded = 0
+    for pk in list(due.values_list("pk", flat=True)):
+        try:
+            with transaction.atomic():
+                # Under the lock again: an admin may have reactivated them meanwhile.
+                user = (
+                    User.objects.select_for_update(of=("self",))
+                    .select_related("enterprise")
+                    .get(pk=pk)
+                )
+                if user.status != User.Status.DEACTIVATED:
+                    continue
+                if timezone.now() < account_services.reactivation_deadline(user):
+                    continue
+                employee_offboard(actor=Actor.system(), user=user)
+        except RuleViolation as exc:
+            logger.warning("Deactivated user %s not offboarded: %s", pk, exc.message)
+            continue
+        offboarded += 1
+    return offboarded
 
 
 # --- Sharing grants (TS 22.173 4.6) -------------------------------------------------------
@@ -762,7 +957,7 @@ def grant_revoke(*, actor: Actor, grant: Grant) -> Grant:
         raise RuleViolation(
             "Only the owner, the grantee or an admin can revoke a grant.", code="not_owner"
         )
-    if not grant.is_active:
+    if grant.has_ended:
         raise RuleViolation("This grant has already ended.")
     _end_grants(Grant.objects.filter(pk=grant.pk), Grant.EndReason.REVOKED, actor)
     grant.refresh_from_db()

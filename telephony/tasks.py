@@ -58,6 +58,11 @@ def expire_grants() -> int:
     return services.grants_expire()
 
 
+@shared_task(ignore_result=True)
+def offboard_expired_deactivations() -> int:
+    return services.deactivations_expire()
+
+
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def run_import(self, job_id: int) -> None:
     """Apply a confirmed CSV import chunk by chunk; a redelivery resumes where the last

@@ -9,6 +9,18 @@ urlpatterns = [
     path("employees/onboard/", views.employee_onboard, name="employee_onboard"),
     path("employees/<int:pk>/", views.employee_detail, name="employee_detail"),
     path("employees/<int:pk>/offboard/", views.employee_offboard, name="employee_offboard"),
+    path(
+        "employees/<int:pk>/deactivate/",
+        views.employee_leaver_action,
+        {"action": "deactivate"},
+        name="employee_deactivate",
+    ),
+    path(
+        "employees/<int:pk>/reactivate/",
+        views.employee_leaver_action,
+        {"action": "reactivate"},
+        name="employee_reactivate",
+    ),
     path("employees/<int:owner_pk>/identities/new/", views.identity_create, name="identity_create"),
     path("offboarding/<int:pk>/", views.receipt_detail, name="receipt"),
     path(

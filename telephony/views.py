@@ -128,6 +128,8 @@ def employee_detail(request, pk):
         "receipts": selectors.receipts(request.enterprise).filter(user=member),
         "registrations": selectors.registrations_of(member)[:20],
         "account_actions": account_actions(request.user, member),
+        "reactivation_deadline": member.deactivated_at
+        and account_services.reactivation_deadline(member),
         "events": account_selectors.audit_events(
             request.enterprise, target=("accounts.user", str(member.pk))
         )[:20],
@@ -158,6 +160,28 @@ def employee_offboard(request, pk):
         "api_tokens": account_selectors.api_tokens_created_by(member),
     }
     return render(request, "telephony/employee_offboard.html", context)
+
+
+# Reversible deactivation and its undoing: (service, what the message says).
+LEAVER_ACTIONS = {
+    "deactivate": (services.employee_deactivate, "Deactivated"),
+    "reactivate": (services.employee_reactivate, "Reactivated"),
+}
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def employee_leaver_action(request, pk, action):
+    """Deactivate or reactivate, then show the receipt."""
+    member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
+    service, done = LEAVER_ACTIONS[action]
+    try:
+        receipt = service(actor=Actor.from_request(request), user=member)
+    except RuleViolation as exc:
+        messages.error(request, exc.message)
+        return redirect("telephony:employee_detail", pk=member.pk)
+    messages.success(request, f"{done}: {member}.")
+    return redirect("telephony:receipt", pk=receipt.pk)
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)

@@ -14,6 +14,7 @@ class ServiceContractSerializer(serializers.ModelSerializer):
             "max_ues_per_user",
             "ue_limit_policy",
             "employee_2fa_required",
+            "deactivation_grace_days",
         ]
 
 

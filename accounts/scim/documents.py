@@ -101,7 +101,12 @@ def clean_many(attribute: Attribute, value: Any, path: str) -> list:
     items = value if isinstance(value, list) else [value]
     if len(items) > MAX_VALUES:
         raise bad_request(f"{path} has more than {MAX_VALUES} values.")
-    return [v for v in (clean_one(attribute, item, path) for item in items) if v not in (None, {})]
+    cleaned = [
+        v for v in (clean_one(attribute, item, path) for item in items) if v not in (None, {})
+    ]
+    if sum(1 for v in cleaned if isinstance(v, dict) and v.get("primary") is True) > 1:
+        raise bad_request(f"At most one value of {path} can be primary (RFC 7643 §2.4).")
+    return cleaned
 
 
 def clean(attribute: Attribute, value: Any, path: str) -> Any:
@@ -184,12 +189,6 @@ def user_draft(resource: dict) -> UserDraft:
     if len(external_id) > 255:
         raise bad_request("externalId is longer than 255 characters.")
     attributes = {k: v for k, v in resource.items() if k not in NOT_STORED}
-    if attributes.get("name") == {"formatted": resource.get("displayName")}:
-        del attributes["name"]  # what a user without a stored name reads anyway
-    emails = [e for e in attributes.get("emails", []) if e.get("value", "").lower() != user_name]
-    attributes.pop("emails", None)
-    if emails:
-        attributes["emails"] = emails
     phones = sorted(resource.get("phoneNumbers", []), key=lambda p: not p.get("primary"))
     work_numbers = tuple(
         p["value"] for p in phones if p.get("value") and p.get("type", "").lower() == "work"

@@ -16,7 +16,7 @@ from typing import Any
 from . import filters
 from .documents import clean_many, clean_one, require_schema
 from .errors import ScimError, bad_request
-from .schema import PATCH_OP, Attribute, ResourceType, resolve
+from .schema import PATCH_OP, USER, Attribute, ResourceType, resolve
 
 OPERATIONS = ("add", "remove", "replace")
 MAX_OPERATIONS = 1000
@@ -75,6 +75,10 @@ def apply(resource: dict, ops: list[tuple[str, str | None, Any]], rt: ResourceTy
 
 
 def _apply(resource: dict, op: str, path_text: str, value: Any, rt: ResourceType) -> None:
+    extension = next((s for s in rt.extensions if s.id.lower() == path_text.lower()), None)
+    if extension is not None:
+        _apply_extension(resource, op, extension.id, value, rt)
+        return
     path = filters.parse_patch_path(path_text)
     ref = resolve(path.path, rt)
     if ref is None:
@@ -90,6 +94,8 @@ def _apply(resource: dict, op: str, path_text: str, value: Any, rt: ResourceType
             if sub is None:
                 raise ScimError(400, f"{attribute.name} has no “{path.sub}”.", "invalidPath")
     _ensure_mutable(attribute, sub, op)
+    if op == "remove" and sub is None and value_filter is None:
+        _ensure_removable(attribute, rt)
     holder = resource if ref.extension is None else resource.setdefault(ref.extension, {})
     if value_filter is not None:
         _apply_filtered(holder, op, attribute, value_filter, sub, value, path_text)
@@ -101,6 +107,21 @@ def _apply(resource: dict, op: str, path_text: str, value: Any, rt: ResourceType
         holder.pop(attribute.name, None)
     if ref.extension is not None and not holder:
         resource.pop(ref.extension)
+
+
+def _apply_extension(resource: dict, op: str, urn: str, value: Any, rt: ResourceType) -> None:
+    """A bare extension URN as the path (RFC 7644's grammar wants an attribute after it,
+    but clients send it): the whole extension removed, or its attributes written one by
+    one (replace first clears it)."""
+    if op == "remove" or (op == "replace" and isinstance(value, dict)):
+        resource.pop(urn, None)
+        if op == "remove":
+            return
+    if not isinstance(value, dict):
+        raise bad_request(f"{urn} must be an object.")
+    for name, item in value.items():
+        if str(name).lower() not in IGNORED_IN_VALUES:
+            _apply(resource, op, f"{urn}:{name}", item, rt)
 
 
 def _bind_value_filter(node: filters.Node, attribute: Attribute, path_text: str) -> filters.Node:
@@ -121,6 +142,22 @@ def _ensure_mutable(attribute: Attribute, sub: Attribute | None, op: str) -> Non
     for target in (attribute, sub):
         if target is not None and target.mutability == "readOnly":
             raise ScimError(400, f"{target.name} is read-only.", "mutability")
+
+
+# Attributes that always have a value here, though RFC 7643 makes them optional: the
+# person's name in the portal, and the account's state (docs/scim.md, "Deviations").
+ALWAYS_ASSIGNED = {
+    "displayName": "displayName is the user's name in the portal; replace it instead.",
+    "active": "active is the account's state; replace it with false to deactivate the user.",
+}
+
+
+def _ensure_removable(attribute: Attribute, rt: ResourceType) -> None:
+    """RFC 7644 §3.5.2.2: removing a required attribute answers 400 "mutability"."""
+    if attribute.required:
+        raise ScimError(400, f"{attribute.name} is required and cannot be removed.", "mutability")
+    if rt.schema.id == USER and attribute.name in ALWAYS_ASSIGNED:
+        raise ScimError(400, ALWAYS_ASSIGNED[attribute.name], "mutability")
 
 
 def _same(item: Any, other: Any) -> bool:

@@ -1,9 +1,11 @@
 """How users and groups read in SCIM (RFC 7643 §4), list answers (RFC 7644 §3.4.2),
 the selection of returned attributes (§3.9) and entity tags (§3.14).
 
-A user reads from their account (userName = email, displayName = full name, active from
-the status), the numbers of their live identities (work phone numbers), their directory
-groups, and the rest as the identity provider sent it (``DirectoryRecord.attributes``).
+A user reads from their account (userName = the sign-in email, displayName = full name,
+active from the status), the numbers of their live identities (work phone numbers), their
+directory groups, and the rest as the identity provider sent it
+(``DirectoryRecord.attributes``), ``name`` and ``emails`` included. A user the identity
+provider never wrote reads ``name`` and ``emails`` from the account (``account_attributes``).
 Representations read prefetched relations only: see ``selectors.with_representation``.
 """
 
@@ -22,7 +24,7 @@ from .schema import ENTERPRISE_USER, GROUP, LIST_RESPONSE, USER, ResourceType
 
 ACTIVE_STATUSES = (User.Status.ACTIVE, User.Status.INVITED)
 # Attributes that the account, its identities or its groups give, never the stored copy.
-DERIVED = {"userName", "displayName", "active", "emails", "phoneNumbers", "groups", "name"}
+DERIVED = {"userName", "displayName", "active", "phoneNumbers", "groups"}
 
 
 class Locations:
@@ -82,13 +84,13 @@ def phone_digits(value: str) -> str:
     return re.sub(r"[\s().-]", "", value or "")
 
 
-def _emails(user: User, stored: list) -> list[dict]:
-    # The sign-in address is the primary work email; other addresses as the IdP sent them.
-    emails = [{"value": user.email, "type": "work", "primary": True}]
-    for email in stored or []:
-        if str(email.get("value", "")).lower() != user.email:
-            emails.append({k: v for k, v in email.items() if k != "primary"})
-    return emails
+def account_attributes(user: User) -> dict[str, Any]:
+    """What a user reads who has no directory record (made in the portal), and what a
+    record starts from when SCIM first touches such a user."""
+    return {
+        "name": {"formatted": user.full_name},
+        "emails": [{"value": user.email, "type": "work", "primary": True}],
+    }
 
 
 def _phone_numbers(user: User, stored: list) -> list[dict]:
@@ -101,7 +103,7 @@ def _phone_numbers(user: User, stored: list) -> list[dict]:
 def user_resource(user: User, locations: Locations) -> dict[str, Any]:
     """The full representation of a user (every attribute that has a value)."""
     record = directory_record(user)
-    stored = record.attributes if record else {}
+    stored = record.attributes if record else account_attributes(user)
     resource: dict[str, Any] = {
         "schemas": [USER, ENTERPRISE_USER] if stored.get(ENTERPRISE_USER) else [USER],
         "id": str(user.pk),
@@ -110,10 +112,8 @@ def user_resource(user: User, locations: Locations) -> dict[str, Any]:
         resource["externalId"] = record.external_id
     resource |= {
         "userName": user.email,
-        "name": stored.get("name") or {"formatted": user.full_name},
         "displayName": user.full_name,
         "active": user.status in ACTIVE_STATUSES,
-        "emails": _emails(user, stored.get("emails")),
     }
     phones = _phone_numbers(user, stored.get("phoneNumbers"))
     if phones:

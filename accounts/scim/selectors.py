@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db.models import (
+    Case,
     CharField,
     Exists,
     F,
@@ -24,7 +25,9 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
+    TextField,
     Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, Lower, NullIf
@@ -245,7 +248,12 @@ USER_COLUMNS = {
     "externalId": lambda: NullIf(F("directory__external_id"), Value("")),
     "meta.created": lambda: F("date_joined"),
     "meta.lastModified": lambda: Coalesce(F("directory__updated_at"), F("date_joined")),
-    "name.formatted": lambda: Coalesce(_stored("name", "formatted"), F("full_name")),
+    # A user without a directory record reads their full name here (account_attributes).
+    "name.formatted": lambda: Case(
+        When(directory__isnull=True, then=F("full_name")),
+        default=_stored("name", "formatted"),
+        output_field=TextField(),
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """Writes for SCIM provisioning. Each is one transaction: account changes go through
 ``accounts.services`` and ``telephony.services`` (invitation, onboarding with an
-identity, the offboarding kill-switch), directory attributes are written here, and
+identity, deactivation and reactivation, the offboarding kill-switch), directory attributes are written here, and
 every change leaves an audit row naming the SCIM token."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .errors import ScimError, bad_request
 from .resources import (
     ACTIVE_STATUSES,
     Locations,
+    account_attributes,
     etag_matches,
     group_resource,
     phone_digits,
@@ -115,10 +116,6 @@ def user_provision(*, actor: Actor, enterprise: Enterprise, draft: UserDraft) ->
     """A new user from the identity provider: invited, or, when a work number in the
     enterprise's blocks is given, onboarded with an identity on that number."""
     account_services.ensure_may_change(actor, enterprise)
-    if draft.active is False:
-        raise bad_request(
-            "A new user is provisioned active; send active=false later to offboard them."
-        )
     _ensure_address_free(enterprise, draft.user_name)
     full_name = draft.full_name or draft.user_name.split("@")[0]
     tn = _number_in_blocks(enterprise, draft.work_numbers)
@@ -153,7 +150,23 @@ def user_provision(*, actor: Actor, enterprise: Enterprise, draft: UserDraft) ->
         target=record,
         changes=audit.diff({}, _record_state(record)),
     )
+    if draft.active is False:  # provisioned ahead of their start, say
+        telephony_services.employee_deactivate(actor=actor, user=user)
     return user
+
+
+# ``active: false`` deactivates (reversibly) a user in one of these statuses.
+DEACTIVATABLE = (*ACTIVE_STATUSES, User.Status.SUSPENDED)
+
+
+def _ensure_reactivable(user: User) -> None:
+    if timezone.now() >= account_services.reactivation_deadline(user):
+        raise ScimError(
+            400,
+            f"{user.email} was deactivated longer than the grace period allows and is being "
+            "offboarded; provision the person again with another userName.",
+            "mutability",
+        )
 
 
 def _locked(user: User) -> tuple[User, DirectoryRecord]:
@@ -162,7 +175,9 @@ def _locked(user: User) -> tuple[User, DirectoryRecord]:
     user = User.objects.select_for_update(of=("self",)).select_related("enterprise").get(pk=user.pk)
     record = DirectoryRecord.objects.select_for_update().filter(user=user).first()
     if record is None:
-        record = DirectoryRecord(enterprise=user.enterprise, user=user)
+        record = DirectoryRecord(
+            enterprise=user.enterprise, user=user, attributes=account_attributes(user)
+        )
     return user, record
 
 
@@ -180,18 +195,16 @@ def user_replace(
     *, actor: Actor, user: User, draft: UserDraft, if_match: str | None = None
 ) -> User:
     """The user as the identity provider now wants them (PUT, and PATCH once applied).
-    ``active`` turning false runs the offboarding kill-switch; an absent ``active``
-    changes nothing."""
+    ``active`` turning false deactivates them (reversibly, as Okta and Entra expect),
+    turning true again within the grace period reactivates them; an absent ``active``
+    changes nothing. Only DELETE (or the grace period's end) offboards."""
     account_services.ensure_may_change(actor, user.enterprise)
     user, record = _locked(user)
     _ensure_user_version(if_match, user)
-    if draft.user_name != user.email:
-        raise ScimError(
-            400,
-            f"userName cannot change from {user.email}: it is the address the user signs in "
-            "with. Provision the new address as a new user.",
-            "mutability",
-        )
+    renamed = draft.user_name != user.email
+    if renamed:
+        # userName is the sign-in address: a rename (Entra's UPN change) changes it.
+        _ensure_address_free(user.enterprise, draft.user_name)
     if user.status == User.Status.OFFBOARDED and draft.active:
         raise ScimError(
             400,
@@ -199,7 +212,12 @@ def user_replace(
             "be reactivated; provision the person again with another userName.",
             "mutability",
         )
+    if user.status == User.Status.DEACTIVATED and draft.active:
+        _ensure_reactivable(user)
     account_changed = False
+    if renamed:
+        account_services.user_change_email(actor=actor, user=user, email=draft.user_name)
+        account_changed = True
     if draft.full_name and draft.full_name != user.full_name:
         account_services.user_update(actor=actor, user=user, full_name=draft.full_name)
         account_changed = True
@@ -210,8 +228,11 @@ def user_replace(
     record.external_id = draft.external_id
     record.attributes = _without_numbers(draft.attributes, numbers)
     changes = audit.diff(before, _record_state(record))
-    if draft.active is False and user.status in ACTIVE_STATUSES:
-        telephony_services.employee_offboard(actor=actor, user=user)
+    if draft.active is False and user.status in DEACTIVATABLE:
+        telephony_services.employee_deactivate(actor=actor, user=user)
+        account_changed = True
+    elif draft.active and user.status == User.Status.DEACTIVATED:
+        telephony_services.employee_reactivate(actor=actor, user=user)
         account_changed = True
     elif draft.active and user.status == User.Status.SUSPENDED:
         account_services.user_resume(actor=actor, user=user)
@@ -265,7 +286,8 @@ def _touch_users(enterprise: Enterprise, user_ids: set[int]) -> None:
     )
     DirectoryRecord.objects.filter(user_id__in=known).update(updated_at=timezone.now())
     DirectoryRecord.objects.bulk_create(
-        DirectoryRecord(enterprise=enterprise, user_id=pk) for pk in sorted(user_ids - known)
+        DirectoryRecord(enterprise=enterprise, user=user, attributes=account_attributes(user))
+        for user in User.objects.filter(pk__in=user_ids - known).order_by("pk")
     )
 
 

@@ -21,6 +21,7 @@ def contract_inline(**terms):
         "contract-0-ue_limit_policy": "notify",
         "contract-0-allowed_services": ["voice", "video"],
         "contract-0-may_create_identities": "on",
+        "contract-0-deactivation_grace_days": "30",
     }
     data.update(terms)
     return data

@@ -2,18 +2,22 @@
 an identity provider (and a compliance checker) would use it."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, DirectoryGroup, DirectoryRecord, Role, User
 from accounts.tests.factories import UserFactory, api_token
-from telephony.models import Identity, IdentitySync, OffboardingReceipt
+from telephony import services as telephony_services
+from telephony.models import Identity, IdentitySync, OffboardingReceipt, SimulatedSubscription
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -317,7 +321,6 @@ def test_a_user_name_that_is_taken_is_a_uniqueness_conflict(
         user_body("a@swift.example", emails={"value": "a@swift.example"}),
         user_body("a@swift.example", name="Ann"),
         user_body("a@swift.example", title=["x"]),
-        user_body("a@swift.example", active=False),
         user_body("a@swift.example", externalId="x" * 256),
     ],
 )
@@ -373,13 +376,17 @@ def directory(scim, enterprise, numbers, admin):
             name={"givenName": "Alice", "familyName": "Smith"},
             displayName="Alice Smith",
             title="Engineer",
-            emails=[{"value": "alice.home@example.org", "type": "home"}],
+            emails=[
+                {"value": "alice@swift.example", "type": "work", "primary": True},
+                {"value": "alice.home@example.org", "type": "home"},
+            ],
             phoneNumbers=[{"value": "+4930123405", "type": "work"}],
             **{ENTERPRISE: {"employeeNumber": "100", "department": "R&D"}},
         ),
         "bob": create_user(
             scim,
             "bob@swift.example",
+            emails=[{"value": "bob@swift.example", "type": "work", "primary": True}],
             externalId="E-2",
             name={"givenName": "Bob", "familyName": "Jones"},
             displayName="Bob Jones",
@@ -390,13 +397,19 @@ def directory(scim, enterprise, numbers, admin):
         "carol": create_user(
             scim,
             "carol@swift.example",
+            emails=[{"value": "carol@swift.example", "type": "work", "primary": True}],
             externalId="E-3",
             name={"givenName": "Carol", "familyName": "Smithers"},
             displayName="Carol Smithers",
             title="Manager",
             **{ENTERPRISE: {"employeeNumber": "300", "department": "Sales"}},
         ),
-        "dave": create_user(scim, "dave@other-domain.example", displayName="Dave Null"),
+        "dave": create_user(
+            scim,
+            "dave@other-domain.example",
+            displayName="Dave Null",
+            emails=[{"value": "dave@other-domain.example", "type": "work", "primary": True}],
+        ),
     }
     return people
 
@@ -682,8 +695,31 @@ def test_put_replaces_the_user(scim, directory):
     assert User.objects.get(pk=int(alice["id"])).full_name == "Alice Smith-Jones"
     assert {"value": "+4930123405", "type": "work"} in replaced["phoneNumbers"]  # the identity's
     assert AuditEvent.objects.filter(action="user.updated", actor_token=scim.token).exists()
-    renamed = scim.put(f"/Users/{alice['id']}", user_body("alice2@swift.example"))
-    assert "userName" in assert_error(renamed, 400, "mutability")["detail"]
+
+
+def test_a_new_user_name_is_the_new_sign_in_address_as_entra_renames_a_upn(scim, directory):
+    url = f"/Users/{directory['alice']['id']}"
+    response = scim.patch(url, op("Replace", "userName", "Alice.Jones@swift.example"))
+    assert response.status_code == 200, response.content
+    assert response.json()["userName"] == "alice.jones@swift.example"
+    alice = User.objects.get(pk=int(directory["alice"]["id"]))
+    assert alice.email == "alice.jones@swift.example"
+    event = AuditEvent.objects.get(action="user.email_changed", actor_token=scim.token)
+    assert event.changes == {"email": ["alice@swift.example", "alice.jones@swift.example"]}
+    found = scim.get("/Users", {"filter": 'userName eq "alice.jones@swift.example"'})
+    assert user_names(found) == {"alice.jones@swift.example"}
+    put = scim.put(url, user_body("alice@swift.example", displayName="Alice Smith"))
+    assert put.json()["userName"] == "alice@swift.example"
+
+
+def test_a_user_name_held_by_another_account_is_refused(scim, directory, other_enterprise):
+    UserFactory(enterprise=other_enterprise, email="taken@other.example")
+    url = f"/Users/{directory['alice']['id']}"
+    assert_error(scim.patch(url, op("replace", "userName", "bob@swift.example")), 409, "uniqueness")
+    assert_error(
+        scim.patch(url, op("replace", "userName", "taken@other.example")), 409, "uniqueness"
+    )
+    assert User.objects.get(pk=int(directory["alice"]["id"])).email == "alice@swift.example"
 
 
 def op(name, path=None, value=None):
@@ -719,6 +755,67 @@ def test_patch_adds_replaces_and_removes_with_and_without_paths(scim, directory)
     assert User.objects.get(pk=int(bob["id"])).full_name == "Robert Jones"
     removed = scim.patch(url, op("remove", "nickName"), op("remove", "name.givenName")).json()
     assert "nickName" not in removed and removed["name"] == {"familyName": "Jones"}
+
+
+def test_patch_replace_of_a_multi_valued_attribute_replaces_every_value(scim, directory):
+    """RFC 7644 §3.5.2.3: without a filter all values are replaced; the new primary wins."""
+    url = f"/Users/{directory['alice']['id']}"
+    new = [{"value": "a.smith@swift.example", "type": "work", "primary": True}]
+    replaced = scim.patch(url, op("replace", "emails", new)).json()
+    assert replaced["emails"] == new
+    added = scim.patch(
+        url, op("add", "emails", [{"value": "as@home.example", "type": "home", "primary": True}])
+    ).json()
+    assert added["emails"] == [
+        {"value": "a.smith@swift.example", "type": "work"},
+        {"value": "as@home.example", "type": "home", "primary": True},
+    ]
+    assert scim.get(url).json()["emails"] == added["emails"]
+    two = [{"value": f"{n}@swift.example", "primary": True} for n in ("x", "y")]
+    assert_error(scim.patch(url, op("replace", "emails", two)), 400, "invalidValue")
+    assert User.objects.get(pk=int(directory["alice"]["id"])).email == "alice@swift.example"
+
+
+def test_patch_remove_takes_emails_and_name_away_and_refuses_display_name_and_active(
+    scim, directory
+):
+    """RFC 7644 §3.5.2.2: remove the attribute, or refuse with 400 and a scimType."""
+    url = f"/Users/{directory['bob']['id']}"
+    removed = scim.patch(url, op("remove", "emails"), op("remove", "name"))
+    assert removed.status_code == 200, removed.content
+    assert "emails" not in removed.json() and "name" not in removed.json()
+    assert "emails" not in scim.get(url).json()
+    for attribute in ("displayName", "active"):
+        body = assert_error(scim.patch(url, op("remove", attribute)), 400, "mutability")
+        assert attribute in body["detail"]
+    assert scim.get(url).json()["displayName"] == "Bob Jones"
+
+
+def test_a_portal_user_reads_the_sign_in_address_until_the_directory_writes_emails(scim, employee):
+    url = f"/Users/{employee.pk}"
+    assert scim.get(url).json()["emails"] == [
+        {"value": "rob@swift.example", "type": "work", "primary": True}
+    ]
+    assert scim.get(url).json()["name"] == {"formatted": "Rob Smith"}
+    found = scim.get("/Users", {"filter": 'name.formatted eq "Rob Smith"'})
+    assert user_names(found) == {"rob@swift.example"}
+    group = {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": str(employee.pk)}]}
+    assert scim.post("/Groups", group).status_code == 201  # gives Rob a directory record
+    assert scim.get(url).json()["emails"][0]["value"] == "rob@swift.example"
+    assert "emails" not in scim.patch(url, op("remove", "emails")).json()
+    found = scim.get("/Users", {"filter": 'name.formatted eq "Rob Smith"'})
+    assert user_names(found) == {"rob@swift.example"}
+
+
+def test_a_bare_extension_urn_as_path_writes_or_removes_the_whole_extension(scim, directory):
+    url = f"/Users/{directory['carol']['id']}"
+    replaced = scim.patch(
+        url, op("replace", ENTERPRISE, {"schemas": [ENTERPRISE], "division": "EU"})
+    )
+    assert replaced.json()[ENTERPRISE] == {"division": "EU"}
+    added = scim.patch(url, op("add", ENTERPRISE, {"costCenter": "7"})).json()
+    assert added[ENTERPRISE] == {"division": "EU", "costCenter": "7"}
+    assert ENTERPRISE not in scim.patch(url, op("remove", ENTERPRISE)).json()
 
 
 def test_patch_with_value_filter_paths(scim, directory):
@@ -763,7 +860,9 @@ def test_patch_as_microsoft_entra_sends_it(scim, directory):
         (op("replace", 'emails[kind eq "work"].value', "x"), "invalidPath"),
         (op("replace", "active", "maybe"), "invalidValue"),
         (op("replace", "title", 5), "invalidValue"),
-        (op("remove", "userName"), "invalidValue"),
+        (op("remove", "userName"), "mutability"),
+        (op("remove", "displayName"), "mutability"),
+        (op("remove", "active"), "mutability"),
         (op("replace", value="title"), "invalidValue"),
         (op("delete", "title"), "invalidSyntax"),
     ],
@@ -792,37 +891,273 @@ def test_a_patch_request_must_be_a_patch_op(scim, directory):
 # --- Deprovisioning ------------------------------------------------------------------------
 
 
-def test_patch_active_false_offboards_the_user_and_removes_their_identity(
-    scim, directory, django_capture_on_commit_callbacks
-):
-    alice_id = int(directory["alice"]["id"])
-    identity = Identity.objects.get(owner_id=alice_id)
+def sign_in_token(user):
+    """An OpenID Connect access token that ``user`` holds in a softphone app."""
+    app = get_application_model().objects.create(
+        name="Softphone",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:8765/callback",
+    )
+    return get_access_token_model().objects.create(
+        user=user,
+        application=app,
+        token=f"at-{user.pk}",
+        expires=timezone.now() + timedelta(hours=1),
+        scope="openid",
+    )
+
+
+@pytest.fixture
+def alice_at_work(directory, enterprise, django_capture_on_commit_callbacks):
+    """Alice: her identity (from provisioning) synced, a second one that an admin
+    suspended, a grant she gave Bob and a grant Carol gave her, an app token."""
+    alice, bob, carol = (
+        User.objects.get(pk=int(directory[n]["id"])) for n in directory if n != "dave"
+    )
+    # Provisioned users are invited; say they have joined.
+    User.objects.filter(pk__in=[alice.pk, bob.pk, carol.pk]).update(status=User.Status.ACTIVE)
+    for person in (alice, bob, carol):
+        person.refresh_from_db()
+        person.set_password("correct horse battery staple")
+        person.save()
     with django_capture_on_commit_callbacks(execute=True):
-        response = scim.patch(f"/Users/{alice_id}", op("Replace", "active", "False"))
-    assert response.status_code == 200
+        mine = Identity.objects.get(owner=alice)
+        spare = make_identity(alice)
+        telephony_services.identity_suspend(actor=Actor.system(), identity=spare)
+        carols = make_identity(carol)
+        given = telephony_services.grant_create(actor=Actor(user=alice), identity=mine, grantee=bob)
+        received = telephony_services.grant_create(
+            actor=Actor(user=carol), identity=carols, grantee=alice
+        )
+    sign_in_token(alice)
+    return {"alice": alice, "mine": mine, "spare": spare, "given": given, "received": received}
+
+
+def hss(identity):
+    identity.refresh_from_db()
+    return SimulatedSubscription.objects.get(msisdn=identity.tn)
+
+
+DEACTIVATE = {
+    "okta": op("replace", value={"active": False}),
+    "okta-string": op("Replace", value={"active": "False"}),
+    "entra": op("Replace", "active", "False"),
+}
+REACTIVATE = {
+    "okta": op("replace", value={"active": True}),
+    "okta-string": op("Replace", value={"active": "True"}),
+    "entra": op("Replace", "active", "True"),
+}
+
+
+@pytest.mark.parametrize("shape", DEACTIVATE)
+def test_active_false_deactivates_at_once_and_active_true_restores_exactly_that(
+    scim, alice_at_work, shape, django_capture_on_commit_callbacks
+):
+    alice, mine, spare = alice_at_work["alice"], alice_at_work["mine"], alice_at_work["spare"]
+    url = f"/Users/{alice.pk}"
+    assert hss(mine).enabled and hss(mine).shared_msisdns
+    with django_capture_on_commit_callbacks(execute=True):
+        response = scim.patch(url, DEACTIVATE[shape])
+    assert response.status_code == 200, response.content
     assert response.json()["active"] is False
-    assert User.objects.get(pk=alice_id).status == User.Status.OFFBOARDED
+    alice.refresh_from_db()
+    assert alice.status == User.Status.DEACTIVATED and not alice.is_active
+    assert alice.has_usable_password()  # kept for reactivation
+    assert not get_access_token_model().objects.filter(user=alice).exists()
+    assert not hss(mine).enabled and not hss(spare).enabled
+    assert hss(mine).shared_msisdns == []  # Carol's grant to her is paused
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.paused_at is not None and grant.revoked_at is None
+    receipt = OffboardingReceipt.objects.get(user=alice)
+    assert receipt.kind == "deactivation" and receipt.suspended_identities == [mine.pk]
+    assert receipt.steps[-1]["step"].startswith("Offboarding scheduled for")
+    actions = set(
+        AuditEvent.objects.filter(actor_token=scim.token).values_list("action", flat=True)
+    )
+    assert {"user.deactivated", "identity.suspended", "grant.paused"} <= actions
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = scim.patch(url, REACTIVATE[shape])
+    assert response.status_code == 200, response.content
+    assert response.json()["active"] is True
+    alice.refresh_from_db()
+    assert alice.status == User.Status.ACTIVE and alice.deactivated_at is None
+    assert hss(mine).enabled and hss(mine).shared_msisdns
+    assert not hss(spare).enabled  # suspended before: stays so
+    spare.refresh_from_db()
+    assert spare.status == Identity.Status.SUSPENDED
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.is_active
+    reactivation = OffboardingReceipt.objects.get(user=alice, kind="reactivation")
+    assert any("stays suspended" in s["step"] for s in reactivation.steps)
+    assert AuditEvent.objects.filter(action="user.reactivated", actor_token=scim.token).exists()
+
+
+def test_okta_put_with_active_false_then_true_deactivates_and_reactivates(scim, alice_at_work):
+    alice = alice_at_work["alice"]
+    url = f"/Users/{alice.pk}"
+    body = scim.get(url).json()
+    assert scim.put(url, body | {"active": False}).json()["active"] is False
+    assert User.objects.get(pk=alice.pk).status == User.Status.DEACTIVATED
+    assert scim.put(url, body | {"active": False}).status_code == 200  # again: no change
+    assert OffboardingReceipt.objects.filter(user=alice).count() == 1
+    assert scim.put(url, body | {"active": True}).json()["active"] is True
+    assert User.objects.get(pk=alice.pk).status == User.Status.ACTIVE
+
+
+def find(scim, user_name) -> list[dict]:
+    found = scim.get(
+        "/Users", {"filter": f'userName eq "{user_name}"', "startIndex": 1, "count": 100}
+    )
+    assert found.status_code == 200, found.content
+    return found.json()["Resources"]
+
+
+def test_okta_lifecycle_create_filter_put_deactivate_reactivate(scim, enterprise, admin, numbers):
+    """The requests Okta's SCIM 2.0 connector sends, in its order."""
+    assert find(scim, "lee.wong@swift.example") == []
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER],
+            "userName": "lee.wong@swift.example",
+            "name": {"givenName": "Lee", "familyName": "Wong"},
+            "emails": [{"primary": True, "value": "lee.wong@swift.example", "type": "work"}],
+            "displayName": "Lee Wong",
+            "locale": "en-US",
+            "externalId": "00u1ab2c3D4e5F6g7h8",
+            "groups": [],
+            "active": True,
+        },
+    )
+    assert created.status_code == 201, created.content
+    lee = created.json()
+    assert [u["id"] for u in find(scim, "lee.wong@swift.example")] == [lee["id"]]
+    url = f"/Users/{lee['id']}"
+    put = scim.put(url, {**lee, "name": {"givenName": "Lee", "familyName": "Wong-Li"}})
+    assert put.status_code == 200 and put.json()["name"]["familyName"] == "Wong-Li"
+    assert scim.patch(url, op("replace", value={"active": False})).json()["active"] is False
+    assert User.objects.get(pk=int(lee["id"])).status == User.Status.DEACTIVATED
+    assert scim.patch(url, op("replace", value={"active": True})).json()["active"] is True
+    assert User.objects.get(pk=int(lee["id"])).status == User.Status.INVITED  # not joined yet
+
+
+def test_entra_lifecycle_create_update_rename_deactivate_reactivate_delete(
+    scim, enterprise, admin, numbers
+):
+    """The requests Microsoft Entra ID's provisioning service sends, in its order."""
+    assert find(scim, "kim.berg@swift.example") == []
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER, ENTERPRISE],
+            "externalId": "kimb",
+            "userName": "kim.berg@swift.example",
+            "active": True,
+            "displayName": "Kim Berg",
+            "emails": [{"primary": True, "type": "work", "value": "kim.berg@swift.example"}],
+            "name": {"formatted": "Kim Berg", "familyName": "Berg", "givenName": "Kim"},
+            "phoneNumbers": [{"type": "work", "value": "+4930123477"}],
+            ENTERPRISE: {"employeeNumber": "4711", "department": "Logistics"},
+        },
+    )
+    assert created.status_code == 201, created.content
+    url = f"/Users/{created.json()['id']}"
+    kim = User.objects.get(email="kim.berg@swift.example")
+    identity = Identity.objects.get(owner=kim)
+    assert identity.tn == "+4930123477"
+    updated = scim.patch(
+        url,
+        op("Replace", "displayName", "Kim Berg-Lund"),
+        op("Add", 'emails[type eq "work"].value', "kim.berglund@swift.example"),
+        op("Replace", f"{ENTERPRISE}:department", "Fleet"),
+    )
+    assert updated.status_code == 200, updated.content
+    assert updated.json()[ENTERPRISE]["department"] == "Fleet"
+    renamed = scim.patch(url, op("Replace", "userName", "kim.berglund@swift.example"))
+    assert renamed.json()["userName"] == "kim.berglund@swift.example"
+    assert [u["id"] for u in find(scim, "kim.berglund@swift.example")] == [str(kim.pk)]
+    assert find(scim, "kim.berg@swift.example") == []
+    assert scim.patch(url, op("Replace", "active", "False")).json()["active"] is False
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.SUSPENDED
+    assert scim.patch(url, op("Replace", "active", "True")).json()["active"] is True
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.ACTIVE
+    assert scim.delete(url).status_code == 204
     identity.refresh_from_db()
     assert identity.status == Identity.Status.REMOVED
-    assert OffboardingReceipt.objects.filter(user_id=alice_id).exists()
-    assert AuditEvent.objects.filter(action="user.offboarded", actor_token=scim.token).exists()
-    assert scim.get(f"/Users/{alice_id}").json()["active"] is False
+    assert User.objects.get(pk=kim.pk).status == User.Status.OFFBOARDED
+    assert_error(scim.get(url), 404)
 
 
-def test_an_offboarded_user_cannot_be_reactivated(scim, directory):
-    url = f"/Users/{directory['bob']['id']}"
-    scim.patch(url, op("replace", value={"active": False}))
-    body = assert_error(scim.patch(url, op("replace", "active", True)), 400, "mutability")
+def test_a_grant_stays_paused_while_its_other_party_is_still_deactivated(scim, alice_at_work):
+    given = alice_at_work["given"]
+    bob_url, alice_url = f"/Users/{given.grantee_id}", f"/Users/{alice_at_work['alice'].pk}"
+    scim.patch(bob_url, DEACTIVATE["entra"])
+    scim.patch(alice_url, DEACTIVATE["entra"])
+    scim.patch(alice_url, REACTIVATE["entra"])
+    given.refresh_from_db()
+    assert given.paused_at is not None
+    alice_at_work["received"].refresh_from_db()
+    assert alice_at_work["received"].is_active
+    scim.patch(bob_url, REACTIVATE["entra"])
+    given.refresh_from_db()
+    assert given.is_active
+
+
+def test_after_the_grace_period_the_deactivated_user_is_offboarded(scim, alice_at_work, enterprise):
+    enterprise.contract.deactivation_grace_days = 7
+    enterprise.contract.save()
+    alice, mine = alice_at_work["alice"], alice_at_work["mine"]
+    scim.patch(f"/Users/{alice.pk}", DEACTIVATE["okta"])
+    assert telephony_services.deactivations_expire() == 0
+    User.objects.filter(pk=alice.pk).update(deactivated_at=timezone.now() - timedelta(days=7))
+    body = assert_error(scim.patch(f"/Users/{alice.pk}", REACTIVATE["okta"]), 400, "mutability")
+    assert "grace period" in body["detail"]
+    assert telephony_services.deactivations_expire() == 1
+    alice.refresh_from_db()
+    mine.refresh_from_db()
+    assert alice.status == User.Status.OFFBOARDED
+    assert mine.status == Identity.Status.REMOVED
+    for grant in (alice_at_work["given"], alice_at_work["received"]):
+        grant.refresh_from_db()
+        assert grant.has_ended
+    assert OffboardingReceipt.objects.filter(user=alice, kind="offboarding").exists()
+    body = assert_error(scim.patch(f"/Users/{alice.pk}", REACTIVATE["okta"]), 400, "mutability")
     assert "offboarded" in body["detail"] and "reactivated" in body["detail"]
-    assert_error(scim.put(url, user_body("bob@swift.example", active=True)), 400, "mutability")
-    assert User.objects.get(email="bob@swift.example").status == User.Status.OFFBOARDED
 
 
-def test_put_active_false_offboards_too(scim, directory):
-    url = f"/Users/{directory['carol']['id']}"
-    assert scim.put(url, user_body("carol@swift.example", active=False)).json()["active"] is False
-    assert User.objects.get(email="carol@swift.example").status == User.Status.OFFBOARDED
-    assert OffboardingReceipt.objects.filter(user__email="carol@swift.example").exists()
+def test_delete_of_a_deactivated_user_offboards_them(scim, alice_at_work):
+    alice = alice_at_work["alice"]
+    scim.patch(f"/Users/{alice.pk}", DEACTIVATE["entra"])
+    assert scim.delete(f"/Users/{alice.pk}").status_code == 204
+    alice.refresh_from_db()
+    assert alice.status == User.Status.OFFBOARDED
+    assert {i.status for i in Identity.objects.filter(owner=alice)} == {Identity.Status.REMOVED}
+    alice_at_work["given"].refresh_from_db()
+    assert alice_at_work["given"].end_reason == "owner_left"
+
+
+def test_a_user_provisioned_inactive_is_deactivated_and_invited_only_once_reactivated(
+    scim, enterprise, admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = scim.post("/Users", user_body("new@swift.example", active=False))
+    assert created.status_code == 201, created.content
+    assert created.json()["active"] is False
+    assert mail.outbox == []  # the invitation was withdrawn before it was sent
+    user = User.objects.get(email="new@swift.example")
+    assert (user.status, user.status_before_deactivation) == ("deactivated", "invited")
+    with django_capture_on_commit_callbacks(execute=True):
+        scim.patch(f"/Users/{user.pk}", REACTIVATE["entra"])
+    user.refresh_from_db()
+    assert user.status == User.Status.INVITED
+    assert [m.to for m in mail.outbox] == [["new@swift.example"]]
 
 
 def test_active_true_resumes_a_suspended_user(scim, enterprise, admin):

@@ -140,6 +140,8 @@ OBJECT_URLS = {
     "audit-detail": _audit_event,
     "telephony:employee_detail": _member,
     "telephony:employee_offboard": _member,
+    "telephony:employee_deactivate": _member,
+    "telephony:employee_reactivate": _member,
     "telephony:identity_create": lambda e: {"owner_pk": _member(e)["pk"]},
     "telephony:receipt": _by_pk(_receipt),
     "telephony:receipt_revoke_api_tokens": _by_pk(_receipt),

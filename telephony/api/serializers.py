@@ -213,6 +213,10 @@ class OffboardSerializer(serializers.Serializer):
     )
 
 
+class DeactivateSerializer(serializers.Serializer):
+    user = serializers.IntegerField(help_text="The user's id.")
+
+
 class ReceiptStepSerializer(serializers.Serializer):
     step = serializers.CharField()
     outcome = serializers.ChoiceField(choices=["done", "requested", "in progress", "failed"])
@@ -226,7 +230,7 @@ class ReceiptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OffboardingReceipt
-        fields = ["id", "user", "actor_label", "created_at", "steps"]
+        fields = ["id", "kind", "user", "actor_label", "created_at", "steps"]
         read_only_fields = fields
 
     @extend_schema_field(ReceiptStepSerializer(many=True))

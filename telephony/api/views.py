@@ -148,6 +148,32 @@ class OffboardingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enter
         return Response(self.get_serializer(receipt).data, status=status.HTTP_201_CREATED)
 
 
+class DeactivationViewSet(EnterpriseViewSet):
+    """Deactivate a user at once and reversibly (sign-in, app tokens, identities
+    suspended, grants paused); offboarding follows after the contract's grace period
+    unless they are reactivated. Answers the receipt."""
+
+    queryset = OffboardingReceipt.objects.all()
+    serializer_class = s.ReceiptSerializer
+    service = staticmethod(services.employee_deactivate)
+
+    def get_queryset(self):
+        return selectors.receipts(self.enterprise)
+
+    @extend_schema(request=s.DeactivateSerializer, responses={201: s.ReceiptSerializer})
+    def create(self, request):
+        data = _valid(s.DeactivateSerializer, request.data)
+        user = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
+        receipt = self.service(actor=self.actor, user=user)
+        return Response(self.get_serializer(receipt).data, status=status.HTTP_201_CREATED)
+
+
+class ReactivationViewSet(DeactivationViewSet):
+    """Undo a deactivation within the grace period: exactly what it did, undone."""
+
+    service = staticmethod(services.employee_reactivate)
+
+
 class NumberBlockViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseViewSet):
     """The operator's number blocks for this enterprise, with their use."""
 

@@ -105,9 +105,14 @@ class Identity(models.Model):
 
 
 class GrantQuerySet(TenantQuerySet):
-    def active(self, at=None):
+    def current(self, at=None):
+        """Grants not ended (revoked or expired): the active and the paused ones."""
         at = at or timezone.now()
         return self.filter(revoked_at=None).filter(Q(valid_until=None) | Q(valid_until__gt=at))
+
+    def active(self, at=None):
+        """Grants in force: not ended and not paused."""
+        return self.current(at).filter(paused_at=None)
 
 
 class Grant(models.Model):
@@ -135,6 +140,8 @@ class Grant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    # Set while its owner or its grantee is deactivated: no rights, but not ended.
+    paused_at = models.DateTimeField(null=True, blank=True)
 
     objects = GrantQuerySet.as_manager()
 
@@ -151,10 +158,14 @@ class Grant(models.Model):
         return f"{self.identity.tn or self.identity.former_tn} → {self.grantee}"
 
     @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None and (
-            self.valid_until is None or self.valid_until > timezone.now()
+    def has_ended(self) -> bool:
+        return self.revoked_at is not None or (
+            self.valid_until is not None and self.valid_until <= timezone.now()
         )
+
+    @property
+    def is_active(self) -> bool:
+        return not self.has_ended and self.paused_at is None
 
     @property
     def rights(self) -> str:
@@ -166,10 +177,19 @@ class Grant(models.Model):
 
 
 class OffboardingReceipt(models.Model):
-    """What the leaver's kill-switch did, step by step. Steps that the HSS must carry
-    out point at their identity, whose sync state tells whether they are done."""
+    """What the leaver's kill-switch did, or a deactivation or reactivation, step by
+    step. Steps that the HSS must carry out point at their identity, whose sync state
+    tells whether they are done."""
+
+    class Kind(models.TextChoices):
+        OFFBOARDING = "offboarding", "Offboarding"
+        DEACTIVATION = "deactivation", "Deactivation"
+        REACTIVATION = "reactivation", "Reactivation"
 
     enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OFFBOARDING)
+    # A deactivation's identities that it suspended: the ones reactivation resumes.
+    suspended_identities = models.JSONField(default=list, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="offboarding_receipts"
     )
@@ -183,4 +203,4 @@ class OffboardingReceipt(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"Offboarding of {self.user} on {self.created_at:%Y-%m-%d}"
+        return f"{self.get_kind_display()} of {self.user} on {self.created_at:%Y-%m-%d}"
