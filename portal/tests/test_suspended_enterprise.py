@@ -100,6 +100,8 @@ class World:
             actor=Actor(user=gone), enterprise=enterprise, name="Gil's script", role=Role.HELPDESK
         )
         self.receipt = telephony_services.employee_offboard(actor=system, user=gone)
+        self.deactivated = UserFactory(enterprise=enterprise, full_name="Dee Deactivated")
+        telephony_services.employee_deactivate(actor=system, user=self.deactivated)
         self.token, _ = account_services.api_token_create(
             actor=system, enterprise=enterprise, name="HR system", role=Role.ADMIN
         )
@@ -219,6 +221,8 @@ CHANGES = {
     ),
     "telephony:employee_offboard": page(pk=of("leaver")),
     "telephony:receipt_revoke_api_tokens": page(pk=of("receipt")),
+    "telephony:employee_deactivate": page(pk=of("member")),
+    "telephony:employee_reactivate": page(pk=of("deactivated")),
     "telephony:identity_create": page(lambda w: IDENTITY_FORM, owner_pk=of("member")),
     "telephony:identity_edit": page(lambda w: IDENTITY_FORM, pk=of("member_identity")),
     "telephony:identity_relocate": page(lambda w: {"country": "DE"}, pk=of("member_identity")),
@@ -280,6 +284,8 @@ CHANGES = {
         )
     },
     "offboarding-list": {"post": from_world({}, lambda w: {"user": w.leaver.pk})},
+    "deactivation-list": {"post": from_world({}, lambda w: {"user": w.member.pk})},
+    "reactivation-list": {"post": from_world({}, lambda w: {"user": w.deactivated.pk})},
     "grant-list": {
         "post": from_world(
             {},
