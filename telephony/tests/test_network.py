@@ -59,6 +59,7 @@ def test_a_reginfo_document_is_applied_and_answered_with_a_report(network, ident
         "ended": 0,
         "stale_aors": [],
         "unknown_aors": [],
+        "full_state_needed_aors": [],
     }
     record = Registration.objects.get()
     assert record.pub_gruu.startswith("sip:+4930123400@swift.example;gr=")
