@@ -79,7 +79,7 @@ class ApplyReportSerializer(serializers.Serializer):
     full_state_needed_aors = serializers.ListField(
         child=serializers.CharField(),
         help_text="AoRs whose reports may have been lost (a version gap, or only partial "
-        "state so far; RFC 3680 §5.2): re-subscribe to send their full state. Listed in "
+        "state so far; RFC 3680's version rule): re-subscribe to send their full state. Listed in "
         "every answer about them until a full document comes.",
     )
 
