@@ -239,20 +239,27 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
     """
     known = [r for r in document.registrations if r.aor in identities]
     aors = sorted({r.aor for r in known})
-    versions = {v.aor: v for v in ReginfoVersion.objects.select_for_update().filter(aor__in=aors)}
+    locked = ReginfoVersion.objects.select_for_update()
+    versions = {v.aor: v for v in locked.filter(aor__in=aors)}
+    missing = [aor for aor in aors if aor not in versions]
+    if missing:
+        # An AoR's first reports queue here too (an HTTP retry racing its original): the
+        # second insert waits for the first transaction and then finds its row.
+        ReginfoVersion.objects.bulk_create(
+            [ReginfoVersion(aor=aor, version=None) for aor in missing], ignore_conflicts=True
+        )
+        versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
     _remember(versions.values(), VERSION_FIELDS)
     now = timezone.now()
     oldest = (now - REPLAY_WINDOW).timestamp()
     full = document.state == "full"
-    fresh, created, needing = [], [], set()
+    fresh, needing = [], set()
     for info in known:
         digest = _digest(document, info)
-        seen = versions.get(info.aor)
-        if seen is None:
-            seen = ReginfoVersion(aor=info.aor, version=document.version, recent=[])
+        seen = versions[info.aor]
+        if seen.version is None:  # the first report for the AoR
             seen.full_state_needed = not full
-            versions[info.aor] = seen
-            created.append(seen)
+            seen.version = document.version
         else:
             seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
             replay = any(entry[0] == digest for entry in seen.recent)
@@ -270,10 +277,7 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
         seen.updated_at = now
         needing.add(seen)
         fresh.append(info)
-    ReginfoVersion.objects.bulk_create(created, ignore_conflicts=True)
-    _write_changes(
-        ReginfoVersion, [v for v in versions.values() if v not in created], VERSION_FIELDS
-    )
+    _write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
     report.stale = sorted(set(report.stale))
     report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
     return fresh

@@ -149,7 +149,9 @@ class ReginfoVersion(models.Model):
     a report and needs the network's full state."""
 
     aor = models.CharField(max_length=512, primary_key=True)
-    version = models.PositiveBigIntegerField()
+    # None until the first report for the AoR is applied (the row exists before, so that
+    # concurrent first reports queue on it).
+    version = models.PositiveBigIntegerField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
     # [[digest, applied at (Unix seconds)], ...] of the documents applied within
     # devices.REPLAY_WINDOW, newest last.

@@ -1,10 +1,13 @@
 """Applying what the IMS core reports to per-device registration records."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.utils import timezone
 
 from accounts.audit import Actor
@@ -612,3 +615,59 @@ def test_each_new_kamailio_scscf_subscription_restarts_its_versions(identity, cl
     assert ReginfoVersion.objects.get(aor=SIP_AOR).version == 2
     # Within the new subscription a partial document not newer is stale.
     assert apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_TABLET, cseq=2)))).stale == [SIP_AOR]
+
+
+def blocked_connections() -> int:
+    """Other connections to the test database waiting for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_retry_racing_the_first_notify_waits_for_it_and_changes_nothing(
+    transactional_db, identity, client_of, monkeypatch
+):
+    first = doc(0, reg(SIP_AOR, contact(ROB_IMEI)), state="full")
+    written, release = threading.Event(), threading.Event()
+    answers, errors = {}, []
+    after_write = devices._after_new_devices
+
+    def hold_the_original(batch):
+        after_write(batch)
+        if threading.current_thread().name == "original":
+            written.set()
+            release.wait(timeout=30)
+
+    monkeypatch.setattr(devices, "_after_new_devices", hold_the_original)
+
+    def post(name):
+        try:
+            if name == "retry":
+                written.wait(timeout=30)
+            answers[name] = apply(client_of, first)
+        except Exception as error:  # noqa: BLE001 - the test reports it below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(n,), name=n) for n in ("original", "retry")]
+    for thread in threads:
+        thread.start()
+    try:
+        assert written.wait(timeout=30)
+        # The retry must really be waiting on the original's transaction.
+        deadline = time.monotonic() + 30
+        while not blocked_connections():
+            assert time.monotonic() < deadline, "the retry never waited for the original"
+            time.sleep(0.01)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    assert answers["original"].new_devices == 1
+    assert (answers["retry"].stale, answers["retry"].applied) == ([SIP_AOR], 0)
+    assert Registration.objects.count() == 1
