@@ -311,7 +311,8 @@ def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str,
         if contact.state == "active":
             reg = _bind(batch, identity, reg, info.aor, contact, report)
         elif reg is not None:
-            _unbind(batch, reg, info.aor, ENDING_EVENTS[contact.event], report)
+            reason = ENDING_EVENTS[contact.event]
+            _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact))
         if reg is not None:
             matched.add(reg.device_key)
     if doc_state == "full" or info.state == "terminated":
@@ -418,19 +419,32 @@ def _bind(
     return reg
 
 
-def _unbind(batch: _Batch, reg: Registration, aor: str, reason: str, report) -> None:
+def _end_detail(reason: str, contact: ContactInfo) -> str:
+    """The end as the history shows it; with RFC 3680's ``retry-after`` when the network
+    said when the device may register again (``probation``)."""
+    label = Registration.EndReason(reason).label
+    if contact.retry_after is None:
+        return label
+    return f"{label}: may register again in {contact.retry_after} s"
+
+
+def _unbind(
+    batch: _Batch, reg: Registration, aor: str, reason: str, report, detail: str = ""
+) -> None:
     if reg.state == State.ENDED or aor not in reg.impus:
         return
     reg.impus = [i for i in reg.impus if i != aor]
     report.applied += 1
     if not reg.impus:
-        signed_out = reg.state == State.SIGN_OUT_REQUESTED
-        _end(batch, reg, Registration.EndReason.SIGNED_OUT if signed_out else reason)
+        if reg.state == State.SIGN_OUT_REQUESTED:
+            _end(batch, reg, Registration.EndReason.SIGNED_OUT)
+        else:
+            _end(batch, reg, reason, detail)
         report.ended += 1
     batch.touch(reg)
 
 
-def _end(batch: _Batch, reg: Registration, reason: str) -> None:
+def _end(batch: _Batch, reg: Registration, reason: str, detail: str = "") -> None:
     reg.state = State.ENDED
     reg.ended_at = batch.now
     reg.end_reason = reason
@@ -440,7 +454,7 @@ def _end(batch: _Batch, reg: Registration, reason: str) -> None:
         Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
         Registration.EndReason.NOT_REPORTED: Kind.ENDED,
     }.get(reason, Kind.DEREGISTERED)
-    batch.record(reg, kind, Registration.EndReason(reason).label)
+    batch.record(reg, kind, detail or Registration.EndReason(reason).label)
     batch.touch(reg)
 
 

@@ -451,7 +451,11 @@ def test_rfc3680_a_contact_that_expires_ends_its_device_as_expired(identity, cli
     [
         ("expired", "expired", "Expired"),
         ("deactivated", "deactivated", "Deactivated by the network"),
-        ("probation", "probation", "Deactivated by the network until later"),
+        (
+            "probation",
+            "probation",
+            "Deactivated by the network until later: may register again in 600 s",
+        ),
         ("unregistered", "deregistered", "Deregistered by the device"),
         ("rejected", "rejected", "Rejected by the network"),
     ],
