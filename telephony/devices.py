@@ -228,7 +228,7 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
     each subscription again at version 2 (an AS subscribes afresh for every REGISTER) and
     its presence_reginfo sends every document as ``full`` version 0. So, per AoR:
 
-    - A document applied within REPLAY_WINDOW, seen again, is a replay: skipped.
+    - A document seen within REPLAY_WINDOW, seen again, is a replay: skipped.
     - A newer version applies. A ``partial`` one more than one version ahead means
       reports were lost: it applies (its contacts are the newest word on them) and the
       AoR needs full state until a ``full`` document comes.
@@ -267,6 +267,10 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
             if replay or not (newer or full):
                 report.stale.append(info.aor)
                 needing.add(seen)
+                if not replay:
+                    # Stale stays stale when it comes again, even after a new
+                    # subscription has lowered the AoR's version.
+                    seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
                 continue
             if full:
                 seen.full_state_needed = False

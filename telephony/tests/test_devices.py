@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent, NetworkClient, Notification
@@ -675,3 +677,73 @@ def test_a_retry_racing_the_first_notify_waits_for_it_and_changes_nothing(
     assert answers["original"].new_devices == 1
     assert (answers["retry"].stale, answers["retry"].applied) == ([SIP_AOR], 0)
     assert Registration.objects.count() == 1
+
+
+# --- Property: a replay never changes anything ------------------------------------------------
+
+ENDING = ("expired", "deactivated", "probation", "unregistered", "rejected")
+STARTING = ("registered", "created", "refreshed", "shortened")
+DEVICES = (ROB_IMEI, ROB_TABLET, "")  # "" keyed by its contact URI
+
+
+@st.composite
+def reported_contacts(draw, device):
+    active = draw(st.booleans())
+    event = draw(st.sampled_from(STARTING if active else ENDING))
+    uri = "sip:rob@198.51.100.40:5060" if not device else None
+    return contact(
+        device,
+        uri=uri,
+        state="active" if active else "terminated",
+        event=event,
+        cseq=draw(st.integers(1, 3)),
+    )
+
+
+@st.composite
+def reported_registrations(draw, aor):
+    devices_listed = draw(st.lists(st.sampled_from(DEVICES), unique=True, max_size=3))
+    contacts = [draw(reported_contacts(device)) for device in devices_listed]
+    any_active = any(c.state == "active" for c in contacts)
+    state = "active" if any_active else draw(st.sampled_from(["active", "terminated"]))
+    return reg(aor, *contacts, state=state)
+
+
+@st.composite
+def reported_documents(draw):
+    aors = draw(st.lists(st.sampled_from([SIP_AOR, TEL_AOR]), unique=True, min_size=1))
+    registrations = [draw(reported_registrations(aor)) for aor in aors]
+    return doc(
+        draw(st.integers(0, 6)),
+        *registrations,
+        state=draw(st.sampled_from(["full", "partial"])),
+    )
+
+
+def what_is_recorded():
+    return (
+        list(
+            Registration.objects.order_by("device_key").values_list(
+                "device_key", "state", "impus", "end_reason", "expires_at", "cseq"
+            )
+        ),
+        list(RegistrationEvent.objects.order_by("id").values_list("kind", "count", "detail")),
+        NetworkNotice.objects.count(),
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(reported_documents(), min_size=1, max_size=6), st.data())
+def test_a_replay_of_any_report_seen_changes_nothing(identity, client_of, documents, data):
+    with transaction.atomic():
+        for document in documents:
+            apply(client_of, document)
+        before = what_is_recorded()
+        replay = apply(client_of, data.draw(st.sampled_from(documents), label="replay"))
+        assert (replay.applied, replay.new_devices, replay.ended) == (0, 0, 0)
+        assert what_is_recorded() == before
+        transaction.set_rollback(True)
