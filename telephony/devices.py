@@ -60,6 +60,8 @@ ENDING_EVENTS = {
     "unregistered": Registration.EndReason.DEREGISTERED,
     "rejected": Registration.EndReason.REJECTED,
 }
+# Ends that a contact event reported, with the REGISTER (Call-ID, CSeq) it ended.
+EVENT_END_REASONS = frozenset(ENDING_EVENTS.values())
 # A document seen again within this long is a replay (an HTTP retry of a NOTIFY whose
 # answer was lost) and changes nothing, whatever its version. At most REPLAY_MEMORY
 # documents are remembered per AoR.
@@ -313,10 +315,11 @@ def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str,
     for contact in info.contacts:
         reg = _record_for(batch, identity, contact)
         if contact.state == "active":
-            reg = _bind(batch, identity, reg, info.aor, contact, report)
+            if reg is None or not _ended_after(reg, contact):
+                reg = _bind(batch, identity, reg, info.aor, contact, report)
         elif reg is not None:
             reason = ENDING_EVENTS[contact.event]
-            _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact))
+            _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact), contact)
         if reg is not None:
             matched.add(reg.device_key)
     if doc_state == "full" or info.state == "terminated":
@@ -325,6 +328,22 @@ def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str,
         for reg in _bound_to(batch, identity, info.aor):
             if reg.device_key not in matched:
                 _unbind(batch, reg, info.aor, Registration.EndReason.NOT_REPORTED, report)
+
+
+def _ended_after(reg: Registration, contact: ContactInfo) -> bool:
+    """Whether a contact event ended ``reg`` after the REGISTER this active ``contact``
+    reports (same Call-ID, no higher CSeq): an older report delivered late, say by
+    another worker of the SIP edge, or a subscription's first NOTIFY overtaken by its
+    second. Reviving the device would undo the end until the next report."""
+    return (
+        reg.state == State.ENDED
+        and reg.end_reason in EVENT_END_REASONS
+        and bool(contact.callid)
+        and contact.callid == reg.callid
+        and contact.cseq is not None
+        and reg.cseq is not None
+        and contact.cseq <= reg.cseq
+    )
 
 
 def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]:
@@ -433,11 +452,21 @@ def _end_detail(reason: str, contact: ContactInfo) -> str:
 
 
 def _unbind(
-    batch: _Batch, reg: Registration, aor: str, reason: str, report, detail: str = ""
+    batch: _Batch,
+    reg: Registration,
+    aor: str,
+    reason: str,
+    report,
+    detail: str = "",
+    contact: ContactInfo | None = None,
 ) -> None:
     if reg.state == State.ENDED or aor not in reg.impus:
         return
     reg.impus = [i for i in reg.impus if i != aor]
+    if contact is not None:
+        # The REGISTER the end belongs to, so that a late report of it cannot revive it.
+        reg.callid = contact.callid or reg.callid
+        reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq
     report.applied += 1
     if not reg.impus:
         if reg.state == State.SIGN_OUT_REQUESTED:

@@ -262,9 +262,10 @@ def test_history_folds_refreshes_and_flapping(identity, client_of):
         ("refreshed", 4),
     ]
     version = 6
-    for _ in range(3):  # drops and comes back at once, three times
-        apply(client_of, doc(version, reg(SIP_AOR, contact(state="terminated", event="expired"))))
-        apply(client_of, doc(version + 1, reg(SIP_AOR, contact())))
+    for cseq in (2, 3, 4):  # drops and comes back at once (a new REGISTER), three times
+        dropped = contact(state="terminated", event="expired", cseq=cseq - 1)
+        apply(client_of, doc(version, reg(SIP_AOR, dropped)))
+        apply(client_of, doc(version + 1, reg(SIP_AOR, contact(cseq=cseq))))
         version += 2
     kinds = [(e.kind, e.count) for e in record.events.order_by("id")]
     assert kinds == [("registered", 1), ("refreshed", 4), ("flapping", 3)]
@@ -747,3 +748,23 @@ def test_a_replay_of_any_report_seen_changes_nothing(identity, client_of, docume
         assert (replay.applied, replay.new_devices, replay.ended) == (0, 0, 0)
         assert what_is_recorded() == before
         transaction.set_rollback(True)
+
+
+def test_a_late_report_of_the_register_a_contact_event_ended_does_not_revive_it(
+    identity, client_of
+):
+    # The S-CSCF's first NOTIFY of a subscription (the phone active) reaches the portal
+    # after its second (the same registration expired): another worker of the SIP edge
+    # delivered it late. A full document that is not newer looks like a new
+    # subscription; the Call-ID and CSeq tell that it reports an older REGISTER.
+    apply(client_of, doc(9, reg(SIP_AOR, contact(ROB_IMEI, cseq=1)), state="full"))
+    expired = contact(ROB_IMEI, state="terminated", event="expired", cseq=1)
+    apply(client_of, doc(3, reg(SIP_AOR, expired), state="full"))
+    report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=1)), state="full"))
+    assert (report.applied, report.new_devices) == (0, 0)
+    phone = Registration.objects.get()
+    assert (phone.state, phone.end_reason, phone.cseq) == ("ended", "expired", 1)
+    # The phone registers again: a new REGISTER, a higher CSeq.
+    report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=2)), state="full"))
+    assert report.applied == 1
+    assert Registration.objects.get().state == "active"
