@@ -768,3 +768,19 @@ def test_a_late_report_of_the_register_a_contact_event_ended_does_not_revive_it(
     report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=2)), state="full"))
     assert report.applied == 1
     assert Registration.objects.get().state == "active"
+
+
+def test_ts24229_a_shortened_registration_stays_the_same_device_with_the_new_expiry(
+    identity, client_of, employee
+):
+    # TS 24.229 network-initiated re-authentication: the S-CSCF shortens the expiry
+    # ("shortened") so that the UE registers again soon.
+    apply(client_of, notify(1, "full", registration_of(SIP_AOR, "active", robs_phone())))
+    shortened = robs_phone(event="shortened").replace('expires="3600"', 'expires="600"')
+    report = apply(client_of, notify(2, "partial", registration_of(SIP_AOR, "active", shortened)))
+    assert (report.applied, report.new_devices, report.full_state_needed) == (1, 0, [])
+    record = Registration.objects.get()
+    assert record.state == "active"
+    left = (record.expires_at - timezone.now()).total_seconds()
+    assert 590 < left <= 600
+    assert [e.kind for e in record.events.order_by("id")] == ["registered", "refreshed"]
