@@ -10,6 +10,7 @@ written back in bulk.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import defaultdict
@@ -37,7 +38,7 @@ from .models import (
     Registration,
     RegistrationEvent,
 )
-from .reginfo import ContactInfo, ReginfoDocument
+from .reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,23 @@ FLAP_WINDOW = timedelta(minutes=2)
 # expiry than a day is cut to a day (the network refreshes well before).
 DEFAULT_EXPIRES = 3600
 MAX_EXPIRES = 86_400
-# RFC 3680 contact events that end a binding, and what the portal calls the end.
+# RFC 3680 contact events that end a binding, and what the portal calls the end: each
+# its own, since they ask different things of the device (register again now, later,
+# or not at all).
 ENDING_EVENTS = {
     "expired": Registration.EndReason.EXPIRED,
-    "deactivated": Registration.EndReason.DEREGISTERED,
-    "probation": Registration.EndReason.DEREGISTERED,
+    "deactivated": Registration.EndReason.DEACTIVATED,
+    "probation": Registration.EndReason.PROBATION,
     "unregistered": Registration.EndReason.DEREGISTERED,
-    "rejected": Registration.EndReason.DEREGISTERED,
+    "rejected": Registration.EndReason.REJECTED,
 }
+# Ends that a contact event reported, with the REGISTER (Call-ID, CSeq) it ended.
+EVENT_END_REASONS = frozenset(ENDING_EVENTS.values())
+# A document seen again within this long is a replay (an HTTP retry of a NOTIFY whose
+# answer was lost) and changes nothing, whatever its version. At most REPLAY_MEMORY
+# documents are remembered per AoR.
+REPLAY_WINDOW = timedelta(minutes=5)
+REPLAY_MEMORY = 32
 TEL_RE = re.compile(r"^tel:(\+\d{6,15})(?:;.*)?$", re.IGNORECASE)
 SIP_RE = re.compile(r"^sips?:([^@;]+)@([^;:>]+)(?::\d+)?(?:;.*)?$", re.IGNORECASE)
 
@@ -68,8 +78,11 @@ class ApplyReport:
     applied: int = 0  # contacts whose record changed or refreshed
     new_devices: int = 0
     ended: int = 0
-    stale: list[str] = field(default_factory=list)  # AoRs skipped: an older version
+    stale: list[str] = field(default_factory=list)  # AoRs skipped: an older version or a replay
     unknown_aors: list[str] = field(default_factory=list)
+    # AoRs whose reports may have been lost (a version gap, or partial state only): the
+    # S-CSCF or the SIP edge should re-subscribe to send their full state.
+    full_state_needed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -78,6 +91,7 @@ class ApplyReport:
             "ended": self.ended,
             "stale_aors": self.stale,
             "unknown_aors": self.unknown_aors,
+            "full_state_needed_aors": self.full_state_needed,
         }
 
 
@@ -182,9 +196,8 @@ def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocume
     """Apply one report of the IMS core, whole or not at all.
 
     Refused whole (PermissionDenied) if any AoR belongs to an enterprise this client
-    does not serve. AoRs that name no identity are reported back, not guessed. A
-    registration whose version is not newer than the last applied for its AoR is
-    skipped (a ``full`` document with version 0 is a restarted notifier and applies).
+    does not serve. AoRs that name no identity are reported back, not guessed. Which
+    registrations apply is decided per AoR by _fresh_registrations.
     """
     report = ApplyReport()
     now = timezone.now()
@@ -209,34 +222,81 @@ def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocume
 
 
 def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyReport):
-    """The document's registrations for known AoRs that are newer than what was applied,
-    recording their version (rows locked, so concurrent reports for an AoR queue)."""
+    """The document's registrations for known AoRs that apply, recording where each AoR
+    stands (its row locked, so concurrent reports for an AoR queue).
+
+    RFC 3680 numbers the documents of one subscription; the portal sees the documents of
+    every subscription for an AoR and cannot tell them apart. Kamailio's S-CSCF starts
+    each subscription again at version 2 (an AS subscribes afresh for every REGISTER) and
+    its presence_reginfo sends every document as ``full`` version 0. So, per AoR:
+
+    - A document seen within REPLAY_WINDOW, seen again, is a replay: skipped.
+    - A newer version applies. A ``partial`` one more than one version ahead means
+      reports were lost: it applies (its contacts are the newest word on them) and the
+      AoR needs full state until a ``full`` document comes.
+    - A ``full`` document that is not newer is a new subscription's first report: the
+      full state as it is now, so it applies and its version becomes the AoR's.
+    - A ``partial`` document that is not newer is stale: skipped.
+    - The first report for an AoR applies; if ``partial``, the AoR needs full state.
+    """
     known = [r for r in document.registrations if r.aor in identities]
     aors = sorted({r.aor for r in known})
-    versions = {v.aor: v for v in ReginfoVersion.objects.select_for_update().filter(aor__in=aors)}
-    restart = document.state == "full" and document.version == 0
-    fresh, updated, created = [], [], []
-    for info in known:
-        seen = versions.get(info.aor)
-        if seen is not None and document.version <= seen.version and not restart:
-            report.stale.append(info.aor)
-            continue
-        fresh.append(info)
-        if seen is None:
-            seen = ReginfoVersion(aor=info.aor, version=document.version)
-            versions[info.aor] = seen
-            created.append(seen)
-        elif seen not in updated:
-            seen.version = document.version
-            updated.append(seen)
-    ReginfoVersion.objects.bulk_create(created, ignore_conflicts=True)
-    if updated:
-        # Every AoR of a document takes its version: one plain UPDATE.
-        ReginfoVersion.objects.filter(aor__in=[v.aor for v in updated]).update(
-            version=document.version, updated_at=timezone.now()
+    locked = ReginfoVersion.objects.select_for_update()
+    versions = {v.aor: v for v in locked.filter(aor__in=aors)}
+    missing = [aor for aor in aors if aor not in versions]
+    if missing:
+        # An AoR's first reports queue here too (an HTTP retry racing its original): the
+        # second insert waits for the first transaction and then finds its row.
+        ReginfoVersion.objects.bulk_create(
+            [ReginfoVersion(aor=aor, version=None) for aor in missing], ignore_conflicts=True
         )
+        versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
+    _remember(versions.values(), VERSION_FIELDS)
+    now = timezone.now()
+    oldest = (now - REPLAY_WINDOW).timestamp()
+    full = document.state == "full"
+    fresh, needing = [], set()
+    for info in known:
+        digest = _digest(document, info)
+        seen = versions[info.aor]
+        if seen.version is None:  # the first report for the AoR
+            seen.full_state_needed = not full
+            seen.version = document.version
+        else:
+            seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
+            replay = any(entry[0] == digest for entry in seen.recent)
+            newer = document.version > seen.version
+            if replay or not (newer or full):
+                report.stale.append(info.aor)
+                needing.add(seen)
+                if not replay:
+                    # Stale stays stale when it comes again, even after a new
+                    # subscription has lowered the AoR's version.
+                    seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+                continue
+            if full:
+                seen.full_state_needed = False
+            elif document.version > seen.version + 1:
+                seen.full_state_needed = True
+            seen.version = document.version
+        seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+        seen.updated_at = now
+        needing.add(seen)
+        fresh.append(info)
+    _write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
     report.stale = sorted(set(report.stale))
+    report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
     return fresh
+
+
+def _digest(document: ReginfoDocument, info: RegistrationInfo) -> str:
+    """What one registration of a document says, as a short fingerprint: the same for a
+    replay of the document, different for any other report."""
+    text = repr((document.state, document.version, info))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+VERSION_FIELDS = ["version", "recent", "full_state_needed", "updated_at"]
 
 
 def _load(identities, now) -> _Batch:
@@ -251,25 +311,39 @@ def _load(identities, now) -> _Batch:
 
 
 def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str, report) -> None:
-    if info.state == "terminated":
-        for reg in _bound_to(batch, identity, info.aor):
-            _unbind(batch, reg, info.aor, Registration.EndReason.DEREGISTERED, report)
-        return
-    listed = set()
+    matched = set()
     for contact in info.contacts:
-        key = device_key(contact)
-        listed.add(key)
-        reg = batch.registrations.get((identity.pk, key))
+        reg = _record_for(batch, identity, contact)
         if contact.state == "active":
-            _bind(batch, identity, reg, info.aor, contact, report)
+            if reg is None or not _ended_after(reg, contact):
+                reg = _bind(batch, identity, reg, info.aor, contact, report)
         elif reg is not None:
-            reason = ENDING_EVENTS.get(contact.event, Registration.EndReason.DEREGISTERED)
-            _unbind(batch, reg, info.aor, reason, report)
-    if doc_state == "full":
-        # A full document lists every contact of the AoR: the others are gone.
+            reason = ENDING_EVENTS[contact.event]
+            _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact), contact)
+        if reg is not None:
+            matched.add(reg.device_key)
+    if doc_state == "full" or info.state == "terminated":
+        # Full state lists every contact of the AoR, and a terminated registration has
+        # none left: the devices not listed are gone, for a reason nobody gave.
         for reg in _bound_to(batch, identity, info.aor):
-            if reg.device_key not in listed:
-                _unbind(batch, reg, info.aor, Registration.EndReason.EXPIRED, report)
+            if reg.device_key not in matched:
+                _unbind(batch, reg, info.aor, Registration.EndReason.NOT_REPORTED, report)
+
+
+def _ended_after(reg: Registration, contact: ContactInfo) -> bool:
+    """Whether a contact event ended ``reg`` after the REGISTER this active ``contact``
+    reports (same Call-ID, no higher CSeq): an older report delivered late, say by
+    another worker of the SIP edge, or a subscription's first NOTIFY overtaken by its
+    second. Reviving the device would undo the end until the next report."""
+    return (
+        reg.state == State.ENDED
+        and reg.end_reason in EVENT_END_REASONS
+        and bool(contact.callid)
+        and contact.callid == reg.callid
+        and contact.cseq is not None
+        and reg.cseq is not None
+        and contact.cseq <= reg.cseq
+    )
 
 
 def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]:
@@ -280,7 +354,37 @@ def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]
     ]
 
 
-def _bind(batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report) -> None:
+def _record_for(batch: _Batch, identity: Identity, contact: ContactInfo) -> Registration | None:
+    """The record of the device behind ``contact``. A device is keyed on its
+    ``+sip.instance``, else its contact URI; a contact that names the instance of a
+    device first seen without one upgrades that record (the same device, now better
+    known), and one without an instance finds the device bound with its URI (Kamailio's
+    S-CSCF leaves ``+sip.instance`` off terminated contacts)."""
+    key = device_key(contact)
+    reg = batch.registrations.get((identity.pk, key))
+    if reg is not None:
+        return reg
+    if contact.instance:
+        reg = batch.registrations.pop((identity.pk, f"contact:{contact.uri}"), None)
+        if reg is not None:
+            reg.device_key = key
+            batch.registrations[(identity.pk, key)] = reg
+        return reg
+    return next(
+        (
+            reg
+            for (identity_id, _), reg in batch.registrations.items()
+            if identity_id == identity.pk
+            and reg.state != State.ENDED
+            and reg.contact_uri == contact.uri
+        ),
+        None,
+    )
+
+
+def _bind(
+    batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report
+) -> Registration:
     now = batch.now
     expires = min(contact.expires if contact.expires is not None else DEFAULT_EXPIRES, MAX_EXPIRES)
     if reg is None:
@@ -318,7 +422,7 @@ def _bind(batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo
         batch.record(reg, Kind.REGISTERED, aor)
     if aor not in reg.impus:
         reg.impus = [*reg.impus, aor]
-    reg.instance_id = contact.instance
+    reg.instance_id = contact.instance or reg.instance_id
     reg.contact_uri = contact.uri
     reg.pub_gruu = contact.pub_gruu or reg.pub_gruu
     reg.display_name = contact.display_name or reg.display_name
@@ -335,21 +439,45 @@ def _bind(batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo
     reg.expires_at = now + timedelta(seconds=expires)
     batch.touch(reg)
     report.applied += 1
+    return reg
 
 
-def _unbind(batch: _Batch, reg: Registration, aor: str, reason: str, report) -> None:
+def _end_detail(reason: str, contact: ContactInfo) -> str:
+    """The end as the history shows it; with RFC 3680's ``retry-after`` when the network
+    said when the device may register again (``probation``)."""
+    label = Registration.EndReason(reason).label
+    if contact.retry_after is None:
+        return label
+    return f"{label}: may register again in {contact.retry_after} s"
+
+
+def _unbind(
+    batch: _Batch,
+    reg: Registration,
+    aor: str,
+    reason: str,
+    report,
+    detail: str = "",
+    contact: ContactInfo | None = None,
+) -> None:
     if reg.state == State.ENDED or aor not in reg.impus:
         return
     reg.impus = [i for i in reg.impus if i != aor]
+    if contact is not None:
+        # The REGISTER the end belongs to, so that a late report of it cannot revive it.
+        reg.callid = contact.callid or reg.callid
+        reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq
     report.applied += 1
     if not reg.impus:
-        signed_out = reg.state == State.SIGN_OUT_REQUESTED
-        _end(batch, reg, Registration.EndReason.SIGNED_OUT if signed_out else reason)
+        if reg.state == State.SIGN_OUT_REQUESTED:
+            _end(batch, reg, Registration.EndReason.SIGNED_OUT)
+        else:
+            _end(batch, reg, reason, detail)
         report.ended += 1
     batch.touch(reg)
 
 
-def _end(batch: _Batch, reg: Registration, reason: str) -> None:
+def _end(batch: _Batch, reg: Registration, reason: str, detail: str = "") -> None:
     reg.state = State.ENDED
     reg.ended_at = batch.now
     reg.end_reason = reason
@@ -357,8 +485,9 @@ def _end(batch: _Batch, reg: Registration, reason: str) -> None:
         Registration.EndReason.EXPIRED: Kind.EXPIRED,
         Registration.EndReason.SIGNED_OUT: Kind.SIGNED_OUT,
         Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
+        Registration.EndReason.NOT_REPORTED: Kind.ENDED,
     }.get(reason, Kind.DEREGISTERED)
-    batch.record(reg, kind, Registration.EndReason(reason).label)
+    batch.record(reg, kind, detail or Registration.EndReason(reason).label)
     batch.touch(reg)
 
 
@@ -379,7 +508,7 @@ def _write(batch: _Batch, report: ApplyReport) -> None:
         if (
             kind == Kind.FLAPPING
             and last is not None
-            and last.kind in (Kind.EXPIRED, Kind.DEREGISTERED)
+            and last.kind in (Kind.EXPIRED, Kind.DEREGISTERED, Kind.ENDED)
         ):
             reg.last_event = _fold_flap(reg, last, batch.now, folded, dropped)
             continue
@@ -430,6 +559,7 @@ def _fold_flap(reg, drop, now, folded, dropped) -> RegistrationEvent:
 
 
 REGISTRATION_FIELDS = [
+    "device_key",
     "impus",
     "instance_id",
     "contact_uri",

@@ -32,8 +32,15 @@ class Registration(models.Model):
         ENDED = "ended", "Ended"
 
     class EndReason(models.TextChoices):
+        # The RFC 3680 contact events that end a binding, each kept as the network said.
         EXPIRED = "expired", "Expired"
-        DEREGISTERED = "deregistered", "Deregistered"
+        DEREGISTERED = "deregistered", "Deregistered by the device"  # event "unregistered"
+        DEACTIVATED = "deactivated", "Deactivated by the network"
+        PROBATION = "probation", "Deactivated by the network until later"
+        REJECTED = "rejected", "Rejected by the network"
+        # Gone from the network's full state, or its registration terminated, without a
+        # contact event saying why.
+        NOT_REPORTED = "not_reported", "Ended (no reason given)"
         SIGNED_OUT = "signed_out", "Signed out"
         REPLACED = "replaced", "Signed out: over the device limit"
         IDENTITY_REMOVED = "identity_removed", "Identity removed"
@@ -113,6 +120,7 @@ class RegistrationEvent(models.Model):
         REFRESHED = "refreshed", "Refreshed"
         EXPIRED = "expired", "Expired"
         DEREGISTERED = "deregistered", "Deregistered"
+        ENDED = "ended", "Ended"
         SIGN_OUT_REQUESTED = "sign_out_requested", "Sign-out requested"
         SIGNED_OUT = "signed_out", "Signed out"
         FLAPPING = "flapping", "Flapping (dropped and came back)"
@@ -135,12 +143,20 @@ class RegistrationEvent(models.Model):
 
 
 class ReginfoVersion(models.Model):
-    """The last reginfo ``version`` applied for an AoR, so that an older document never
-    overwrites a newer one."""
+    """Where the reports for an AoR stand: the last reginfo ``version`` applied, so that an
+    older document never overwrites a newer one; the documents applied lately, so that
+    a replay is recognised whatever its version; and whether the portal may have missed
+    a report and needs the network's full state."""
 
     aor = models.CharField(max_length=512, primary_key=True)
-    version = models.PositiveBigIntegerField()
+    # None until the first report for the AoR is applied (the row exists before, so that
+    # concurrent first reports queue on it).
+    version = models.PositiveBigIntegerField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # [[digest, applied at (Unix seconds)], ...] of the documents applied within
+    # devices.REPLAY_WINDOW, newest last.
+    recent = models.JSONField(default=list, db_default=[])
+    full_state_needed = models.BooleanField(default=False, db_default=False)
 
     def __str__(self):
         return f"{self.aor} v{self.version}"

@@ -70,10 +70,17 @@ class ApplyReportSerializer(serializers.Serializer):
     ended = serializers.IntegerField()
     stale_aors = serializers.ListField(
         child=serializers.CharField(),
-        help_text="Skipped: not newer than the version already applied.",
+        help_text="Skipped: a partial document not newer than the version already applied, "
+        "or a replay of a document applied within the last minutes.",
     )
     unknown_aors = serializers.ListField(
         child=serializers.CharField(), help_text="AoRs that name no identity; nothing was guessed."
+    )
+    full_state_needed_aors = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="AoRs whose reports may have been lost (a version gap, or only partial "
+        "state so far; RFC 3680's version rule): re-subscribe to send their full state. Listed in "
+        "every answer about them until a full document comes.",
     )
 
 

@@ -1,11 +1,16 @@
 """Applying what the IMS core reports to per-device registration records."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied
+from django.db import connection, transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent, NetworkClient, Notification
@@ -20,7 +25,7 @@ from telephony.models import (
     RegistrationEvent,
     SimulatedSubscription,
 )
-from telephony.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
+from telephony.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo, parse_reginfo_xml
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -100,6 +105,7 @@ def test_an_implicit_registration_set_makes_one_record_per_device(identity, clie
             reg(SIP_AOR, contact(user_agent=user_agent, source_ip="198.51.100.20")),
             reg(TEL_AOR, contact(user_agent=user_agent)),
             reg("sip:rob@swift.example", contact(user_agent=user_agent)),
+            state="full",
         ),
     )
     assert report.as_dict() == {
@@ -108,6 +114,7 @@ def test_an_implicit_registration_set_makes_one_record_per_device(identity, clie
         "ended": 0,
         "stale_aors": [],
         "unknown_aors": [],
+        "full_state_needed_aors": [],
     }
     record = Registration.objects.get()
     assert record.label == "Android phone (IMEI …1481)"
@@ -255,9 +262,10 @@ def test_history_folds_refreshes_and_flapping(identity, client_of):
         ("refreshed", 4),
     ]
     version = 6
-    for _ in range(3):  # drops and comes back at once, three times
-        apply(client_of, doc(version, reg(SIP_AOR, contact(state="terminated", event="expired"))))
-        apply(client_of, doc(version + 1, reg(SIP_AOR, contact())))
+    for cseq in (2, 3, 4):  # drops and comes back at once (a new REGISTER), three times
+        dropped = contact(state="terminated", event="expired", cseq=cseq - 1)
+        apply(client_of, doc(version, reg(SIP_AOR, dropped)))
+        apply(client_of, doc(version + 1, reg(SIP_AOR, contact(cseq=cseq))))
         version += 2
     kinds = [(e.kind, e.count) for e in record.events.order_by("id")]
     assert kinds == [("registered", 1), ("refreshed", 4), ("flapping", 3)]
@@ -381,3 +389,398 @@ def test_sign_out_goes_end_to_end_through_a_real_worker(celery_worker, enterpris
     devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
     ended = wait_for(lambda: Registration.objects.filter(pk=phone.pk, state="ended").first())
     assert ended.end_reason == "signed_out" and ended.sign_out_sent_at is not None
+
+
+# --- RFC 3680 / RFC 5628 / TS 24.229 semantics ----------------------------------------------
+
+ROB_PHONE_URI = "sip:+4930123400@198.51.100.20:5060"  # contact(ROB_IMEI)'s URI
+
+
+def notify(version: int, state: str, *registrations: str) -> ReginfoDocument:
+    """A NOTIFY body of the reg event package, parsed as the network API parses it."""
+    body = (
+        '<?xml version="1.0"?>\n'
+        '<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" '
+        'xmlns:gr="urn:ietf:params:xml:ns:gruuinfo" '
+        f'version="{version}" state="{state}">{"".join(registrations)}</reginfo>'
+    )
+    return parse_reginfo_xml(body.encode())
+
+
+def robs_phone(state="active", event="registered", extra=""):
+    instance = (
+        f'<unknown-param name="+sip.instance">"&lt;{ROB_IMEI}&gt;"</unknown-param>'
+        if state == "active"
+        else ""
+    )
+    expires = ' expires="3600"' if state == "active" else ""
+    return (
+        f'<contact id="c1" state="{state}" event="{event}"{expires}{extra}>'
+        f"<uri>{ROB_PHONE_URI}</uri>{instance}</contact>"
+    )
+
+
+def registration_of(aor, state, *contacts):
+    return (
+        f'<registration aor="{aor}" id="r-{aor}" state="{state}">{"".join(contacts)}</registration>'
+    )
+
+
+def test_rfc3680_a_contact_that_expires_ends_its_device_as_expired(identity, client_of):
+    # The life of one registration as RFC 3680's example call flow tells it: subscribed
+    # before any REGISTER (init), registered, refreshed, then not refreshed in time.
+    apply(client_of, notify(0, "full", registration_of(SIP_AOR, "init")))
+    apply(client_of, notify(1, "partial", registration_of(SIP_AOR, "active", robs_phone())))
+    apply(
+        client_of,
+        notify(2, "partial", registration_of(SIP_AOR, "active", robs_phone(event="refreshed"))),
+    )
+    report = apply(
+        client_of,
+        notify(
+            3,
+            "partial",
+            registration_of(SIP_AOR, "terminated", robs_phone("terminated", "expired")),
+        ),
+    )
+    assert report.ended == 1 and report.full_state_needed == []
+    record = Registration.objects.get()
+    assert (record.state, record.end_reason) == ("ended", "expired")
+    assert record.last_event.kind == RegistrationEvent.Kind.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("event", "end_reason", "label"),
+    [
+        ("expired", "expired", "Expired"),
+        ("deactivated", "deactivated", "Deactivated by the network"),
+        (
+            "probation",
+            "probation",
+            "Deactivated by the network until later: may register again in 600 s",
+        ),
+        ("unregistered", "deregistered", "Deregistered by the device"),
+        ("rejected", "rejected", "Rejected by the network"),
+    ],
+)
+def test_a_terminated_registration_keeps_each_contacts_own_event(
+    identity, client_of, event, end_reason, label
+):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET)), state="full"))
+    extra = ' retry-after="600"' if event == "probation" else ""
+    apply(
+        client_of,
+        notify(
+            2,
+            "partial",
+            registration_of(SIP_AOR, "terminated", robs_phone("terminated", event, extra)),
+        ),
+    )
+    phone = Registration.objects.get(instance_id=ROB_IMEI)
+    assert (phone.state, phone.end_reason) == ("ended", end_reason)
+    assert phone.last_event.detail == label
+    # The tablet was not listed: the registration ended, but no event said how for it.
+    tablet = Registration.objects.get(instance_id=ROB_TABLET)
+    assert (tablet.state, tablet.end_reason) == ("ended", "not_reported")
+
+
+def test_ts24229_network_deregistration_of_an_implicit_set_is_rejected_for_every_impu(
+    identity, client_of, employee
+):
+    # TS 24.229 §5.4.1.5: the S-CSCF deregisters the whole implicit registration set,
+    # each IMPU terminated with the contact's "rejected" (do not register again).
+    aors = [SIP_AOR, TEL_AOR, "sip:rob@swift.example"]
+    apply(client_of, notify(1, "full", *(registration_of(a, "active", robs_phone()) for a in aors)))
+    report = apply(
+        client_of,
+        notify(
+            2,
+            "full",
+            *(registration_of(a, "terminated", robs_phone("terminated", "rejected")) for a in aors),
+        ),
+    )
+    assert report.ended == 1 and report.applied == 3
+    record = Registration.objects.get()
+    assert (record.state, record.end_reason, record.impus) == ("ended", "rejected", [])
+    assert active_labels(employee) == []
+
+
+def test_a_terminated_contact_without_its_instance_still_ends_its_device(identity, client_of):
+    # Kamailio's S-CSCF puts +sip.instance on active contacts only.
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET)), state="full"))
+    gone = contact(instance="", uri=ROB_PHONE_URI, state="terminated", event="unregistered")
+    report = apply(client_of, doc(2, reg(SIP_AOR, gone, contact(ROB_TABLET, event="refreshed"))))
+    assert report.ended == 1
+    phone = Registration.objects.get(instance_id=ROB_IMEI)
+    assert phone.device_key == f"instance:{ROB_IMEI}"
+    assert (phone.state, phone.end_reason) == ("ended", "deregistered")
+    assert Registration.objects.count() == 2  # no record made for the bare contact
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_TABLET]
+
+
+def test_devices_left_out_of_full_state_end_without_a_made_up_reason(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET)), state="full"))
+    report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI)), state="full"))
+    assert report.ended == 1
+    tablet = Registration.objects.get(instance_id=ROB_TABLET)
+    assert (tablet.state, tablet.end_reason) == ("ended", "not_reported")
+    assert tablet.get_end_reason_display() == "Ended (no reason given)"
+    assert tablet.last_event.kind == RegistrationEvent.Kind.ENDED
+    assert Registration.objects.get(instance_id=ROB_IMEI).state == "active"
+
+
+def test_a_contact_that_gains_its_instance_upgrades_the_same_device(
+    identity, client_of, employee, django_capture_on_commit_callbacks
+):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(instance="", uri=ROB_PHONE_URI)), state="full"))
+    before = Registration.objects.get()
+    assert before.device_key == f"contact:{ROB_PHONE_URI}"
+    with django_capture_on_commit_callbacks(execute=True):
+        report = apply(
+            client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, event="refreshed")), state="full")
+        )
+    assert (report.new_devices, report.ended) == (0, 0)
+    record = Registration.objects.get()
+    assert record.pk == before.pk and record.state == "active"
+    assert (record.device_key, record.instance_id) == (f"instance:{ROB_IMEI}", ROB_IMEI)
+    assert record.label == "Phone (IMEI …1481)"
+    assert record.first_registered_at == before.first_registered_at
+    assert [e.kind for e in record.events.order_by("id")] == ["registered", "refreshed"]
+    assert not Notification.objects.filter(user=employee).exists()
+    assert not NetworkNotice.objects.exists()
+
+
+def test_a_version_gap_is_applied_and_asks_for_full_state_until_it_comes(identity, client_of):
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI)), state="full"))
+    # Version 2 was lost; 3 says the tablet registered.
+    report = apply(client_of, doc(3, reg(SIP_AOR, contact(ROB_TABLET))))
+    assert report.full_state_needed == [SIP_AOR] and report.new_devices == 1
+    assert report.as_dict()["full_state_needed_aors"] == [SIP_AOR]
+    assert ReginfoVersion.objects.get(aor=SIP_AOR).full_state_needed
+    # Every answer about the AoR says so until full state comes, the next in line too.
+    assert apply(client_of, doc(4, reg(SIP_AOR, contact(ROB_TABLET)))).full_state_needed == [
+        SIP_AOR
+    ]
+    # The lost document arriving late is older than what was applied: skipped.
+    late = apply(
+        client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, state="terminated", event="expired")))
+    )
+    assert late.stale == [SIP_AOR] and late.full_state_needed == [SIP_AOR]
+    assert Registration.objects.active().count() == 2
+    # The re-subscription's full state settles it: the phone had gone.
+    report = apply(client_of, doc(0, reg(SIP_AOR, contact(ROB_TABLET)), state="full"))
+    assert report.full_state_needed == [] and report.stale == []
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_TABLET]
+    assert not ReginfoVersion.objects.get(aor=SIP_AOR).full_state_needed
+
+
+def test_a_first_report_with_partial_state_asks_for_full_state(identity, client_of):
+    report = apply(client_of, doc(7, reg(SIP_AOR, contact()), reg(TEL_AOR, contact())))
+    assert report.applied == 2 and report.full_state_needed == sorted([SIP_AOR, TEL_AOR])
+
+
+def test_a_replayed_first_notify_changes_nothing(identity, client_of):
+    first = doc(0, reg(SIP_AOR, contact(ROB_IMEI)), state="full")
+    apply(client_of, first)
+    apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_TABLET))))
+    # The HTTP retry of the first NOTIFY (its answer was lost) arrives after the second.
+    report = apply(client_of, first)
+    assert (report.stale, report.applied, report.ended) == ([SIP_AOR], 0, 0)
+    assert Registration.objects.active().count() == 2
+    assert ReginfoVersion.objects.get(aor=SIP_AOR).version == 1
+
+
+def test_every_full_notify_of_kamailio_presence_reginfo_applies_but_a_replay_does_not(
+    identity, client_of
+):
+    # presence_reginfo sends every document as full, version 0.
+    both = doc(
+        0, reg(SIP_AOR, contact(ROB_IMEI, cseq=1), contact(ROB_TABLET, cseq=1)), state="full"
+    )
+    phone_only = doc(0, reg(SIP_AOR, contact(ROB_IMEI, cseq=2)), state="full")
+    apply(client_of, both)
+    assert apply(client_of, phone_only).ended == 1
+    assert apply(client_of, both).stale == [SIP_AOR]  # a late retry of the first
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_IMEI]
+    # Past the replay window the same document is news again.
+    ReginfoVersion.objects.update(recent=[])
+    assert apply(client_of, both).applied == 2
+    assert Registration.objects.active().count() == 2
+
+
+def test_each_new_kamailio_scscf_subscription_restarts_its_versions(identity, client_of):
+    # The S-CSCF numbers each subscription from 2; an AS subscribes afresh per REGISTER.
+    apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=1)), state="full"))
+    apply(client_of, doc(3, reg(SIP_AOR, contact(ROB_IMEI, state="terminated", event="expired"))))
+    report = apply(
+        client_of,
+        doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=5), contact(ROB_TABLET, cseq=1)), state="full"),
+    )
+    # The phone came back (flapping, not a new device); the tablet is new.
+    assert report.stale == [] and report.new_devices == 1
+    assert Registration.objects.active().count() == 2
+    assert ReginfoVersion.objects.get(aor=SIP_AOR).version == 2
+    # Within the new subscription a partial document not newer is stale.
+    assert apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_TABLET, cseq=2)))).stale == [SIP_AOR]
+
+
+def blocked_connections() -> int:
+    """Other connections to the test database waiting for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_retry_racing_the_first_notify_waits_for_it_and_changes_nothing(
+    transactional_db, identity, client_of, monkeypatch
+):
+    first = doc(0, reg(SIP_AOR, contact(ROB_IMEI)), state="full")
+    written, release = threading.Event(), threading.Event()
+    answers, errors = {}, []
+    after_write = devices._after_new_devices
+
+    def hold_the_original(batch):
+        after_write(batch)
+        if threading.current_thread().name == "original":
+            written.set()
+            release.wait(timeout=30)
+
+    monkeypatch.setattr(devices, "_after_new_devices", hold_the_original)
+
+    def post(name):
+        try:
+            if name == "retry":
+                written.wait(timeout=30)
+            answers[name] = apply(client_of, first)
+        except Exception as error:  # noqa: BLE001 - the test reports it below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(n,), name=n) for n in ("original", "retry")]
+    for thread in threads:
+        thread.start()
+    try:
+        assert written.wait(timeout=30)
+        # The retry must really be waiting on the original's transaction.
+        deadline = time.monotonic() + 30
+        while not blocked_connections():
+            assert time.monotonic() < deadline, "the retry never waited for the original"
+            time.sleep(0.01)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    assert answers["original"].new_devices == 1
+    assert (answers["retry"].stale, answers["retry"].applied) == ([SIP_AOR], 0)
+    assert Registration.objects.count() == 1
+
+
+# --- Property: a replay never changes anything ------------------------------------------------
+
+ENDING = ("expired", "deactivated", "probation", "unregistered", "rejected")
+STARTING = ("registered", "created", "refreshed", "shortened")
+DEVICES = (ROB_IMEI, ROB_TABLET, "")  # "" keyed by its contact URI
+
+
+@st.composite
+def reported_contacts(draw, device):
+    active = draw(st.booleans())
+    event = draw(st.sampled_from(STARTING if active else ENDING))
+    uri = "sip:rob@198.51.100.40:5060" if not device else None
+    return contact(
+        device,
+        uri=uri,
+        state="active" if active else "terminated",
+        event=event,
+        cseq=draw(st.integers(1, 3)),
+    )
+
+
+@st.composite
+def reported_registrations(draw, aor):
+    devices_listed = draw(st.lists(st.sampled_from(DEVICES), unique=True, max_size=3))
+    contacts = [draw(reported_contacts(device)) for device in devices_listed]
+    any_active = any(c.state == "active" for c in contacts)
+    state = "active" if any_active else draw(st.sampled_from(["active", "terminated"]))
+    return reg(aor, *contacts, state=state)
+
+
+@st.composite
+def reported_documents(draw):
+    aors = draw(st.lists(st.sampled_from([SIP_AOR, TEL_AOR]), unique=True, min_size=1))
+    registrations = [draw(reported_registrations(aor)) for aor in aors]
+    return doc(
+        draw(st.integers(0, 6)),
+        *registrations,
+        state=draw(st.sampled_from(["full", "partial"])),
+    )
+
+
+def what_is_recorded():
+    return (
+        list(
+            Registration.objects.order_by("device_key").values_list(
+                "device_key", "state", "impus", "end_reason", "expires_at", "cseq"
+            )
+        ),
+        list(RegistrationEvent.objects.order_by("id").values_list("kind", "count", "detail")),
+        NetworkNotice.objects.count(),
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(reported_documents(), min_size=1, max_size=6), st.data())
+def test_a_replay_of_any_report_seen_changes_nothing(identity, client_of, documents, data):
+    with transaction.atomic():
+        for document in documents:
+            apply(client_of, document)
+        before = what_is_recorded()
+        replay = apply(client_of, data.draw(st.sampled_from(documents), label="replay"))
+        assert (replay.applied, replay.new_devices, replay.ended) == (0, 0, 0)
+        assert what_is_recorded() == before
+        transaction.set_rollback(True)
+
+
+def test_a_late_report_of_the_register_a_contact_event_ended_does_not_revive_it(
+    identity, client_of
+):
+    # The S-CSCF's first NOTIFY of a subscription (the phone active) reaches the portal
+    # after its second (the same registration expired): another worker of the SIP edge
+    # delivered it late. A full document that is not newer looks like a new
+    # subscription; the Call-ID and CSeq tell that it reports an older REGISTER.
+    apply(client_of, doc(9, reg(SIP_AOR, contact(ROB_IMEI, cseq=1)), state="full"))
+    expired = contact(ROB_IMEI, state="terminated", event="expired", cseq=1)
+    apply(client_of, doc(3, reg(SIP_AOR, expired), state="full"))
+    report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=1)), state="full"))
+    assert (report.applied, report.new_devices) == (0, 0)
+    phone = Registration.objects.get()
+    assert (phone.state, phone.end_reason, phone.cseq) == ("ended", "expired", 1)
+    # The phone registers again: a new REGISTER, a higher CSeq.
+    report = apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=2)), state="full"))
+    assert report.applied == 1
+    assert Registration.objects.get().state == "active"
+
+
+def test_ts24229_a_shortened_registration_stays_the_same_device_with_the_new_expiry(
+    identity, client_of, employee
+):
+    # TS 24.229 network-initiated re-authentication: the S-CSCF shortens the expiry
+    # ("shortened") so that the UE registers again soon.
+    apply(client_of, notify(1, "full", registration_of(SIP_AOR, "active", robs_phone())))
+    shortened = robs_phone(event="shortened").replace('expires="3600"', 'expires="600"')
+    report = apply(client_of, notify(2, "partial", registration_of(SIP_AOR, "active", shortened)))
+    assert (report.applied, report.new_devices, report.full_state_needed) == (1, 0, [])
+    record = Registration.objects.get()
+    assert record.state == "active"
+    left = (record.expires_at - timezone.now()).total_seconds()
+    assert 590 < left <= 600
+    assert [e.kind for e in record.events.order_by("id")] == ["registered", "refreshed"]

@@ -59,6 +59,7 @@ def test_a_reginfo_document_is_applied_and_answered_with_a_report(network, ident
         "ended": 0,
         "stale_aors": [],
         "unknown_aors": [],
+        "full_state_needed_aors": [],
     }
     record = Registration.objects.get()
     assert record.pub_gruu.startswith("sip:+4930123400@swift.example;gr=")
@@ -70,6 +71,28 @@ def test_a_reginfo_document_is_applied_and_answered_with_a_report(network, ident
     )
     event = AuditEvent.objects.get(action="registration.reported")
     assert event.actor_kind == "network_client" and "S-CSCF 1" in event.actor_label
+
+
+def test_an_http_retry_of_a_notify_is_answered_without_changing_anything(network, identity):
+    first = reginfo(version=0)
+    assert post_xml(network, first).json()["new_devices"] == 1
+    tablet = reginfo(
+        version=1, state="partial", instance="urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    )
+    assert post_xml(network, tablet).json()["new_devices"] == 1
+    # The first NOTIFY again: its answer was lost and the SIP edge tries once more.
+    retry = post_xml(network, first)
+    assert retry.status_code == 200
+    assert retry.json()["stale_aors"] == [ROB] and retry.json()["applied"] == 0
+    assert Registration.objects.active().count() == 2
+
+
+def test_a_version_gap_is_answered_so_that_the_edge_subscribes_again(network, identity):
+    post_xml(network, reginfo(version=1))
+    answer = post_xml(network, reginfo(version=4, state="partial")).json()
+    assert answer["full_state_needed_aors"] == [ROB] and answer["applied"] == 1
+    answer = post_xml(network, reginfo(version=0)).json()  # the new subscription's full state
+    assert answer["full_state_needed_aors"] == [] and answer["stale_aors"] == []
 
 
 def test_json_events_are_applied_the_same_way(network, identity):
