@@ -89,6 +89,7 @@ class ServiceContract(models.Model):
     deactivation_grace_days = models.PositiveSmallIntegerField(
         "days a deactivated user can be reactivated",
         default=30,
+        db_default=30,  # rows written by a release that predates it, or by COPY
         help_text="After these days a deactivated user is offboarded for good.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -161,7 +162,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(default=timezone.now)
     # While deactivated: since when, and the status that reactivation gives back.
     deactivated_at = models.DateTimeField(null=True, blank=True)
-    status_before_deactivation = models.CharField(max_length=16, choices=Status.choices, blank=True)
+    # db_default: rows written by a release that predates it, or by COPY, need none.
+    status_before_deactivation = models.CharField(
+        max_length=16, choices=Status.choices, blank=True, db_default=""
+    )
 
     objects = UserManager()
 

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='servicecontract',
             name='deactivation_grace_days',
-            field=models.PositiveSmallIntegerField(default=30, help_text='After these days a deactivated user is offboarded for good.', verbose_name='days a deactivated user can be reactivated'),
+            field=models.PositiveSmallIntegerField(default=30, db_default=30, help_text='After these days a deactivated user is offboarded for good.', verbose_name='days a deactivated user can be reactivated'),
         ),
         migrations.AddField(
             model_name='user',
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='status_before_deactivation',
-            field=models.CharField(blank=True, choices=[('invited', 'Invited'), ('active', 'Active'), ('suspended', 'Suspended'), ('deactivated', 'Deactivated'), ('offboarded', 'Offboarded')], max_length=16),
+            field=models.CharField(blank=True, choices=[('invited', 'Invited'), ('active', 'Active'), ('suspended', 'Suspended'), ('deactivated', 'Deactivated'), ('offboarded', 'Offboarded')], db_default='', max_length=16),
         ),
         migrations.AlterField(
             model_name='user',

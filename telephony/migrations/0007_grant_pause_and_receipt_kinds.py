@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='offboardingreceipt',
             name='kind',
-            field=models.CharField(choices=[('offboarding', 'Offboarding'), ('deactivation', 'Deactivation'), ('reactivation', 'Reactivation')], default='offboarding', max_length=12),
+            field=models.CharField(choices=[('offboarding', 'Offboarding'), ('deactivation', 'Deactivation'), ('reactivation', 'Reactivation')], db_default='offboarding', default='offboarding', max_length=12),
         ),
         migrations.AddField(
             model_name='offboardingreceipt',

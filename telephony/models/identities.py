@@ -187,7 +187,9 @@ class OffboardingReceipt(models.Model):
         REACTIVATION = "reactivation", "Reactivation"
 
     enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OFFBOARDING)
+    kind = models.CharField(
+        max_length=12, choices=Kind.choices, default=Kind.OFFBOARDING, db_default=Kind.OFFBOARDING
+    )
     # A deactivation's identities that it suspended: the ones reactivation resumes.
     suspended_identities = models.JSONField(default=list, blank=True)
     user = models.ForeignKey(
