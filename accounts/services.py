@@ -419,13 +419,14 @@ def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
 
 @transaction.atomic
 def user_suspend(*, actor: Actor, user: User) -> User:
-    """Block sign-in for now; the user's sessions end at their next request."""
+    """Block sign-in for now; the user's sessions end, and stay ended after resuming."""
     ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "suspend")
     if user.status != User.Status.ACTIVE:
         raise RuleViolation(f"Only an active user can be suspended; {user} is {user.status}.")
     _ensure_keeps_an_admin(user, leaving=True)
     _revoke_app_tokens(user)
+    _end_sessions(user)
     return _set_status(actor, user, User.Status.SUSPENDED, "user.suspended")
 
 
@@ -459,8 +460,8 @@ def user_offboard(*, actor: Actor, user: User) -> User:
 
 @transaction.atomic
 def user_deactivate(*, actor: Actor, user: User) -> User:
-    """The account's part of a reversible deactivation: sign-in blocked (sessions end at
-    their next request), app tokens revoked, an open invitation withdrawn; password and
+    """The account's part of a reversible deactivation: sign-in blocked, sessions ended
+    (for good: reactivation asks to sign in again), app tokens revoked, an open invitation withdrawn; password and
     second factors kept for reactivation. Identities and grants: ``telephony``."""
     ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "deactivate")
@@ -471,6 +472,7 @@ def user_deactivate(*, actor: Actor, user: User) -> User:
         revoked_at=timezone.now()
     )
     _revoke_app_tokens(user)
+    _end_sessions(user)
     user.status_before_deactivation = user.status
     user.deactivated_at = timezone.now()
     user.save(update_fields=["status_before_deactivation", "deactivated_at"])
@@ -502,6 +504,12 @@ def user_reactivate(*, actor: Actor, user: User) -> User:
     if status == User.Status.INVITED:
         _new_invitation(actor=actor, user=user)
     return user
+
+
+def _end_sessions(user: User) -> None:
+    """Every browser session of the user ends: its stored hash no longer matches."""
+    user.sessions_ended_at = timezone.now()
+    user.save(update_fields=["sessions_ended_at"])
 
 
 def _revoke_app_tokens(user: User) -> None:
