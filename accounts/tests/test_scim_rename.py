@@ -97,3 +97,12 @@ def test_a_rename_to_a_taken_address_does_not_say_whose_it_is(scim, employee):
     # The same through a PUT (Okta's way).
     put = scim.put(f"/Users/{employee.pk}", {"schemas": [USER], "userName": elsewhere.email})
     assert put.json()["detail"] == address_unavailable(elsewhere.email)
+
+
+def test_the_settings_page_says_what_active_false_does(admin_client, enterprise):
+    """Deactivation, not offboarding (the page said "offboards them" before)."""
+    enterprise.contract.deactivation_grace_days = 14
+    enterprise.contract.save()
+    page = admin_client.get(reverse("accounts:identity_provider")).content.decode()
+    assert "deactivates them here, reversibly for 14 days" in page
+    assert "deleting a user offboards them" in page
