@@ -1,15 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from oauth2_provider.models import Application
 
-from portal.admin import AuditedModelAdmin
+from portal.admin import AddedByServiceMixin, AuditedModelAdmin
 from portal.errors import RuleViolation
 
-from . import services
+from . import oidc, services
 from .audit import Actor
 from .models import (
     ApiToken,
     AuditEvent,
+    ClientRegistration,
     Enterprise,
     Invitation,
     NetworkClient,
@@ -281,3 +283,72 @@ class NetworkClientAdmin(AuditedModelAdmin):
     @admin.action(description="Revoke the selected clients' credentials")
     def revoke(self, request, queryset):
         _run(self, request, queryset, services.network_client_revoke, "client")
+
+
+class NetworkWideClientForm(forms.ModelForm):
+    name = forms.CharField(max_length=255, help_text="Shown to people on the consent screen.")
+    redirect_uris = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line; an app's redirect must match one exactly.",
+    )
+
+    class Meta:
+        model = ClientRegistration
+        fields = ["first_party"]
+        help_texts = {"first_party": "The operator's own app: its users see no consent screen."}
+
+
+# The one way to register an app is below; one made in django-oauth-toolkit's own admin
+# would have no registration, and every sign-in to it would be refused.
+admin.site.unregister(Application)
+
+
+@admin.register(ClientRegistration)
+class ClientRegistrationAdmin(AddedByServiceMixin, admin.ModelAdmin):
+    """OpenID Connect apps. Operator staff register network-wide ones here, through the
+    same service as the enterprises' settings page, so the app is public with PKCE, its
+    users may sign in to it, and the registration is audited."""
+
+    form = NetworkWideClientForm
+    list_display = ["__str__", "client_id", "owner", "first_party", "redirect_uris", "created_at"]
+    list_filter = [("enterprise", admin.EmptyFieldListFilter), "first_party"]
+    search_fields = ["application__name", "application__client_id", "enterprise__name"]
+    list_select_related = ["application", "enterprise"]
+    actions = ["remove"]
+
+    def create(self, request, form):
+        return oidc.client_register(
+            actor=Actor.from_request(request),
+            enterprise=None,
+            name=form.cleaned_data["name"],
+            redirect_uris=form.cleaned_data["redirect_uris"].splitlines(),
+            first_party=form.cleaned_data["first_party"],
+        )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "redirect_uris", "first_party"]
+        # Shown read-only: there is no change permission.
+        return ["client_id", "owner", "first_party", "redirect_uris", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # re-register to change: the app's tokens were issued for the old one
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the action below removes through the service, audited
+
+    @admin.display(description="client ID")
+    def client_id(self, obj):
+        return obj.application.client_id
+
+    @admin.display(description="redirect URIs")
+    def redirect_uris(self, obj):
+        return obj.application.redirect_uris
+
+    @admin.display(description="whose", ordering="enterprise__name")
+    def owner(self, obj):
+        return obj.enterprise or "network-wide"
+
+    @admin.action(description="Remove the selected apps (their tokens stop working)")
+    def remove(self, request, queryset):
+        _run(self, request, queryset, oidc.client_remove, "registration")

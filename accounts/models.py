@@ -8,6 +8,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.functional import cached_property
 
 from portal.tenancy import TenantQuerySet
@@ -166,11 +167,27 @@ class User(AbstractBaseUser, PermissionsMixin):
     status_before_deactivation = models.CharField(
         max_length=16, choices=Status.choices, blank=True, db_default=""
     )
+    # When every session of the user was last ended (deactivation, suspension): part of
+    # the session hash, so that a reactivation does not bring the old sessions back.
+    sessions_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
+
+    def _get_session_auth_hash(self, secret=None):
+        # Django binds a session to the password hash; add the time sessions were last
+        # ended. Unset (most users) it is Django's hash, so no one is signed out by it.
+        if self.sessions_ended_at is None:
+            return super()._get_session_auth_hash(secret)
+        return salted_hmac(
+            "accounts.User.session_auth_hash",
+            f"{self.password}|{self.sessions_ended_at.isoformat()}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
+
     REQUIRED_FIELDS = ["full_name"]
 
     class Meta:

@@ -122,6 +122,20 @@ def address_unavailable(email: str) -> str:
     return f"{email} cannot be used for an account here; use another address."
 
 
+def _ensure_address_free(enterprise: Enterprise, email: str, *, exclude: User | None = None):
+    """Refuse an address another account holds, naming that account's holder only when
+    it is of the same enterprise (F-04)."""
+    holder = User.objects.filter(email__iexact=email).exclude(pk=getattr(exclude, "pk", None))
+    holder = holder.first()
+    if holder is not None:
+        message = (
+            f"{email} already has an account."
+            if holder.enterprise_id == enterprise.pk
+            else address_unavailable(email)
+        )
+        raise RuleViolation(message, code="duplicate", field="email")
+
+
 @transaction.atomic
 def user_invite(
     *,
@@ -136,14 +150,7 @@ def user_invite(
     with ``send_invitation=False``, leave the invitation for an admin to send later)."""
     ensure_may_change(actor, enterprise)
     email = User.objects.normalize_email(email).strip().lower()
-    holder = User.objects.filter(email__iexact=email).first()
-    if holder is not None:
-        message = (
-            f"{email} already has an account."
-            if holder.enterprise_id == enterprise.pk
-            else address_unavailable(email)
-        )
-        raise RuleViolation(message, code="duplicate", field="email")
+    _ensure_address_free(enterprise, email)
     if role not in Role.values:
         raise RuleViolation(f"Unknown role {role!r}.", field="role")
     user = User(
@@ -168,6 +175,13 @@ def user_invite(
     return user
 
 
+def _revoke_open_invitations(user: User) -> int:
+    """Stop every link of the user's that could still be accepted; how many there were."""
+    return Invitation.objects.filter(user=user, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+
+
 def _new_invitation(*, actor: Actor, user: User) -> Invitation:
     from .tasks import deliver_invitation
 
@@ -187,8 +201,7 @@ def invitation_resend(*, actor: Actor, user: User) -> Invitation:
     ensure_may_change(actor, user.enterprise)
     if user.status != User.Status.INVITED:
         raise RuleViolation(f"{user.email} has already joined; there is nothing to resend.")
-    now = timezone.now()
-    Invitation.objects.filter(user=user, accepted_at=None, revoked_at=None).update(revoked_at=now)
+    _revoke_open_invitations(user)
     invitation = _new_invitation(actor=actor, user=user)
     audit.record(
         actor=actor, action="user.invitation_resent", enterprise=user.enterprise, target=user
@@ -365,17 +378,14 @@ def user_change_email(*, actor: Actor, user: User, email: str) -> User:
     before = user.email
     if email == before:
         return user
-    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
-        raise RuleViolation(f"{email} already has an account.", code="duplicate", field="email")
+    _ensure_address_free(user.enterprise, email, exclude=user)
     user.email = email
     _full_clean(user, exclude=["password"])
     try:
         with transaction.atomic():
             user.save(update_fields=["email"])
-    except IntegrityError as exc:  # a concurrent request took the address
-        raise RuleViolation(
-            f"{email} already has an account.", code="duplicate", field="email"
-        ) from exc
+    except IntegrityError as exc:  # a concurrent request took the address: whose, unsaid
+        raise RuleViolation(address_unavailable(email), code="duplicate", field="email") from exc
     audit.record(
         actor=actor,
         action="user.email_changed",
@@ -383,6 +393,13 @@ def user_change_email(*, actor: Actor, user: User, email: str) -> User:
         target=user,
         changes={"email": [before, email]},
     )
+    if user.status == User.Status.INVITED and _revoke_open_invitations(user):
+        # The pending link went to the old address: it stops working, the new one gets
+        # a fresh invitation.
+        _new_invitation(actor=actor, user=user)
+        audit.record(
+            actor=actor, action="user.invitation_resent", enterprise=user.enterprise, target=user
+        )
     return user
 
 
@@ -402,13 +419,14 @@ def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
 
 @transaction.atomic
 def user_suspend(*, actor: Actor, user: User) -> User:
-    """Block sign-in for now; the user's sessions end at their next request."""
+    """Block sign-in for now; the user's sessions end, and stay ended after resuming."""
     ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "suspend")
     if user.status != User.Status.ACTIVE:
         raise RuleViolation(f"Only an active user can be suspended; {user} is {user.status}.")
     _ensure_keeps_an_admin(user, leaving=True)
     _revoke_app_tokens(user)
+    _end_sessions(user)
     return _set_status(actor, user, User.Status.SUSPENDED, "user.suspended")
 
 
@@ -442,8 +460,8 @@ def user_offboard(*, actor: Actor, user: User) -> User:
 
 @transaction.atomic
 def user_deactivate(*, actor: Actor, user: User) -> User:
-    """The account's part of a reversible deactivation: sign-in blocked (sessions end at
-    their next request), app tokens revoked, an open invitation withdrawn; password and
+    """The account's part of a reversible deactivation: sign-in blocked, sessions ended
+    (for good: reactivation asks to sign in again), app tokens revoked, an open invitation withdrawn; password and
     second factors kept for reactivation. Identities and grants: ``telephony``."""
     ensure_may_change(actor, user.enterprise)
     _ensure_not_self(actor, user, "deactivate")
@@ -454,6 +472,7 @@ def user_deactivate(*, actor: Actor, user: User) -> User:
         revoked_at=timezone.now()
     )
     _revoke_app_tokens(user)
+    _end_sessions(user)
     user.status_before_deactivation = user.status
     user.deactivated_at = timezone.now()
     user.save(update_fields=["status_before_deactivation", "deactivated_at"])
@@ -485,6 +504,12 @@ def user_reactivate(*, actor: Actor, user: User) -> User:
     if status == User.Status.INVITED:
         _new_invitation(actor=actor, user=user)
     return user
+
+
+def _end_sessions(user: User) -> None:
+    """Every browser session of the user ends: its stored hash no longer matches."""
+    user.sessions_ended_at = timezone.now()
+    user.save(update_fields=["sessions_ended_at"])
 
 
 def _revoke_app_tokens(user: User) -> None:

@@ -20,9 +20,13 @@ urlpatterns = [
         auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html"),
         name="password_reset_done",
     ),
+    # The emailed link: its token is in the fragment, posted by the page's script.
+    path("password-reset/link/", views.password_reset_link, name="password_reset_link"),
+    # Only Django's token-less form URL: a token in the path would land in access logs.
     path(
-        "password-reset/<uidb64>/<token>/",
+        "password-reset/<uidb64>/set-password/",
         views.PasswordResetConfirmView.as_view(),
+        {"token": auth_views.PasswordResetConfirmView.reset_url_token},
         name="password_reset_confirm",
     ),
     path(

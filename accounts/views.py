@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 from django.conf import settings
 from django.contrib import messages
@@ -7,6 +8,7 @@ from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
@@ -49,6 +51,8 @@ SESSION_BACKUP_CODES = "fresh_backup_codes"
 SESSION_NEW_API_TOKEN = "fresh_api_token"  # noqa: S105 - a session key name
 SESSION_INVITATION = "invitation_secret"
 INVITATION_SECRET_MAX = 200  # minted secrets are far shorter; bounds what a session keeps
+RESET_SECRET_MAX = 200  # "<uidb64>/<token>" is under 80 characters
+RESET_LINK_PART = re.compile(r"[A-Za-z0-9_-]+")  # base64url and Django's "<b36>-<hex>" token
 
 
 def _safe_next(request):
@@ -194,12 +198,43 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return super().form_valid(form)
 
 
+def _link_open_page(request, *, what, missing):
+    """The page an emailed link leads to. Its secret is in the URL fragment, which never
+    reaches a server; the page's script (``portal/link-secret.js``) posts it to this same
+    URL. So no access log, proxy or Referer ever carries it."""
+    return render(
+        request,
+        "accounts/link_open.html",
+        {"title": what.capitalize(), "what": what, "missing": missing},
+    )
+
+
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = ActiveUserPasswordResetForm
     template_name = "accounts/password_reset.html"
     email_template_name = "emails/password_reset.txt"
     subject_template_name = "emails/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
+
+    @property
+    def extra_email_context(self):
+        # The email appends "#<uid>/<token>" (templates/emails/password_reset.txt).
+        return {"link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:password_reset_link')}"}
+
+
+def password_reset_link(request):
+    """Where the reset link leads: ``#<uidb64>/<token>``. The token goes to the session
+    under Django's own key, as Django's first request would put it there, and the form
+    opens at a URL without it."""
+    if request.method != "POST":
+        return _link_open_page(request, what="password reset link", missing="or ask for a new one.")
+    secret = request.POST.get("secret", "")
+    uidb64, _, token = secret.partition("/")
+    parts_ok = RESET_LINK_PART.fullmatch(uidb64) and RESET_LINK_PART.fullmatch(token)
+    if len(secret) > RESET_SECRET_MAX or not parts_ok:
+        return render(request, "accounts/password_reset_confirm.html", {"validlink": False})
+    request.session[INTERNAL_RESET_SESSION_TOKEN] = token
+    return redirect("accounts:password_reset_confirm", uidb64=uidb64)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
@@ -219,15 +254,16 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 
 def invitation(request):
-    """Where the invitation link leads. Its secret is in the URL fragment, which never
-    reaches a server; the page's script posts it here, and the session keeps it for the
-    clean accept page. So no access log, proxy or Referer ever carries it."""
+    """Where the invitation link leads (``#inv_…``): the session keeps the posted secret
+    for the clean accept page."""
     if request.method == "POST":
         secret = request.POST.get("secret", "")[:INVITATION_SECRET_MAX]
         if secret:
             request.session[SESSION_INVITATION] = secret
         return redirect("accounts:invitation_accept")
-    return render(request, "accounts/invitation_open.html")
+    return _link_open_page(
+        request, what="invitation", missing="or ask your administrator to send a new one."
+    )
 
 
 def invitation_open(request, secret):

@@ -68,6 +68,7 @@ def bench_environment(var_dir: Path, *, database_url: str, broker_url: str) -> d
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "OIDC_RSA_PRIVATE_KEY_FILE": str(key_file),
+        "OIDC_RESOURCE_SERVERS": "https://ims.mnc001.mcc001.3gppnetwork.org",
         "STIR_KEY_ENCRYPTION_KEY": BENCH_FERNET_KEY,
         "PORTAL_VAR_DIR": str(var_dir),
         "LOG_LEVEL": "INFO",

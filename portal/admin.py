@@ -1,7 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import redirect
 
 from accounts import audit
 from accounts.audit import Actor
+from portal.errors import RuleViolation
 
 from .models import WorkerHeartbeat
 
@@ -57,6 +59,35 @@ class AuditedModelAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+class _Refused(Exception):
+    """A service refused an admin save; the message is already shown."""
+
+
+class AddedByServiceMixin:
+    """Django admin's add form creates the object through a service (``create``), so
+    that the service's rules and audit apply; a refusal is shown over the form again."""
+
+    def create(self, request, form):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        try:
+            created = self.create(request, form)
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused from exc
+        # The admin goes on with ``obj`` (its log entry, the redirect): make it the row.
+        obj.__dict__.update(created.__dict__)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except _Refused:
+            return redirect(request.get_full_path())
 
 
 @admin.register(WorkerHeartbeat)

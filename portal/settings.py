@@ -445,11 +445,16 @@ OIDC_SCOPES = {
     "3gpp:mc:data_service": "Mission-critical data",
 }
 # The resource servers (RFC 8707) access tokens are for. The first is every token's
-# audience (RFC 9068 "aud") unless the client narrows it with "resource": set it to the
-# operator's MMTEL realm as its elements check it.
-OIDC_RESOURCE_SERVERS = env_list("OIDC_RESOURCE_SERVERS") or [
-    "https://ims.mnc001.mcc001.3gppnetwork.org"
-]
+# audience (RFC 9068 "aud") unless the client narrows it with "resource": the operator's
+# MMTEL realm as its elements check it. The default is 3GPP's test network (MCC 001):
+# production must name its own, or every token carries an audience no element expects.
+OIDC_RESOURCE_SERVERS = env_list("OIDC_RESOURCE_SERVERS")
+if not OIDC_RESOURCE_SERVERS and not DEBUG:
+    raise ImproperlyConfigured("OIDC_RESOURCE_SERVERS must be set when DJANGO_DEBUG is off.")
+OIDC_RESOURCE_SERVERS = OIDC_RESOURCE_SERVERS or ["https://ims.mnc001.mcc001.3gppnetwork.org"]
+for _resource in OIDC_RESOURCE_SERVERS:  # RFC 8707 §2: an absolute URI, no fragment
+    if not _resource.startswith("https://") or "#" in _resource or len(_resource) < 9:
+        raise ImproperlyConfigured(f"OIDC_RESOURCE_SERVERS: {_resource!r} is not an https URI.")
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": _oidc_key(),

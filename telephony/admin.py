@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from accounts.models import Enterprise
-from portal.admin import AuditedModelAdmin
+from portal.admin import AddedByServiceMixin, AuditedModelAdmin
 from portal.errors import RuleViolation
 
 from . import calls, services
@@ -90,35 +90,6 @@ class InventoryUploadMixin:
             "columns": self.upload_columns,
         }
         return render(request, "admin/telephony/inventory_upload.html", context)
-
-
-class _Refused(Exception):
-    """A service refused an admin save; the message is already shown."""
-
-
-class AddedByServiceMixin:
-    """Django admin's add form creates the object through a service (``create``), so
-    that the service's rules and audit apply; a refusal is shown over the form again."""
-
-    def create(self, request, form):
-        raise NotImplementedError
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        try:
-            created = self.create(request, form)
-        except RuleViolation as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            raise _Refused from exc
-        obj.pk = created.pk
-        obj._state.adding = False
-
-    def add_view(self, request, form_url="", extra_context=None):
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except _Refused:
-            return redirect(request.get_full_path())
 
 
 class NumberBlockForm(forms.ModelForm):

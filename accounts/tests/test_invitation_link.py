@@ -1,13 +1,11 @@
 """Pentest F-05: the invitation's secret never travels in a URL that a server, proxy or
 access log sees. The emailed link carries it in the fragment; the page posts it."""
 
-import logging
 import re
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
-from django.core.signals import request_started
 from django.urls import reverse
 
 from accounts import services
@@ -31,38 +29,6 @@ def mailed_link():
     return re.search(r"https?://\S+", mail.outbox[-1].body).group(0)
 
 
-@pytest.fixture
-def request_lines():
-    """What an access log would write: each request's method, path and query."""
-    seen = []
-
-    def keep(sender, environ, **kwargs):
-        query = environ.get("QUERY_STRING", "")
-        seen.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}?{query}")
-
-    request_started.connect(keep)
-    yield seen
-    request_started.disconnect(keep)
-
-
-@pytest.fixture
-def log_lines():
-    seen = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            seen.append(f"{record.name} {record.getMessage()} {record.args!r}")
-
-    handler = Keep(level=logging.DEBUG)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    yield seen
-    root.removeHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.mark.django_db
 def test_the_emailed_link_keeps_the_secret_in_its_fragment(
     admin, client, request_lines, log_lines, django_capture_on_commit_callbacks
@@ -77,7 +43,7 @@ def test_the_emailed_link_keeps_the_secret_in_its_fragment(
 
     # The browser requests the path only; the page's script posts the fragment.
     page = client.get(parts.path)
-    assert b"portal/invitation.js" in page.content
+    assert b"portal/link-secret.js" in page.content
     response = client.post(parts.path, {"secret": secret})
     assert response.url == reverse("accounts:invitation_accept")
     assert "Nina New" in client.get(response.url).content.decode()

@@ -10,6 +10,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k3y-" + "x8Z!q2vN0pLr7sTw5yBc9dFg1hJk4mQe6uAi3oXz8" + "Wn2Rt7Ys"
+MMTEL_REALM = "https://ims.mnc262.mcc001.3gppnetwork.org"  # an operator's own, not the default
 
 
 def manage(*args, env_overrides):
@@ -66,6 +67,7 @@ def test_check_deploy_is_clean_with_production_values(tmp_path):
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "ALLOWED_HOSTS": "portal.example",
             "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
             "PORTAL_BASE_URL": "https://portal.example",
         },
     )
@@ -80,10 +82,36 @@ def test_production_refuses_to_start_without_an_oidc_signing_key():
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "ALLOWED_HOSTS": "portal.example",
+            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
         },
     )
     assert result.returncode != 0
     assert "OIDC_RSA_PRIVATE_KEY_FILE must be set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("resource_servers", "says"),
+    [
+        ("", "OIDC_RESOURCE_SERVERS must be set"),  # the test network's realm is no default
+        (f"{MMTEL_REALM},http://mcptt.example", "'http://mcptt.example' is not an https URI"),
+        (f"{MMTEL_REALM}#realm", "is not an https URI"),
+    ],
+)
+def test_production_refuses_to_start_without_its_own_token_audience(
+    tmp_path, resource_servers, says
+):
+    result = manage(
+        "check",
+        env_overrides={
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": "portal.example",
+            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+            "OIDC_RESOURCE_SERVERS": resource_servers,
+        },
+    )
+    assert result.returncode != 0
+    assert says in result.stderr
 
 
 def test_a_malformed_boolean_is_refused_rather_than_guessed():

@@ -392,6 +392,7 @@ EXEMPT = {
     "accounts:password_change": SIGN_IN,
     "accounts:password_reset": SIGN_IN,
     "accounts:password_reset_done": SIGN_IN,
+    "accounts:password_reset_link": SIGN_IN,
     "accounts:password_reset_confirm": SIGN_IN,
     "accounts:password_reset_complete": SIGN_IN,
     "accounts:two_factor": SIGN_IN,
