@@ -231,10 +231,14 @@ def invitation(request):
 
 
 def invitation_open(request, secret):
-    """A link in the earlier form, with the secret in the path: keep the secret in the
-    session and drop it from the address bar."""
-    request.session[SESSION_INVITATION] = secret[:INVITATION_SECRET_MAX]
-    return redirect("accounts:invitation_accept")
+    """A link in the earlier form, with the secret in the path, for an invitation sent
+    before the fragment form. A GET writes nothing (another site can send one): the
+    person confirms, and the form posts the secret where the fragment page does."""
+    secret = secret[:INVITATION_SECRET_MAX]
+    if services.invitation_for_path_link(secret) is None:
+        problem = "This invitation link is not valid. Check that you copied the whole link."
+        return render(request, "accounts/invitation_problem.html", {"problem": problem}, status=410)
+    return render(request, "accounts/invitation_open.html", {"secret": secret})
 
 
 def invitation_accept(request):
