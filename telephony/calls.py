@@ -579,10 +579,12 @@ class _Repository:
     def __init__(self):
         self.chains: dict[str, list] = {}
         self._anchors = None
-        self.deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
+        self.deadline: float | None = None  # set by the first fetch
 
     def chain(self, url: str) -> list:
         if url not in self.chains:
+            if self.deadline is None:
+                self.deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
             self.chains[url] = _certificate_for(url, self.deadline)
         return self.chains[url]
 

@@ -113,6 +113,8 @@ def fetch(url: str, deadline: float | None = None) -> tuple[str, int]:
         deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
     target = _Target.parse(url)
     for _ in range(MAX_REDIRECTS + 1):
+        if time.monotonic() >= deadline:
+            raise OutOfTime
         status, headers, body = _get(target, deadline)
         if status in _REDIRECTS:
             following = _Target.parse(urljoin(target.url, headers.get("Location", "")))

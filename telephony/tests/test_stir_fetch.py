@@ -147,6 +147,9 @@ def verify(network, identity, orig=CALLER):
 
 
 PEM = {"Content-Type": "application/pem-certificate-chain"}
+# Room over a deadline for a loaded machine; without the deadline, the slow cases below
+# take 3.5 s (one verification) to 10 s (a trickle).
+MARGIN = 1.0
 
 
 def test_another_carriers_passport_verifies_once_its_ca_is_a_trust_anchor(network, repository, lab):
@@ -222,12 +225,17 @@ def test_the_fetches_of_one_verification_share_one_deadline(network, repository,
         headers.append(passport.identity_header(token, x5u=x5u, ppt="rcd"))
     started = time.monotonic()
     answer = verify(network, ",".join(headers))
-    assert time.monotonic() - started < 0.5 + 0.5
+    assert time.monotonic() - started < 0.5 + 2 * MARGIN  # a whole request around it
     assert answer["verstat"] == "TN-Validation-Passed"
     record = CallRecord.objects.get()
     assert [check[1:] for check in record.checks if check[0] == "Business name (RCD)"] == [
         [False, "Bad Identity Info: the repository did not answer in time"]
     ] * (passport.MAX_IDENTITY_HEADERS - 1)
+    # Only the first slow repository was asked and is remembered as failing; the others
+    # were never reached, and a later call tries them with a budget of its own.
+    assert [repository.hits[f"/slow-{i}.pem"] for i in range(3)] == [1, 0, 0]
+    repository.routes["/slow-1.pem"] = (200, PEM, carrier.chain_pem, 0)
+    assert verify(network, ",".join(headers[:1] + headers[2:3]))["caller"]["name"] == "Slow Co"
 
 
 @pytest.mark.parametrize(
@@ -253,7 +261,7 @@ def test_the_fetch_refuses_what_a_hostile_repository_answers(repository, lab, ro
     started = time.monotonic()
     with pytest.raises(fetch.FetchError, match=reason):
         fetch.fetch(repository.url("/c.pem"))
-    assert time.monotonic() - started < 0.5 + 0.5
+    assert time.monotonic() - started < 0.5 + MARGIN
 
 
 def test_a_slow_dns_answer_counts_against_the_deadline(lab, carrier_dns, monkeypatch):
@@ -271,7 +279,7 @@ def test_a_slow_dns_answer_counts_against_the_deadline(lab, carrier_dns, monkeyp
     try:
         with pytest.raises(fetch.FetchError, match="in time"):
             fetch.fetch("https://slow-dns.test/c.pem")
-        assert time.monotonic() - started < 0.5 + 0.5
+        assert time.monotonic() - started < 0.5 + MARGIN
     finally:
         slow.set()  # let the resolver thread go
 
@@ -397,6 +405,16 @@ def test_an_https_x5u_is_fetched_from_the_checked_address_with_its_name(https_re
     url = f"https://carrier.test:{https_repository.server.server_port}/c.pem"
     pem, _ = fetch.fetch(url)
     assert certificates.load_certificates(pem.encode()) == [carrier.cert]
+
+
+def test_an_https_repository_that_trickles_is_cut_at_the_deadline(https_repository, settings):
+    # Through TLS too: the watchdog shuts the socket under the TLS layer.
+    settings.STIR_X5U_TIMEOUT_SECONDS = 0.5
+    https_repository.routes["/c.pem"] = (200, PEM, b"-" * 40, 0, 0.25)
+    started = time.monotonic()
+    with pytest.raises(fetch.FetchError, match="in time"):
+        fetch.fetch(f"https://carrier.test:{https_repository.server.server_port}/c.pem")
+    assert time.monotonic() - started < 0.5 + MARGIN
 
 
 def test_an_https_repository_with_another_name_is_refused(https_repository, carrier_dns):
