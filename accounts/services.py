@@ -7,7 +7,7 @@ queues side effects (emails) with ``transaction.on_commit``.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -267,6 +267,22 @@ def invitation_for_secret(raw: str) -> Invitation | None:
         .filter(token_hash=hash_secret(raw))
         .first()
     )
+
+
+# Invitation links of the earlier form carried the secret in the path (in access logs,
+# proxies, Referer). Only invitations created before this release have such links, so
+# that route opens theirs only, and ends once the last of them has expired.
+PATH_LINKS_BEFORE = datetime(2026, 12, 7, tzinfo=UTC)
+
+
+def invitation_for_path_link(raw: str) -> Invitation | None:
+    """The invitation a link of the earlier form names, while it may be opened so."""
+    if timezone.now() >= PATH_LINKS_BEFORE + settings.INVITATION_VALIDITY:
+        return None
+    invitation = invitation_for_secret(raw)
+    if invitation is None or invitation.created_at >= PATH_LINKS_BEFORE:
+        return None
+    return invitation
 
 
 INVITATION_PROBLEMS = {

@@ -198,14 +198,16 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return super().form_valid(form)
 
 
-def _link_open_page(request, *, what, missing):
+def _link_open_page(request, *, what, missing, action="", secret=""):
     """The page an emailed link leads to. Its secret is in the URL fragment, which never
     reaches a server; the page's script (``portal/link-secret.js``) posts it to this same
-    URL. So no access log, proxy or Referer ever carries it."""
+    URL (or ``action``). So no access log, proxy or Referer ever carries it. A ``secret``
+    already known (a link of the earlier form) is posted by the person, with a button."""
     return render(
         request,
         "accounts/link_open.html",
-        {"title": what.capitalize(), "what": what, "missing": missing},
+        {"title": what.capitalize(), "what": what, "missing": missing}
+        | {"action": action, "secret": secret},
     )
 
 
@@ -267,10 +269,20 @@ def invitation(request):
 
 
 def invitation_open(request, secret):
-    """A link in the earlier form, with the secret in the path: keep the secret in the
-    session and drop it from the address bar."""
-    request.session[SESSION_INVITATION] = secret[:INVITATION_SECRET_MAX]
-    return redirect("accounts:invitation_accept")
+    """A link in the earlier form, with the secret in the path, for an invitation sent
+    before the fragment form. A GET writes nothing (another site can send one): the
+    person confirms, and the form posts the secret where the fragment page does."""
+    secret = secret[:INVITATION_SECRET_MAX]
+    if services.invitation_for_path_link(secret) is None:
+        problem = "This invitation link is not valid. Check that you copied the whole link."
+        return render(request, "accounts/invitation_problem.html", {"problem": problem}, status=410)
+    return _link_open_page(
+        request,
+        what="invitation",
+        missing="or ask your administrator to send a new one.",
+        action=reverse("accounts:invitation"),
+        secret=secret,
+    )
 
 
 def invitation_accept(request):

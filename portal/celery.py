@@ -28,17 +28,35 @@ def _check_hss_at_start(**kwargs):
     # the tasks that do not need it.
     import threading
 
-    threading.Thread(target=check_hss, name="hss-check", daemon=True).start()
+    threading.Thread(target=_check_hss_in_background, name="hss-check", daemon=True).start()
+
+
+def _check_hss_in_background() -> None:
+    from django.db import connection
+
+    try:
+        check_hss()
+    finally:
+        connection.close()  # this thread's own
 
 
 def check_hss() -> str:
     """Say at start-up, not at the first change, when the HSS would refuse our writes
-    (PyHSS: a wrong Provisioning-Key)."""
+    (PyHSS: a wrong Provisioning-Key), and keep the answer for /readyz. Also run by beat
+    (portal.tasks.check_hss), so that the answer follows a key that is fixed."""
+    from django.conf import settings
+    from django.utils import timezone
+
     from telephony.hss import backend
+
+    from .models import HssCheck
 
     problem = backend().check()
     if problem:
         log.error("HSS check failed: %s", problem)
     else:
         log.info("HSS check passed")
+    HssCheck.objects.update_or_create(
+        backend=settings.HSS_BACKEND, defaults={"problem": problem, "checked_at": timezone.now()}
+    )
     return problem

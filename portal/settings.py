@@ -294,6 +294,7 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},
+    "hss-check": {"task": "portal.tasks.check_hss", "schedule": 60.0},  # for /readyz
     "sync-sweep": {"task": "telephony.tasks.sweep_sync_queue", "schedule": 30.0},
     "grant-expiry": {"task": "telephony.tasks.expire_grants", "schedule": 60.0},
     "deactivation-expiry": {

@@ -1,6 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
+from . import celery
 from .models import WorkerHeartbeat
 
 
@@ -10,3 +11,9 @@ def heartbeat(self):
     WorkerHeartbeat.objects.update_or_create(
         hostname=self.request.hostname or "eager", defaults={"last_seen": timezone.now()}
     )
+
+
+@shared_task(ignore_result=True)
+def check_hss() -> str:
+    """Periodic: check the HSS again for /readyz (which reads only what this found)."""
+    return celery.check_hss()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -538,13 +539,14 @@ def _tn_auth_list(pem: str) -> certificates.TnAuthList | None:
     return certificates.tn_auth_list_of(_parsed(pem)[0])
 
 
-def _certificate_for(url: str):
+def _certificate_for(url: str, deadline: float | None = None):
     """The chain an x5u names: ours from the database, another carrier's fetched under
-    the x5u policy (stir.fetch). Whether it can be trusted is the chain validation's."""
+    the x5u policy (stir.fetch) by `deadline`. Whether it can be trusted is the chain
+    validation's."""
     prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
     if not url.startswith(prefix):
         try:
-            return list(_parsed(fetch.certificate_chain(url)))
+            return list(_parsed(fetch.certificate_chain(url, deadline)))
         except (fetch.FetchError, certificates.CertificateError) as exc:
             raise _Fail(436, f"Bad Identity Info: {exc}") from exc
     if not url.endswith(".pem"):
@@ -571,15 +573,19 @@ def _anchors():
 
 class _Repository:
     """What one verification reads of the certificate repository, read once: an SHAKEN
-    and an RCD PASSporT usually name the same x5u."""
+    and an RCD PASSporT usually name the same x5u. Every header may name another one, so
+    all foreign fetches of one verification share one STIR_X5U_TIMEOUT_SECONDS."""
 
     def __init__(self):
         self.chains: dict[str, list] = {}
         self._anchors = None
+        self.deadline: float | None = None  # set by the first fetch
 
     def chain(self, url: str) -> list:
         if url not in self.chains:
-            self.chains[url] = _certificate_for(url)
+            if self.deadline is None:
+                self.deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
+            self.chains[url] = _certificate_for(url, self.deadline)
         return self.chains[url]
 
     def anchors(self) -> list:

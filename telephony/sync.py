@@ -593,8 +593,12 @@ def _remove_orphans(hss: HssBackend, actual: dict, wanted: set) -> int:
     ).select_related("enterprise")
     removed = 0
     for number in ours:
+        imsi = actual[number.e164].imsi
+        # An orphan naming a live identity's line: its UEs are that identity's, and PyHSS
+        # cannot deregister an IMSI two rows name anyway; only the row goes.
+        keep = imsi if imsi and _line_in_use(imsi, other_than=0) else ""
         try:
-            hss.remove(number.e164, operation_id="portal-reconcile")
+            hss.remove(number.e164, operation_id="portal-reconcile", keep_imsi=keep)
         except HssError as exc:
             # One orphan the HSS will not let go of must not stop the others; the next
             # reconcile tries again.

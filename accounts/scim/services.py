@@ -233,6 +233,11 @@ def user_replace(
         account_changed = True
     elif draft.active and user.status == User.Status.DEACTIVATED:
         telephony_services.employee_reactivate(actor=actor, user=user)
+        user.refresh_from_db()
+        # SCIM's active knows no "suspended": true means the person may sign in, so
+        # one suspended before the deactivation is resumed too, in this request.
+        if user.status == User.Status.SUSPENDED:
+            account_services.user_resume(actor=actor, user=user)
         account_changed = True
     elif draft.active and user.status == User.Status.SUSPENDED:
         account_services.user_resume(actor=actor, user=user)

@@ -2,15 +2,17 @@
 access log sees. The emailed link carries it in the fragment; the page posts it."""
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services
 from accounts.audit import Actor
-from accounts.models import Role, User
+from accounts.models import Invitation, Role, User
 
 NEW_PASSWORD = "a fine new password 7"
 
@@ -61,6 +63,56 @@ def test_a_page_opened_without_the_secret_says_so(client):
         "accounts:invitation_accept"
     )
     assert client.get(reverse("accounts:invitation_accept")).status_code == 410
+
+
+def old_form_link(admin, monkeypatch, django_capture_on_commit_callbacks) -> tuple[str, str]:
+    """(path, secret) of a link of the earlier form, with the secret in the path, of an
+    invitation sent just before the release that changed the form."""
+    monkeypatch.setattr(services, "PATH_LINKS_BEFORE", timezone.now() + timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        invite(admin)
+    secret = urlsplit(mailed_link()).fragment
+    return reverse("accounts:invitation_open", args=[secret]), secret
+
+
+@pytest.mark.django_db
+def test_an_earlier_form_link_asks_before_it_keeps_the_secret(
+    admin, client, monkeypatch, django_capture_on_commit_callbacks
+):
+    path, secret = old_form_link(admin, monkeypatch, django_capture_on_commit_callbacks)
+    page = client.get(path)
+    assert page.status_code == 200 and b"Open my invitation" in page.content
+    # The GET alone (another site can make the browser send it) keeps nothing.
+    assert client.get(reverse("accounts:invitation_accept")).status_code == 410
+
+    response = client.post(reverse("accounts:invitation"), {"secret": secret})
+    assert "Nina New" in client.get(response.url).content.decode()
+
+
+@pytest.mark.django_db
+def test_an_earlier_form_link_opens_no_invitation_sent_since(
+    admin, client, monkeypatch, django_capture_on_commit_callbacks
+):
+    path, _ = old_form_link(admin, monkeypatch, django_capture_on_commit_callbacks)
+    assert client.get(path).status_code == 200
+    Invitation.objects.update(created_at=services.PATH_LINKS_BEFORE)
+    assert client.get(path).status_code == 410
+    assert client.get(reverse("accounts:invitation_accept")).status_code == 410
+
+
+@pytest.mark.django_db
+def test_earlier_form_links_end_when_the_last_of_their_invitations_expired(
+    admin, client, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    path, _ = old_form_link(admin, monkeypatch, django_capture_on_commit_callbacks)
+    cutover = timezone.now() - settings.INVITATION_VALIDITY
+    monkeypatch.setattr(services, "PATH_LINKS_BEFORE", cutover + timedelta(minutes=1))
+    Invitation.objects.update(created_at=cutover)
+    assert client.get(path).status_code == 200  # sent before, within its lifetime
+
+    monkeypatch.setattr(services, "PATH_LINKS_BEFORE", cutover)
+    Invitation.objects.update(created_at=cutover - timedelta(minutes=1))
+    assert client.get(path).status_code == 410
 
 
 @pytest.mark.browser

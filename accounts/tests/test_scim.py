@@ -997,6 +997,27 @@ def test_active_false_deactivates_at_once_and_active_true_restores_exactly_that(
     assert AuditEvent.objects.filter(action="user.reactivated", actor_token=scim.token).exists()
 
 
+def test_active_true_ends_active_for_one_suspended_before_the_deactivation(
+    scim, alice_at_work, admin
+):
+    alice = alice_at_work["alice"]
+    account_services.user_suspend(actor=Actor(user=admin), user=alice)
+    url = f"/Users/{alice.pk}"
+    assert scim.patch(url, DEACTIVATE["okta"]).json()["active"] is False
+    response = scim.patch(url, REACTIVATE["okta"])
+    assert response.status_code == 200, response.content
+    assert response.json()["active"] is True
+    assert scim.get(url).json()["active"] is True
+    alice.refresh_from_db()
+    assert alice.status == User.Status.ACTIVE
+    actions = set(
+        AuditEvent.objects.filter(actor_token=scim.token, target_id=str(alice.pk)).values_list(
+            "action", flat=True
+        )
+    )
+    assert {"user.reactivated", "user.resumed"} <= actions
+
+
 def test_okta_put_with_active_false_then_true_deactivates_and_reactivates(scim, alice_at_work):
     alice = alice_at_work["alice"]
     url = f"/Users/{alice.pk}"

@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings
 
 from portal.models import WorkerHeartbeat
 from portal.tasks import heartbeat
@@ -35,3 +36,33 @@ def test_readyz_answers_503_when_the_broker_is_unreachable(client, monkeypatch):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] == {"ok": False, "error": "OperationalError"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_the_workers_hss_check_and_never_calls_the_hss(client, monkeypatch):
+    from portal.celery import check_hss
+    from portal.tasks import check_hss as periodic_check_hss
+    from telephony.hss.builtin import BuiltinHss
+
+    refused = "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY."
+    answers = iter([refused, ""])
+    calls = []
+
+    def check(self):
+        calls.append(self)
+        return next(answers)
+
+    monkeypatch.setattr(BuiltinHss, "check", check)
+    hss = client.get("/readyz").json()["checks"]["hss"]
+    assert hss["ok"] is False and hss["error"].startswith("Not checked yet")
+
+    check_hss()  # what a worker does at its start
+    for _ in range(3):
+        hss = client.get("/readyz").json()["checks"]["hss"]
+        assert (hss["ok"], hss["error"]) == (False, refused)
+    assert len(calls) == 1  # the probes only read it
+
+    periodic_check_hss.delay()  # beat, every minute
+    assert client.get("/readyz").json()["checks"]["hss"]["ok"] is True
+    assert len(calls) == 2
+    assert settings.CELERY_BEAT_SCHEDULE["hss-check"]["task"] == periodic_check_hss.name

@@ -119,8 +119,10 @@ class HssBackend:
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         raise NotImplementedError
 
-    def remove(self, msisdn: str, *, operation_id: str) -> None:
-        """Remove the IMS subscription of this MSISDN; a missing one is not an error."""
+    def remove(self, msisdn: str, *, operation_id: str, keep_imsi: str = "") -> None:
+        """Remove the IMS subscription of this MSISDN; a missing one is not an error.
+        ``keep_imsi``: a line a live identity uses, whose UEs are not deregistered even
+        when this subscription names it too."""
         raise NotImplementedError
 
     def release_line(self, imsi: str, *, operation_id: str) -> None:

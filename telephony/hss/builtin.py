@@ -102,7 +102,7 @@ class BuiltinHss(HssBackend):
         )
         log.info("builtin HSS: upsert %s %s", subscription.msisdn, operation_id)
 
-    def remove(self, msisdn: str, *, operation_id: str) -> None:
+    def remove(self, msisdn: str, *, operation_id: str, keep_imsi: str = "") -> None:
         self._call()
         if self._model().objects.filter(msisdn=msisdn).delete()[0]:
             log.info("builtin HSS: remove %s %s", msisdn, operation_id)

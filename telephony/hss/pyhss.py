@@ -143,10 +143,10 @@ class PyHss(HssBackend):
         """The desired state of one identity, with no number or line left behind."""
         self.apply(Change(desired=subscription), operation_id=operation_id)
 
-    def remove(self, msisdn: str, *, operation_id: str) -> None:
+    def remove(self, msisdn: str, *, operation_id: str, keep_imsi: str = "") -> None:
         """Deregister and delete the ``ims_subscriber`` of the MSISDN; a missing row is
         not an error."""
-        self._withdraw(msisdn, operation_id)
+        self._withdraw(msisdn, operation_id, keep_imsi=keep_imsi)
 
     def release_line(self, imsi: str, *, operation_id: str) -> None:
         """Disable (never delete: it is the operator's) the EPC subscriber of the line."""

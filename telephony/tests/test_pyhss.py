@@ -583,30 +583,37 @@ def test_key_check_writes_nothing_and_names_a_refused_key(locked_pyhss, settings
     assert locked_pyhss.ims_subscribers.rows == {}
 
 
+@pytest.mark.django_db
 def test_readyz_and_the_worker_say_pyhss_refuses_the_key(locked_pyhss, settings, client, caplog):
     from portal.celery import check_hss
 
     settings.HSS_BACKEND = "pyhss"
     settings.HSS_PYHSS_PROVISIONING_KEY = "wrong"
 
+    assert "PyHSS key refused" in check_hss()
+    assert "HSS check failed: PyHSS key refused" in caplog.text
     hss = client.get("/readyz").json()["checks"]["hss"]
+    assert hss.pop("checked_at")
     assert hss == {
         "ok": False,
         "backend": "pyhss",
         "error": "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY.",
     }
-    assert "PyHSS key refused" in check_hss()
-    assert "HSS check failed: PyHSS key refused" in caplog.text
     settings.HSS_PYHSS_PROVISIONING_KEY = KEY
     assert check_hss() == ""
+    assert client.get("/readyz").json()["checks"]["hss"]["ok"] is True
 
 
+@pytest.mark.django_db
 def test_key_check_tells_readyz_no_address(settings, client, caplog):
+    from portal.celery import check_hss
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         settings.HSS_PYHSS_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
     settings.HSS_BACKEND = "pyhss"
 
+    check_hss()
     hss = client.get("/readyz").json()["checks"]["hss"]
 
     assert hss["error"] == "PyHSS not reachable: the key is not checked yet."

@@ -306,16 +306,27 @@ def test_orphans_on_our_numbers_are_removed_and_others_left(pyhss, lines, employ
     assert set(held(pyhss)) == {identity.tn[1:], "4989000001"}  # not our number: not ours
 
 
-def test_an_orphan_pyhss_cannot_deregister_does_not_stop_the_reconcile(pyhss, lines, employee):
+def test_an_orphan_naming_a_live_identitys_line_is_removed_and_its_suspension_lands(
+    pyhss, lines, employee
+):
     identity = make_identity(employee, imsi=lines[0])
     push_all()
-    # An orphan naming the identity's IMSI: PyHSS cannot deregister through two rows.
+    registered(pyhss, identity)
+    # An orphan naming the identity's IMSI: PyHSS cannot deregister through two rows,
+    # and the identity's UEs are not the orphan's to deregister anyway.
     pyhss.call("PUT", "/ims_subscriber/", {"msisdn": "4930123477", "imsi": lines[0]})
     pyhss.call("PUT", "/ims_subscriber/", {"msisdn": "4930123478", "imsi": lines[1]})
 
-    assert sync.reconcile().orphans_removed == 1
+    assert sync.reconcile().orphans_removed == 2
 
-    assert set(held(pyhss)) == {identity.tn[1:], "4930123477"}
+    assert held(pyhss) == {identity.tn[1:]: row_for(identity)}
+    assert serving_scscf(pyhss, identity.tn) is not None  # still registered
+    assert serving_mme(pyhss, lines[0]) is not None
+    services.identity_suspend(actor=SYSTEM, identity=identity)
+    assert push_all() == ["synced"], IdentitySync.objects.get(pk=identity.pk).last_error
+    assert held(pyhss) == {}
+    assert not pyhss.enabled(lines[0])
+    assert serving_mme(pyhss, lines[0]) is None  # the suspension deregistered it
 
 
 def test_pyhss_stopped_mid_run_retries_and_ends_in_step(pyhss, lines, employee):

@@ -31,7 +31,8 @@ CALLEE = "4940123499"
 
 class Repository:
     """Another carrier's certificate repository on a loopback port: path -> (status,
-    headers, body, delay in seconds). Counts the requests it serves."""
+    headers, body, delay in seconds[, seconds between the body's bytes]). Counts the
+    requests it serves."""
 
     def __init__(self, tls: ssl.SSLContext | None = None):
         self.routes: dict[str, tuple[int, dict, bytes, float]] = {}
@@ -41,14 +42,24 @@ class Repository:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 repository.hits[self.path] += 1
-                status, headers, body, delay = repository.routes.get(self.path, (404, {}, b"", 0))
+                route = repository.routes.get(self.path, (404, {}, b"", 0))
+                status, headers, body, delay, drip = (*route, 0)[:5]
                 time.sleep(delay)
                 self.send_response(status)
                 for name, value in {"Content-Length": str(len(body)), **headers}.items():
                     if value is not None:  # None: the header is left out
                         self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if not drip:
+                    self.wfile.write(body)
+                    return
+                try:  # a byte at a time, until the fetch hangs up
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(drip)
+                except OSError:
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -136,6 +147,9 @@ def verify(network, identity, orig=CALLER):
 
 
 PEM = {"Content-Type": "application/pem-certificate-chain"}
+# Room over a deadline for a loaded machine; without the deadline, the slow cases below
+# take 3.5 s (one verification) to 10 s (a trickle).
+MARGIN = 1.0
 
 
 def test_another_carriers_passport_verifies_once_its_ca_is_a_trust_anchor(network, repository, lab):
@@ -194,6 +208,36 @@ def test_a_leaf_without_the_shaken_policy_is_unsupported(network, repository, la
     assert "names no SHAKEN certificate policy" in answer["reasonString"]
 
 
+def test_the_fetches_of_one_verification_share_one_deadline(network, repository, lab):
+    # Every RCD header may name another slow repository: together they get one timeout.
+    lab.STIR_X5U_TIMEOUT_SECONDS = 0.5
+    carrier = Carrier()
+    carrier.import_anchor()
+    repository.routes["/c.pem"] = (200, PEM, carrier.chain_pem, 0)
+    headers = [carrier.identity(repository.url("/c.pem"))]
+    for i in range(passport.MAX_IDENTITY_HEADERS - 1):
+        x5u = repository.url(f"/slow-{i}.pem")
+        repository.routes[f"/slow-{i}.pem"] = (200, PEM, carrier.chain_pem, 1.5)
+        token = passport.rcd_passport(
+            orig_tn=CALLER, dest_tns=[CALLEE], iat=int(time.time()), x5u=x5u,
+            name="Slow Co", private_key=carrier.key,
+        )  # fmt: skip
+        headers.append(passport.identity_header(token, x5u=x5u, ppt="rcd"))
+    started = time.monotonic()
+    answer = verify(network, ",".join(headers))
+    assert time.monotonic() - started < 0.5 + 2 * MARGIN  # a whole request around it
+    assert answer["verstat"] == "TN-Validation-Passed"
+    record = CallRecord.objects.get()
+    assert [check[1:] for check in record.checks if check[0] == "Business name (RCD)"] == [
+        [False, "Bad Identity Info: the repository did not answer in time"]
+    ] * (passport.MAX_IDENTITY_HEADERS - 1)
+    # Only the first slow repository was asked and is remembered as failing; the others
+    # were never reached, and a later call tries them with a budget of its own.
+    assert [repository.hits[f"/slow-{i}.pem"] for i in range(3)] == [1, 0, 0]
+    repository.routes["/slow-1.pem"] = (200, PEM, carrier.chain_pem, 0)
+    assert verify(network, ",".join(headers[:1] + headers[2:3]))["caller"]["name"] == "Slow Co"
+
+
 @pytest.mark.parametrize(
     ("route", "reason"),
     [
@@ -206,13 +250,38 @@ def test_a_leaf_without_the_shaken_policy_is_unsupported(network, repository, la
         ((302, {"Location": "https://127.0.0.1/c.pem"}, b"", 0), "another host"),
         ((302, {"Location": "/c.pem"}, b"", 0), "redirects too often"),
         ((200, PEM, b"", 1.5), "in time"),
+        # Trickles: each read gets its byte well within the timeout, the whole never does.
+        ((200, PEM, b"-" * 40, 0, 0.25), "in time"),
+        ((200, {**PEM, "Content-Length": None}, b"-" * 40, 0, 0.25), "in time"),
     ],
 )
 def test_the_fetch_refuses_what_a_hostile_repository_answers(repository, lab, route, reason):
     lab.STIR_X5U_TIMEOUT_SECONDS = 0.5
     repository.routes["/c.pem"] = route
+    started = time.monotonic()
     with pytest.raises(fetch.FetchError, match=reason):
         fetch.fetch(repository.url("/c.pem"))
+    assert time.monotonic() - started < 0.5 + MARGIN
+
+
+def test_a_slow_dns_answer_counts_against_the_deadline(lab, carrier_dns, monkeypatch):
+    lab.STIR_X5U_TIMEOUT_SECONDS = 0.5
+    resolve = fetch.socket.getaddrinfo
+    slow = threading.Event()
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "slow-dns.test":
+            slow.wait(5)  # a DNS server that does not answer
+        return resolve(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    try:
+        with pytest.raises(fetch.FetchError, match="in time"):
+            fetch.fetch("https://slow-dns.test/c.pem")
+        assert time.monotonic() - started < 0.5 + MARGIN
+    finally:
+        slow.set()  # let the resolver thread go
 
 
 def test_a_redirect_on_the_same_host_is_followed(repository, lab):
@@ -336,6 +405,16 @@ def test_an_https_x5u_is_fetched_from_the_checked_address_with_its_name(https_re
     url = f"https://carrier.test:{https_repository.server.server_port}/c.pem"
     pem, _ = fetch.fetch(url)
     assert certificates.load_certificates(pem.encode()) == [carrier.cert]
+
+
+def test_an_https_repository_that_trickles_is_cut_at_the_deadline(https_repository, settings):
+    # Through TLS too: the watchdog shuts the socket under the TLS layer.
+    settings.STIR_X5U_TIMEOUT_SECONDS = 0.5
+    https_repository.routes["/c.pem"] = (200, PEM, b"-" * 40, 0, 0.25)
+    started = time.monotonic()
+    with pytest.raises(fetch.FetchError, match="in time"):
+        fetch.fetch(f"https://carrier.test:{https_repository.server.server_port}/c.pem")
+    assert time.monotonic() - started < 0.5 + MARGIN
 
 
 def test_an_https_repository_with_another_name_is_refused(https_repository, carrier_dns):

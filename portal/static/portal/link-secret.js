@@ -5,7 +5,8 @@
   const form = document.querySelector("[data-link-secret]");
   if (!form) return;
   const secret = window.location.hash.slice(1);
-  window.history.replaceState(null, "", window.location.pathname);
+  window.history.replaceState(null, "", form.getAttribute("action"));
+  if (form.elements.secret.value) return; // a link of the earlier form: a click posts it
   if (secret) {
     form.elements.secret.value = secret;
     form.submit();
