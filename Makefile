@@ -29,6 +29,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 run: export PORTAL_BASE_URL := $(PORTAL_BASE_URL)
+# Development mode: the settings default to production, which refuses development secrets.
+run: export DJANGO_DEBUG := true
 run: $(VENV)/.runtime
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo

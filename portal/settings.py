@@ -1,8 +1,9 @@
 """Settings for the portal, driven by environment variables.
 
-Nothing set: the embedded default (SQLite, a broker on the file system, the builtin
-HSS, development secrets). Production mode (DJANGO_DEBUG off) refuses to start
-without a real secret key and allowed hosts. See the configuration table in README.md.
+Nothing set: production mode (DJANGO_DEBUG off), which refuses to start without a real
+secret key, allowed hosts and a shared cache. DJANGO_DEBUG=true (`make run`, the test
+settings) gives the embedded default: SQLite, a broker on the file system, the builtin
+HSS, development secrets. See the configuration table in README.md.
 """
 
 import ipaddress
@@ -33,7 +34,9 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless set: a deploy that forgets a variable must not serve debug pages with a
+# public development key.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -523,6 +526,9 @@ if os.environ.get("CACHE_URL"):
             "LOCATION": os.environ["CACHE_URL"],
         }
     }
+elif not DEBUG:
+    # A per-process cache would count rate limits and lockouts per process, silently.
+    raise ImproperlyConfigured("CACHE_URL must be set (Redis) when DJANGO_DEBUG is off.")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enterprise IMS Portal API",
