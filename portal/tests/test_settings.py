@@ -173,6 +173,6 @@ def test_the_server_sees_jit_off_on_the_portals_connection():
 
 
 def test_a_mistyped_rate_limit_stops_the_start():
-    result = manage("check", env_overrides={"API_RATE_LIMIT": "lots"})
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "API_RATE_LIMIT": "lots"})
     assert result.returncode != 0
     assert "'lots' is not a rate such as 600/minute" in result.stderr
