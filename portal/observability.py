@@ -5,6 +5,7 @@ metrics that /metrics exposes (portal/metrics.py adds the domain gauges).
 Imports no app: the Celery app connects its signals here before Django is set up."""
 
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -105,6 +106,32 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
+
+
+# --- Calls to the outside world ------------------------------------------------------
+
+external_log = logging.getLogger("portal.external")
+
+
+def logs_failed_calls(peer: str):
+    """Decorates one call to an outside system (the HSS, the notice webhook, a
+    certificate repository): a failure writes one WARNING line naming the peer and the
+    error, then propagates unchanged. The adapters' error messages carry no secrets."""
+
+    def decorate(call):
+        @functools.wraps(call)
+        def logged(*args, **kwargs):
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:
+                external_log.warning(
+                    "external call failed: %s %s: %s", peer, type(exc).__name__, exc
+                )
+                raise
+
+        return logged
+
+    return decorate
 
 
 # --- Celery: the id travels in a task header; task latency and outcomes ---------------

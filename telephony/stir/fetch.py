@@ -28,6 +28,8 @@ import urllib3
 from django.conf import settings
 from django.core.cache import cache
 
+from portal.observability import logs_failed_calls
+
 from . import certificates
 
 MAX_BYTES = certificates.MAX_BUNDLE_BYTES
@@ -83,6 +85,7 @@ def _wait_for(key: str):
     return None
 
 
+@logs_failed_calls("x5u certificate repository")
 def fetch(url: str) -> tuple[str, int]:
     """(PEM bundle, seconds it may be cached) from the repository at `url`."""
     deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
