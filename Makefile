@@ -31,9 +31,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: export PORTAL_BASE_URL := $(PORTAL_BASE_URL)
 # Development mode: the settings default to production, which refuses development secrets.
 run: export DJANGO_DEBUG := true
+# The web process and the worker write their metrics there; /metrics shows both.
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
 run: $(VENV)/.runtime
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
+	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."
 	@# The worker runs in its own process group, so that Ctrl-C reaches it once, as a TERM
 	@# to its main process (a signal to each pool process too can hang its shutdown);

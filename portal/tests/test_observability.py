@@ -105,3 +105,29 @@ def test_metrics_show_request_latency_by_route_and_task_outcomes(client, setting
     assert 'portal_task_duration_seconds_count{task="portal.tasks.heartbeat"}' in body
     assert 'portal_task_outcomes_total{outcome="success",task="portal.tasks.heartbeat"}' in body
     assert 'portal_identity_sync{state="pending"} 0.0' in body  # the domain gauges stay
+
+
+@pytest.mark.worker
+def test_with_a_shared_directory_metrics_count_the_tasks_of_worker_processes(
+    transactional_db, client, settings, tmp_path, monkeypatch
+):
+    from portal.celery import app
+    from portal.testing import CeleryWorker
+
+    settings.METRICS_TOKEN = "s3cret-metrics"
+    worker = CeleryWorker({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}).start()
+    app.conf.task_always_eager = False
+    try:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        outcome = 'portal_task_outcomes_total{outcome="success",task="portal.tasks.heartbeat"} 1.0'
+
+        def scraped():
+            response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics")
+            return outcome in response.content.decode()
+
+        assert not scraped()  # not this process's own count of an eager run
+        heartbeat.delay()
+        assert wait_for(scraped)
+    finally:
+        app.conf.task_always_eager = True
+        worker.stop()
