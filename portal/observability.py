@@ -115,7 +115,7 @@ external_log = logging.getLogger("portal.external")
 
 def logs_failed_calls(peer: str):
     """Decorates one call to an outside system (the HSS, the notice webhook, a
-    certificate repository): a failure writes one WARNING line naming the peer and the
+    certificate repository, the SMTP server): a failure writes one WARNING line naming the peer and the
     error, then propagates unchanged. The adapters' error messages carry no secrets."""
 
     def decorate(call):

@@ -4,6 +4,7 @@ metrics in /metrics beside the domain gauges."""
 import io
 import json
 import logging
+import socket
 
 import pytest
 
@@ -131,3 +132,19 @@ def test_with_a_shared_directory_metrics_count_the_tasks_of_worker_processes(
     finally:
         app.conf.task_always_eager = True
         worker.stop()
+
+
+def test_a_failed_email_delivery_is_one_log_line(settings, caplog):
+    from django.core.mail import send_mail
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "portal.mail.SmtpBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
+    settings.EMAIL_USE_TLS = False
+    with caplog.at_level("INFO", logger="portal.external"), pytest.raises(OSError):
+        send_mail("Hello", "Body", None, ["rob@swift.example"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
+    assert len(lines) == 1
+    assert lines[0].startswith("external call failed: smtp ConnectionRefusedError")

@@ -176,3 +176,9 @@ def test_a_mistyped_rate_limit_stops_the_start():
     result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "API_RATE_LIMIT": "lots"})
     assert result.returncode != 0
     assert "'lots' is not a rate such as 600/minute" in result.stderr
+
+
+def test_an_unknown_log_format_is_refused():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "LOG_FORMAT": "xml"})
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be 'json' or 'plain'" in result.stderr
