@@ -31,6 +31,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: export PORTAL_BASE_URL := $(PORTAL_BASE_URL)
 # Development mode: the settings default to production, which refuses development secrets.
 run: export DJANGO_DEBUG := true
+# Log lines for a person at a terminal (production writes JSON lines).
+run: export LOG_FORMAT ?= plain
 # The web process and the worker write their metrics there; /metrics shows both.
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
 run: $(VENV)/.runtime

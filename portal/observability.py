@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 
 from celery import signals
 from prometheus_client import Counter, Histogram
@@ -97,7 +98,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),

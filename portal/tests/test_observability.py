@@ -74,9 +74,24 @@ def test_a_request_without_an_id_gets_a_new_one(client, log_lines):
     ]
 
 
+@pytest.fixture
+def json_logging_worker(transactional_db):
+    """A real worker writing JSON lines, whatever LOG_FORMAT this shell has."""
+    from portal.celery import app
+    from portal.testing import CeleryWorker
+
+    worker = CeleryWorker({"LOG_FORMAT": "json"}).start()
+    app.conf.task_always_eager = False
+    try:
+        yield worker
+    finally:
+        app.conf.task_always_eager = True
+        worker.stop()
+
+
 @pytest.mark.worker
 def test_a_worker_logs_with_the_id_of_the_request_that_queued_its_task(
-    celery_worker, api, enterprise
+    json_logging_worker, api, enterprise
 ):
     give_numbers(enterprise)
     response = api.post(
@@ -85,7 +100,7 @@ def test_a_worker_logs_with_the_id_of_the_request_that_queued_its_task(
     assert response.status_code == 201, response.json()
 
     def pushed():
-        for text in celery_worker.output:
+        for text in json_logging_worker.output:
             if text.startswith("{") and '"telephony.hss.builtin"' in text:
                 return json.loads(text)
         return None
