@@ -36,9 +36,9 @@ run: export LOG_FORMAT ?= plain
 # The web process and the worker write their metrics there; /metrics shows both.
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
 run: $(VENV)/.runtime
+	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
-	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."
 	@# The worker runs in its own process group, so that Ctrl-C reaches it once, as a TERM
 	@# to its main process (a signal to each pool process too can hang its shutdown);

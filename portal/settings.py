@@ -63,6 +63,12 @@ OPERATOR_NAME = os.environ.get("OPERATOR_NAME", "iCA")
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Bearer token for /metrics (Prometheus); unset in production: /metrics is off.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus-client reads this itself: the directory the processes of a machine share
+# their metrics in. Missing, the first request would fail writing to it: fail at start.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(
+    os.environ["PROMETHEUS_MULTIPROC_DIR"]
+):
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory.")
 # How many reverse proxies in front of the portal append to X-Forwarded-For.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 

@@ -182,3 +182,15 @@ def test_an_unknown_log_format_is_refused():
     result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "LOG_FORMAT": "xml"})
     assert result.returncode != 0
     assert "LOG_FORMAT must be 'json' or 'plain'" in result.stderr
+
+
+def test_a_missing_metrics_directory_stops_the_start(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    env = {"DJANGO_DEBUG": "true", "PROMETHEUS_MULTIPROC_DIR": missing}
+    result = manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR must name an existing directory" in result.stderr
+    assert (
+        manage("check", env_overrides={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}).returncode
+        == 0
+    )
