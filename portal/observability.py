@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 from celery import signals
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
 log = logging.getLogger("portal.request")
 
@@ -167,3 +167,17 @@ def _task_finished(task_id=None, task=None, state=None, **kwargs):
     TASK_OUTCOMES.labels(task=task.name, outcome=(state or "unknown").lower()).inc()
     if token is not None:
         request_id.reset(token)
+
+
+@signals.worker_ready.connect
+def _serve_worker_metrics(**kwargs):
+    """With METRICS_WORKER_PORT, the worker's main process answers a scrape with the
+    task metrics its pool's processes write to PROMETHEUS_MULTIPROC_DIR."""
+    from django.conf import settings
+
+    if settings.METRICS_WORKER_PORT:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(
+            settings.METRICS_WORKER_PORT, addr=settings.METRICS_WORKER_ADDRESS, registry=registry
+        )

@@ -69,6 +69,13 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(
     os.environ["PROMETHEUS_MULTIPROC_DIR"]
 ):
     raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory.")
+# A Celery worker on a machine without a web process serves its machine's request-free
+# metrics (task latency and outcomes) on this port; 0: it does not.
+METRICS_WORKER_PORT = int(os.environ.get("METRICS_WORKER_PORT", "0"))
+METRICS_WORKER_ADDRESS = os.environ.get("METRICS_WORKER_ADDRESS", "127.0.0.1")
+if METRICS_WORKER_PORT and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # The pool's processes run the tasks, not the one that would serve them.
+    raise ImproperlyConfigured("METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR.")
 # How many reverse proxies in front of the portal append to X-Forwarded-For.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 

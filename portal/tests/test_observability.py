@@ -163,3 +163,32 @@ def test_a_failed_email_delivery_is_one_log_line(settings, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
     assert len(lines) == 1
     assert lines[0].startswith("external call failed: smtp ConnectionRefusedError")
+
+
+@pytest.mark.worker
+def test_a_worker_without_a_web_process_serves_its_task_metrics(transactional_db, tmp_path):
+    import requests
+
+    from portal.celery import app
+    from portal.testing import CeleryWorker
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "METRICS_WORKER_PORT": str(port)}
+    worker = CeleryWorker(env).start()
+    app.conf.task_always_eager = False
+    try:
+        heartbeat.delay()
+        outcome = 'portal_task_outcomes_total{outcome="success",task="portal.tasks.heartbeat"} 1.0'
+
+        def scraped():
+            try:
+                return outcome in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.ConnectionError:
+                return False
+
+        assert wait_for(scraped)
+    finally:
+        app.conf.task_always_eager = True
+        worker.stop()

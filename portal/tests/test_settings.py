@@ -194,3 +194,9 @@ def test_a_missing_metrics_directory_stops_the_start(tmp_path):
         manage("check", env_overrides={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}).returncode
         == 0
     )
+
+
+def test_a_worker_metrics_port_needs_the_shared_directory():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "METRICS_WORKER_PORT": "9808"})
+    assert result.returncode != 0
+    assert "METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR" in result.stderr
