@@ -29,7 +29,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 run: export PORTAL_BASE_URL := $(PORTAL_BASE_URL)
+# Development mode: the settings default to production, which refuses development secrets.
+run: export DJANGO_DEBUG := true
+# Log lines for a person at a terminal (production writes JSON lines).
+run: export LOG_FORMAT ?= plain
+# The web process and the worker write their metrics there; /metrics shows both.
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
 run: $(VENV)/.runtime
+	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
 	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."

@@ -15,6 +15,8 @@ from .deploy import ROOT, Deployment, bench_environment
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/3"
+# Production refuses a per-process cache: rate limits count in Redis, apart from the broker.
+DEFAULT_CACHE_URL = "redis://127.0.0.1:6379/4"
 # What production's TLS-terminating proxy adds to each request.
 PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 
@@ -70,7 +72,10 @@ def make_context(
     database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     _ensure_database(database_url)
     broker_url = os.environ.get("BENCH_BROKER_URL", DEFAULT_BROKER_URL)
-    env = bench_environment(var_dir, database_url=database_url, broker_url=broker_url)
+    cache_url = os.environ.get("BENCH_CACHE_URL", DEFAULT_CACHE_URL)
+    env = bench_environment(
+        var_dir, database_url=database_url, broker_url=broker_url, cache_url=cache_url
+    )
     os.environ.update(env)
     import django
 

@@ -38,7 +38,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bench_environment(var_dir: Path, *, database_url: str, broker_url: str) -> dict[str, str]:
+def bench_environment(
+    var_dir: Path, *, database_url: str, broker_url: str, cache_url: str
+) -> dict[str, str]:
     """The environment of every process of the deployment (and of the bench itself):
     production mode with the values production refuses to start without."""
     key_file = var_dir / "oidc-rsa.pem"
@@ -58,7 +60,7 @@ def bench_environment(var_dir: Path, *, database_url: str, broker_url: str) -> d
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(48))
     return {
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secret_file.read_text(),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
@@ -67,6 +69,7 @@ def bench_environment(var_dir: Path, *, database_url: str, broker_url: str) -> d
         "BEHIND_TLS_PROXY": "true",
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
+        "CACHE_URL": cache_url,
         "OIDC_RSA_PRIVATE_KEY_FILE": str(key_file),
         "OIDC_RESOURCE_SERVERS": "https://ims.mnc001.mcc001.3gppnetwork.org",
         "STIR_KEY_ENCRYPTION_KEY": BENCH_FERNET_KEY,

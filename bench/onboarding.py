@@ -40,7 +40,7 @@ def prepare(rows: int) -> tuple[object, str]:
     from accounts import services as account_services
     from accounts.audit import Actor
     from accounts.models import Role, Service, User
-    from portal.management.commands.bench_data import FIRST_NAMES, LAST_NAMES, delete_bench_data
+    from bench.management.commands.bench_data import FIRST_NAMES, LAST_NAMES, delete_bench_data
     from telephony import services as telephony_services
     from telephony.models import SimLine
     from telephony.numbers import with_luhn_digit

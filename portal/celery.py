@@ -5,6 +5,8 @@ import os
 
 from celery import Celery, signals
 
+from . import observability  # noqa: F401 - its signals carry the request id into tasks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 log = logging.getLogger(__name__)

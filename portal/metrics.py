@@ -1,9 +1,14 @@
-"""Prometheus-style metrics of the outbox and the queues: what an operator alerts on."""
+"""Prometheus metrics: the outbox and the queues (what an operator alerts on), read from
+the database at each scrape, beside the request and task metrics of
+portal/observability.py."""
 
+import os
 from datetime import timedelta
 
 from django.db.models import Count, Min
 from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 from telephony.models import IdentitySync, ImportJob, NetworkNotice, Registration, SyncAttempt
 
@@ -29,8 +34,8 @@ def _queue_depths() -> dict[str, int | None]:
     return depths
 
 
-def collect() -> list[tuple[str, str, dict, float]]:
-    """(name, help, labels, value) of every metric."""
+def readings() -> list[tuple[str, str, dict, float]]:
+    """(name, help, labels, value) of every domain gauge."""
     now = timezone.now()
     samples = []
 
@@ -85,13 +90,25 @@ def collect() -> list[tuple[str, str, dict, float]]:
     return samples
 
 
-def exposition() -> str:
-    """The Prometheus text format (version 0.0.4)."""
-    lines, described = [], set()
-    for name, help_text, labels, value in collect():
-        if name not in described:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            described.add(name)
-        label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
-    return "\n".join(lines) + "\n"
+class DomainGauges:
+    """A prometheus-client collector of the readings above, taken at each scrape."""
+
+    def collect(self):
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, help_text, labels, value in readings():
+            if name not in families:
+                families[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
+            families[name].add_metric(list(labels.values()), value)
+        yield from families.values()
+
+
+def exposition() -> bytes:
+    """The Prometheus text format: the domain gauges and the request and task metrics.
+    With PROMETHEUS_MULTIPROC_DIR set (several gunicorn and Celery worker processes on
+    one machine), those of every process that writes there."""
+    registry = CollectorRegistry()
+    registry.register(DomainGauges())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY) + generate_latest(registry)

@@ -1,8 +1,9 @@
 """Settings for the portal, driven by environment variables.
 
-Nothing set: the embedded default (SQLite, a broker on the file system, the builtin
-HSS, development secrets). Production mode (DJANGO_DEBUG off) refuses to start
-without a real secret key and allowed hosts. See the configuration table in README.md.
+Nothing set: production mode (DJANGO_DEBUG off), which refuses to start without a real
+secret key, allowed hosts and a shared cache. DJANGO_DEBUG=true (`make run`, the test
+settings) gives the embedded default: SQLite, a broker on the file system, the builtin
+HSS, development secrets. See the configuration table in README.md.
 """
 
 import ipaddress
@@ -33,7 +34,9 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless set: a deploy that forgets a variable must not serve debug pages with a
+# public development key.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -60,6 +63,19 @@ OPERATOR_NAME = os.environ.get("OPERATOR_NAME", "iCA")
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Bearer token for /metrics (Prometheus); unset in production: /metrics is off.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus-client reads this itself: the directory the processes of a machine share
+# their metrics in. Missing, the first request would fail writing to it: fail at start.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(
+    os.environ["PROMETHEUS_MULTIPROC_DIR"]
+):
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory.")
+# A Celery worker on a machine without a web process serves its machine's request-free
+# metrics (task latency and outcomes) on this port; 0: it does not.
+METRICS_WORKER_PORT = int(os.environ.get("METRICS_WORKER_PORT", "0"))
+METRICS_WORKER_ADDRESS = os.environ.get("METRICS_WORKER_ADDRESS", "127.0.0.1")
+if METRICS_WORKER_PORT and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # The pool's processes run the tasks, not the one that would serve them.
+    raise ImproperlyConfigured("METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR.")
 # How many reverse proxies in front of the portal append to X-Forwarded-For.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
@@ -87,6 +103,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request carries its id, and the latency is the whole.
+    "portal.observability.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     # Above WhiteNoise, so that static files are refused to frames as well.
@@ -246,7 +264,7 @@ STORAGES = {
 # --- Email ---------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
 if os.environ.get("EMAIL_HOST"):
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = "portal.mail.SmtpBackend"
     EMAIL_HOST = os.environ["EMAIL_HOST"]
     EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
     EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -529,6 +547,9 @@ if os.environ.get("CACHE_URL"):
             "LOCATION": os.environ["CACHE_URL"],
         }
     }
+elif not DEBUG:
+    # A per-process cache would count rate limits and lockouts per process, silently.
+    raise ImproperlyConfigured("CACHE_URL must be set (Redis) when DJANGO_DEBUG is off.")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enterprise IMS Portal API",
@@ -549,11 +570,26 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging -------------------------------------------------------------------------
+# One line per event with the request id (also in the tasks a request queued): JSON
+# lines by default, for a log shipper; LOG_FORMAT=plain for a person at a terminal.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "portal.observability.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "portal.observability.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "axes": {"level": "WARNING"},

@@ -1,7 +1,18 @@
 """Test settings: the production module with what tests need changed."""
 
+import os
+
+# Tests run in development mode (the production module's default is off); a test that
+# needs production values computes them in a fresh process (portal/tests/test_settings.py).
+os.environ["DJANGO_DEBUG"] = "true"
+
 from .settings import *  # noqa: F403
-from .settings import CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES, VAR_DIR
+from .settings import (
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    CELERY_BROKER_URL,
+    DATABASES,
+    VAR_DIR,
+)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

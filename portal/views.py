@@ -8,6 +8,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from accounts import selectors as account_selectors
 from accounts.models import Role
@@ -138,4 +139,4 @@ def metrics(request):
             return HttpResponse("authorization required\n", status=401, content_type="text/plain")
     elif not settings.DEBUG:
         raise Http404
-    return HttpResponse(portal_metrics.exposition(), content_type="text/plain; version=0.0.4")
+    return HttpResponse(portal_metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

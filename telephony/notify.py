@@ -10,6 +10,8 @@ import json
 import requests
 from django.conf import settings
 
+from portal.observability import logs_failed_calls
+
 
 class NoticeError(Exception):
     def __init__(self, message: str, *, transient: bool):
@@ -28,6 +30,7 @@ class WebhookNotifier:
     """POSTs the notice as JSON, signed with HMAC-SHA256 over the body in the
     ``X-Portal-Signature: sha256=<hex>`` header so the receiver can trust it."""
 
+    @logs_failed_calls("notice webhook")
     def send(self, notice) -> None:
         reg = notice.registration
         body = json.dumps(

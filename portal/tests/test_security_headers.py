@@ -50,7 +50,7 @@ SECURITY_SETTINGS = [
 
 def production_settings(tmp_path, **extra_env) -> dict:
     """The security settings as the production settings module computes them."""
-    from portal.tests.test_settings import MMTEL_REALM, oidc_key_file
+    from portal.tests.test_settings import MMTEL_REALM, SHARED_CACHE, oidc_key_file
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALLOWED_HOSTS"))}
     env.update(
@@ -60,6 +60,7 @@ def production_settings(tmp_path, **extra_env) -> dict:
         ALLOWED_HOSTS="portal.example",
         OIDC_RSA_PRIVATE_KEY_FILE=oidc_key_file(tmp_path),
         OIDC_RESOURCE_SERVERS=MMTEL_REALM,
+        CACHE_URL=SHARED_CACHE,
         **extra_env,
     )
     script = (

@@ -11,10 +11,17 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k3y-" + "x8Z!q2vN0pLr7sTw5yBc9dFg1hJk4mQe6uAi3oXz8" + "Wn2Rt7Ys"
 MMTEL_REALM = "https://ims.mnc262.mcc001.3gppnetwork.org"  # an operator's own, not the default
+# Any Redis URL: the settings and `check` do not connect to it.
+SHARED_CACHE = "redis://127.0.0.1:6379/15"
 
 
 def manage(*args, env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALLOWED_HOSTS"))}
+    """manage.py in a fresh process with none of our DJANGO_*, ALLOWED_HOSTS, CACHE_URL."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "ALLOWED_HOSTS", "CACHE_URL"))
+    }
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -24,6 +31,40 @@ def manage(*args, env_overrides):
         text=True,
         timeout=60,
     )
+
+
+def test_debug_is_off_unless_set():
+    result = manage("check", env_overrides={})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    assert manage("check", env_overrides={"DJANGO_DEBUG": "true"}).returncode == 0
+
+
+def test_production_refuses_to_start_without_a_shared_cache(tmp_path):
+    result = manage(
+        "check",
+        env_overrides={
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": "portal.example",
+            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+        },
+    )
+    assert result.returncode != 0
+    assert "CACHE_URL must be set" in result.stderr
+
+
+def test_the_bench_data_command_ships_only_with_the_bench_settings():
+    product = manage("help", "bench_data", env_overrides={"DJANGO_DEBUG": "true"})
+    assert product.returncode != 0
+    assert "Unknown command: 'bench_data'" in product.stderr
+    bench = manage(
+        "help",
+        "bench_data",
+        env_overrides={"DJANGO_DEBUG": "true", "DJANGO_SETTINGS_MODULE": "bench.settings"},
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "--employees" in bench.stdout
 
 
 def test_production_refuses_to_start_without_a_real_secret_key():
@@ -69,6 +110,7 @@ def test_check_deploy_is_clean_with_production_values(tmp_path):
             "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
             "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
             "PORTAL_BASE_URL": "https://portal.example",
+            "CACHE_URL": SHARED_CACHE,
         },
     )
     assert result.returncode == 0, result.stderr
@@ -123,7 +165,9 @@ def test_a_malformed_boolean_is_refused_rather_than_guessed():
 def database_setting(expression: str, **env) -> str:
     """What ``expression`` of the database settings prints in a process with ``env``."""
     show = f"from django.db import connection; print(connection.settings_dict{expression})"
-    result = manage("shell", "--no-imports", "-c", show, env_overrides=env)
+    result = manage(
+        "shell", "--no-imports", "-c", show, env_overrides={"DJANGO_DEBUG": "true", **env}
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -157,6 +201,30 @@ def test_the_server_sees_jit_off_on_the_portals_connection():
 
 
 def test_a_mistyped_rate_limit_stops_the_start():
-    result = manage("check", env_overrides={"API_RATE_LIMIT": "lots"})
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "API_RATE_LIMIT": "lots"})
     assert result.returncode != 0
     assert "'lots' is not a rate such as 600/minute" in result.stderr
+
+
+def test_an_unknown_log_format_is_refused():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "LOG_FORMAT": "xml"})
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be 'json' or 'plain'" in result.stderr
+
+
+def test_a_missing_metrics_directory_stops_the_start(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    env = {"DJANGO_DEBUG": "true", "PROMETHEUS_MULTIPROC_DIR": missing}
+    result = manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR must name an existing directory" in result.stderr
+    assert (
+        manage("check", env_overrides={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}).returncode
+        == 0
+    )
+
+
+def test_a_worker_metrics_port_needs_the_shared_directory():
+    result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "METRICS_WORKER_PORT": "9808"})
+    assert result.returncode != 0
+    assert "METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR" in result.stderr

@@ -50,6 +50,8 @@ import requests
 from django.conf import settings
 from requests.exceptions import InvalidHeader, InvalidSchema, InvalidURL, MissingSchema
 
+from portal.observability import logs_failed_calls
+
 from .base import (
     Change,
     HssBackend,
@@ -415,6 +417,7 @@ class PyHss(HssBackend):
             raise self._refused(method, path, status, answer)
         return answer
 
+    @logs_failed_calls("pyhss")
     def _send(
         self,
         method: str,

@@ -36,6 +36,8 @@ import urllib3.connection
 from django.conf import settings
 from django.core.cache import cache
 
+from portal.observability import logs_failed_calls
+
 from . import certificates
 
 MAX_BYTES = certificates.MAX_BUNDLE_BYTES
@@ -106,6 +108,7 @@ def _wait_for(key: str, deadline: float):
     return None
 
 
+@logs_failed_calls("x5u certificate repository")
 def fetch(url: str, deadline: float | None = None) -> tuple[str, int]:
     """(PEM bundle, seconds it may be cached) from the repository at `url`, by
     `deadline` (time.monotonic(); STIR_X5U_TIMEOUT_SECONDS from now when not given)."""

@@ -85,3 +85,16 @@ def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
     assert NetworkNotice.objects.get(pk=notice.pk).state == "pending"
     assert devices.send_notice(notice.pk) == "failed"
     assert "refused" in NetworkNotice.objects.get(pk=notice.pk).last_error
+
+
+def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
+    from telephony.notify import NoticeError
+
+    _, answers = webhook
+    answers.extend([503, 204])
+    with caplog.at_level("INFO", logger="portal.external"), pytest.raises(NoticeError):
+        devices.send_notice(notice.pk)
+    assert devices.send_notice(notice.pk) == "sent"
+    lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
+    assert lines == ["external call failed: notice webhook NoticeError: webhook answered 503"]
+    assert SECRET not in lines[0]
