@@ -252,18 +252,6 @@ def _text(value) -> str:
 def copy_rows(model, columns: list[str], rows) -> int:
     """COPY ``rows`` (tuples in ``columns`` order) into ``model``'s table, in batches."""
     table = model._meta.db_table
-    # Columns added to the model after this command was written take the model's
-    # default, as the ORM would write it (COPY would write NULL).
-    defaults = {
-        f.column: f.get_default()
-        for f in model._meta.concrete_fields
-        if f.column not in columns
-        and not (f.null or f.primary_key or f.unique)
-        and not (f.has_default() and callable(f.default))
-        and f.get_default() is not None
-    }
-    columns = [*columns, *defaults]
-    rows = ((*row, *defaults.values()) for row in rows)
     names = ", ".join(f'"{c}"' for c in columns)
     count = 0
     batch = io.StringIO()
