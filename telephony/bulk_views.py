@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
 from accounts.decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
+from portal import csvfile
 from portal.errors import RuleViolation
 from portal.forms import PortalForm
 from portal.tenancy import get_for_enterprise_or_404
@@ -36,13 +37,8 @@ class ImportForm(PortalForm):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > bulk.MAX_BYTES:
-            raise ValidationError(
-                f"The file is larger than {bulk.MAX_BYTES // (1024 * 1024)} MB; split it into "
-                "smaller files."
-            )
         try:
-            self.csv_text = bulk.decode(upload.read())
+            self.csv_text = csvfile.read_upload(upload, max_bytes=bulk.MAX_BYTES)
         except RuleViolation as exc:
             raise ValidationError(exc.message) from exc
         return upload

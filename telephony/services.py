@@ -21,6 +21,7 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
+from portal import csvfile
 from portal.errors import RuleViolation
 
 from . import numbers
@@ -114,36 +115,49 @@ def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: s
     return line
 
 
+# The operator's inventory upload (Django admin): a block row creates up to a block's
+# numbers, so both caps stay well below the employee import's.
+INVENTORY_MAX_BYTES = 2 * 1024 * 1024
+INVENTORY_MAX_ROWS = 5_000
+
+
 def inventory_import(*, actor: Actor, enterprise: Enterprise, kind: str, csv_text: str) -> int:
     """Load number blocks (columns first_number, last_number[, note]) or SIM lines
     (imsi, iccid) from CSV, all or nothing: a file with any bad row changes nothing and
     the error names every bad row."""
-    import csv
-    import io
-
     columns = {"blocks": ("first_number", "last_number"), "lines": ("imsi", "iccid")}[kind]
-    reader = csv.DictReader(io.StringIO(csv_text.lstrip("\ufeff")))
-    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    # Read whole before the first write: a file refused for its size, rows or encoding
+    # writes nothing.
+    records = list(
+        csvfile.records(csv_text, max_bytes=INVENTORY_MAX_BYTES, max_rows=INVENTORY_MAX_ROWS)
+    )
+    header = [cell.strip() for cell in records[0][1]] if records else []
+    missing = [c for c in columns if c not in header]
     if missing:
         raise RuleViolation(
-            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}.",
+            field="file",
         )
+    reader = ((number, dict(zip(header, cells, strict=False))) for number, cells in records[1:])
     problems, created = [], 0
     with transaction.atomic():
-        for row_number, row in enumerate(reader, start=2):
+        for row_number, row in reader:
             try:
                 with transaction.atomic():
                     if kind == "blocks":
                         number_block_create(
                             actor=actor,
                             enterprise=enterprise,
-                            first_number=row["first_number"],
-                            last_number=row["last_number"],
-                            note=(row.get("note") or "")[:200],
+                            first_number=row.get("first_number", ""),
+                            last_number=row.get("last_number", ""),
+                            note=row.get("note", "")[:200],
                         )
                     else:
                         sim_line_create(
-                            actor=actor, enterprise=enterprise, imsi=row["imsi"], iccid=row["iccid"]
+                            actor=actor,
+                            enterprise=enterprise,
+                            imsi=row.get("imsi", ""),
+                            iccid=row.get("iccid", ""),
                         )
             except RuleViolation as exc:
                 problems.append(f"row {row_number}: {exc.message}")
