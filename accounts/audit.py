@@ -12,10 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 from portal.http import client_ip
 
 from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
@@ -84,15 +83,15 @@ class Actor:
         """
         if self.network_client is not None:
             if not self.network_client.serves(enterprise):
-                raise PermissionDenied("This network client does not serve that enterprise.")
+                raise NotAllowed("This network client does not serve that enterprise.")
             return
         own = self.enterprise
         if own is None:
             if self.user is not None and not self.user.is_staff:
-                raise PermissionDenied("No enterprise.")
+                raise NotAllowed("No enterprise.")
             return
         if own.pk != enterprise.pk:
-            raise PermissionDenied("Not your enterprise.")
+            raise NotAllowed("Not your enterprise.")
 
     def ensure_may_change(self, enterprise: Enterprise | None = None) -> None:
         """A suspended enterprise changes nothing through its own people and tokens.

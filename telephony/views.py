@@ -24,7 +24,7 @@ from accounts.decorators import (
 )
 from accounts.models import Role, User
 from accounts.views import account_actions
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 from portal.http import is_htmx, safe_next_url
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
@@ -498,6 +498,8 @@ def device_sign_out(request, pk):
     registration = get_for_enterprise_or_404(Registration, request.enterprise, pk=pk)
     try:
         devices.registration_sign_out(actor=Actor.from_request(request), registration=registration)
+    except NotAllowed:
+        raise  # a 403 page, not a flashed message
     except RuleViolation as exc:
         messages.error(request, exc.message)
     else:

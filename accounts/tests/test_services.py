@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.utils import DatabaseError
 from django.utils import timezone
@@ -14,7 +13,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 
 pytestmark = pytest.mark.django_db
 
@@ -149,9 +148,9 @@ def test_a_suspended_enterprise_blocks_its_admins_changes(admin, employee):
 
 def test_an_actor_cannot_change_another_enterprise(admin, other_enterprise):
     outsider = UserFactory(enterprise=other_enterprise)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.user_suspend(actor=actor_for(admin), user=outsider)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.user_invite(
             actor=actor_for(admin),
             enterprise=other_enterprise,
