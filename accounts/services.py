@@ -539,6 +539,29 @@ def totp_device_for_enrolment(user: User) -> TOTPDevice:
     return device
 
 
+def two_factor_verify(*, user: User, method: str, token: str) -> TOTPDevice | StaticDevice:
+    """Check a second-factor code: one from the authenticator app (``method`` "totp")
+    or one backup code ("backup"). Returns the device that verified it.
+
+    The device row is locked so that concurrent guesses are counted one by one, and
+    django-otp's throttle state (failures, next allowed try) is committed before a
+    refusal is raised, so that wrong codes count even though they change nothing else.
+    Nothing is audited here: a verified sign-in is, by ``user_signed_in``.
+    """
+    model = TOTPDevice if method == "totp" else StaticDevice
+    with transaction.atomic():
+        device = model.objects.select_for_update().filter(user=user, confirmed=True).first()
+        allowed = device is not None and device.verify_is_allowed()[0]
+        verified = allowed and device.verify_token(token)
+    if device is None:
+        raise RuleViolation("You have no device of that kind.", code="no_device")
+    if not allowed:
+        raise RuleViolation("Too many wrong codes. Wait a little and try again.", code="throttled")
+    if not verified:
+        raise RuleViolation("That code is not valid.", code="invalid_token")
+    return device
+
+
 @transaction.atomic
 def two_factor_enrol(*, actor: Actor, user: User, device: TOTPDevice) -> list[str]:
     """Confirm a verified authenticator, replacing any earlier one, and issue fresh

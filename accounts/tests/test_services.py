@@ -14,6 +14,7 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
 from portal.errors import NotAllowed, RuleViolation
+from portal.testing import totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -275,3 +276,35 @@ def test_the_sweep_sends_invitations_whose_task_was_lost(admin):
     assert services.invitations_sweep() == 1
     assert len(mail.outbox) == 1
     assert services.invitations_sweep() == 0
+
+
+def test_two_factor_verify_takes_a_right_code_and_a_backup_code_once(admin):
+    device = TOTPDeviceFactory(user=admin)
+    assert services.two_factor_verify(user=admin, method="totp", token=totp_code(device)) == device
+    codes = services.backup_codes_regenerate(actor=actor_for(admin), user=admin)
+    backup = services.two_factor_verify(user=admin, method="backup", token=codes[0])
+    assert isinstance(backup, StaticDevice)
+    with pytest.raises(RuleViolation, match="not valid") as exc:
+        services.two_factor_verify(user=admin, method="backup", token=codes[0])
+    assert exc.value.code == "invalid_token"
+
+
+def test_two_factor_verify_keeps_the_failure_count_and_then_throttles(admin):
+    device = TOTPDeviceFactory(user=admin)
+    audit_rows = AuditEvent.objects.count()
+    with pytest.raises(RuleViolation, match="not valid"):
+        services.two_factor_verify(user=admin, method="totp", token="000000")
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1  # kept, though the check refused
+    # django-otp now makes the next try wait, even with the right code.
+    with pytest.raises(RuleViolation, match="Too many wrong codes") as exc:
+        services.two_factor_verify(user=admin, method="totp", token=totp_code(device))
+    assert exc.value.code == "throttled"
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_two_factor_verify_refuses_a_user_without_a_confirmed_device(admin):
+    TOTPDeviceFactory(user=admin, confirmed=False)
+    with pytest.raises(RuleViolation, match="no device of that kind") as exc:
+        services.two_factor_verify(user=admin, method="totp", token="123456")
+    assert exc.value.code == "no_device"
