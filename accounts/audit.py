@@ -142,6 +142,22 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
     }
 
 
+def created(**values: Any) -> dict[str, list]:
+    """``{field: [None, value]}``: the record of what a new object was made with."""
+    return {name: [None, _plain(value)] for name, value in values.items()}
+
+
+def removed(**values: Any) -> dict[str, list]:
+    """``{field: [value, None]}``: the record of what a removed object was."""
+    return {name: [_plain(value), None] for name, value in values.items()}
+
+
+def changed(**pairs: tuple[Any, Any]) -> dict[str, list]:
+    """``{field: [before, after]}`` for changes the service states itself (a state
+    moved on, a count): every pair is kept, unlike ``diff``, which drops equal ones."""
+    return {name: [_plain(before), _plain(after)] for name, (before, after) in pairs.items()}
+
+
 def record(
     *,
     actor: Actor,

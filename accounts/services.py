@@ -107,7 +107,7 @@ def enterprise_set_status(*, actor: Actor, enterprise: Enterprise, status: str) 
         action=f"enterprise.{'suspended' if status == Enterprise.Status.SUSPENDED else 'resumed'}",
         enterprise=enterprise,
         target=enterprise,
-        changes={"status": [before, status]},
+        changes=audit.changed(status=(before, status)),
     )
     return enterprise
 
@@ -295,7 +295,7 @@ def invitation_accept(*, raw_secret: str, password: str, ip: str | None = None) 
         action="user.joined",
         enterprise=user.enterprise,
         target=user,
-        changes={"status": [User.Status.INVITED, User.Status.ACTIVE]},
+        changes=audit.changed(status=(User.Status.INVITED, User.Status.ACTIVE)),
     )
     return user
 
@@ -381,7 +381,7 @@ def user_change_email(*, actor: Actor, user: User, email: str) -> User:
         action="user.email_changed",
         enterprise=user.enterprise,
         target=user,
-        changes={"email": [before, email]},
+        changes=audit.changed(email=(before, email)),
     )
     return user
 
@@ -395,7 +395,7 @@ def _set_status(actor: Actor, user: User, status: str, action: str) -> User:
         action=action,
         enterprise=user.enterprise,
         target=user,
-        changes={"status": [before, status]},
+        changes=audit.changed(status=(before, status)),
     )
     return user
 
@@ -498,7 +498,7 @@ def _revoke_app_tokens(user: User) -> None:
             action="oidc.tokens_revoked",
             enterprise=user.enterprise,
             target=user,
-            changes={"tokens": [revoked, 0]},
+            changes=audit.changed(tokens=(revoked, 0)),
         )
 
 
@@ -659,11 +659,7 @@ def api_token_create(
         action="api_token.created",
         enterprise=enterprise,
         target=token,
-        changes={
-            "name": [None, token.name],
-            "role": [None, token.role],
-            "purpose": [None, token.purpose],
-        },
+        changes=audit.created(name=token.name, role=token.role, purpose=token.purpose),
     )
     return token, raw
 
@@ -708,10 +704,7 @@ def network_client_create(
         action="network_client.created",
         enterprise=None,
         target=client,
-        changes={
-            "name": [None, client.name],
-            "enterprises": [None, sorted(e.name for e in enterprises)],
-        },
+        changes=audit.created(name=client.name, enterprises=sorted(e.name for e in enterprises)),
     )
     return client, raw
 

@@ -499,11 +499,9 @@ def import_preview(
         action="import.previewed",
         enterprise=enterprise,
         target=job,
-        changes={
-            "file": [None, job.filename],
-            "rows": [None, job.total_rows],
-            "rows_with_problems": [None, len(preview.problems)],
-        },
+        changes=audit.created(
+            file=job.filename, rows=job.total_rows, rows_with_problems=len(preview.problems)
+        ),
     )
     return job
 
@@ -529,7 +527,7 @@ def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
         action="import.started",
         enterprise=job.enterprise,
         target=job,
-        changes={"state": [ImportJob.State.PREVIEWED, ImportJob.State.QUEUED]},
+        changes=audit.changed(state=(ImportJob.State.PREVIEWED, ImportJob.State.QUEUED)),
     )
     from .tasks import run_import
 
@@ -704,7 +702,7 @@ def _stop(job: ImportJob, reason: str, last_row: int | None) -> None:
         action="import.failed",
         enterprise=job.enterprise,
         target=job,
-        changes={"state": [ImportJob.State.RUNNING, ImportJob.State.FAILED]},
+        changes=audit.changed(state=(ImportJob.State.RUNNING, ImportJob.State.FAILED)),
     )
 
 
@@ -721,11 +719,11 @@ def _finish(job_id: int, actor: Actor) -> None:
             action="import.finished",
             enterprise=job.enterprise,
             target=job,
-            changes={
-                "state": [ImportJob.State.RUNNING, ImportJob.State.DONE],
-                "created": [None, job.created_count],
-                "failed": [None, job.failed_count],
-            },
+            changes=audit.changed(
+                state=(ImportJob.State.RUNNING, ImportJob.State.DONE),
+                created=(None, job.created_count),
+                failed=(None, job.failed_count),
+            ),
             changes_enterprise=False,  # the job's books close even if the operator suspended
         )
 

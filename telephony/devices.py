@@ -766,7 +766,7 @@ def _request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None
         action="registration.sign_out_requested",
         enterprise=reg.enterprise,
         target=reg,
-        changes={"state": [State.ACTIVE, State.SIGN_OUT_REQUESTED]},
+        changes=audit.changed(state=(State.ACTIVE, State.SIGN_OUT_REQUESTED)),
     )
     transaction.on_commit(lambda: _queue_deregistration(reg.pk), robust=True)
 

@@ -81,7 +81,7 @@ def number_block_create(
         action="number_block.created",
         enterprise=enterprise,
         target=block,
-        changes={"range": [None, str(block)], "country": [None, country], "size": [None, len(tns)]},
+        changes=audit.created(range=str(block), country=country, size=len(tns)),
     )
     return block
 
@@ -110,7 +110,7 @@ def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: s
         action="sim_line.created",
         enterprise=enterprise,
         target=line,
-        changes={"imsi": [None, imsi], "iccid": [None, iccid]},
+        changes=audit.created(imsi=imsi, iccid=iccid),
     )
     return line
 
@@ -594,7 +594,7 @@ def _end_grants(grants, reason: str, actor: Actor) -> list[Grant]:
             action=f"grant.{reason}",
             enterprise=grant.enterprise,
             target=grant,
-            changes={"active": [True, False]},
+            changes=audit.changed(active=(True, False)),
         )
     for grantee_id in {g.grantee_id for g in ended}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
@@ -728,7 +728,7 @@ def _pause_grants(grants, paused: bool, actor: Actor) -> list[Grant]:
             action="grant.paused" if paused else "grant.resumed",
             enterprise=grant.enterprise,
             target=grant,
-            changes={"active": [not paused, paused is False]},
+            changes=audit.changed(active=(not paused, paused is False)),
         )
     for grantee_id in {g.grantee_id for g in changed}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
@@ -949,11 +949,11 @@ def grant_create(
         action="grant.created",
         enterprise=identity.enterprise,
         target=grant,
-        changes={
-            "grantee": [None, grantee.email],
-            "rights": [None, grant.rights],
-            "valid_until": [None, valid_until.isoformat() if valid_until else None],
-        },
+        changes=audit.created(
+            grantee=grantee.email,
+            rights=grant.rights,
+            valid_until=valid_until.isoformat() if valid_until else None,
+        ),
     )
     return grant
 
@@ -1023,6 +1023,6 @@ def sync_retry(*, actor: Actor, identity: Identity) -> Identity:
         action="identity.sync_retried",
         enterprise=identity.enterprise,
         target=identity,
-        changes={"sync": [IdentitySync.State.FAILED, IdentitySync.State.PENDING]},
+        changes=audit.changed(sync=(IdentitySync.State.FAILED, IdentitySync.State.PENDING)),
     )
     return identity

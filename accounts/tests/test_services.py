@@ -1,5 +1,5 @@
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
+from accounts import audit, services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
@@ -308,3 +308,30 @@ def test_two_factor_verify_refuses_a_user_without_a_confirmed_device(admin):
     with pytest.raises(RuleViolation, match="no device of that kind") as exc:
         services.two_factor_verify(user=admin, method="totp", token="123456")
     assert exc.value.code == "no_device"
+
+
+def test_the_audit_change_records_keep_every_field_in_the_stored_shape():
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert audit.created(name="Rob", valid_until=when, note=None) == {
+        "name": [None, "Rob"],
+        "valid_until": [None, "2026-01-02T03:04:05+00:00"],
+        "note": [None, None],
+    }
+    assert audit.removed(app="Payroll") == {"app": ["Payroll", None]}
+    # Unlike diff, a stated change is kept even where both sides are equal.
+    assert audit.changed(status=("active", "active"), tokens=(3, 0)) == {
+        "status": ["active", "active"],
+        "tokens": [3, 0],
+    }
+
+
+def test_a_token_is_audited_with_what_it_was_made_with(admin, enterprise):
+    token, _ = services.api_token_create(
+        actor=actor_for(admin), enterprise=enterprise, name="CRM", role=Role.HELPDESK
+    )
+    event = AuditEvent.objects.get(action="api_token.created", target_id=str(token.pk))
+    assert event.changes == {
+        "name": [None, "CRM"],
+        "role": [None, "helpdesk"],
+        "purpose": [None, "api"],
+    }

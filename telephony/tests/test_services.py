@@ -18,7 +18,7 @@ from telephony.models import (
     SimulatedSubscription,
     TelephoneNumber,
 )
-from telephony.tests.factories import give_line, give_numbers, make_identity
+from telephony.tests.factories import give_line, give_numbers, iccid_for, make_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -459,3 +459,23 @@ def test_onboarding_refuses_an_offboarded_or_foreign_account(
                 services=["voice"],
             )
     assert not Identity.objects.exists()
+
+
+def test_a_block_and_a_sim_line_are_audited_with_what_they_were_made_with(admin_actor, enterprise):
+    block = services.number_block_create(
+        actor=admin_actor,
+        enterprise=enterprise,
+        first_number="+4930777000",
+        last_number="+4930777004",
+    )
+    event = AuditEvent.objects.get(action="number_block.created", target_id=str(block.pk))
+    assert event.changes == {
+        "range": [None, str(block)],
+        "country": [None, "DE"],
+        "size": [None, 5],
+    }
+    line = services.sim_line_create(
+        actor=admin_actor, enterprise=enterprise, imsi="262010000000077", iccid=iccid_for(77)
+    )
+    event = AuditEvent.objects.get(action="sim_line.created", target_id=str(line.pk))
+    assert event.changes == {"imsi": [None, "262010000000077"], "iccid": [None, iccid_for(77)]}
