@@ -12,10 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 from portal.http import client_ip
 
 from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
@@ -84,15 +83,15 @@ class Actor:
         """
         if self.network_client is not None:
             if not self.network_client.serves(enterprise):
-                raise PermissionDenied("This network client does not serve that enterprise.")
+                raise NotAllowed("This network client does not serve that enterprise.")
             return
         own = self.enterprise
         if own is None:
             if self.user is not None and not self.user.is_staff:
-                raise PermissionDenied("No enterprise.")
+                raise NotAllowed("No enterprise.")
             return
         if own.pk != enterprise.pk:
-            raise PermissionDenied("Not your enterprise.")
+            raise NotAllowed("Not your enterprise.")
 
     def ensure_may_change(self, enterprise: Enterprise | None = None) -> None:
         """A suspended enterprise changes nothing through its own people and tokens.
@@ -141,6 +140,22 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
         for key in keys
         if _plain(before.get(key)) != _plain(after.get(key))
     }
+
+
+def created(**values: Any) -> dict[str, list]:
+    """``{field: [None, value]}``: the record of what a new object was made with."""
+    return {name: [None, _plain(value)] for name, value in values.items()}
+
+
+def removed(**values: Any) -> dict[str, list]:
+    """``{field: [value, None]}``: the record of what a removed object was."""
+    return {name: [_plain(value), None] for name, value in values.items()}
+
+
+def changed(**pairs: tuple[Any, Any]) -> dict[str, list]:
+    """``{field: [before, after]}`` for changes the service states itself (a state
+    moved on, a count): every pair is kept, unlike ``diff``, which drops equal ones."""
+    return {name: [_plain(before), _plain(after)] for name, (before, after) in pairs.items()}
 
 
 def record(

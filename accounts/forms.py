@@ -1,11 +1,11 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
-from django.db import transaction
-from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from portal.errors import RuleViolation
 from portal.forms import PortalForm
 
+from . import services
 from .models import ApiToken, AuditEvent, Role, User
 
 
@@ -50,26 +50,14 @@ class TokenForm(PortalForm):
     def clean(self):
         cleaned = super().clean()
         token = (cleaned.get("token") or "").replace(" ", "").lower()
-        model = TOTPDevice if cleaned.get("method") == "totp" else StaticDevice
         if not token:
             return cleaned
-        # Lock the device row so that concurrent guesses are counted one by one; raise
-        # only after the block, so that the failure count it wrote is kept.
-        with transaction.atomic():
-            device = (
-                model.objects.select_for_update().filter(user=self.user, confirmed=True).first()
+        try:
+            self.device = services.two_factor_verify(
+                user=self.user, method=cleaned.get("method") or "", token=token
             )
-            allowed = device is not None and device.verify_is_allowed()[0]
-            verified = allowed and device.verify_token(token)
-        if device is None:
-            raise forms.ValidationError("You have no device of that kind.")
-        if not allowed:
-            raise forms.ValidationError(
-                "Too many wrong codes. Wait a little and try again.", code="throttled"
-            )
-        if not verified:
-            raise forms.ValidationError("That code is not valid.", code="invalid_token")
-        self.device = device
+        except RuleViolation as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
         return cleaned
 
 

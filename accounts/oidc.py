@@ -286,7 +286,7 @@ def app_access_revoke(*, actor: Actor, user: User, application) -> int:
         action="oidc.app_access_revoked",
         enterprise=user.enterprise,
         target=user,
-        changes={"app": [application.name, None]},
+        changes=audit.removed(app=application.name),
     )
     return count
 
@@ -371,11 +371,7 @@ def client_register(
         action="oidc.client_registered",
         enterprise=enterprise,
         target=registration,
-        changes={
-            "name": [None, application.name],
-            "redirect_uris": [None, uris],
-            "first_party": [None, first_party],
-        },
+        changes=audit.created(name=application.name, redirect_uris=uris, first_party=first_party),
     )
     return registration
 
@@ -390,7 +386,7 @@ def client_remove(*, actor: Actor, registration: ClientRegistration) -> None:
         action="oidc.client_removed",
         enterprise=registration.enterprise,
         target=registration,
-        changes={"name": [registration.application.name, None]},
+        changes=audit.removed(name=registration.application.name),
     )
     registration.application.delete()
 

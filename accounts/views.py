@@ -25,6 +25,7 @@ from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from portal.errors import RuleViolation
 from portal.http import client_ip, object_id, safe_next_url
+from portal.pages import call_service
 from portal.pagination import PAGE_SIZE, paginate
 from portal.ratelimit import over_limit, used_up
 from portal.tenancy import get_for_enterprise_or_404
@@ -320,16 +321,17 @@ def invitation_accept(request):
 def user_invite(request):
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_invite(
+        user = call_service(
+            request,
+            lambda: services.user_invite(
                 actor=Actor.from_request(request),
                 enterprise=request.enterprise,
                 **form.cleaned_data,
-            )
-        except RuleViolation as exc:
-            form.add_rule_violation(exc)
-        else:
-            messages.success(request, f"Invitation sent to {user.email}.")
+            ),
+            success=lambda invited: f"Invitation sent to {invited.email}.",
+            form=form,
+        )
+        if user is not None:
             return redirect("telephony:employee_detail", pk=user.pk)
     return render(request, "accounts/user_invite.html", {"form": form})
 
@@ -340,14 +342,19 @@ def user_edit(request, pk):
     form = UserEditForm(
         request.POST or None, initial={"full_name": user.full_name, "role": user.role}
     )
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.user_update(actor=Actor.from_request(request), user=user, **form.cleaned_data)
-        except RuleViolation as exc:
-            form.add_rule_violation(exc)
-        else:
-            messages.success(request, "Saved.")
-            return redirect("telephony:employee_detail", pk=user.pk)
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            request,
+            lambda: services.user_update(
+                actor=Actor.from_request(request), user=user, **form.cleaned_data
+            ),
+            success="Saved.",
+            form=form,
+        )
+    ):
+        return redirect("telephony:employee_detail", pk=user.pk)
     return render(request, "accounts/user_edit.html", {"form": form, "member": user})
 
 
@@ -403,12 +410,11 @@ def user_action(request, pk, action):
     if request.user.role not in roles:
         raise PermissionDenied
     user = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
-    try:
-        service(actor=Actor.from_request(request), user=user)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{label}: done for {user}.")
+    call_service(
+        request,
+        lambda: service(actor=Actor.from_request(request), user=user),
+        success=f"{label}: done for {user}.",
+    )
     return redirect("telephony:employee_detail", pk=user.pk)
 
 
@@ -419,16 +425,17 @@ def user_action(request, pk, action):
 def api_token_list(request):
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            _, raw = services.api_token_create(
+        created = call_service(
+            request,
+            lambda: services.api_token_create(
                 actor=Actor.from_request(request),
                 enterprise=request.enterprise,
                 **form.cleaned_data,
-            )
-        except RuleViolation as exc:
-            form.add_rule_violation(exc)
-        else:
-            request.session[SESSION_NEW_API_TOKEN] = raw
+            ),
+            form=form,
+        )
+        if created is not None:
+            request.session[SESSION_NEW_API_TOKEN] = created[1]
             return redirect("accounts:api_tokens")
     context = {
         "form": form,

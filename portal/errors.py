@@ -2,7 +2,8 @@
 
 Services raise it; the API's exception handler turns it into a 400 with a readable
 message, and pages show it as a form error. Nothing is changed when it is raised,
-because services raise it inside their transaction.
+because services raise it inside their transaction. ``NotAllowed``, the one kind of
+it for "this actor may not do that", is a 403 in the API and a 403 page.
 """
 
 
@@ -14,3 +15,10 @@ class RuleViolation(Exception):
         self.message = message
         self.code = code
         self.field = field
+
+
+class NotAllowed(RuleViolation):
+    """The actor may not do this: another enterprise's object, another person's device."""
+
+    def __init__(self, message: str, *, code: str = "not_allowed", field: str | None = None):
+        super().__init__(message, code=code, field=field)

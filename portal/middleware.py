@@ -41,8 +41,8 @@ class ContentSecurityPolicyMiddleware:
 class RuleViolationMiddleware:
     """A business rule that a page's view does not handle itself (a suspended
     enterprise, most often) is shown with its message, not as a server error. The
-    service raised it inside its transaction, so nothing was changed. The API has its
-    own handler (portal.api.errors)."""
+    service raised it inside its transaction, so nothing was changed. NotAllowed is a
+    403. The API has its own handler (portal.api.errors)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -51,11 +51,12 @@ class RuleViolationMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        from .errors import RuleViolation
+        from .errors import NotAllowed, RuleViolation
 
         if not isinstance(exception, RuleViolation):
             return None
-        return render(request, "errors/refused.html", {"message": exception.message}, status=400)
+        status = 403 if isinstance(exception, NotAllowed) else 400
+        return render(request, "errors/refused.html", {"message": exception.message}, status=status)
 
 
 class PortalErrorPagesMiddleware:

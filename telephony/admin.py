@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from accounts.models import Enterprise
+from portal import csvfile
 from portal.admin import AddedByServiceMixin, AuditedModelAdmin
 from portal.errors import RuleViolation
 
@@ -31,8 +32,6 @@ from .models import (
     SimulatedSubscription,
     SyncAttempt,
 )
-
-MAX_INVENTORY_CSV_BYTES = 2 * 1024 * 1024
 
 
 class InventoryUploadForm(forms.Form):
@@ -61,17 +60,11 @@ class InventoryUploadMixin:
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                if upload.size > MAX_INVENTORY_CSV_BYTES:
-                    raise RuleViolation("The file is larger than 2 MB; split it.")
-                try:
-                    text = upload.read().decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise RuleViolation("The file is not UTF-8 text.") from exc
                 count = services.inventory_import(
                     actor=Actor.from_request(request),
                     enterprise=form.cleaned_data["enterprise"],
                     kind=self.upload_kind,
-                    csv_text=text,
+                    csv_text=csvfile.read_upload(upload, max_bytes=services.INVENTORY_MAX_BYTES),
                 )
             except RuleViolation as exc:
                 form.add_error(None, exc.message)

@@ -15,7 +15,6 @@ imported again; the columns it adds for reading are accepted and ignored.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
+from portal import csvfile
 from portal.errors import RuleViolation
 
 from . import numbers
@@ -137,32 +137,7 @@ class Row:
 
 def decode(data: bytes) -> str:
     """The text of an uploaded file: UTF-8, with or without a byte order mark."""
-    if len(data) > MAX_BYTES:
-        raise RuleViolation(
-            f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it into smaller files.",
-            code="file_too_large",
-            field="file",
-        )
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise RuleViolation(
-            "The file is UTF-16 text. Save it as “CSV UTF-8 (comma delimited)” and upload it again.",
-            code="bad_encoding",
-            field="file",
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise RuleViolation(
-            f"The file is not UTF-8 text (byte {exc.start + 1} is not). Save it as "
-            "“CSV UTF-8 (comma delimited)” and upload it again.",
-            code="bad_encoding",
-            field="file",
-        ) from exc
-    if "\x00" in text:
-        raise RuleViolation(
-            "The file holds binary data, not CSV text.", code="bad_encoding", field="file"
-        )
-    return text
+    return csvfile.decode(data, max_bytes=MAX_BYTES)
 
 
 def parse(csv_text: str) -> list[Row]:
@@ -180,53 +155,18 @@ def parse(csv_text: str) -> list[Row]:
 def iter_rows(csv_text: str, *, start: int = 0) -> Iterator[Row]:
     """The data rows one by one, from the ``start``-th (0-based, blank lines not
     counted), reading the text as a stream."""
-    if len(csv_text) > MAX_BYTES:
+    records = csvfile.records(csv_text, max_bytes=MAX_BYTES, max_rows=MAX_ROWS)
+    header = next(records, None)
+    if header is None:
         raise RuleViolation(
-            f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it into smaller files.",
-            code="file_too_large",
+            "The file is empty. Its first row names the columns, e.g. email,full_name.",
+            code="no_rows",
             field="file",
         )
-    csv_text = csv_text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(csv_text, newline=""), delimiter=_delimiter(csv_text))
-    number = 0  # the spreadsheet row of the record just read
-    try:
-        columns = None
-        for record in reader:
-            number += 1
-            if not any(cell.strip() for cell in record):
-                continue
-            columns = _columns(record)
-            break
-        if columns is None:
-            raise RuleViolation(
-                "The file is empty. Its first row names the columns, e.g. email,full_name.",
-                code="no_rows",
-                field="file",
-            )
-        seen = 0
-        for record in reader:
-            number += 1
-            if not any(cell.strip() for cell in record):
-                continue
-            seen += 1
-            if seen > MAX_ROWS:
-                raise RuleViolation(
-                    f"The file has more than {MAX_ROWS:,} rows; split it into smaller files.",
-                    code="too_many_rows",
-                    field="file",
-                )
-            if seen > start:
-                yield _row(number, columns, record)
-    except csv.Error as exc:
-        raise RuleViolation(
-            f"Row {number + 1} is not valid CSV ({exc}).", code="bad_csv", field="file"
-        ) from exc
-
-
-def _delimiter(csv_text: str) -> str:
-    """Comma; or semicolon, which spreadsheets in many locales write instead."""
-    header = csv_text[:4096].partition("\n")[0]
-    return ";" if "," not in header and ";" in header else ","
+    columns = _columns(header[1])
+    for seen, (number, record) in enumerate(records, start=1):
+        if seen > start:
+            yield _row(number, columns, record)
 
 
 def _column_name(cell: str) -> str:
@@ -559,11 +499,9 @@ def import_preview(
         action="import.previewed",
         enterprise=enterprise,
         target=job,
-        changes={
-            "file": [None, job.filename],
-            "rows": [None, job.total_rows],
-            "rows_with_problems": [None, len(preview.problems)],
-        },
+        changes=audit.created(
+            file=job.filename, rows=job.total_rows, rows_with_problems=len(preview.problems)
+        ),
     )
     return job
 
@@ -589,7 +527,7 @@ def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
         action="import.started",
         enterprise=job.enterprise,
         target=job,
-        changes={"state": [ImportJob.State.PREVIEWED, ImportJob.State.QUEUED]},
+        changes=audit.changed(state=(ImportJob.State.PREVIEWED, ImportJob.State.QUEUED)),
     )
     from .tasks import run_import
 
@@ -764,7 +702,7 @@ def _stop(job: ImportJob, reason: str, last_row: int | None) -> None:
         action="import.failed",
         enterprise=job.enterprise,
         target=job,
-        changes={"state": [ImportJob.State.RUNNING, ImportJob.State.FAILED]},
+        changes=audit.changed(state=(ImportJob.State.RUNNING, ImportJob.State.FAILED)),
     )
 
 
@@ -781,11 +719,11 @@ def _finish(job_id: int, actor: Actor) -> None:
             action="import.finished",
             enterprise=job.enterprise,
             target=job,
-            changes={
-                "state": [ImportJob.State.RUNNING, ImportJob.State.DONE],
-                "created": [None, job.created_count],
-                "failed": [None, job.failed_count],
-            },
+            changes=audit.changed(
+                state=(ImportJob.State.RUNNING, ImportJob.State.DONE),
+                created=(None, job.created_count),
+                failed=(None, job.failed_count),
+            ),
             changes_enterprise=False,  # the job's books close even if the operator suspended
         )
 

@@ -1,7 +1,6 @@
 """Pages for the CSV import of employees with identities, and the CSV export."""
 
 from django import forms
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -11,8 +10,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
 from accounts.decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
+from portal import csvfile
 from portal.errors import RuleViolation
 from portal.forms import PortalForm
+from portal.pages import call_service
 from portal.tenancy import get_for_enterprise_or_404
 
 from . import bulk
@@ -36,13 +37,8 @@ class ImportForm(PortalForm):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > bulk.MAX_BYTES:
-            raise ValidationError(
-                f"The file is larger than {bulk.MAX_BYTES // (1024 * 1024)} MB; split it into "
-                "smaller files."
-            )
         try:
-            self.csv_text = bulk.decode(upload.read())
+            self.csv_text = csvfile.read_upload(upload, max_bytes=bulk.MAX_BYTES)
         except RuleViolation as exc:
             raise ValidationError(exc.message) from exc
         return upload
@@ -60,17 +56,18 @@ def import_upload(request):
         request.FILES if request.method == "POST" else None,
     )
     if request.method == "POST" and form.is_valid():
-        try:
-            job = bulk.import_preview(
+        job = call_service(
+            request,
+            lambda: bulk.import_preview(
                 actor=Actor.from_request(request),
                 enterprise=request.enterprise,
                 filename=form.cleaned_data["file"].name,
                 csv_text=form.csv_text,
                 send_invitations=form.cleaned_data["send_invitations"],
-            )
-        except RuleViolation as exc:
-            form.add_rule_violation(exc)
-        else:
+            ),
+            form=form,
+        )
+        if job is not None:
             return redirect("telephony:import_preview", pk=job.pk)
     context = {
         "form": form,
@@ -95,12 +92,9 @@ def import_preview(request, pk):
 @require_POST
 def import_start(request, pk):
     job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
-    try:
-        bulk.import_start(actor=Actor.from_request(request), job=job)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-        return redirect("telephony:import_preview", pk=job.pk)
-    return redirect("telephony:import_job", pk=job.pk)
+    if call_service(request, lambda: bulk.import_start(actor=Actor.from_request(request), job=job)):
+        return redirect("telephony:import_job", pk=job.pk)
+    return redirect("telephony:import_preview", pk=job.pk)
 
 
 @enterprise_role_required(ADMIN)

@@ -126,10 +126,7 @@ def _audit_credential(actor: Actor, credential: SigningCredential, action: str) 
         action=action,
         enterprise=credential.enterprise,
         target=credential,
-        changes={
-            "kind": [None, credential.kind],
-            "valid_until": [None, credential.not_after.isoformat()],
-        },
+        changes=audit.created(kind=credential.kind, valid_until=credential.not_after.isoformat()),
     )
 
 

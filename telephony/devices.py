@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
@@ -27,7 +26,7 @@ from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import NetworkClient, Role, ServiceContract, User
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 
 from .hss import HssPermanentError, HssTransientError
 from .hss import backend as hss_backend
@@ -195,7 +194,7 @@ class _Batch:
 def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocument) -> ApplyReport:
     """Apply one report of the IMS core, whole or not at all.
 
-    Refused whole (PermissionDenied) if any AoR belongs to an enterprise this client
+    Refused whole (NotAllowed) if any AoR belongs to an enterprise this client
     does not serve. AoRs that name no identity are reported back, not guessed. Which
     registrations apply is decided per AoR by _fresh_registrations.
     """
@@ -208,7 +207,7 @@ def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocume
             i.enterprise.name for i in identities.values() if not client.serves(i.enterprise)
         }
         if foreign:
-            raise PermissionDenied(
+            raise NotAllowed(
                 f"This network client does not serve {', '.join(sorted(foreign))}: nothing applied."
             )
         fresh = _fresh_registrations(document, identities, report)
@@ -767,7 +766,7 @@ def _request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None
         action="registration.sign_out_requested",
         enterprise=reg.enterprise,
         target=reg,
-        changes={"state": [State.ACTIVE, State.SIGN_OUT_REQUESTED]},
+        changes=audit.changed(state=(State.ACTIVE, State.SIGN_OUT_REQUESTED)),
     )
     transaction.on_commit(lambda: _queue_deregistration(reg.pk), robust=True)
 
@@ -790,7 +789,7 @@ def _ensure_may_sign_out(actor: Actor, reg: Registration) -> None:
     actor.ensure_acts_for(reg.enterprise)
     user = actor.user
     if user is not None and user.pk != reg.user_id and user.role not in SIGN_OUT_OTHERS:
-        raise PermissionDenied("Employees sign out their own devices only.")
+        raise NotAllowed("Employees sign out their own devices only.")
 
 
 @transaction.atomic
@@ -938,7 +937,7 @@ def registration_update_settings(
     actor.ensure_acts_for(reg.enterprise)
     user = actor.user
     if user is None or user.pk != reg.user_id:
-        raise PermissionDenied("A device's settings belong to its user.")
+        raise NotAllowed("A device's settings belong to its user.")
     account_services.ensure_writable(reg.enterprise)
     fields = ["enabled_services", "default_impu", "do_not_disturb", "ring_priority"]
     before = audit.snapshot(reg, fields)

@@ -21,6 +21,7 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
+from portal import csvfile
 from portal.errors import RuleViolation
 
 from . import numbers
@@ -80,7 +81,7 @@ def number_block_create(
         action="number_block.created",
         enterprise=enterprise,
         target=block,
-        changes={"range": [None, str(block)], "country": [None, country], "size": [None, len(tns)]},
+        changes=audit.created(range=str(block), country=country, size=len(tns)),
     )
     return block
 
@@ -109,41 +110,54 @@ def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: s
         action="sim_line.created",
         enterprise=enterprise,
         target=line,
-        changes={"imsi": [None, imsi], "iccid": [None, iccid]},
+        changes=audit.created(imsi=imsi, iccid=iccid),
     )
     return line
+
+
+# The operator's inventory upload (Django admin): a block row creates up to a block's
+# numbers, so both caps stay well below the employee import's.
+INVENTORY_MAX_BYTES = 2 * 1024 * 1024
+INVENTORY_MAX_ROWS = 5_000
 
 
 def inventory_import(*, actor: Actor, enterprise: Enterprise, kind: str, csv_text: str) -> int:
     """Load number blocks (columns first_number, last_number[, note]) or SIM lines
     (imsi, iccid) from CSV, all or nothing: a file with any bad row changes nothing and
     the error names every bad row."""
-    import csv
-    import io
-
     columns = {"blocks": ("first_number", "last_number"), "lines": ("imsi", "iccid")}[kind]
-    reader = csv.DictReader(io.StringIO(csv_text.lstrip("\ufeff")))
-    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    # Read whole before the first write: a file refused for its size, rows or encoding
+    # writes nothing.
+    records = list(
+        csvfile.records(csv_text, max_bytes=INVENTORY_MAX_BYTES, max_rows=INVENTORY_MAX_ROWS)
+    )
+    header = [cell.strip() for cell in records[0][1]] if records else []
+    missing = [c for c in columns if c not in header]
     if missing:
         raise RuleViolation(
-            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}.",
+            field="file",
         )
+    reader = ((number, dict(zip(header, cells, strict=False))) for number, cells in records[1:])
     problems, created = [], 0
     with transaction.atomic():
-        for row_number, row in enumerate(reader, start=2):
+        for row_number, row in reader:
             try:
                 with transaction.atomic():
                     if kind == "blocks":
                         number_block_create(
                             actor=actor,
                             enterprise=enterprise,
-                            first_number=row["first_number"],
-                            last_number=row["last_number"],
-                            note=(row.get("note") or "")[:200],
+                            first_number=row.get("first_number", ""),
+                            last_number=row.get("last_number", ""),
+                            note=row.get("note", "")[:200],
                         )
                     else:
                         sim_line_create(
-                            actor=actor, enterprise=enterprise, imsi=row["imsi"], iccid=row["iccid"]
+                            actor=actor,
+                            enterprise=enterprise,
+                            imsi=row.get("imsi", ""),
+                            iccid=row.get("iccid", ""),
                         )
             except RuleViolation as exc:
                 problems.append(f"row {row_number}: {exc.message}")
@@ -580,7 +594,7 @@ def _end_grants(grants, reason: str, actor: Actor) -> list[Grant]:
             action=f"grant.{reason}",
             enterprise=grant.enterprise,
             target=grant,
-            changes={"active": [True, False]},
+            changes=audit.changed(active=(True, False)),
         )
     for grantee_id in {g.grantee_id for g in ended}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
@@ -714,7 +728,7 @@ def _pause_grants(grants, paused: bool, actor: Actor) -> list[Grant]:
             action="grant.paused" if paused else "grant.resumed",
             enterprise=grant.enterprise,
             target=grant,
-            changes={"active": [not paused, paused is False]},
+            changes=audit.changed(active=(not paused, paused is False)),
         )
     for grantee_id in {g.grantee_id for g in changed}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
@@ -935,11 +949,11 @@ def grant_create(
         action="grant.created",
         enterprise=identity.enterprise,
         target=grant,
-        changes={
-            "grantee": [None, grantee.email],
-            "rights": [None, grant.rights],
-            "valid_until": [None, valid_until.isoformat() if valid_until else None],
-        },
+        changes=audit.created(
+            grantee=grantee.email,
+            rights=grant.rights,
+            valid_until=valid_until.isoformat() if valid_until else None,
+        ),
     )
     return grant
 
@@ -1009,6 +1023,6 @@ def sync_retry(*, actor: Actor, identity: Identity) -> Identity:
         action="identity.sync_retried",
         enterprise=identity.enterprise,
         target=identity,
-        changes={"sync": [IdentitySync.State.FAILED, IdentitySync.State.PENDING]},
+        changes=audit.changed(sync=(IdentitySync.State.FAILED, IdentitySync.State.PENDING)),
     )
     return identity

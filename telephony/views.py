@@ -26,6 +26,7 @@ from accounts.models import Role, User
 from accounts.views import account_actions
 from portal.errors import RuleViolation
 from portal.http import is_htmx, safe_next_url
+from portal.pages import call_service
 from portal.pagination import paginate
 from portal.tenancy import get_for_enterprise_or_404
 
@@ -56,13 +57,10 @@ def _filtered(form):
     return form.cleaned_data if form.is_valid() else {}
 
 
-def _run(request, form, service, **kwargs):
+def _run(request, form, service, *, success=None, **kwargs):
     """Call ``service`` with the request's actor; a RuleViolation lands on the form."""
-    try:
-        return service(actor=Actor.from_request(request), **kwargs)
-    except RuleViolation as exc:
-        form.add_rule_violation(exc)
-        return None
+    actor = Actor.from_request(request)
+    return call_service(request, lambda: service(actor=actor, **kwargs), success=success, form=form)
 
 
 # --- Employees ------------------------------------------------------------------------
@@ -95,16 +93,11 @@ def employee_onboard(request):
                     request,
                     form,
                     services.employee_onboard,
+                    success=_onboarded,
                     enterprise=request.enterprise,
                     **form.cleaned_data,
                 )
                 if identity is not None:
-                    invited = (
-                        " An invitation email is on its way."
-                        if identity.owner.status == "invited"
-                        else ""
-                    )
-                    messages.success(request, f"{identity.owner} now has {identity.tn}.{invited}")
                     return redirect("telephony:identity_detail", pk=identity.pk)
     context = {
         "form": form,
@@ -115,6 +108,11 @@ def employee_onboard(request):
         ),
     }
     return render(request, "telephony/employee_onboard.html", context)
+
+
+def _onboarded(identity: Identity) -> str:
+    invited = " An invitation email is on its way." if identity.owner.status == "invited" else ""
+    return f"{identity.owner} now has {identity.tn}.{invited}"
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
@@ -142,14 +140,15 @@ def employee_offboard(request, pk):
     """Confirm, then run the kill-switch and show its receipt."""
     member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
     if request.method == "POST":
-        try:
-            receipt = services.employee_offboard(
+        receipt = call_service(
+            request,
+            lambda: services.employee_offboard(
                 actor=Actor.from_request(request),
                 user=member,
                 revoke_api_tokens=request.POST.get("revoke_api_tokens") == "on",
-            )
-        except RuleViolation as exc:
-            messages.error(request, exc.message)
+            ),
+        )
+        if receipt is None:
             return redirect("telephony:employee_detail", pk=member.pk)
         return redirect("telephony:receipt", pk=receipt.pk)
     context = {
@@ -175,12 +174,13 @@ def employee_leaver_action(request, pk, action):
     """Deactivate or reactivate, then show the receipt."""
     member = get_for_enterprise_or_404(User, request.enterprise, pk=pk)
     service, done = LEAVER_ACTIONS[action]
-    try:
-        receipt = service(actor=Actor.from_request(request), user=member)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
+    receipt = call_service(
+        request,
+        lambda: service(actor=Actor.from_request(request), user=member),
+        success=f"{done}: {member}.",
+    )
+    if receipt is None:
         return redirect("telephony:employee_detail", pk=member.pk)
-    messages.success(request, f"{done}: {member}.")
     return redirect("telephony:receipt", pk=receipt.pk)
 
 
@@ -205,14 +205,13 @@ def receipt_detail(request, pk):
 def receipt_revoke_api_tokens(request, pk):
     """ "Revoke these too": the API tokens the leaver created, which offboarding kept."""
     receipt = get_for_enterprise_or_404(OffboardingReceipt, request.enterprise, pk=pk)
-    try:
-        revoked = account_services.api_tokens_revoke_created_by(
+    call_service(
+        request,
+        lambda: account_services.api_tokens_revoke_created_by(
             actor=Actor.from_request(request), user=receipt.user
-        )
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Revoked {len(revoked)} API token{pluralize(len(revoked))}.")
+        ),
+        success=lambda revoked: f"Revoked {len(revoked)} API token{pluralize(len(revoked))}.",
+    )
     return redirect("telephony:receipt", pk=receipt.pk)
 
 
@@ -236,9 +235,15 @@ def identity_create(request, owner_pk):
     owner = get_for_enterprise_or_404(User, request.enterprise, pk=owner_pk)
     form = IdentityForm(request.POST or None, contract=request.enterprise.contract)
     if request.method == "POST" and form.is_valid():
-        identity = _run(request, form, services.identity_create, owner=owner, **form.cleaned_data)
+        identity = _run(
+            request,
+            form,
+            services.identity_create,
+            success=lambda made: f"{made.tn} created for {owner}.",
+            owner=owner,
+            **form.cleaned_data,
+        )
         if identity is not None:
-            messages.success(request, f"{identity.tn} created for {owner}.")
             return redirect("telephony:identity_detail", pk=identity.pk)
     return render(request, "telephony/identity_form.html", {"form": form, "owner": owner})
 
@@ -297,9 +302,15 @@ def identity_edit(request, pk):
     if (
         request.method == "POST"
         and form.is_valid()
-        and _run(request, form, services.identity_update, identity=identity, **form.cleaned_data)
+        and _run(
+            request,
+            form,
+            services.identity_update,
+            success="Saved; the HSS follows in a moment.",
+            identity=identity,
+            **form.cleaned_data,
+        )
     ):
-        messages.success(request, "Saved; the HSS follows in a moment.")
         return redirect("telephony:identity_detail", pk=identity.pk)
     return render(request, "telephony/identity_edit.html", {"form": form, "identity": identity})
 
@@ -316,13 +327,13 @@ def identity_relocate(request, pk):
             request,
             form,
             services.identity_relocate,
+            success=lambda moved: f"Moved to {moved.tn}; the old number is in quarantine.",
             identity=identity,
             country=data["country"],
             tn=data["tn"],
             imsi=data["imsi"] or None,
         )
         if moved is not None:
-            messages.success(request, f"Moved to {moved.tn}; the old number is in quarantine.")
             return redirect("telephony:identity_detail", pk=identity.pk)
     return render(request, "telephony/identity_relocate.html", {"form": form, "identity": identity})
 
@@ -342,12 +353,11 @@ def identity_action(request, pk, action):
         raise PermissionDenied
     identity = _identity_for(request, pk)
     service, done = IDENTITY_ACTIONS[action]
-    try:
-        service(actor=Actor.from_request(request), identity=identity)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{done}.")
+    call_service(
+        request,
+        lambda: service(actor=Actor.from_request(request), identity=identity),
+        success=f"{done}.",
+    )
     return redirect("telephony:identity_detail", pk=identity.pk)
 
 
@@ -382,9 +392,14 @@ def grant_list(request):
     if (
         request.method == "POST"
         and form.is_valid()
-        and _run(request, form, services.grant_create, **form.cleaned_data)
+        and _run(
+            request,
+            form,
+            services.grant_create,
+            success="Shared. Their devices can use it in a moment.",
+            **form.cleaned_data,
+        )
     ):
-        messages.success(request, "Shared. Their devices can use it in a moment.")
         return redirect("telephony:grants")
     context = {"form": form, "can_share": own.exists()}
     if user.role in ADMIN_OR_HELPDESK:
@@ -406,12 +421,11 @@ def grant_revoke(request, pk):
     user = request.user
     if user.role == Role.EMPLOYEE and user.pk not in (grant.identity.owner_id, grant.grantee_id):
         raise PermissionDenied
-    try:
-        services.grant_revoke(actor=Actor.from_request(request), grant=grant)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Grant revoked.")
+    call_service(
+        request,
+        lambda: services.grant_revoke(actor=Actor.from_request(request), grant=grant),
+        success="Grant revoked.",
+    )
     return redirect(safe_next_url(request, reverse("telephony:grants")))
 
 
@@ -479,14 +493,13 @@ def device_settings(request, pk):
     )
     form = DeviceSettingsForm(request.POST, registration=registration)
     if form.is_valid():
-        try:
-            devices.registration_update_settings(
+        call_service(
+            request,
+            lambda: devices.registration_update_settings(
                 actor=Actor.from_request(request), registration=registration, **form.cleaned_data
-            )
-        except RuleViolation as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, f"Saved for {registration.label}.")
+            ),
+            success=f"Saved for {registration.label}.",
+        )
     else:
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
     return redirect("telephony:my_devices")
@@ -496,12 +509,13 @@ def device_settings(request, pk):
 @require_POST
 def device_sign_out(request, pk):
     registration = get_for_enterprise_or_404(Registration, request.enterprise, pk=pk)
-    try:
-        devices.registration_sign_out(actor=Actor.from_request(request), registration=registration)
-    except RuleViolation as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Sign-out of {registration.label} requested.")
+    call_service(
+        request,
+        lambda: devices.registration_sign_out(
+            actor=Actor.from_request(request), registration=registration
+        ),
+        success=f"Sign-out of {registration.label} requested.",
+    )
     return redirect(safe_next_url(request, reverse("telephony:my_devices")))
 
 

@@ -13,7 +13,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 
 from .schema import ERROR
 
@@ -51,6 +51,8 @@ def error_response(error: ScimError, headers: dict | None = None) -> Response:
 def _as_scim_error(exc: Exception) -> ScimError:
     if isinstance(exc, ScimError):
         return exc
+    if isinstance(exc, NotAllowed):
+        return ScimError(403, exc.message)
     if isinstance(exc, RuleViolation):
         if exc.code in DUPLICATE_CODES:
             return ScimError(409, exc.message, "uniqueness")

@@ -1,20 +1,20 @@
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import mail
-from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.utils import DatabaseError
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
+from accounts import audit, services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
+from portal.testing import totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -149,9 +149,9 @@ def test_a_suspended_enterprise_blocks_its_admins_changes(admin, employee):
 
 def test_an_actor_cannot_change_another_enterprise(admin, other_enterprise):
     outsider = UserFactory(enterprise=other_enterprise)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.user_suspend(actor=actor_for(admin), user=outsider)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.user_invite(
             actor=actor_for(admin),
             enterprise=other_enterprise,
@@ -276,3 +276,62 @@ def test_the_sweep_sends_invitations_whose_task_was_lost(admin):
     assert services.invitations_sweep() == 1
     assert len(mail.outbox) == 1
     assert services.invitations_sweep() == 0
+
+
+def test_two_factor_verify_takes_a_right_code_and_a_backup_code_once(admin):
+    device = TOTPDeviceFactory(user=admin)
+    assert services.two_factor_verify(user=admin, method="totp", token=totp_code(device)) == device
+    codes = services.backup_codes_regenerate(actor=actor_for(admin), user=admin)
+    backup = services.two_factor_verify(user=admin, method="backup", token=codes[0])
+    assert isinstance(backup, StaticDevice)
+    with pytest.raises(RuleViolation, match="not valid") as exc:
+        services.two_factor_verify(user=admin, method="backup", token=codes[0])
+    assert exc.value.code == "invalid_token"
+
+
+def test_two_factor_verify_keeps_the_failure_count_and_then_throttles(admin):
+    device = TOTPDeviceFactory(user=admin)
+    audit_rows = AuditEvent.objects.count()
+    with pytest.raises(RuleViolation, match="not valid"):
+        services.two_factor_verify(user=admin, method="totp", token="000000")
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1  # kept, though the check refused
+    # django-otp now makes the next try wait, even with the right code.
+    with pytest.raises(RuleViolation, match="Too many wrong codes") as exc:
+        services.two_factor_verify(user=admin, method="totp", token=totp_code(device))
+    assert exc.value.code == "throttled"
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_two_factor_verify_refuses_a_user_without_a_confirmed_device(admin):
+    TOTPDeviceFactory(user=admin, confirmed=False)
+    with pytest.raises(RuleViolation, match="no device of that kind") as exc:
+        services.two_factor_verify(user=admin, method="totp", token="123456")
+    assert exc.value.code == "no_device"
+
+
+def test_the_audit_change_records_keep_every_field_in_the_stored_shape():
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert audit.created(name="Rob", valid_until=when, note=None) == {
+        "name": [None, "Rob"],
+        "valid_until": [None, "2026-01-02T03:04:05+00:00"],
+        "note": [None, None],
+    }
+    assert audit.removed(app="Payroll") == {"app": ["Payroll", None]}
+    # Unlike diff, a stated change is kept even where both sides are equal.
+    assert audit.changed(status=("active", "active"), tokens=(3, 0)) == {
+        "status": ["active", "active"],
+        "tokens": [3, 0],
+    }
+
+
+def test_a_token_is_audited_with_what_it_was_made_with(admin, enterprise):
+    token, _ = services.api_token_create(
+        actor=actor_for(admin), enterprise=enterprise, name="CRM", role=Role.HELPDESK
+    )
+    event = AuditEvent.objects.get(action="api_token.created", target_id=str(token.pk))
+    assert event.changes == {
+        "name": [None, "CRM"],
+        "role": [None, "helpdesk"],
+        "purpose": [None, "api"],
+    }

@@ -3,7 +3,7 @@
     {"status": 400, "code": "quota_reached", "detail": "…", "errors": {"field": ["…"]}}
 
 ``errors`` appears when input fields are at fault. Business-rule failures
-(RuleViolation) are 400s with the service's own message.
+(RuleViolation) are 400s with the service's own message; NotAllowed ones are 403s.
 """
 
 from django.core.exceptions import RequestDataTooBig
@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 
 
 class BodyTooLarge(exceptions.APIException):
@@ -33,9 +33,8 @@ def error_body(status_code: int, code: str, detail: str, errors=None) -> dict:
 def exception_handler(exc, context):
     if isinstance(exc, RuleViolation):
         errors = {exc.field: [exc.message]} if exc.field else None
-        return Response(
-            error_body(400, exc.code, exc.message, errors), status=status.HTTP_400_BAD_REQUEST
-        )
+        code = 403 if isinstance(exc, NotAllowed) else 400
+        return Response(error_body(code, exc.code, exc.message, errors), status=code)
     if isinstance(exc, RequestDataTooBig):
         # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
         exc = BodyTooLarge()

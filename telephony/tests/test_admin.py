@@ -4,8 +4,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from accounts.audit import Actor
 from accounts.models import AuditEvent
 from accounts.tests.factories import EnterpriseFactory
+from portal.errors import RuleViolation
+from telephony import services
 from telephony.models import IdentitySync, NumberBlock, SimLine, TelephoneNumber
 from telephony.tests.factories import give_numbers, iccid_for, make_identity
 
@@ -87,3 +90,51 @@ def test_staff_add_a_sim_line_through_the_service_and_a_bad_iccid_is_refused(sta
     assert response.status_code == 200
     assert not SimLine.objects.filter(imsi="262010000000002").exists()
     assert "ICCID" in response.content.decode()
+
+
+def upload_bytes(client, model, enterprise, data):
+    return client.post(
+        reverse(f"admin:telephony_{model}_upload"),
+        {"enterprise": enterprise.pk, "file": SimpleUploadedFile("x.csv", data)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"imsi,iccid\n" + b"0" * services.INVENTORY_MAX_BYTES, "larger than 2 MB"),
+        (
+            ("imsi,iccid\n" + "262010000000001,x\n" * (services.INVENTORY_MAX_ROWS + 1)).encode(),
+            "more than 5,000 rows",
+        ),
+        ("imsi,iccid,note\n262010000000001,1,Müller\n".encode("latin-1"), "not UTF-8"),
+        ("imsi,iccid\n".encode("utf-16"), "UTF-16"),
+        (b"imsi,iccid\n\x00\x01", "binary data"),
+    ],
+)
+def test_an_inventory_file_too_large_too_long_or_not_utf8_is_refused_whole(
+    staff_client, data, message
+):
+    acme = EnterpriseFactory()
+    response = upload_bytes(staff_client, "simline", acme, data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not SimLine.objects.exists()
+    assert not AuditEvent.objects.filter(action="sim_line.created").exists()
+
+
+def test_an_inventory_file_at_the_row_cap_with_bom_and_semicolons_loads(monkeypatch):
+    monkeypatch.setattr(services, "INVENTORY_MAX_ROWS", 3)
+    acme = EnterpriseFactory()
+    rows = "".join(f"26201{n:010d};{iccid_for(n)}\n\n" for n in range(1, 4))
+
+    def load(text):
+        return services.inventory_import(
+            actor=Actor.system(), enterprise=acme, kind="lines", csv_text=text
+        )
+
+    with pytest.raises(RuleViolation, match="more than 3 rows"):
+        load("\ufeffimsi;iccid\n" + rows + f"262010000000009;{iccid_for(9)}\n")
+    assert not SimLine.objects.exists()
+    assert load("\ufeffimsi;iccid\n" + rows) == 3
+    assert SimLine.objects.filter(enterprise=acme).count() == 3

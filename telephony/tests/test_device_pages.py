@@ -303,3 +303,34 @@ def test_helpdesk_changes_nothing_else_of_an_employee(
     assert (phone.state, phone.do_not_disturb) == ("active", False)
     assert rob.status == "active" and employee.status == "active"
     assert not AuditEvent.objects.filter(actor_user__role="helpdesk").exists()
+
+
+def test_a_colleagues_sign_out_is_a_403_page_with_the_reason_and_changes_nothing(
+    client, rob, network, enterprise
+):
+    register(network, rob, PHONE)
+    phone = Registration.objects.get()
+    sign_in_verified(client, UserFactory(enterprise=enterprise))
+    audit_rows = AuditEvent.objects.count()
+    response = client.post(reverse("telephony:device_sign_out", args=[phone.pk]))
+    assert response.status_code == 403
+    assert "Employees sign out their own devices only." in response.content.decode()
+    phone.refresh_from_db()
+    assert phone.state == "active"
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_a_token_changing_a_devices_settings_is_refused_403_with_the_reason(api, rob, network):
+    register(network, rob, PHONE)
+    phone = Registration.objects.get()
+    refused = api.patch(
+        f"/api/v1/registrations/{phone.pk}/settings/", {"do_not_disturb": True}, format="json"
+    )
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "status": 403,
+        "code": "not_allowed",
+        "detail": "A device's settings belong to its user.",
+    }
+    phone.refresh_from_db()
+    assert phone.do_not_disturb is False

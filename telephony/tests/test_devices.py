@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +15,7 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, NetworkClient, Notification
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 from telephony import devices, sync
 from telephony.models import (
     NetworkNotice,
@@ -236,7 +235,7 @@ def test_another_enterprises_aor_refuses_the_whole_document(identity, client_of,
     give_numbers(other_enterprise, "+4940123400", "+4940123409")
     outsider = make_identity(UserFactory(enterprise=other_enterprise))
     foreign = f"sip:{outsider.tn}@{other_enterprise.sip_domain};user=phone"
-    with pytest.raises(PermissionDenied, match="does not serve Other Co"):
+    with pytest.raises(NotAllowed, match="does not serve Other Co"):
         apply(client_of, doc(1, reg(SIP_AOR, contact()), reg(foreign, contact())))
     assert not Registration.objects.exists()
     assert not ReginfoVersion.objects.exists()
@@ -317,7 +316,7 @@ def test_an_employee_signs_out_one_device_and_it_shows_requested_until_confirmed
 def test_employees_sign_out_only_their_own_devices(identity, client_of, enterprise):
     apply(client_of, doc(1, reg(SIP_AOR, contact())))
     colleague = UserFactory(enterprise=enterprise)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         devices.registration_sign_out(
             actor=Actor(user=colleague), registration=Registration.objects.get()
         )

@@ -8,7 +8,7 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import ApiToken, AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory, api_token
-from portal.errors import RuleViolation
+from portal.errors import NotAllowed, RuleViolation
 from telephony import services
 from telephony.models import (
     Grant,
@@ -18,7 +18,7 @@ from telephony.models import (
     SimulatedSubscription,
     TelephoneNumber,
 )
-from telephony.tests.factories import give_line, give_numbers, make_identity
+from telephony.tests.factories import give_line, give_numbers, iccid_for, make_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -392,11 +392,9 @@ def test_offboarding_refuses_the_last_admin_and_changes_nothing(admin, enterpris
 def test_an_admin_cannot_touch_another_enterprises_identity(admin_actor, other_enterprise):
     give_numbers(other_enterprise, "+4940123400", "+4940123409")
     outsider = make_identity(UserFactory(enterprise=other_enterprise, role=Role.EMPLOYEE))
-    from django.core.exceptions import PermissionDenied
-
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.identity_suspend(actor=admin_actor, identity=outsider)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.employee_offboard(actor=admin_actor, user=outsider.owner)
 
 
@@ -461,3 +459,23 @@ def test_onboarding_refuses_an_offboarded_or_foreign_account(
                 services=["voice"],
             )
     assert not Identity.objects.exists()
+
+
+def test_a_block_and_a_sim_line_are_audited_with_what_they_were_made_with(admin_actor, enterprise):
+    block = services.number_block_create(
+        actor=admin_actor,
+        enterprise=enterprise,
+        first_number="+4930777000",
+        last_number="+4930777004",
+    )
+    event = AuditEvent.objects.get(action="number_block.created", target_id=str(block.pk))
+    assert event.changes == {
+        "range": [None, str(block)],
+        "country": [None, "DE"],
+        "size": [None, 5],
+    }
+    line = services.sim_line_create(
+        actor=admin_actor, enterprise=enterprise, imsi="262010000000077", iccid=iccid_for(77)
+    )
+    event = AuditEvent.objects.get(action="sim_line.created", target_id=str(line.pk))
+    assert event.changes == {"imsi": [None, "262010000000077"], "iccid": [None, iccid_for(77)]}
