@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import StaffFactory, UserFactory
+from portal.errors import RuleViolation
+from portal.testing import sign_in_verified
 from telephony import calls, services, sync
 from telephony.models import CallerName, CallRecord, IdentitySync, SigningCredential
 from telephony.stir import certificates, passport
@@ -342,7 +344,7 @@ def test_the_certificate_repository_serves_the_chain(client, pki):
     response = client.get(reverse("telephony:certificate", args=[delegate.slug]))
     assert response["Content-Type"] == "application/x-pem-file"
     chain = certificates.load_certificates(response.content)
-    assert len(chain) == 2  # the delegate and the operator certificate, not the anchor
+    assert len(chain) == 2  # the delegate and the operator's issuing CA, not the anchor
 
 
 def test_pages_show_attestation_status_and_the_why_panel(
@@ -378,3 +380,81 @@ def test_the_call_records_api_and_summary(api, network, rob):
     summary = api.get("/api/v1/call-records/summary/").json()
     assert (summary["signed"], summary["a"], summary["a_share"]) == (1, 1, 100)
     assert len(summary["days"]) == 14 and summary["days"][-1]["A"] == 1
+
+
+def _cert(credential):
+    return certificates.load_certificates(credential.certificate_pem.encode())[0]
+
+
+def test_a_call_signed_with_the_operators_end_entity_certificate_verifies(network, rob, pki):
+    operator, _ = pki
+    cert = _cert(operator)
+    assert not certificates.is_ca(cert)
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert certificates.tn_auth_list_of(cert).spcs == ("1234",)
+    assert operator.issuer.kind == SigningCredential.Kind.TRUST_ANCHOR
+    # A number of no enterprise's blocks: no delegate covers it, the operator signs.
+    value = sign(network, "+4989123456").json()["signingResponse"]["identity"]
+    assert f";info=<{calls.x5u(operator)}>" in value
+    answer = verify(network, value, "+4989123456").json()["verificationResponse"]
+    assert answer == {"verstat": "TN-Validation-Passed", "attest": "C"}
+
+
+def test_a_delegate_certificate_chains_root_to_operator_ca_to_delegate(client, network, rob, pki):
+    operator, delegate = pki
+    issuing_ca = delegate.issuer
+    assert issuing_ca.kind == SigningCredential.Kind.OPERATOR_CA
+    assert certificates.is_ca(_cert(issuing_ca)) and issuing_ca.issuer == operator.issuer
+    served = client.get(f"/certs/{delegate.slug}.pem").content
+    assert certificates.load_certificates(served) == [_cert(delegate), _cert(issuing_ca)]
+    chain = certificates.verify_chain(
+        _cert(delegate),
+        intermediates=[_cert(issuing_ca)],
+        anchors=[_cert(operator.issuer)],
+        at=timezone.now(),
+    )
+    assert chain == [_cert(delegate), _cert(issuing_ca), _cert(operator.issuer)]
+    value = sign(network, rob.tn).json()["signingResponse"]["identity"]
+    assert f";info=<{calls.x5u(delegate)}>" in value
+    answer = verify(network, value, rob.tn).json()["verificationResponse"]
+    assert answer == {"verstat": "TN-Validation-Passed", "attest": "A"}
+
+
+def test_a_ca_is_refused_as_a_signing_credential_at_import(pki, enterprise):
+    operator, delegate = pki
+    Kind = SigningCredential.Kind
+
+    def imported(credential, kind, **extra):
+        return calls.credential_import(
+            actor=Actor.system(),
+            kind=kind,
+            name=f"Imported {kind}",
+            certificate_pem=credential.certificate_pem,
+            private_key_pem=certificates.private_key_pem(calls._unseal(credential)).decode(),
+            **extra,
+        )
+
+    for kind, extra in ((Kind.OPERATOR, {}), (Kind.DELEGATE, {"enterprise": enterprise})):
+        with pytest.raises(RuleViolation, match=r"is a CA .* cannot be a signing certificate"):
+            imported(delegate.issuer, kind, **extra)
+    with pytest.raises(RuleViolation, match=r"is not a CA .* cannot issue"):
+        imported(operator, Kind.OPERATOR_CA)
+    before = SigningCredential.objects.count()
+    assert imported(delegate.issuer, Kind.OPERATOR_CA).kind == Kind.OPERATOR_CA
+    assert imported(operator, Kind.OPERATOR).kind == Kind.OPERATOR
+    assert SigningCredential.objects.count() == before + 2
+
+
+def test_the_operator_issuing_ca_shows_with_its_label_in_the_admin(pki):
+    admin_site = sign_in_verified(Client(), StaffFactory())
+    page = admin_site.get(reverse("admin:telephony_signingcredential_changelist"))
+    assert "Operator issuing CA (for delegate certificates)" in page.content.decode()
+    assert "Operator signing certificate (end entity)" in page.content.decode()
+    _, delegate = pki
+    refused = admin_site.post(
+        reverse("admin:telephony_signingcredential_import"),
+        {"kind": "operator", "name": "CA as signer", "certificate_pem": delegate.issuer.certificate_pem,
+         "private_key_pem": certificates.private_key_pem(calls._unseal(delegate.issuer)).decode()},
+    )  # fmt: skip
+    assert refused.status_code == 200
+    assert "cannot be a signing certificate" in refused.content.decode()
