@@ -426,6 +426,15 @@ def signing_credential_for(
             False,
             "there is no current signing certificate",
         )
+    if certificates.is_ca(_parsed(operator.certificate_pem)[0]):
+        # A credential from before the operator had an issuing CA: every verifier would
+        # refuse what it signs, so the call is better left unsigned, saying why.
+        return None, Check(
+            "Signing certificate covers the number",
+            False,
+            "the operator's signing certificate is a CA, which verifiers refuse: create the"
+            " lab PKI again or import an end-entity signing certificate",
+        )
     detail = "the operator's certificate (no delegate certificate covers it)"
     return operator, Check("Signing certificate covers the number", True, "", detail)
 
@@ -482,7 +491,9 @@ def sign_call(
     level = apply_ceiling(decision.level, attest or None)
     credential, coverage = signing_credential_for(context.enterprise, orig)
     if credential is None:
-        raise CallAuthError("SVC4003", "No signing certificate is available", status=500)
+        raise CallAuthError(
+            "SVC4003", f"No signing certificate is available: {coverage.failure}", status=500
+        )
     brand, rcd = _rcd_check(context.enterprise, level)
     origid = origid or str(uuid.uuid4())
     key = _unseal(credential)

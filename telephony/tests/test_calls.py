@@ -458,3 +458,18 @@ def test_the_operator_issuing_ca_shows_with_its_label_in_the_admin(pki):
     )  # fmt: skip
     assert refused.status_code == 200
     assert "cannot be a signing certificate" in refused.content.decode()
+
+
+def test_an_operator_signing_certificate_that_is_a_ca_signs_nothing_and_says_why(network, rob, pki):
+    # A credential from before the operator had an issuing CA: its one certificate was a
+    # CA, which every verifier refuses as a PASSporT's signer.
+    Kind = SigningCredential.Kind
+    SigningCredential.objects.filter(kind=Kind.OPERATOR).update(active=False)
+    SigningCredential.objects.filter(kind=Kind.OPERATOR_CA).update(kind=Kind.OPERATOR)
+    response = sign(network, "+4989123456")
+    assert response.status_code == 500
+    error = response.json()["requestError"]["serviceException"]
+    assert error["messageId"] == "SVC4003"
+    assert "the operator's signing certificate is a CA" in error["text"]
+    # Rob's number is still covered by the enterprise's delegate certificate.
+    assert sign(network, rob.tn).status_code == 200
