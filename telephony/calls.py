@@ -143,7 +143,16 @@ def lab_pki_create(*, actor: Actor, operator_name: str, spc: str) -> SigningCred
         kind=SigningCredential.Kind.TRUST_ANCHOR, name=f"{operator_name} lab STI-CA", cert=root
     )
     operator_kinds = (SigningCredential.Kind.OPERATOR, SigningCredential.Kind.OPERATOR_CA)
-    SigningCredential.objects.filter(kind__in=operator_kinds, active=True).update(active=False)
+    for replaced in SigningCredential.objects.filter(kind__in=operator_kinds, active=True):
+        replaced.active = False
+        replaced.save(update_fields=["active"])
+        audit.record(
+            actor=actor,
+            action="signing_credential.replaced",
+            enterprise=None,
+            target=replaced,
+            changes={"active": [True, False]},
+        )
     tn_auth_list = certificates.TnAuthList(spcs=(spc,))
     made = [anchor]
     for kind, cn, ca in (
@@ -256,15 +265,31 @@ def credential_import(
         cert = certificates.load_certificates(certificate_pem.encode())[0]
         key = certificates.load_private_key(private_key_pem.encode()) if private_key_pem else None
         is_ca = certificates.is_ca(cert)
+        tn_auth_list = certificates.tn_auth_list_of(cert)
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
     except (certificates.CertificateError, ValueError, IndexError) as exc:
         raise RuleViolation(f"Not a PEM certificate and key: {exc}") from exc
     Kind = SigningCredential.Kind
-    if kind in (Kind.OPERATOR, Kind.DELEGATE) and is_ca:
-        raise RuleViolation(
-            "This certificate is a CA (basicConstraints cA): STIR/SHAKEN verifiers refuse a"
-            " CA as the signer of a call, so it cannot be a signing certificate. Import it as"
-            " the operator's issuing CA, and import the end-entity signing certificate apart."
-        )
+    if kind in (Kind.OPERATOR, Kind.DELEGATE):
+        # What the STI-VS (ours and others') asks of a PASSporT's signer, said at import
+        # rather than as a failed verification of every call.
+        if is_ca:
+            raise RuleViolation(
+                "This certificate is a CA (basicConstraints cA): STIR/SHAKEN verifiers refuse"
+                " a CA as the signer of a call, so it cannot be a signing certificate. Import"
+                " it as the operator's issuing CA, and the end-entity signing certificate apart."
+            )
+        if usage is None or not usage.digital_signature:
+            raise RuleViolation(
+                "A signing certificate needs the digitalSignature key usage; this one lacks it."
+            )
+        if tn_auth_list is None:
+            raise RuleViolation(
+                "A signing certificate carries a TNAuthList (RFC 8226) naming the SPC or the"
+                " numbers it signs for; this one has none."
+            )
     if kind == Kind.OPERATOR_CA and not is_ca:
         raise RuleViolation(
             "This certificate is not a CA (no basicConstraints cA), so it cannot issue"

@@ -6,12 +6,13 @@ import time
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import Actor
+from accounts.models import AuditEvent
 from accounts.services import network_client_create
 from accounts.tests.factories import StaffFactory, UserFactory
 from portal.errors import RuleViolation
@@ -473,3 +474,76 @@ def test_an_operator_signing_certificate_that_is_a_ca_signs_nothing_and_says_why
     assert "the operator's signing certificate is a CA" in error["text"]
     # Rob's number is still covered by the enterprise's delegate certificate.
     assert sign(network, rob.tn).status_code == 200
+
+
+def _self_signed(*, digital_signature=True, tn_auth_list=True):
+    """An end-entity certificate and its key, short of the SHAKEN profile as asked."""
+    key = certificates.generate_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Imported")])
+    now = timezone.now()
+    usage = dict.fromkeys(
+        ["content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+         "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"], False,
+    )  # fmt: skip
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timezone.timedelta(days=1))
+        .add_extension(x509.KeyUsage(digital_signature=digital_signature, **usage), critical=True)
+    )
+    if tn_auth_list:
+        der = certificates.encode_tn_auth_list(certificates.TnAuthList(spcs=("1234",)))
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(certificates.TN_AUTH_LIST_OID, der), critical=False
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    return certificates.pem(cert).decode(), certificates.private_key_pem(key).decode()
+
+
+@pytest.mark.parametrize(
+    ("shortfall", "refusal"),
+    [
+        ({"digital_signature": False}, "needs the digitalSignature key usage"),
+        ({"tn_auth_list": False}, "carries a TNAuthList"),
+    ],
+)
+def test_a_signing_certificate_short_of_the_shaken_profile_is_refused_at_import(shortfall, refusal):
+    cert_pem, key_pem = _self_signed(**shortfall)
+    with pytest.raises(RuleViolation, match=refusal):
+        calls.credential_import(
+            actor=Actor.system(),
+            kind=SigningCredential.Kind.OPERATOR,
+            name="Imported",
+            certificate_pem=cert_pem,
+            private_key_pem=key_pem,
+        )
+    assert not SigningCredential.objects.exists()
+    cert_pem, key_pem = _self_signed()
+    calls.credential_import(
+        actor=Actor.system(),
+        kind=SigningCredential.Kind.OPERATOR,
+        name="Imported",
+        certificate_pem=cert_pem,
+        private_key_pem=key_pem,
+    )
+    assert SigningCredential.objects.count() == 1
+
+
+def test_a_new_lab_pki_replaces_the_operators_credentials_with_audit_rows(pki):
+    first, delegate = pki
+    second = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    Kind = SigningCredential.Kind
+    current = SigningCredential.objects.filter(
+        active=True, kind__in=[Kind.OPERATOR, Kind.OPERATOR_CA]
+    )
+    assert set(current) == {
+        second,
+        SigningCredential.objects.get(kind=Kind.OPERATOR_CA, active=True),
+    }
+    replaced = AuditEvent.objects.filter(action="signing_credential.replaced")
+    assert sorted(int(e.target_id) for e in replaced) == sorted([first.pk, delegate.issuer_id])
+    assert all(e.changes == {"active": [True, False]} for e in replaced)
