@@ -325,7 +325,8 @@ class CredentialImportForm(forms.Form):
 
 @admin.register(SigningCredential)
 class SigningCredentialAdmin(AuditedModelAdmin):
-    """Trust anchors, the operator's certificate and enterprises' delegate certificates.
+    """Trust anchors, the operator's signing certificate and issuing CA, and enterprises'
+    delegate certificates.
     Private keys are stored encrypted and never shown."""
 
     list_display = ["name", "kind", "enterprise", "not_after", "active", "public_url"]
@@ -400,7 +401,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
         return self._form_page(
             request,
             form,
-            "Create a lab STI-CA and operator certificate",
+            "Create a lab STI-CA with the operator's issuing CA and signing certificate",
             lambda d: calls.lab_pki_create(actor=Actor.from_request(request), **d),
         )
 

@@ -132,35 +132,57 @@ def _audit_credential(actor: Actor, credential: SigningCredential, action: str) 
 
 @transaction.atomic
 def lab_pki_create(*, actor: Actor, operator_name: str, spc: str) -> SigningCredential:
-    """For labs and demos: a root STI-CA (a trust anchor) and, under it, the operator's
-    certificate with its SPC, able to issue delegate certificates."""
+    """For labs and demos: a root STI-CA (a trust anchor) and under it, as SHAKEN PKIs
+    are built, the operator's issuing CA for delegate certificates and its end-entity
+    signing certificate, both with its SPC. They replace the operator's current
+    credentials. Returns the signing certificate."""
     root_key, root = certificates.make_root_ca(f"{operator_name} lab STI-CA")
     anchor = _store(
         kind=SigningCredential.Kind.TRUST_ANCHOR, name=f"{operator_name} lab STI-CA", cert=root
     )
-    key = certificates.generate_key()
-    cert = certificates.issue(
-        issuer_key=root_key,
-        issuer_cert=root,
-        subject_cn=f"{operator_name} SHAKEN {spc}",
-        subject_o=operator_name,
-        public_key=key.public_key(),
-        tn_auth_list=certificates.TnAuthList(spcs=(spc,)),
-        days=365,
-        ca=True,
-        path_length=0,
-        **_profile(),
-    )
-    operator = _store(
-        kind=SigningCredential.Kind.OPERATOR,
-        name=f"{operator_name} ({spc})",
-        cert=cert,
-        key=key,
-        issuer=anchor,
-    )
-    _audit_credential(actor, anchor, "signing_credential.created")
-    _audit_credential(actor, operator, "signing_credential.created")
-    return operator
+    operator_kinds = (SigningCredential.Kind.OPERATOR, SigningCredential.Kind.OPERATOR_CA)
+    for replaced in SigningCredential.objects.filter(kind__in=operator_kinds, active=True):
+        replaced.active = False
+        replaced.save(update_fields=["active"])
+        audit.record(
+            actor=actor,
+            action="signing_credential.replaced",
+            enterprise=None,
+            target=replaced,
+            changes={"active": [True, False]},
+        )
+    tn_auth_list = certificates.TnAuthList(spcs=(spc,))
+    made = [anchor]
+    for kind, cn, ca in (
+        (SigningCredential.Kind.OPERATOR_CA, f"{operator_name} SHAKEN CA {spc}", True),
+        (SigningCredential.Kind.OPERATOR, f"{operator_name} SHAKEN {spc}", False),
+    ):
+        key = certificates.generate_key()
+        cert = certificates.issue(
+            issuer_key=root_key,
+            issuer_cert=root,
+            subject_cn=cn,
+            subject_o=operator_name,
+            public_key=key.public_key(),
+            tn_auth_list=tn_auth_list,
+            days=365,
+            ca=ca,
+            path_length=0 if ca else None,
+            **_profile(),
+        )
+        suffix = " issuing CA" if ca else ""
+        made.append(
+            _store(
+                kind=kind,
+                name=f"{operator_name} ({spc}){suffix}",
+                cert=cert,
+                key=key,
+                issuer=anchor,
+            )
+        )
+    for credential in made:
+        _audit_credential(actor, credential, "signing_credential.created")
+    return made[-1]
 
 
 def _profile() -> dict:
@@ -190,12 +212,13 @@ def enterprise_tn_auth_list(enterprise: Enterprise) -> certificates.TnAuthList:
 @transaction.atomic
 def delegate_certificate_issue(*, actor: Actor, enterprise: Enterprise) -> SigningCredential:
     """A delegate certificate (RFC 9060) whose TNAuthList covers exactly the
-    enterprise's number blocks, issued under the operator's certificate; it replaces the
+    enterprise's number blocks, issued under the operator's issuing CA (the operator's
+    signing certificate is an end entity and cannot issue); it replaces the
     enterprise's previous one."""
     actor.ensure_acts_for(enterprise)
-    issuer = _current(SigningCredential.Kind.OPERATOR)
+    issuer = _current(SigningCredential.Kind.OPERATOR_CA)
     if issuer is None:
-        raise RuleViolation("There is no current operator certificate to issue it from.")
+        raise RuleViolation("There is no current operator issuing CA to issue it from.")
     tn_auth_list = enterprise_tn_auth_list(enterprise)
     if not (tn_auth_list.ranges or tn_auth_list.numbers):
         raise RuleViolation(f"{enterprise.name} has no number blocks to delegate.")
@@ -234,14 +257,48 @@ def credential_import(
     private_key_pem: str = "",
     enterprise: Enterprise | None = None,
 ) -> SigningCredential:
-    """Import a trust anchor, or an operator or delegate certificate with its key."""
+    """Import a trust anchor, or with its key the operator's signing certificate (an end
+    entity), the operator's issuing CA or a delegate certificate."""
     try:
         cert = certificates.load_certificates(certificate_pem.encode())[0]
         key = certificates.load_private_key(private_key_pem.encode()) if private_key_pem else None
+        is_ca = certificates.is_ca(cert)
+        tn_auth_list = certificates.tn_auth_list_of(cert)
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
     except (certificates.CertificateError, ValueError, IndexError) as exc:
         raise RuleViolation(f"Not a PEM certificate and key: {exc}") from exc
-    if kind != SigningCredential.Kind.TRUST_ANCHOR and key is None:
-        raise RuleViolation("A signing certificate needs its private key.")
+    Kind = SigningCredential.Kind
+    if kind in (Kind.OPERATOR, Kind.DELEGATE):
+        # What the STI-VS (ours and others') asks of a PASSporT's signer, said at import
+        # rather than as a failed verification of every call.
+        if is_ca:
+            raise RuleViolation(
+                "This certificate is a CA (basicConstraints cA): STIR/SHAKEN verifiers refuse"
+                " a CA as the signer of a call, so it cannot be a signing certificate. Import"
+                " it as the operator's issuing CA, and the end-entity signing certificate apart."
+            )
+        if usage is None or not usage.digital_signature:
+            raise RuleViolation(
+                "A signing certificate needs the digitalSignature key usage; this one lacks it."
+            )
+        if tn_auth_list is None:
+            raise RuleViolation(
+                "A signing certificate carries a TNAuthList (RFC 8226) naming the SPC or the"
+                " numbers it signs for; this one has none."
+            )
+    if kind == Kind.OPERATOR_CA and not is_ca:
+        raise RuleViolation(
+            "This certificate is not a CA (no basicConstraints cA), so it cannot issue"
+            " delegate certificates. Import it as the operator's signing certificate."
+        )
+    if kind != Kind.TRUST_ANCHOR and key is None:
+        raise RuleViolation(
+            "An issuing CA needs its private key."
+            if kind == Kind.OPERATOR_CA
+            else "A signing certificate needs its private key."
+        )
     if key is not None and key.public_key().public_numbers() != cert.public_key().public_numbers():
         raise RuleViolation("The private key does not belong to the certificate.")
     credential = _store(kind=kind, name=name, cert=cert, key=key, enterprise=enterprise)
@@ -392,6 +449,15 @@ def signing_credential_for(
             False,
             "there is no current signing certificate",
         )
+    if certificates.is_ca(_parsed(operator.certificate_pem)[0]):
+        # A credential from before the operator had an issuing CA: every verifier would
+        # refuse what it signs, so the call is better left unsigned, saying why.
+        return None, Check(
+            "Signing certificate covers the number",
+            False,
+            "the operator's signing certificate is a CA, which verifiers refuse: create the"
+            " lab PKI again or import an end-entity signing certificate",
+        )
     detail = "the operator's certificate (no delegate certificate covers it)"
     return operator, Check("Signing certificate covers the number", True, "", detail)
 
@@ -448,7 +514,9 @@ def sign_call(
     level = apply_ceiling(decision.level, attest or None)
     credential, coverage = signing_credential_for(context.enterprise, orig)
     if credential is None:
-        raise CallAuthError("SVC4003", "No signing certificate is available", status=500)
+        raise CallAuthError(
+            "SVC4003", f"No signing certificate is available: {coverage.failure}", status=500
+        )
     brand, rcd = _rcd_check(context.enterprise, level)
     origid = origid or str(uuid.uuid4())
     key = _unseal(credential)

@@ -15,12 +15,16 @@ from .identities import Identity
 class SigningCredential(models.Model):
     """An X.509 certificate and, for those the portal signs with, its ES256 private key
     (encrypted at rest, never shown again). A trust anchor is a root the verifier
-    accepts; the operator's certificate carries its SPC in a TNAuthList (RFC 8226); an
-    enterprise's delegate certificate (RFC 9060) covers exactly its number blocks."""
+    accepts. As in SHAKEN PKIs, the operator holds two certificates under it, both with
+    its SPC in a TNAuthList (RFC 8226): an end-entity one that signs calls, and an
+    issuing CA for its enterprises' delegate certificates (RFC 9060), which cover
+    exactly their number blocks. Verifiers refuse a CA as a PASSporT signer."""
 
     class Kind(models.TextChoices):
         TRUST_ANCHOR = "anchor", "Trust anchor (STI-CA root)"
-        OPERATOR = "operator", "Operator certificate"
+        OPERATOR = "operator", "Operator signing certificate (end entity)"
+        # Max 10 characters: the column's length, so the migration changes choices only.
+        OPERATOR_CA = "issuing_ca", "Operator issuing CA (for delegate certificates)"
         DELEGATE = "delegate", "Enterprise delegate certificate"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)

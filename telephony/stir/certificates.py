@@ -464,6 +464,13 @@ def tn_auth_list_of(cert: x509.Certificate) -> TnAuthList | None:
     return decode_tn_auth_list(extension.value.value)
 
 
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether the certificate asserts basicConstraints cA (it may issue, and verifiers
+    refuse it as a PASSporT signer)."""
+    constraints = _extension(cert, x509.BasicConstraints)
+    return constraints is not None and constraints.ca
+
+
 def verify_chain(
     cert: x509.Certificate,
     *,

@@ -6,14 +6,17 @@ import time
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import Actor
+from accounts.models import AuditEvent
 from accounts.services import network_client_create
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import StaffFactory, UserFactory
+from portal.errors import RuleViolation
+from portal.testing import sign_in_verified
 from telephony import calls, services, sync
 from telephony.models import CallerName, CallRecord, IdentitySync, SigningCredential
 from telephony.stir import certificates, passport
@@ -342,7 +345,7 @@ def test_the_certificate_repository_serves_the_chain(client, pki):
     response = client.get(reverse("telephony:certificate", args=[delegate.slug]))
     assert response["Content-Type"] == "application/x-pem-file"
     chain = certificates.load_certificates(response.content)
-    assert len(chain) == 2  # the delegate and the operator certificate, not the anchor
+    assert len(chain) == 2  # the delegate and the operator's issuing CA, not the anchor
 
 
 def test_pages_show_attestation_status_and_the_why_panel(
@@ -378,3 +381,169 @@ def test_the_call_records_api_and_summary(api, network, rob):
     summary = api.get("/api/v1/call-records/summary/").json()
     assert (summary["signed"], summary["a"], summary["a_share"]) == (1, 1, 100)
     assert len(summary["days"]) == 14 and summary["days"][-1]["A"] == 1
+
+
+def _cert(credential):
+    return certificates.load_certificates(credential.certificate_pem.encode())[0]
+
+
+def test_a_call_signed_with_the_operators_end_entity_certificate_verifies(network, rob, pki):
+    operator, _ = pki
+    cert = _cert(operator)
+    assert not certificates.is_ca(cert)
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert certificates.tn_auth_list_of(cert).spcs == ("1234",)
+    assert operator.issuer.kind == SigningCredential.Kind.TRUST_ANCHOR
+    # A number of no enterprise's blocks: no delegate covers it, the operator signs.
+    value = sign(network, "+4989123456").json()["signingResponse"]["identity"]
+    assert f";info=<{calls.x5u(operator)}>" in value
+    answer = verify(network, value, "+4989123456").json()["verificationResponse"]
+    assert answer == {"verstat": "TN-Validation-Passed", "attest": "C"}
+
+
+def test_a_delegate_certificate_chains_root_to_operator_ca_to_delegate(client, network, rob, pki):
+    operator, delegate = pki
+    issuing_ca = delegate.issuer
+    assert issuing_ca.kind == SigningCredential.Kind.OPERATOR_CA
+    assert certificates.is_ca(_cert(issuing_ca)) and issuing_ca.issuer == operator.issuer
+    served = client.get(f"/certs/{delegate.slug}.pem").content
+    assert certificates.load_certificates(served) == [_cert(delegate), _cert(issuing_ca)]
+    chain = certificates.verify_chain(
+        _cert(delegate),
+        intermediates=[_cert(issuing_ca)],
+        anchors=[_cert(operator.issuer)],
+        at=timezone.now(),
+    )
+    assert chain == [_cert(delegate), _cert(issuing_ca), _cert(operator.issuer)]
+    value = sign(network, rob.tn).json()["signingResponse"]["identity"]
+    assert f";info=<{calls.x5u(delegate)}>" in value
+    answer = verify(network, value, rob.tn).json()["verificationResponse"]
+    assert answer == {"verstat": "TN-Validation-Passed", "attest": "A"}
+
+
+def test_a_ca_is_refused_as_a_signing_credential_at_import(pki, enterprise):
+    operator, delegate = pki
+    Kind = SigningCredential.Kind
+
+    def imported(credential, kind, **extra):
+        return calls.credential_import(
+            actor=Actor.system(),
+            kind=kind,
+            name=f"Imported {kind}",
+            certificate_pem=credential.certificate_pem,
+            private_key_pem=certificates.private_key_pem(calls._unseal(credential)).decode(),
+            **extra,
+        )
+
+    for kind, extra in ((Kind.OPERATOR, {}), (Kind.DELEGATE, {"enterprise": enterprise})):
+        with pytest.raises(RuleViolation, match=r"is a CA .* cannot be a signing certificate"):
+            imported(delegate.issuer, kind, **extra)
+    with pytest.raises(RuleViolation, match=r"is not a CA .* cannot issue"):
+        imported(operator, Kind.OPERATOR_CA)
+    before = SigningCredential.objects.count()
+    assert imported(delegate.issuer, Kind.OPERATOR_CA).kind == Kind.OPERATOR_CA
+    assert imported(operator, Kind.OPERATOR).kind == Kind.OPERATOR
+    assert SigningCredential.objects.count() == before + 2
+
+
+def test_the_operator_issuing_ca_shows_with_its_label_in_the_admin(pki):
+    admin_site = sign_in_verified(Client(), StaffFactory())
+    page = admin_site.get(reverse("admin:telephony_signingcredential_changelist"))
+    assert "Operator issuing CA (for delegate certificates)" in page.content.decode()
+    assert "Operator signing certificate (end entity)" in page.content.decode()
+    _, delegate = pki
+    refused = admin_site.post(
+        reverse("admin:telephony_signingcredential_import"),
+        {"kind": "operator", "name": "CA as signer", "certificate_pem": delegate.issuer.certificate_pem,
+         "private_key_pem": certificates.private_key_pem(calls._unseal(delegate.issuer)).decode()},
+    )  # fmt: skip
+    assert refused.status_code == 200
+    assert "cannot be a signing certificate" in refused.content.decode()
+
+
+def test_an_operator_signing_certificate_that_is_a_ca_signs_nothing_and_says_why(network, rob, pki):
+    # A credential from before the operator had an issuing CA: its one certificate was a
+    # CA, which every verifier refuses as a PASSporT's signer.
+    Kind = SigningCredential.Kind
+    SigningCredential.objects.filter(kind=Kind.OPERATOR).update(active=False)
+    SigningCredential.objects.filter(kind=Kind.OPERATOR_CA).update(kind=Kind.OPERATOR)
+    response = sign(network, "+4989123456")
+    assert response.status_code == 500
+    error = response.json()["requestError"]["serviceException"]
+    assert error["messageId"] == "SVC4003"
+    assert "the operator's signing certificate is a CA" in error["text"]
+    # Rob's number is still covered by the enterprise's delegate certificate.
+    assert sign(network, rob.tn).status_code == 200
+
+
+def _self_signed(*, digital_signature=True, tn_auth_list=True):
+    """An end-entity certificate and its key, short of the SHAKEN profile as asked."""
+    key = certificates.generate_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Imported")])
+    now = timezone.now()
+    usage = dict.fromkeys(
+        ["content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+         "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"], False,
+    )  # fmt: skip
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timezone.timedelta(days=1))
+        .add_extension(x509.KeyUsage(digital_signature=digital_signature, **usage), critical=True)
+    )
+    if tn_auth_list:
+        der = certificates.encode_tn_auth_list(certificates.TnAuthList(spcs=("1234",)))
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(certificates.TN_AUTH_LIST_OID, der), critical=False
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    return certificates.pem(cert).decode(), certificates.private_key_pem(key).decode()
+
+
+@pytest.mark.parametrize(
+    ("shortfall", "refusal"),
+    [
+        ({"digital_signature": False}, "needs the digitalSignature key usage"),
+        ({"tn_auth_list": False}, "carries a TNAuthList"),
+    ],
+)
+def test_a_signing_certificate_short_of_the_shaken_profile_is_refused_at_import(shortfall, refusal):
+    cert_pem, key_pem = _self_signed(**shortfall)
+    with pytest.raises(RuleViolation, match=refusal):
+        calls.credential_import(
+            actor=Actor.system(),
+            kind=SigningCredential.Kind.OPERATOR,
+            name="Imported",
+            certificate_pem=cert_pem,
+            private_key_pem=key_pem,
+        )
+    assert not SigningCredential.objects.exists()
+    cert_pem, key_pem = _self_signed()
+    calls.credential_import(
+        actor=Actor.system(),
+        kind=SigningCredential.Kind.OPERATOR,
+        name="Imported",
+        certificate_pem=cert_pem,
+        private_key_pem=key_pem,
+    )
+    assert SigningCredential.objects.count() == 1
+
+
+def test_a_new_lab_pki_replaces_the_operators_credentials_with_audit_rows(pki):
+    first, delegate = pki
+    second = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    Kind = SigningCredential.Kind
+    current = SigningCredential.objects.filter(
+        active=True, kind__in=[Kind.OPERATOR, Kind.OPERATOR_CA]
+    )
+    assert set(current) == {
+        second,
+        SigningCredential.objects.get(kind=Kind.OPERATOR_CA, active=True),
+    }
+    replaced = AuditEvent.objects.filter(action="signing_credential.replaced")
+    assert sorted(int(e.target_id) for e in replaced) == sorted([first.pk, delegate.issuer_id])
+    assert all(e.changes == {"active": [True, False]} for e in replaced)

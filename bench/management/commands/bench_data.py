@@ -1290,13 +1290,15 @@ class EnterpriseMaker:
         )
 
     def make_call_authentication(self) -> None:
-        """The enterprise's delegate certificate (under the operator's; a lab PKI is made
-        when there is none this process can sign with) and its vetted business name."""
+        """The enterprise's delegate certificate (under the operator's issuing CA; a lab PKI
+        is made when there is none this process can sign with) and its vetted business
+        name."""
         actor = Actor.system()
         try:
             calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
         except (RuleViolation, calls.CallAuthError):
-            # No operator certificate, or one sealed with another key.
+            # No operator issuing CA (a database from before it), or one sealed with
+            # another key.
             calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
             calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
         CallerName.objects.create(

@@ -30,6 +30,7 @@ from telephony import calls
 from telephony import services as telephony_services
 from telephony.models import CallerName, Grant, Identity, NumberBlock, SigningCredential, SimLine
 from telephony.numbers import with_luhn_digit
+from telephony.stir import certificates
 
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
@@ -219,12 +220,24 @@ class Command(BaseCommand):
             )
 
     def call_authentication(self, swift) -> None:
-        """A lab STI-CA with the operator's certificate, Swift Delivery's delegate
-        certificate for its blocks, and its vetted business name."""
+        """A lab STI-CA with the operator's issuing CA and end-entity signing certificate,
+        Swift Delivery's delegate certificate for its blocks, and its vetted business name.
+        A database seeded before the operator had an issuing CA (its signing certificate
+        was a CA, which verifiers refuse) gets a new lab PKI and delegate certificate."""
         actor = Actor.system()
-        if not SigningCredential.objects.filter(kind=SigningCredential.Kind.OPERATOR).exists():
+        Kind = SigningCredential.Kind
+        signing = SigningCredential.objects.filter(kind=Kind.OPERATOR, active=True).first()
+        if (
+            signing is None
+            or certificates.is_ca(
+                certificates.load_certificates(signing.certificate_pem.encode())[0]
+            )
+            or not SigningCredential.objects.filter(kind=Kind.OPERATOR_CA, active=True).exists()
+        ):
             calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
-        if not SigningCredential.objects.filter(enterprise=swift, active=True).exists():
+        if not SigningCredential.objects.filter(
+            enterprise=swift, active=True, issuer__kind=Kind.OPERATOR_CA, issuer__active=True
+        ).exists():
             calls.delegate_certificate_issue(actor=actor, enterprise=swift)
         CallerName.objects.get_or_create(
             enterprise=swift,
