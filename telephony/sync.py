@@ -159,20 +159,30 @@ def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
     A delivery that does not follow the row's current try count is a copy — the change
     was queued again by another edit or the sweep, or a newer change started afresh —
     and leaves the pending version to the retry that is scheduled, so that a change
-    retries as one chain and its tries are counted once. None: try regardless."""
-    with transaction.atomic():
-        row = (
-            IdentitySync.objects.select_for_update(skip_locked=True).filter(pk=identity_id).first()
+    retries as one chain and its tries are counted once. None: try regardless.
+
+    One statement, a round trip of its own: the row is locked (skipping one that a
+    change holds: that change queues its own push), checked and leased at once."""
+    until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    row = "%s"
+    if connection.features.has_select_for_update_skip_locked:
+        row = "(SELECT identity_id FROM telephony_identitysync WHERE identity_id = %s FOR UPDATE SKIP LOCKED)"
+    same_try, params = "", [until, identity_id, IdentitySync.State.FAILED, now]
+    if attempt is not None:
+        same_try, params = "AND attempts = %s", [*params, attempt]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE telephony_identitysync SET claimed_until = %s WHERE identity_id = {row} "  # noqa: S608 - fixed fragments; the values are parameters
+            "AND synced_version < desired_version AND state <> %s "
+            f"AND (claimed_until IS NULL OR claimed_until <= %s) {same_try} "
+            "RETURNING desired_version, pushed_msisdn, pushed_imsi",
+            params,
         )
-        if row is None or not row.is_pending or row.state == IdentitySync.State.FAILED:
-            return None
-        if row.claimed_until and row.claimed_until > now:
-            return None
-        if attempt is not None and attempt != row.attempts:
-            return None
-        row.claimed_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-        row.save(update_fields=["claimed_until"])
-        return Claim(row.desired_version, row.claimed_until, row.pushed_msisdn, row.pushed_imsi)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    version, pushed_msisdn, pushed_imsi = found
+    return Claim(version, until, pushed_msisdn, pushed_imsi)
 
 
 def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str):
@@ -282,12 +292,17 @@ def _lock_for_record(identity_id: int) -> IdentitySync:
     A change of the identity's number or line holds a stronger lock on the identity and
     then updates this sync row. Taking the KEY SHARE lock first, before the sync row,
     makes one wait for the other, never each for the other (a deadlock)."""
+    _lock_identity_key(identity_id)
+    return IdentitySync.objects.select_for_update().get(pk=identity_id)
+
+
+def _lock_identity_key(identity_id: int) -> None:
+    """The KEY SHARE lock on the identity that a record takes before its sync row."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 'SELECT 1 FROM "telephony_identity" WHERE "id" = %s FOR KEY SHARE', [identity_id]
             )
-    return IdentitySync.objects.select_for_update().get(pk=identity_id)
 
 
 def _history(identity, claim, outcome, started, detail="", operation_id="") -> None:
@@ -304,8 +319,8 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
-        row = _locked_row(identity, claim)
-        if row is None:
+        recorded = _mark_synced(identity.pk, claim, pushed, operation_id)
+        if recorded is None:
             # This push outlived its lease: another worker took the row over and may have
             # written a newer state, which this late write may just have overwritten. The
             # HSS cannot refuse an older write, so the current state is pushed once more.
@@ -322,27 +337,52 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
             return PushResult("skipped")
         detail = "removed from the HSS" if pushed is None else ""
         _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
-        row.synced_version = max(row.synced_version, claim.version)
-        row.pushed_msisdn = pushed.msisdn if pushed else ""
-        row.pushed_imsi = pushed.imsi if pushed else ""
-        row.claimed_until = None
-        row.synced_at = timezone.now()
-        row.remote_operation_id = operation_id
-        row.attempts = 0
-        row.last_error = ""
-        row.next_attempt_at = None
-        if row.is_pending:  # changed again while we pushed: push the newer state next
-            row.state = IdentitySync.State.PENDING
-            queue = row.push_queue
+        state, queue = recorded
+        if state == IdentitySync.State.PENDING:  # changed again while we pushed
             transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
-        else:
-            row.state = IdentitySync.State.SYNCED
-        row.save()
         if pushed is None:  # the HSS holds nothing for it: no UE can be registered
             from .devices import end_registrations_of
 
             end_registrations_of(identity, Registration.EndReason.IDENTITY_REMOVED)
     return PushResult("synced")
+
+
+MARK_SYNCED = """
+UPDATE "telephony_identitysync" SET
+    synced_version = CASE WHEN synced_version > %(version)s
+        THEN synced_version ELSE %(version)s END,
+    state = CASE WHEN desired_version > %(version)s AND desired_version > synced_version
+        THEN %(pending)s ELSE %(synced)s END,
+    pushed_msisdn = %(msisdn)s, pushed_imsi = %(imsi)s, claimed_until = NULL,
+    synced_at = %(now)s, remote_operation_id = %(operation_id)s, attempts = 0,
+    last_error = '', next_attempt_at = NULL
+WHERE identity_id = %(identity_id)s AND claimed_until = %(lease)s
+RETURNING state, push_queue"""
+
+
+def _mark_synced(identity_id: int, claim: Claim, pushed, operation_id) -> tuple[str, str] | None:
+    """Record the pushed version on the sync row if our lease still holds it, in one
+    statement (under the identity's KEY SHARE lock, taken first, see
+    ``_lock_for_record``): pending again if the identity changed while we pushed (the
+    newer state is pushed next), synced otherwise. Returns the row's new state and
+    push queue, or None when the lease was lost."""
+    _lock_identity_key(identity_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            MARK_SYNCED,
+            {
+                "version": claim.version,
+                "pending": IdentitySync.State.PENDING,
+                "synced": IdentitySync.State.SYNCED,
+                "msisdn": pushed.msisdn if pushed else "",
+                "imsi": pushed.imsi if pushed else "",
+                "now": timezone.now(),
+                "operation_id": operation_id,
+                "identity_id": identity_id,
+                "lease": claim.until,
+            },
+        )
+        return cursor.fetchone()
 
 
 def _record_failure(identity, claim, reason, started, *, transient) -> PushResult:
