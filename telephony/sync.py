@@ -238,9 +238,8 @@ def push_identity(identity_id: int, *, attempt: int | None = None) -> PushResult
 
 
 def _push(identity_id: int, claim: Claim) -> PushResult:
-    identity = Identity.objects.select_related("enterprise", "number", "line", "owner").get(
-        pk=identity_id
-    )
+    # What the push reads: the number, the line, the SIP domain (not the owner: its id).
+    identity = Identity.objects.select_related("enterprise", "number", "line").get(pk=identity_id)
     operation_id = f"portal-{identity_id}-{claim.version}"
     started = time.monotonic()
     try:
@@ -292,17 +291,12 @@ def _lock_for_record(identity_id: int) -> IdentitySync:
     A change of the identity's number or line holds a stronger lock on the identity and
     then updates this sync row. Taking the KEY SHARE lock first, before the sync row,
     makes one wait for the other, never each for the other (a deadlock)."""
-    _lock_identity_key(identity_id)
-    return IdentitySync.objects.select_for_update().get(pk=identity_id)
-
-
-def _lock_identity_key(identity_id: int) -> None:
-    """The KEY SHARE lock on the identity that a record takes before its sync row."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 'SELECT 1 FROM "telephony_identity" WHERE "id" = %s FOR KEY SHARE', [identity_id]
             )
+    return IdentitySync.objects.select_for_update().get(pk=identity_id)
 
 
 def _history(identity, claim, outcome, started, detail="", operation_id="") -> None:
@@ -319,7 +313,7 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
-        recorded = _mark_synced(identity.pk, claim, pushed, operation_id)
+        recorded = _mark_synced(identity, claim, pushed, operation_id, started)
         if recorded is None:
             # This push outlived its lease: another worker took the row over and may have
             # written a newer state, which this late write may just have overwritten. The
@@ -335,8 +329,6 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
                 identity.pk,
             )
             return PushResult("skipped")
-        detail = "removed from the HSS" if pushed is None else ""
-        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
         state, queue = recorded
         if state == IdentitySync.State.PENDING:  # changed again while we pushed
             transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
@@ -348,7 +340,7 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
 
 
 MARK_SYNCED = """
-UPDATE "telephony_identitysync" SET
+UPDATE telephony_identitysync SET
     synced_version = CASE WHEN synced_version > %(version)s
         THEN synced_version ELSE %(version)s END,
     state = CASE WHEN desired_version > %(version)s AND desired_version > synced_version
@@ -356,33 +348,58 @@ UPDATE "telephony_identitysync" SET
     pushed_msisdn = %(msisdn)s, pushed_imsi = %(imsi)s, claimed_until = NULL,
     synced_at = %(now)s, remote_operation_id = %(operation_id)s, attempts = 0,
     last_error = '', next_attempt_at = NULL
-WHERE identity_id = %(identity_id)s AND claimed_until = %(lease)s
-RETURNING state, push_queue"""
+WHERE identity_id = %(identity_id)s AND claimed_until = %(lease)s"""
+
+# On PostgreSQL the record is one statement: the identity's KEY SHARE lock (the first
+# CTE: the UPDATE's condition on it is a one-time filter, checked before the sync row
+# is read and locked, in the order ``_lock_for_record`` explains), the sync row, and
+# the history row, written exactly when the sync row was.
+MARK_SYNCED_WITH_HISTORY = f"""
+WITH identity_key AS MATERIALIZED (
+    SELECT 1 FROM telephony_identity WHERE id = %(identity_id)s FOR KEY SHARE
+), marked AS (
+    {MARK_SYNCED} AND EXISTS (SELECT 1 FROM identity_key)
+    RETURNING state, push_queue
+), history AS (
+    INSERT INTO telephony_syncattempt (enterprise_id, identity_id, version, outcome,
+        detail, operation_id, duration_ms, created_at)
+    SELECT %(enterprise_id)s, %(identity_id)s, %(version)s, %(outcome)s, %(detail)s,
+        %(operation_id)s, %(duration_ms)s, %(now)s FROM marked
+)
+SELECT state, push_queue FROM marked"""  # noqa: S608 - fixed fragments; the values are parameters
 
 
-def _mark_synced(identity_id: int, claim: Claim, pushed, operation_id) -> tuple[str, str] | None:
-    """Record the pushed version on the sync row if our lease still holds it, in one
-    statement (under the identity's KEY SHARE lock, taken first, see
-    ``_lock_for_record``): pending again if the identity changed while we pushed (the
+def _mark_synced(identity, claim: Claim, pushed, operation_id, started) -> tuple[str, str] | None:
+    """Record the pushed version on the sync row, and its history row, if our lease
+    still holds the row: pending again if the identity changed while we pushed (the
     newer state is pushed next), synced otherwise. Returns the row's new state and
-    push queue, or None when the lease was lost."""
-    _lock_identity_key(identity_id)
+    push queue, or None (nothing written) when the lease was lost."""
+    now = timezone.now()
+    detail = "removed from the HSS" if pushed is None else ""
+    params = {
+        "version": claim.version,
+        "pending": IdentitySync.State.PENDING,
+        "synced": IdentitySync.State.SYNCED,
+        "msisdn": pushed.msisdn if pushed else "",
+        "imsi": pushed.imsi if pushed else "",
+        "now": now,
+        "operation_id": operation_id,
+        "identity_id": identity.pk,
+        "lease": claim.until,
+        "enterprise_id": identity.enterprise_id,
+        "outcome": SyncAttempt.Outcome.SYNCED,
+        "detail": detail,
+        "duration_ms": _elapsed_ms(started),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(
-            MARK_SYNCED,
-            {
-                "version": claim.version,
-                "pending": IdentitySync.State.PENDING,
-                "synced": IdentitySync.State.SYNCED,
-                "msisdn": pushed.msisdn if pushed else "",
-                "imsi": pushed.imsi if pushed else "",
-                "now": timezone.now(),
-                "operation_id": operation_id,
-                "identity_id": identity_id,
-                "lease": claim.until,
-            },
-        )
-        return cursor.fetchone()
+        if connection.vendor == "postgresql":
+            cursor.execute(MARK_SYNCED_WITH_HISTORY, params)
+            return cursor.fetchone()
+        cursor.execute(f"{MARK_SYNCED} RETURNING state, push_queue", params)
+        recorded = cursor.fetchone()
+    if recorded is not None:
+        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
+    return recorded
 
 
 def _record_failure(identity, claim, reason, started, *, transient) -> PushResult:
