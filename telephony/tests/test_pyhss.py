@@ -658,7 +658,8 @@ def test_a_push_makes_two_pyhss_requests_and_few_sql_statements(
     identity = make_identity(employee, imsi=line.imsi)
     before = len(pyhss.requests)
 
-    with django_assert_max_num_queries(6):
+    # Elsewhere than on PostgreSQL the history row is a statement of its own.
+    with django_assert_max_num_queries(6 if connection.vendor == "postgresql" else 7):
         assert sync.push_identity(identity.pk).outcome == "synced"
 
     assert len(pyhss.requests) - before == 2  # read the line, create the row
