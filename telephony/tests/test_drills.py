@@ -461,10 +461,22 @@ def test_drill_the_hss_down_during_1000_changes_loses_none(workers, company):
 # --- 2. A worker killed mid-batch -----------------------------------------------------
 
 
+def others_running_a_statement() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state = 'active')"
+        )
+        return cursor.fetchone()[0]
+
+
 def kill_while_pushing(worker: CeleryWorker, enterprise) -> IdentitySync:
-    """SIGKILL the worker at a moment it holds a lease (checked while it is frozen)."""
+    """SIGKILL the worker at a moment it holds a lease (checked while it is frozen, once
+    the statement it last sent has finished: a commit sent just before the freeze still
+    lands, and would clear the lease the drill reads)."""
     for _ in range(500):
         worker.pause()
+        wait_for(lambda: not others_running_a_statement(), timeout=5)
         held = (
             IdentitySync.objects.filter(enterprise=enterprise, claimed_until__gt=timezone.now())
             .order_by("claimed_until")

@@ -376,18 +376,18 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
         desired_version=F("desired_version") + 1, state=IdentitySync.State.PENDING
     )
     recording, finish = threading.Event(), threading.Event()
-    locked_row = sync._locked_row
+    mark_synced = sync._mark_synced
     pushing = []  # the push's database backend
 
     def pausing(*args):
-        row = locked_row(*args)
+        recorded = mark_synced(*args)
         if threading.current_thread().name == "push":
             pushing.append(backend_pid())
             recording.set()
-            finish.wait(10)  # holds the row, its history row written, not yet committed
-        return row
+            finish.wait(10)  # holds the identity's key and the row, not yet committed
+        return recorded
 
-    monkeypatch.setattr(sync, "_locked_row", pausing)
+    monkeypatch.setattr(sync, "_mark_synced", pausing)
     errors = []
 
     def run(work):
