@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
+from kernel.errors import RuleViolation
 from portal.admin import AuditedModelAdmin
-from portal.errors import RuleViolation
 
 from . import services
 from .audit import Actor
@@ -93,7 +93,7 @@ class EnterpriseAdmin(AuditedModelAdmin):
 
     @admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
     def issue_delegate_certificate(self, request, queryset):
-        from telephony.calls import delegate_certificate_issue
+        from telephony.callauth.calls import delegate_certificate_issue
 
         _run(self, request, queryset, delegate_certificate_issue, "enterprise")
 

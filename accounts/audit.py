@@ -15,8 +15,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import models
 
-from portal.errors import RuleViolation
-from portal.http import client_ip
+from kernel.errors import RuleViolation
+from kernel.http import client_ip
 
 from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
 

@@ -4,7 +4,7 @@ from django.db import transaction
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal.forms import PortalForm
+from kernel.forms import PortalForm
 
 from .models import ApiToken, AuditEvent, Role, User
 

@@ -37,7 +37,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator, validate_resource
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 
 from . import audit
 from .audit import Actor

@@ -20,8 +20,8 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal.credentials import hash_secret, new_secret
-from portal.errors import RuleViolation
+from kernel.credentials import hash_secret, new_secret
+from kernel.errors import RuleViolation
 
 from . import audit, selectors
 from .audit import Actor, ensure_writable  # noqa: F401 - services' callers use it

@@ -41,9 +41,9 @@ def prepare(rows: int) -> tuple[object, str]:
     from accounts.audit import Actor
     from accounts.models import Role, Service, User
     from portal.management.commands.bench_data import FIRST_NAMES, LAST_NAMES, delete_bench_data
-    from telephony import services as telephony_services
+    from telephony.identities import services as telephony_services
+    from telephony.inventory.numbers import with_luhn_digit
     from telephony.models import SimLine
-    from telephony.numbers import with_luhn_digit
 
     delete_bench_data(SLUG, clients=False)
     actor = Actor.system()

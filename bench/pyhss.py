@@ -36,7 +36,7 @@ def _identities(count: int) -> list[int]:
     from accounts.audit import Actor
     from accounts.models import Enterprise
     from accounts.tests.factories import EnterpriseFactory, UserFactory
-    from telephony import services
+    from telephony.identities import services
     from telephony.models import Identity
     from telephony.tests.factories import iccid_for
 

@@ -34,7 +34,7 @@ def _check_hss_at_start(**kwargs):
 def check_hss() -> str:
     """Say at start-up, not at the first change, when the HSS would refuse our writes
     (PyHSS: a wrong Provisioning-Key)."""
-    from telephony.hss import backend
+    from telephony.identities.hss import backend
 
     problem = backend().check()
     if problem:

@@ -133,7 +133,7 @@ TEMPLATES = [
     },
 ]
 
-FORM_RENDERER = "portal.forms.PortalFormRenderer"
+FORM_RENDERER = "kernel.forms.PortalFormRenderer"
 
 # --- Database -------------------------------------------------------------------------
 _SQLITE_PATH = VAR_DIR / "portal.sqlite3"
@@ -200,7 +200,7 @@ AXES_USERNAME_FORM_FIELD = "username"
 # One count per account however its email is capitalised (F-02).
 AXES_USERNAME_CALLABLE = "accounts.backends.sign_in_name"
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
+AXES_CLIENT_IP_CALLABLE = "kernel.http.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False
 
@@ -499,18 +499,18 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ApiTokenAuthentication",
         "accounts.api.authentication.VerifiedSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["portal.api.permissions.EnterpriseRole"],
-    "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.EnterpriseRole"],
+    "DEFAULT_PAGINATION_CLASS": "kernel.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.StrictJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.PortalAutoSchema",
-    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["portal.ratelimit.CredentialRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["kernel.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "kernel.api.schema.PortalAutoSchema",
+    "EXCEPTION_HANDLER": "kernel.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["kernel.ratelimit.CredentialRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": [],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-# Request-rate limits (portal/ratelimit.py), counted in the cache: with several
+# Request-rate limits (kernel/ratelimit.py), counted in the cache: with several
 # processes, point CACHE_URL at Redis so that they count together. Empty: no limit.
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or user
 NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client

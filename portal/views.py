@@ -79,7 +79,7 @@ def _check_hss() -> dict:
     wrong key shows before the first change instead of failing it."""
     from django.core.cache import cache
 
-    from telephony.hss import backend
+    from telephony.identities.hss import backend
 
     key = f"readyz:hss:{settings.HSS_BACKEND}"
     problem = cache.get(key)

@@ -10,10 +10,11 @@ from django.utils import timezone
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from accounts.models import Enterprise
+from kernel.errors import RuleViolation
 from portal.admin import AuditedModelAdmin
-from portal.errors import RuleViolation
+from telephony.callauth import calls
+from telephony.identities import services
 
-from . import calls, services
 from .models import (
     CallerName,
     CallRecord,

@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import Enterprise, User
+from telephony.callauth.stir.passport import VERSTAT_PASSED
 
 from .models import (
     CallRecord,
@@ -32,7 +33,6 @@ from .models import (
     SyncAttempt,
     TelephoneNumber,
 )
-from .stir.passport import VERSTAT_PASSED
 
 SYNC_FILTERS = {
     "pending": Q(sync__state=IdentitySync.State.PENDING),

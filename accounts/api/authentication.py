@@ -6,7 +6,7 @@ from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
-from portal.credentials import hash_secret
+from kernel.credentials import hash_secret
 
 # last_used_at is a hint for admins, not a log: write it at most once a minute.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

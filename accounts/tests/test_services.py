@@ -14,7 +14,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 
 pytestmark = pytest.mark.django_db
 

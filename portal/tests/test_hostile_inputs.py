@@ -28,9 +28,10 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import api_token
-from telephony import calls, sync
+from telephony.callauth import calls
+from telephony.callauth.stir import passport
+from telephony.identities import sync
 from telephony.models import ImportJob, Registration
-from telephony.stir import passport
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -338,7 +339,7 @@ def test_hostile_passports_fail_verification_and_x5u_is_never_fetched(
 def test_a_genuine_passport_naming_an_unresolvable_or_private_x5u_never_connects(
     network, rob, x5u, no_outbound_connections
 ):
-    # Other carriers' x5u are fetched (telephony/stir/fetch.py), but only from public
+    # Other carriers' x5u are fetched (telephony/callauth/stir/fetch.py), but only from public
     # addresses: a name that does not resolve or an internal address ends before connecting.
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     token = passport.shaken_passport(

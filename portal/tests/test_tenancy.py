@@ -15,7 +15,7 @@ from accounts import audit
 from accounts.models import AuditEvent, Role, User
 from accounts.tests.factories import UserFactory, api_token
 from portal.testing import assert_other_enterprise_gets_404, response_text, url_patterns
-from telephony import services as telephony_services
+from telephony.identities import services as telephony_services
 from telephony.models import ImportJob, NumberBlock, SimLine
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -68,8 +68,8 @@ def _import_job(enterprise):
 
 def _registration(enterprise):
     from accounts.services import network_client_create
-    from telephony import devices
-    from telephony.reginfo import parse_registration_events
+    from telephony.registrations import devices
+    from telephony.registrations.reginfo import parse_registration_events
 
     identity = _identity(enterprise)
     client, _ = network_client_create(

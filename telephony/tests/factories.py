@@ -2,8 +2,8 @@
 
 from accounts.audit import Actor
 from accounts.models import Service
-from telephony import services
-from telephony.numbers import with_luhn_digit
+from telephony.identities import services
+from telephony.inventory.numbers import with_luhn_digit
 
 SYSTEM = Actor.system()
 

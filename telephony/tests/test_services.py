@@ -8,8 +8,8 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import ApiToken, AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory, api_token
-from portal.errors import RuleViolation
-from telephony import services
+from kernel.errors import RuleViolation
+from telephony.identities import services
 from telephony.models import (
     Grant,
     Identity,

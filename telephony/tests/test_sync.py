@@ -13,9 +13,9 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
 from portal.testing import backend_pid, wait_for, wait_until_blocked_by
-from telephony import services, sync
-from telephony.hss import HssPermanentError, HssTransientError
-from telephony.hss.builtin import BuiltinHss
+from telephony.identities import services, sync
+from telephony.identities.hss import HssPermanentError, HssTransientError
+from telephony.identities.hss.builtin import BuiltinHss
 from telephony.models import Identity, IdentitySync, SimulatedSubscription, SyncAttempt
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -57,7 +57,7 @@ class FlakyHss(BuiltinHss):
 def flaky(monkeypatch):
     def install(failures, error=BUSY):
         backend = FlakyHss(failures, error)
-        monkeypatch.setattr("telephony.sync.hss_backend", lambda: backend)
+        monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: backend)
         return backend
 
     return install
@@ -461,7 +461,7 @@ def test_a_new_sim_line_releases_the_old_one_but_a_kept_line_stays(
     give_numbers(enterprise, "+14155550100", "+14155550199")
     first, second = give_line(enterprise, 1), give_line(enterprise, 2)
     recording = RecordingHss()
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: recording)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: recording)
     identity = make_identity(employee, imsi=first.imsi)
     sync.push_identity(identity.pk)
 
@@ -541,10 +541,10 @@ def test_reconcile_ignores_identities_synced_after_it_read_the_hss(identity, adm
             services.identity_update(
                 actor=Actor(user=admin), identity=identity, display_name="Newer"
             )
-            monkeypatch.setattr("telephony.sync.hss_backend", BuiltinHss)
+            monkeypatch.setattr("telephony.identities.sync.hss_backend", BuiltinHss)
             sync.push_identity(identity.pk)
 
-    monkeypatch.setattr("telephony.sync.hss_backend", ChangingHss)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", ChangingHss)
     assert sync.reconcile().drifted == 0
     assert not AuditEvent.objects.filter(action="identity.drift_found").exists()
 

@@ -25,11 +25,11 @@ from accounts.models import (
     Service,
     User,
 )
-from portal.credentials import hash_secret
-from telephony import calls
-from telephony import services as telephony_services
+from kernel.credentials import hash_secret
+from telephony.callauth import calls
+from telephony.identities import services as telephony_services
+from telephony.inventory.numbers import with_luhn_digit
 from telephony.models import CallerName, Grant, Identity, NumberBlock, SigningCredential, SimLine
-from telephony.numbers import with_luhn_digit
 
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
