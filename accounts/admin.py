@@ -3,9 +3,8 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from kernel.errors import RuleViolation
-from portal.admin import AuditedModelAdmin
 
-from . import services
+from . import audit, services
 from .audit import Actor
 from .models import (
     ApiToken,
@@ -18,6 +17,57 @@ from .models import (
     ServiceContract,
     User,
 )
+
+
+def _enterprise_of(obj):
+    return obj if isinstance(obj, Enterprise) else getattr(obj, "enterprise", None)
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Operator staff's edits in Django admin leave audit rows like every other change:
+    the fields a form changed, before and after, and deletions."""
+
+    def _record(self, request, obj, action, changes=None):
+        audit.record(
+            actor=Actor.from_request(request),
+            action=f"{obj._meta.model_name}.{action}",
+            enterprise=_enterprise_of(obj),
+            target=obj,
+            changes=changes,
+        )
+
+    @staticmethod
+    def _before(obj, fields):
+        """(was it an existing row, its stored values of ``fields``)"""
+        if obj.pk is None:
+            return False, {}
+        return True, audit.snapshot(type(obj)._default_manager.get(pk=obj.pk), fields)
+
+    def _after(self, request, obj, fields, before):
+        existed, values = before
+        changes = audit.diff(values, audit.snapshot(obj, fields))
+        if changes or not existed:
+            self._record(request, obj, "changed" if existed else "created", changes)
+
+    def save_model(self, request, obj, form, change):
+        before = self._before(obj, form.changed_data)
+        super().save_model(request, obj, form, change)
+        self._after(request, obj, form.changed_data, before)
+
+    def save_formset(self, request, form, formset, change):
+        changed = [f for f in formset.forms if f.has_changed() and f not in formset.deleted_forms]
+        befores = [self._before(f.instance, f.changed_data) for f in changed]
+        super().save_formset(request, form, formset, change)
+        for inline_form, before in zip(changed, befores, strict=True):
+            self._after(request, inline_form.instance, inline_form.changed_data, before)
+
+    def delete_model(self, request, obj):
+        self._record(request, obj, "deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 class ServiceContractForm(forms.ModelForm):
@@ -39,7 +89,7 @@ class ServiceContractInline(admin.StackedInline):
     verbose_name = "service contract (operator policy)"
 
 
-def _run(modeladmin, request, queryset, service, param: str):
+def run_action(modeladmin, request, queryset, service, param: str):
     """Apply a service to each selected object (passed as ``param``), reporting refusals."""
     done = 0
     for obj in queryset:
@@ -63,7 +113,7 @@ class EnterpriseAdmin(AuditedModelAdmin):
     search_fields = ["name", "slug", "sip_domain"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["status", "created_at"]
-    actions = ["suspend", "resume", "issue_delegate_certificate"]
+    actions = ["suspend", "resume"]  # and telephony.admin's delegate certificate
 
     def get_queryset(self, request):
         return (
@@ -90,12 +140,6 @@ class EnterpriseAdmin(AuditedModelAdmin):
     @admin.action(description="Resume: allow the enterprise's changes again")
     def resume(self, request, queryset):
         self._set_status(request, queryset, Enterprise.Status.ACTIVE)
-
-    @admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
-    def issue_delegate_certificate(self, request, queryset):
-        from telephony.callauth.calls import delegate_certificate_issue
-
-        _run(self, request, queryset, delegate_certificate_issue, "enterprise")
 
 
 class InviteMemberForm(forms.ModelForm):
@@ -177,15 +221,17 @@ class UserAdmin(AuditedModelAdmin):
 
     @admin.action(description="Suspend the selected users")
     def suspend(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.user_suspend, "user")
+        run_action(self, request, queryset.filter(is_staff=False), services.user_suspend, "user")
 
     @admin.action(description="Resume the selected users")
     def resume(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.user_resume, "user")
+        run_action(self, request, queryset.filter(is_staff=False), services.user_resume, "user")
 
     @admin.action(description="Reset the second factor (lost phone)")
     def reset_two_factor(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.two_factor_reset, "user")
+        run_action(
+            self, request, queryset.filter(is_staff=False), services.two_factor_reset, "user"
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -228,7 +274,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        _run(self, request, queryset, services.api_token_revoke, "token")
+        run_action(self, request, queryset, services.api_token_revoke, "token")
 
 
 @admin.register(Invitation)
@@ -280,4 +326,4 @@ class NetworkClientAdmin(AuditedModelAdmin):
 
     @admin.action(description="Revoke the selected clients' credentials")
     def revoke(self, request, queryset):
-        _run(self, request, queryset, services.network_client_revoke, "client")
+        run_action(self, request, queryset, services.network_client_revoke, "client")

@@ -450,6 +450,10 @@ OIDC_SCOPES = {
 OIDC_RESOURCE_SERVERS = env_list("OIDC_RESOURCE_SERVERS") or [
     "https://ims.mnc001.mcc001.3gppnetwork.org"
 ]
+# Who fills the "impus" claim of the mmtel scope: accounts issues the tokens but does not
+# know telephony (it sits below it), so the shell names the selector here.
+OIDC_IMPUS_OF = "telephony.selectors.usable_impus"
+
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": _oidc_key(),

@@ -7,11 +7,10 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 
-from accounts.admin import ReadOnlyAdmin
+from accounts.admin import AuditedModelAdmin, EnterpriseAdmin, ReadOnlyAdmin, run_action
 from accounts.audit import Actor
 from accounts.models import Enterprise
 from kernel.errors import RuleViolation
-from portal.admin import AuditedModelAdmin
 from telephony.callauth import calls
 from telephony.identities import services
 
@@ -126,6 +125,16 @@ class NumberBlockForm(forms.ModelForm):
     class Meta:
         model = NumberBlock
         fields = ["enterprise", "first_number", "last_number", "note"]
+
+
+@admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
+def issue_delegate_certificate(modeladmin, request, queryset):
+    run_action(modeladmin, request, queryset, calls.delegate_certificate_issue, "enterprise")
+
+
+# accounts sits below telephony and does not know call authentication: the action on the
+# enterprise's admin page is added from here.
+EnterpriseAdmin.actions = [*EnterpriseAdmin.actions, issue_delegate_certificate]
 
 
 @admin.register(NumberBlock)

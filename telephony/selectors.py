@@ -420,3 +420,20 @@ def call_records(enterprise: Enterprise, *, direction: str = "", identity: Ident
     if identity is not None:
         found = found.filter(identity=identity)
     return found.order_by("-created_at", "-id")
+
+
+def usable_impus(user: User) -> list[str]:
+    """The IMPUs the user may use: their own live identities' and those shared with them."""
+    impus = []
+    for identity in (
+        Identity.objects.live().filter(owner=user).select_related("number", "line", "enterprise")
+    ):
+        if identity.status == Identity.Status.ACTIVE:
+            impus += identity.impus
+    for grant in (
+        Grant.objects.active()
+        .filter(grantee=user, identity__status=Identity.Status.ACTIVE)
+        .select_related("identity__number", "identity__enterprise", "identity__line")
+    ):
+        impus += grant.identity.impus
+    return list(dict.fromkeys(impus))

@@ -4,6 +4,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from accounts.api import schema  # noqa: F401 - registers how these show in the OpenAPI schema
 from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
 from kernel.credentials import hash_secret

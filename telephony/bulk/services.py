@@ -33,6 +33,7 @@ from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
+from kernel import enqueue
 from kernel.errors import RuleViolation
 from telephony.identities import services as telephony_services
 from telephony.identities.hss import backend as hss_backend
@@ -590,7 +591,7 @@ def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
         target=job,
         changes={"state": [ImportJob.State.PREVIEWED, ImportJob.State.QUEUED]},
     )
-    from telephony.tasks import run_import
+    run_import = enqueue.task("telephony.tasks.run_import")
 
     job_id = job.pk
     transaction.on_commit(lambda: run_import.delay(job_id), robust=True)
@@ -886,7 +887,7 @@ STALLED_AFTER = timedelta(minutes=10)
 
 def sweep_stalled_imports() -> int:
     """Queue again the started imports that stopped moving. Periodic."""
-    from telephony.tasks import run_import
+    run_import = enqueue.task("telephony.tasks.run_import")
 
     stalled = ImportJob.objects.filter(
         state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],

@@ -461,7 +461,7 @@ def _sync_grantees(identity: Identity) -> None:
     when its number or state changes, theirs follow."""
     grantees = Grant.objects.active().filter(identity=identity).values("grantee_id")
     for own in Identity.objects.live().filter(owner_id__in=grantees):
-        request_sync(own)
+        sync_engine.request_sync(own)
 
 
 def _changed(actor: Actor, identity: Identity, before: dict, action: str) -> Identity:
@@ -469,7 +469,7 @@ def _changed(actor: Actor, identity: Identity, before: dict, action: str) -> Ide
     changes = audit.diff(before, _identity_snapshot(identity))
     if changes:
         identity.save()
-        request_sync(identity)
+        sync_engine.request_sync(identity)
         if {"tn", "status"} & set(changes):
             _sync_grantees(identity)
         audit.record(
@@ -583,7 +583,7 @@ def _end_grants(grants, reason: str, actor: Actor) -> list[Grant]:
         )
     for grantee_id in {g.grantee_id for g in ended}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
-            request_sync(identity)
+            sync_engine.request_sync(identity)
     return ended
 
 
@@ -601,7 +601,7 @@ def _remove(actor: Actor, identity: Identity) -> Identity:
     identity.line = None
     identity.save()
     _quarantine(number)
-    request_sync(identity)
+    sync_engine.request_sync(identity)
     audit.record(
         actor=actor,
         action="identity.removed",
@@ -717,7 +717,7 @@ def _pause_grants(grants, paused: bool, actor: Actor) -> list[Grant]:
         )
     for grantee_id in {g.grantee_id for g in changed}:
         for identity in Identity.objects.live().filter(owner_id=grantee_id):
-            request_sync(identity)
+            sync_engine.request_sync(identity)
     return changed
 
 
@@ -928,7 +928,7 @@ def grant_create(
         created_by=actor.user,
     )
     for own in Identity.objects.live().filter(owner=grantee):
-        request_sync(own)
+        sync_engine.request_sync(own)
     audit.record(
         actor=actor,
         action="grant.created",
@@ -979,22 +979,6 @@ def grants_expire() -> int:
 # --- The outbox -------------------------------------------------------------------------
 
 
-def request_sync(identity: Identity) -> None:
-    """Record, in the caller's transaction, that the HSS must follow this identity; the
-    task runs after commit. Many changes in a row collapse into one push of the latest
-    state, since the task reads the identity afresh."""
-    IdentitySync.objects.filter(pk=identity.pk).update(
-        desired_version=F("desired_version") + 1,
-        state=IdentitySync.State.PENDING,
-        requested_at=timezone.now(),
-        attempts=0,
-        next_attempt_at=None,
-        last_error="",
-        push_queue=sync_engine.push_queue(),
-    )
-    sync_engine.queue_push_after_commit(identity.pk)
-
-
 @transaction.atomic
 def sync_retry(*, actor: Actor, identity: Identity) -> Identity:
     """An admin asks for another try of a failed sync."""
@@ -1002,7 +986,7 @@ def sync_retry(*, actor: Actor, identity: Identity) -> Identity:
     sync = IdentitySync.objects.select_for_update().get(pk=identity.pk)
     if sync.state != IdentitySync.State.FAILED:
         raise RuleViolation("Only a failed sync can be retried.")
-    request_sync(identity)
+    sync_engine.request_sync(identity)
     audit.record(
         actor=actor,
         action="identity.sync_retried",

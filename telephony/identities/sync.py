@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.audit import Actor
+from kernel import enqueue
 from telephony.identities.hss import (
     Change,
     DeviceSettings,
@@ -308,6 +310,12 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
     )
 
 
+# What ends an identity's registrations once the HSS holds nothing for it, in the same
+# transaction. The registrations context sits above this engine and plugs in here
+# (telephony.apps), so that the engine never imports it.
+registration_enders: list[Callable[[Identity, str], object]] = []
+
+
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
         row = _locked_row(identity, claim)
@@ -315,8 +323,6 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
             # This push outlived its lease: another worker took the row over and may have
             # written a newer state, which this late write may just have overwritten. The
             # HSS cannot refuse an older write, so the current state is pushed once more.
-            from telephony.identities.services import request_sync
-
             late = "written after its lease ran out; the current state is pushed again"
             _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, late, operation_id)
             request_sync(identity)
@@ -345,9 +351,8 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
             row.state = IdentitySync.State.SYNCED
         row.save()
         if pushed is None:  # the HSS holds nothing for it: no UE can be registered
-            from telephony.registrations.devices import end_registrations_of
-
-            end_registrations_of(identity, Registration.EndReason.IDENTITY_REMOVED)
+            for end_registrations in registration_enders:
+                end_registrations(identity, Registration.EndReason.IDENTITY_REMOVED)
     return PushResult("synced")
 
 
@@ -428,6 +433,22 @@ def push_queue() -> str:
     return _push_queue.get() or ""
 
 
+def request_sync(identity: Identity) -> None:
+    """Record, in the caller's transaction, that the HSS must follow this identity; the
+    task runs after commit. Many changes in a row collapse into one push of the latest
+    state, since the task reads the identity afresh."""
+    IdentitySync.objects.filter(pk=identity.pk).update(
+        desired_version=F("desired_version") + 1,
+        state=IdentitySync.State.PENDING,
+        requested_at=timezone.now(),
+        attempts=0,
+        next_attempt_at=None,
+        last_error="",
+        push_queue=push_queue(),
+    )
+    queue_push_after_commit(identity.pk)
+
+
 def queue_push_after_commit(identity_id: int) -> None:
     """Queue a push of the identity once the caller's transaction commits."""
     queue = push_queue()
@@ -435,7 +456,7 @@ def queue_push_after_commit(identity_id: int) -> None:
 
 
 def _queue(identity_id: int, attempt: int = 0, queue: str = "") -> None:
-    from telephony.tasks import sync_identity
+    sync_identity = enqueue.task("telephony.tasks.sync_identity")
 
     options = {"queue": queue} if queue else {}
     sync_identity.apply_async((identity_id,), {"attempt": attempt}, **options)
@@ -563,8 +584,6 @@ def reconcile(batch: int = 500) -> ReconcileReport:
 def _drift_found(identity: Identity, differences: dict, read_at) -> bool:
     """Show what differed and queue the repair: a push of the desired state. False if
     the identity changed since the HSS was read (its push settles the difference)."""
-    from telephony.identities.services import request_sync
-
     with transaction.atomic():
         row = _lock_for_record(identity.pk)
         if row.state != IdentitySync.State.SYNCED or (row.synced_at and row.synced_at > read_at):

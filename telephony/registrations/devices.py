@@ -27,9 +27,11 @@ from accounts import audit
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import NetworkClient, Role, ServiceContract, User
+from kernel import enqueue
 from kernel.errors import RuleViolation
 from telephony.identities.hss import HssPermanentError, HssTransientError
 from telephony.identities.hss import backend as hss_backend
+from telephony.identities.sync import request_sync
 from telephony.models import (
     Identity,
     NetworkNotice,
@@ -927,8 +929,6 @@ def registration_update_settings(
 ) -> Registration:
     """Change one device's own settings; they reach the network with the identity's
     state, through the same outbox."""
-    from telephony.identities.services import request_sync
-
     reg = (
         Registration.objects.select_for_update()
         .select_related("identity", "enterprise")
@@ -983,13 +983,13 @@ def registration_update_settings(
 
 
 def _queue_notice(notice_id: int) -> None:
-    from telephony.tasks import send_network_notice
+    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
 
     transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
 
 
 def _queue_deregistration(registration_id: int) -> None:
-    from telephony.tasks import deregister_ue
+    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
 
     deregister_ue.delay(registration_id)
 
@@ -1034,7 +1034,8 @@ def sweep(grace: timedelta | None = None) -> int:
             state=NetworkNotice.State.PENDING, created_at__lt=cutoff
         ).values_list("pk", flat=True)[:1000]
     )
-    from telephony.tasks import deregister_ue, send_network_notice
+    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
+    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
 
     for pk in sign_outs:
         deregister_ue.delay(pk)
