@@ -63,11 +63,8 @@ def plan(target_events: int, run_id: str, rng: random.Random):
     contacts, {identity id: device keys active at the end})."""
     from accounts.models import User
     from telephony.models import Identity, Registration
-    from telephony.registrations.reginfo import (
-        ReginfoDocument,
-        RegistrationInfo,
-        render_reginfo_xml,
-    )
+    from telephony.registrations.reginfo import ReginfoDocument, RegistrationInfo
+    from telephony.tests.reginfo_xml import render_reginfo_xml
 
     identities = {
         i.pk: i

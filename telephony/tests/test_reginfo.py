@@ -28,8 +28,8 @@ from telephony.registrations.reginfo import (
     RegistrationInfo,
     parse_reginfo_xml,
     parse_registration_events,
-    render_reginfo_xml,
 )
+from telephony.tests.reginfo_xml import render_reginfo_xml
 
 IMEI = "urn:gsma:imei:35209900-176148-1"
 UUID = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
