@@ -3,7 +3,7 @@ error body, never a 5xx, and never costs unbounded memory or time.
 
 What the endpoints' own test files already cover is not repeated here: reginfo entity
 expansion, external entities and oversized documents (telephony/tests/test_network.py),
-SCIM deep nesting, huge numbers and oversized bodies (accounts/tests/test_scim.py),
+SCIM deep nesting, huge numbers and oversized bodies (scim/tests/test_scim.py),
 PASSporT decoding (telephony/tests/test_stir_core.py: alg none, HS256, bad base64,
 duplicate keys, deep nesting, oversized tokens), CSV encodings, NUL bytes and BOMs
 (telephony/tests/test_bulk.py). This file adds the same attacks where they were missing:

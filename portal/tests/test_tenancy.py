@@ -180,8 +180,8 @@ NOT_TENANT_OBJECTS = {
     "accounts:invitation_open": "the secret in the link is the credential",
     "accounts:password_reset_confirm": "a signed token for one user",
     "telephony:certificate": "public certificates, fetched by any network as a PASSporT's x5u",
-    "scim:user": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in accounts/tests/test_scim.py",
-    "scim:group": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in accounts/tests/test_scim.py",
+    "scim:user": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in scim/tests/test_scim.py",
+    "scim:group": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in scim/tests/test_scim.py",
     "scim:resource_type": "SCIM discovery: the same resource types for every enterprise",
     "scim:schema": "SCIM discovery: the same schemas for every enterprise",
 }

@@ -13,6 +13,7 @@ import base64
 import functools
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -634,6 +635,10 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
     return decoded, leaf
 
 
+# The clock verification judges freshness and validity by (tests set it to a later day).
+clock: Callable[[], datetime] = timezone.now
+
+
 def verify_call(
     *,
     client: NetworkClient,
@@ -647,7 +652,7 @@ def verify_call(
     dests = [e164(t) for t in to_tns]
     # Freshness is judged against when the call arrived (the request's time), and that
     # must itself be recent.
-    now = timezone.now()
+    now = clock()
     if time is not None:
         if abs(now.timestamp() - time) > settings.STIR_MAX_AGE_SECONDS:
             raise CallAuthError(

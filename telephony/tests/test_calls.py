@@ -278,7 +278,7 @@ def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
     later = timezone.now() + timezone.timedelta(days=400)  # the delegate lasts 90 days
     token = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
                                      iat=int(later.timestamp()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
-    monkeypatch.setattr("telephony.callauth.calls.timezone.now", lambda: later)
+    monkeypatch.setattr(calls, "clock", lambda: later)
     answer = verify(network, passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn,
                     time=int(later.timestamp())).json()["verificationResponse"]  # fmt: skip
     assert answer["reasonCode"] == 437 and "expired" in answer["reasonString"]

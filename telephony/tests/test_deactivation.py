@@ -1,5 +1,5 @@
 """Reversible deactivation by an admin (pages, API) and the offboarding that follows it.
-The identity providers' shapes of the same flow: accounts/tests/test_scim.py."""
+The identity providers' shapes of the same flow: scim/tests/test_scim.py."""
 
 from datetime import timedelta
 
