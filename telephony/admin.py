@@ -13,6 +13,7 @@ from accounts.models import Enterprise
 from kernel.errors import RuleViolation
 from telephony.callauth import calls
 from telephony.identities import services
+from telephony.inventory import services as inventory
 
 from .models import (
     CallerName,
@@ -67,7 +68,7 @@ class InventoryUploadMixin:
                     text = upload.read().decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise RuleViolation("The file is not UTF-8 text.") from exc
-                count = services.inventory_import(
+                count = inventory.inventory_import(
                     actor=Actor.from_request(request),
                     enterprise=form.cleaned_data["enterprise"],
                     kind=self.upload_kind,
@@ -151,7 +152,7 @@ class NumberBlockAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAd
         return ["enterprise", "first_number", "last_number", "country"] if obj else []
 
     def create(self, request, form):  # once created, only the note can change
-        return services.number_block_create(
+        return inventory.number_block_create(
             actor=Actor.from_request(request),
             enterprise=form.cleaned_data["enterprise"],
             first_number=form.cleaned_data["first_number"],
@@ -174,7 +175,7 @@ class SimLineAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAdmin)
         return ["enterprise", "imsi", "iccid"] if obj else []
 
     def create(self, request, form):  # once created, every field is read-only
-        return services.sim_line_create(
+        return inventory.sim_line_create(
             actor=Actor.from_request(request),
             enterprise=form.cleaned_data["enterprise"],
             imsi=form.cleaned_data["imsi"],

@@ -38,6 +38,7 @@ from kernel.errors import RuleViolation
 from telephony.identities import services as telephony_services
 from telephony.identities.hss import backend as hss_backend
 from telephony.inventory import numbers
+from telephony.inventory import services as inventory
 from telephony.models import Identity, ImportJob, SimLine, TelephoneNumber
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -462,7 +463,7 @@ class _Preview:
             return
         free = iter(
             TelephoneNumber.objects.for_enterprise(self.enterprise)
-            .filter(telephony_services.available_numbers(self.now))
+            .filter(inventory.available_numbers(self.now))
             .order_by("block_id", "e164")
             .values_list("e164", flat=True)[: needing + len(self.chosen)]
         )
@@ -699,7 +700,7 @@ def _next_free_numbers(enterprise: Enterprise, chunk: list[Row]) -> dict[int, st
         return {}
     free = (
         TelephoneNumber.objects.for_enterprise(enterprise)
-        .filter(telephony_services.available_numbers(timezone.now()))
+        .filter(inventory.available_numbers(timezone.now()))
         .order_by("block_id", "e164")
         .values_list("e164", flat=True)[: len(needing)]
     )

@@ -10,6 +10,7 @@ from accounts.models import ApiToken, AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory, api_token
 from kernel.errors import RuleViolation
 from telephony.identities import services
+from telephony.inventory import services as inventory
 from telephony.models import (
     Grant,
     Identity,
@@ -254,7 +255,7 @@ def test_bad_number_blocks_are_refused(enterprise, first, last, message):
 
 def test_sim_lines_are_validated(enterprise):
     with pytest.raises(RuleViolation, match="not an ICCID"):
-        services.sim_line_create(
+        inventory.sim_line_create(
             actor=Actor.system(),
             enterprise=enterprise,
             imsi="262010000000001",

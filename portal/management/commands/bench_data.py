@@ -53,7 +53,7 @@ from kernel.errors import RuleViolation
 from telephony.callauth import calls
 from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
 from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
-from telephony.identities import services as telephony_services
+from telephony.inventory import services as inventory
 from telephony.inventory.numbers import with_luhn_digit
 from telephony.models import (
     CallerName,
@@ -363,7 +363,7 @@ class EnterpriseMaker:
         )
         self.client.enterprises.add(self.enterprise)
         for first, size, note in spec.blocks:
-            telephony_services.number_block_create(
+            inventory.number_block_create(
                 actor=actor,
                 enterprise=self.enterprise,
                 first_number=f"+{first}",
