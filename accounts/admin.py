@@ -1,12 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.shortcuts import redirect
 from oauth2_provider.models import Application
 
-from portal.admin import AddedByServiceMixin, AuditedModelAdmin
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 
-from . import oidc, services
+from . import audit, oidc, services
 from .audit import Actor
 from .models import (
     ApiToken,
@@ -20,6 +20,57 @@ from .models import (
     ServiceContract,
     User,
 )
+
+
+def _enterprise_of(obj):
+    return obj if isinstance(obj, Enterprise) else getattr(obj, "enterprise", None)
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Operator staff's edits in Django admin leave audit rows like every other change:
+    the fields a form changed, before and after, and deletions."""
+
+    def _record(self, request, obj, action, changes=None):
+        audit.record(
+            actor=Actor.from_request(request),
+            action=f"{obj._meta.model_name}.{action}",
+            enterprise=_enterprise_of(obj),
+            target=obj,
+            changes=changes,
+        )
+
+    @staticmethod
+    def _before(obj, fields):
+        """(was it an existing row, its stored values of ``fields``)"""
+        if obj.pk is None:
+            return False, {}
+        return True, audit.snapshot(type(obj)._default_manager.get(pk=obj.pk), fields)
+
+    def _after(self, request, obj, fields, before):
+        existed, values = before
+        changes = audit.diff(values, audit.snapshot(obj, fields))
+        if changes or not existed:
+            self._record(request, obj, "changed" if existed else "created", changes)
+
+    def save_model(self, request, obj, form, change):
+        before = self._before(obj, form.changed_data)
+        super().save_model(request, obj, form, change)
+        self._after(request, obj, form.changed_data, before)
+
+    def save_formset(self, request, form, formset, change):
+        changed = [f for f in formset.forms if f.has_changed() and f not in formset.deleted_forms]
+        befores = [self._before(f.instance, f.changed_data) for f in changed]
+        super().save_formset(request, form, formset, change)
+        for inline_form, before in zip(changed, befores, strict=True):
+            self._after(request, inline_form.instance, inline_form.changed_data, before)
+
+    def delete_model(self, request, obj):
+        self._record(request, obj, "deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 class ServiceContractForm(forms.ModelForm):
@@ -41,7 +92,36 @@ class ServiceContractInline(admin.StackedInline):
     verbose_name = "service contract (operator policy)"
 
 
-def _run(modeladmin, request, queryset, service, param: str):
+class _Refused(Exception):
+    """A service refused an admin save; the message is already shown."""
+
+
+class AddedByServiceMixin:
+    """Django admin's add form creates the object through a service (``create``), so
+    that the service's rules and audit apply; a refusal is shown over the form again."""
+
+    def create(self, request, form):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        try:
+            created = self.create(request, form)
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused from exc
+        # The admin goes on with ``obj`` (its log entry, the redirect): make it the row.
+        obj.__dict__.update(created.__dict__)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except _Refused:
+            return redirect(request.get_full_path())
+
+
+def run_action(modeladmin, request, queryset, service, param: str):
     """Apply a service to each selected object (passed as ``param``), reporting refusals."""
     done = 0
     for obj in queryset:
@@ -65,7 +145,7 @@ class EnterpriseAdmin(AuditedModelAdmin):
     search_fields = ["name", "slug", "sip_domain"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["status", "created_at"]
-    actions = ["suspend", "resume", "issue_delegate_certificate"]
+    actions = ["suspend", "resume"]  # and telephony.admin's delegate certificate
 
     def get_queryset(self, request):
         return (
@@ -92,12 +172,6 @@ class EnterpriseAdmin(AuditedModelAdmin):
     @admin.action(description="Resume: allow the enterprise's changes again")
     def resume(self, request, queryset):
         self._set_status(request, queryset, Enterprise.Status.ACTIVE)
-
-    @admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
-    def issue_delegate_certificate(self, request, queryset):
-        from telephony.calls import delegate_certificate_issue
-
-        _run(self, request, queryset, delegate_certificate_issue, "enterprise")
 
 
 class InviteMemberForm(forms.ModelForm):
@@ -179,15 +253,17 @@ class UserAdmin(AuditedModelAdmin):
 
     @admin.action(description="Suspend the selected users")
     def suspend(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.user_suspend, "user")
+        run_action(self, request, queryset.filter(is_staff=False), services.user_suspend, "user")
 
     @admin.action(description="Resume the selected users")
     def resume(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.user_resume, "user")
+        run_action(self, request, queryset.filter(is_staff=False), services.user_resume, "user")
 
     @admin.action(description="Reset the second factor (lost phone)")
     def reset_two_factor(self, request, queryset):
-        _run(self, request, queryset.filter(is_staff=False), services.two_factor_reset, "user")
+        run_action(
+            self, request, queryset.filter(is_staff=False), services.two_factor_reset, "user"
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -230,7 +306,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        _run(self, request, queryset, services.api_token_revoke, "token")
+        run_action(self, request, queryset, services.api_token_revoke, "token")
 
 
 @admin.register(Invitation)
@@ -282,7 +358,7 @@ class NetworkClientAdmin(AuditedModelAdmin):
 
     @admin.action(description="Revoke the selected clients' credentials")
     def revoke(self, request, queryset):
-        _run(self, request, queryset, services.network_client_revoke, "client")
+        run_action(self, request, queryset, services.network_client_revoke, "client")
 
 
 class NetworkWideClientForm(forms.ModelForm):
@@ -351,4 +427,4 @@ class ClientRegistrationAdmin(AddedByServiceMixin, admin.ModelAdmin):
 
     @admin.action(description="Remove the selected apps (their tokens stop working)")
     def remove(self, request, queryset):
-        _run(self, request, queryset, oidc.client_remove, "registration")
+        run_action(self, request, queryset, oidc.client_remove, "registration")

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db import models
 
-from portal.errors import NotAllowed, RuleViolation
-from portal.http import client_ip
+from kernel.errors import NotAllowed, RuleViolation
+from kernel.http import client_ip
 
 from .models import ApiToken, AuditEvent, Enterprise, NetworkClient, User
 

@@ -2,8 +2,8 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal.errors import RuleViolation
-from portal.forms import PortalForm
+from kernel.errors import RuleViolation
+from kernel.forms import PortalForm
 
 from . import services
 from .models import ApiToken, AuditEvent, Role, User

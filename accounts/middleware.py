@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from portal.tenancy import enterprise_of
+from kernel.tenancy import enterprise_of
 
 from .oidc import asks_silently
 from .two_factor import needs_verification

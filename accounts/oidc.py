@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from jwcrypto import jwk, jwt
 from jwcrypto.common import JWException
 from oauth2_provider.models import (
@@ -37,7 +38,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator, validate_resource
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 
 from . import audit
 from .audit import Actor
@@ -68,25 +69,6 @@ def may_authenticate(user: User) -> bool:
     )  # fmt: skip
 
 
-def usable_impus(user: User) -> list[str]:
-    """The IMPUs the user may use: their own live identities' and those shared with them."""
-    from telephony.models import Grant, Identity
-
-    impus = []
-    for identity in (
-        Identity.objects.live().filter(owner=user).select_related("number", "line", "enterprise")
-    ):
-        if identity.status == Identity.Status.ACTIVE:
-            impus += identity.impus
-    for grant in (
-        Grant.objects.active()
-        .filter(grantee=user, identity__status=Identity.Status.ACTIVE)
-        .select_related("identity__number", "identity__enterprise", "identity__line")
-    ):
-        impus += grant.identity.impus
-    return list(dict.fromkeys(impus))
-
-
 def mc_identity(user: User) -> str:
     """The user's mission-critical identity: a SIP URI in the enterprise's domain."""
     return f"sip:{user.email.split('@', 1)[0]}@{user.enterprise.sip_domain}"
@@ -99,7 +81,9 @@ def claims_for(user: User, scopes) -> dict:
     if "email" in scopes:
         claims.update(email=user.email, email_verified=user.status == User.Status.ACTIVE)
     if "mmtel" in scopes:
-        claims.update(enterprise=user.enterprise.slug, impus=usable_impus(user))
+        claims.update(
+            enterprise=user.enterprise.slug, impus=import_string(settings.OIDC_IMPUS_OF)(user)
+        )
     for scope, claim in MC_SCOPES.items():
         if scope in scopes:
             claims[claim] = mc_identity(user)

@@ -20,8 +20,9 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal.credentials import hash_secret, new_secret
-from portal.errors import RuleViolation
+from kernel import enqueue
+from kernel.credentials import hash_secret, new_secret
+from kernel.errors import RuleViolation
 
 from . import audit, selectors
 from .audit import Actor, ensure_writable  # noqa: F401 - services' callers use it
@@ -183,7 +184,7 @@ def _revoke_open_invitations(user: User) -> int:
 
 
 def _new_invitation(*, actor: Actor, user: User) -> Invitation:
-    from .tasks import deliver_invitation
+    deliver_invitation = enqueue.task("accounts.tasks.deliver_invitation")
 
     invitation = Invitation.objects.create(
         enterprise=user.enterprise,
@@ -248,7 +249,7 @@ def invitation_deliver(*, invitation_id: int) -> None:
 def invitations_sweep() -> int:
     """Queue again invitations whose email task was lost (e.g. the broker was down when
     the invitation was made). Periodic."""
-    from .tasks import deliver_invitation
+    deliver_invitation = enqueue.task("accounts.tasks.deliver_invitation")
 
     cutoff = timezone.now() - timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS)
     unsent = Invitation.objects.filter(
@@ -766,7 +767,7 @@ def notify(
     *, user: User, kind: str, title: str, body: str = "", link: str = "", email: bool = False
 ) -> Notification:
     """Tell a person something in the portal, and by email if asked (after commit)."""
-    from .tasks import email_notification
+    email_notification = enqueue.task("accounts.tasks.email_notification")
 
     notification = Notification.objects.create(
         enterprise=user.enterprise, user=user, kind=kind, title=title, body=body, link=link

@@ -23,12 +23,12 @@ from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import Application
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
-from portal.errors import RuleViolation
-from portal.http import client_ip, object_id, safe_next_url
-from portal.pages import call_service
-from portal.pagination import PAGE_SIZE, paginate
-from portal.ratelimit import over_limit, used_up
-from portal.tenancy import get_for_enterprise_or_404
+from kernel.errors import RuleViolation
+from kernel.http import client_ip, object_id, safe_next_url
+from kernel.pages import call_service
+from kernel.pagination import PAGE_SIZE, paginate
+from kernel.ratelimit import over_limit, used_up
+from kernel.tenancy import get_for_enterprise_or_404
 
 from . import oidc, selectors, services
 from .audit import Actor

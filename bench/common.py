@@ -151,7 +151,7 @@ def reuse_data(ctx: Context) -> dict | None:
         return None
     data = json.loads(path.read_text())
     from accounts.models import Enterprise, NetworkClient
-    from portal.credentials import hash_secret
+    from kernel.credentials import hash_secret
 
     made = Enterprise.objects.filter(slug__in=data["enterprises"]).count()
     token_ok = NetworkClient.objects.filter(

@@ -41,9 +41,9 @@ def prepare(rows: int) -> tuple[object, str]:
     from accounts.audit import Actor
     from accounts.models import Role, Service, User
     from bench.management.commands.bench_data import FIRST_NAMES, LAST_NAMES, delete_bench_data
-    from telephony import services as telephony_services
+    from telephony.inventory import services as inventory
+    from telephony.inventory.numbers import with_luhn_digit
     from telephony.models import SimLine
-    from telephony.numbers import with_luhn_digit
 
     delete_bench_data(SLUG, clients=False)
     actor = Actor.system()
@@ -56,7 +56,7 @@ def prepare(rows: int) -> tuple[object, str]:
         allowed_services=[s.value for s in Service],
         max_ues_per_user=5,
     )
-    telephony_services.number_block_create(
+    inventory.number_block_create(
         actor=actor,
         enterprise=enterprise,
         first_number=f"+{FIRST_BLOCK}",

@@ -111,7 +111,7 @@ def _profile_import(rows: int) -> int:
     from pyinstrument import Profiler
 
     from accounts.audit import Actor
-    from telephony import bulk
+    from telephony.bulk import services as bulk
 
     from . import onboarding
 

@@ -36,7 +36,8 @@ def _identities(count: int) -> list[int]:
     from accounts.audit import Actor
     from accounts.models import Enterprise
     from accounts.tests.factories import EnterpriseFactory, UserFactory
-    from telephony import services
+    from telephony.identities import services
+    from telephony.inventory import services as inventory
     from telephony.models import Identity
     from telephony.tests.factories import iccid_for
 
@@ -46,7 +47,7 @@ def _identities(count: int) -> list[int]:
         enterprise = EnterpriseFactory(
             name="Bench PyHSS", slug=ENTERPRISE, sip_domain="pyhss.bench.example"
         )
-        services.number_block_create(
+        inventory.number_block_create(
             actor=system,
             enterprise=enterprise,
             first_number=f"+{FIRST_TN}",
@@ -57,7 +58,7 @@ def _identities(count: int) -> list[int]:
     have = Identity.objects.filter(enterprise=enterprise).live().count()
     for n in range(have + 1, count + 1):
         imsi = _lines(count)[n - 1]
-        services.sim_line_create(
+        inventory.sim_line_create(
             actor=system, enterprise=enterprise, imsi=imsi, iccid=iccid_for(700_000 + n)
         )
         owner = UserFactory(enterprise=enterprise, email=f"pyhss-{n}@pyhss.bench.example")

@@ -56,7 +56,7 @@ def signing_bodies(tns: list[str]) -> list[str]:
 def verification_bodies(tns: list[str]) -> list[str]:
     """Identity headers signed now (a verification must come within 60 s of iat)."""
     from accounts.models import NetworkClient
-    from telephony import calls
+    from telephony.callauth import calls
 
     client = NetworkClient.objects.get(name="Bench S-CSCF")
     bodies = []
@@ -79,7 +79,7 @@ def verification_bodies(tns: list[str]) -> list[str]:
 
 def in_process(seconds: float) -> dict[str, float]:
     """ES256 SHAKEN PASSporTs signed and verified per second by the portal's own code."""
-    from telephony.stir import certificates, passport
+    from telephony.callauth.stir import certificates, passport
 
     key = certificates.generate_key()
     x5u = "https://certs.example/operator.pem"

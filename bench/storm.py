@@ -32,7 +32,7 @@ DROP_SHARE = 0.05
 
 
 def _contact(index: int, device: dict, event: str):
-    from telephony.reginfo import ContactInfo
+    from telephony.registrations.reginfo import ContactInfo
 
     return ContactInfo(
         element_id=f"c{index}",
@@ -63,7 +63,7 @@ def plan(target_events: int, run_id: str, rng: random.Random):
     contacts, {identity id: device keys active at the end})."""
     from accounts.models import User
     from telephony.models import Identity, Registration
-    from telephony.reginfo import ReginfoDocument, RegistrationInfo
+    from telephony.registrations.reginfo import ReginfoDocument, RegistrationInfo
     from telephony.tests.reginfo_xml import render_reginfo_xml
 
     identities = {

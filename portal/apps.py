@@ -13,7 +13,7 @@ class PortalConfig(AppConfig):
         # folders before the first message.
         from django.conf import settings
 
-        from .ratelimit import parse_rate
+        from kernel.ratelimit import parse_rate
 
         for name in ("API_RATE_LIMIT", "NETWORK_RATE_LIMIT", "TOKEN_RATE_LIMIT"):
             parse_rate(getattr(settings, name))  # a mistyped rate stops the start

@@ -5,7 +5,7 @@ import os
 
 from celery import Celery, signals
 
-from . import observability  # noqa: F401 - its signals carry the request id into tasks
+from kernel import observability  # noqa: F401 - its signals carry the request id into tasks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -49,7 +49,7 @@ def check_hss() -> str:
     from django.conf import settings
     from django.utils import timezone
 
-    from telephony.hss import backend
+    from telephony.identities.hss import backend
 
     from .models import HssCheck
 

@@ -1,6 +1,6 @@
 """Prometheus metrics: the outbox and the queues (what an operator alerts on), read from
 the database at each scrape, beside the request and task metrics of
-portal/observability.py."""
+kernel/observability.py."""
 
 import os
 from datetime import timedelta

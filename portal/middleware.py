@@ -42,7 +42,7 @@ class RuleViolationMiddleware:
     """A business rule that a page's view does not handle itself (a suspended
     enterprise, most often) is shown with its message, not as a server error. The
     service raised it inside its transaction, so nothing was changed. NotAllowed is a
-    403. The API has its own handler (portal.api.errors)."""
+    403. The API has its own handler (kernel.api.errors)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -51,7 +51,7 @@ class RuleViolationMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        from .errors import NotAllowed, RuleViolation
+        from kernel.errors import NotAllowed, RuleViolation
 
         if not isinstance(exception, RuleViolation):
             return None

@@ -104,7 +104,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: every log line of the request carries its id, and the latency is the whole.
-    "portal.observability.RequestObservabilityMiddleware",
+    "kernel.observability.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     # Above WhiteNoise, so that static files are refused to frames as well.
@@ -151,7 +151,7 @@ TEMPLATES = [
     },
 ]
 
-FORM_RENDERER = "portal.forms.PortalFormRenderer"
+FORM_RENDERER = "kernel.forms.PortalFormRenderer"
 
 # --- Database -------------------------------------------------------------------------
 _SQLITE_PATH = VAR_DIR / "portal.sqlite3"
@@ -218,7 +218,7 @@ AXES_USERNAME_FORM_FIELD = "username"
 # One count per account however its email is capitalised (F-02).
 AXES_USERNAME_CALLABLE = "accounts.backends.sign_in_name"
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
+AXES_CLIENT_IP_CALLABLE = "kernel.http.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False
 
@@ -474,6 +474,10 @@ OIDC_RESOURCE_SERVERS = OIDC_RESOURCE_SERVERS or ["https://ims.mnc001.mcc001.3gp
 for _resource in OIDC_RESOURCE_SERVERS:  # RFC 8707 §2: an absolute URI, no fragment
     if not _resource.startswith("https://") or "#" in _resource or len(_resource) < 9:
         raise ImproperlyConfigured(f"OIDC_RESOURCE_SERVERS: {_resource!r} is not an https URI.")
+# Who fills the "impus" claim of the mmtel scope: accounts issues the tokens but does not
+# know telephony (it sits below it), so the shell names the selector here.
+OIDC_IMPUS_OF = "telephony.selectors.usable_impus"
+
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": _oidc_key(),
@@ -523,18 +527,18 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ApiTokenAuthentication",
         "accounts.api.authentication.VerifiedSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["portal.api.permissions.EnterpriseRole"],
-    "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.EnterpriseRole"],
+    "DEFAULT_PAGINATION_CLASS": "kernel.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.StrictJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.PortalAutoSchema",
-    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["portal.ratelimit.CredentialRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["kernel.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "kernel.api.schema.PortalAutoSchema",
+    "EXCEPTION_HANDLER": "kernel.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["kernel.ratelimit.CredentialRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": [],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-# Request-rate limits (portal/ratelimit.py), counted in the cache: with several
+# Request-rate limits (kernel/ratelimit.py), counted in the cache: with several
 # processes, point CACHE_URL at Redis so that they count together. Empty: no limit.
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or user
 NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client
@@ -578,10 +582,10 @@ if LOG_FORMAT not in {"json", "plain"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "portal.observability.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "kernel.observability.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "portal.observability.JsonFormatter"},
+        "json": {"()": "kernel.observability.JsonFormatter"},
     },
     "handlers": {
         "console": {

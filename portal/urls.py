@@ -30,7 +30,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api.urls")),
     path("network/v1/", include("telephony.network.urls")),
-    path("scim/v2/", include("accounts.scim.urls")),
+    path("scim/v2/", include("scim.urls")),
     path("o/", include(oidc_patterns)),
     path(".well-known/openid-configuration", OidcDiscoveryView.as_view(), name="oidc-discovery"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -264,7 +264,7 @@ class HeldImport:
     def run(self, job_id: int) -> None:
         from django.db import connection
 
-        from telephony import bulk
+        from telephony.bulk import services as bulk
 
         original = bulk.iter_rows
 

@@ -7,14 +7,21 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 
-from accounts.admin import ReadOnlyAdmin
+from accounts.admin import (
+    AddedByServiceMixin,
+    AuditedModelAdmin,
+    EnterpriseAdmin,
+    ReadOnlyAdmin,
+    run_action,
+)
 from accounts.audit import Actor
 from accounts.models import Enterprise
-from portal import csvfile
-from portal.admin import AddedByServiceMixin, AuditedModelAdmin
-from portal.errors import RuleViolation
+from kernel import csvfile
+from kernel.errors import RuleViolation
+from telephony.callauth import calls
+from telephony.identities import services
+from telephony.inventory import services as inventory
 
-from . import calls, services
 from .models import (
     CallerName,
     CallRecord,
@@ -60,11 +67,11 @@ class InventoryUploadMixin:
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                count = services.inventory_import(
+                count = inventory.inventory_import(
                     actor=Actor.from_request(request),
                     enterprise=form.cleaned_data["enterprise"],
                     kind=self.upload_kind,
-                    csv_text=csvfile.read_upload(upload, max_bytes=services.INVENTORY_MAX_BYTES),
+                    csv_text=csvfile.read_upload(upload, max_bytes=inventory.INVENTORY_MAX_BYTES),
                 )
             except RuleViolation as exc:
                 form.add_error(None, exc.message)
@@ -91,6 +98,16 @@ class NumberBlockForm(forms.ModelForm):
         fields = ["enterprise", "first_number", "last_number", "note"]
 
 
+@admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
+def issue_delegate_certificate(modeladmin, request, queryset):
+    run_action(modeladmin, request, queryset, calls.delegate_certificate_issue, "enterprise")
+
+
+# accounts sits below telephony and does not know call authentication: the action on the
+# enterprise's admin page is added from here.
+EnterpriseAdmin.actions = [*EnterpriseAdmin.actions, issue_delegate_certificate]
+
+
 @admin.register(NumberBlock)
 class NumberBlockAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAdmin):
     upload_kind = "blocks"
@@ -105,7 +122,7 @@ class NumberBlockAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAd
         return ["enterprise", "first_number", "last_number", "country"] if obj else []
 
     def create(self, request, form):  # once created, only the note can change
-        return services.number_block_create(
+        return inventory.number_block_create(
             actor=Actor.from_request(request),
             enterprise=form.cleaned_data["enterprise"],
             first_number=form.cleaned_data["first_number"],
@@ -128,7 +145,7 @@ class SimLineAdmin(AddedByServiceMixin, InventoryUploadMixin, AuditedModelAdmin)
         return ["enterprise", "imsi", "iccid"] if obj else []
 
     def create(self, request, form):  # once created, every field is read-only
-        return services.sim_line_create(
+        return inventory.sim_line_create(
             actor=Actor.from_request(request),
             enterprise=form.cleaned_data["enterprise"],
             imsi=form.cleaned_data["imsi"],

@@ -1,7 +1,7 @@
 from django import forms
 
 from accounts.models import Role, Service, User
-from portal.forms import PortalForm
+from kernel.forms import PortalForm
 
 from .models import Identity, IdentitySync, Registration
 

@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import Enterprise, User
+from telephony.callauth.stir.passport import VERSTAT_PASSED
 
 from .models import (
     CallRecord,
@@ -32,7 +33,6 @@ from .models import (
     SyncAttempt,
     TelephoneNumber,
 )
-from .stir.passport import VERSTAT_PASSED
 
 SYNC_FILTERS = {
     "pending": Q(sync__state=IdentitySync.State.PENDING),
@@ -420,3 +420,20 @@ def call_records(enterprise: Enterprise, *, direction: str = "", identity: Ident
     if identity is not None:
         found = found.filter(identity=identity)
     return found.order_by("-created_at", "-id")
+
+
+def usable_impus(user: User) -> list[str]:
+    """The IMPUs the user may use: their own live identities' and those shared with them."""
+    impus = []
+    for identity in (
+        Identity.objects.live().filter(owner=user).select_related("number", "line", "enterprise")
+    ):
+        if identity.status == Identity.Status.ACTIVE:
+            impus += identity.impus
+    for grant in (
+        Grant.objects.active()
+        .filter(grantee=user, identity__status=Identity.Status.ACTIVE)
+        .select_related("identity__number", "identity__enterprise", "identity__line")
+    ):
+        impus += grant.identity.impus
+    return list(dict.fromkeys(impus))

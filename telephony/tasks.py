@@ -3,9 +3,10 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import devices, services, sync
-from .hss import HssTransientError
-from .notify import NoticeError
+from telephony.identities import services, sync
+from telephony.identities.hss import HssTransientError
+from telephony.registrations import devices
+from telephony.registrations.notify import NoticeError
 
 
 # max_retries=None: Celery never stops the chain; the sync row counts the tries and stops
@@ -38,7 +39,7 @@ def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
 @shared_task(ignore_result=True)
 def sweep_sync_queue() -> int:
     """Re-queue sync changes, imports, sign-outs and notices whose task was lost."""
-    from . import bulk
+    from telephony.bulk import services as bulk
 
     return sync.sweep() + bulk.sweep_stalled_imports() + devices.sweep()
 
@@ -67,7 +68,7 @@ def offboard_expired_deactivations() -> int:
 def run_import(self, job_id: int) -> None:
     """Apply a confirmed CSV import chunk by chunk; a redelivery resumes where the last
     committed chunk ended."""
-    from . import bulk
+    from telephony.bulk import services as bulk
 
     # Its identities' pushes go to the bulk queue too: the sync queue stays free for
     # interactive changes and kill-switches.
@@ -104,6 +105,6 @@ def expire_registrations() -> int:
 
 @shared_task(ignore_result=True)
 def purge_call_records() -> int:
-    from . import calls
+    from telephony.callauth import calls
 
     return calls.purge_call_records()

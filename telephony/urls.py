@@ -1,6 +1,7 @@
 from django.urls import include, path
 
-from . import bulk_views, views
+from telephony import views
+from telephony.bulk import views as bulk_views
 
 app_name = "telephony"
 

@@ -24,13 +24,16 @@ from accounts.decorators import (
 )
 from accounts.models import Role, User
 from accounts.views import account_actions
-from portal.errors import RuleViolation
-from portal.http import is_htmx, safe_next_url
-from portal.pages import call_service
-from portal.pagination import paginate
-from portal.tenancy import get_for_enterprise_or_404
+from kernel.errors import RuleViolation
+from kernel.http import is_htmx, safe_next_url
+from kernel.pages import call_service
+from kernel.pagination import paginate
+from kernel.tenancy import get_for_enterprise_or_404
+from telephony import selectors
+from telephony.callauth import calls
+from telephony.identities import services
+from telephony.registrations import devices
 
-from . import calls, devices, selectors, services
 from .forms import (
     DeviceFilterForm,
     DeviceSettingsForm,

@@ -4,9 +4,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from accounts.api import schema  # noqa: F401 - registers how these show in the OpenAPI schema
 from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
-from portal.credentials import hash_secret
+from kernel.credentials import hash_secret
 
 # last_used_at is a hint for admins, not a log: write it at most once a minute.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

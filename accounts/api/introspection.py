@@ -7,8 +7,8 @@ from rest_framework.views import APIView
 
 from accounts import oidc
 from accounts.api.authentication import NetworkClientAuthentication
-from portal.api.permissions import IsNetworkClient
-from portal.ratelimit import NetworkRateThrottle
+from accounts.api.permissions import IsNetworkClient
+from kernel.ratelimit import NetworkRateThrottle
 
 
 class IntrospectionView(APIView):

@@ -4,8 +4,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts import selectors, services
+from accounts.api.base import EnterpriseAPIMixin, EnterpriseViewSet
 from accounts.models import AuditEvent, Role, User
-from portal.api.views import EnterpriseAPIMixin, EnterpriseViewSet
 
 from . import serializers as s
 

@@ -2,7 +2,7 @@ import factory
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, Enterprise, Role, Service, ServiceContract, User
-from portal.credentials import new_secret
+from kernel.credentials import new_secret
 
 PASSWORD = "a-Long-test-password-42"
 

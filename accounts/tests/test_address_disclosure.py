@@ -9,10 +9,10 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import User
 from accounts.tests.factories import StaffFactory, UserFactory
-from accounts.tests.test_scim import assert_error, scim_client, user_body
-from portal.errors import RuleViolation
-from telephony import bulk
-from telephony import services as telephony_services
+from kernel.errors import RuleViolation
+from scim.tests.test_scim import assert_error, scim_client, user_body
+from telephony.bulk import services as bulk
+from telephony.identities import services as telephony_services
 from telephony.tests.factories import give_numbers
 
 pytestmark = pytest.mark.django_db

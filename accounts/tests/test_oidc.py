@@ -17,8 +17,8 @@ from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory, UserFactory
 from portal.testing import sign_in_verified
-from telephony import services as telephony_services
-from telephony import sync
+from telephony.identities import services as telephony_services
+from telephony.identities import sync
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db

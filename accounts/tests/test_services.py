@@ -13,7 +13,7 @@ from accounts import audit, services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
 from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
-from portal.errors import NotAllowed, RuleViolation
+from kernel.errors import NotAllowed, RuleViolation
 from portal.testing import totp_code
 
 pytestmark = pytest.mark.django_db

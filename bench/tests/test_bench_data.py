@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from accounts.models import AuditEvent, Enterprise, NetworkClient, User
-from telephony import sync
+from telephony.identities import sync
+from telephony.inventory.numbers import luhn_valid, parse_tn
 from telephony.models import (
     CallRecord,
     Identity,
@@ -18,7 +19,6 @@ from telephony.models import (
     SimulatedSubscription,
     TelephoneNumber,
 )
-from telephony.numbers import luhn_valid, parse_tn
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = [

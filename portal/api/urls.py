@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import views as accounts_views
-from portal.api.views import not_found
+from accounts.api.base import not_found
 from telephony.api import views as telephony_views
 
 router = DefaultRouter(trailing_slash=True)

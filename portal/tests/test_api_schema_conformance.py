@@ -35,10 +35,11 @@ from accounts import audit
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory, api_token
-from telephony import calls, devices
-from telephony import services as telephony_services
+from telephony.callauth import calls
+from telephony.identities import services as telephony_services
 from telephony.models import CallRecord
-from telephony.reginfo import parse_registration_events
+from telephony.registrations import devices
+from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db

@@ -1,11 +1,11 @@
-"""portal.csvfile, the one reader of uploaded CSV files."""
+"""kernel.csvfile, the one reader of uploaded CSV files."""
 
 import io
 
 import pytest
 
-from portal import csvfile
-from portal.errors import RuleViolation
+from kernel import csvfile
+from kernel.errors import RuleViolation
 
 
 class Upload(io.BytesIO):

@@ -42,7 +42,7 @@ def test_readyz_answers_503_when_the_broker_is_unreachable(client, monkeypatch):
 def test_readyz_reports_the_workers_hss_check_and_never_calls_the_hss(client, monkeypatch):
     from portal.celery import check_hss
     from portal.tasks import check_hss as periodic_check_hss
-    from telephony.hss.builtin import BuiltinHss
+    from telephony.identities.hss.builtin import BuiltinHss
 
     refused = "PyHSS key refused (HTTP 401): check HSS_PYHSS_PROVISIONING_KEY."
     answers = iter([refused, ""])

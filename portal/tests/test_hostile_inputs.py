@@ -3,7 +3,7 @@ error body, never a 5xx, and never costs unbounded memory or time.
 
 What the endpoints' own test files already cover is not repeated here: reginfo entity
 expansion, external entities and oversized documents (telephony/tests/test_network.py),
-SCIM deep nesting, huge numbers and oversized bodies (accounts/tests/test_scim.py),
+SCIM deep nesting, huge numbers and oversized bodies (scim/tests/test_scim.py),
 PASSporT decoding (telephony/tests/test_stir_core.py: alg none, HS256, bad base64,
 duplicate keys, deep nesting, oversized tokens), CSV encodings, NUL bytes and BOMs
 (telephony/tests/test_bulk.py). This file adds the same attacks where they were missing:
@@ -28,9 +28,10 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import api_token
-from telephony import calls, sync
+from telephony.callauth import calls
+from telephony.callauth.stir import passport
+from telephony.identities import sync
 from telephony.models import ImportJob, Registration
-from telephony.stir import passport
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -338,7 +339,7 @@ def test_hostile_passports_fail_verification_and_x5u_is_never_fetched(
 def test_a_genuine_passport_naming_an_unresolvable_or_private_x5u_never_connects(
     network, rob, x5u, no_outbound_connections
 ):
-    # Other carriers' x5u are fetched (telephony/stir/fetch.py), but only from public
+    # Other carriers' x5u are fetched (telephony/callauth/stir/fetch.py), but only from public
     # addresses: a name that does not resolve or an internal address ends before connecting.
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     token = passport.shaken_passport(

@@ -1,8 +1,8 @@
 """NotAllowed is a RuleViolation that every front door answers with 403."""
 
-from accounts.scim.errors import exception_handler as scim_exception_handler
-from portal.api.errors import exception_handler
-from portal.errors import NotAllowed, RuleViolation
+from kernel.api.errors import exception_handler
+from kernel.errors import NotAllowed, RuleViolation
+from scim.errors import exception_handler as scim_exception_handler
 
 
 def test_the_api_answers_not_allowed_403_and_other_violations_400():

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from portal.observability import JsonFormatter, RequestIdFilter, accepted_request_id
+from kernel.observability import JsonFormatter, RequestIdFilter, accepted_request_id
 from portal.tasks import heartbeat
 from portal.testing import wait_for
 from telephony.tests.factories import give_numbers
@@ -59,7 +59,7 @@ def test_the_request_id_is_in_the_log_lines_of_the_request_and_of_its_task(
         {**access[0], "request_id": "edge-4f1c9a2b", "level": "INFO"},
     ]
     assert access[0]["message"].startswith("POST api/v1/onboarding/$ 201 ")  # the pattern
-    pushed = [line for line in lines if line["logger"] == "telephony.hss.builtin"]
+    pushed = [line for line in lines if line["logger"] == "telephony.identities.hss.builtin"]
     assert pushed, lines  # the sync task ran (eagerly, after commit)
     assert {line["request_id"] for line in pushed} == {"edge-4f1c9a2b"}
 
@@ -101,7 +101,7 @@ def test_a_worker_logs_with_the_id_of_the_request_that_queued_its_task(
 
     def pushed():
         for text in json_logging_worker.output:
-            if text.startswith("{") and '"telephony.hss.builtin"' in text:
+            if text.startswith("{") and '"telephony.identities.hss.builtin"' in text:
                 return json.loads(text)
         return None
 

@@ -6,9 +6,9 @@ from django.contrib.messages import get_messages
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.test import RequestFactory
 
-from portal.errors import NotAllowed, RuleViolation
-from portal.forms import PortalForm
-from portal.pages import call_service
+from kernel.errors import NotAllowed, RuleViolation
+from kernel.forms import PortalForm
+from kernel.pages import call_service
 
 
 class NameForm(PortalForm):

@@ -12,7 +12,7 @@ from accounts.audit import Actor
 from accounts.models import Role
 from accounts.services import api_token_create, network_client_create
 from accounts.tests.factories import api_token
-from portal import ratelimit
+from kernel import ratelimit
 
 pytestmark = pytest.mark.django_db
 

@@ -25,8 +25,8 @@ from accounts.models import AuditEvent
 from accounts.services import network_client_create
 from accounts.tests.factories import PASSWORD, StaffFactory, TOTPDeviceFactory
 from portal.testing import sign_in_verified, totp_code
-from telephony import calls
-from telephony.stir import certificates
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates
 
 pytestmark = pytest.mark.django_db
 

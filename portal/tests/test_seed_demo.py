@@ -8,9 +8,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Enterprise, User
-from telephony import calls
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates
 from telephony.models import Identity, SigningCredential
-from telephony.stir import certificates
 
 pytestmark = pytest.mark.django_db
 

@@ -28,11 +28,12 @@ from accounts.audit import Actor
 from accounts.models import Enterprise, Invitation, Role, ServiceContract, User
 from accounts.tests.factories import AdminFactory, UserFactory
 from accounts.views import SESSION_INVITATION
-from portal.credentials import new_secret
+from kernel.credentials import new_secret
 from portal.testing import sign_in_verified, url_patterns
-from telephony import bulk, devices
-from telephony import services as telephony_services
-from telephony.reginfo import parse_registration_events
+from telephony.bulk import services as bulk
+from telephony.identities import services as telephony_services
+from telephony.registrations import devices
+from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -560,7 +561,7 @@ def test_the_audit_record_refuses_a_change_that_forgot_to_ask(enterprise, admin,
     from django.db import transaction
 
     from accounts import audit
-    from portal.errors import RuleViolation
+    from kernel.errors import RuleViolation
 
     def careless_rename(actor):
         with transaction.atomic():

@@ -15,7 +15,7 @@ from accounts import audit
 from accounts.models import AuditEvent, Role, User
 from accounts.tests.factories import UserFactory, api_token
 from portal.testing import assert_other_enterprise_gets_404, response_text, url_patterns
-from telephony import services as telephony_services
+from telephony.identities import services as telephony_services
 from telephony.models import ImportJob, NumberBlock, SimLine
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -68,8 +68,8 @@ def _import_job(enterprise):
 
 def _registration(enterprise):
     from accounts.services import network_client_create
-    from telephony import devices
-    from telephony.reginfo import parse_registration_events
+    from telephony.registrations import devices
+    from telephony.registrations.reginfo import parse_registration_events
 
     identity = _identity(enterprise)
     client, _ = network_client_create(
@@ -180,8 +180,8 @@ NOT_TENANT_OBJECTS = {
     "accounts:invitation_open": "the secret in the link is the credential",
     "accounts:password_reset_confirm": "a signed token for one user",
     "telephony:certificate": "public certificates, fetched by any network as a PASSporT's x5u",
-    "scim:user": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in accounts/tests/test_scim.py",
-    "scim:group": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in accounts/tests/test_scim.py",
+    "scim:user": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in scim/tests/test_scim.py",
+    "scim:group": "SCIM: authenticated by the enterprise's SCIM token; tenant isolation tested in scim/tests/test_scim.py",
     "scim:resource_type": "SCIM discovery: the same resource types for every enterprise",
     "scim:schema": "SCIM discovery: the same schemas for every enterprise",
 }

@@ -7,10 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from accounts.api.base import EnterpriseViewSet
 from accounts.models import ApiToken, Role, User
-from portal.api.views import EnterpriseViewSet
-from portal.tenancy import get_for_enterprise_or_404
-from telephony import devices, selectors, services
+from kernel.tenancy import get_for_enterprise_or_404
+from telephony import selectors
+from telephony.identities import services
 from telephony.models import (
     CallRecord,
     Grant,
@@ -21,6 +22,7 @@ from telephony.models import (
     SimLine,
     TelephoneNumber,
 )
+from telephony.registrations import devices
 
 from . import serializers as s
 

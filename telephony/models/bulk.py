@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Enterprise
-from portal.tenancy import TenantQuerySet
+from kernel.tenancy import TenantQuerySet
 
 
 class ImportJob(models.Model):

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Enterprise, NetworkClient
-from portal.tenancy import TenantQuerySet
+from kernel.tenancy import TenantQuerySet
 
 from .identities import Identity
 

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Enterprise, Service
-from portal.tenancy import TenantQuerySet
+from kernel.tenancy import TenantQuerySet
 
 from .inventory import SimLine, TelephoneNumber
 

@@ -3,7 +3,7 @@
 from django.db import models
 
 from accounts.models import Enterprise
-from portal.tenancy import TenantQuerySet
+from kernel.tenancy import TenantQuerySet
 
 
 class NumberBlock(models.Model):

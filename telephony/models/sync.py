@@ -5,7 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Enterprise
-from portal.tenancy import TenantQuerySet
+from kernel.tenancy import TenantQuerySet
 
 from .identities import Identity
 

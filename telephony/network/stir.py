@@ -14,9 +14,9 @@ from drf_spectacular.utils import (
 from rest_framework import parsers, serializers
 from rest_framework.response import Response
 
-from portal.api import parsers as strict_json
-from portal.api.schema import ApiErrorSerializer
-from telephony import calls
+from kernel.api import parsers as strict_json
+from kernel.api.schema import ApiErrorSerializer
+from telephony.callauth import calls
 
 from .views import CappedBody, NetworkView
 

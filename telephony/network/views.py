@@ -8,14 +8,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.authentication import NetworkClientAuthentication
+from accounts.api.permissions import IsNetworkClient
 from accounts.audit import Actor
-from portal.api import parsers as strict_json
-from portal.api.errors import BodyTooLarge
-from portal.api.permissions import IsNetworkClient
-from portal.api.schema import ApiErrorSerializer
-from portal.ratelimit import NetworkRateThrottle
-from telephony import devices
-from telephony.reginfo import (
+from kernel.api import parsers as strict_json
+from kernel.api.errors import BodyTooLarge
+from kernel.api.schema import ApiErrorSerializer
+from kernel.ratelimit import NetworkRateThrottle
+from telephony.registrations import devices
+from telephony.registrations.reginfo import (
     ReginfoDocument,
     ReginfoError,
     parse_reginfo_xml,

@@ -2,14 +2,15 @@
 
 from accounts.audit import Actor
 from accounts.models import Service
-from telephony import services
-from telephony.numbers import with_luhn_digit
+from telephony.identities import services
+from telephony.inventory import services as inventory
+from telephony.inventory.numbers import with_luhn_digit
 
 SYSTEM = Actor.system()
 
 
 def give_numbers(enterprise, first="+4930123400", last="+4930123499"):
-    return services.number_block_create(
+    return inventory.number_block_create(
         actor=SYSTEM, enterprise=enterprise, first_number=first, last_number=last
     )
 
@@ -19,7 +20,7 @@ def iccid_for(n: int) -> str:
 
 
 def give_line(enterprise, n: int = 1):
-    return services.sim_line_create(
+    return inventory.sim_line_create(
         actor=SYSTEM, enterprise=enterprise, imsi=f"26201{n:010d}", iccid=iccid_for(n)
     )
 

@@ -1,10 +1,9 @@
-"""An RFC 3680 reginfo body from a ReginfoDocument: what an S-CSCF would send, for the
-tests and the benchmarks (the product only reads these documents). Parsing what it
-writes gives the same document back (test_reginfo.py)."""
+"""RFC 3680 reginfo XML written from a ReginfoDocument, for tests and benchmarks (the
+portal only reads reginfo): parsing what it writes gives the same document back."""
 
 from collections.abc import Iterable
 
-from telephony.reginfo import (
+from telephony.registrations.reginfo import (
     EXT_NS,
     GRUUINFO_NS,
     INSTANCE_PARAM,
@@ -73,7 +72,7 @@ def _element(tag: str, text: str, attributes: Iterable[tuple[str, object]] = ())
 
 
 def _param_text(value: str) -> str:
-    """Unknown-param text that _unquote reads back as ``value``."""
+    """Unknown-param text that the parser reads back (unquoted) as ``value``."""
     if value != value.strip() or (len(value) >= 2 and value[0] == value[-1] == '"'):
         return f'"{value}"'
     return value

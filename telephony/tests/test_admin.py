@@ -7,8 +7,8 @@ from django.urls import reverse
 from accounts.audit import Actor
 from accounts.models import AuditEvent
 from accounts.tests.factories import EnterpriseFactory
-from portal.errors import RuleViolation
-from telephony import services
+from kernel.errors import RuleViolation
+from telephony.inventory import services
 from telephony.models import IdentitySync, NumberBlock, SimLine, TelephoneNumber
 from telephony.tests.factories import give_numbers, iccid_for, make_identity
 

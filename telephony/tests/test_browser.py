@@ -26,7 +26,7 @@ from accounts.tests.factories import (
     UserFactory,
 )
 from portal.testing import sign_in_browser, wait_for
-from telephony import services
+from telephony.identities import services
 from telephony.models import Grant, ImportJob, Registration, SimulatedSubscription
 from telephony.tests.factories import give_numbers, make_identity
 

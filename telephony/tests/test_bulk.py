@@ -19,9 +19,10 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 from portal.testing import assert_other_enterprise_gets_404, sign_in_verified, wait_for
-from telephony import bulk, services
+from telephony.bulk import services as bulk
+from telephony.identities import services
 from telephony.models import (
     Identity,
     IdentitySync,

@@ -15,12 +15,13 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent
 from accounts.services import network_client_create
 from accounts.tests.factories import StaffFactory, UserFactory
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 from portal.testing import sign_in_verified
-from telephony import calls, services, sync
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates, passport
+from telephony.callauth.stir.attestation import CallFacts, apply_ceiling, attestation_for_call
+from telephony.identities import services, sync
 from telephony.models import CallerName, CallRecord, IdentitySync, SigningCredential
-from telephony.stir import certificates, passport
-from telephony.stir.attestation import CallFacts, apply_ceiling, attestation_for_call
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -280,7 +281,7 @@ def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
     later = timezone.now() + timezone.timedelta(days=400)  # the delegate lasts 90 days
     token = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
                                      iat=int(later.timestamp()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
-    monkeypatch.setattr("telephony.calls.timezone.now", lambda: later)
+    monkeypatch.setattr(calls, "clock", lambda: later)
     answer = verify(network, passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn,
                     time=int(later.timestamp())).json()["verificationResponse"]  # fmt: skip
     assert answer["reasonCode"] == 437 and "expired" in answer["reasonString"]

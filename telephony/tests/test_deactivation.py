@@ -1,5 +1,5 @@
 """Reversible deactivation by an admin (pages, API) and the offboarding that follows it.
-The identity providers' shapes of the same flow: accounts/tests/test_scim.py."""
+The identity providers' shapes of the same flow: scim/tests/test_scim.py."""
 
 from datetime import timedelta
 
@@ -12,9 +12,9 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import PASSWORD, EnterpriseFactory, UserFactory, api_token
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 from portal.testing import sign_in_verified
-from telephony import services
+from telephony.identities import services
 from telephony.models import Grant, Identity, OffboardingReceipt, SimulatedSubscription
 from telephony.tests.factories import give_numbers, make_identity
 

@@ -10,9 +10,9 @@ from accounts.models import AuditEvent, Notification
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
-from telephony import devices
 from telephony.models import Registration
-from telephony.reginfo import parse_registration_events
+from telephony.registrations import devices
+from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,8 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, NetworkClient, Notification
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
-from portal.errors import NotAllowed, RuleViolation
-from telephony import devices, sync
+from kernel.errors import NotAllowed, RuleViolation
+from telephony.identities import sync
 from telephony.models import (
     NetworkNotice,
     ReginfoVersion,
@@ -24,7 +24,13 @@ from telephony.models import (
     RegistrationEvent,
     SimulatedSubscription,
 )
-from telephony.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo, parse_reginfo_xml
+from telephony.registrations import devices
+from telephony.registrations.reginfo import (
+    ContactInfo,
+    ReginfoDocument,
+    RegistrationInfo,
+    parse_reginfo_xml,
+)
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -296,7 +302,9 @@ def test_over_the_device_limit_the_admin_is_alerted_and_policy_may_sign_out_the_
 def test_an_employee_signs_out_one_device_and_it_shows_requested_until_confirmed(
     identity, client_of, employee, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("telephony.hss.builtin.BuiltinHss.confirms_deregistration", False)
+    monkeypatch.setattr(
+        "telephony.identities.hss.builtin.BuiltinHss.confirms_deregistration", False
+    )
     apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
     phone = Registration.objects.get(instance_id=ROB_IMEI)
     with django_capture_on_commit_callbacks(execute=True):
@@ -360,7 +368,7 @@ def test_device_settings_are_its_own_and_travel_to_the_hss(
 
 
 def test_removing_the_identity_ends_its_registrations(identity, client_of, admin):
-    from telephony import services
+    from telephony.identities import services
 
     apply(client_of, doc(1, reg(SIP_AOR, contact())))
     services.identity_remove(actor=Actor(user=admin), identity=identity)

@@ -36,11 +36,12 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import Enterprise, ServiceContract, User
 from accounts.tests.factories import AdminFactory, UserFactory
-from portal.errors import RuleViolation
+from kernel.errors import RuleViolation
 from portal.testing import QUEUES, CeleryWorker, backend_pid, wait_for, wait_until_blocked_by
-from telephony import bulk, services, sync
-from telephony.hss import builtin
-from telephony.hss.builtin import BuiltinHss
+from telephony.bulk import services as bulk
+from telephony.identities import services, sync
+from telephony.identities.hss import builtin
+from telephony.identities.hss.builtin import BuiltinHss
 from telephony.models import Identity, IdentitySync, ImportJob, SimulatedSubscription, SyncAttempt
 from telephony.tests.factories import give_numbers
 
@@ -774,7 +775,7 @@ def held(monkeypatch):
     worker had taken them yet; the test runs what it wants."""
     queued = []
     monkeypatch.setattr(
-        "telephony.sync._queue",
+        "telephony.identities.sync._queue",
         lambda identity_id, attempt=0, queue="": queued.append((identity_id, attempt, queue)),
     )
     return queued
@@ -806,11 +807,11 @@ def test_copies_of_a_failing_change_retry_as_one_and_count_their_tries_once(
     """The outage drill: every message of a change (each edit queues one, the sweep
     queues more) used to start its own retry chain, multiplying the load on a sick HSS
     and using up SYNC_MAX_ATTEMPTS in a few seconds."""
-    from telephony.hss import HssTransientError
+    from telephony.identities.hss import HssTransientError
 
     settings.SYNC_MAX_ATTEMPTS = 3
     hss = DownHss(HssTransientError("HSS busy (503)"))
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: hss)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: hss)
     pk = pending_identity.pk
     assert sync.push_identity(pk, attempt=0).attempt == 1
     # Five more copies of the first delivery: they leave it to the scheduled retry.
@@ -854,7 +855,7 @@ def test_a_push_that_outlived_its_lease_writes_the_current_state_once_more(
             super().upsert(subscription, operation_id=operation_id)
 
     hss = StallingHss(latency_ms=0, failure_rate=0)
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: hss)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: hss)
     held.clear()
     with django_capture_on_commit_callbacks(execute=True):
         assert sync.push_identity(identity.pk).outcome == "skipped"  # its record came too late
@@ -878,7 +879,7 @@ def test_a_push_cut_off_by_the_database_hands_back_its_lease_and_the_task_retrie
     from telephony.tasks import sync_identity
 
     hss = DownHss(OperationalError("server closed the connection unexpectedly"))
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: hss)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: hss)
     with pytest.raises(OperationalError):
         sync.push_identity(one_identity.pk, attempt=0)
     row = IdentitySync.objects.get(pk=one_identity.pk)
@@ -932,7 +933,7 @@ def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(pendi
     one_identity = pending_identity
     from django.core.management import CommandError, call_command
 
-    from telephony.hss import HssTransientError
+    from telephony.identities.hss import HssTransientError
 
     hss = BuiltinHss(latency_ms=0, failure_rate=0)
     out = io.StringIO()

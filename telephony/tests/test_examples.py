@@ -7,9 +7,9 @@ import pytest
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory, UserFactory
-from telephony import devices
 from telephony.models import Registration
-from telephony.reginfo import parse_reginfo_xml
+from telephony.registrations import devices
+from telephony.registrations.reginfo import parse_reginfo_xml
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "rob-two-phones.xml"

@@ -9,7 +9,7 @@ from accounts.audit import Actor
 from accounts.models import ApiToken, AuditEvent
 from accounts.tests.factories import AdminFactory, api_token
 from portal.testing import sign_in_verified
-from telephony import services
+from telephony.identities import services
 
 pytestmark = pytest.mark.django_db
 

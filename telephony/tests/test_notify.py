@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from telephony import devices
 from telephony.models import NetworkNotice, Registration
+from telephony.registrations import devices
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, not
 
 
 def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
-    from telephony.notify import NoticeError
+    from telephony.registrations.notify import NoticeError
 
     _, answers = webhook
     answers.extend([503, 400])
@@ -88,7 +88,7 @@ def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
 
 
 def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
-    from telephony.notify import NoticeError
+    from telephony.registrations.notify import NoticeError
 
     _, answers = webhook
     answers.extend([503, 204])

@@ -9,9 +9,10 @@ from accounts.audit import Actor
 from accounts.models import User
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
-from telephony import devices, selectors
+from telephony import selectors
 from telephony.models import Registration
-from telephony.reginfo import parse_registration_events
+from telephony.registrations import devices
+from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -156,7 +157,8 @@ def test_the_device_dashboard_page_still_renders_counts_and_call_status(
 
 @pytest.fixture
 def signer(enterprise, employee):
-    from telephony import calls, sync
+    from telephony.callauth import calls
+    from telephony.identities import sync
     from telephony.models import CallerName
 
     calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
@@ -174,7 +176,7 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 ):
     import time
 
-    from telephony import calls
+    from telephony.callauth import calls
 
     identity, client = signer
     # Identity with its number, enterprise and business name; the client's enterprises;
@@ -190,7 +192,7 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 def test_a_signing_of_a_number_nobody_holds_still_finds_its_block(enterprise, signer):
     import time
 
-    from telephony import calls
+    from telephony.callauth import calls
 
     _, client = signer
     signed = calls.sign_call(
@@ -205,7 +207,7 @@ def test_a_verification_reads_the_repository_once_for_both_passports(
 ):
     import time
 
-    from telephony import calls
+    from telephony.callauth import calls
 
     identity, client = signer
     signed = calls.sign_call(
@@ -356,7 +358,8 @@ def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
 ):
     """The chunk's numbers are found in one query; a number taken meanwhile (here by an
     onboarding between the plan and the row) is skipped for the next free one."""
-    from telephony import bulk, services
+    from telephony.bulk import services as bulk
+    from telephony.identities import services
     from telephony.models import Identity
 
     give_numbers(enterprise, "+4930123400", "+4930123409")
@@ -405,7 +408,7 @@ def test_the_import_looks_for_free_numbers_once_per_chunk(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from telephony import bulk
+    from telephony.bulk import services as bulk
 
     give_numbers(enterprise)
     actor = Actor(user=admin)

@@ -8,9 +8,15 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from telephony.hss import Change, HssPermanentError, HssTransientError, SharedAccess, Subscription
-from telephony.hss import pyhss as pyhss_module
-from telephony.hss.pyhss import PyHss, PyHssSubscription
+from telephony.identities.hss import (
+    Change,
+    HssPermanentError,
+    HssTransientError,
+    SharedAccess,
+    Subscription,
+)
+from telephony.identities.hss import pyhss as pyhss_module
+from telephony.identities.hss.pyhss import PyHss, PyHssSubscription
 
 from .pyhss_server import FakePyHss
 
@@ -623,7 +629,7 @@ def test_key_check_tells_readyz_no_address(settings, client, caplog):
 def test_a_row_the_unordered_listing_missed_is_looked_up_before_it_is_drift(
     pyhss, settings, employee, enterprise
 ):
-    from telephony import sync
+    from telephony.identities import sync
     from telephony.models import IdentitySync
 
     from .factories import give_line, give_numbers, make_identity
@@ -653,7 +659,7 @@ def test_a_push_makes_two_pyhss_requests_and_few_sql_statements(
     own outside tests."""
     from django.db import connection
 
-    from telephony import sync
+    from telephony.identities import sync
     from telephony.models import IdentitySync, SyncAttempt
 
     from .factories import give_line, give_numbers, make_identity

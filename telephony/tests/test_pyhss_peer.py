@@ -11,8 +11,8 @@ import requests
 from accounts.audit import Actor
 from accounts.tests.factories import UserFactory
 from portal.testing import CeleryWorker, wait_for
-from telephony import services, sync
-from telephony.hss.pyhss import PyHss
+from telephony.identities import services, sync
+from telephony.identities.hss.pyhss import PyHss
 from telephony.models import Identity, IdentitySync
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -395,7 +395,7 @@ def test_round_trips_per_push(pyhss, lines, employee, monkeypatch):
     """The fewest calls PyHSS's API allows: a create needs the line (is it
     provisioned, is it enabled) and the row; an unchanged push writes nothing."""
     backend = PyHss()
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: backend)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: backend)
     identity = make_identity(employee, imsi=lines[0])
     push_all()
     assert backend.calls == 2  # GET the line, PUT the row

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telephony.reginfo import (
+from telephony.registrations.reginfo import (
     ACTIVE_EVENTS,
     CONTACT_EVENTS,
     EXT_NS,

@@ -8,8 +8,9 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import ApiToken, AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory, api_token
-from portal.errors import NotAllowed, RuleViolation
-from telephony import services
+from kernel.errors import NotAllowed, RuleViolation
+from telephony.identities import services
+from telephony.inventory import services as inventory
 from telephony.models import (
     Grant,
     Identity,
@@ -254,7 +255,7 @@ def test_bad_number_blocks_are_refused(enterprise, first, last, message):
 
 def test_sim_lines_are_validated(enterprise):
     with pytest.raises(RuleViolation, match="not an ICCID"):
-        services.sim_line_create(
+        inventory.sim_line_create(
             actor=Actor.system(),
             enterprise=enterprise,
             imsi="262010000000001",
@@ -462,7 +463,7 @@ def test_onboarding_refuses_an_offboarded_or_foreign_account(
 
 
 def test_a_block_and_a_sim_line_are_audited_with_what_they_were_made_with(admin_actor, enterprise):
-    block = services.number_block_create(
+    block = inventory.number_block_create(
         actor=admin_actor,
         enterprise=enterprise,
         first_number="+4930777000",
@@ -474,7 +475,7 @@ def test_a_block_and_a_sim_line_are_audited_with_what_they_were_made_with(admin_
         "country": [None, "DE"],
         "size": [None, 5],
     }
-    line = services.sim_line_create(
+    line = inventory.sim_line_create(
         actor=admin_actor, enterprise=enterprise, imsi="262010000000077", iccid=iccid_for(77)
     )
     event = AuditEvent.objects.get(action="sim_line.created", target_id=str(line.pk))

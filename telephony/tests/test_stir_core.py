@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from telephony.stir import certificates, passport
-from telephony.stir.certificates import CertificateError, TnAuthList
-from telephony.stir.passport import PassportError
+from telephony.callauth.stir import certificates, passport
+from telephony.callauth.stir.certificates import CertificateError, TnAuthList
+from telephony.callauth.stir.passport import PassportError
 
 KEY = certificates.generate_key()
 OTHER_KEY = certificates.generate_key()

@@ -18,10 +18,10 @@ from django.test import Client
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
-from telephony import calls
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates, fetch, passport
+from telephony.callauth.stir.certificates import TnAuthList
 from telephony.models import CallRecord, SigningCredential
-from telephony.stir import certificates, fetch, passport
-from telephony.stir.certificates import TnAuthList
 
 pytestmark = pytest.mark.django_db
 

@@ -14,10 +14,11 @@ from django.test import Client
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from portal.testing import require_program
-from telephony import calls, sync
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates
+from telephony.callauth.stir.certificates import TnAuthList
+from telephony.identities import sync
 from telephony.models import CallRecord, SigningCredential
-from telephony.stir import certificates
-from telephony.stir.certificates import TnAuthList
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db]

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
-from telephony import calls, sync
+from telephony.callauth import calls
+from telephony.callauth.stir import passport
+from telephony.identities import sync
 from telephony.models import CallRecord, SigningCredential
-from telephony.stir import passport
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db

@@ -12,14 +12,28 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
+from kernel import enqueue
 from portal.testing import backend_pid, wait_for, wait_until_blocked_by
-from telephony import services, sync
-from telephony.hss import HssPermanentError, HssTransientError
-from telephony.hss.builtin import BuiltinHss
+from telephony.identities import services, sync
+from telephony.identities.hss import HssPermanentError, HssTransientError
+from telephony.identities.hss.builtin import BuiltinHss
 from telephony.models import Identity, IdentitySync, SimulatedSubscription, SyncAttempt
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
+
+
+def queue_of_pushes(record):
+    """The sync queue, for monkeypatch.setitem: its task's ``apply_async`` replaced by
+    ``record(identity_id, attempt, queue)`` for each push queued ("" = the task's route)."""
+    task = enqueue.task("telephony.tasks.sync_identity")
+    return (
+        vars(task),
+        "apply_async",
+        lambda args, kwargs, **options: record(
+            args[0], kwargs["attempt"], options.get("queue", "")
+        ),
+    )
 
 
 @pytest.fixture
@@ -57,7 +71,7 @@ class FlakyHss(BuiltinHss):
 def flaky(monkeypatch):
     def install(failures, error=BUSY):
         backend = FlakyHss(failures, error)
-        monkeypatch.setattr("telephony.sync.hss_backend", lambda: backend)
+        monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: backend)
         return backend
 
     return install
@@ -147,8 +161,8 @@ def test_a_change_that_failed_on_an_outage_syncs_by_itself_once_the_hss_is_back(
         pass
     assert sync_row(identity).state == IdentitySync.State.FAILED
     queued = []
-    monkeypatch.setattr(
-        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(attempt)
+    monkeypatch.setitem(
+        *queue_of_pushes(lambda identity_id, attempt, queue: queued.append(attempt))
     )
     assert sync.sweep() == 0  # not due yet
 
@@ -183,8 +197,8 @@ def test_the_sweep_leaves_a_change_the_admin_retried_meanwhile_to_its_own_push(
     due_now(identity)
     services.sync_retry(actor=Actor(user=admin), identity=identity)
     queued = []
-    monkeypatch.setattr(
-        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(attempt)
+    monkeypatch.setitem(
+        *queue_of_pushes(lambda identity_id, attempt, queue: queued.append(attempt))
     )
     assert sync.sweep() == 0 and queued == []
     assert sync.push_identity(identity.pk, attempt=0).outcome == "synced"
@@ -224,7 +238,7 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
         requested_at=timezone.now() - timedelta(hours=1),
     )
     queued = []
-    monkeypatch.setattr(sync, "_queue", lambda identity_id, *_: queued.append(identity_id))
+    monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: queued.append(identity_id)))
     assert sync.sweep() == 1 and queued == [identity.pk]
     assert sync.push_identity(identity.pk).outcome == "synced"
     assert sync_row(identity).state == IdentitySync.State.SYNCED
@@ -232,7 +246,7 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
 
 def test_the_sweep_leaves_fresh_and_finished_changes_alone(identity, monkeypatch, employee):
     queued = []
-    monkeypatch.setattr(sync, "_queue", lambda identity_id, *_: queued.append(identity_id))
+    monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: queued.append(identity_id)))
     assert sync.sweep() == 0  # just requested: its task is surely still queued
     sync.push_identity(identity.pk)
     IdentitySync.objects.filter(pk=identity.pk).update(
@@ -246,9 +260,7 @@ def test_an_imports_pushes_stay_on_the_bulk_queue_when_the_sweep_queues_them_aga
 ):
     give_numbers(enterprise)
     queued = []
-    monkeypatch.setattr(
-        sync, "_queue", lambda identity_id, attempt=0, queue="": queued.append(queue)
-    )
+    monkeypatch.setitem(*queue_of_pushes(lambda identity_id, attempt, queue: queued.append(queue)))
     with sync.pushes_on_queue("bulk"), django_capture_on_commit_callbacks(execute=True):
         imported = make_identity(employee)
     assert queued == ["bulk"] and sync_row(imported).push_queue == "bulk"
@@ -461,7 +473,7 @@ def test_a_new_sim_line_releases_the_old_one_but_a_kept_line_stays(
     give_numbers(enterprise, "+14155550100", "+14155550199")
     first, second = give_line(enterprise, 1), give_line(enterprise, 2)
     recording = RecordingHss()
-    monkeypatch.setattr("telephony.sync.hss_backend", lambda: recording)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: recording)
     identity = make_identity(employee, imsi=first.imsi)
     sync.push_identity(identity.pk)
 
@@ -541,10 +553,10 @@ def test_reconcile_ignores_identities_synced_after_it_read_the_hss(identity, adm
             services.identity_update(
                 actor=Actor(user=admin), identity=identity, display_name="Newer"
             )
-            monkeypatch.setattr("telephony.sync.hss_backend", BuiltinHss)
+            monkeypatch.setattr("telephony.identities.sync.hss_backend", BuiltinHss)
             sync.push_identity(identity.pk)
 
-    monkeypatch.setattr("telephony.sync.hss_backend", ChangingHss)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", ChangingHss)
     assert sync.reconcile().drifted == 0
     assert not AuditEvent.objects.filter(action="identity.drift_found").exists()
 

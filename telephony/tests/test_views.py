@@ -7,7 +7,7 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
-from telephony import services, sync
+from telephony.identities import services, sync
 from telephony.models import Grant, Identity, IdentitySync, SimulatedSubscription
 from telephony.tests.factories import give_line, give_numbers, make_identity
 

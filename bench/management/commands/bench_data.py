@@ -48,11 +48,13 @@ from accounts.models import (
     Service,
     User,
 )
-from portal.credentials import new_secret
-from portal.errors import RuleViolation
-from telephony import calls
-from telephony import services as telephony_services
-from telephony.devices import device_label
+from kernel.credentials import new_secret
+from kernel.errors import RuleViolation
+from telephony.callauth import calls
+from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
+from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
+from telephony.inventory import services as inventory
+from telephony.inventory.numbers import with_luhn_digit
 from telephony.models import (
     CallerName,
     CallRecord,
@@ -67,9 +69,7 @@ from telephony.models import (
     SyncAttempt,
     TelephoneNumber,
 )
-from telephony.numbers import with_luhn_digit
-from telephony.stir.attestation import CallFacts, attestation_for_call
-from telephony.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
+from telephony.registrations.devices import device_label
 
 SLUG_PREFIX = "bench-"
 CLIENT_PREFIX = "Bench "
@@ -363,7 +363,7 @@ class EnterpriseMaker:
         )
         self.client.enterprises.add(self.enterprise)
         for first, size, note in spec.blocks:
-            telephony_services.number_block_create(
+            inventory.number_block_create(
                 actor=actor,
                 enterprise=self.enterprise,
                 first_number=f"+{first}",

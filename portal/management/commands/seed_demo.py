@@ -25,12 +25,13 @@ from accounts.models import (
     Service,
     User,
 )
-from portal.credentials import hash_secret
-from telephony import calls
-from telephony import services as telephony_services
+from kernel.credentials import hash_secret
+from telephony.callauth import calls
+from telephony.callauth.stir import certificates
+from telephony.identities import services as telephony_services
+from telephony.inventory import services as inventory
+from telephony.inventory.numbers import with_luhn_digit
 from telephony.models import CallerName, Grant, Identity, NumberBlock, SigningCredential, SimLine
-from telephony.numbers import with_luhn_digit
-from telephony.stir import certificates
 
 DEMO_PASSWORD = "demo-Portal-2026"  # noqa: S105 - fixed on purpose, DEBUG only
 DEMO_API_TOKEN = (
@@ -185,7 +186,7 @@ class Command(BaseCommand):
         actor = Actor.system()
         for first, last, note in spec["blocks"]:
             if not NumberBlock.objects.filter(first_number=first).exists():
-                telephony_services.number_block_create(
+                inventory.number_block_create(
                     actor=actor,
                     enterprise=enterprise,
                     first_number=first,
@@ -195,7 +196,7 @@ class Command(BaseCommand):
         for n in range(1, spec["lines"] + 1):
             imsi = f"26201{n:010d}"
             if not SimLine.objects.filter(imsi=imsi).exists():
-                telephony_services.sim_line_create(
+                inventory.sim_line_create(
                     actor=actor,
                     enterprise=enterprise,
                     imsi=imsi,

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from telephony.hss import builtin
+from telephony.identities.hss import builtin
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from telephony import sync
+from telephony.identities import sync
 
 
 class Command(BaseCommand):

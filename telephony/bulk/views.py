@@ -1,0 +1,140 @@
+"""Pages for the CSV import of employees with identities, and the CSV export."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.audit import Actor
+from accounts.decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
+from kernel import csvfile
+from kernel.errors import RuleViolation
+from kernel.forms import PortalForm
+from kernel.pages import call_service
+from kernel.tenancy import get_for_enterprise_or_404
+from telephony.bulk import services as bulk
+from telephony.models import ImportJob
+
+RECENT_JOBS = 20
+
+
+class ImportForm(PortalForm):
+    file = forms.FileField(
+        label="CSV file",
+        help_text=f"UTF-8 text, at most {bulk.MAX_BYTES // (1024 * 1024)} MB and "
+        f"{bulk.MAX_ROWS:,} rows.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+    send_invitations = forms.BooleanField(
+        label="Email each new employee an invitation to set a password",
+        required=False,
+        initial=True,
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        try:
+            self.csv_text = csvfile.read_upload(upload, max_bytes=bulk.MAX_BYTES)
+        except RuleViolation as exc:
+            raise ValidationError(exc.message) from exc
+        return upload
+
+
+def _jobs():
+    # The file itself can be megabytes: pages that show a job never load it.
+    return ImportJob.objects.defer("csv_text").select_related("created_by")
+
+
+@enterprise_role_required(ADMIN)
+def import_upload(request):
+    form = ImportForm(
+        request.POST if request.method == "POST" else None,
+        request.FILES if request.method == "POST" else None,
+    )
+    if request.method == "POST" and form.is_valid():
+        job = call_service(
+            request,
+            lambda: bulk.import_preview(
+                actor=Actor.from_request(request),
+                enterprise=request.enterprise,
+                filename=form.cleaned_data["file"].name,
+                csv_text=form.csv_text,
+                send_invitations=form.cleaned_data["send_invitations"],
+            ),
+            form=form,
+        )
+        if job is not None:
+            return redirect("telephony:import_preview", pk=job.pk)
+    context = {
+        "form": form,
+        "columns": bulk.COLUMN_HELP,
+        "ignored_columns": bulk.EXPORT_ONLY_COLUMNS,
+        "allowed_services": request.enterprise.contract.allowed_services,
+        "jobs": _jobs()
+        .for_enterprise(request.enterprise)
+        .defer("csv_text", "problems")[:RECENT_JOBS],
+    }
+    return render(request, "telephony/bulk/upload.html", context)
+
+
+@enterprise_role_required(ADMIN)
+def import_preview(request, pk):
+    job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
+    context = {"job": job, "problem_count": bulk.problem_count(job)}
+    return render(request, "telephony/bulk/preview.html", context)
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def import_start(request, pk):
+    job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
+    if call_service(request, lambda: bulk.import_start(actor=Actor.from_request(request), job=job)):
+        return redirect("telephony:import_job", pk=job.pk)
+    return redirect("telephony:import_preview", pk=job.pk)
+
+
+@enterprise_role_required(ADMIN)
+def import_job(request, pk):
+    job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
+    if job.state == ImportJob.State.PREVIEWED:
+        return redirect("telephony:import_preview", pk=job.pk)
+    return render(request, "telephony/bulk/job.html", _progress_context(job))
+
+
+@enterprise_role_required(ADMIN)
+def import_progress(request, pk):
+    """The progress panel alone, polled by htmx while the job is queued or running."""
+    job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
+    return render(request, "telephony/bulk/_progress.html", _progress_context(job))
+
+
+def _progress_context(job: ImportJob) -> dict:
+    # The bar moves a chunk at a time: each chunk is one transaction.
+    return {"job": job, "chunk_size": bulk.CHUNK_SIZE}
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+@require_GET
+def export(request):
+    enterprise = request.enterprise
+    bulk.export_recorded(actor=Actor.from_request(request), enterprise=enterprise)
+    response = StreamingHttpResponse(
+        bulk.export_rows(enterprise), content_type="text/csv; charset=utf-8"
+    )
+    filename = f"{enterprise.slug}-employees-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+urlpatterns = [
+    path("", import_upload, name="import"),
+    path("export.csv", export, name="export"),
+    path("<int:pk>/preview/", import_preview, name="import_preview"),
+    path("<int:pk>/start/", import_start, name="import_start"),
+    path("<int:pk>/", import_job, name="import_job"),
+    path("<int:pk>/progress/", import_progress, name="import_progress"),
+]

@@ -1,0 +1,217 @@
+"""Writes for the operator's inventory: number blocks and SIM lines given to an
+enterprise, and the numbers and lines its identities take from them. Each service is one
+transaction with an audit row."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Length
+from django.utils import timezone
+
+from accounts import audit
+from accounts.audit import Actor
+from accounts.models import Enterprise
+from kernel import csvfile
+from kernel.errors import RuleViolation
+from telephony.inventory import numbers
+from telephony.models import Identity, NumberBlock, SimLine, TelephoneNumber
+
+# --- Inventory (operator staff) -------------------------------------------------------
+
+
+@transaction.atomic
+def number_block_create(
+    *, actor: Actor, enterprise: Enterprise, first_number: str, last_number: str, note: str = ""
+) -> NumberBlock:
+    """Assign a block of numbers to an enterprise; no number may belong to two."""
+    actor.ensure_acts_for(enterprise)
+    first, last, country, tns = numbers.tn_range(
+        first_number, last_number, max_size=NumberBlock.MAX_SIZE
+    )
+    clash = _first_taken_between(first, last)
+    if clash is not None:
+        owner = "another enterprise" if clash.enterprise_id != enterprise.pk else enterprise.name
+        raise RuleViolation(
+            f"The block overlaps numbers already assigned to {owner} (e.g. {clash.e164}).",
+            code="overlap",
+        )
+    block = NumberBlock.objects.create(
+        enterprise=enterprise, country=country, first_number=first, last_number=last, note=note
+    )
+    try:
+        with transaction.atomic():
+            TelephoneNumber.objects.bulk_create(
+                (TelephoneNumber(enterprise=enterprise, block=block, e164=tn) for tn in tns),
+                batch_size=2000,
+            )
+    except IntegrityError as exc:  # a concurrent block took some of these numbers
+        raise RuleViolation(
+            "The block overlaps numbers just assigned elsewhere.", code="overlap"
+        ) from exc
+    audit.record(
+        actor=actor,
+        action="number_block.created",
+        enterprise=enterprise,
+        target=block,
+        changes=audit.created(range=str(block), country=country, size=len(tns)),
+    )
+    return block
+
+
+def _first_taken_between(first: str, last: str) -> TelephoneNumber | None:
+    # Same-length E.164 strings sort like the numbers they spell.
+    return (
+        TelephoneNumber.objects.annotate(digits=Length("e164"))
+        .filter(digits=len(first), e164__gte=first, e164__lte=last)
+        .select_related("enterprise")
+        .first()
+    )
+
+
+@transaction.atomic
+def sim_line_create(*, actor: Actor, enterprise: Enterprise, imsi: str, iccid: str) -> SimLine:
+    actor.ensure_acts_for(enterprise)
+    imsi, iccid = numbers.clean_imsi(imsi), numbers.clean_iccid(iccid)
+    if SimLine.objects.filter(Q(imsi=imsi) | Q(iccid=iccid)).exists():
+        raise RuleViolation(
+            f"A SIM line with IMSI {imsi} or ICCID {iccid} already exists.", code="duplicate"
+        )
+    line = SimLine.objects.create(enterprise=enterprise, imsi=imsi, iccid=iccid)
+    audit.record(
+        actor=actor,
+        action="sim_line.created",
+        enterprise=enterprise,
+        target=line,
+        changes=audit.created(imsi=imsi, iccid=iccid),
+    )
+    return line
+
+
+# The operator's inventory upload (Django admin): a block row creates up to a block's
+# numbers, so both caps stay well below the employee import's.
+INVENTORY_MAX_BYTES = 2 * 1024 * 1024
+INVENTORY_MAX_ROWS = 5_000
+
+
+def inventory_import(*, actor: Actor, enterprise: Enterprise, kind: str, csv_text: str) -> int:
+    """Load number blocks (columns first_number, last_number[, note]) or SIM lines
+    (imsi, iccid) from CSV, all or nothing: a file with any bad row changes nothing and
+    the error names every bad row."""
+    columns = {"blocks": ("first_number", "last_number"), "lines": ("imsi", "iccid")}[kind]
+    # Read whole before the first write: a file refused for its size, rows or encoding
+    # writes nothing.
+    records = list(
+        csvfile.records(csv_text, max_bytes=INVENTORY_MAX_BYTES, max_rows=INVENTORY_MAX_ROWS)
+    )
+    header = [cell.strip() for cell in records[0][1]] if records else []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise RuleViolation(
+            f"The CSV needs the columns {', '.join(columns)}; missing: {', '.join(missing)}.",
+            field="file",
+        )
+    reader = ((number, dict(zip(header, cells, strict=False))) for number, cells in records[1:])
+    problems, created = [], 0
+    with transaction.atomic():
+        for row_number, row in reader:
+            try:
+                with transaction.atomic():
+                    if kind == "blocks":
+                        number_block_create(
+                            actor=actor,
+                            enterprise=enterprise,
+                            first_number=row.get("first_number", ""),
+                            last_number=row.get("last_number", ""),
+                            note=row.get("note", "")[:200],
+                        )
+                    else:
+                        sim_line_create(
+                            actor=actor,
+                            enterprise=enterprise,
+                            imsi=row.get("imsi", ""),
+                            iccid=row.get("iccid", ""),
+                        )
+            except RuleViolation as exc:
+                problems.append(f"row {row_number}: {exc.message}")
+            else:
+                created += 1
+        if problems:  # raised inside the transaction: it all rolls back
+            raise RuleViolation("Nothing was loaded. " + " ".join(problems[:50]), code="bad_rows")
+    return created
+
+
+# --- Numbers and lines for identities ---------------------------------------------------
+
+
+def available_numbers(now: datetime) -> Q:
+    return Q(status=TelephoneNumber.Status.FREE) | Q(
+        status=TelephoneNumber.Status.QUARANTINED, quarantined_until__lte=now
+    )
+
+
+def allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "") -> TelephoneNumber:
+    """The chosen TN, or the next free one (in ``country`` if given), now assigned."""
+    now = timezone.now()
+    numbers_of = TelephoneNumber.objects.for_enterprise(enterprise)
+    if tn:
+        e164, _ = numbers.parse_tn(tn)
+        number = numbers_of.select_for_update().filter(e164=e164).first()
+        if number is None:
+            raise RuleViolation(
+                f"{e164} is not in {enterprise.name}'s number blocks.",
+                code="number_not_ours",
+                field="tn",
+            )
+        if not numbers_of.filter(pk=number.pk).filter(available_numbers(now)).exists():
+            detail = (
+                f"in quarantine until {number.quarantined_until:%Y-%m-%d}"
+                if number.status == TelephoneNumber.Status.QUARANTINED
+                else "already in use"
+            )
+            raise RuleViolation(f"{e164} is {detail}.", code="number_unavailable", field="tn")
+    else:
+        free = numbers_of.filter(available_numbers(now))
+        if country:
+            free = free.filter(block__country=country.upper())
+        # Oldest block first, lowest number first. Concurrent onboardings each take a
+        # different number instead of queueing for the same row.
+        # of=self: the country filter joins the block, whose row must not be locked too
+        # (a concurrent allocation would then skip every number of the block).
+        number = (
+            free.select_for_update(skip_locked=True, of=("self",))
+            .order_by("block_id", "e164")
+            .first()
+        )
+        if number is None:
+            where = f" in {country.upper()}" if country else ""
+            raise RuleViolation(
+                f"{enterprise.name} has no free number{where}. Ask the operator for another block.",
+                code="no_free_number",
+                field="tn",
+            )
+    number.status = TelephoneNumber.Status.ASSIGNED
+    number.quarantined_until = None
+    number.save(update_fields=["status", "quarantined_until"])
+    return number
+
+
+def quarantine_number(number: TelephoneNumber) -> None:
+    number.status = TelephoneNumber.Status.QUARANTINED
+    number.quarantined_until = timezone.now() + timedelta(days=settings.NUMBER_QUARANTINE_DAYS)
+    number.save(update_fields=["status", "quarantined_until"])
+
+
+def take_line(enterprise: Enterprise, imsi: str) -> SimLine:
+    imsi = numbers.clean_imsi(imsi)
+    line = SimLine.objects.for_enterprise(enterprise).select_for_update().filter(imsi=imsi).first()
+    if line is None:
+        raise RuleViolation(f"IMSI {imsi} is not in {enterprise.name}'s line pool.", field="imsi")
+    if Identity.objects.filter(line=line).exists():
+        raise RuleViolation(
+            f"The SIM line {imsi} is already in use.", code="line_in_use", field="imsi"
+        )
+    return line
