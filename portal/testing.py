@@ -259,6 +259,17 @@ def response_text(response) -> str:
     return response.content.decode()
 
 
+def _wait_for_an_unused_totp_step(device: TOTPDevice) -> None:
+    """django-otp refuses a code of a time step already used (replay protection): a
+    second sign-in within the same step waits for the next one."""
+    import time
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    while totp.t() <= device.last_t:
+        time.sleep(0.5)
+        totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+
+
 def sign_in_browser(page, user, password: str) -> None:
     """Sign in through the real login and second-factor pages."""
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
@@ -267,6 +278,7 @@ def sign_in_browser(page, user, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Continue").click()
     if device is not None:
+        _wait_for_an_unused_totp_step(device)
         page.get_by_role("textbox", name="Code").fill(totp_code(device))
         page.get_by_role("button", name="Verify").click()
     page.wait_for_url(lambda url: "/account/2fa" not in url and "/login" not in url)

@@ -48,6 +48,7 @@ def test_production_refuses_to_start_without_a_shared_cache(tmp_path):
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "ALLOWED_HOSTS": "portal.example",
             "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
         },
     )
     assert result.returncode != 0
