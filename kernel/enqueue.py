@@ -10,9 +10,8 @@ from celery.app.task import Task
 
 
 def task(name: str) -> Task:
-    """The task registered as ``name`` (e.g. "telephony.tasks.sync_identity")."""
-    app = current_app
-    if name not in app.tasks:
-        # A web process has not imported the apps' tasks modules yet: autodiscovery does.
-        app.loader.import_default_modules()
-    return app.tasks[name]
+    """The task registered as ``name`` (e.g. "telephony.tasks.sync_identity"). The apps
+    import their tasks modules when Django starts (their AppConfig.ready), so every
+    process has them; Celery's own autodiscovery is not asked here, as it would set
+    Django up again (logging reconfigured, model checks run) inside a request."""
+    return current_app.tasks[name]

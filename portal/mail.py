@@ -2,7 +2,7 @@
 
 from django.core.mail.backends import smtp
 
-from .observability import logs_failed_calls
+from kernel.observability import logs_failed_calls
 
 
 class SmtpBackend(smtp.EmailBackend):

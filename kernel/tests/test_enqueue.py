@@ -19,13 +19,17 @@ def test_an_unknown_name_is_refused():
         enqueue.task("telephony.tasks.no_such_task")
 
 
-def test_a_process_that_never_imported_the_tasks_finds_them():
-    """A web process queues tasks whose module it has not imported: autodiscovery runs."""
+def test_a_fresh_process_finds_them_without_setting_django_up_again():
+    """A web process queues tasks that no module of it imported by hand: the apps
+    register theirs when Django starts, and the look-up reconfigures nothing (a second
+    django.setup() would reset logging and run the model checks in a request)."""
     code = (
-        "import sys, django; django.setup()\n"
+        "import logging, django; django.setup()\n"
         "from kernel import enqueue\n"
-        "assert 'accounts.tasks' not in sys.modules\n"
-        "print(enqueue.task('accounts.tasks.deliver_invitation').name)\n"
+        "marker = logging.NullHandler(); logging.getLogger().addHandler(marker)\n"
+        "name = enqueue.task('accounts.tasks.deliver_invitation').name\n"
+        "assert marker in logging.getLogger().handlers, 'logging was configured again'\n"
+        "print(name)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
