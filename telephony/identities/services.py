@@ -366,6 +366,7 @@ def identity_relocate(
     before = _identity_snapshot(identity)
     old_number = identity.number
     identity.number = inventory.allocate_number(identity.enterprise, tn=tn, country=country)
+    identity.former_tn = old_number.e164  # the sync engine makes sure the HSS lets it go
     inventory.quarantine_number(old_number)
     if imsi is not None and imsi != before["imsi"]:
         if not imsi and hss_backend().requires_line:

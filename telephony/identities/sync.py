@@ -238,6 +238,18 @@ def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str)
         released_line=released,
     )
     hss.apply(change, operation_id=operation_id)
+    # A relocation whose push wrote the new number and then failed was never recorded;
+    # if the identity moved on before a retry, that number (now its former one) is known
+    # to the HSS but to no push. Removing it is idempotent, and only a push that changes
+    # the number pays for it.
+    former = identity.former_tn
+    if (
+        stale
+        and former
+        and former not in (stale, desired.msisdn if desired else "")
+        and not _held_by_live_identity(former, other_than=identity.pk)
+    ):
+        hss.remove(former, operation_id=operation_id, keep_imsi=desired.imsi if desired else "")
     return desired
 
 

@@ -45,7 +45,8 @@ class Identity(models.Model):
     display_name = models.CharField(max_length=DISPLAY_NAME_MAX)
     services = models.JSONField(default=list)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
-    # The TN as it was when the identity was removed: its number row moves on.
+    # The TN it had before: the one it left when relocated, or held when removed (its
+    # number row moves on), so that the sync engine can make sure the HSS lets it go.
     former_tn = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

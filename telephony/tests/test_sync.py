@@ -244,6 +244,35 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
     assert sync_row(identity).state == IdentitySync.State.SYNCED
 
 
+def test_a_number_written_by_a_failed_relocation_goes_when_the_identity_moves_on(
+    identity, admin, monkeypatch
+):
+    """The new number went in, the old one's removal failed, and the identity moved
+    again before the retry: no subscription is left on the number in between."""
+    actor = Actor(user=admin)
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    first = identity.tn
+    backend = BuiltinHss(latency_ms=0, failure_rate=0)
+    removals = []
+
+    def remove_fails_once(msisdn, **kwargs):
+        if not removals:
+            removals.append(msisdn)
+            raise BUSY
+        return BuiltinHss.remove(backend, msisdn, **kwargs)
+
+    monkeypatch.setattr(backend, "remove", remove_fails_once)
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: backend)
+    between = services.identity_relocate(actor=actor, identity=identity, country="DE").tn
+    assert sync.push_identity(identity.pk).outcome == "retry"
+    assert hss(between) is not None and removals == [first]  # written, not recorded
+    last = services.identity_relocate(actor=actor, identity=identity, country="DE").tn
+    due_now(identity)
+    assert sync.push_identity(identity.pk).outcome == "synced"
+    assert hss(last) is not None
+    assert hss(between) is None and hss(first) is None
+
+
 def test_the_sweep_leaves_fresh_and_finished_changes_alone(identity, monkeypatch, employee):
     queued = []
     monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: queued.append(identity_id)))
