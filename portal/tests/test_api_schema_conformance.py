@@ -38,7 +38,7 @@ from accounts.tests.factories import UserFactory, api_token
 from telephony.callauth import calls
 from telephony.identities import services as telephony_services
 from telephony.models import CallRecord
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -128,7 +128,7 @@ def world(enterprise, admin, employee):
             ]
         }
     )
-    devices.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
+    ingest.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
     registration = rob.registrations.get()
     call = CallRecord.objects.create(
         enterprise=enterprise,

@@ -49,7 +49,7 @@ from telephony.models import (
     SigningCredential,
     TelephoneNumber,
 )
-from telephony.registrations.devices import resolve_aors
+from telephony.registrations.ingest import resolve_aors
 
 TN_DIGITS = re.compile(r"^\+?(\d{6,15})$")
 

@@ -11,7 +11,7 @@ from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from telephony import selectors
 from telephony.models import Registration
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -46,9 +46,7 @@ def report(client, identities_and_instances, version=1):
             ],
         }
     )
-    return devices.apply_report(
-        actor=Actor(network_client=client), client=client, document=document
-    )
+    return ingest.apply_report(actor=Actor(network_client=client), client=client, document=document)
 
 
 PHONE = "urn:gsma:imei:35209900-176148-1"
@@ -266,13 +264,13 @@ def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
     identity = make_identity(employee)
     instances = [PHONE, LAPTOP, TABLET]
     actor = Actor(network_client=network)
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, instances, 1)
     )
     before = {r.device_key: r for r in Registration.objects.filter(identity=identity)}
 
     with CaptureQueriesContext(connection) as captured:
-        report_ = devices.apply_report(
+        report_ = ingest.apply_report(
             actor=actor, client=network, document=refresh_document(identity, instances, 2)
         )
     assert report_.applied == 3 * len(identity.impus)
@@ -295,9 +293,9 @@ def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
 
     # The same number of queries for three devices as for thirty.
     more = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(30)]
-    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, more, 3))
+    ingest.apply_report(actor=actor, client=network, document=refresh_document(identity, more, 3))
     with CaptureQueriesContext(connection) as thirty:
-        devices.apply_report(
+        ingest.apply_report(
             actor=actor, client=network, document=refresh_document(identity, more, 4)
         )
     assert len(thirty.captured_queries) == len(captured.captured_queries)
@@ -307,10 +305,10 @@ def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, 
     give_numbers(enterprise)
     identity = make_identity(employee)
     actor = Actor(network_client=network)
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [PHONE, LAPTOP], 1)
     )
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor,
         client=network,
         document=refresh_document(
@@ -321,7 +319,7 @@ def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, 
     assert phone.user_agent == "Samsung SM-S918B Android/14"
     assert phone.label.startswith("Android phone")
     # A full document without the laptop ends it, and only it.
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [PHONE], 3)
     )
     states = dict(
@@ -341,8 +339,8 @@ def test_a_new_device_of_someone_on_very_many_devices_is_still_applied(
     identity = make_identity(employee)
     actor = Actor(network_client=network)
     many = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(40)]
-    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, many, 1))
-    result = devices.apply_report(
+    ingest.apply_report(actor=actor, client=network, document=refresh_document(identity, many, 1))
+    result = ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [*many, PHONE], 2)
     )
     assert result.new_devices == 1

@@ -69,7 +69,7 @@ from telephony.models import (
     SyncAttempt,
     TelephoneNumber,
 )
-from telephony.registrations.devices import device_label
+from telephony.registrations.ingest import device_label
 
 SLUG_PREFIX = "bench-"
 CLIENT_PREFIX = "Bench "
@@ -1084,7 +1084,7 @@ class EnterpriseMaker:
             ["aor", "version", "updated_at"],
             ((aor, v, now) for aor, v in versions.items()),
         )
-        # The S-CSCF's reports: one audit row each, as devices.apply_report writes them.
+        # The S-CSCF's reports: one audit row each, as ingest.apply_report writes them.
         client_label = f"Network client “{self.client.name}”"
         for _, _, is_active in plans:
             at = now - timedelta(seconds=rng.uniform(10, 86_400 * 30))
