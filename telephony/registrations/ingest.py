@@ -1,6 +1,6 @@
 """Active UEs: applying what the IMS core reports (RFC 3680 reginfo, or the same as
-JSON) to per-device registration records, the "already logged on" notices, the
-device limit, per-device settings, sign-out, and expiry.
+JSON) to per-device registration records. What follows new devices (notices, the device
+limit) is notices.py; sign-out, per-device settings and expiry have their own modules.
 
 A report is applied whole or not at all, in one transaction and a fixed number of
 queries whatever its size: the AoRs are resolved to identities in one go, the
@@ -11,41 +11,39 @@ written back in bulk.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from accounts import audit
-from accounts import services as account_services
 from accounts.audit import Actor
-from accounts.models import NetworkClient, Role, ServiceContract, User
-from kernel import enqueue
-from kernel.errors import NotAllowed, RuleViolation
-from telephony.identities.hss import HssPermanentError, HssTransientError
-from telephony.identities.hss import backend as hss_backend
-from telephony.identities.sync import request_sync
+from accounts.models import NetworkClient
+from kernel.errors import NotAllowed
 from telephony.models import (
     Identity,
-    NetworkNotice,
     ReginfoVersion,
     Registration,
     RegistrationEvent,
 )
+from telephony.registrations import notices
+from telephony.registrations.records import (
+    EVENT_FIELDS,
+    FLAP_WINDOW,
+    REGISTRATION_FIELDS,
+    Batch,
+    end,
+    remember,
+    write,
+    write_changes,
+)
 from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
-
-log = logging.getLogger(__name__)
 
 Kind = RegistrationEvent.Kind
 State = Registration.State
-# A UE that drops and is back within this long is flapping, not a new registration.
-FLAP_WINDOW = timedelta(minutes=2)
 # An active contact without ``expires`` is assumed registered for this long; a longer
 # expiry than a day is cut to a day (the network refreshes well before).
 DEFAULT_EXPIRES = 3600
@@ -69,6 +67,10 @@ REPLAY_WINDOW = timedelta(minutes=5)
 REPLAY_MEMORY = 32
 TEL_RE = re.compile(r"^tel:(\+\d{6,15})(?:;.*)?$", re.IGNORECASE)
 SIP_RE = re.compile(r"^sips?:([^@;]+)@([^;:>]+)(?::\d+)?(?:;.*)?$", re.IGNORECASE)
+
+# What follows a report's new devices, in its transaction once its rows are written: the
+# notices and the device limit. A named seam: a test holds a report here to race another.
+new_device_policy: Callable[[Batch], None] = notices.after_new_devices
 
 
 @dataclass
@@ -173,25 +175,6 @@ def device_key(contact: ContactInfo) -> str:
 # --- Applying a report ------------------------------------------------------------------
 
 
-@dataclass
-class _Batch:
-    """The rows one report touches, loaded and locked together, written back in bulk."""
-
-    now: datetime
-    registrations: dict[tuple[int, str], Registration]
-    new: list[Registration] = field(default_factory=list)
-    changed: set[int] = field(default_factory=set)
-    events: list[tuple[Registration, str, str]] = field(default_factory=list)
-    new_devices: list[Registration] = field(default_factory=list)
-
-    def record(self, reg: Registration, kind: str, detail: str = "") -> None:
-        self.events.append((reg, kind, detail))
-
-    def touch(self, reg: Registration) -> None:
-        if reg.pk:
-            self.changed.add(reg.pk)
-
-
 def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocument) -> ApplyReport:
     """Apply one report of the IMS core, whole or not at all.
 
@@ -215,8 +198,8 @@ def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocume
         batch = _load(identities.values(), now)
         for info in fresh:
             _apply_registration(batch, info, identities[info.aor], document.state, report)
-        _write(batch, report)
-        _after_new_devices(batch)
+        write(batch)
+        new_device_policy(batch)
         _audit(actor, identities.values(), report)
     return report
 
@@ -251,7 +234,7 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
             [ReginfoVersion(aor=aor, version=None) for aor in missing], ignore_conflicts=True
         )
         versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
-    _remember(versions.values(), VERSION_FIELDS)
+    remember(versions.values(), VERSION_FIELDS)
     now = timezone.now()
     oldest = (now - REPLAY_WINDOW).timestamp()
     full = document.state == "full"
@@ -283,7 +266,7 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
         seen.updated_at = now
         needing.add(seen)
         fresh.append(info)
-    _write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
+    write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
     report.stale = sorted(set(report.stale))
     report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
     return fresh
@@ -299,18 +282,18 @@ def _digest(document: ReginfoDocument, info: RegistrationInfo) -> str:
 VERSION_FIELDS = ["version", "recent", "full_state_needed", "updated_at"]
 
 
-def _load(identities, now) -> _Batch:
+def _load(identities, now) -> Batch:
     rows = list(
         Registration.objects.select_for_update(of=("self",))
         .select_related("last_event")
         .filter(identity__in=[i.pk for i in identities])
     )
-    _remember(rows, REGISTRATION_FIELDS)
-    _remember([r.last_event for r in rows if r.last_event is not None], EVENT_FIELDS)
-    return _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in rows})
+    remember(rows, REGISTRATION_FIELDS)
+    remember([r.last_event for r in rows if r.last_event is not None], EVENT_FIELDS)
+    return Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in rows})
 
 
-def _apply_registration(batch: _Batch, info, identity: Identity, doc_state: str, report) -> None:
+def _apply_registration(batch: Batch, info, identity: Identity, doc_state: str, report) -> None:
     matched = set()
     for contact in info.contacts:
         reg = _record_for(batch, identity, contact)
@@ -346,7 +329,7 @@ def _ended_after(reg: Registration, contact: ContactInfo) -> bool:
     )
 
 
-def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]:
+def _bound_to(batch: Batch, identity: Identity, aor: str) -> list[Registration]:
     return [
         reg
         for (identity_id, _), reg in batch.registrations.items()
@@ -354,7 +337,7 @@ def _bound_to(batch: _Batch, identity: Identity, aor: str) -> list[Registration]
     ]
 
 
-def _record_for(batch: _Batch, identity: Identity, contact: ContactInfo) -> Registration | None:
+def _record_for(batch: Batch, identity: Identity, contact: ContactInfo) -> Registration | None:
     """The record of the device behind ``contact``. A device is keyed on its
     ``+sip.instance``, else its contact URI; a contact that names the instance of a
     device first seen without one upgrades that record (the same device, now better
@@ -383,7 +366,7 @@ def _record_for(batch: _Batch, identity: Identity, contact: ContactInfo) -> Regi
 
 
 def _bind(
-    batch: _Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report
+    batch: Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report
 ) -> Registration:
     now = batch.now
     expires = min(contact.expires if contact.expires is not None else DEFAULT_EXPIRES, MAX_EXPIRES)
@@ -452,7 +435,7 @@ def _end_detail(reason: str, contact: ContactInfo) -> str:
 
 
 def _unbind(
-    batch: _Batch,
+    batch: Batch,
     reg: Registration,
     aor: str,
     reason: str,
@@ -470,172 +453,11 @@ def _unbind(
     report.applied += 1
     if not reg.impus:
         if reg.state == State.SIGN_OUT_REQUESTED:
-            _end(batch, reg, Registration.EndReason.SIGNED_OUT)
+            end(batch, reg, Registration.EndReason.SIGNED_OUT)
         else:
-            _end(batch, reg, reason, detail)
+            end(batch, reg, reason, detail)
         report.ended += 1
     batch.touch(reg)
-
-
-def _end(batch: _Batch, reg: Registration, reason: str, detail: str = "") -> None:
-    reg.state = State.ENDED
-    reg.ended_at = batch.now
-    reg.end_reason = reason
-    kind = {
-        Registration.EndReason.EXPIRED: Kind.EXPIRED,
-        Registration.EndReason.SIGNED_OUT: Kind.SIGNED_OUT,
-        Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
-        Registration.EndReason.NOT_REPORTED: Kind.ENDED,
-    }.get(reason, Kind.DEREGISTERED)
-    batch.record(reg, kind, detail or Registration.EndReason(reason).label)
-    batch.touch(reg)
-
-
-def _write(batch: _Batch, report: ApplyReport) -> None:
-    """Write the batch: new registrations, changed ones, and their history — folding
-    a repeat into the registration's last event instead of adding a row."""
-    Registration.objects.bulk_create(batch.new)
-    _remember(batch.new, REGISTRATION_FIELDS)
-    new_events, folded, dropped = [], [], []
-    for reg, kind, detail in batch.events:
-        last = reg.last_event
-        if last is not None and last.kind == kind and kind != Kind.REGISTERED:
-            last.count += 1
-            last.last_at = batch.now
-            if last not in folded:
-                folded.append(last)
-            continue
-        if (
-            kind == Kind.FLAPPING
-            and last is not None
-            and last.kind in (Kind.EXPIRED, Kind.DEREGISTERED, Kind.ENDED)
-        ):
-            reg.last_event = _fold_flap(reg, last, batch.now, folded, dropped)
-            continue
-        event = RegistrationEvent(
-            enterprise_id=reg.enterprise_id,
-            registration=reg,
-            kind=kind,
-            detail=detail[:255],
-            first_at=batch.now,
-            last_at=batch.now,
-        )
-        new_events.append(event)
-        reg.last_event = event
-    RegistrationEvent.objects.bulk_create(new_events)
-    _write_changes(RegistrationEvent, folded, EVENT_FIELDS)
-    RegistrationEvent.objects.filter(pk__in=dropped).delete()
-    touched = [r for r in batch.registrations.values() if r.pk in batch.changed or r in batch.new]
-    for reg in touched:
-        reg.last_event_id = reg.last_event.pk if reg.last_event else None
-    _write_changes(Registration, touched, REGISTRATION_FIELDS)
-
-
-def _fold_flap(reg, drop, now, folded, dropped) -> RegistrationEvent:
-    """A UE back within the flap window: its drop and return join the flapping record
-    just before it, or become one. Returns the registration's last event."""
-    before = (
-        RegistrationEvent.objects.filter(registration_id=reg.pk)
-        .exclude(pk=drop.pk)
-        .order_by("-last_at", "-id")
-        .first()
-    )
-    if (
-        before is not None
-        and before.kind == Kind.FLAPPING
-        and now - before.last_at <= FLAP_WINDOW * 2
-    ):
-        before.count += 1
-        before.last_at = now
-        folded.append(before)
-        dropped.append(drop.pk)
-        return before
-    drop.kind = Kind.FLAPPING
-    drop.detail = "dropped and came back"
-    drop.last_at = now
-    if drop not in folded:
-        folded.append(drop)
-    return drop
-
-
-REGISTRATION_FIELDS = [
-    "device_key",
-    "impus",
-    "instance_id",
-    "contact_uri",
-    "pub_gruu",
-    "display_name",
-    "user_agent",
-    "access_network",
-    "ip",
-    "callid",
-    "cseq",
-    "q",
-    "label",
-    "state",
-    "first_registered_at",
-    "last_refreshed_at",
-    "expires_at",
-    "ended_at",
-    "end_reason",
-    "sign_out_requested_at",
-    "sign_out_sent_at",
-    "sign_out_error",
-    "last_event",
-]
-
-
-EVENT_FIELDS = ["kind", "count", "last_at", "detail"]
-
-
-def _field_value(obj, name: str):
-    return getattr(obj, obj._meta.get_field(name).attname)
-
-
-def _remember(objects, fields: list[str]) -> None:
-    """Note what each object holds in the database now, so that writing it back sends
-    only what changed."""
-    for obj in objects:
-        obj._stored = {name: _field_value(obj, name) for name in fields}
-
-
-def _write_changes(model, objects, fields: list[str]) -> None:
-    """Write back what changed on ``objects`` since ``_remember`` (every field of an
-    object read without it), in one UPDATE however many there are: a value the objects
-    share is set as it is, others per row (CASE).
-
-    Django's bulk_update would build a CASE of every object for every field: for a
-    registration's 23 fields that was most of the time a report took, though a refresh
-    changes two or three of them."""
-    if not objects:
-        return
-    changed = []
-    for name in fields:
-        for obj in objects:
-            stored = getattr(obj, "_stored", None)
-            if stored is None or stored.get(name, _UNSET) != _field_value(obj, name):
-                changed.append(name)
-                break
-    if changed:
-        assignments = {}
-        for name in changed:
-            field = model._meta.get_field(name)
-            values = [_field_value(obj, name) for obj in objects]
-            if all(value == values[0] for value in values[1:]):
-                assignments[field.attname] = Value(values[0], output_field=field)
-            else:
-                assignments[field.attname] = Case(
-                    *(
-                        When(pk=obj.pk, then=Value(value, output_field=field))
-                        for obj, value in zip(objects, values, strict=True)
-                    ),
-                    output_field=field,
-                )
-        model.objects.filter(pk__in=[obj.pk for obj in objects]).update(**assignments)
-    _remember(objects, fields)
-
-
-_UNSET = object()
 
 
 def _audit(actor: Actor, identities, report: ApplyReport) -> None:
@@ -653,391 +475,3 @@ def _audit(actor: Actor, identities, report: ApplyReport) -> None:
                 "ended": [None, report.ended],
             },
         )
-
-
-# --- New devices: the notice and the device limit ------------------------------------------
-
-
-def _after_new_devices(batch: _Batch) -> None:
-    """For each new UE of a user who is active elsewhere: tell the user (portal and
-    email) and both UEs' clients; over the contract's limit, apply its policy."""
-    by_user = defaultdict(list)
-    for reg in batch.new_devices:
-        by_user[reg.user_id].append(reg)
-    if not by_user:
-        return
-    active = defaultdict(list)
-    for reg in (
-        Registration.objects.active(batch.now)
-        .filter(user_id__in=by_user)
-        .select_related("identity__number")
-    ):
-        active[reg.user_id].append(reg)
-    users = User.objects.select_related("enterprise__contract").in_bulk(list(by_user))
-    for user_id, new_regs in by_user.items():
-        user = users[user_id]
-        for new in new_regs:
-            others = [r for r in active[user_id] if r.device_key != new.device_key]
-            if others:
-                _notify_already_logged_on(user, new, others)
-        _enforce_device_limit(user, active[user_id], batch.now)
-
-
-def _notify_already_logged_on(user: User, new: Registration, others: list[Registration]) -> None:
-    elsewhere = ", ".join(sorted({o.label for o in others}))
-    account_services.notify(
-        user=user,
-        kind="already_logged_on",
-        title=f"You signed in on {new.label} while logged on another device",
-        body=f"Your account is also registered on: {elsewhere}. If this was not you, sign "
-        "the device out on the My devices page and tell your administrator.",
-        link="/my/devices/",
-        email=True,
-    )
-    notices = [
-        NetworkNotice(
-            enterprise_id=new.enterprise_id,
-            registration=new,
-            kind="already_logged_on",
-            message=_fit(f"You are also logged on at: {elsewhere}.", NOTICE_MESSAGE_MAX),
-        )
-    ] + [
-        NetworkNotice(
-            enterprise_id=other.enterprise_id,
-            registration=other,
-            kind="logged_on_elsewhere",
-            message=f"{user.full_name} just logged on at {new.label}.",
-        )
-        for other in others
-    ]
-    NetworkNotice.objects.bulk_create(notices)
-    for notice in notices:
-        _queue_notice(notice.pk)
-
-
-NOTICE_MESSAGE_MAX = NetworkNotice._meta.get_field("message").max_length
-
-
-def _fit(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters: a person on many devices gets the list
-    shortened, not a report refused for a notice too long for its column."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
-    contract: ServiceContract = user.enterprise.contract
-    devices = {}
-    for reg in sorted(active, key=lambda r: r.first_registered_at):
-        devices.setdefault(reg.device_key, []).append(reg)
-    excess = len(devices) - contract.max_ues_per_user
-    if excess <= 0:
-        return
-    policy = contract.ue_limit_policy
-    signed_out = []
-    if policy == ServiceContract.UeLimitPolicy.SIGN_OUT_OLDEST:
-        for key in list(devices)[:excess]:
-            for reg in devices[key]:
-                _request_sign_out(Actor.system(), reg, reason="over the device limit")
-            signed_out.append(devices[key][0].label)
-    account_services.notify_admins(
-        enterprise=user.enterprise,
-        kind="device_limit",
-        title=f"{user.full_name} is on {len(devices)} devices; the contract allows {contract.max_ues_per_user}",
-        body=(
-            f"Signed out the oldest: {', '.join(signed_out)}."
-            if signed_out
-            else "The contract's policy is to notify only."
-        ),
-        link=f"/devices/?q={user.email}",
-    )
-
-
-# --- Sign-out ---------------------------------------------------------------------------
-
-
-def _request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None:
-    reg.state = State.SIGN_OUT_REQUESTED
-    reg.sign_out_requested_at = timezone.now()
-    reg.sign_out_sent_at = None
-    reg.sign_out_error = ""
-    reg.save(update_fields=["state", "sign_out_requested_at", "sign_out_sent_at", "sign_out_error"])
-    _event(reg, Kind.SIGN_OUT_REQUESTED, f"by {actor.label}" + (f": {reason}" if reason else ""))
-    audit.record(
-        actor=actor,
-        action="registration.sign_out_requested",
-        enterprise=reg.enterprise,
-        target=reg,
-        changes=audit.changed(state=(State.ACTIVE, State.SIGN_OUT_REQUESTED)),
-    )
-    transaction.on_commit(lambda: _queue_deregistration(reg.pk), robust=True)
-
-
-def _event(reg: Registration, kind: str, detail: str = "") -> None:
-    event = RegistrationEvent.objects.create(
-        enterprise_id=reg.enterprise_id, registration=reg, kind=kind, detail=detail[:255]
-    )
-    Registration.objects.filter(pk=reg.pk).update(last_event=event)
-    reg.last_event = event
-
-
-# Who may sign out someone else's device: the enterprise's admins, and its helpdesk too,
-# on purpose: signing out a lost or stolen phone is a classic helpdesk task, and it is the
-# one change helpdesk makes besides resending invitations (README, Roles).
-SIGN_OUT_OTHERS = (Role.ADMIN, Role.HELPDESK)
-
-
-def _ensure_may_sign_out(actor: Actor, reg: Registration) -> None:
-    actor.ensure_acts_for(reg.enterprise)
-    user = actor.user
-    if user is not None and user.pk != reg.user_id and user.role not in SIGN_OUT_OTHERS:
-        raise NotAllowed("Employees sign out their own devices only.")
-
-
-@transaction.atomic
-def registration_sign_out(*, actor: Actor, registration: Registration) -> Registration:
-    """Ask the network to deregister one UE; it shows "sign-out requested" until the
-    network confirms."""
-    reg = (
-        Registration.objects.select_for_update()
-        .select_related("enterprise")
-        .get(pk=registration.pk)
-    )
-    _ensure_may_sign_out(actor, reg)
-    if not reg.is_active or reg.state != State.ACTIVE:
-        raise RuleViolation(
-            f"{reg.label} is not registered now ({reg.get_state_display().lower()})."
-        )
-    _request_sign_out(actor, reg)
-    return reg
-
-
-@transaction.atomic
-def registrations_sign_out_all(*, actor: Actor, user: User) -> int:
-    """Sign out every active UE of a person."""
-    actor.ensure_acts_for(user.enterprise)
-    regs = list(
-        Registration.objects.active()
-        .filter(user=user, state=State.ACTIVE)
-        .select_for_update(of=("self",))
-        .select_related("enterprise")
-    )
-    for reg in regs:
-        _ensure_may_sign_out(actor, reg)
-        _request_sign_out(actor, reg)
-    return len(regs)
-
-
-def deregister(registration_id: int) -> str:
-    """Send a requested sign-out to the network (what the task runs). Idempotent: sent
-    once; transient faults raise HssTransientError for the task to retry."""
-    reg = (
-        Registration.objects.select_related("identity__number", "identity__line", "enterprise")
-        .filter(pk=registration_id)
-        .first()
-    )
-    if reg is None or reg.state != State.SIGN_OUT_REQUESTED or reg.sign_out_sent_at:
-        return "skipped"
-    identity = reg.identity
-    hss = hss_backend()
-    try:
-        hss.deregister(
-            identity.tn or identity.former_tn,
-            imsi=identity.line.imsi if identity.line_id else "",
-            contact=reg.contact_uri,
-        )
-    except HssPermanentError as exc:
-        Registration.objects.filter(pk=reg.pk).update(sign_out_error=str(exc)[:500])
-        return "failed"
-    except HssTransientError as exc:
-        Registration.objects.filter(pk=reg.pk).update(sign_out_error=f"retrying: {exc}"[:500])
-        raise
-    with transaction.atomic():
-        reg = Registration.objects.select_for_update().get(pk=reg.pk)
-        reg.sign_out_sent_at = timezone.now()
-        reg.sign_out_error = ""
-        reg.save(update_fields=["sign_out_sent_at", "sign_out_error"])
-        if hss.confirms_deregistration:
-            _end_now(reg, Registration.EndReason.SIGNED_OUT)
-    return "sent"
-
-
-def _end_now(reg: Registration, reason: str) -> None:
-    batch = _Batch(now=timezone.now(), registrations={})
-    reg.impus = []
-    _end(batch, reg, reason)
-    _write_one(batch, reg)
-
-
-def _write_one(batch: _Batch, reg: Registration) -> None:
-    batch.changed.add(reg.pk)
-    batch.registrations[(reg.identity_id, reg.device_key)] = reg
-    _write(batch, ApplyReport())
-
-
-def end_registrations_of(identity: Identity, reason: str) -> int:
-    """The HSS no longer holds the identity: none of its UEs can be registered."""
-    now = timezone.now()
-    regs = list(
-        Registration.objects.select_for_update(of=("self",))
-        .select_related("last_event")
-        .filter(identity=identity)
-        .exclude(state=State.ENDED)
-    )
-    batch = _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in regs})
-    for reg in regs:
-        reg.impus = []
-        _end(batch, reg, reason)
-    _write(batch, ApplyReport())
-    return len(regs)
-
-
-# --- Expiry -----------------------------------------------------------------------------
-
-
-def expire_registrations(limit: int = 5000) -> int:
-    """Record the end of registrations whose expiry passed without an event. Periodic;
-    pages already treat them as gone by time."""
-    now = timezone.now()
-    with transaction.atomic():
-        regs = list(
-            Registration.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("last_event")
-            .exclude(state=State.ENDED)
-            .filter(expires_at__lte=now)[:limit]
-        )
-        batch = _Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in regs})
-        for reg in regs:
-            reg.impus = []
-            _end(batch, reg, Registration.EndReason.EXPIRED)
-        _write(batch, ApplyReport())
-    return len(regs)
-
-
-# --- Per-device settings ------------------------------------------------------------------
-
-
-@transaction.atomic
-def registration_update_settings(
-    *,
-    actor: Actor,
-    registration: Registration,
-    enabled_services: list[str] | None = None,
-    default_impu: str | None = None,
-    do_not_disturb: bool | None = None,
-    ring_priority: int | None = None,
-) -> Registration:
-    """Change one device's own settings; they reach the network with the identity's
-    state, through the same outbox."""
-    reg = (
-        Registration.objects.select_for_update()
-        .select_related("identity", "enterprise")
-        .get(pk=registration.pk)
-    )
-    actor.ensure_acts_for(reg.enterprise)
-    user = actor.user
-    if user is None or user.pk != reg.user_id:
-        raise NotAllowed("A device's settings belong to its user.")
-    account_services.ensure_writable(reg.enterprise)
-    fields = ["enabled_services", "default_impu", "do_not_disturb", "ring_priority"]
-    before = audit.snapshot(reg, fields)
-    if enabled_services is not None:
-        unknown = set(enabled_services) - set(reg.identity.services)
-        if unknown:
-            raise RuleViolation(
-                f"{', '.join(sorted(unknown))} is not among the identity's services.",
-                field="enabled_services",
-            )
-        # All of the identity's services is the default, stored as "none chosen".
-        chosen = sorted(set(enabled_services))
-        reg.enabled_services = [] if chosen == sorted(reg.identity.services) else chosen
-    if default_impu is not None:
-        if default_impu and default_impu not in reg.identity.impus:
-            raise RuleViolation(
-                "Choose one of the identity's public identities.", field="default_impu"
-            )
-        reg.default_impu = default_impu
-    if do_not_disturb is not None:
-        reg.do_not_disturb = do_not_disturb
-    if ring_priority is not None:
-        if ring_priority not in dict(Registration.RING_PRIORITIES):
-            raise RuleViolation(
-                "Ring priority is 1 (highest) to 5 (lowest).", field="ring_priority"
-            )
-        reg.ring_priority = ring_priority
-    changes = audit.diff(before, audit.snapshot(reg, fields))
-    if changes:
-        reg.save(update_fields=fields)
-        request_sync(reg.identity)
-        audit.record(
-            actor=actor,
-            action="registration.settings_changed",
-            enterprise=reg.enterprise,
-            target=reg,
-            changes=changes,
-        )
-    return reg
-
-
-# --- Network notices ----------------------------------------------------------------------
-
-
-def _queue_notice(notice_id: int) -> None:
-    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
-
-    transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
-
-
-def _queue_deregistration(registration_id: int) -> None:
-    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
-
-    deregister_ue.delay(registration_id)
-
-
-def send_notice(notice_id: int) -> str:
-    """Deliver one notice through the network notification backend (a task runs this)."""
-    from telephony.registrations.notify import NoticeError, notifier
-
-    notice = (
-        NetworkNotice.objects.select_related("registration__identity")
-        .filter(pk=notice_id, state=NetworkNotice.State.PENDING)
-        .first()
-    )
-    if notice is None:
-        return "skipped"
-    try:
-        notifier().send(notice)
-    except NoticeError as exc:
-        NetworkNotice.objects.filter(pk=notice.pk).update(
-            attempts=notice.attempts + 1, last_error=str(exc)[:500]
-        )
-        if exc.transient and notice.attempts + 1 < settings.SYNC_MAX_ATTEMPTS:
-            raise
-        NetworkNotice.objects.filter(pk=notice.pk).update(state=NetworkNotice.State.FAILED)
-        return "failed"
-    NetworkNotice.objects.filter(pk=notice.pk).update(
-        state=NetworkNotice.State.SENT, sent_at=timezone.now(), attempts=notice.attempts + 1
-    )
-    return "sent"
-
-
-def sweep(grace: timedelta | None = None) -> int:
-    """Queue again sign-outs and notices whose task was lost. Periodic."""
-    cutoff = timezone.now() - (grace or timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS))
-    sign_outs = list(
-        Registration.objects.filter(
-            state=State.SIGN_OUT_REQUESTED, sign_out_sent_at=None, sign_out_requested_at__lt=cutoff
-        ).values_list("pk", flat=True)[:1000]
-    )
-    notices = list(
-        NetworkNotice.objects.filter(
-            state=NetworkNotice.State.PENDING, created_at__lt=cutoff
-        ).values_list("pk", flat=True)[:1000]
-    )
-    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
-    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
-
-    for pk in sign_outs:
-        deregister_ue.delay(pk)
-    for pk in notices:
-        send_network_notice.delay(pk)
-    return len(sign_outs) + len(notices)
