@@ -369,7 +369,7 @@ def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
         actor=actor, enterprise=enterprise, filename="p.csv", csv_text=text, send_invitations=False
     )
     assert job.problems == []
-    plan = bulk._next_free_numbers
+    plan = bulk.plan_free_numbers
     taken = {}
 
     def plan_then_someone_takes_one(enterprise_, chunk):
@@ -380,7 +380,7 @@ def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
         )
         return planned
 
-    monkeypatch.setattr(bulk, "_next_free_numbers", plan_then_someone_takes_one)
+    monkeypatch.setattr(bulk, "plan_free_numbers", plan_then_someone_takes_one)
     with django_capture_on_commit_callbacks(execute=True):
         bulk.import_start(actor=actor, job=job)
     job.refresh_from_db()
