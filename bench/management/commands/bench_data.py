@@ -50,7 +50,7 @@ from accounts.models import (
 )
 from kernel.credentials import new_secret
 from kernel.errors import RuleViolation
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
 from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
 from telephony.inventory import services as inventory
@@ -1295,12 +1295,14 @@ class EnterpriseMaker:
         name."""
         actor = Actor.system()
         try:
-            calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
-        except (RuleViolation, calls.CallAuthError):
+            credentials.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
+        except (RuleViolation, credentials.CallAuthError):
             # No operator issuing CA (a database from before it), or one sealed with
             # another key.
-            calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
-            calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
+            credentials.lab_pki_create(
+                actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234"
+            )
+            credentials.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
         CallerName.objects.create(
             enterprise=self.enterprise,
             name=self.spec.name,
