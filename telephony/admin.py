@@ -19,6 +19,7 @@ from accounts.models import Enterprise
 from kernel import csvfile
 from kernel.errors import RuleViolation
 from telephony.callauth import credentials
+from telephony.callauth.errors import CallAuthError
 from telephony.identities import services
 from telephony.inventory import services as inventory
 
@@ -400,7 +401,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 run(form.cleaned_data)
-            except (RuleViolation, credentials.CallAuthError) as exc:
+            except (RuleViolation, CallAuthError) as exc:
                 form.add_error(None, getattr(exc, "message", None) or str(exc))
             else:
                 self.message_user(request, f"{title}: done.", messages.SUCCESS)

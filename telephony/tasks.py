@@ -105,6 +105,6 @@ def expire_registrations() -> int:
 
 @shared_task(ignore_result=True)
 def purge_call_records() -> int:
-    from telephony.callauth import credentials
+    from telephony.callauth import retention
 
-    return credentials.purge_call_records()
+    return retention.purge_call_records()

@@ -30,7 +30,7 @@ from kernel.pages import call_service
 from kernel.pagination import paginate
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
-from telephony.callauth import credentials
+from telephony.callauth import credentials, signing
 from telephony.identities import services
 from telephony.registrations import signout
 from telephony.registrations.device_settings import registration_update_settings
@@ -268,7 +268,7 @@ def identity_detail(request, pk):
     context = {
         "identity": identity,
         "sync": identity.sync,
-        "call_panel": credentials.call_panel(identity),
+        "call_panel": signing.call_panel(identity),
         "recent_calls": selectors.call_records(request.enterprise, identity=identity)[:10],
         "history": selectors.sync_history(identity)[:20],
         "grants": selectors.grants(request.enterprise, active="all").filter(identity=identity),

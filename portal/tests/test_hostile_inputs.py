@@ -278,7 +278,7 @@ def _claims(rob) -> dict:
 def _public_pem(rob) -> bytes:
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     return (
-        credentials._unseal(credential)
+        credentials.unseal(credential)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -344,7 +344,7 @@ def test_a_genuine_passport_naming_an_unresolvable_or_private_x5u_never_connects
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     token = passport.shaken_passport(
         orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="o",
-        iat=int(time.time()), x5u=x5u, private_key=credentials._unseal(credential),
+        iat=int(time.time()), x5u=x5u, private_key=credentials.unseal(credential),
     )  # fmt: skip
     request_body = {"verificationRequest": {"from": {"tn": rob.tn[1:]}, "to": {"tn": ["4940123499"]},
                                             "identity": passport.identity_header(token, x5u=x5u, ppt="shaken")}}  # fmt: skip

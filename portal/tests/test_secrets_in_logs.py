@@ -252,7 +252,7 @@ def test_an_imported_signing_key_is_not_logged(capture):
         {"kind": "operator", "name": "Wrong key", "certificate_pem": cert_pem,
          "private_key_pem": key_pem},
     )  # fmt: skip
-    own_key_pem = certificates.private_key_pem(credentials._unseal(lab)).decode()
+    own_key_pem = certificates.private_key_pem(credentials.unseal(lab)).decode()
     response = admin_site.post(
         url,
         {"kind": "operator", "name": "Imported", "certificate_pem": cert_pem,

@@ -17,7 +17,7 @@ from accounts.services import network_client_create
 from accounts.tests.factories import StaffFactory, UserFactory
 from kernel.errors import RuleViolation
 from portal.testing import sign_in_verified
-from telephony.callauth import credentials
+from telephony.callauth import credentials, retention, verification
 from telephony.callauth.stir import certificates, passport
 from telephony.callauth.stir.attestation import CallFacts, apply_ceiling, attestation_for_call
 from telephony.identities import services, sync
@@ -233,7 +233,7 @@ def test_a_tampered_token_fails_verification(network, rob, part, replacement):
 
 def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
     _, delegate = pki
-    key = credentials._unseal(delegate)
+    key = credentials.unseal(delegate)
     old = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
                                    iat=int(time.time()) - 3600, x5u=credentials.x5u(delegate), private_key=key)  # fmt: skip
     stale = verify(
@@ -262,7 +262,7 @@ def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
 def test_a_number_outside_the_delegate_certificate_is_not_covered(network, rob, pki):
     _, delegate = pki
     token = passport.shaken_passport(orig_tn="4989123456", dest_tns=["4940123499"], attest="A", origid="x",
-                                     iat=int(time.time()), x5u=credentials.x5u(delegate), private_key=credentials._unseal(delegate))  # fmt: skip
+                                     iat=int(time.time()), x5u=credentials.x5u(delegate), private_key=credentials.unseal(delegate))  # fmt: skip
     answer = verify(
         network,
         passport.identity_header(token, x5u=credentials.x5u(delegate), ppt="shaken"),
@@ -282,8 +282,8 @@ def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
     _, delegate = pki
     later = timezone.now() + timezone.timedelta(days=400)  # the delegate lasts 90 days
     token = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
-                                     iat=int(later.timestamp()), x5u=credentials.x5u(delegate), private_key=credentials._unseal(delegate))  # fmt: skip
-    monkeypatch.setattr(credentials, "clock", lambda: later)
+                                     iat=int(later.timestamp()), x5u=credentials.x5u(delegate), private_key=credentials.unseal(delegate))  # fmt: skip
+    monkeypatch.setattr(verification, "clock", lambda: later)
     answer = verify(network, passport.identity_header(token, x5u=credentials.x5u(delegate), ppt="shaken"), rob.tn,
                     time=int(later.timestamp())).json()["verificationResponse"]  # fmt: skip
     assert answer["reasonCode"] == 437 and "expired" in answer["reasonString"]
@@ -291,7 +291,7 @@ def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
 
 def test_a_token_made_by_another_implementation_verifies(network, rob, pki):
     _, delegate = pki
-    pem = certificates.private_key_pem(credentials._unseal(delegate))
+    pem = certificates.private_key_pem(credentials.unseal(delegate))
     token = jwt.encode(
         {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": ["4940123499"]}, "iat": int(time.time()), "attest": "A", "origid": "o"},
         serialization.load_pem_private_key(pem, None),
@@ -368,7 +368,7 @@ def test_pages_show_attestation_status_and_the_why_panel(
 def test_call_records_expire_after_the_retention_period(network, rob, settings):
     sign(network, rob.tn)
     CallRecord.objects.update(created_at=timezone.now() - timezone.timedelta(days=91))
-    assert credentials.purge_call_records() == 1
+    assert retention.purge_call_records() == 1
 
 
 def test_the_call_records_api_and_summary(api, network, rob):
@@ -434,7 +434,7 @@ def test_a_ca_is_refused_as_a_signing_credential_at_import(pki, enterprise):
             kind=kind,
             name=f"Imported {kind}",
             certificate_pem=credential.certificate_pem,
-            private_key_pem=certificates.private_key_pem(credentials._unseal(credential)).decode(),
+            private_key_pem=certificates.private_key_pem(credentials.unseal(credential)).decode(),
             **extra,
         )
 
@@ -458,7 +458,7 @@ def test_the_operator_issuing_ca_shows_with_its_label_in_the_admin(pki):
     refused = admin_site.post(
         reverse("admin:telephony_signingcredential_import"),
         {"kind": "operator", "name": "CA as signer", "certificate_pem": delegate.issuer.certificate_pem,
-         "private_key_pem": certificates.private_key_pem(credentials._unseal(delegate.issuer)).decode()},
+         "private_key_pem": certificates.private_key_pem(credentials.unseal(delegate.issuer)).decode()},
     )  # fmt: skip
     assert refused.status_code == 200
     assert "cannot be a signing certificate" in refused.content.decode()

@@ -174,13 +174,13 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 ):
     import time
 
-    from telephony.callauth import credentials
+    from telephony.callauth import signing
 
     identity, client = signer
     # Identity with its number, enterprise and business name; the client's enterprises;
     # the delegate certificate; the call record.
     with django_assert_num_queries(4):
-        signed = credentials.sign_call(
+        signed = signing.sign_call(
             client=client, orig_tn=identity.tn, dest_tns=["+4940123499"], iat=int(time.time())
         )
     assert signed.attestation == "A" and len(signed.identities) == 2  # SHAKEN and RCD
@@ -190,10 +190,10 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 def test_a_signing_of_a_number_nobody_holds_still_finds_its_block(enterprise, signer):
     import time
 
-    from telephony.callauth import credentials
+    from telephony.callauth import signing
 
     _, client = signer
-    signed = credentials.sign_call(
+    signed = signing.sign_call(
         client=client, orig_tn="+4930123477", dest_tns=["+4940123499"], iat=int(time.time())
     )
     assert signed.attestation == "C" and signed.record.enterprise == enterprise
@@ -205,17 +205,17 @@ def test_a_verification_reads_the_repository_once_for_both_passports(
 ):
     import time
 
-    from telephony.callauth import credentials
+    from telephony.callauth import signing, verification
 
     identity, client = signer
-    signed = credentials.sign_call(
+    signed = signing.sign_call(
         client=client, orig_tn=identity.tn, dest_tns=["+4930123499"], iat=int(time.time())
     )
     client = type(client).objects.get(pk=client.pk)  # as a new request has it
     # The callee (nobody holds the called number), the chain the x5u names with its
     # issuers, the trust anchors, the call record: the RCD PASSporT names the same x5u.
     with django_assert_num_queries(4):
-        verified = credentials.verify_call(
+        verified = verification.verify_call(
             client=client,
             from_tn=identity.tn,
             to_tns=["+4930123499"],

@@ -63,7 +63,7 @@ def token(delegate, *, x5u=None, orig="4930123400", header=None, payload=None):
               "orig": {"tn": orig}, "origid": "o", **(payload or {})}  # fmt: skip
     head = {"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": url, **(header or {})}
     # Signed as ES256 whatever the header says, so that only the header is wrong.
-    signed = passport.sign({**head, "alg": "ES256"}, claims, credentials._unseal(delegate))
+    signed = passport.sign({**head, "alg": "ES256"}, claims, credentials.unseal(delegate))
     head_b64 = passport.b64url_encode(passport.canonical_json(head))
     return ".".join([head_b64, *signed.split(".")[1:]])
 

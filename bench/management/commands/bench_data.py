@@ -51,6 +51,7 @@ from accounts.models import (
 from kernel.credentials import new_secret
 from kernel.errors import RuleViolation
 from telephony.callauth import credentials
+from telephony.callauth.errors import CallAuthError
 from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
 from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
 from telephony.inventory import services as inventory
@@ -1296,7 +1297,7 @@ class EnterpriseMaker:
         actor = Actor.system()
         try:
             credentials.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
-        except (RuleViolation, credentials.CallAuthError):
+        except (RuleViolation, CallAuthError):
             # No operator issuing CA (a database from before it), or one sealed with
             # another key.
             credentials.lab_pki_create(
