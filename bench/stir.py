@@ -56,13 +56,13 @@ def signing_bodies(tns: list[str]) -> list[str]:
 def verification_bodies(tns: list[str]) -> list[str]:
     """Identity headers signed now (a verification must come within 60 s of iat)."""
     from accounts.models import NetworkClient
-    from telephony.callauth import calls
+    from telephony.callauth import signing
 
     client = NetworkClient.objects.get(name="Bench S-CSCF")
     bodies = []
     for i, tn in enumerate(tns):
         dest = DESTINATIONS[i % len(DESTINATIONS)]
-        signed = calls.sign_call(client=client, orig_tn=tn, dest_tns=[dest], iat=int(time.time()))
+        signed = signing.sign_call(client=client, orig_tn=tn, dest_tns=[dest], iat=int(time.time()))
         bodies.append(
             json.dumps(
                 {

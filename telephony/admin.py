@@ -18,7 +18,8 @@ from accounts.audit import Actor
 from accounts.models import Enterprise
 from kernel import csvfile
 from kernel.errors import RuleViolation
-from telephony.callauth import calls
+from telephony.callauth import credentials
+from telephony.callauth.errors import CallAuthError
 from telephony.identities import services
 from telephony.inventory import services as inventory
 
@@ -100,7 +101,7 @@ class NumberBlockForm(forms.ModelForm):
 
 @admin.action(description="Issue a delegate certificate for their number blocks (RFC 9060)")
 def issue_delegate_certificate(modeladmin, request, queryset):
-    run_action(modeladmin, request, queryset, calls.delegate_certificate_issue, "enterprise")
+    run_action(modeladmin, request, queryset, credentials.delegate_certificate_issue, "enterprise")
 
 
 # accounts sits below telephony and does not know call authentication: the action on the
@@ -374,7 +375,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
 
     @admin.display(description="x5u")
     def public_url(self, obj):
-        return calls.x5u(obj)
+        return credentials.x5u(obj)
 
     def has_add_permission(self, request):
         return False  # made by the lab-PKI, import and delegate actions, through the services
@@ -400,7 +401,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 run(form.cleaned_data)
-            except (RuleViolation, calls.CallAuthError) as exc:
+            except (RuleViolation, CallAuthError) as exc:
                 form.add_error(None, getattr(exc, "message", None) or str(exc))
             else:
                 self.message_user(request, f"{title}: done.", messages.SUCCESS)
@@ -419,7 +420,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
             request,
             form,
             "Create a lab STI-CA with the operator's issuing CA and signing certificate",
-            lambda d: calls.lab_pki_create(actor=Actor.from_request(request), **d),
+            lambda d: credentials.lab_pki_create(actor=Actor.from_request(request), **d),
         )
 
     def import_view(self, request):
@@ -428,7 +429,7 @@ class SigningCredentialAdmin(AuditedModelAdmin):
             request,
             form,
             "Import a certificate",
-            lambda d: calls.credential_import(actor=Actor.from_request(request), **d),
+            lambda d: credentials.credential_import(actor=Actor.from_request(request), **d),
         )
 
 

@@ -10,7 +10,7 @@ class TelephonyConfig(AppConfig):
         # The sync engine ends an identity's registrations when the HSS drops it; the
         # registrations context is above the engine, so it is plugged in here.
         from telephony.identities import sync
-        from telephony.registrations.devices import end_registrations_of
+        from telephony.registrations.records import end_registrations_of
 
         from . import tasks  # noqa: F401
 

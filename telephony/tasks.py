@@ -5,7 +5,7 @@ from django.conf import settings
 
 from telephony.identities import services, sync
 from telephony.identities.hss import HssTransientError
-from telephony.registrations import devices
+from telephony.registrations import notices, records, signout
 from telephony.registrations.notify import NoticeError
 
 
@@ -41,7 +41,7 @@ def sweep_sync_queue() -> int:
     """Re-queue sync changes, imports, sign-outs and notices whose task was lost."""
     from telephony.bulk import services as bulk
 
-    return sync.sweep() + bulk.sweep_stalled_imports() + devices.sweep()
+    return sync.sweep() + bulk.sweep_stalled_imports() + notices.sweep()
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -90,21 +90,21 @@ TO_THE_NETWORK = {
 @shared_task(autoretry_for=(HssTransientError,), **TO_THE_NETWORK)
 def deregister_ue(registration_id: int) -> str:
     """Send a requested sign-out of one UE to the network."""
-    return devices.deregister(registration_id)
+    return signout.deregister(registration_id)
 
 
 @shared_task(autoretry_for=(NoticeError,), **TO_THE_NETWORK)
 def send_network_notice(notice_id: int) -> str:
-    return devices.send_notice(notice_id)
+    return notices.send_notice(notice_id)
 
 
 @shared_task(ignore_result=True)
 def expire_registrations() -> int:
-    return devices.expire_registrations()
+    return records.expire_registrations()
 
 
 @shared_task(ignore_result=True)
 def purge_call_records() -> int:
-    from telephony.callauth import calls
+    from telephony.callauth import retention
 
-    return calls.purge_call_records()
+    return retention.purge_call_records()

@@ -30,9 +30,10 @@ from kernel.pages import call_service
 from kernel.pagination import paginate
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
-from telephony.callauth import calls
+from telephony.callauth import credentials, signing
 from telephony.identities import services
-from telephony.registrations import devices
+from telephony.registrations import signout
+from telephony.registrations.device_settings import registration_update_settings
 
 from .forms import (
     DeviceFilterForm,
@@ -267,7 +268,7 @@ def identity_detail(request, pk):
     context = {
         "identity": identity,
         "sync": identity.sync,
-        "call_panel": calls.call_panel(identity),
+        "call_panel": signing.call_panel(identity),
         "recent_calls": selectors.call_records(request.enterprise, identity=identity)[:10],
         "history": selectors.sync_history(identity)[:20],
         "grants": selectors.grants(request.enterprise, active="all").filter(identity=identity),
@@ -498,7 +499,7 @@ def device_settings(request, pk):
     if form.is_valid():
         call_service(
             request,
-            lambda: devices.registration_update_settings(
+            lambda: registration_update_settings(
                 actor=Actor.from_request(request), registration=registration, **form.cleaned_data
             ),
             success=f"Saved for {registration.label}.",
@@ -514,7 +515,7 @@ def device_sign_out(request, pk):
     registration = get_for_enterprise_or_404(Registration, request.enterprise, pk=pk)
     call_service(
         request,
-        lambda: devices.registration_sign_out(
+        lambda: signout.registration_sign_out(
             actor=Actor.from_request(request), registration=registration
         ),
         success=f"Sign-out of {registration.label} requested.",
@@ -528,7 +529,7 @@ def devices_sign_out_all(request, user_pk):
     person = get_for_enterprise_or_404(User, request.enterprise, pk=user_pk)
     if request.user.role == Role.EMPLOYEE and person.pk != request.user.pk:
         raise PermissionDenied
-    count = devices.registrations_sign_out_all(actor=Actor.from_request(request), user=person)
+    count = signout.registrations_sign_out_all(actor=Actor.from_request(request), user=person)
     messages.success(request, f"Sign-out requested for {count} device{'s' if count != 1 else ''}.")
     return redirect(safe_next_url(request, reverse("telephony:my_devices")))
 
@@ -540,7 +541,7 @@ def certificate(request, slug):
     """The public certificate chain an x5u points at (no sign-in: callees' networks fetch it)."""
     credential = get_object_or_404(SigningCredential, slug=slug)
     response = HttpResponse(
-        calls.certificate_chain_pem(credential), content_type="application/x-pem-file"
+        credentials.certificate_chain_pem(credential), content_type="application/x-pem-file"
     )
     response["Cache-Control"] = "public, max-age=3600"
     return response

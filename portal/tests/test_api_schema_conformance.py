@@ -35,10 +35,10 @@ from accounts import audit
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory, api_token
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.identities import services as telephony_services
 from telephony.models import CallRecord
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -95,8 +95,8 @@ def world(enterprise, admin, employee):
     """One enterprise with an object of every kind the API addresses."""
     system = audit.Actor.system()
     give_numbers(enterprise, "+4930123400", "+4930123449")
-    calls.lab_pki_create(actor=system, operator_name="iCA", spc="1234")
-    calls.delegate_certificate_issue(actor=system, enterprise=enterprise)
+    credentials.lab_pki_create(actor=system, operator_name="iCA", spc="1234")
+    credentials.delegate_certificate_issue(actor=system, enterprise=enterprise)
     lines = [give_line(enterprise, n) for n in (1, 2, 3)]
     rob = make_identity(employee, imsi=lines[0].imsi)
     colleague = UserFactory(enterprise=enterprise, full_name="Chen Wei")
@@ -128,7 +128,7 @@ def world(enterprise, admin, employee):
             ]
         }
     )
-    devices.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
+    ingest.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
     registration = rob.registrations.get()
     call = CallRecord.objects.create(
         enterprise=enterprise,

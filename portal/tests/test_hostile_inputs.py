@@ -28,7 +28,7 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import api_token
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import passport
 from telephony.identities import sync
 from telephony.models import ImportJob, Registration
@@ -55,9 +55,9 @@ def network(enterprise):
 
 @pytest.fixture
 def rob(enterprise, employee):
-    calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     identity = make_identity(employee)
     sync.push_identity(identity.pk)
     return identity
@@ -278,7 +278,7 @@ def _claims(rob) -> dict:
 def _public_pem(rob) -> bytes:
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     return (
-        calls._unseal(credential)
+        credentials.unseal(credential)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -344,7 +344,7 @@ def test_a_genuine_passport_naming_an_unresolvable_or_private_x5u_never_connects
     credential = rob.enterprise.signing_credentials.filter(kind="delegate").first()
     token = passport.shaken_passport(
         orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="o",
-        iat=int(time.time()), x5u=x5u, private_key=calls._unseal(credential),
+        iat=int(time.time()), x5u=x5u, private_key=credentials.unseal(credential),
     )  # fmt: skip
     request_body = {"verificationRequest": {"from": {"tn": rob.tn[1:]}, "to": {"tn": ["4940123499"]},
                                             "identity": passport.identity_header(token, x5u=x5u, ppt="shaken")}}  # fmt: skip

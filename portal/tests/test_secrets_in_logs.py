@@ -25,7 +25,7 @@ from accounts.models import AuditEvent
 from accounts.services import network_client_create
 from accounts.tests.factories import PASSWORD, StaffFactory, TOTPDeviceFactory
 from portal.testing import sign_in_verified, totp_code
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
 
 pytestmark = pytest.mark.django_db
@@ -243,7 +243,7 @@ def test_an_imported_signing_key_is_not_logged(capture):
     admin_site = sign_in_verified(Client(), staff)
     key = certificates.generate_key()
     key_pem = certificates.private_key_pem(key).decode()
-    lab = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    lab = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     cert_pem = lab.certificate_pem
     url = reverse("admin:telephony_signingcredential_import")
     # Refused (the key does not belong to the certificate), then accepted.
@@ -252,7 +252,7 @@ def test_an_imported_signing_key_is_not_logged(capture):
         {"kind": "operator", "name": "Wrong key", "certificate_pem": cert_pem,
          "private_key_pem": key_pem},
     )  # fmt: skip
-    own_key_pem = certificates.private_key_pem(calls._unseal(lab)).decode()
+    own_key_pem = certificates.private_key_pem(credentials.unseal(lab)).decode()
     response = admin_site.post(
         url,
         {"kind": "operator", "name": "Imported", "certificate_pem": cert_pem,

@@ -8,7 +8,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Enterprise, User
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
 from telephony.models import Identity, SigningCredential
 
@@ -66,7 +66,7 @@ def demo_calls_verify(network_token: str) -> None:
             "/network/v1/stir/signing", {"signingRequest": signing}, content_type="application/json"
         ).json()["signingResponse"]
         signer = SigningCredential.objects.get(kind=kind, active=True)
-        assert f";info=<{calls.x5u(signer)}>" in signed["identity"]
+        assert f";info=<{credentials.x5u(signer)}>" in signed["identity"]
         verification = {"from": {"tn": orig[1:]}, "to": {"tn": ["4940123499"]}, "time": now,
                         "identity": ",".join(signed.get("identities", [signed["identity"]]))}  # fmt: skip
         answer = network.post(

@@ -32,7 +32,7 @@ from kernel.credentials import new_secret
 from portal.testing import sign_in_verified, url_patterns
 from telephony.bulk import services as bulk
 from telephony.identities import services as telephony_services
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -156,7 +156,7 @@ class World:
         document = parse_registration_events(
             {"registrations": [{"aor": f"tel:{identity.tn}", "contacts": [contact]}]}
         )
-        devices.apply_report(actor=Actor(network_client=client), client=client, document=document)
+        ingest.apply_report(actor=Actor(network_client=client), client=client, document=document)
         return identity.registrations.get()
 
     def scim_client(self):

@@ -68,7 +68,7 @@ def _import_job(enterprise):
 
 def _registration(enterprise):
     from accounts.services import network_client_create
-    from telephony.registrations import devices
+    from telephony.registrations import ingest
     from telephony.registrations.reginfo import parse_registration_events
 
     identity = _identity(enterprise)
@@ -95,7 +95,7 @@ def _registration(enterprise):
             ]
         }
     )
-    devices.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
+    ingest.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
     return identity.registrations.get()
 
 

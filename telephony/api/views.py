@@ -22,7 +22,7 @@ from telephony.models import (
     SimLine,
     TelephoneNumber,
 )
-from telephony.registrations import devices
+from telephony.registrations import device_settings, signout
 
 from . import serializers as s
 
@@ -279,7 +279,7 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
     def sign_out(self, request, pk=None):
         if isinstance(request.auth, ApiToken) and request.auth.role != Role.ADMIN:
             raise PermissionDenied
-        registration = devices.registration_sign_out(
+        registration = signout.registration_sign_out(
             actor=self.actor, registration=self.get_object()
         )
         return Response(self._read(registration))
@@ -289,7 +289,7 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
     def device_settings(self, request, pk=None):
         # Not "settings": APIView keeps its DRF settings under that name.
         data = _valid(s.RegistrationSettingsSerializer, request.data)
-        registration = devices.registration_update_settings(
+        registration = device_settings.registration_update_settings(
             actor=self.actor, registration=self.get_object(), **data
         )
         return Response(self._read(registration))
@@ -303,7 +303,7 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
         person = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
         if request.user.role == Role.EMPLOYEE and person.pk != request.user.pk:
             raise PermissionDenied
-        count = devices.registrations_sign_out_all(actor=self.actor, user=person)
+        count = signout.registrations_sign_out_all(actor=self.actor, user=person)
         return Response({"requested": count})
 
 

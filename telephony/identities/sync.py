@@ -288,7 +288,7 @@ def _push(identity_id: int, claim: Claim) -> PushResult:
         log.exception("HSS push of identity %s failed unexpectedly", identity_id)
         reason = f"{exc.__class__.__name__}: {exc}"
         return _record_failure(identity, claim, reason, started, transient=True)
-    return _record_success(identity, claim, pushed, operation_id, started)
+    return record_success(identity, claim, pushed, operation_id, started)
 
 
 def _release(identity_id: int, claim: Claim) -> None:
@@ -353,7 +353,7 @@ registration_enders: list[Callable[[Identity, str], object]] = []
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
-        recorded = _mark_synced(identity, claim, pushed, operation_id, started)
+        recorded = mark_synced(identity, claim, pushed, operation_id, started)
         if recorded is None:
             # This push outlived its lease: another worker took the row over and may have
             # written a newer state, which this late write may just have overwritten. The
@@ -439,6 +439,14 @@ def _mark_synced(identity, claim: Claim, pushed, operation_id, started) -> tuple
     if recorded is not None:
         _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
     return recorded
+
+
+# Named seams, the steps of a push that a test stands in for: recording a push the HSS
+# took (a worker killed between the write and its record), and marking the row synced (a
+# record held open while a change of the identity waits on its locks). The push calls
+# them through these names.
+record_success = _record_success
+mark_synced = _mark_synced
 
 
 def _record_failure(identity, claim, reason, started, *, transient) -> PushResult:

@@ -154,7 +154,7 @@ class ReginfoVersion(models.Model):
     version = models.PositiveBigIntegerField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
     # [[digest, applied at (Unix seconds)], ...] of the documents applied within
-    # devices.REPLAY_WINDOW, newest last.
+    # ingest.REPLAY_WINDOW, newest last.
     recent = models.JSONField(default=list, db_default=[])
     full_state_needed = models.BooleanField(default=False, db_default=False)
 

@@ -16,7 +16,8 @@ from rest_framework.response import Response
 
 from kernel.api import parsers as strict_json
 from kernel.api.schema import ApiErrorSerializer
-from telephony.callauth import calls
+from telephony.callauth import signing, verification
+from telephony.callauth.errors import CallAuthError
 
 from .views import CappedBody, NetworkView
 
@@ -72,7 +73,7 @@ STIR_RESPONSES = {
 }
 
 
-def request_error(exc: calls.CallAuthError, request_id: str) -> Response:
+def request_error(exc: CallAuthError, request_id: str) -> Response:
     kind = "policyException" if exc.message_id.startswith("POL") else "serviceException"
     body = {
         "requestError": {
@@ -86,11 +87,11 @@ def _field(data, key, kind, *, required=True, path=""):
     name = f"{path}{key}"
     if not isinstance(data, dict) or key not in data:
         if required:
-            raise calls.CallAuthError("SVC4001", "Missing mandatory parameter %1", [name])
+            raise CallAuthError("SVC4001", "Missing mandatory parameter %1", [name])
         return None
     value = data[key]
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise calls.CallAuthError("SVC4002", "Invalid value for %1", [name])
+        raise CallAuthError("SVC4002", "Invalid value for %1", [name])
     return value
 
 
@@ -98,7 +99,7 @@ def _seconds(data, key, *, required=True):
     """Seconds since 1970 (iat, time): an integer the PASSporT and the clock can hold."""
     value = _field(data, key, int, required=required)
     if value is not None and not 0 <= value < 2**63:
-        raise calls.CallAuthError("SVC4002", "Invalid value for %1", [key])
+        raise CallAuthError("SVC4002", "Invalid value for %1", [key])
     return value
 
 
@@ -109,7 +110,7 @@ def _tn_list(value, name):
         or not all(isinstance(t, str) for t in value)
         or len(value) > 50
     ):
-        raise calls.CallAuthError("SVC4002", "Invalid value for %1", [name])
+        raise CallAuthError("SVC4002", "Invalid value for %1", [name])
     return value
 
 
@@ -123,9 +124,9 @@ class StirView(NetworkView):
             if not isinstance(request.data, dict) or not isinstance(
                 request.data.get(self.root), dict
             ):
-                raise calls.CallAuthError("SVC4000", "Missing or malformed %1", [self.root])
+                raise CallAuthError("SVC4000", "Missing or malformed %1", [self.root])
             body = self.serve(request, request.data[self.root], request_id)
-        except calls.CallAuthError as exc:
+        except CallAuthError as exc:
             return request_error(exc, request_id)
         return Response(body, headers={"X-RequestID": request_id})
 
@@ -167,11 +168,11 @@ class SigningView(StirView):
         dest = _field(data, "dest", dict)
         attest = _field(data, "attest", str, required=False)
         if attest is not None and attest not in ("A", "B", "C"):
-            raise calls.CallAuthError("SVC4002", "Invalid value for %1", ["attest"])
+            raise CallAuthError("SVC4002", "Invalid value for %1", ["attest"])
         origid = _field(data, "origid", str, required=False) or ""
         if len(origid) > MAX_ORIGID:
-            raise calls.CallAuthError("SVC4002", "Invalid value for %1", ["origid"])
-        signed = calls.sign_call(
+            raise CallAuthError("SVC4002", "Invalid value for %1", ["origid"])
+        signed = signing.sign_call(
             client=request.auth,
             orig_tn=_field(orig, "tn", str, path="orig."),
             dest_tns=_tn_list(_field(dest, "tn", list, path="dest."), "dest.tn"),
@@ -208,7 +209,7 @@ class VerificationView(StirView):
     def serve(self, request, data, request_id):
         origin = _field(data, "from", dict)
         to = _field(data, "to", dict)
-        verified = calls.verify_call(
+        verified = verification.verify_call(
             client=request.auth,
             from_tn=_field(origin, "tn", str, path="from."),
             to_tns=_tn_list(_field(to, "tn", list, path="to."), "to.tn"),

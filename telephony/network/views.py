@@ -14,7 +14,7 @@ from kernel.api import parsers as strict_json
 from kernel.api.errors import BodyTooLarge
 from kernel.api.schema import ApiErrorSerializer
 from kernel.ratelimit import NetworkRateThrottle
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import (
     ReginfoDocument,
     ReginfoError,
@@ -94,7 +94,7 @@ class NetworkView(APIView):
         if not isinstance(document, ReginfoDocument):
             # DRF skips the parser for an empty body or one without a Content-Type.
             raise exceptions.ParseError("The body is empty or has no Content-Type.")
-        report = devices.apply_report(
+        report = ingest.apply_report(
             actor=Actor.from_request(request), client=request.auth, document=document
         )
         return Response(report.as_dict())

@@ -532,7 +532,7 @@ def test_a_delivery_running_alongside_another_goes_on_after_the_rows_the_other_a
     admin_actor, enterprise, numbers, onboard_spy, monkeypatch
 ):
     job = started(admin_actor, enterprise)
-    real_locked, calls = bulk._locked, []
+    real_locked, calls = bulk.lock_job, []
 
     def locked(job_id):
         calls.append(job_id)
@@ -540,7 +540,7 @@ def test_a_delivery_running_alongside_another_goes_on_after_the_rows_the_other_a
             ImportJob.objects.filter(pk=job_id).update(next_row=4)
         return real_locked(job_id)
 
-    monkeypatch.setattr(bulk, "_locked", locked)
+    monkeypatch.setattr(bulk, "lock_job", locked)
     bulk.run_import_job(job.pk)
     assert onboard_spy["seen"] == [0, 0, 4]
     emails = set(User.objects.filter(email__startswith="p").values_list("email", flat=True))

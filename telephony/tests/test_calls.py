@@ -17,7 +17,7 @@ from accounts.services import network_client_create
 from accounts.tests.factories import StaffFactory, UserFactory
 from kernel.errors import RuleViolation
 from portal.testing import sign_in_verified
-from telephony.callauth import calls
+from telephony.callauth import credentials, retention, verification
 from telephony.callauth.stir import certificates, passport
 from telephony.callauth.stir.attestation import CallFacts, apply_ceiling, attestation_for_call
 from telephony.identities import services, sync
@@ -68,9 +68,9 @@ def test_a_requested_attestation_is_a_ceiling_never_a_way_up(decided, ceiling, r
 
 @pytest.fixture
 def pki(enterprise):
-    operator = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    operator = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    delegate = calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    delegate = credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     return operator, delegate
 
 
@@ -126,7 +126,7 @@ def test_rob_calls_with_attestation_a_and_the_vetted_business_name(network, rob,
     shaken_value, rcd_value = body["identities"]
     assert body["identity"] == shaken_value
     _, delegate = pki
-    assert f";info=<{calls.x5u(delegate)}>;alg=ES256;ppt=shaken" in shaken_value
+    assert f";info=<{credentials.x5u(delegate)}>;alg=ES256;ppt=shaken" in shaken_value
     claims = jwt.decode(shaken_value.split(";")[0], leaf_key(delegate), algorithms=["ES256"])
     assert claims == {
         "attest": "A",
@@ -233,11 +233,11 @@ def test_a_tampered_token_fails_verification(network, rob, part, replacement):
 
 def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
     _, delegate = pki
-    key = calls._unseal(delegate)
+    key = credentials.unseal(delegate)
     old = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
-                                   iat=int(time.time()) - 3600, x5u=calls.x5u(delegate), private_key=key)  # fmt: skip
+                                   iat=int(time.time()) - 3600, x5u=credentials.x5u(delegate), private_key=key)  # fmt: skip
     stale = verify(
-        network, passport.identity_header(old, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn
+        network, passport.identity_header(old, x5u=credentials.x5u(delegate), ppt="shaken"), rob.tn
     )
     assert stale.json()["verificationResponse"]["reasonCode"] == 403
 
@@ -247,9 +247,11 @@ def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
 
     other_key = certificates.generate_key()
     forged = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
-                                      iat=int(time.time()), x5u=calls.x5u(delegate), private_key=other_key)  # fmt: skip
+                                      iat=int(time.time()), x5u=credentials.x5u(delegate), private_key=other_key)  # fmt: skip
     wrong_key = verify(
-        network, passport.identity_header(forged, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn
+        network,
+        passport.identity_header(forged, x5u=credentials.x5u(delegate), ppt="shaken"),
+        rob.tn,
     )
     assert wrong_key.json()["verificationResponse"]["reasonCode"] == 438
 
@@ -260,10 +262,10 @@ def test_a_stale_a_misdirected_and_a_foreign_token_fail(network, rob, pki):
 def test_a_number_outside_the_delegate_certificate_is_not_covered(network, rob, pki):
     _, delegate = pki
     token = passport.shaken_passport(orig_tn="4989123456", dest_tns=["4940123499"], attest="A", origid="x",
-                                     iat=int(time.time()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
+                                     iat=int(time.time()), x5u=credentials.x5u(delegate), private_key=credentials.unseal(delegate))  # fmt: skip
     answer = verify(
         network,
-        passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"),
+        passport.identity_header(token, x5u=credentials.x5u(delegate), ppt="shaken"),
         "+4989123456",
     )
     assert answer.json()["verificationResponse"]["reasonCode"] == 437
@@ -280,23 +282,23 @@ def test_an_expired_certificate_fails(network, rob, pki, monkeypatch):
     _, delegate = pki
     later = timezone.now() + timezone.timedelta(days=400)  # the delegate lasts 90 days
     token = passport.shaken_passport(orig_tn=rob.tn[1:], dest_tns=["4940123499"], attest="A", origid="x",
-                                     iat=int(later.timestamp()), x5u=calls.x5u(delegate), private_key=calls._unseal(delegate))  # fmt: skip
-    monkeypatch.setattr(calls, "clock", lambda: later)
-    answer = verify(network, passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken"), rob.tn,
+                                     iat=int(later.timestamp()), x5u=credentials.x5u(delegate), private_key=credentials.unseal(delegate))  # fmt: skip
+    monkeypatch.setattr(verification, "clock", lambda: later)
+    answer = verify(network, passport.identity_header(token, x5u=credentials.x5u(delegate), ppt="shaken"), rob.tn,
                     time=int(later.timestamp())).json()["verificationResponse"]  # fmt: skip
     assert answer["reasonCode"] == 437 and "expired" in answer["reasonString"]
 
 
 def test_a_token_made_by_another_implementation_verifies(network, rob, pki):
     _, delegate = pki
-    pem = certificates.private_key_pem(calls._unseal(delegate))
+    pem = certificates.private_key_pem(credentials.unseal(delegate))
     token = jwt.encode(
         {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": ["4940123499"]}, "iat": int(time.time()), "attest": "A", "origid": "o"},
         serialization.load_pem_private_key(pem, None),
         algorithm="ES256",
-        headers={"ppt": "shaken", "typ": "passport", "x5u": calls.x5u(delegate)},
+        headers={"ppt": "shaken", "typ": "passport", "x5u": credentials.x5u(delegate)},
     )  # fmt: skip
-    value = passport.identity_header(token, x5u=calls.x5u(delegate), ppt="shaken")
+    value = passport.identity_header(token, x5u=credentials.x5u(delegate), ppt="shaken")
     assert (
         verify(network, value, rob.tn).json()["verificationResponse"]["verstat"]
         == "TN-Validation-Passed"
@@ -366,7 +368,7 @@ def test_pages_show_attestation_status_and_the_why_panel(
 def test_call_records_expire_after_the_retention_period(network, rob, settings):
     sign(network, rob.tn)
     CallRecord.objects.update(created_at=timezone.now() - timezone.timedelta(days=91))
-    assert calls.purge_call_records() == 1
+    assert retention.purge_call_records() == 1
 
 
 def test_the_call_records_api_and_summary(api, network, rob):
@@ -397,7 +399,7 @@ def test_a_call_signed_with_the_operators_end_entity_certificate_verifies(networ
     assert operator.issuer.kind == SigningCredential.Kind.TRUST_ANCHOR
     # A number of no enterprise's blocks: no delegate covers it, the operator signs.
     value = sign(network, "+4989123456").json()["signingResponse"]["identity"]
-    assert f";info=<{calls.x5u(operator)}>" in value
+    assert f";info=<{credentials.x5u(operator)}>" in value
     answer = verify(network, value, "+4989123456").json()["verificationResponse"]
     assert answer == {"verstat": "TN-Validation-Passed", "attest": "C"}
 
@@ -417,7 +419,7 @@ def test_a_delegate_certificate_chains_root_to_operator_ca_to_delegate(client, n
     )
     assert chain == [_cert(delegate), _cert(issuing_ca), _cert(operator.issuer)]
     value = sign(network, rob.tn).json()["signingResponse"]["identity"]
-    assert f";info=<{calls.x5u(delegate)}>" in value
+    assert f";info=<{credentials.x5u(delegate)}>" in value
     answer = verify(network, value, rob.tn).json()["verificationResponse"]
     assert answer == {"verstat": "TN-Validation-Passed", "attest": "A"}
 
@@ -427,12 +429,12 @@ def test_a_ca_is_refused_as_a_signing_credential_at_import(pki, enterprise):
     Kind = SigningCredential.Kind
 
     def imported(credential, kind, **extra):
-        return calls.credential_import(
+        return credentials.credential_import(
             actor=Actor.system(),
             kind=kind,
             name=f"Imported {kind}",
             certificate_pem=credential.certificate_pem,
-            private_key_pem=certificates.private_key_pem(calls._unseal(credential)).decode(),
+            private_key_pem=certificates.private_key_pem(credentials.unseal(credential)).decode(),
             **extra,
         )
 
@@ -456,7 +458,7 @@ def test_the_operator_issuing_ca_shows_with_its_label_in_the_admin(pki):
     refused = admin_site.post(
         reverse("admin:telephony_signingcredential_import"),
         {"kind": "operator", "name": "CA as signer", "certificate_pem": delegate.issuer.certificate_pem,
-         "private_key_pem": certificates.private_key_pem(calls._unseal(delegate.issuer)).decode()},
+         "private_key_pem": certificates.private_key_pem(credentials.unseal(delegate.issuer)).decode()},
     )  # fmt: skip
     assert refused.status_code == 200
     assert "cannot be a signing certificate" in refused.content.decode()
@@ -515,7 +517,7 @@ def _self_signed(*, digital_signature=True, tn_auth_list=True):
 def test_a_signing_certificate_short_of_the_shaken_profile_is_refused_at_import(shortfall, refusal):
     cert_pem, key_pem = _self_signed(**shortfall)
     with pytest.raises(RuleViolation, match=refusal):
-        calls.credential_import(
+        credentials.credential_import(
             actor=Actor.system(),
             kind=SigningCredential.Kind.OPERATOR,
             name="Imported",
@@ -524,7 +526,7 @@ def test_a_signing_certificate_short_of_the_shaken_profile_is_refused_at_import(
         )
     assert not SigningCredential.objects.exists()
     cert_pem, key_pem = _self_signed()
-    calls.credential_import(
+    credentials.credential_import(
         actor=Actor.system(),
         kind=SigningCredential.Kind.OPERATOR,
         name="Imported",
@@ -536,7 +538,7 @@ def test_a_signing_certificate_short_of_the_shaken_profile_is_refused_at_import(
 
 def test_a_new_lab_pki_replaces_the_operators_credentials_with_audit_rows(pki):
     first, delegate = pki
-    second = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    second = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     Kind = SigningCredential.Kind
     current = SigningCredential.objects.filter(
         active=True, kind__in=[Kind.OPERATOR, Kind.OPERATOR_CA]

@@ -11,7 +11,7 @@ from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
 from telephony.models import Registration
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -49,9 +49,7 @@ def register(client, identity, *instances, version=1, user_agent=""):
             ],
         }
     )
-    return devices.apply_report(
-        actor=Actor(network_client=client), client=client, document=document
-    )
+    return ingest.apply_report(actor=Actor(network_client=client), client=client, document=document)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from telephony.models import (
     RegistrationEvent,
     SimulatedSubscription,
 )
-from telephony.registrations import devices
+from telephony.registrations import device_settings, ingest, records, signout
 from telephony.registrations.reginfo import (
     ContactInfo,
     ReginfoDocument,
@@ -88,9 +88,7 @@ def reg(aor, *contacts, state="active"):
 
 
 def apply(client, document):
-    return devices.apply_report(
-        actor=Actor(network_client=client), client=client, document=document
-    )
+    return ingest.apply_report(actor=Actor(network_client=client), client=client, document=document)
 
 
 def active_labels(user):
@@ -251,7 +249,7 @@ def test_records_expire_by_time_even_without_an_event(identity, client_of):
     apply(client_of, doc(1, reg(SIP_AOR, contact(expires=60))))
     Registration.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert not Registration.objects.active().exists()  # gone by time already
-    assert devices.expire_registrations() == 1
+    assert records.expire_registrations() == 1
     record = Registration.objects.get()
     assert (record.state, record.end_reason) == ("ended", "expired")
     assert record.last_event.kind == RegistrationEvent.Kind.EXPIRED
@@ -308,7 +306,7 @@ def test_an_employee_signs_out_one_device_and_it_shows_requested_until_confirmed
     apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
     phone = Registration.objects.get(instance_id=ROB_IMEI)
     with django_capture_on_commit_callbacks(execute=True):
-        devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+        signout.registration_sign_out(actor=Actor(user=employee), registration=phone)
     phone.refresh_from_db()
     assert phone.state == "sign_out_requested" and phone.sign_out_sent_at is not None
     assert phone.is_active  # until the network confirms
@@ -318,21 +316,21 @@ def test_an_employee_signs_out_one_device_and_it_shows_requested_until_confirmed
     phone.refresh_from_db()
     assert (phone.state, phone.end_reason) == ("ended", "signed_out")
     with pytest.raises(RuleViolation, match="not registered now"):
-        devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+        signout.registration_sign_out(actor=Actor(user=employee), registration=phone)
 
 
 def test_employees_sign_out_only_their_own_devices(identity, client_of, enterprise):
     apply(client_of, doc(1, reg(SIP_AOR, contact())))
     colleague = UserFactory(enterprise=enterprise)
     with pytest.raises(NotAllowed):
-        devices.registration_sign_out(
+        signout.registration_sign_out(
             actor=Actor(user=colleague), registration=Registration.objects.get()
         )
 
 
 def test_sign_out_all_asks_for_every_active_device(identity, client_of, employee, admin):
     apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
-    assert devices.registrations_sign_out_all(actor=Actor(user=admin), user=employee) == 2
+    assert signout.registrations_sign_out_all(actor=Actor(user=admin), user=employee) == 2
     assert AuditEvent.objects.filter(action="registration.sign_out_requested").count() == 2
 
 
@@ -342,7 +340,7 @@ def test_device_settings_are_its_own_and_travel_to_the_hss(
     apply(client_of, doc(1, reg(SIP_AOR, contact(ROB_IMEI), contact(ROB_TABLET))))
     phone = Registration.objects.get(instance_id=ROB_IMEI)
     with django_capture_on_commit_callbacks(execute=True):
-        devices.registration_update_settings(
+        device_settings.registration_update_settings(
             actor=Actor(user=employee),
             registration=phone,
             do_not_disturb=True,
@@ -362,7 +360,7 @@ def test_device_settings_are_its_own_and_travel_to_the_hss(
         }
     ]
     with pytest.raises(RuleViolation, match="identity's public identities"):
-        devices.registration_update_settings(
+        device_settings.registration_update_settings(
             actor=Actor(user=employee), registration=phone, default_impu="sip:nobody@x.example"
         )
 
@@ -393,7 +391,7 @@ def test_sign_out_goes_end_to_end_through_a_real_worker(celery_worker, enterpris
     client, _ = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
     apply(client, doc(1, reg(f"tel:{identity.tn}", contact())))
     phone = Registration.objects.get()
-    devices.registration_sign_out(actor=Actor(user=employee), registration=phone)
+    signout.registration_sign_out(actor=Actor(user=employee), registration=phone)
     ended = wait_for(lambda: Registration.objects.filter(pk=phone.pk, state="ended").first())
     assert ended.end_reason == "signed_out" and ended.sign_out_sent_at is not None
 
@@ -647,7 +645,7 @@ def test_a_retry_racing_the_first_notify_waits_for_it_and_changes_nothing(
     first = doc(0, reg(SIP_AOR, contact(ROB_IMEI)), state="full")
     written, release = threading.Event(), threading.Event()
     answers, errors = {}, []
-    after_write = devices._after_new_devices
+    after_write = ingest.new_device_policy
 
     def hold_the_original(batch):
         after_write(batch)
@@ -655,7 +653,7 @@ def test_a_retry_racing_the_first_notify_waits_for_it_and_changes_nothing(
             written.set()
             release.wait(timeout=30)
 
-    monkeypatch.setattr(devices, "_after_new_devices", hold_the_original)
+    monkeypatch.setattr(ingest, "new_device_policy", hold_the_original)
 
     def post(name):
         try:

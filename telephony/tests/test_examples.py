@@ -8,7 +8,7 @@ from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory, UserFactory
 from telephony.models import Registration
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_reginfo_xml
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -23,7 +23,7 @@ def test_robs_two_phones_register_and_he_is_told(django_capture_on_commit_callba
         UserFactory(enterprise=swift, full_name="Rob Smith"), imsi=give_line(swift).imsi
     )
     client, _ = network_client_create(actor=Actor.system(), name="Demo S-CSCF", enterprises=[swift])
-    report = devices.apply_report(
+    report = ingest.apply_report(
         actor=Actor(network_client=client),
         client=client,
         document=parse_reginfo_xml(EXAMPLE.read_bytes()),

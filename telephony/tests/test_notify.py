@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from telephony.models import NetworkNotice, Registration
-from telephony.registrations import devices
+from telephony.registrations import notices
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +63,7 @@ def notice(employee, enterprise):
 
 def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, notice):
     received, _ = webhook
-    assert devices.send_notice(notice.pk) == "sent"
+    assert notices.send_notice(notice.pk) == "sent"
     headers, body = received[0]
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Portal-Signature"] == f"sha256={expected}"
@@ -72,7 +72,7 @@ def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, not
     assert payload["to"]["contact"] == "sip:rob@198.51.100.9"
     notice.refresh_from_db()
     assert notice.state == "sent"
-    assert devices.send_notice(notice.pk) == "skipped"  # sent once
+    assert notices.send_notice(notice.pk) == "skipped"  # sent once
 
 
 def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
@@ -81,9 +81,9 @@ def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
     _, answers = webhook
     answers.extend([503, 400])
     with pytest.raises(NoticeError):
-        devices.send_notice(notice.pk)
+        notices.send_notice(notice.pk)
     assert NetworkNotice.objects.get(pk=notice.pk).state == "pending"
-    assert devices.send_notice(notice.pk) == "failed"
+    assert notices.send_notice(notice.pk) == "failed"
     assert "refused" in NetworkNotice.objects.get(pk=notice.pk).last_error
 
 
@@ -93,8 +93,8 @@ def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
     _, answers = webhook
     answers.extend([503, 204])
     with caplog.at_level("INFO", logger="portal.external"), pytest.raises(NoticeError):
-        devices.send_notice(notice.pk)
-    assert devices.send_notice(notice.pk) == "sent"
+        notices.send_notice(notice.pk)
+    assert notices.send_notice(notice.pk) == "sent"
     lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
     assert lines == ["external call failed: notice webhook NoticeError: webhook answered 503"]
     assert SECRET not in lines[0]

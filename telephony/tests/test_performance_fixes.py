@@ -11,7 +11,7 @@ from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from telephony import selectors
 from telephony.models import Registration
-from telephony.registrations import devices
+from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -46,9 +46,7 @@ def report(client, identities_and_instances, version=1):
             ],
         }
     )
-    return devices.apply_report(
-        actor=Actor(network_client=client), client=client, document=document
-    )
+    return ingest.apply_report(actor=Actor(network_client=client), client=client, document=document)
 
 
 PHONE = "urn:gsma:imei:35209900-176148-1"
@@ -157,13 +155,13 @@ def test_the_device_dashboard_page_still_renders_counts_and_call_status(
 
 @pytest.fixture
 def signer(enterprise, employee):
-    from telephony.callauth import calls
+    from telephony.callauth import credentials
     from telephony.identities import sync
     from telephony.models import CallerName
 
-    calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
     identity = make_identity(employee)
     sync.push_identity(identity.pk)
@@ -176,13 +174,13 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 ):
     import time
 
-    from telephony.callauth import calls
+    from telephony.callauth import signing
 
     identity, client = signer
     # Identity with its number, enterprise and business name; the client's enterprises;
     # the delegate certificate; the call record.
     with django_assert_num_queries(4):
-        signed = calls.sign_call(
+        signed = signing.sign_call(
             client=client, orig_tn=identity.tn, dest_tns=["+4940123499"], iat=int(time.time())
         )
     assert signed.attestation == "A" and len(signed.identities) == 2  # SHAKEN and RCD
@@ -192,10 +190,10 @@ def test_a_signing_reads_the_number_its_identity_and_business_name_in_one_query(
 def test_a_signing_of_a_number_nobody_holds_still_finds_its_block(enterprise, signer):
     import time
 
-    from telephony.callauth import calls
+    from telephony.callauth import signing
 
     _, client = signer
-    signed = calls.sign_call(
+    signed = signing.sign_call(
         client=client, orig_tn="+4930123477", dest_tns=["+4940123499"], iat=int(time.time())
     )
     assert signed.attestation == "C" and signed.record.enterprise == enterprise
@@ -207,17 +205,17 @@ def test_a_verification_reads_the_repository_once_for_both_passports(
 ):
     import time
 
-    from telephony.callauth import calls
+    from telephony.callauth import signing, verification
 
     identity, client = signer
-    signed = calls.sign_call(
+    signed = signing.sign_call(
         client=client, orig_tn=identity.tn, dest_tns=["+4930123499"], iat=int(time.time())
     )
     client = type(client).objects.get(pk=client.pk)  # as a new request has it
     # The callee (nobody holds the called number), the chain the x5u names with its
     # issuers, the trust anchors, the call record: the RCD PASSporT names the same x5u.
     with django_assert_num_queries(4):
-        verified = calls.verify_call(
+        verified = verification.verify_call(
             client=client,
             from_tn=identity.tn,
             to_tns=["+4930123499"],
@@ -266,13 +264,13 @@ def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
     identity = make_identity(employee)
     instances = [PHONE, LAPTOP, TABLET]
     actor = Actor(network_client=network)
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, instances, 1)
     )
     before = {r.device_key: r for r in Registration.objects.filter(identity=identity)}
 
     with CaptureQueriesContext(connection) as captured:
-        report_ = devices.apply_report(
+        report_ = ingest.apply_report(
             actor=actor, client=network, document=refresh_document(identity, instances, 2)
         )
     assert report_.applied == 3 * len(identity.impus)
@@ -295,9 +293,9 @@ def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
 
     # The same number of queries for three devices as for thirty.
     more = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(30)]
-    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, more, 3))
+    ingest.apply_report(actor=actor, client=network, document=refresh_document(identity, more, 3))
     with CaptureQueriesContext(connection) as thirty:
-        devices.apply_report(
+        ingest.apply_report(
             actor=actor, client=network, document=refresh_document(identity, more, 4)
         )
     assert len(thirty.captured_queries) == len(captured.captured_queries)
@@ -307,10 +305,10 @@ def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, 
     give_numbers(enterprise)
     identity = make_identity(employee)
     actor = Actor(network_client=network)
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [PHONE, LAPTOP], 1)
     )
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor,
         client=network,
         document=refresh_document(
@@ -321,7 +319,7 @@ def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, 
     assert phone.user_agent == "Samsung SM-S918B Android/14"
     assert phone.label.startswith("Android phone")
     # A full document without the laptop ends it, and only it.
-    devices.apply_report(
+    ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [PHONE], 3)
     )
     states = dict(
@@ -341,8 +339,8 @@ def test_a_new_device_of_someone_on_very_many_devices_is_still_applied(
     identity = make_identity(employee)
     actor = Actor(network_client=network)
     many = [f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(40)]
-    devices.apply_report(actor=actor, client=network, document=refresh_document(identity, many, 1))
-    result = devices.apply_report(
+    ingest.apply_report(actor=actor, client=network, document=refresh_document(identity, many, 1))
+    result = ingest.apply_report(
         actor=actor, client=network, document=refresh_document(identity, [*many, PHONE], 2)
     )
     assert result.new_devices == 1
@@ -371,7 +369,7 @@ def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
         actor=actor, enterprise=enterprise, filename="p.csv", csv_text=text, send_invitations=False
     )
     assert job.problems == []
-    plan = bulk._next_free_numbers
+    plan = bulk.plan_free_numbers
     taken = {}
 
     def plan_then_someone_takes_one(enterprise_, chunk):
@@ -382,7 +380,7 @@ def test_imported_rows_without_a_number_take_the_next_free_ones_in_file_order(
         )
         return planned
 
-    monkeypatch.setattr(bulk, "_next_free_numbers", plan_then_someone_takes_one)
+    monkeypatch.setattr(bulk, "plan_free_numbers", plan_then_someone_takes_one)
     with django_capture_on_commit_callbacks(execute=True):
         bulk.import_start(actor=actor, job=job)
     job.refresh_from_db()

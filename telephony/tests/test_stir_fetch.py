@@ -18,7 +18,7 @@ from django.test import Client
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import certificates, fetch, passport
 from telephony.callauth.stir.certificates import TnAuthList
 from telephony.models import CallRecord, SigningCredential
@@ -124,7 +124,7 @@ class Carrier:
         return passport.identity_header(token, x5u=x5u, ppt="shaken")
 
     def import_anchor(self):
-        return calls.credential_import(
+        return credentials.credential_import(
             actor=Actor.system(),
             kind=SigningCredential.Kind.TRUST_ANCHOR,
             name="Other Carrier STI-CA",

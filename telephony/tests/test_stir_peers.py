@@ -14,7 +14,7 @@ from django.test import Client
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from portal.testing import require_program
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
 from telephony.callauth.stir.certificates import TnAuthList
 from telephony.identities import sync
@@ -113,9 +113,9 @@ def test_secsipidx_verifies_our_shaken_passports(
 ):
     # Our x5u names the portal's own certificate repository, served on a loopback port.
     settings.STIR_CERT_REPOSITORY_URL = f"{live_server.url}/certs"
-    calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     rob = make_identity(employee)
     sync.push_identity(rob.pk)
     body = {"signingRequest": {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": [OUR_CALLEE]},
@@ -196,7 +196,7 @@ def test_we_verify_passports_that_secsipidx_signs(settings, network, secsipidx_s
     assert (before["verstat"], before["reasonCode"]) == ("TN-Validation-Failed", 437)
 
     # Their STI-CA becomes a trust anchor the way an operator imports one.
-    calls.credential_import(
+    credentials.credential_import(
         actor=Actor.system(),
         kind=SigningCredential.Kind.TRUST_ANCHOR,
         name="Other Carrier STI-CA",

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import passport
 from telephony.identities import sync
 from telephony.models import CallRecord, SigningCredential
@@ -24,9 +24,9 @@ DEST = "4940123499"
 
 @pytest.fixture
 def pki(enterprise):
-    operator = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    operator = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    delegate = calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    delegate = credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     return operator, delegate
 
 
@@ -58,12 +58,12 @@ def verify(network, identity, orig, **extra):
 
 def token(delegate, *, x5u=None, orig="4930123400", header=None, payload=None):
     """A PASSporT signed with the delegate's key; header and payload fields replaced."""
-    url = x5u if x5u is not None else calls.x5u(delegate)
+    url = x5u if x5u is not None else credentials.x5u(delegate)
     claims = {"attest": "A", "dest": {"tn": [DEST]}, "iat": int(time.time()),
               "orig": {"tn": orig}, "origid": "o", **(payload or {})}  # fmt: skip
     head = {"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": url, **(header or {})}
     # Signed as ES256 whatever the header says, so that only the header is wrong.
-    signed = passport.sign({**head, "alg": "ES256"}, claims, calls._unseal(delegate))
+    signed = passport.sign({**head, "alg": "ES256"}, claims, credentials.unseal(delegate))
     head_b64 = passport.b64url_encode(passport.canonical_json(head))
     return ".".join([head_b64, *signed.split(".")[1:]])
 
@@ -74,7 +74,7 @@ def identity(jws, x5u):
 
 def anchor_url():
     anchor = SigningCredential.objects.get(kind=SigningCredential.Kind.TRUST_ANCHOR)
-    return calls.x5u(anchor)
+    return credentials.x5u(anchor)
 
 
 def test_an_x5u_naming_a_trust_anchor_is_a_bad_identity_info_not_a_500(network, rob, pki):
@@ -88,7 +88,7 @@ def test_an_x5u_naming_a_trust_anchor_is_a_bad_identity_info_not_a_500(network, 
 
 
 def _hostile_identities(delegate):
-    own = calls.x5u(delegate)
+    own = credentials.x5u(delegate)
     repository = own.rsplit("/", 1)[0]
     return [
         identity(token(delegate, x5u=anchor_url()), anchor_url()),
@@ -195,9 +195,9 @@ def test_our_certificates_carry_the_shaken_profile_and_the_configured_crl(
 ):
     settings.STIR_CRL_URL = "https://sti-pa.example/crl"
     settings.STIR_CRL_ISSUER = "CN=STI-PA CRL,O=Policy Administrator"
-    operator = calls.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
+    operator = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
     give_numbers(enterprise)
-    delegate = calls.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+    delegate = credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     for credential in (operator, delegate):
         cert = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
         policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
@@ -210,6 +210,6 @@ def test_our_certificates_carry_the_shaken_profile_and_the_configured_crl(
     rob = make_identity(employee)
     sync.push_identity(rob.pk)
     answer = verify(
-        network, identity(token(delegate, orig=rob.tn[1:]), calls.x5u(delegate)), rob.tn
+        network, identity(token(delegate, orig=rob.tn[1:]), credentials.x5u(delegate)), rob.tn
     )
     assert answer.json()["verificationResponse"]["verstat"] == "TN-Validation-Passed"

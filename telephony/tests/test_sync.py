@@ -223,7 +223,7 @@ def test_a_worker_killed_after_the_hss_write_converges_on_the_next_run(identity,
     def die(*args, **kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(sync, "_record_success", die)
+    monkeypatch.setattr(sync, "record_success", die)
     with pytest.raises(SystemExit):
         sync.push_identity(identity.pk)
     monkeypatch.undo()
@@ -417,7 +417,7 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
         desired_version=F("desired_version") + 1, state=IdentitySync.State.PENDING
     )
     recording, finish = threading.Event(), threading.Event()
-    mark_synced = sync._mark_synced
+    mark_synced = sync.mark_synced
     pushing = []  # the push's database backend
 
     def pausing(*args):
@@ -428,7 +428,7 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
             finish.wait(10)  # holds the identity's key and the row, not yet committed
         return recorded
 
-    monkeypatch.setattr(sync, "_mark_synced", pausing)
+    monkeypatch.setattr(sync, "mark_synced", pausing)
     errors = []
 
     def run(work):

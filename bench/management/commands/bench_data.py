@@ -50,7 +50,8 @@ from accounts.models import (
 )
 from kernel.credentials import new_secret
 from kernel.errors import RuleViolation
-from telephony.callauth import calls
+from telephony.callauth import credentials
+from telephony.callauth.errors import CallAuthError
 from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
 from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
 from telephony.inventory import services as inventory
@@ -69,7 +70,7 @@ from telephony.models import (
     SyncAttempt,
     TelephoneNumber,
 )
-from telephony.registrations.devices import device_label
+from telephony.registrations.ingest import device_label
 
 SLUG_PREFIX = "bench-"
 CLIENT_PREFIX = "Bench "
@@ -1084,7 +1085,7 @@ class EnterpriseMaker:
             ["aor", "version", "updated_at"],
             ((aor, v, now) for aor, v in versions.items()),
         )
-        # The S-CSCF's reports: one audit row each, as devices.apply_report writes them.
+        # The S-CSCF's reports: one audit row each, as ingest.apply_report writes them.
         client_label = f"Network client “{self.client.name}”"
         for _, _, is_active in plans:
             at = now - timedelta(seconds=rng.uniform(10, 86_400 * 30))
@@ -1295,12 +1296,14 @@ class EnterpriseMaker:
         name."""
         actor = Actor.system()
         try:
-            calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
-        except (RuleViolation, calls.CallAuthError):
+            credentials.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
+        except (RuleViolation, CallAuthError):
             # No operator issuing CA (a database from before it), or one sealed with
             # another key.
-            calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
-            calls.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
+            credentials.lab_pki_create(
+                actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234"
+            )
+            credentials.delegate_certificate_issue(actor=actor, enterprise=self.enterprise)
         CallerName.objects.create(
             enterprise=self.enterprise,
             name=self.spec.name,

@@ -26,7 +26,7 @@ from accounts.models import (
     User,
 )
 from kernel.credentials import hash_secret
-from telephony.callauth import calls
+from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
 from telephony.identities import services as telephony_services
 from telephony.inventory import services as inventory
@@ -235,11 +235,13 @@ class Command(BaseCommand):
             )
             or not SigningCredential.objects.filter(kind=Kind.OPERATOR_CA, active=True).exists()
         ):
-            calls.lab_pki_create(actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234")
+            credentials.lab_pki_create(
+                actor=actor, operator_name=settings.OPERATOR_NAME, spc="1234"
+            )
         if not SigningCredential.objects.filter(
             enterprise=swift, active=True, issuer__kind=Kind.OPERATOR_CA, issuer__active=True
         ).exists():
-            calls.delegate_certificate_issue(actor=actor, enterprise=swift)
+            credentials.delegate_certificate_issue(actor=actor, enterprise=swift)
         CallerName.objects.get_or_create(
             enterprise=swift,
             defaults={

@@ -1,0 +1,218 @@
+"""Verifying incoming calls (STI-VS): the Identity headers' PASSporTs, their x5u chains
+(ours from the database, other carriers' fetched under the x5u policy) and the record
+of every answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import NetworkClient
+from telephony.callauth.credentials import certificate_chain_pem, parsed_certificates
+from telephony.callauth.errors import CallAuthError, e164
+from telephony.callauth.stir import certificates, fetch, passport
+from telephony.models import (
+    CallRecord,
+    Identity,
+    SigningCredential,
+)
+
+# --- Verification (STI-VS) ---------------------------------------------------------------
+
+
+@dataclass
+class Verified:
+    verstat: str
+    reason_code: int | None = None
+    reason_text: str = ""
+    attestation: str = ""
+    caller_name: str = ""
+    logo_url: str = ""
+    call_reason: str = ""
+    record: CallRecord | None = None
+    checks: list = field(default_factory=list)
+
+
+class _Fail(Exception):
+    def __init__(self, code: int, text: str, verstat: str = passport.VERSTAT_FAILED):
+        super().__init__(text)
+        self.code, self.text, self.verstat = code, text, verstat
+
+
+def _certificate_for(url: str, deadline: float | None = None):
+    """The chain an x5u names: ours from the database, another carrier's fetched under
+    the x5u policy (stir.fetch) by `deadline`. Whether it can be trusted is the chain
+    validation's."""
+    prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
+    if not url.startswith(prefix):
+        try:
+            return list(parsed_certificates(fetch.certificate_chain(url, deadline)))
+        except (fetch.FetchError, certificates.CertificateError) as exc:
+            raise _Fail(436, f"Bad Identity Info: {exc}") from exc
+    if not url.endswith(".pem"):
+        raise _Fail(436, "Bad Identity Info: no such certificate")
+    slug = url[len(prefix) : -len(".pem")]
+    # A delegate, its operator certificate and the anchor above it: one query.
+    credential = (
+        SigningCredential.objects.select_related("issuer__issuer").filter(slug=slug).first()
+    )
+    if credential is None or credential.kind == SigningCredential.Kind.TRUST_ANCHOR:
+        # A trust anchor is not served as an x5u: its chain is empty.
+        raise _Fail(436, "Bad Identity Info: no such certificate")
+    return list(parsed_certificates(certificate_chain_pem(credential)))
+
+
+def _anchors():
+    return [
+        parsed_certificates(pem)[0]
+        for pem in SigningCredential.objects.filter(
+            kind=SigningCredential.Kind.TRUST_ANCHOR, active=True
+        ).values_list("certificate_pem", flat=True)
+    ]
+
+
+class _Repository:
+    """What one verification reads of the certificate repository, read once: an SHAKEN
+    and an RCD PASSporT usually name the same x5u. Every header may name another one, so
+    all foreign fetches of one verification share one STIR_X5U_TIMEOUT_SECONDS."""
+
+    def __init__(self):
+        self.chains: dict[str, list] = {}
+        self._anchors = None
+        self.deadline: float | None = None  # set by the first fetch
+
+    def chain(self, url: str) -> list:
+        if url not in self.chains:
+            if self.deadline is None:
+                self.deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
+            self.chains[url] = _certificate_for(url, self.deadline)
+        return self.chains[url]
+
+    def anchors(self) -> list:
+        if self._anchors is None:
+            self._anchors = _anchors()
+        return self._anchors
+
+
+def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repository=None):
+    """(decoded passport, leaf certificate) of one Identity header, or _Fail."""
+    repository = repository or _Repository()
+    try:
+        decoded = passport.decode(header.jws)
+    except passport.PassportError as exc:
+        raise _Fail(438, f"Invalid Identity Header: {exc}") from exc
+    url = decoded.header.get("x5u", "")
+    if header.info and header.info != url:
+        raise _Fail(436, "Bad Identity Info: info and x5u differ")
+    chain = repository.chain(url)
+    leaf = chain[0]
+    try:
+        certificates.verify_chain(
+            leaf,
+            intermediates=chain[1:],
+            anchors=repository.anchors(),
+            at=now,
+            policies=settings.STIR_ACCEPTED_CERTIFICATE_POLICIES,
+        )
+    except certificates.CertificateError as exc:
+        raise _Fail(437, f"Unsupported Credential: {exc}") from exc
+    if not passport.verify_signature(decoded, leaf.public_key()):
+        raise _Fail(438, "Invalid Identity Header: the signature does not verify")
+    iat = decoded.payload["iat"]
+    if abs(now.timestamp() - iat) > settings.STIR_MAX_AGE_SECONDS:
+        raise _Fail(403, "Stale Date")
+    claimed_orig = decoded.payload.get("orig", {}).get("tn", "")
+    claimed_dests = set(decoded.payload.get("dest", {}).get("tn", []))
+    if claimed_orig != passport.tn(orig):
+        raise _Fail(438, "Invalid Identity Header: the calling number differs")
+    if dests and not claimed_dests & {passport.tn(d) for d in dests}:
+        raise _Fail(438, "Invalid Identity Header: the called number differs")
+    tal = certificates.tn_auth_list_of(leaf)  # well-formed: the chain validation read it
+    if tal is None or not (tal.has_spc or tal.covers(passport.tn(orig))):
+        raise _Fail(
+            437, "Unsupported Credential: the certificate does not cover the calling number"
+        )
+    return decoded, leaf
+
+
+# The clock verification judges freshness and validity by (tests set it to a later day).
+clock: Callable[[], datetime] = timezone.now
+
+
+def verify_call(
+    *,
+    client: NetworkClient,
+    from_tn: str,
+    to_tns: list[str],
+    identity: str,
+    time: int | None = None,
+    request_id: str = "",
+) -> Verified:
+    orig = e164(from_tn)
+    dests = [e164(t) for t in to_tns]
+    # Freshness is judged against when the call arrived (the request's time), and that
+    # must itself be recent.
+    now = clock()
+    if time is not None:
+        if abs(now.timestamp() - time) > settings.STIR_MAX_AGE_SECONDS:
+            raise CallAuthError(
+                "SVC4002", "Invalid value for %1: not the time of a current call", ["time"]
+            )
+        now = datetime.fromtimestamp(time, tz=now.tzinfo)
+    callee = (
+        Identity.objects.live().select_related("enterprise").filter(number__e164__in=dests).first()
+    )
+    if callee is not None and not client.serves(callee.enterprise):
+        raise CallAuthError(
+            "POL4050", "This network client does not serve the enterprise of %1", dests, status=403
+        )
+    result = Verified(verstat=passport.VERSTAT_NO_VALIDATION)
+    try:
+        if not identity:
+            raise _Fail(428, "Use Identity Header", passport.VERSTAT_NO_VALIDATION)
+        try:
+            headers = passport.parse_identity_headers(identity)
+        except passport.PassportError as exc:
+            raise _Fail(438, f"Invalid Identity Header: {exc}") from exc
+        shaken = [h for h in headers if h.ppt == "shaken"]
+        if not shaken:
+            raise _Fail(
+                438, "Invalid Identity Header: no SHAKEN PASSporT", passport.VERSTAT_NO_VALIDATION
+            )
+        repository = _Repository()
+        decoded, _ = _verify_one(shaken[0], orig=orig, dests=dests, now=now, repository=repository)
+        result = Verified(
+            verstat=passport.VERSTAT_PASSED, attestation=decoded.payload.get("attest", "")
+        )
+        for header in (h for h in headers if h.ppt == "rcd"):
+            try:
+                rcd, _ = _verify_one(header, orig=orig, dests=dests, now=now, repository=repository)
+            except _Fail as exc:
+                result.checks.append(["Business name (RCD)", False, exc.text])
+                continue
+            claims = rcd.payload.get("rcd", {})
+            result.caller_name = str(claims.get("nam", ""))[:64]
+            result.logo_url = str(claims.get("icn", ""))[:500]
+            result.call_reason = str(rcd.payload.get("crn", ""))[:64]
+    except _Fail as exc:
+        result = Verified(verstat=exc.verstat, reason_code=exc.code, reason_text=exc.text)
+    result.record = CallRecord.objects.create(
+        enterprise=callee.enterprise if callee else None,
+        identity=callee,
+        network_client=client,
+        direction=CallRecord.Direction.INCOMING,
+        orig_tn=orig,
+        dest_tns=dests,
+        attestation=result.attestation,
+        verstat=result.verstat,
+        reason=(result.reason_text or "verified")[:255],
+        checks=result.checks,
+        caller_name=result.caller_name,
+        request_id=request_id[:64],
+    )
+    return result

@@ -1,0 +1,477 @@
+"""Active UEs: applying what the IMS core reports (RFC 3680 reginfo, or the same as
+JSON) to per-device registration records. What follows new devices (notices, the device
+limit) is notices.py; sign-out, per-device settings and expiry have their own modules.
+
+A report is applied whole or not at all, in one transaction and a fixed number of
+queries whatever its size: the AoRs are resolved to identities in one go, the
+registrations of those identities are loaded and locked together, and the changes are
+written back in bulk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import audit
+from accounts.audit import Actor
+from accounts.models import NetworkClient
+from kernel.errors import NotAllowed
+from telephony.models import (
+    Identity,
+    ReginfoVersion,
+    Registration,
+    RegistrationEvent,
+)
+from telephony.registrations import notices
+from telephony.registrations.records import (
+    EVENT_FIELDS,
+    FLAP_WINDOW,
+    REGISTRATION_FIELDS,
+    Batch,
+    end,
+    remember,
+    write,
+    write_changes,
+)
+from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
+
+Kind = RegistrationEvent.Kind
+State = Registration.State
+# An active contact without ``expires`` is assumed registered for this long; a longer
+# expiry than a day is cut to a day (the network refreshes well before).
+DEFAULT_EXPIRES = 3600
+MAX_EXPIRES = 86_400
+# RFC 3680 contact events that end a binding, and what the portal calls the end: each
+# its own, since they ask different things of the device (register again now, later,
+# or not at all).
+ENDING_EVENTS = {
+    "expired": Registration.EndReason.EXPIRED,
+    "deactivated": Registration.EndReason.DEACTIVATED,
+    "probation": Registration.EndReason.PROBATION,
+    "unregistered": Registration.EndReason.DEREGISTERED,
+    "rejected": Registration.EndReason.REJECTED,
+}
+# Ends that a contact event reported, with the REGISTER (Call-ID, CSeq) it ended.
+EVENT_END_REASONS = frozenset(ENDING_EVENTS.values())
+# A document seen again within this long is a replay (an HTTP retry of a NOTIFY whose
+# answer was lost) and changes nothing, whatever its version. At most REPLAY_MEMORY
+# documents are remembered per AoR.
+REPLAY_WINDOW = timedelta(minutes=5)
+REPLAY_MEMORY = 32
+TEL_RE = re.compile(r"^tel:(\+\d{6,15})(?:;.*)?$", re.IGNORECASE)
+SIP_RE = re.compile(r"^sips?:([^@;]+)@([^;:>]+)(?::\d+)?(?:;.*)?$", re.IGNORECASE)
+
+# What follows a report's new devices, in its transaction once its rows are written: the
+# notices and the device limit. A named seam: a test holds a report here to race another.
+new_device_policy: Callable[[Batch], None] = notices.after_new_devices
+
+
+@dataclass
+class ApplyReport:
+    """What a report changed, returned to the IMS core."""
+
+    applied: int = 0  # contacts whose record changed or refreshed
+    new_devices: int = 0
+    ended: int = 0
+    stale: list[str] = field(default_factory=list)  # AoRs skipped: an older version or a replay
+    unknown_aors: list[str] = field(default_factory=list)
+    # AoRs whose reports may have been lost (a version gap, or partial state only): the
+    # S-CSCF or the SIP edge should re-subscribe to send their full state.
+    full_state_needed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "applied": self.applied,
+            "new_devices": self.new_devices,
+            "ended": self.ended,
+            "stale_aors": self.stale,
+            "unknown_aors": self.unknown_aors,
+            "full_state_needed_aors": self.full_state_needed,
+        }
+
+
+# --- Resolving AoRs ---------------------------------------------------------------------
+
+
+def _aor_key(aor: str) -> tuple[str, str, str] | None:
+    """("tn", e164, domain) or ("alias", user, domain) of an AoR; None if neither."""
+    aor = aor.strip()
+    match = TEL_RE.match(aor)
+    if match:
+        return ("tn", match.group(1), "")
+    match = SIP_RE.match(aor)
+    if not match:
+        return None
+    user, domain = match.group(1), match.group(2).lower()
+    if re.fullmatch(r"\+\d{6,15}", user):
+        return ("tn", user, domain)
+    return ("alias", user.lower(), domain)
+
+
+def resolve_aors(aors) -> dict[str, Identity]:
+    """The live identity each AoR names, in two queries. An AoR is matched exactly: a
+    SIP AoR must carry the identity's enterprise domain; nothing is guessed."""
+    keys = {aor: _aor_key(aor) for aor in aors}
+    tns = {k[1] for k in keys.values() if k and k[0] == "tn"}
+    aliases = {k[1] for k in keys.values() if k and k[0] == "alias"}
+    # Only what a report and a call decision read, unordered: every join and sort costs
+    # planning time on each of the network's requests.
+    live = Identity.objects.live().select_related("enterprise", "number", "owner").order_by()
+    by_tn = {i.tn: i for i in live.filter(number__e164__in=tns)} if tns else {}
+    by_alias = {}
+    if aliases:
+        for identity in live.filter(alias__in=aliases):
+            by_alias[(identity.alias, identity.enterprise.sip_domain)] = identity
+    resolved = {}
+    for aor, key in keys.items():
+        if key is None:
+            continue
+        kind, value, domain = key
+        identity = by_tn.get(value) if kind == "tn" else by_alias.get((value, domain))
+        if identity is not None and (not domain or domain == identity.enterprise.sip_domain):
+            resolved[aor] = identity
+    return resolved
+
+
+# --- Device labels ----------------------------------------------------------------------
+
+UA_KINDS = [
+    (re.compile(r"android", re.I), "Android phone"),
+    (re.compile(r"iphone|ios", re.I), "iPhone"),
+    (re.compile(r"ipad", re.I), "iPad"),
+    (re.compile(r"windows", re.I), "Windows PC"),
+    (re.compile(r"mac ?os|macintosh", re.I), "Mac"),
+    (re.compile(r"linux", re.I), "Linux PC"),
+]
+
+
+def device_label(*, user_agent: str, instance: str, contact_uri: str) -> str:
+    """A name a person recognises, e.g. "Android phone (IMEI …1234)"."""
+    kind = next((name for pattern, name in UA_KINDS if pattern.search(user_agent)), "")
+    if not kind and user_agent:
+        kind = re.split(r"[/\s]", user_agent.strip(), maxsplit=1)[0][:40]
+    instance_lower = instance.lower()
+    if instance_lower.startswith("urn:gsma:imei:"):
+        digits = re.sub(r"\D", "", instance_lower.split(":", 3)[3])
+        return f"{kind or 'Phone'} (IMEI …{digits[-4:]})"
+    if instance_lower.startswith("urn:uuid:"):
+        return f"{kind or 'Soft client'} (…{instance_lower[-4:]})"
+    host = SIP_RE.match(contact_uri)
+    where = host.group(2) if host else contact_uri[:40]
+    return f"{kind or 'Device'} at {where}"
+
+
+def device_key(contact: ContactInfo) -> str:
+    return f"instance:{contact.instance}" if contact.instance else f"contact:{contact.uri}"
+
+
+# --- Applying a report ------------------------------------------------------------------
+
+
+def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocument) -> ApplyReport:
+    """Apply one report of the IMS core, whole or not at all.
+
+    Refused whole (NotAllowed) if any AoR belongs to an enterprise this client
+    does not serve. AoRs that name no identity are reported back, not guessed. Which
+    registrations apply is decided per AoR by _fresh_registrations.
+    """
+    report = ApplyReport()
+    now = timezone.now()
+    with transaction.atomic():
+        identities = resolve_aors({r.aor for r in document.registrations})
+        report.unknown_aors = sorted({r.aor for r in document.registrations} - set(identities))
+        foreign = {
+            i.enterprise.name for i in identities.values() if not client.serves(i.enterprise)
+        }
+        if foreign:
+            raise NotAllowed(
+                f"This network client does not serve {', '.join(sorted(foreign))}: nothing applied."
+            )
+        fresh = _fresh_registrations(document, identities, report)
+        batch = _load(identities.values(), now)
+        for info in fresh:
+            _apply_registration(batch, info, identities[info.aor], document.state, report)
+        write(batch)
+        new_device_policy(batch)
+        _audit(actor, identities.values(), report)
+    return report
+
+
+def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyReport):
+    """The document's registrations for known AoRs that apply, recording where each AoR
+    stands (its row locked, so concurrent reports for an AoR queue).
+
+    RFC 3680 numbers the documents of one subscription; the portal sees the documents of
+    every subscription for an AoR and cannot tell them apart. Kamailio's S-CSCF starts
+    each subscription again at version 2 (an AS subscribes afresh for every REGISTER) and
+    its presence_reginfo sends every document as ``full`` version 0. So, per AoR:
+
+    - A document seen within REPLAY_WINDOW, seen again, is a replay: skipped.
+    - A newer version applies. A ``partial`` one more than one version ahead means
+      reports were lost: it applies (its contacts are the newest word on them) and the
+      AoR needs full state until a ``full`` document comes.
+    - A ``full`` document that is not newer is a new subscription's first report: the
+      full state as it is now, so it applies and its version becomes the AoR's.
+    - A ``partial`` document that is not newer is stale: skipped.
+    - The first report for an AoR applies; if ``partial``, the AoR needs full state.
+    """
+    known = [r for r in document.registrations if r.aor in identities]
+    aors = sorted({r.aor for r in known})
+    locked = ReginfoVersion.objects.select_for_update()
+    versions = {v.aor: v for v in locked.filter(aor__in=aors)}
+    missing = [aor for aor in aors if aor not in versions]
+    if missing:
+        # An AoR's first reports queue here too (an HTTP retry racing its original): the
+        # second insert waits for the first transaction and then finds its row.
+        ReginfoVersion.objects.bulk_create(
+            [ReginfoVersion(aor=aor, version=None) for aor in missing], ignore_conflicts=True
+        )
+        versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
+    remember(versions.values(), VERSION_FIELDS)
+    now = timezone.now()
+    oldest = (now - REPLAY_WINDOW).timestamp()
+    full = document.state == "full"
+    fresh, needing = [], set()
+    for info in known:
+        digest = _digest(document, info)
+        seen = versions[info.aor]
+        if seen.version is None:  # the first report for the AoR
+            seen.full_state_needed = not full
+            seen.version = document.version
+        else:
+            seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
+            replay = any(entry[0] == digest for entry in seen.recent)
+            newer = document.version > seen.version
+            if replay or not (newer or full):
+                report.stale.append(info.aor)
+                needing.add(seen)
+                if not replay:
+                    # Stale stays stale when it comes again, even after a new
+                    # subscription has lowered the AoR's version.
+                    seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+                continue
+            if full:
+                seen.full_state_needed = False
+            elif document.version > seen.version + 1:
+                seen.full_state_needed = True
+            seen.version = document.version
+        seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+        seen.updated_at = now
+        needing.add(seen)
+        fresh.append(info)
+    write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
+    report.stale = sorted(set(report.stale))
+    report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
+    return fresh
+
+
+def _digest(document: ReginfoDocument, info: RegistrationInfo) -> str:
+    """What one registration of a document says, as a short fingerprint: the same for a
+    replay of the document, different for any other report."""
+    text = repr((document.state, document.version, info))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+VERSION_FIELDS = ["version", "recent", "full_state_needed", "updated_at"]
+
+
+def _load(identities, now) -> Batch:
+    rows = list(
+        Registration.objects.select_for_update(of=("self",))
+        .select_related("last_event")
+        .filter(identity__in=[i.pk for i in identities])
+    )
+    remember(rows, REGISTRATION_FIELDS)
+    remember([r.last_event for r in rows if r.last_event is not None], EVENT_FIELDS)
+    return Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in rows})
+
+
+def _apply_registration(batch: Batch, info, identity: Identity, doc_state: str, report) -> None:
+    matched = set()
+    for contact in info.contacts:
+        reg = _record_for(batch, identity, contact)
+        if contact.state == "active":
+            if reg is None or not _ended_after(reg, contact):
+                reg = _bind(batch, identity, reg, info.aor, contact, report)
+        elif reg is not None:
+            reason = ENDING_EVENTS[contact.event]
+            _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact), contact)
+        if reg is not None:
+            matched.add(reg.device_key)
+    if doc_state == "full" or info.state == "terminated":
+        # Full state lists every contact of the AoR, and a terminated registration has
+        # none left: the devices not listed are gone, for a reason nobody gave.
+        for reg in _bound_to(batch, identity, info.aor):
+            if reg.device_key not in matched:
+                _unbind(batch, reg, info.aor, Registration.EndReason.NOT_REPORTED, report)
+
+
+def _ended_after(reg: Registration, contact: ContactInfo) -> bool:
+    """Whether a contact event ended ``reg`` after the REGISTER this active ``contact``
+    reports (same Call-ID, no higher CSeq): an older report delivered late, say by
+    another worker of the SIP edge, or a subscription's first NOTIFY overtaken by its
+    second. Reviving the device would undo the end until the next report."""
+    return (
+        reg.state == State.ENDED
+        and reg.end_reason in EVENT_END_REASONS
+        and bool(contact.callid)
+        and contact.callid == reg.callid
+        and contact.cseq is not None
+        and reg.cseq is not None
+        and contact.cseq <= reg.cseq
+    )
+
+
+def _bound_to(batch: Batch, identity: Identity, aor: str) -> list[Registration]:
+    return [
+        reg
+        for (identity_id, _), reg in batch.registrations.items()
+        if identity_id == identity.pk and reg.state != State.ENDED and aor in reg.impus
+    ]
+
+
+def _record_for(batch: Batch, identity: Identity, contact: ContactInfo) -> Registration | None:
+    """The record of the device behind ``contact``. A device is keyed on its
+    ``+sip.instance``, else its contact URI; a contact that names the instance of a
+    device first seen without one upgrades that record (the same device, now better
+    known), and one without an instance finds the device bound with its URI (Kamailio's
+    S-CSCF leaves ``+sip.instance`` off terminated contacts)."""
+    key = device_key(contact)
+    reg = batch.registrations.get((identity.pk, key))
+    if reg is not None:
+        return reg
+    if contact.instance:
+        reg = batch.registrations.pop((identity.pk, f"contact:{contact.uri}"), None)
+        if reg is not None:
+            reg.device_key = key
+            batch.registrations[(identity.pk, key)] = reg
+        return reg
+    return next(
+        (
+            reg
+            for (identity_id, _), reg in batch.registrations.items()
+            if identity_id == identity.pk
+            and reg.state != State.ENDED
+            and reg.contact_uri == contact.uri
+        ),
+        None,
+    )
+
+
+def _bind(
+    batch: Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report
+) -> Registration:
+    now = batch.now
+    expires = min(contact.expires if contact.expires is not None else DEFAULT_EXPIRES, MAX_EXPIRES)
+    if reg is None:
+        reg = Registration(
+            enterprise_id=identity.enterprise_id,
+            identity=identity,
+            user_id=identity.owner_id,
+            device_key=device_key(contact),
+            first_registered_at=now,
+        )
+        batch.registrations[(identity.pk, reg.device_key)] = reg
+        batch.new.append(reg)
+    # A record just made has no expiry yet; an ended or lapsed one starts over.
+    was_ended = reg.state == State.ENDED or reg.expires_at is None or reg.expires_at <= now
+    if was_ended:
+        recent_end = (
+            reg.pk is not None and reg.ended_at is not None and now - reg.ended_at <= FLAP_WINDOW
+        )
+        reg.state = State.ACTIVE
+        reg.impus = []
+        reg.ended_at = None
+        reg.end_reason = ""
+        reg.sign_out_requested_at = reg.sign_out_sent_at = None
+        reg.sign_out_error = ""
+        if recent_end:
+            batch.record(reg, Kind.FLAPPING, "dropped and came back")
+        else:
+            reg.first_registered_at = now
+            batch.record(reg, Kind.REGISTERED, aor)
+            batch.new_devices.append(reg)
+            report.new_devices += 1
+    elif aor in reg.impus:
+        batch.record(reg, Kind.REFRESHED)
+    else:
+        batch.record(reg, Kind.REGISTERED, aor)
+    if aor not in reg.impus:
+        reg.impus = [*reg.impus, aor]
+    reg.instance_id = contact.instance or reg.instance_id
+    reg.contact_uri = contact.uri
+    reg.pub_gruu = contact.pub_gruu or reg.pub_gruu
+    reg.display_name = contact.display_name or reg.display_name
+    reg.user_agent = contact.user_agent or reg.user_agent
+    reg.access_network = contact.access_network or reg.access_network
+    reg.ip = contact.source_ip or reg.ip
+    reg.callid = contact.callid or reg.callid
+    reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq
+    reg.q = contact.q or reg.q
+    reg.label = device_label(
+        user_agent=reg.user_agent, instance=reg.instance_id, contact_uri=reg.contact_uri
+    )
+    reg.last_refreshed_at = now
+    reg.expires_at = now + timedelta(seconds=expires)
+    batch.touch(reg)
+    report.applied += 1
+    return reg
+
+
+def _end_detail(reason: str, contact: ContactInfo) -> str:
+    """The end as the history shows it; with RFC 3680's ``retry-after`` when the network
+    said when the device may register again (``probation``)."""
+    label = Registration.EndReason(reason).label
+    if contact.retry_after is None:
+        return label
+    return f"{label}: may register again in {contact.retry_after} s"
+
+
+def _unbind(
+    batch: Batch,
+    reg: Registration,
+    aor: str,
+    reason: str,
+    report,
+    detail: str = "",
+    contact: ContactInfo | None = None,
+) -> None:
+    if reg.state == State.ENDED or aor not in reg.impus:
+        return
+    reg.impus = [i for i in reg.impus if i != aor]
+    if contact is not None:
+        # The REGISTER the end belongs to, so that a late report of it cannot revive it.
+        reg.callid = contact.callid or reg.callid
+        reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq
+    report.applied += 1
+    if not reg.impus:
+        if reg.state == State.SIGN_OUT_REQUESTED:
+            end(batch, reg, Registration.EndReason.SIGNED_OUT)
+        else:
+            end(batch, reg, reason, detail)
+        report.ended += 1
+    batch.touch(reg)
+
+
+def _audit(actor: Actor, identities, report: ApplyReport) -> None:
+    if not report.applied:
+        return
+    for enterprise_id in {i.enterprise_id for i in identities}:
+        enterprise = next(i.enterprise for i in identities if i.enterprise_id == enterprise_id)
+        audit.record(
+            actor=actor,
+            action="registration.reported",
+            enterprise=enterprise,
+            changes={
+                "contacts": [None, report.applied],
+                "new_devices": [None, report.new_devices],
+                "ended": [None, report.ended],
+            },
+        )

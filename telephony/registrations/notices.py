@@ -1,0 +1,182 @@
+"""Device policy on new devices: the "already logged on" notices (to the person and to
+both UEs' clients), the contract's device limit, and delivering network notices."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import services as account_services
+from accounts.audit import Actor
+from accounts.models import ServiceContract, User
+from kernel import enqueue
+from telephony.models import (
+    NetworkNotice,
+    Registration,
+    RegistrationEvent,
+)
+from telephony.registrations.records import Batch
+from telephony.registrations.signout import request_sign_out
+
+Kind = RegistrationEvent.Kind
+State = Registration.State
+# A UE that drops and is back within this long is flapping, not a new registration.
+
+# --- New devices: the notice and the device limit ------------------------------------------
+
+
+def after_new_devices(batch: Batch) -> None:
+    """For each new UE of a user who is active elsewhere: tell the user (portal and
+    email) and both UEs' clients; over the contract's limit, apply its policy."""
+    by_user = defaultdict(list)
+    for reg in batch.new_devices:
+        by_user[reg.user_id].append(reg)
+    if not by_user:
+        return
+    active = defaultdict(list)
+    for reg in (
+        Registration.objects.active(batch.now)
+        .filter(user_id__in=by_user)
+        .select_related("identity__number")
+    ):
+        active[reg.user_id].append(reg)
+    users = User.objects.select_related("enterprise__contract").in_bulk(list(by_user))
+    for user_id, new_regs in by_user.items():
+        user = users[user_id]
+        for new in new_regs:
+            others = [r for r in active[user_id] if r.device_key != new.device_key]
+            if others:
+                _notify_already_logged_on(user, new, others)
+        _enforce_device_limit(user, active[user_id], batch.now)
+
+
+def _notify_already_logged_on(user: User, new: Registration, others: list[Registration]) -> None:
+    elsewhere = ", ".join(sorted({o.label for o in others}))
+    account_services.notify(
+        user=user,
+        kind="already_logged_on",
+        title=f"You signed in on {new.label} while logged on another device",
+        body=f"Your account is also registered on: {elsewhere}. If this was not you, sign "
+        "the device out on the My devices page and tell your administrator.",
+        link="/my/devices/",
+        email=True,
+    )
+    notices = [
+        NetworkNotice(
+            enterprise_id=new.enterprise_id,
+            registration=new,
+            kind="already_logged_on",
+            message=_fit(f"You are also logged on at: {elsewhere}.", NOTICE_MESSAGE_MAX),
+        )
+    ] + [
+        NetworkNotice(
+            enterprise_id=other.enterprise_id,
+            registration=other,
+            kind="logged_on_elsewhere",
+            message=f"{user.full_name} just logged on at {new.label}.",
+        )
+        for other in others
+    ]
+    NetworkNotice.objects.bulk_create(notices)
+    for notice in notices:
+        queue_notice(notice.pk)
+
+
+NOTICE_MESSAGE_MAX = NetworkNotice._meta.get_field("message").max_length
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters: a person on many devices gets the list
+    shortened, not a report refused for a notice too long for its column."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
+    contract: ServiceContract = user.enterprise.contract
+    devices = {}
+    for reg in sorted(active, key=lambda r: r.first_registered_at):
+        devices.setdefault(reg.device_key, []).append(reg)
+    excess = len(devices) - contract.max_ues_per_user
+    if excess <= 0:
+        return
+    policy = contract.ue_limit_policy
+    signed_out = []
+    if policy == ServiceContract.UeLimitPolicy.SIGN_OUT_OLDEST:
+        for key in list(devices)[:excess]:
+            for reg in devices[key]:
+                request_sign_out(Actor.system(), reg, reason="over the device limit")
+            signed_out.append(devices[key][0].label)
+    account_services.notify_admins(
+        enterprise=user.enterprise,
+        kind="device_limit",
+        title=f"{user.full_name} is on {len(devices)} devices; the contract allows {contract.max_ues_per_user}",
+        body=(
+            f"Signed out the oldest: {', '.join(signed_out)}."
+            if signed_out
+            else "The contract's policy is to notify only."
+        ),
+        link=f"/devices/?q={user.email}",
+    )
+
+
+# --- Network notices ----------------------------------------------------------------------
+
+
+def queue_notice(notice_id: int) -> None:
+    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
+
+    transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
+
+
+def send_notice(notice_id: int) -> str:
+    """Deliver one notice through the network notification backend (a task runs this)."""
+    from telephony.registrations.notify import NoticeError, notifier
+
+    notice = (
+        NetworkNotice.objects.select_related("registration__identity")
+        .filter(pk=notice_id, state=NetworkNotice.State.PENDING)
+        .first()
+    )
+    if notice is None:
+        return "skipped"
+    try:
+        notifier().send(notice)
+    except NoticeError as exc:
+        NetworkNotice.objects.filter(pk=notice.pk).update(
+            attempts=notice.attempts + 1, last_error=str(exc)[:500]
+        )
+        if exc.transient and notice.attempts + 1 < settings.SYNC_MAX_ATTEMPTS:
+            raise
+        NetworkNotice.objects.filter(pk=notice.pk).update(state=NetworkNotice.State.FAILED)
+        return "failed"
+    NetworkNotice.objects.filter(pk=notice.pk).update(
+        state=NetworkNotice.State.SENT, sent_at=timezone.now(), attempts=notice.attempts + 1
+    )
+    return "sent"
+
+
+def sweep(grace: timedelta | None = None) -> int:
+    """Queue again sign-outs and notices whose task was lost. Periodic."""
+    cutoff = timezone.now() - (grace or timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS))
+    sign_outs = list(
+        Registration.objects.filter(
+            state=State.SIGN_OUT_REQUESTED, sign_out_sent_at=None, sign_out_requested_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    notices = list(
+        NetworkNotice.objects.filter(
+            state=NetworkNotice.State.PENDING, created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
+    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
+
+    for pk in sign_outs:
+        deregister_ue.delay(pk)
+    for pk in notices:
+        send_network_notice.delay(pk)
+    return len(sign_outs) + len(notices)

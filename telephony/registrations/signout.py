@@ -1,0 +1,130 @@
+"""Signing a device out: who may, the request (shown until the network confirms), and
+sending it to the network."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import audit
+from accounts.audit import Actor
+from accounts.models import Role, User
+from kernel import enqueue
+from kernel.errors import NotAllowed, RuleViolation
+from telephony.identities.hss import HssPermanentError, HssTransientError
+from telephony.identities.hss import backend as hss_backend
+from telephony.models import (
+    Registration,
+    RegistrationEvent,
+)
+from telephony.registrations.records import add_event, end_now
+
+Kind = RegistrationEvent.Kind
+State = Registration.State
+# A UE that drops and is back within this long is flapping, not a new registration.
+
+# --- Sign-out ---------------------------------------------------------------------------
+
+
+def request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None:
+    reg.state = State.SIGN_OUT_REQUESTED
+    reg.sign_out_requested_at = timezone.now()
+    reg.sign_out_sent_at = None
+    reg.sign_out_error = ""
+    reg.save(update_fields=["state", "sign_out_requested_at", "sign_out_sent_at", "sign_out_error"])
+    add_event(reg, Kind.SIGN_OUT_REQUESTED, f"by {actor.label}" + (f": {reason}" if reason else ""))
+    audit.record(
+        actor=actor,
+        action="registration.sign_out_requested",
+        enterprise=reg.enterprise,
+        target=reg,
+        changes=audit.changed(state=(State.ACTIVE, State.SIGN_OUT_REQUESTED)),
+    )
+    transaction.on_commit(lambda: queue_deregistration(reg.pk), robust=True)
+
+
+# Who may sign out someone else's device: the enterprise's admins, and its helpdesk too,
+# on purpose: signing out a lost or stolen phone is a classic helpdesk task, and it is the
+# one change helpdesk makes besides resending invitations (README, Roles).
+SIGN_OUT_OTHERS = (Role.ADMIN, Role.HELPDESK)
+
+
+def _ensure_may_sign_out(actor: Actor, reg: Registration) -> None:
+    actor.ensure_acts_for(reg.enterprise)
+    user = actor.user
+    if user is not None and user.pk != reg.user_id and user.role not in SIGN_OUT_OTHERS:
+        raise NotAllowed("Employees sign out their own devices only.")
+
+
+@transaction.atomic
+def registration_sign_out(*, actor: Actor, registration: Registration) -> Registration:
+    """Ask the network to deregister one UE; it shows "sign-out requested" until the
+    network confirms."""
+    reg = (
+        Registration.objects.select_for_update()
+        .select_related("enterprise")
+        .get(pk=registration.pk)
+    )
+    _ensure_may_sign_out(actor, reg)
+    if not reg.is_active or reg.state != State.ACTIVE:
+        raise RuleViolation(
+            f"{reg.label} is not registered now ({reg.get_state_display().lower()})."
+        )
+    request_sign_out(actor, reg)
+    return reg
+
+
+@transaction.atomic
+def registrations_sign_out_all(*, actor: Actor, user: User) -> int:
+    """Sign out every active UE of a person."""
+    actor.ensure_acts_for(user.enterprise)
+    regs = list(
+        Registration.objects.active()
+        .filter(user=user, state=State.ACTIVE)
+        .select_for_update(of=("self",))
+        .select_related("enterprise")
+    )
+    for reg in regs:
+        _ensure_may_sign_out(actor, reg)
+        request_sign_out(actor, reg)
+    return len(regs)
+
+
+def deregister(registration_id: int) -> str:
+    """Send a requested sign-out to the network (what the task runs). Idempotent: sent
+    once; transient faults raise HssTransientError for the task to retry."""
+    reg = (
+        Registration.objects.select_related("identity__number", "identity__line", "enterprise")
+        .filter(pk=registration_id)
+        .first()
+    )
+    if reg is None or reg.state != State.SIGN_OUT_REQUESTED or reg.sign_out_sent_at:
+        return "skipped"
+    identity = reg.identity
+    hss = hss_backend()
+    try:
+        hss.deregister(
+            identity.tn or identity.former_tn,
+            imsi=identity.line.imsi if identity.line_id else "",
+            contact=reg.contact_uri,
+        )
+    except HssPermanentError as exc:
+        Registration.objects.filter(pk=reg.pk).update(sign_out_error=str(exc)[:500])
+        return "failed"
+    except HssTransientError as exc:
+        Registration.objects.filter(pk=reg.pk).update(sign_out_error=f"retrying: {exc}"[:500])
+        raise
+    with transaction.atomic():
+        reg = Registration.objects.select_for_update().get(pk=reg.pk)
+        reg.sign_out_sent_at = timezone.now()
+        reg.sign_out_error = ""
+        reg.save(update_fields=["sign_out_sent_at", "sign_out_error"])
+        if hss.confirms_deregistration:
+            end_now(reg, Registration.EndReason.SIGNED_OUT)
+    return "sent"
+
+
+def queue_deregistration(registration_id: int) -> None:
+    deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
+
+    deregister_ue.delay(registration_id)
