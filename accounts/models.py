@@ -1,6 +1,8 @@
 """Enterprises (tenants), their service contracts, users and roles, invitations,
 API tokens and the append-only audit log."""
 
+from typing import Self
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -115,8 +117,8 @@ class Role(models.TextChoices):
     EMPLOYEE = "employee", "Employee"
 
 
-class UserQuerySet(TenantQuerySet):
-    def active(self):
+class UserQuerySet(TenantQuerySet["User"]):
+    def active(self) -> Self:
         return self.filter(status=User.Status.ACTIVE)
 
 
@@ -445,7 +447,7 @@ class Notification(models.Model):
         return self.title
 
 
-class AuditQuerySet(TenantQuerySet):
+class AuditQuerySet(TenantQuerySet["AuditEvent"]):
     def update(self, **kwargs):
         raise TypeError("The audit log is append-only.")
 

@@ -1,5 +1,8 @@
 """Identities employees hold, the grants that share them, and offboarding receipts."""
 
+from datetime import datetime
+from typing import Self
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -11,8 +14,8 @@ from kernel.tenancy import TenantQuerySet
 from .inventory import SimLine, TelephoneNumber
 
 
-class IdentityQuerySet(TenantQuerySet):
-    def live(self):
+class IdentityQuerySet(TenantQuerySet["Identity"]):
+    def live(self) -> Self:
         """Identities that exist in the network (active or suspended), not removed ones."""
         return self.exclude(status=Identity.Status.REMOVED)
 
@@ -104,13 +107,13 @@ class Identity(models.Model):
         return [Service(s).label for s in self.services if s in Service.values]
 
 
-class GrantQuerySet(TenantQuerySet):
-    def current(self, at=None):
+class GrantQuerySet(TenantQuerySet["Grant"]):
+    def current(self, at: datetime | None = None) -> Self:
         """Grants not ended (revoked or expired): the active and the paused ones."""
         at = at or timezone.now()
         return self.filter(revoked_at=None).filter(Q(valid_until=None) | Q(valid_until__gt=at))
 
-    def active(self, at=None):
+    def active(self, at: datetime | None = None) -> Self:
         """Grants in force: not ended and not paused."""
         return self.current(at).filter(paused_at=None)
 
