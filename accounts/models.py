@@ -122,7 +122,9 @@ class UserQuerySet(TenantQuerySet["User"]):
         return self.filter(status=User.Status.ACTIVE)
 
 
-class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+# The stubs' plugin cannot type a manager built by from_queryset() as a base class:
+# User.objects is Any to mypy; selectors name the type of what they return from it.
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
     use_in_migrations = True
 
     def get_by_natural_key(self, email):
@@ -182,7 +184,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         # Django binds a session to the password hash; add the time sessions were last
         # ended. Unset (most users) it is Django's hash, so no one is signed out by it.
         if self.sessions_ended_at is None:
-            return super()._get_session_auth_hash(secret)
+            # A private method of Django's user: the stubs do not list it.
+            return super()._get_session_auth_hash(secret)  # type: ignore[misc]
         return salted_hmac(
             "accounts.User.session_auth_hash",
             f"{self.password}|{self.sessions_ended_at.isoformat()}",
@@ -215,7 +218,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.full_name or self.email
 
     @property
-    def is_active(self) -> bool:
+    def is_active(self) -> bool:  # type: ignore[override]  # derived from status
         # Django refuses sign-in and drops sessions of users for whom this is False.
         return self.status == self.Status.ACTIVE
 
