@@ -51,7 +51,7 @@ CONTRACT_FIELDS = [
 BACKUP_CODE_COUNT = 10
 
 
-def ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
+def ensure_may_change(actor: Actor, enterprise: Enterprise | None) -> None:
     """The actor may change this enterprise now: it is theirs, and, for the enterprise's
     own people and tokens, not suspended. Checked early for a clear refusal before any
     work; ``audit.record`` checks the suspension again for every change."""
