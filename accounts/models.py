@@ -1,6 +1,7 @@
 """Enterprises (tenants), their service contracts, users and roles, invitations,
 API tokens and the append-only audit log."""
 
+from datetime import datetime
 from typing import Self
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.functional import cached_property
 
+from kernel.errors import NotAllowed
 from kernel.tenancy import TenantQuerySet
 
 sip_domain_validator = RegexValidator(
@@ -223,6 +225,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.status == self.Status.ACTIVE
 
     @property
+    def member_of(self) -> Enterprise:
+        """The enterprise of one of its people: what their invitations, notifications and
+        receipts belong to. Operator staff belong to none, so nothing of that is theirs."""
+        if self.enterprise is None:
+            raise NotAllowed(f"{self} is operator staff, a member of no enterprise.")
+        return self.enterprise
+
+    @property
     def is_enterprise_admin(self) -> bool:
         return self.role == Role.ADMIN
 
@@ -266,7 +276,7 @@ class Invitation(models.Model):
         return f"Invitation for {self.user.email}"
 
     @classmethod
-    def default_expiry(cls):
+    def default_expiry(cls) -> datetime:
         return timezone.now() + settings.INVITATION_VALIDITY
 
     @property
