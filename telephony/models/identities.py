@@ -77,7 +77,7 @@ class Identity(models.Model):
 
     @property
     def tn(self) -> str:
-        return self.number.e164 if self.number_id else ""
+        return self.number.e164 if self.number is not None else ""
 
     @property
     def domain(self) -> str:
@@ -96,7 +96,7 @@ class Identity(models.Model):
     @property
     def impi(self) -> str:
         """IMSI-derived for a SIM (TS 23.003 13.3), else the TN in the enterprise's realm."""
-        if self.line_id:
+        if self.line is not None:
             imsi = self.line.imsi
             mnc_digits = settings.IMSI_MNC_DIGITS
             mcc, mnc = imsi[:3], imsi[3 : 3 + mnc_digits]
