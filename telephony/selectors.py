@@ -36,6 +36,7 @@ from .models import (
     SyncAttempt,
     TelephoneNumber,
 )
+from .models.identities import GrantQuerySet
 
 SYNC_FILTERS = {
     "pending": Q(sync__state=IdentitySync.State.PENDING),
@@ -182,7 +183,7 @@ def block_countries(enterprise: Enterprise) -> list[str]:
     )
 
 
-def grants(enterprise: Enterprise | None, *, active: str = "yes") -> QuerySet[Grant]:
+def grants(enterprise: Enterprise | None, *, active: str = "yes") -> GrantQuerySet:
     found = Grant.objects.for_enterprise(enterprise).select_related(
         "identity__number", "identity__owner", "grantee", "created_by"
     )
@@ -193,11 +194,11 @@ def grants(enterprise: Enterprise | None, *, active: str = "yes") -> QuerySet[Gr
     return found.order_by("-created_at")
 
 
-def grants_given(user: User) -> QuerySet[Grant]:
+def grants_given(user: User) -> GrantQuerySet:
     return grants(user.enterprise, active="all").filter(identity__owner=user)
 
 
-def grants_received(user: User) -> QuerySet[Grant]:
+def grants_received(user: User) -> GrantQuerySet:
     return grants(user.enterprise, active="all").filter(grantee=user)
 
 

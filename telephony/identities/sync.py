@@ -116,7 +116,7 @@ def desired_subscription(identity: Identity, shared=None, devices=None) -> Subsc
         devices = device_settings([identity.pk])
     return Subscription(
         msisdn=identity.tn,
-        imsi=identity.line.imsi if identity.line_id else "",
+        imsi=identity.line.imsi if identity.line is not None else "",
         impi=identity.impi,
         impus=tuple(identity.impus),
         enabled=identity.status == Identity.Status.ACTIVE,

@@ -300,7 +300,7 @@ def parse_reginfo_xml(body: bytes) -> ReginfoDocument:
     where = "reginfo"
     version = _xml_counter(where, "version", _required(where, root, "version"))
     state = _choice(where, "state", _required(where, root, "state"), DOCUMENT_STATES)
-    registrations = []
+    registrations: list[RegistrationInfo] = []
     for child in root:
         namespace, name = _split(child.tag)
         if (namespace, name) == (REGINFO_NS, "registration"):
