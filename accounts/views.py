@@ -219,7 +219,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "emails/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
-    @property
+    @property  # type: ignore[override]  # Django reads an attribute; this one is computed
     def extra_email_context(self):
         # The email appends "#<uid>/<token>" (templates/emails/password_reset.txt).
         return {"link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:password_reset_link')}"}
