@@ -305,7 +305,7 @@ def credential_import(
             if kind == Kind.OPERATOR_CA
             else "A signing certificate needs its private key."
         )
-    if key is not None and key.public_key().public_numbers() != cert.public_key().public_numbers():
+    if key is not None and not certificates.key_belongs_to(key, cert):
         raise RuleViolation("The private key does not belong to the certificate.")
     credential = _store(kind=kind, name=name, cert=cert, key=key, enterprise=enterprise)
     _audit_credential(actor, credential, "signing_credential.imported")
@@ -329,7 +329,8 @@ def x5u(credential: SigningCredential) -> str:
 def certificate_chain_pem(credential: SigningCredential) -> str:
     """What the repository serves for an x5u: the certificate, then its issuers up to,
     not including, the trust anchor."""
-    chain, current = [], credential
+    chain: list[str] = []
+    current: SigningCredential | None = credential
     while current is not None and current.kind != SigningCredential.Kind.TRUST_ANCHOR:
         chain.append(current.certificate_pem.strip())
         current = current.issuer
@@ -360,7 +361,7 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
         .order_by("pk")
         .first()
     )
-    if owner_identity is not None:
+    if owner_identity is not None and owner_identity.number is not None:
         number = owner_identity.number
         number.enterprise = owner_identity.enterprise
     else:
