@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
@@ -91,11 +92,12 @@ def _seal(key) -> bytes:
     return _fernet().encrypt(certificates.private_key_pem(key))
 
 
-def _unseal(credential: SigningCredential):
+def _unseal(credential: SigningCredential) -> ec.EllipticCurvePrivateKey:
+    sealed = credential.private_key_encrypted
+    if sealed is None:  # a trust anchor: callers sign with credentials that can_sign
+        raise CallAuthError("SVC4003", f"{credential} holds no private key.", status=500)
     try:
-        return certificates.load_private_key(
-            _fernet().decrypt(bytes(credential.private_key_encrypted))
-        )
+        return certificates.load_private_key(_fernet().decrypt(bytes(sealed)))
     except InvalidToken as exc:
         raise CallAuthError(
             "SVC4003",
@@ -361,6 +363,7 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
         .order_by("pk")
         .first()
     )
+    number: TelephoneNumber | None
     if owner_identity is not None and owner_identity.number is not None:
         number = owner_identity.number
         number.enterprise = owner_identity.enterprise
