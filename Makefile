@@ -111,6 +111,7 @@ screenshots: $(VENV)/.dev chromium
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var

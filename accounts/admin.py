@@ -1,3 +1,5 @@
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
@@ -5,6 +7,7 @@ from django.shortcuts import redirect
 from oauth2_provider.models import Application
 
 from kernel.errors import RuleViolation
+from kernel.forms import choice_field
 
 from . import audit, oidc, services
 from .audit import Actor
@@ -96,7 +99,13 @@ class _Refused(Exception):
     """A service refused an admin save; the message is already shown."""
 
 
-class AddedByServiceMixin:
+if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker only
+    _AdminBase = admin.ModelAdmin
+else:
+    _AdminBase = object
+
+
+class AddedByServiceMixin(_AdminBase):
     """Django admin's add form creates the object through a service (``create``), so
     that the service's rules and audit apply; a refusal is shown over the form again."""
 
@@ -185,7 +194,7 @@ class InviteMemberForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["enterprise"].required = True
-        self.fields["role"].choices = Role.choices
+        choice_field(self, "role").choices = Role.choices
 
     def _post_clean(self):
         # The invitation service validates and creates the user.
@@ -216,10 +225,10 @@ class UserAdmin(AuditedModelAdmin):
             ("Dates", {"fields": ["date_joined", "last_login"]}),
         ]
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = InviteMemberForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields

@@ -75,14 +75,15 @@ class Actor:
             return self.api_token.enterprise
         return None
 
-    def ensure_acts_for(self, enterprise: Enterprise) -> None:
+    def ensure_acts_for(self, enterprise: Enterprise | None) -> None:
         """Refuse a change to an enterprise that is not the actor's own.
 
         Views already scope every lookup to the request's enterprise; this is the
-        services' own check, so that no caller can cross tenants by mistake.
+        services' own check, so that no caller can cross tenants by mistake. None is
+        no enterprise (an operator staff account): only staff and the system act there.
         """
         if self.network_client is not None:
-            if not self.network_client.serves(enterprise):
+            if enterprise is None or not self.network_client.serves(enterprise):
                 raise NotAllowed("This network client does not serve that enterprise.")
             return
         own = self.enterprise
@@ -90,7 +91,7 @@ class Actor:
             if self.user is not None and not self.user.is_staff:
                 raise NotAllowed("No enterprise.")
             return
-        if own.pk != enterprise.pk:
+        if enterprise is None or own.pk != enterprise.pk:
             raise NotAllowed("Not your enterprise.")
 
     def ensure_may_change(self, enterprise: Enterprise | None = None) -> None:

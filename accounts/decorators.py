@@ -24,7 +24,6 @@ def enterprise_role_required(roles):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
-        wrapped.enterprise_roles = roles
         return wrapped
 
     return decorator

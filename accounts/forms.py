@@ -48,7 +48,8 @@ class TokenForm(PortalForm):
         self.device = None
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         token = (cleaned.get("token") or "").replace(" ", "").lower()
         if not token:
             return cleaned
@@ -90,7 +91,8 @@ class AcceptInvitationForm(PortalForm):
     )
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("password") != cleaned.get("password_confirm"):
             self.add_error("password_confirm", "The two passwords differ.")
         return cleaned

@@ -1,6 +1,9 @@
 """Enterprises (tenants), their service contracts, users and roles, invitations,
 API tokens and the append-only audit log."""
 
+from datetime import datetime
+from typing import Self
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -11,6 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.functional import cached_property
 
+from kernel.errors import NotAllowed
 from kernel.tenancy import TenantQuerySet
 
 sip_domain_validator = RegexValidator(
@@ -115,12 +119,14 @@ class Role(models.TextChoices):
     EMPLOYEE = "employee", "Employee"
 
 
-class UserQuerySet(TenantQuerySet):
-    def active(self):
+class UserQuerySet(TenantQuerySet["User"]):
+    def active(self) -> Self:
         return self.filter(status=User.Status.ACTIVE)
 
 
-class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+# The stubs' plugin cannot type a manager built by from_queryset() as a base class:
+# User.objects is Any to mypy; selectors name the type of what they return from it.
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
     use_in_migrations = True
 
     def get_by_natural_key(self, email):
@@ -180,7 +186,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         # Django binds a session to the password hash; add the time sessions were last
         # ended. Unset (most users) it is Django's hash, so no one is signed out by it.
         if self.sessions_ended_at is None:
-            return super()._get_session_auth_hash(secret)
+            # A private method of Django's user: the stubs do not list it.
+            return super()._get_session_auth_hash(secret)  # type: ignore[misc]
         return salted_hmac(
             "accounts.User.session_auth_hash",
             f"{self.password}|{self.sessions_ended_at.isoformat()}",
@@ -213,9 +220,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.full_name or self.email
 
     @property
-    def is_active(self) -> bool:
+    def is_active(self) -> bool:  # type: ignore[override]  # derived from status
         # Django refuses sign-in and drops sessions of users for whom this is False.
         return self.status == self.Status.ACTIVE
+
+    @property
+    def member_of(self) -> Enterprise:
+        """The enterprise of one of its people: what their invitations, notifications and
+        receipts belong to. Operator staff belong to none, so nothing of that is theirs."""
+        if self.enterprise is None:
+            raise NotAllowed(f"{self} is operator staff, a member of no enterprise.")
+        return self.enterprise
 
     @property
     def is_enterprise_admin(self) -> bool:
@@ -261,7 +276,7 @@ class Invitation(models.Model):
         return f"Invitation for {self.user.email}"
 
     @classmethod
-    def default_expiry(cls):
+    def default_expiry(cls) -> datetime:
         return timezone.now() + settings.INVITATION_VALIDITY
 
     @property
@@ -445,7 +460,7 @@ class Notification(models.Model):
         return self.title
 
 
-class AuditQuerySet(TenantQuerySet):
+class AuditQuerySet(TenantQuerySet["AuditEvent"]):
     def update(self, **kwargs):
         raise TypeError("The audit log is append-only.")
 

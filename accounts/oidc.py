@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
@@ -64,25 +65,25 @@ def may_authenticate(user: User) -> bool:
     """The user may obtain tokens: an active member of an enterprise whose contract lets
     it authenticate its users."""
     return bool(
-        user.is_active and user.enterprise_id and user.enterprise.is_active
+        user.is_active and user.enterprise is not None and user.enterprise.is_active
         and user.enterprise.contract.may_authenticate_users
     )  # fmt: skip
 
 
 def mc_identity(user: User) -> str:
     """The user's mission-critical identity: a SIP URI in the enterprise's domain."""
-    return f"sip:{user.email.split('@', 1)[0]}@{user.enterprise.sip_domain}"
+    return f"sip:{user.email.split('@', 1)[0]}@{user.member_of.sip_domain}"
 
 
-def claims_for(user: User, scopes) -> dict:
-    claims = {}
+def claims_for(user: User, scopes) -> dict[str, Any]:
+    claims: dict[str, Any] = {}
     if "profile" in scopes:
         claims["name"] = user.full_name
     if "email" in scopes:
         claims.update(email=user.email, email_verified=user.status == User.Status.ACTIVE)
     if "mmtel" in scopes:
         claims.update(
-            enterprise=user.enterprise.slug, impus=import_string(settings.OIDC_IMPUS_OF)(user)
+            enterprise=user.member_of.slug, impus=import_string(settings.OIDC_IMPUS_OF)(user)
         )
     for scope, claim in MC_SCOPES.items():
         if scope in scopes:

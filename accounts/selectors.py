@@ -1,6 +1,7 @@
 """Reads for accounts; each starts from the tenant."""
 
-from datetime import datetime, time
+from datetime import date, datetime, time
+from typing import Any
 
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -13,7 +14,7 @@ from .models import ApiToken, AuditEvent, ClientRegistration, Enterprise, Invita
 def users_for_enterprise(
     enterprise: Enterprise, *, q: str = "", role: str = "", status: str = ""
 ) -> QuerySet[User]:
-    users = User.objects.for_enterprise(enterprise).annotate(
+    users: QuerySet[User] = User.objects.for_enterprise(enterprise).annotate(
         has_authenticator=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
     )
     if q:
@@ -27,7 +28,7 @@ def users_for_enterprise(
 
 def user_counts(enterprise: Enterprise) -> dict[str, int]:
     """Users of the enterprise by status, plus the total, in one query."""
-    counts = User.objects.for_enterprise(enterprise).aggregate(
+    counts: dict[str, int] = User.objects.for_enterprise(enterprise).aggregate(
         total=Count("id"),
         **{status: Count("id", filter=Q(status=status)) for status in User.Status.values},
     )
@@ -56,7 +57,7 @@ def api_tokens_created_by(user: User) -> QuerySet[ApiToken]:
     )
 
 
-def _start_of(day, *, end=False) -> datetime:
+def _start_of(day: date, *, end: bool = False) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
 
 
@@ -65,8 +66,8 @@ def audit_events(
     *,
     q: str = "",
     actor_kind: str = "",
-    since=None,
-    until=None,
+    since: date | None = None,
+    until: date | None = None,
     target: tuple[str, str] | None = None,
 ) -> QuerySet[AuditEvent]:
     events = AuditEvent.objects.for_enterprise(enterprise)
@@ -94,11 +95,13 @@ def oidc_clients(enterprise: Enterprise) -> QuerySet[ClientRegistration]:
     )
 
 
-def connected_apps(user: User) -> QuerySet:
+def connected_apps(user: User) -> QuerySet[Any]:
     """The apps holding access tokens for the person, with how many and the latest."""
-    return (
+    # django-oauth-toolkit has no hints: its application model is Any here.
+    apps: QuerySet[Any] = (
         get_application_model()
         .objects.filter(accesstoken__user=user)
         .annotate(tokens=Count("accesstoken"), last_issued=Max("accesstoken__created"))
         .order_by("name")
     )
+    return apps

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -51,7 +52,7 @@ CONTRACT_FIELDS = [
 BACKUP_CODE_COUNT = 10
 
 
-def ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
+def ensure_may_change(actor: Actor, enterprise: Enterprise | None) -> None:
     """The actor may change this enterprise now: it is theirs, and, for the enterprise's
     own people and tokens, not suspended. Checked early for a clear refusal before any
     work; ``audit.record`` checks the suspension again for every change."""
@@ -59,7 +60,7 @@ def ensure_may_change(actor: Actor, enterprise: Enterprise) -> None:
     actor.ensure_may_change(enterprise)
 
 
-def _full_clean(obj, exclude=None) -> None:
+def _full_clean(obj: models.Model, exclude: list[str] | None = None) -> None:
     try:
         obj.full_clean(exclude=exclude)
     except ValidationError as exc:
@@ -74,7 +75,7 @@ def _full_clean(obj, exclude=None) -> None:
 
 @transaction.atomic
 def enterprise_create(
-    *, actor: Actor, name: str, slug: str, sip_domain: str, **contract_terms
+    *, actor: Actor, name: str, slug: str, sip_domain: str, **contract_terms: Any
 ) -> Enterprise:
     """A new tenant with its service contract."""
     enterprise = Enterprise(name=name, slug=slug, sip_domain=sip_domain.lower())
@@ -123,7 +124,9 @@ def address_unavailable(email: str) -> str:
     return f"{email} cannot be used for an account here; use another address."
 
 
-def _ensure_address_free(enterprise: Enterprise, email: str, *, exclude: User | None = None):
+def _ensure_address_free(
+    enterprise: Enterprise | None, email: str, *, exclude: User | None = None
+) -> None:
     """Refuse an address another account holds, naming that account's holder only when
     it is of the same enterprise (F-04)."""
     holder = User.objects.filter(email__iexact=email).exclude(pk=getattr(exclude, "pk", None))
@@ -131,7 +134,7 @@ def _ensure_address_free(enterprise: Enterprise, email: str, *, exclude: User | 
     if holder is not None:
         message = (
             f"{email} already has an account."
-            if holder.enterprise_id == enterprise.pk
+            if enterprise is not None and holder.enterprise_id == enterprise.pk
             else address_unavailable(email)
         )
         raise RuleViolation(message, code="duplicate", field="email")
@@ -187,7 +190,7 @@ def _new_invitation(*, actor: Actor, user: User) -> Invitation:
     deliver_invitation = enqueue.task("accounts.tasks.deliver_invitation")
 
     invitation = Invitation.objects.create(
-        enterprise=user.enterprise,
+        enterprise=user.member_of,
         user=user,
         created_by=actor.user,
         expires_at=Invitation.default_expiry(),
@@ -330,7 +333,9 @@ def invitation_accept(*, raw_secret: str, password: str, ip: str | None = None) 
     return user
 
 
-def _ensure_keeps_an_admin(user: User, *, new_role: str | None = None, leaving: bool = False):
+def _ensure_keeps_an_admin(
+    user: User, *, new_role: str | None = None, leaving: bool = False
+) -> None:
     """An enterprise must keep at least one active admin, or nobody can manage it."""
     if user.role != Role.ADMIN or user.status != User.Status.ACTIVE:
         return
@@ -496,9 +501,12 @@ def user_deactivate(*, actor: Actor, user: User) -> User:
     return _set_status(actor, user, User.Status.DEACTIVATED, "user.deactivated")
 
 
-def reactivation_deadline(user: User):
+def reactivation_deadline(user: User) -> datetime:
     """Until when a deactivated user can be reactivated."""
-    return user.deactivated_at + timedelta(days=user.enterprise.contract.deactivation_grace_days)
+    if user.deactivated_at is None:
+        raise RuleViolation(f"{user} is not deactivated.")
+    grace = timedelta(days=user.member_of.contract.deactivation_grace_days)
+    return user.deactivated_at + grace
 
 
 @transaction.atomic
@@ -658,6 +666,8 @@ def two_factor_reset(*, actor: Actor, user: User) -> User:
 
 
 def user_signed_in(*, actor: Actor) -> None:
+    if actor.user is None:
+        raise TypeError("Only a person signs in.")
     audit.record(
         actor=actor,
         action="user.signed_in",
@@ -770,7 +780,7 @@ def notify(
     email_notification = enqueue.task("accounts.tasks.email_notification")
 
     notification = Notification.objects.create(
-        enterprise=user.enterprise, user=user, kind=kind, title=title, body=body, link=link
+        enterprise=user.member_of, user=user, kind=kind, title=title, body=body, link=link
     )
     if email:
         transaction.on_commit(lambda: email_notification.delay(notification.pk), robust=True)

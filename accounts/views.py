@@ -1,6 +1,7 @@
 import json
 import math
 import re
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,6 +12,7 @@ from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -219,8 +221,9 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "emails/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
+    # Django reads an attribute; this one is computed from the settings at request time.
     @property
-    def extra_email_context(self):
+    def extra_email_context(self):  # type: ignore[override]
         # The email appends "#<uid>/<token>" (templates/emails/password_reset.txt).
         return {"link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:password_reset_link')}"}
 
@@ -463,7 +466,9 @@ class CappedPaginator(Paginator):
     """A paginator that counts at most ``cap`` objects (``capped`` tells whether there
     are more), so that a page costs the same however long the list has grown."""
 
-    def __init__(self, object_list, per_page, *, cap: int, **kwargs):
+    object_list: QuerySet[Any]
+
+    def __init__(self, object_list: QuerySet[Any], per_page: int, *, cap: int, **kwargs: Any):
         super().__init__(object_list, per_page, **kwargs)
         self.cap = cap
         self.capped = False

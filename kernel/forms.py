@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from django import forms
 from django.forms.renderers import TemplatesSetting
 
@@ -16,3 +18,13 @@ class PortalForm(forms.Form):
 
     def add_rule_violation(self, exc: RuleViolation) -> None:
         self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+
+
+# A form's fields are typed as plain Field: these name the kind a form declared, so that
+# setting its choices or queryset per request is checked.
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    return cast(forms.ChoiceField, form.fields[name])
+
+
+def model_choice_field(form: forms.BaseForm, name: str) -> "forms.ModelChoiceField[Any]":
+    return cast("forms.ModelChoiceField[Any]", form.fields[name])

@@ -7,12 +7,17 @@ The request's enterprise is resolved once, by ``enterprise_of``, in the middlewa
 pages and in the API base view for token-authenticated calls.
 """
 
+from typing import Self, TypeVar
+
 from django.db import models
 from django.shortcuts import get_object_or_404
 
+_M = TypeVar("_M", bound=models.Model)
 
-class TenantQuerySet(models.QuerySet):
-    def for_enterprise(self, enterprise):
+
+class TenantQuerySet(models.QuerySet[_M]):
+    # The kernel imports no app: the enterprise is any model instance here.
+    def for_enterprise(self, enterprise: models.Model | None) -> Self:
         if enterprise is None:
             return self.none()
         return self.filter(enterprise=enterprise)

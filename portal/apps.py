@@ -22,7 +22,7 @@ class PortalConfig(AppConfig):
         for key in ("data_folder_in", "data_folder_out", "control_folder"):
             folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
             if folder:
-                os.makedirs(folder, exist_ok=True)
+                os.makedirs(str(folder), exist_ok=True)
 
 
 class PortalAdminConfig(admin_apps.AdminConfig):

@@ -1,9 +1,14 @@
 """Helpers that every app's tests share: signed-in clients with a verified second
 factor, current TOTP codes, and the tenancy checks."""
 
+from typing import TYPE_CHECKING
+
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def totp_code(device: TOTPDevice) -> str:
@@ -105,7 +110,7 @@ class CeleryWorker:
         self.concurrency = concurrency
         self.purge = purge
         self.output: list[str] = []
-        self.process = None
+        self.process: subprocess.Popen[str] | None = None
 
     def start(self):
         return self.launch().wait_ready()
@@ -146,7 +151,7 @@ class CeleryWorker:
         self.ready = threading.Event()
 
         def read():
-            for line in self.process.stdout:
+            for line in self._started.stdout or ():
                 self.output.append(line)
                 if " ready." in line:
                     self.ready.set()
@@ -159,7 +164,7 @@ class CeleryWorker:
 
         deadline = time.monotonic() + self.READY_TIMEOUT
         while not self.ready.wait(0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if self._started.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("Celery worker did not start:\n" + "".join(self.output))
         return self
@@ -168,11 +173,17 @@ class CeleryWorker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def _started(self) -> "subprocess.Popen[str]":
+        if self.process is None:
+            raise RuntimeError("The worker has not been started.")
+        return self.process
+
     def _signal_group(self, signum) -> None:
         import os
 
         if self.running:
-            os.killpg(self.process.pid, signum)
+            os.killpg(self._started.pid, signum)
 
     def stop(self):
         import signal
@@ -180,9 +191,9 @@ class CeleryWorker:
 
         if self.running:
             self._signal_group(signal.SIGCONT)  # a paused worker cannot shut down
-            self.process.terminate()
+            self._started.terminate()
             try:
-                self.process.wait(timeout=20)
+                self._started.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -191,7 +202,7 @@ class CeleryWorker:
         import signal
 
         self._signal_group(signal.SIGKILL)
-        self.process.wait()
+        self._started.wait()
 
     def pause(self):
         """SIGSTOP: the worker freezes where it is (a stalled process, a long GC pause)."""

@@ -76,10 +76,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if connection.in_atomic_block:
         transaction.set_rollback(True)
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if isinstance(exc, exceptions.Throttled) and exc.wait:
-        headers["Retry-After"] = str(math.ceil(exc.wait))
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    # The stubs do not list Throttled's wait (seconds, or None when unknown).
+    if isinstance(exc, exceptions.Throttled) and (wait := getattr(exc, "wait", None)):
+        headers["Retry-After"] = str(math.ceil(wait))
     if isinstance(exc, exceptions.MethodNotAllowed) and context.get("view") is not None:
         headers["Allow"] = ", ".join(context["view"].allowed_methods)
     return error_response(_as_scim_error(exc), headers)

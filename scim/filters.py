@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from scim.errors import ScimError
 from scim.schema import Attribute, AttributeRef, ResourceType, resolve
@@ -41,8 +41,21 @@ _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$")
 # --- Syntax tree ---------------------------------------------------------------------------
 
 
+class _Bindable:
+    """A node naming an attribute: ``ref`` is None as parsed and set by ``bind``."""
+
+    ref: AttributeRef | None
+
+    @property
+    def bound(self) -> AttributeRef:
+        """The resolved attribute; matching and SQL see bound filters only."""
+        if self.ref is None:
+            raise AssertionError(f"{self} is not bound to a resource type.")
+        return self.ref
+
+
 @dataclass(frozen=True)
-class Compare:
+class Compare(_Bindable):
     path: str
     op: str
     value: Any
@@ -50,13 +63,13 @@ class Compare:
 
 
 @dataclass(frozen=True)
-class Present:
+class Present(_Bindable):
     path: str
     ref: AttributeRef | None = None
 
 
 @dataclass(frozen=True)
-class ValuePath:
+class ValuePath(_Bindable):
     """``emails[type eq "work" and value co "@x"]``: some value of a multi-valued
     attribute matches the inner filter, whose paths name its sub-attributes."""
 
@@ -114,7 +127,7 @@ def _tokens(text: str, scim_type: str) -> list[_Token]:
     tokens, position = [], 0
     while position < len(text):
         match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
+        if match is None or match.end() == position or match.lastgroup is None:
             if text[position:].strip() == "":
                 break
             raise ScimError(400, f"Unexpected character at {position + 1}.", scim_type)
@@ -133,7 +146,7 @@ class _Parser:
         self.index = 0
         self.depth = 0
 
-    def fail(self, problem: str):
+    def fail(self, problem: str) -> NoReturn:
         raise ScimError(400, f"The {self.what} is not valid: {problem}.", self.scim_type)
 
     @property
@@ -345,10 +358,10 @@ def _bind(node: Node, rt: ResourceType | None, parent: Attribute | None, lenient
 
 
 def _resolve(path: str, rt: ResourceType | None, parent: Attribute | None) -> AttributeRef | None:
-    if parent is None:
-        return resolve(path, rt)
-    sub = parent.sub(path) if "." not in path and ":" not in path else None
-    return AttributeRef(sub) if sub is not None else None
+    if parent is not None:
+        sub = parent.sub(path) if "." not in path and ":" not in path else None
+        return AttributeRef(sub) if sub is not None else None
+    return resolve(path, rt) if rt is not None else None
 
 
 # --- Evaluation ----------------------------------------------------------------------------
@@ -423,13 +436,13 @@ def matches(node: Node, resource: dict) -> bool:
             return not matches(child, resource)
         case Nothing():
             return False
-        case Present(_, ref):
+        case Present(_, AttributeRef() as ref):
             return any(_is_present(v) for v in values_of(ref, resource))
-        case ValuePath(_, inner, ref):
+        case ValuePath(_, inner, AttributeRef() as ref):
             items = ref.container(resource).get(ref.attribute.name) or []
             items = items if isinstance(items, list) else [items]
             return any(isinstance(item, dict) and matches(inner, item) for item in items)
-        case Compare(_, op, expected, ref):
+        case Compare(_, op, expected, AttributeRef() as ref):
             present = [v for v in values_of(ref, resource) if _is_present(v)]
             if expected is None:
                 return bool(present) == (op == "ne")

@@ -19,8 +19,8 @@ from django.db.models import (
     Case,
     CharField,
     Exists,
+    Expression,
     F,
-    Model,
     OuterRef,
     Prefetch,
     Q,
@@ -52,6 +52,12 @@ from scim.resources import ACTIVE_STATUSES
 from scim.schema import GROUP_TYPE, USER_TYPE, Attribute, AttributeRef, ResourceType, resolve
 from telephony.models import Identity
 
+# A column or computed value in a query: the stubs give F and expressions no common base
+# with asc() and desc().
+Column = F | Expression
+# A SCIM resource's JSON representation.
+Resource = dict[str, Any]
+
 MAX_CANDIDATES = 5000
 TRUE = Q(pk__isnull=False)
 FALSE = Q(pk__isnull=True)
@@ -77,22 +83,29 @@ def _visible(prefix: str = "") -> Q:
 
 
 def users(enterprise: Enterprise) -> QuerySet[User]:
-    return User.objects.for_enterprise(enterprise).filter(_visible())
+    found: QuerySet[User] = User.objects.for_enterprise(enterprise)
+    return found.filter(_visible())
 
 
 def with_representation(queryset: QuerySet[User]) -> QuerySet[User]:
     """What ``resources.user_resource`` reads, fetched in two more queries per page."""
-    return queryset.select_related("directory").prefetch_related(
-        Prefetch(
-            "identities",
-            Identity.objects.live().select_related("number").order_by("pk"),
-            to_attr="live_identities",
-        ),
-        Prefetch(
-            "directory_groups",
-            DirectoryGroup.objects.order_by("display_name", "pk"),
-            to_attr="scim_groups",
-        ),
+    # One prefetch per call: the stubs type a call's lookups as one kind of queryset.
+    return (
+        queryset.select_related("directory")
+        .prefetch_related(
+            Prefetch(
+                "identities",
+                Identity.objects.live().select_related("number").order_by("pk"),
+                to_attr="live_identities",
+            )
+        )
+        .prefetch_related(
+            Prefetch(
+                "directory_groups",
+                DirectoryGroup.objects.order_by("display_name", "pk"),
+                to_attr="scim_groups",
+            )
+        )
     )
 
 
@@ -129,15 +142,15 @@ def group_by_id(enterprise: Enterprise, resource_id: str) -> DirectoryGroup:
 # --- Filters as SQL ------------------------------------------------------------------------
 
 
-def _stored(*keys: str):
+def _stored(*keys: str) -> KeyTextTransform:
     """The text at ``keys`` in the user's directory record's JSON (NULL if absent)."""
-    expression = F("directory__attributes")
+    expression: Column = F("directory__attributes")
     for key in keys[:-1]:
         expression = KeyTransform(key, expression)
     return KeyTextTransform(keys[-1], expression)
 
 
-def _compare(expression, op: str, value: Any, attribute: Attribute) -> Q:
+def _compare(expression: Column, op: str, value: Any, attribute: Attribute) -> Q:
     if attribute.type == "dateTime":
         value = filters.parse_datetime(value)
     elif attribute.type in ("string", "reference", "binary") and not attribute.case_exact:
@@ -145,17 +158,17 @@ def _compare(expression, op: str, value: Any, attribute: Attribute) -> Q:
     return Q(LOOKUPS[op](expression, value))
 
 
-def _present(expression, attribute: Attribute) -> Q:
+def _present(expression: Column, attribute: Attribute) -> Q:
     present = Q(IsNull(expression, False))
     if attribute.type in ("string", "reference", "binary"):
         present &= ~Q(Exact(expression, ""))
     return present
 
 
-def _exact_leaf(expression, node: Compare | Present) -> Q:
+def _exact_leaf(expression: Column, node: Compare | Present) -> Q:
     if isinstance(node, Present):
-        return _present(expression, node.ref.target)
-    return _compare(expression, node.op, node.value, node.ref.target)
+        return _present(expression, node.bound.target)
+    return _compare(expression, node.op, node.value, node.bound.target)
 
 
 def _json_text_approx(key: str, terms: list[Compare | Present]) -> Q:
@@ -191,9 +204,11 @@ def _only_terms(node: Node) -> bool:
     return bool(_terms(node)) and not (isinstance(node, Compare) and node.value is None)
 
 
-def _on(sub: str, terms: list) -> list:
+def _on(sub: str, terms: list[Compare | Present]) -> list[Compare | Present]:
     return [
-        t for t in terms if t.ref.attribute.name == sub or (t.ref.sub and t.ref.sub.name == sub)
+        t
+        for t in terms
+        if t.bound.attribute.name == sub or (t.bound.sub and t.bound.sub.name == sub)
     ]
 
 
@@ -202,10 +217,10 @@ class Translation:
     """How one resource type's filters and sorts become SQL."""
 
     resource_type: ResourceType
-    model: type[Model]
-    column: Callable[[AttributeRef], Any]
+    model: type[User] | type[DirectoryGroup]
+    column: Callable[[AttributeRef], Column | None]
     multi_valued: Callable[[AttributeRef, Node], tuple[Q, bool]]
-    sortable: Callable[[AttributeRef], Any]
+    sortable: Callable[[AttributeRef], Column | None]
 
     def condition(self, node: Node) -> tuple[Q, bool]:
         """(condition, exact): a condition that every matching row meets, and whether
@@ -227,11 +242,13 @@ class Translation:
                 return self.condition(present if op == "ne" else Not(present))
             case Compare(_, "ne", _, _):
                 return self.condition(Not(replace(node, op="eq")))
-            case ValuePath(_, inner, ref):
+            case ValuePath(_, inner, AttributeRef() as ref):
                 return self.multi_valued(ref, inner)
-            case Compare(_, _, _, ref) | Present(_, ref) if ref.attribute.multi_valued:
+            case Compare(_, _, _, AttributeRef() as ref) | Present(_, AttributeRef() as ref) if (
+                ref.attribute.multi_valued
+            ):
                 return self.multi_valued(ref, node)
-            case Compare(_, _, _, ref) | Present(_, ref):
+            case Compare(_, _, _, AttributeRef() as ref) | Present(_, AttributeRef() as ref):
                 expression = self.column(ref)
                 if expression is None:
                     return TRUE, False
@@ -240,7 +257,7 @@ class Translation:
 
 
 # Users: columns of the account, or single values in the directory record's JSON.
-USER_COLUMNS = {
+USER_COLUMNS: dict[str, Callable[[], Column]] = {
     "id": lambda: Cast("pk", CharField()),
     "userName": lambda: F("email"),
     "displayName": lambda: F("full_name"),
@@ -256,7 +273,7 @@ USER_COLUMNS = {
 }
 
 
-def _user_column(ref: AttributeRef):
+def _user_column(ref: AttributeRef) -> Column | None:
     if ref.dotted in USER_COLUMNS:
         return USER_COLUMNS[ref.dotted]()
     if ref.attribute.name == "active":
@@ -271,7 +288,7 @@ def _user_multi_valued(ref: AttributeRef, node: Node) -> tuple[Q, bool]:
     return _user_values_approx(ref, _terms(node)), False
 
 
-def _user_values_approx(ref: AttributeRef, terms: list) -> Q:
+def _user_values_approx(ref: AttributeRef, terms: list[Compare | Present]) -> Q:
     name = ref.attribute.name
     condition = _json_text_approx(name, terms)
     values = _on("value", terms)
@@ -291,7 +308,7 @@ class UserTranslation(Translation):
     def condition(self, node: Node) -> tuple[Q, bool]:
         if (
             isinstance(node, Compare)
-            and node.ref.attribute.name == "active"
+            and node.bound.attribute.name == "active"
             and node.value is not None
         ):
             active = Q(status__in=ACTIVE_STATUSES)
@@ -299,7 +316,7 @@ class UserTranslation(Translation):
         return super().condition(node)
 
 
-def _user_sortable(ref: AttributeRef):
+def _user_sortable(ref: AttributeRef) -> Column | None:
     if ref.dotted == "id":
         return F("pk")
     if ref.attribute.name == "emails" and ref.sub in (None, ref.attribute.sub("value")):
@@ -314,20 +331,20 @@ def _user_sortable(ref: AttributeRef):
 
 USERS = UserTranslation(USER_TYPE, User, _user_column, _user_multi_valued, _user_sortable)
 
-GROUP_COLUMNS = {
+GROUP_COLUMNS: dict[str, Callable[[], Column]] = {
     "id": lambda: Cast("pk", CharField()),
     "displayName": lambda: F("display_name"),
     "externalId": lambda: NullIf(F("external_id"), Value("")),
     "meta.created": lambda: F("created_at"),
     "meta.lastModified": lambda: F("updated_at"),
 }
-MEMBER_COLUMNS = {
+MEMBER_COLUMNS: dict[str, Callable[[], Column]] = {
     "value": lambda: Cast("user_id", CharField()),
     "display": lambda: F("user__full_name"),
 }
 
 
-def _group_column(ref: AttributeRef):
+def _group_column(ref: AttributeRef) -> Column | None:
     factory = GROUP_COLUMNS.get(ref.dotted)
     return factory() if factory else None
 
@@ -339,7 +356,7 @@ def _group_members(ref: AttributeRef, node: Node) -> tuple[Q, bool]:
     )
     exact = _only_terms(node)
     for term in _terms(node):
-        factory = MEMBER_COLUMNS.get((term.ref.sub or term.ref.attribute).name)
+        factory = MEMBER_COLUMNS.get((term.bound.sub or term.bound.attribute).name)
         if factory is None:
             exact = False
         else:
@@ -347,7 +364,7 @@ def _group_members(ref: AttributeRef, node: Node) -> tuple[Q, bool]:
     return Q(Exists(memberships)), exact
 
 
-def _group_sortable(ref: AttributeRef):
+def _group_sortable(ref: AttributeRef) -> Column | None:
     if ref.dotted == "id":
         return F("pk")
     expression = _group_column(ref)
@@ -378,11 +395,11 @@ class Matches:
     """How many resources match, and how to fetch a slice of them (representations)."""
 
     total: int
-    fetch: Callable[[int, int], list[dict]]
+    fetch: Callable[[int, int], list[Resource]]
 
 
-def _python_order(resources: list[dict], ref: AttributeRef, descending: bool) -> list[dict]:
-    def key(resource):
+def _python_order(resources: list[Resource], ref: AttributeRef, descending: bool) -> list[Resource]:
+    def key(resource: Resource) -> Any:
         values = filters.values_of(ref, resource)
         value = values[0] if values else None
         if isinstance(value, str) and not ref.target.case_exact:
@@ -396,9 +413,9 @@ def _python_order(resources: list[dict], ref: AttributeRef, descending: bool) ->
 
 def matches(
     translation: Translation,
-    queryset: QuerySet,
-    prefetch: Callable[[QuerySet], QuerySet],
-    render: Callable[[Any], dict],
+    queryset: QuerySet[Any],
+    prefetch: Callable[[QuerySet[Any]], QuerySet[Any]],
+    render: Callable[[Any], Resource],
     query: ListQuery,
     *,
     lenient: bool = False,
@@ -416,7 +433,7 @@ def matches(
         direction = order.desc(nulls_last=True) if query.descending else order.asc(nulls_last=True)
         ordered = selected.order_by(direction, "pk")
 
-        def fetch(offset: int, limit: int) -> list[dict]:
+        def fetch(offset: int, limit: int) -> list[Resource]:
             return [render(obj) for obj in prefetch(ordered)[offset : offset + limit]]
 
         return Matches(selected.count(), fetch)
@@ -436,10 +453,11 @@ def matches(
     return Matches(len(resources), lambda offset, limit: resources[offset : offset + limit])
 
 
-def page(found: list[Matches], query: ListQuery) -> tuple[int, list[dict]]:
+def page(found: list[Matches], query: ListQuery) -> tuple[int, list[Resource]]:
     """(totalResults, the page's resources) across one or more resource types in turn."""
     total = sum(m.total for m in found)
-    offset, wanted, resources = query.start_index - 1, query.count, []
+    offset, wanted = query.start_index - 1, query.count
+    resources: list[Resource] = []
     for m in found:
         if wanted <= 0:
             break

@@ -35,7 +35,7 @@ from telephony.models import Identity, TelephoneNumber
 _ANYWHERE = Locations("")
 
 
-def _ensure_version(if_match: str | None, resource: dict) -> None:
+def _ensure_version(if_match: str | None, resource: dict[str, Any]) -> None:
     """RFC 7644 §3.14: a stale If-Match changes nothing. Called under the row lock, with
     the resource as it reads now."""
     current = resource["meta"]["version"]
@@ -47,7 +47,7 @@ def _ensure_version(if_match: str | None, resource: dict) -> None:
 
 def _ensure_user_version(if_match: str | None, user: User) -> None:
     if if_match is not None:
-        current = selectors.user_by_id(user.enterprise, str(user.pk))
+        current = selectors.user_by_id(user.member_of, str(user.pk))
         _ensure_version(if_match, user_resource(current, _ANYWHERE))
 
 
@@ -180,7 +180,7 @@ def _locked(user: User) -> tuple[User, DirectoryRecord]:
     return user, record
 
 
-def _save(actor: Actor, record: DirectoryRecord, changes: dict) -> None:
+def _save(actor: Actor, record: DirectoryRecord, changes: dict[str, Any]) -> None:
     action = "directory_record.updated" if record.pk else "directory_record.created"
     record.save()
     if changes:
@@ -203,7 +203,7 @@ def user_replace(
     renamed = draft.user_name != user.email
     if renamed:
         # userName is the sign-in address: a rename (Entra's UPN change) changes it.
-        _ensure_address_free(user.enterprise, draft.user_name)
+        _ensure_address_free(user.member_of, draft.user_name)
     if user.status == User.Status.OFFBOARDED and draft.active:
         raise ScimError(
             400,
@@ -311,10 +311,10 @@ def _ensure_name_free(enterprise: Enterprise, name: str, group: DirectoryGroup |
         raise ScimError(409, f"A group named “{name}” already exists.", "uniqueness")
 
 
-def _membership_changes(before: list[User], after: list[User]) -> dict[str, list]:
+def _membership_changes(before: list[User], after: list[User]) -> dict[str, list[Any]]:
     removed = sorted({u.email for u in before} - {u.email for u in after})
     added = sorted({u.email for u in after} - {u.email for u in before})
-    changes: dict[str, list] = {}
+    changes: dict[str, list[Any]] = {}
     if added:
         changes["members added"] = [None, added]
     if removed:

@@ -1,6 +1,8 @@
 """Django admin for operator staff: the inventory they give enterprises (with CSV
 upload), identities, grants, and the HSS sync queue with its failures."""
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
@@ -47,7 +49,13 @@ class InventoryUploadForm(forms.Form):
     file = forms.FileField(label="CSV file")
 
 
-class InventoryUploadMixin:
+if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker only
+    _AdminBase = admin.ModelAdmin
+else:
+    _AdminBase = object
+
+
+class InventoryUploadMixin(_AdminBase):
     """A "Load from CSV" page on the changelist; all rows load or none do."""
 
     upload_kind = ""  # "blocks" or "lines"

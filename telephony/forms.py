@@ -1,7 +1,9 @@
+from typing import Any
+
 from django import forms
 
 from accounts.models import Role, Service, User
-from kernel.forms import PortalForm
+from kernel.forms import PortalForm, choice_field, model_choice_field
 
 from .models import Identity, IdentitySync, Registration
 
@@ -38,8 +40,9 @@ class IdentityFieldsMixin(forms.Form):
 
     def __init__(self, *args, contract, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["services"].choices = service_choices(contract)
-        self.fields["services"].initial = [c for c, _ in self.fields["services"].choices][:1]
+        choices = service_choices(contract)
+        choice_field(self, "services").choices = choices
+        self.fields["services"].initial = [c for c, _ in choices][:1]
 
 
 class OnboardForm(IdentityFieldsMixin, PortalForm):
@@ -61,7 +64,7 @@ class IdentityEditForm(PortalForm):
 
     def __init__(self, *args, contract, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["services"].choices = service_choices(contract)
+        choice_field(self, "services").choices = service_choices(contract)
 
 
 class RelocateForm(PortalForm):
@@ -75,7 +78,7 @@ class RelocateForm(PortalForm):
 
     def __init__(self, *args, countries, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["country"].choices = [("", "—"), *((c, c) for c in countries)]
+        choice_field(self, "country").choices = [("", "—"), *((c, c) for c in countries)]
 
 
 class EmployeeFilterForm(PortalForm):
@@ -127,8 +130,8 @@ class GrantForm(PortalForm):
 
     def __init__(self, *args, identities, colleagues, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["identity"].queryset = identities
-        self.fields["grantee"].queryset = colleagues
+        model_choice_field(self, "identity").queryset = identities
+        model_choice_field(self, "grantee").queryset = colleagues
 
 
 class DeviceFilterForm(PortalForm):
@@ -157,7 +160,7 @@ class DeviceSettingsForm(PortalForm):
         label="Ring priority", coerce=int, choices=Registration.RING_PRIORITIES
     )
 
-    def __init__(self, *args, registration, **kwargs):
+    def __init__(self, data: Any = None, *, registration: Registration) -> None:
         identity = registration.identity
         initial = {
             "enabled_services": registration.enabled_services or identity.services,
@@ -165,11 +168,11 @@ class DeviceSettingsForm(PortalForm):
             "do_not_disturb": registration.do_not_disturb,
             "ring_priority": registration.ring_priority,
         }
-        super().__init__(*args, initial=initial, prefix=f"device-{registration.pk}", **kwargs)
-        self.fields["enabled_services"].choices = [
+        super().__init__(data, initial=initial, prefix=f"device-{registration.pk}")
+        choice_field(self, "enabled_services").choices = [
             (s, Service(s).label) for s in identity.services if s in Service.values
         ]
-        self.fields["default_impu"].choices = [
+        choice_field(self, "default_impu").choices = [
             ("", "The identity's default"),
             *((u, u) for u in identity.impus),
         ]

@@ -505,7 +505,7 @@ def device_settings(request, pk):
             success=f"Saved for {registration.label}.",
         )
     else:
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
     return redirect("telephony:my_devices")
 
 

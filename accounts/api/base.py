@@ -1,4 +1,5 @@
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -8,8 +9,13 @@ from accounts.audit import Actor
 from kernel.api.errors import error_body
 from kernel.tenancy import enterprise_of
 
+if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker only
+    _ViewBase = viewsets.GenericViewSet
+else:
+    _ViewBase = object
 
-class EnterpriseAPIMixin:
+
+class EnterpriseAPIMixin(_ViewBase):
     """Resolves the caller's enterprise once and scopes every queryset to it, so that
     another enterprise's object answers 404."""
 
@@ -21,8 +27,10 @@ class EnterpriseAPIMixin:
     def actor(self) -> Actor:
         return Actor.from_request(self.request)
 
-    def get_queryset(self):
-        return super().get_queryset().for_enterprise(self.enterprise)
+    def get_queryset(self) -> Any:
+        # Every model of the API is tenant-owned: its queryset is a TenantQuerySet.
+        queryset: Any = super().get_queryset()
+        return queryset.for_enterprise(self.enterprise)
 
 
 class EnterpriseViewSet(EnterpriseAPIMixin, viewsets.GenericViewSet):

@@ -1,3 +1,5 @@
+from collections.abc import Collection
+
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import ApiToken, NetworkClient, Role
@@ -22,7 +24,9 @@ class EnterpriseRole(BasePermission):
             and request.auth.role != Role.ADMIN
         ):
             return False
-        roles = getattr(view, "action_roles", {}).get(getattr(view, "action", None))
+        roles: Collection[str] | None = getattr(view, "action_roles", {}).get(
+            getattr(view, "action", None)
+        )
         if roles is None:
             if request.method in SAFE_METHODS:
                 roles = getattr(view, "read_roles", (Role.ADMIN, Role.HELPDESK))

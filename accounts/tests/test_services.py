@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import audit, services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Invitation, Role, User
-from accounts.tests.factories import AdminFactory, TOTPDeviceFactory, UserFactory
+from accounts.tests.factories import AdminFactory, StaffFactory, TOTPDeviceFactory, UserFactory
 from kernel.errors import NotAllowed, RuleViolation
 from portal.testing import totp_code
 
@@ -161,6 +161,15 @@ def test_an_actor_cannot_change_another_enterprise(admin, other_enterprise):
         )
     outsider.refresh_from_db()
     assert outsider.status == User.Status.ACTIVE
+
+
+def test_an_enterprise_admin_cannot_change_an_operator_staff_account(admin):
+    # Staff belong to no enterprise: a refusal, not a crash on the missing enterprise.
+    staff = StaffFactory()
+    with pytest.raises(NotAllowed):
+        services.user_suspend(actor=actor_for(admin), user=staff)
+    staff.refresh_from_db()
+    assert staff.status == User.Status.ACTIVE
 
 
 def test_updating_a_user_audits_before_and_after_of_changed_fields_only(admin, employee):

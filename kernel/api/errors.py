@@ -6,6 +6,8 @@
 (RuleViolation) are 400s with the service's own message; NotAllowed ones are 403s.
 """
 
+from typing import Any
+
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
@@ -23,8 +25,8 @@ class BodyTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
-def error_body(status_code: int, code: str, detail: str, errors=None) -> dict:
-    body = {"status": status_code, "code": code, "detail": detail}
+def error_body(status_code: int, code: str, detail: str, errors: object = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status_code, "code": code, "detail": detail}
     if errors:
         body["errors"] = errors
     return body
@@ -32,9 +34,11 @@ def error_body(status_code: int, code: str, detail: str, errors=None) -> dict:
 
 def exception_handler(exc, context):
     if isinstance(exc, RuleViolation):
-        errors = {exc.field: [exc.message]} if exc.field else None
-        code = 403 if isinstance(exc, NotAllowed) else 400
-        return Response(error_body(code, exc.code, exc.message, errors), status=code)
+        field_errors = {exc.field: [exc.message]} if exc.field else None
+        status_code = 403 if isinstance(exc, NotAllowed) else 400
+        return Response(
+            error_body(status_code, exc.code, exc.message, field_errors), status=status_code
+        )
     if isinstance(exc, RequestDataTooBig):
         # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
         exc = BodyTooLarge()

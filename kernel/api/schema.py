@@ -27,7 +27,8 @@ class ApiErrorSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status code.")
     code = serializers.CharField(help_text="A stable code, e.g. `invalid` or `quota_reached`.")
     detail = serializers.CharField(help_text="What went wrong, for people.")
-    errors = serializers.DictField(
+    # Named like Serializer.errors: this serializer only describes the schema, never runs.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(),
         required=False,
         help_text="Per field: its messages (nested for nested fields). Only when input "

@@ -157,7 +157,7 @@ class NumberFilterSerializer(serializers.Serializer):
 
 
 class SimLineSerializer(serializers.ModelSerializer):
-    identity = serializers.PrimaryKeyRelatedField(
+    identity: "serializers.PrimaryKeyRelatedField[Identity]" = serializers.PrimaryKeyRelatedField(
         read_only=True, allow_null=True, help_text="The identity using the line; null if free."
     )
 

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import islice
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import FilteredRelation, Q
+from django.db.models import FilteredRelation, Q, QuerySet
 from django.utils import timezone
 
 from accounts import audit
@@ -39,6 +40,8 @@ from telephony.identities.hss import backend as hss_backend
 from telephony.inventory import numbers
 from telephony.inventory import services as inventory
 from telephony.models import Identity, ImportJob, SimLine, TelephoneNumber
+
+_T = TypeVar("_T")
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 20_000
@@ -123,7 +126,8 @@ class Row:
     @property
     def normalised_email(self) -> str:
         # As accounts.services.user_invite stores it.
-        return User.objects.normalize_email(self.email).strip().lower()
+        email: str = User.objects.normalize_email(self.email)
+        return email.strip().lower()
 
     @property
     def role_value(self) -> str:
@@ -279,7 +283,7 @@ class _Preview:
     def add(self, row: int, message: str) -> None:
         self.problems.setdefault(row, []).append(message)
 
-    def as_list(self) -> list[dict]:
+    def as_list(self) -> list[dict[str, Any]]:
         listed = [
             {"row": row, "message": " ".join(self.problems[row])}
             for row in sorted(self.problems)[:MAX_PROBLEMS]
@@ -338,7 +342,7 @@ class _Preview:
             say("The operator's HSS cannot hold alias identities; leave the alias empty.")
 
     @staticmethod
-    def _try(say, check, *args):
+    def _try(say: Callable[[str], object], check: Callable[..., _T], *args: Any) -> _T | None:
         try:
             return check(*args)
         except RuleViolation as exc:
@@ -616,12 +620,13 @@ def _creator_may_import(job: ImportJob) -> bool:
     """A leaver's or a demoted admin's import goes no further."""
     if job.created_by_id is None:
         return True
-    return User.objects.filter(
+    may: bool = User.objects.filter(
         pk=job.created_by_id,
         enterprise=job.enterprise_id,
         role=Role.ADMIN,
         status=User.Status.ACTIVE,
     ).exists()
+    return may
 
 
 def _next_free_numbers(enterprise: Enterprise, chunk: list[Row]) -> dict[int, str]:
@@ -755,7 +760,7 @@ def _needs_guard(text: str) -> bool:
     )
 
 
-def safe_cell(value) -> str:
+def safe_cell(value: object) -> str:
     """The cell as text that a spreadsheet will not run as a formula (OWASP: CSV
     injection): such a cell gets a leading quote, which the import takes off again. A
     leading + is kept on an E.164 number."""
@@ -763,12 +768,12 @@ def safe_cell(value) -> str:
     return "'" + text if _needs_guard(text) else text
 
 
-def _export_rows_query(enterprise: Enterprise):
+def _export_rows_query(enterprise: Enterprise) -> QuerySet[User, tuple[Any, ...]]:
     """One row per live identity, and one per member without any: a single query."""
     live = (Identity.Status.ACTIVE, Identity.Status.SUSPENDED)
+    people: QuerySet[User] = User.objects.for_enterprise(enterprise)
     return (
-        User.objects.for_enterprise(enterprise)
-        .exclude(status=User.Status.OFFBOARDED)
+        people.exclude(status=User.Status.OFFBOARDED)
         .annotate(live=FilteredRelation("identities", condition=Q(identities__status__in=live)))
         .order_by("email", "live__created_at", "live__id")
         .values_list(
@@ -788,7 +793,7 @@ def _export_rows_query(enterprise: Enterprise):
     )
 
 
-def _export_line(values: tuple) -> list[str]:
+def _export_line(values: tuple[Any, ...]) -> list[str]:
     *head, services, display_name, alias, status, sync_state, synced_at = values
     return [
         *head,

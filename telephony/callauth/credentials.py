@@ -10,6 +10,7 @@ import functools
 from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
@@ -45,11 +46,12 @@ def _seal(key) -> bytes:
     return _fernet().encrypt(certificates.private_key_pem(key))
 
 
-def unseal(credential: SigningCredential):
+def unseal(credential: SigningCredential) -> ec.EllipticCurvePrivateKey:
+    sealed = credential.private_key_encrypted
+    if sealed is None:  # a trust anchor: callers sign with credentials that can_sign
+        raise CallAuthError("SVC4003", f"{credential} holds no private key.", status=500)
     try:
-        return certificates.load_private_key(
-            _fernet().decrypt(bytes(credential.private_key_encrypted))
-        )
+        return certificates.load_private_key(_fernet().decrypt(bytes(sealed)))
     except InvalidToken as exc:
         raise CallAuthError(
             "SVC4003",
@@ -259,7 +261,7 @@ def credential_import(
             if kind == Kind.OPERATOR_CA
             else "A signing certificate needs its private key."
         )
-    if key is not None and key.public_key().public_numbers() != cert.public_key().public_numbers():
+    if key is not None and not certificates.key_belongs_to(key, cert):
         raise RuleViolation("The private key does not belong to the certificate.")
     credential = _store(kind=kind, name=name, cert=cert, key=key, enterprise=enterprise)
     _audit_credential(actor, credential, "signing_credential.imported")
@@ -283,7 +285,8 @@ def x5u(credential: SigningCredential) -> str:
 def certificate_chain_pem(credential: SigningCredential) -> str:
     """What the repository serves for an x5u: the certificate, then its issuers up to,
     not including, the trust anchor."""
-    chain, current = [], credential
+    chain: list[str] = []
+    current: SigningCredential | None = credential
     while current is not None and current.kind != SigningCredential.Kind.TRUST_ANCHOR:
         chain.append(current.certificate_pem.strip())
         current = current.issuer

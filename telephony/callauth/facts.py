@@ -41,7 +41,8 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
         .order_by("pk")
         .first()
     )
-    if owner_identity is not None:
+    number: TelephoneNumber | None
+    if owner_identity is not None and owner_identity.number is not None:
         number = owner_identity.number
         number.enterprise = owner_identity.enterprise
     else:

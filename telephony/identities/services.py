@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
 
@@ -29,6 +30,7 @@ from telephony.models import (
     Identity,
     IdentitySync,
     OffboardingReceipt,
+    TelephoneNumber,
 )
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,10 @@ DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 # --- Identities ---------------------------------------------------------------------------
 
 
-def _identity_snapshot(identity: Identity) -> dict:
+def _identity_snapshot(identity: Identity) -> dict[str, Any]:
     return {
         "tn": identity.tn,
-        "imsi": identity.line.imsi if identity.line_id else "",
+        "imsi": identity.line.imsi if identity.line is not None else "",
         "alias": identity.alias,
         "display_name": identity.display_name,
         "services": sorted(identity.services),
@@ -239,7 +241,7 @@ def employee_onboard(
 def existing_member(enterprise: Enterprise, email: str) -> User | None:
     """The enterprise's current member with this email, if any. An offboarded account, or
     one of another enterprise, is refused (without telling which enterprise)."""
-    user = User.objects.filter(email__iexact=email.strip()).first()
+    user: User | None = User.objects.filter(email__iexact=email.strip()).first()
     if user is None:
         return None
     if user.enterprise_id != enterprise.pk:
@@ -276,7 +278,7 @@ def _sync_grantees(identity: Identity) -> None:
         sync_engine.request_sync(own)
 
 
-def _changed(actor: Actor, identity: Identity, before: dict, action: str) -> Identity:
+def _changed(actor: Actor, identity: Identity, before: dict[str, Any], action: str) -> Identity:
     """Audit what changed and have the HSS follow."""
     changes = audit.diff(before, _identity_snapshot(identity))
     if changes:
@@ -322,6 +324,13 @@ def _ensure_live(identity: Identity) -> None:
         raise RuleViolation(f"The identity {identity.former_tn} has been removed.", code="removed")
 
 
+def _live_number(identity: Identity) -> TelephoneNumber:
+    """The number of a live identity (a removed one keeps only ``former_tn``)."""
+    if identity.number is None:
+        raise RuleViolation(f"The identity {identity.former_tn} has been removed.", code="removed")
+    return identity.number
+
+
 def _set_status(actor: Actor, identity: Identity, status: str, action: str) -> Identity:
     account_services.ensure_may_change(actor, identity.enterprise)
     identity = _locked(identity)
@@ -364,7 +373,7 @@ def identity_relocate(
     if not (country or tn):
         raise RuleViolation("Give the new country or the new number.", field="country")
     before = _identity_snapshot(identity)
-    old_number = identity.number
+    old_number = _live_number(identity)
     identity.number = inventory.allocate_number(identity.enterprise, tn=tn, country=country)
     identity.former_tn = old_number.e164  # the sync engine makes sure the HSS lets it go
     inventory.quarantine_number(old_number)
@@ -379,7 +388,7 @@ def identity_relocate(
     return _changed(actor, identity, before, "identity.relocated")
 
 
-def _end_grants(grants, reason: str, actor: Actor) -> list[Grant]:
+def _end_grants(grants: QuerySet[Grant], reason: str, actor: Actor) -> list[Grant]:
     """End grants, and have the grantees' own subscriptions follow."""
     ended = list(grants.select_related("identity", "grantee", "enterprise"))
     now = timezone.now()
@@ -407,7 +416,7 @@ def _remove(actor: Actor, identity: Identity) -> Identity:
     _end_grants(
         Grant.objects.current().filter(identity=identity), Grant.EndReason.IDENTITY_REMOVED, actor
     )
-    number = identity.number
+    number = _live_number(identity)
     identity.former_tn = number.e164
     identity.status = Identity.Status.REMOVED
     identity.number = None
@@ -442,7 +451,7 @@ def employee_offboard(
     off, the account closed. Returns the receipt of each step. The API tokens they created
     stay unless ``revoke_api_tokens``: they are the enterprise's credentials (its HR system,
     its SCIM feed), not the leaver's, and the receipt says how many still work."""
-    enterprise = user.enterprise
+    enterprise = user.member_of
     account_services.ensure_may_change(actor, enterprise)
     # Locked first, so that no identity or grant can be added for them meanwhile.
     user = User.objects.select_for_update().get(pk=user.pk)
@@ -513,7 +522,7 @@ def employee_offboard(
 # --- Reversible deactivation (how Okta and Entra deprovision) ----------------------------
 
 
-def _pause_grants(grants, paused: bool, actor: Actor) -> list[Grant]:
+def _pause_grants(grants: QuerySet[Grant], paused: bool, actor: Actor) -> list[Grant]:
     """Pause grants (no rights, not ended) or resume them; the grantees' own
     subscriptions follow, as when grants end."""
     changed = list(grants.select_related("identity", "grantee", "enterprise").order_by("pk"))
@@ -549,7 +558,7 @@ def _locked_identities(user: User, status: str) -> list[Identity]:
     )
 
 
-def _grants_of(user: User):
+def _grants_of(user: User) -> Q:
     return Q(identity__owner=user) | Q(grantee=user)
 
 
@@ -559,12 +568,12 @@ def employee_deactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
     an admin): sign-in blocked, sessions and app tokens ended, every active identity
     suspended in the HSS, every grant given or received paused. Reactivation within
     the contract's grace period undoes exactly this; after it, offboarding follows."""
-    enterprise = user.enterprise
+    enterprise = user.member_of
     account_services.ensure_may_change(actor, enterprise)
     user = User.objects.select_for_update().get(pk=user.pk)
     app_tokens = get_access_token_model().objects.filter(user=user).count()
     account_services.user_deactivate(actor=actor, user=user)
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"step": "Sign-in blocked, sessions ended", "outcome": "done"},
         {"step": f"App sign-in tokens revoked: {app_tokens}", "outcome": "done"},
     ]
@@ -616,7 +625,7 @@ def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
     """Undo a deactivation within the grace period: the account's former status back,
     the identities that the deactivation suspended resumed (those suspended before stay
     so), and the paused grants resumed unless the other party is still deactivated."""
-    enterprise = user.enterprise
+    enterprise = user.member_of
     account_services.ensure_may_change(actor, enterprise)
     user = User.objects.select_for_update().get(pk=user.pk)
     deactivation = (
@@ -625,7 +634,7 @@ def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
         .first()
     )
     account_services.user_reactivate(actor=actor, user=user)
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"step": f"Sign-in allowed again: {user.get_status_display().lower()}", "outcome": "done"}
     ]
     to_resume = set(deactivation.suspended_identities if deactivation else [])

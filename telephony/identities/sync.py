@@ -116,7 +116,7 @@ def desired_subscription(identity: Identity, shared=None, devices=None) -> Subsc
         devices = device_settings([identity.pk])
     return Subscription(
         msisdn=identity.tn,
-        imsi=identity.line.imsi if identity.line_id else "",
+        imsi=identity.line.imsi if identity.line is not None else "",
         impi=identity.impi,
         impus=tuple(identity.impus),
         enabled=identity.status == Identity.Status.ACTIVE,
@@ -213,7 +213,9 @@ def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str)
     The number and line the identity left are cleaned up with it — unless another live
     identity holds them now; the backend orders the writes (``HssBackend.apply``)."""
     # An HSS that holds no device settings is spared their query.
-    devices = None if hss.holds_device_settings else {}
+    devices: dict[int, tuple[DeviceSettings, ...]] | None = (
+        None if hss.holds_device_settings else {}
+    )
     desired = desired_subscription(identity, devices=devices)
     stale = ""
     if claim.pushed_msisdn and (desired is None or claim.pushed_msisdn != desired.msisdn):

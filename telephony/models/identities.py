@@ -1,5 +1,8 @@
 """Identities employees hold, the grants that share them, and offboarding receipts."""
 
+from datetime import datetime
+from typing import Self
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -11,8 +14,8 @@ from kernel.tenancy import TenantQuerySet
 from .inventory import SimLine, TelephoneNumber
 
 
-class IdentityQuerySet(TenantQuerySet):
-    def live(self):
+class IdentityQuerySet(TenantQuerySet["Identity"]):
+    def live(self) -> Self:
         """Identities that exist in the network (active or suspended), not removed ones."""
         return self.exclude(status=Identity.Status.REMOVED)
 
@@ -75,7 +78,7 @@ class Identity(models.Model):
 
     @property
     def tn(self) -> str:
-        return self.number.e164 if self.number_id else ""
+        return self.number.e164 if self.number is not None else ""
 
     @property
     def domain(self) -> str:
@@ -94,7 +97,7 @@ class Identity(models.Model):
     @property
     def impi(self) -> str:
         """IMSI-derived for a SIM (TS 23.003 13.3), else the TN in the enterprise's realm."""
-        if self.line_id:
+        if self.line is not None:
             imsi = self.line.imsi
             mnc_digits = settings.IMSI_MNC_DIGITS
             mcc, mnc = imsi[:3], imsi[3 : 3 + mnc_digits]
@@ -105,13 +108,13 @@ class Identity(models.Model):
         return [Service(s).label for s in self.services if s in Service.values]
 
 
-class GrantQuerySet(TenantQuerySet):
-    def current(self, at=None):
+class GrantQuerySet(TenantQuerySet["Grant"]):
+    def current(self, at: datetime | None = None) -> Self:
         """Grants not ended (revoked or expired): the active and the paused ones."""
         at = at or timezone.now()
         return self.filter(revoked_at=None).filter(Q(valid_until=None) | Q(valid_until__gt=at))
 
-    def active(self, at=None):
+    def active(self, at: datetime | None = None) -> Self:
         """Grants in force: not ended and not paused."""
         return self.current(at).filter(paused_at=None)
 

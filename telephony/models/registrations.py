@@ -1,6 +1,9 @@
 """Active UEs: what the IMS core reports about registrations, kept per device, with
 each device's own settings, its history, and the notices sent towards clients."""
 
+from datetime import datetime
+from typing import Self
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -11,8 +14,8 @@ from kernel.tenancy import TenantQuerySet
 from .identities import Identity
 
 
-class RegistrationQuerySet(TenantQuerySet):
-    def active(self, at=None):
+class RegistrationQuerySet(TenantQuerySet["Registration"]):
+    def active(self, at: datetime | None = None) -> Self:
         """Registered now: not ended, and not past its expiry even if no event said so."""
         return self.filter(
             state__in=[Registration.State.ACTIVE, Registration.State.SIGN_OUT_REQUESTED],

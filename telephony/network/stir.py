@@ -4,6 +4,7 @@ OMA-style requestError bodies, the X-RequestID header), so that an SBC or IMS el
 configured for an ATIS STI server works unchanged."""
 
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -12,6 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import parsers, serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from kernel.api import parsers as strict_json
@@ -118,6 +120,10 @@ class StirView(NetworkView):
     parser_classes = [RawJsonParser]
     root = ""
 
+    def serve(self, request: Request, data: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The answer to the request's ``root`` object (each STIR view its own)."""
+        raise NotImplementedError
+
     def post(self, request):
         request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())
         try:
@@ -182,7 +188,7 @@ class SigningView(StirView):
             originator_impu=_field(data, "origImpu", str, required=False) or "",
             request_id=request_id,
         )
-        response = {"identity": signed.identities[0]}
+        response: dict[str, Any] = {"identity": signed.identities[0]}
         if len(signed.identities) > 1:
             response["identities"] = signed.identities
         return {"signingResponse": response}
@@ -217,7 +223,7 @@ class VerificationView(StirView):
             time=_seconds(data, "time", required=False),
             request_id=request_id,
         )
-        response = {"verstat": verified.verstat}
+        response: dict[str, Any] = {"verstat": verified.verstat}
         if verified.attestation:
             response["attest"] = verified.attestation
         if verified.reason_code:

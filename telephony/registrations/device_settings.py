@@ -6,7 +6,6 @@ from __future__ import annotations
 from django.db import transaction
 
 from accounts import audit
-from accounts import services as account_services
 from accounts.audit import Actor
 from kernel.errors import NotAllowed, RuleViolation
 from telephony.identities.sync import request_sync
@@ -41,7 +40,7 @@ def registration_update_settings(
     user = actor.user
     if user is None or user.pk != reg.user_id:
         raise NotAllowed("A device's settings belong to its user.")
-    account_services.ensure_writable(reg.enterprise)
+    audit.ensure_writable(reg.enterprise)
     fields = ["enabled_services", "default_impu", "do_not_disturb", "ring_priority"]
     before = audit.snapshot(reg, fields)
     if enabled_services is not None:

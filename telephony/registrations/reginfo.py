@@ -50,7 +50,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as defused_etree
@@ -225,10 +225,15 @@ def _unquote(raw: str) -> str:
     return text
 
 
+def _wrapping_length(text: str) -> int:
+    found = _INSTANCE_WRAPPING.match(text)  # the pattern matches the empty string too
+    return found.end() if found else 0
+
+
 def _unwrap_instance(raw: str) -> str:
     """``"<urn:…>"`` → ``urn:…``. Two anchored scans keep it linear on hostile input."""
-    start = _INSTANCE_WRAPPING.match(raw).end()
-    end = len(raw) - _INSTANCE_WRAPPING.match(raw[::-1]).end()
+    start = _wrapping_length(raw)
+    end = len(raw) - _wrapping_length(raw[::-1])
     return raw[start:end] if start < end else ""
 
 
@@ -300,7 +305,7 @@ def parse_reginfo_xml(body: bytes) -> ReginfoDocument:
     where = "reginfo"
     version = _xml_counter(where, "version", _required(where, root, "version"))
     state = _choice(where, "state", _required(where, root, "state"), DOCUMENT_STATES)
-    registrations = []
+    registrations: list[RegistrationInfo] = []
     for child in root:
         namespace, name = _split(child.tag)
         if (namespace, name) == (REGINFO_NS, "registration"):
@@ -351,6 +356,10 @@ def _required(where: str, element: Element, attribute: str, label: str = "") -> 
     return value
 
 
+@overload
+def _xml_counter(where: str, label: str, raw: str) -> int: ...
+@overload
+def _xml_counter(where: str, label: str, raw: str | None) -> int | None: ...
 def _xml_counter(where: str, label: str, raw: str | None) -> int | None:
     if raw is None:
         return None

@@ -7,6 +7,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -422,6 +423,34 @@ def test_a_delegate_certificate_chains_root_to_operator_ca_to_delegate(client, n
     assert f";info=<{credentials.x5u(delegate)}>" in value
     answer = verify(network, value, rob.tn).json()["verificationResponse"]
     assert answer == {"verstat": "TN-Validation-Passed", "attest": "A"}
+
+
+def test_a_key_for_a_certificate_of_another_algorithm_is_refused_at_import():
+    # An Ed25519 trust anchor with a P-256 key: refused as not its key, not a crash on
+    # comparing key numbers Ed25519 does not have.
+    anchor_key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Ed25519 anchor")])
+    now = timezone.now()
+    anchor = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(anchor_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timezone.timedelta(days=1))
+        .sign(anchor_key, None)
+    )
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(RuleViolation, match="does not belong to the certificate"):
+        credentials.credential_import(
+            actor=Actor.system(),
+            kind=SigningCredential.Kind.TRUST_ANCHOR,
+            name="Ed25519 anchor",
+            certificate_pem=anchor.public_bytes(serialization.Encoding.PEM).decode(),
+            private_key_pem=certificates.private_key_pem(other_key).decode(),
+        )
+    assert not SigningCredential.objects.filter(name="Ed25519 anchor").exists()
 
 
 def test_a_ca_is_refused_as_a_signing_credential_at_import(pki, enterprise):

@@ -7,6 +7,7 @@ when DEBUG is off, so these well-known secrets never reach a production database
 
 import hashlib
 import json
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -44,7 +45,7 @@ DEMO_NETWORK_TOKEN = (
     f"{NetworkClient.TOKEN_PREFIX}_demo_{hashlib.sha256(b'demo network token').hexdigest()[:32]}"
 )
 
-ENTERPRISES = [
+ENTERPRISES: list[dict[str, Any]] = [
     {
         "name": "Swift Delivery",
         "slug": "swift-delivery",

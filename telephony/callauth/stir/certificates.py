@@ -444,6 +444,12 @@ def _key_usage(*, digital_signature: bool, ca: bool, crl_sign: bool = False) -> 
     )
 
 
+def key_belongs_to(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` certifies ``key``'s public half (any algorithm the certificate
+    may carry compares; a certificate for another kind of key never matches)."""
+    return _spki(key.public_key()) == _spki(cert.public_key())
+
+
 def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -226,7 +226,7 @@ class PyHss(HssBackend):
         an active one the row and an enabled line."""
         if desired.enabled:
             return super().differences(desired, actual)
-        found = {}
+        found: dict[str, list[object]] = {}
         if actual is not None:
             found["subscription"] = ["absent while suspended", "present"]
         if self._line_enabled(desired.imsi):
