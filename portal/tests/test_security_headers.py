@@ -26,7 +26,6 @@ from portal.testing import totp_code
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-GOOD_KEY = "k3y-" + "x8Z!q2vN0pLr7sTw5yBc9dFg1hJk4mQe6uAi3oXz8" + "Wn2Rt7Ys"
 SECURITY_SETTINGS = [
     "DEBUG",
     "SECURE_SSL_REDIRECT",
@@ -50,19 +49,10 @@ SECURITY_SETTINGS = [
 
 def production_settings(tmp_path, **extra_env) -> dict:
     """The security settings as the production settings module computes them."""
-    from portal.tests.test_settings import MMTEL_REALM, SHARED_CACHE, oidc_key_file
+    from portal.tests.test_settings import production_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALLOWED_HOSTS"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DJANGO_DEBUG="false",
-        DJANGO_SECRET_KEY=GOOD_KEY,
-        ALLOWED_HOSTS="portal.example",
-        OIDC_RSA_PRIVATE_KEY_FILE=oidc_key_file(tmp_path),
-        OIDC_RESOURCE_SERVERS=MMTEL_REALM,
-        CACHE_URL=SHARED_CACHE,
-        **extra_env,
-    )
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings", **production_env(tmp_path, **extra_env))
     script = (
         "import json; from django.conf import settings; "
         f"print(json.dumps({{n: getattr(settings, n, None) for n in {SECURITY_SETTINGS!r}}}))"

@@ -33,6 +33,21 @@ def manage(*args, env_overrides):
     )
 
 
+def production_env(tmp_path, **changes) -> dict:
+    """Everything production needs; a change of None leaves that variable out."""
+    env = {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": GOOD_KEY,
+        "ALLOWED_HOSTS": "portal.example",
+        "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
+        "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
+        "PORTAL_BASE_URL": "https://portal.example",
+        "CACHE_URL": SHARED_CACHE,
+    }
+    env.update(changes)
+    return {name: value for name, value in env.items() if value is not None}
+
+
 def test_debug_is_off_unless_set():
     result = manage("check", env_overrides={})
     assert result.returncode != 0
@@ -41,16 +56,7 @@ def test_debug_is_off_unless_set():
 
 
 def test_production_refuses_to_start_without_a_shared_cache(tmp_path):
-    result = manage(
-        "check",
-        env_overrides={
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "ALLOWED_HOSTS": "portal.example",
-            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
-            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
-        },
-    )
+    result = manage("check", env_overrides=production_env(tmp_path, CACHE_URL=None))
     assert result.returncode != 0
     assert "CACHE_URL must be set" in result.stderr
 
@@ -104,30 +110,14 @@ def test_check_deploy_is_clean_with_production_values(tmp_path):
         "--deploy",
         "--fail-level",
         "WARNING",
-        env_overrides={
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "ALLOWED_HOSTS": "portal.example",
-            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
-            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
-            "PORTAL_BASE_URL": "https://portal.example",
-            "CACHE_URL": SHARED_CACHE,
-        },
+        env_overrides=production_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
-def test_production_refuses_to_start_without_an_oidc_signing_key():
-    result = manage(
-        "check",
-        env_overrides={
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "ALLOWED_HOSTS": "portal.example",
-            "OIDC_RESOURCE_SERVERS": MMTEL_REALM,
-        },
-    )
+def test_production_refuses_to_start_without_an_oidc_signing_key(tmp_path):
+    result = manage("check", env_overrides=production_env(tmp_path, OIDC_RSA_PRIVATE_KEY_FILE=None))
     assert result.returncode != 0
     assert "OIDC_RSA_PRIVATE_KEY_FILE must be set" in result.stderr
 
@@ -144,14 +134,7 @@ def test_production_refuses_to_start_without_its_own_token_audience(
     tmp_path, resource_servers, says
 ):
     result = manage(
-        "check",
-        env_overrides={
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "ALLOWED_HOSTS": "portal.example",
-            "OIDC_RSA_PRIVATE_KEY_FILE": oidc_key_file(tmp_path),
-            "OIDC_RESOURCE_SERVERS": resource_servers,
-        },
+        "check", env_overrides=production_env(tmp_path, OIDC_RESOURCE_SERVERS=resource_servers)
     )
     assert result.returncode != 0
     assert says in result.stderr

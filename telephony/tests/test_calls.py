@@ -67,27 +67,6 @@ def test_a_requested_attestation_is_a_ceiling_never_a_way_up(decided, ceiling, r
     assert apply_ceiling(decided, ceiling) == result
 
 
-@pytest.fixture
-def pki(enterprise):
-    operator = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
-    give_numbers(enterprise)
-    delegate = credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
-    return operator, delegate
-
-
-@pytest.fixture
-def rob(employee, pki):
-    identity = make_identity(employee)
-    sync.push_identity(identity.pk)
-    return identity
-
-
-@pytest.fixture
-def network(enterprise):
-    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-
-
 def sign(network, orig, dest="+4940123499", **extra):
     body = {"signingRequest": {"orig": {"tn": orig.lstrip("+")}, "dest": {"tn": [dest.lstrip("+")]},
                                "iat": int(time.time()), "origid": "a0b1c2d3", **extra}}  # fmt: skip

@@ -14,10 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from django.test import Client
 
 from accounts.audit import Actor
-from accounts.services import network_client_create
 from telephony.callauth import credentials
 from telephony.callauth.stir import certificates, fetch, passport
 from telephony.callauth.stir.certificates import TnAuthList
@@ -130,12 +128,6 @@ class Carrier:
             name="Other Carrier STI-CA",
             certificate_pem=certificates.pem(self.root).decode(),
         )
-
-
-@pytest.fixture
-def network(enterprise):
-    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
 def verify(network, identity, orig=CALLER):

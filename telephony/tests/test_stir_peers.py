@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
-from django.test import Client
 
 from accounts.audit import Actor
-from accounts.services import network_client_create
 from portal.testing import require_program
 from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
@@ -95,12 +93,6 @@ def secsipidx_servers():
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def network(enterprise):
-    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
 def _write(path: Path, data: bytes) -> str:

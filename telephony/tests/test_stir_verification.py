@@ -5,12 +5,10 @@ import time
 
 import pytest
 from cryptography import x509
-from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.audit import Actor
-from accounts.services import network_client_create
 from telephony.callauth import credentials
 from telephony.callauth.stir import passport
 from telephony.identities import sync
@@ -20,27 +18,6 @@ from telephony.tests.factories import give_numbers, make_identity
 pytestmark = pytest.mark.django_db
 
 DEST = "4940123499"
-
-
-@pytest.fixture
-def pki(enterprise):
-    operator = credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
-    give_numbers(enterprise)
-    delegate = credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
-    return operator, delegate
-
-
-@pytest.fixture
-def rob(employee, pki):
-    identity = make_identity(employee)
-    sync.push_identity(identity.pk)
-    return identity
-
-
-@pytest.fixture
-def network(enterprise):
-    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
 def verify(network, identity, orig, **extra):
