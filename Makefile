@@ -14,7 +14,19 @@ PORT ?= 8000
 PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench wrk drills screenshots chromium peers clean
+.PHONY: run edge edge-debs test lint bench wrk drills screenshots chromium peers clean
+
+# Debian's packages that are missing, installed as root or through sudo (else: which).
+define debs
+missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $$missing >/dev/null; \
+  else echo "Install Debian's packages: $$missing" >&2; exit 1; fi; fi
+endef
+
+# The SIP edge (docs/sip-edge.md) is Debian's Kamailio with these modules.
+EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,41 +47,53 @@ run: export DJANGO_DEBUG := true
 run: export LOG_FORMAT ?= plain
 # The web process and the worker write their metrics there; /metrics shows both.
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
-run: $(VENV)/.runtime
+# SIP_EDGE=1 also runs the SIP edge (docs/sip-edge.md) with the demo S-CSCF's credential.
+SIP_EDGE ?= 0
+EDGE_DIR := var/sipedge
+EDGE_ON := $(filter 1,$(SIP_EDGE))
+
+run: $(VENV)/.runtime $(if $(EDGE_ON),edge-debs)
 	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo
-	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat. Ctrl-C stops all."
+	$(if $(EDGE_ON),$(MANAGE) sipedge_config --demo-token --out $(EDGE_DIR))
+	@echo "Serving on http://$(HOST):$(PORT)/ with a Celery worker and beat$(if $(EDGE_ON), and the SIP edge). Ctrl-C stops all."
 	@# The worker runs in its own process group, so that Ctrl-C reaches it once, as a TERM
 	@# to its main process (a signal to each pool process too can hang its shutdown);
-	@# whatever is left of the group after ten seconds is killed.
+	@# whatever is left of the group after ten seconds is killed. The edge likewise.
 	@setsid $(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; \
-	      for _ in $$(seq 20); do kill -0 $$worker 2>/dev/null || break; sleep 0.5; done; \
-	      kill -KILL -- -$$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	edge=; $(if $(EDGE_ON),setsid kamailio -f $(EDGE_DIR)/kamailio.cfg -DD -E & edge=$$!;) \
+	trap 'for pid in $$worker $$edge; do kill -TERM $$pid 2>/dev/null; done; \
+	      for _ in $$(seq 20); do alive=; for pid in $$worker $$edge; do kill -0 $$pid 2>/dev/null && alive=1; done; \
+	        [ -n "$$alive" ] || break; sleep 0.5; done; \
+	      for pid in $$worker $$edge; do kill -KILL -- -$$pid 2>/dev/null; done; wait' EXIT INT TERM; \
 	$(MANAGE) runserver $(HOST):$(PORT)
+
+edge-debs:
+	@$(call debs,$(EDGE_DEBS))
+
+# The SIP edge alone, in the foreground, for a portal that runs elsewhere: its settings
+# from the environment (SIP_EDGE_*; docs/sip-edge.md), SIP_EDGE_TOKEN its credential.
+edge: $(VENV)/.runtime edge-debs
+	$(MANAGE) sipedge_config --out $(EDGE_DIR)
+	exec kamailio -f $(EDGE_DIR)/kamailio.cfg -DD -E
 
 # Pages are tested in Debian's Chromium; no tool downloads a browser of its own.
 chromium:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
-	  else echo "Install Debian's chromium package for the browser tests." >&2; exit 1; fi; }
+	@$(call debs,chromium)
 
 # Real peers the tests run against (../shared/peers/README.md): Debian's packages, and
 # PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
 # ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
 # zbar-tools reads the 2FA enrolment QR code back from a browser screenshot.
-PEER_DEBS := secsipidx redis-server zbar-tools
+# Kamailio's presence modules make a registrar play the S-CSCF for the edge's tests; sipp
+# (sip-tester) and baresip are the UEs.
+PEER_DEBS := secsipidx redis-server zbar-tools kamailio-presence-modules sip-tester baresip
 PEERS_DIR := $(abspath ..)/shared/peers
 PYHSS_VENV := var/peers/pyhss-venv
 
 peers:
-	@missing=$$(for p in $(PEER_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "Install Debian's packages for the peer tests: $$missing" >&2; exit 1; fi; fi
+	@$(call debs,$(PEER_DEBS) $(EDGE_DEBS))
 	@if [ -d $(PEERS_DIR)/pyhss-2.0.0 ] && [ ! -f $(PYHSS_VENV)/.installed ]; then \
 	  echo "Building PyHSS 2.0's own environment under $(PYHSS_VENV)"; \
 	  $(PYTHON) -m venv $(PYHSS_VENV) && \
@@ -91,10 +115,7 @@ $(VENV)/.bench: bench/requirements.txt $(VENV)/.dev
 
 # The load tool is Debian's wrk.
 wrk:
-	@command -v wrk >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
-	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; \
-	  else echo "Install Debian's wrk package for the benchmarks." >&2; exit 1; fi; }
+	@$(call debs,wrk)
 
 bench: $(VENV)/.bench wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -371,6 +371,21 @@ if NETWORK_NOTIFY_BACKEND == "webhook" and not (
 # Largest reginfo or registration-event body the network API accepts.
 NETWORK_MAX_BODY_BYTES = 512 * 1024
 
+# The SIP edge (docs/sip-edge.md): Kamailio as the application server the S-CSCFs send
+# third-party REGISTERs to; `manage.py sipedge_config` writes its configuration from these.
+# Its network-client credential comes from the SIP_EDGE_TOKEN environment variable of
+# that command only, never from the settings.
+SIP_EDGE_LISTEN = env_list("SIP_EDGE_LISTEN") or ["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"]
+SIP_EDGE_AS_URI = os.environ.get("SIP_EDGE_AS_URI", "sip:portal-as@127.0.0.1:5070")
+# The S-CSCFs whose REGISTERs the edge takes: addresses or networks (CIDR).
+SIP_EDGE_TRUSTED_SCSCFS = env_list("SIP_EDGE_TRUSTED_SCSCFS") or ["127.0.0.1"]
+# Where the edge answers Kamailio's JSON-RPC (the portal sends SIP requests through it).
+SIP_EDGE_RPC_URL = os.environ.get("SIP_EDGE_RPC_URL", "http://127.0.0.1:5071/RPC")
+# How the edge reaches the portal's network API.
+SIP_EDGE_PORTAL_URL = os.environ.get("SIP_EDGE_PORTAL_URL", PORTAL_BASE_URL).rstrip("/")
+SIP_EDGE_SUBSCRIBE_EXPIRES = int(os.environ.get("SIP_EDGE_SUBSCRIBE_EXPIRES", "3600"))
+SIP_EDGE_WORKERS = int(os.environ.get("SIP_EDGE_WORKERS", "4"))
+
 # Call authentication (STIR/SHAKEN).
 # Encrypts signing keys at rest (a Fernet key); unset: derived from DJANGO_SECRET_KEY.
 STIR_KEY_ENCRYPTION_KEY = os.environ.get("STIR_KEY_ENCRYPTION_KEY", "")
