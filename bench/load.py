@@ -185,7 +185,7 @@ async def _client(host, port, path, headers, queue: asyncio.Queue, run: Run, res
         ).encode() + body
         for attempt in (1, 2):
             try:
-                if writer is None:
+                if reader is None or writer is None:
                     reader, writer = await asyncio.open_connection(host, port)
                 started = time.perf_counter()
                 writer.write(request)

@@ -20,7 +20,7 @@ import random
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 
@@ -116,6 +116,7 @@ def _profile_import(rows: int) -> int:
     from . import onboarding
 
     admin, csv_text = onboarding.prepare(rows)
+    assert admin.enterprise is not None  # prepare makes the admin in its enterprise
     actor = Actor(user=admin)
     job = bulk.import_preview(
         actor=actor,
@@ -136,11 +137,12 @@ def _profile_import(rows: int) -> int:
         f"{(time.process_time() - cpu) / rows * 1000:.1f} ms CPU, "
         f"{len(captured.captured_queries) / rows:.1f} SQL queries per row"
     )
-    seconds, counts = Counter(), Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
+    counts: Counter[str] = Counter()
     for query in captured.captured_queries:
         seconds[query["sql"][:90]] += float(query["time"])
         counts[query["sql"][:90]] += 1
-    for sql, total in seconds.most_common(15):
+    for sql, total in sorted(seconds.items(), key=lambda item: item[1], reverse=True)[:15]:
         print(f"  {total:6.2f} s {counts[sql]:6d}×  {sql}")
     print(profiler.output_text(unicode=True, color=False))
     _empty_queues()

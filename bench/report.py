@@ -74,12 +74,12 @@ class Report:
         self.memory: dict[str, float] = {}
 
     def table(self, title: str, header: list[str], rows: list[list[object]]) -> None:
-        rows = [[str(c) for c in row] for row in rows]
-        self.tables.append((title, header, rows))
+        cells = [[str(c) for c in row] for row in rows]
+        self.tables.append((title, header, cells))
         print(f"\n{self.name}: {title}")
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
         print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-        for row in rows:
+        for row in cells:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
     def goal(self, what: str, met: bool, detail: str) -> None:

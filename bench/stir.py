@@ -7,6 +7,7 @@ machine (one core each)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -150,15 +151,17 @@ def run(ctx: Context) -> Report:
                         "TN-Validation-Passed"
                     ):
                         raise RuntimeError(f"verification did not pass: {answer}")
-                url = deployment.base_url + path
-                options = {
-                    "var_dir": ctx.var_dir,
-                    "method": method,
-                    "headers": headers,
-                    "bodies": bodies,
-                }
-                wrk(url, connections=connections, seconds=2, **options)
-                result = wrk(url, connections=connections, seconds=ctx.scale.seconds, **options)
+                measure = functools.partial(
+                    wrk,
+                    deployment.base_url + path,
+                    connections=connections,
+                    var_dir=ctx.var_dir,
+                    method=method,
+                    headers=headers,
+                    bodies=bodies,
+                )
+                measure(seconds=2)  # the warm-up
+                result = measure(seconds=ctx.scale.seconds)
                 results[(name, connections)] = result
                 base = results[("trivial DRF endpoint", connections)]
                 rows.append(

@@ -17,6 +17,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Model
+
 from accounts.models import DirectoryGroup, DirectoryRecord, User
 from scim import schema
 from scim.schema import ENTERPRISE_USER, GROUP, LIST_RESPONSE, USER, ResourceType
@@ -92,8 +94,14 @@ def account_attributes(user: User) -> dict[str, Any]:
     }
 
 
-def _phone_numbers(user: User, stored: list) -> list[dict]:
-    numbers = [i.number.e164 for i in user.live_identities if i.number_id]
+def _prefetched(obj: Model, to_attr: str) -> list[Any]:
+    """The objects ``selectors`` prefetched into ``to_attr`` (``Prefetch(..., to_attr=)``):
+    attributes that exist only on the instances a query made, unknown to the type checker."""
+    return getattr(obj, to_attr)
+
+
+def _phone_numbers(user: User, stored: list[Any] | None) -> list[dict]:
+    numbers = [i.number.e164 for i in _prefetched(user, "live_identities") if i.number_id]
     phones = [{"value": tn, "type": "work"} for tn in numbers]
     phones += [p for p in stored or [] if phone_digits(str(p.get("value"))) not in numbers]
     return phones
@@ -125,7 +133,7 @@ def user_resource(user: User, locations: Locations) -> dict[str, Any]:
             "display": g.display_name,
             "type": "direct",
         }
-        for g in user.scim_groups
+        for g in _prefetched(user, "scim_groups")
     ]
     if groups:
         resource["groups"] = groups
@@ -146,7 +154,7 @@ def group_resource(group: DirectoryGroup, locations: Locations) -> dict[str, Any
     resource["displayName"] = group.display_name
     resource["members"] = [
         {"value": str(m.pk), "$ref": locations.user(m.pk), "display": m.full_name, "type": "User"}
-        for m in group.scim_members
+        for m in _prefetched(group, "scim_members")
     ]
     resource["meta"] = {
         "resourceType": "Group",
@@ -192,7 +200,7 @@ def _selection(names: list[str], rt: ResourceType) -> dict[tuple[str | None, str
         if ref.sub is None or (key in selected and selected[key] is None):
             selected[key] = None
         else:
-            selected.setdefault(key, set()).add(ref.sub.name)
+            selected[key] = (selected.get(key) or set()) | {ref.sub.name}
     return selected
 
 

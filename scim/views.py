@@ -14,13 +14,14 @@ from functools import cached_property
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.authentication import ScimTokenAuthentication
 from accounts.audit import Actor
-from accounts.models import Enterprise
+from accounts.models import ApiToken, Enterprise
 from scim import documents, patch, protocol, resources, schema, selectors, services
 from scim.errors import ScimError, bad_request, exception_handler, not_found
 from scim.resources import Locations
@@ -47,8 +48,11 @@ class ScimView(APIView):
         super().initial(request, *args, **kwargs)
 
     @cached_property
-    def enterprise(self):
-        return self.request.user.enterprise
+    def enterprise(self) -> Enterprise:
+        token = self.request.auth
+        if not isinstance(token, ApiToken):  # ScimAccess lets no other caller this far
+            raise NotAuthenticated
+        return token.enterprise
 
     @cached_property
     def actor(self) -> Actor:
@@ -124,6 +128,9 @@ class ResourceKind:
     render: Callable[[Any, Locations], dict]
     by_id: Callable[[Enterprise, str], Any]
 
+    def renderer(self, locations: Locations) -> Callable[[Any], dict]:
+        return lambda obj: self.render(obj, locations)
+
 
 USERS = ResourceKind(
     USER_TYPE,
@@ -168,7 +175,7 @@ class ResourceView(ScimView):
                 k.translation,
                 k.queryset(self.enterprise),
                 k.prefetch,
-                lambda obj, k=k: k.render(obj, self.locations),
+                k.renderer(self.locations),
                 query,
                 lenient=lenient,
             )
@@ -190,6 +197,10 @@ class CollectionView(ResourceView):
 
     def get(self, request):
         return self.search([self.kind], request.query_params)
+
+    def create(self, document: dict) -> Model:
+        """The new resource, written by its kind's service (each view below says which)."""
+        raise NotImplementedError
 
     def post(self, request):
         document = documents.canonical(
@@ -253,6 +264,13 @@ class MemberView(ResourceView):
     def delete(self, request, resource_id):
         self.remove(self.current(resource_id), request.headers.get("If-Match"))
         return Response(status=204)
+
+    # The writes of one resource, through its kind's services (each view below says which).
+    def replace(self, obj, document: dict, if_match: str | None) -> None:
+        raise NotImplementedError
+
+    def remove(self, obj, if_match: str | None) -> None:
+        raise NotImplementedError
 
 
 class UserView(MemberView):

@@ -7,7 +7,7 @@ from kernel.credentials import new_secret
 PASSWORD = "a-Long-test-password-42"
 
 
-class EnterpriseFactory(factory.django.DjangoModelFactory):
+class EnterpriseFactory(factory.django.DjangoModelFactory[Enterprise]):
     class Meta:
         model = Enterprise
         skip_postgeneration_save = True
@@ -20,7 +20,7 @@ class EnterpriseFactory(factory.django.DjangoModelFactory):
     )
 
 
-class ServiceContractFactory(factory.django.DjangoModelFactory):
+class ServiceContractFactory(factory.django.DjangoModelFactory[ServiceContract]):
     class Meta:
         model = ServiceContract
 
@@ -29,15 +29,16 @@ class ServiceContractFactory(factory.django.DjangoModelFactory):
     identity_quota = 100
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.test")
     full_name = factory.Faker("name")
-    enterprise = factory.SubFactory(EnterpriseFactory)
-    role = Role.EMPLOYEE
+    # Typed wide enough for StaffFactory, whose users belong to no enterprise and have no role.
+    enterprise: factory.SubFactory | None = factory.SubFactory(EnterpriseFactory)
+    role: str = Role.EMPLOYEE
     status = User.Status.ACTIVE
 
     @factory.post_generation
@@ -62,7 +63,7 @@ class StaffFactory(UserFactory):
     is_superuser = True
 
 
-class TOTPDeviceFactory(factory.django.DjangoModelFactory):
+class TOTPDeviceFactory(factory.django.DjangoModelFactory[TOTPDevice]):
     class Meta:
         model = TOTPDevice
 

@@ -24,7 +24,9 @@ def actor_for(user, ip="192.0.2.10"):
 
 
 def invitation_link(message) -> str:
-    return re.search(r"https?://\S+/invitation/#(\S+)", message.body).group(1)
+    link = re.search(r"https?://\S+/invitation/#(\S+)", message.body)
+    assert link, f"no invitation link in: {message.body}"
+    return link.group(1)
 
 
 def invite(admin, email="new@swift.example", role=Role.EMPLOYEE):

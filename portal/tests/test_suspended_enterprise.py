@@ -437,7 +437,7 @@ def served_methods() -> dict[str, set[str]]:
             elif pattern.name:
                 yield ":".join(filter(None, [namespace, pattern.name])), pattern.callback
 
-    served = {}
+    served: dict[str, set[str]] = {}
     for name, view in walk(get_resolver().url_patterns):
         if name.startswith("admin:"):
             continue

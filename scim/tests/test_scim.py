@@ -35,8 +35,8 @@ class Scim:
     """A client for /scim/v2/ with a bearer token; bodies are sent as SCIM JSON."""
 
     def __init__(self, raw_token: str | None = None, token=None):
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {raw_token}"} if raw_token else {}
-        self.client = Client(**headers)
+        headers = {"Authorization": f"Bearer {raw_token}"} if raw_token else None
+        self.client = Client(headers=headers)
         self.token = token
 
     def _send(self, method, path, body=None, content_type="application/scim+json", **headers):

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -29,10 +30,19 @@ from . import serializers as s
 EVERY_ROLE = (Role.ADMIN, Role.HELPDESK, Role.EMPLOYEE)
 
 
-def _valid(serializer_class, data):
+def _valid(serializer_class, data) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _employee(request) -> User | None:
+    """The signed-in employee whose own records an answer is limited to; None for admins,
+    helpdesk and API tokens (a token acts as admin or helpdesk, never as an employee)."""
+    user = request.user
+    if isinstance(user, User) and user.role == Role.EMPLOYEE:
+        return user
+    return None
 
 
 @extend_schema_view(
@@ -61,12 +71,13 @@ class IdentityViewSet(
 
     def get_queryset(self):
         # A list shows live identities unless asked otherwise; one is found whatever its state.
-        criteria = {"status": "all"}
+        criteria: dict[str, Any] = {"status": "all"}
         if self.action == "list":
             criteria = _valid(s.IdentityFilterSerializer, self.request.query_params)
         found = selectors.identities(self.enterprise, **criteria)
-        if self.request.user.role == Role.EMPLOYEE:
-            found = found.filter(owner_id=self.request.user.pk)
+        employee = _employee(self.request)
+        if employee is not None:
+            found = found.filter(owner=employee)
         return found
 
     def _read(self, identity):
@@ -135,7 +146,8 @@ class OffboardingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enter
         return selectors.receipts(self.enterprise)
 
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.get_queryset())
+        # The API always paginates (DEFAULT_PAGINATION_CLASS): None is not an answer here.
+        page = self.paginate_queryset(self.get_queryset()) or []
         context = {**self.get_serializer_context(), "receipt_syncs": selectors.receipt_syncs(page)}
         data = s.ReceiptSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
@@ -228,9 +240,9 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, EnterpriseV
 
     def get_queryset(self):
         found = selectors.grants(self.enterprise, active="all")
-        if self.request.user.role == Role.EMPLOYEE:
-            me = self.request.user.pk
-            found = found.filter(Q(identity__owner_id=me) | Q(grantee_id=me))
+        employee = _employee(self.request)
+        if employee is not None:
+            found = found.filter(Q(identity__owner=employee) | Q(grantee=employee))
         return found
 
     def create(self, request):
@@ -259,16 +271,17 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
     write_roles = EVERY_ROLE
 
     def get_queryset(self):
-        criteria = {"active": "all"}
+        criteria: dict[str, Any] = {"active": "all"}
         if self.action == "list":
             criteria = _valid(s.RegistrationFilterSerializer, self.request.query_params)
-        user = None
+        user: User | None = None
         if criteria.pop("user", None):
             user = get_for_enterprise_or_404(
                 User, self.enterprise, pk=self.request.query_params["user"]
             )
-        if self.request.user.role == Role.EMPLOYEE:
-            user = self.request.user
+        employee = _employee(self.request)
+        if employee is not None:
+            user = employee
         return selectors.registrations(self.enterprise, user=user, **criteria)
 
     def _read(self, registration):
@@ -301,7 +314,8 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ente
             raise PermissionDenied
         data = _valid(s.SignOutAllSerializer, request.data)
         person = get_for_enterprise_or_404(User, self.enterprise, pk=data["user"])
-        if request.user.role == Role.EMPLOYEE and person.pk != request.user.pk:
+        employee = _employee(request)
+        if employee is not None and person != employee:
             raise PermissionDenied
         count = signout.registrations_sign_out_all(actor=self.actor, user=person)
         return Response({"requested": count})
@@ -320,7 +334,7 @@ class CallRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enterp
     action_roles = {"summary": (Role.ADMIN, Role.HELPDESK)}
 
     def get_queryset(self):
-        criteria = {"direction": "", "identity": None}
+        criteria: dict[str, Any] = {"direction": "", "identity": None}
         if self.action == "list":
             criteria = _valid(s.CallRecordFilterSerializer, self.request.query_params)
         identity = None
@@ -329,8 +343,9 @@ class CallRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Enterp
         found = selectors.call_records(
             self.enterprise, direction=criteria["direction"], identity=identity
         )
-        if self.request.user.role == Role.EMPLOYEE:
-            found = found.filter(identity__owner_id=self.request.user.pk)
+        employee = _employee(self.request)
+        if employee is not None:
+            found = found.filter(identity__owner=employee)
         return found
 
     @extend_schema(responses=s.CallSummarySerializer)

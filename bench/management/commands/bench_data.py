@@ -26,6 +26,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -203,9 +204,10 @@ def delete_bench_data(slug_prefix: str = SLUG_PREFIX, *, clients: bool = True) -
             sources, grown = grown, set()
             for model in models:
                 for field in model._meta.concrete_fields:
-                    if not (field.many_to_one or field.one_to_one):
+                    related = field.related_model
+                    if related is None or not (field.many_to_one or field.one_to_one):
                         continue
-                    target = field.related_model._meta.db_table
+                    target = related._meta.db_table
                     if target in sources:
                         where = f'"{field.column}" IN (SELECT pk FROM "{doomed[target]}")'  # noqa: S608
                         doom(model, where)
@@ -250,7 +252,11 @@ def _text(value) -> str:
     return text
 
 
-def copy_rows(model, columns: list[str], rows) -> int:
+# One table row for COPY, its values in the columns' order.
+Row = tuple[object, ...]
+
+
+def copy_rows(model, columns: list[str], rows: Iterable[Row]) -> int:
     """COPY ``rows`` (tuples in ``columns`` order) into ``model``'s table, in batches."""
     table = model._meta.db_table
     names = ", ".join(f'"{c}"' for c in columns)
@@ -746,7 +752,9 @@ class EnterpriseMaker:
         shared: dict[int, list] = {}
         for m, grantee, make, receive in self.grants:
             shared.setdefault(grantee.id, []).append([m.e164, make, receive])
-        syncs, attempts, subscriptions = [], [], []
+        syncs: list[Row] = []
+        attempts: list[Row] = []
+        subscriptions: list[Row] = []
         enterprise_id = self.enterprise.pk
         for m in self.identities:
             synced_at = m.created + timedelta(seconds=rng.uniform(0.05, 2))
@@ -936,7 +944,8 @@ class EnterpriseMaker:
         plans = [(m, k, True) for m, k in active] + [(m, k, False) for m, k in ended]
         reg_ids = new_ids(Registration, len(plans))
         event_ids = new_ids(RegistrationEvent, 2 * len(plans))
-        regs, events = [], []
+        regs: list[Row] = []
+        events: list[Row] = []
         versions: dict[str, int] = {}
         for index, (pk, (m, k, is_active)) in enumerate(zip(reg_ids, plans, strict=True)):
             ua, kind = USER_AGENTS[(m.id + k) % len(USER_AGENTS)]
@@ -1117,7 +1126,7 @@ class EnterpriseMaker:
             self.counts["call_records"] = 0
             return
 
-        def checks(level: str) -> list:
+        def checks(level: str) -> tuple[list[list[object]], str]:
             facts = CallFacts(
                 caller_known=level != "C",
                 caller_detail="the network vouches for the number's own subscriber",
