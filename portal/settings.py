@@ -10,6 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography import x509
@@ -358,16 +359,29 @@ CELERY_BEAT_SCHEDULE["hss-reconcile"] = {
     "schedule": RECONCILE_INTERVAL_MINUTES * 60.0,
 }
 
-# Messages towards the clients on UEs: "builtin" records them, "webhook" posts them.
+# Messages towards the clients on UEs: "builtin" records them, "webhook" posts them,
+# "sip" has the SIP edge send each as a SIP MESSAGE to its UE.
 NETWORK_NOTIFY_BACKEND = os.environ.get("NETWORK_NOTIFY_BACKEND", "builtin")
-if NETWORK_NOTIFY_BACKEND not in {"builtin", "webhook"}:
-    raise ImproperlyConfigured("NETWORK_NOTIFY_BACKEND must be 'builtin' or 'webhook'.")
+if NETWORK_NOTIFY_BACKEND not in {"builtin", "webhook", "sip"}:
+    raise ImproperlyConfigured("NETWORK_NOTIFY_BACKEND must be 'builtin', 'webhook' or 'sip'.")
 NETWORK_NOTIFY_WEBHOOK_URL = os.environ.get("NETWORK_NOTIFY_WEBHOOK_URL", "")
 NETWORK_NOTIFY_WEBHOOK_SECRET = os.environ.get("NETWORK_NOTIFY_WEBHOOK_SECRET", "")
 if NETWORK_NOTIFY_BACKEND == "webhook" and not (
     NETWORK_NOTIFY_WEBHOOK_URL and NETWORK_NOTIFY_WEBHOOK_SECRET
 ):
     raise ImproperlyConfigured("The webhook notifier needs NETWORK_NOTIFY_WEBHOOK_URL and _SECRET.")
+# The SIP edge's JSON-RPC over HTTP (Kamailio's jsonrpcs on xhttp). It answers when the
+# MESSAGE's transaction ends, so the timeout must exceed the edge's tm fr_timer (30 s).
+SIP_EDGE_RPC_URL = os.environ.get("SIP_EDGE_RPC_URL", "")
+SIP_EDGE_RPC_TIMEOUT_SECONDS = float(os.environ.get("SIP_EDGE_RPC_TIMEOUT_SECONDS", "40"))
+# Where a MESSAGE to a UE without a public GRUU goes first (the users' S-CSCF); empty:
+# straight to the contact.
+SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
+SIP_NOTICE_FROM = os.environ.get(
+    "SIP_NOTICE_FROM", f"sip:notices@{urlsplit(PORTAL_BASE_URL).hostname or 'localhost'}"
+)
+if NETWORK_NOTIFY_BACKEND == "sip" and not SIP_EDGE_RPC_URL:
+    raise ImproperlyConfigured("The sip notifier needs SIP_EDGE_RPC_URL (the edge's JSON-RPC).")
 # Largest reginfo or registration-event body the network API accepts.
 NETWORK_MAX_BODY_BYTES = 512 * 1024
 
