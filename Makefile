@@ -60,7 +60,7 @@ chromium:
 # PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
 # ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
 # zbar-tools reads the 2FA enrolment QR code back from a browser screenshot.
-PEER_DEBS := secsipidx redis-server zbar-tools
+PEER_DEBS := secsipidx redis-server zbar-tools kamailio sip-tester
 PEERS_DIR := $(abspath ..)/shared/peers
 PYHSS_VENV := var/peers/pyhss-venv
 

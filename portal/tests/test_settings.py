@@ -212,3 +212,12 @@ def test_a_worker_metrics_port_needs_the_shared_directory():
     result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "METRICS_WORKER_PORT": "9808"})
     assert result.returncode != 0
     assert "METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+def test_the_sip_notifier_needs_the_edges_rpc_url():
+    env = {"DJANGO_DEBUG": "true", "NETWORK_NOTIFY_BACKEND": "sip"}
+    result = manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert "The sip notifier needs SIP_EDGE_RPC_URL" in result.stderr
+    edge = {**env, "SIP_EDGE_RPC_URL": "http://127.0.0.1:5071/RPC"}
+    assert manage("check", env_overrides=edge).returncode == 0

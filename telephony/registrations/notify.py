@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import requests
 from django.conf import settings
@@ -20,7 +21,8 @@ from kernel.observability import logs_failed_calls
 from telephony.models import NetworkNotice, Registration
 
 Channel = NetworkNotice.Channel
-REASON_MAX = NetworkNotice._meta.get_field("delivery_reason").max_length
+T = TypeVar("T")
+REASON_MAX = cast(int, NetworkNotice._meta.get_field("delivery_reason").max_length)
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,7 @@ class SipEdgeNotifier:
         if hop:
             hop = _uri(hop, "next hop")
         # No tag in From: the edge adds its own (two tags make a broken request).
-        headers = (
-            f"From: <{sender}>\r\nTo: <{to}>\r\nContent-Type: text/plain;charset=utf-8\r\n"
-        )
+        headers = f"From: <{sender}>\r\nTo: <{to}>\r\nContent-Type: text/plain;charset=utf-8\r\n"
         call = {
             "jsonrpc": "2.0",
             "id": notice.pk,
@@ -201,44 +201,46 @@ class SipEdgeNotifier:
         return self._answer(response.status_code, raw)
 
     def _answer(self, http_status: int, raw: bytes) -> Answer:
+        """The answer the edge's JSON-RPC body gives. It is network input: anything but a
+        well-formed answer is a transient fault of the edge."""
         try:
-            if len(raw) > _RPC_ANSWER_MAX:
-                raise ValueError("too long")
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-        except ValueError:
+            body = json.loads(raw) if len(raw) <= _RPC_ANSWER_MAX else None
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            body = None
+        if not isinstance(body, dict):
             raise NoticeError(
                 f"SIP edge answered HTTP {http_status} without a JSON-RPC body",
                 transient=True,
                 answer=Answer(Channel.SIP),
-            ) from None
-        if isinstance(body.get("error"), dict):
-            code, message = body["error"].get("code"), body["error"].get("message")
-            code = code if isinstance(code, int) else http_status
-            text = _printable(message if isinstance(message, str) else "")
+            )
+        error, result = body.get("error"), body.get("result")
+        if isinstance(error, dict):
+            code = _of_type(error.get("code"), int, http_status)
+            text = _printable(_of_type(error.get("message"), str, ""))
             raise NoticeError(
                 f"SIP edge refused the request ({code} {text})",
                 transient=not 400 <= code < 500,
                 answer=Answer(Channel.SIP),
             )
-        result = body.get("result")
-        code = result.get("code") if isinstance(result, dict) else None
-        if not isinstance(code, int) or not 100 <= code <= 699:
+        result = result if isinstance(result, dict) else {}
+        code = _of_type(result.get("code"), int, 0)
+        if not 100 <= code <= 699:
             raise NoticeError(
                 "SIP edge answered without a SIP status", transient=True, answer=Answer(Channel.SIP)
             )
-        text = result.get("text") if isinstance(result, dict) else ""
-        answer = Answer(Channel.SIP, code, _printable(text if isinstance(text, str) else ""))
+        answer = Answer(Channel.SIP, code, _printable(_of_type(result.get("text"), str, "")))
         if 200 <= code < 300:
             return answer
         if code == 408 or 500 <= code < 600:
             raise NoticeError(
                 f"not delivered ({code} {answer.reason})", transient=True, answer=answer
             )
-        raise NoticeError(
-            f"refused ({code} {answer.reason})", transient=False, answer=answer
-        )
+        raise NoticeError(f"refused ({code} {answer.reason})", transient=False, answer=answer)
+
+
+def _of_type(value: object, kind: type[T], default: T) -> T:
+    """``value`` if it is a ``kind`` (not a bool posing as an int), else ``default``."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
 
 
 def notifier() -> BuiltinNotifier | WebhookNotifier | SipEdgeNotifier:
