@@ -10,6 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography import x509
@@ -358,10 +359,11 @@ CELERY_BEAT_SCHEDULE["hss-reconcile"] = {
     "schedule": RECONCILE_INTERVAL_MINUTES * 60.0,
 }
 
-# Messages towards the clients on UEs: "builtin" records them, "webhook" posts them.
+# Messages towards the clients on UEs: "builtin" records them, "webhook" posts them,
+# "sip" has the SIP edge send each as a SIP MESSAGE to its UE.
 NETWORK_NOTIFY_BACKEND = os.environ.get("NETWORK_NOTIFY_BACKEND", "builtin")
-if NETWORK_NOTIFY_BACKEND not in {"builtin", "webhook"}:
-    raise ImproperlyConfigured("NETWORK_NOTIFY_BACKEND must be 'builtin' or 'webhook'.")
+if NETWORK_NOTIFY_BACKEND not in {"builtin", "webhook", "sip"}:
+    raise ImproperlyConfigured("NETWORK_NOTIFY_BACKEND must be 'builtin', 'webhook' or 'sip'.")
 NETWORK_NOTIFY_WEBHOOK_URL = os.environ.get("NETWORK_NOTIFY_WEBHOOK_URL", "")
 NETWORK_NOTIFY_WEBHOOK_SECRET = os.environ.get("NETWORK_NOTIFY_WEBHOOK_SECRET", "")
 if NETWORK_NOTIFY_BACKEND == "webhook" and not (
@@ -380,7 +382,16 @@ SIP_EDGE_AS_URI = os.environ.get("SIP_EDGE_AS_URI", "sip:portal-as@127.0.0.1:507
 # The S-CSCFs whose REGISTERs the edge takes: addresses or networks (CIDR).
 SIP_EDGE_TRUSTED_SCSCFS = env_list("SIP_EDGE_TRUSTED_SCSCFS") or ["127.0.0.1"]
 # Where the edge answers Kamailio's JSON-RPC (the portal sends SIP requests through it).
+# It answers when the request's transaction ends, so the timeout exceeds the edge's tm
+# fr_timer (10 s).
 SIP_EDGE_RPC_URL = os.environ.get("SIP_EDGE_RPC_URL", "http://127.0.0.1:5071/RPC")
+SIP_EDGE_RPC_TIMEOUT_SECONDS = float(os.environ.get("SIP_EDGE_RPC_TIMEOUT_SECONDS", "15"))
+# Where a MESSAGE to a UE without a public GRUU goes first (the users' S-CSCF); empty:
+# straight to the contact.
+SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
+SIP_NOTICE_FROM = os.environ.get(
+    "SIP_NOTICE_FROM", f"sip:notices@{urlsplit(PORTAL_BASE_URL).hostname or 'localhost'}"
+)
 # How the edge reaches the portal's network API.
 SIP_EDGE_PORTAL_URL = os.environ.get("SIP_EDGE_PORTAL_URL", PORTAL_BASE_URL).rstrip("/")
 SIP_EDGE_SUBSCRIBE_EXPIRES = int(os.environ.get("SIP_EDGE_SUBSCRIBE_EXPIRES", "3600"))

@@ -322,10 +322,11 @@ class NetworkNoticeAdmin(ReadOnlyAdmin):
         "registration",
         "enterprise",
         "state",
+        "outcome",
         "attempts",
         "last_error",
     ]
-    list_filter = ["state", "kind", "enterprise"]
+    list_filter = ["state", "channel", "kind", "enterprise"]
     list_select_related = ["registration", "enterprise"]
 
 

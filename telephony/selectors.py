@@ -28,6 +28,7 @@ from .models import (
     Grant,
     Identity,
     IdentitySync,
+    NetworkNotice,
     NumberBlock,
     OffboardingReceipt,
     Registration,
@@ -314,11 +315,23 @@ def device_dashboard(enterprise: Enterprise, *, q: str = "", devices: str = "") 
     return people.prefetch_related(active_registrations_prefetch(now), live_identities_prefetch())
 
 
+# How many of a device's latest notices its pages show.
+NOTICES_SHOWN = 3
+
+
 def registrations_of(user: User) -> QuerySet[Registration]:
-    """A person's devices: registered ones first, then the last ended ones."""
+    """A person's devices: registered ones first, then the last ended ones; each with its
+    latest notices (``recent_notices``) and what became of them."""
     return (
         Registration.objects.filter(user=user)
         .select_related("identity__number", "identity__enterprise", "last_event")
+        .prefetch_related(
+            Prefetch(
+                "notices",
+                NetworkNotice.objects.order_by("-created_at", "-id")[:NOTICES_SHOWN],
+                to_attr="recent_notices",
+            )
+        )
         # NULLs sort last in PostgreSQL unless told: the registered ones come first.
         .order_by(F("ended_at").desc(nulls_first=True), "-last_refreshed_at")
     )

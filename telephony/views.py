@@ -461,7 +461,8 @@ def _devices_version(registrations) -> str:
     shown = [
         (r.pk, r.state, r.end_reason, r.impus, r.last_refreshed_at.isoformat(),
          r.expires_at.isoformat(), r.enabled_services, r.default_impu, r.do_not_disturb,
-         r.identity.status)
+         r.identity.status,
+         [(n.pk, n.state, n.attempts, n.delivery_code) for n in r.recent_notices])
         for r in registrations
     ]  # fmt: skip
     return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]

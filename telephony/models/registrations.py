@@ -167,12 +167,19 @@ class ReginfoVersion(models.Model):
 
 class NetworkNotice(models.Model):
     """A message towards the client on a UE (e.g. "you are also logged on elsewhere"),
-    sent through the network notification backend by a task: an outbox row."""
+    sent through the network notification backend by a task: an outbox row. It keeps the
+    answer to its last attempt, so the pages can say whether the phone got it."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+
+    class Channel(models.TextChoices):
+        # Which backend made the last attempt: the codes mean different things.
+        RECORD = "", "Portal record only"
+        SIP = "sip", "SIP MESSAGE through the edge"
+        WEBHOOK = "webhook", "Operator's notification webhook"
 
     enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
     registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="notices")
@@ -183,6 +190,12 @@ class NetworkNotice(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The last attempt's answer: a SIP status (from the UE, or the edge's own 408 when
+    # nothing answered) or the webhook's HTTP status; none when nothing answered at all.
+    channel = models.CharField(max_length=8, choices=Channel.choices, blank=True, db_default="")
+    delivery_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    delivery_reason = models.CharField(max_length=120, blank=True, db_default="")
+    answered_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -192,3 +205,34 @@ class NetworkNotice(models.Model):
 
     def __str__(self):
         return f"{self.kind} to {self.registration_id}"
+
+    @property
+    def outcome(self) -> str:
+        """What became of the notice, in words a busy admin reads at a glance."""
+        code = self.delivery_code
+        said = f"{code} {self.delivery_reason}".strip() if code else ""
+        pending = self.state == self.State.PENDING
+        again = "; trying again" if pending else ""
+        if pending and not self.attempts:
+            return "Sending…"
+        if self.channel == self.Channel.SIP:
+            if self.state == self.State.SENT:
+                return f"Delivered to the phone ({said})"
+            if code == 408:
+                return f"Phone did not answer (408){again}"
+            if code and code >= 500 and code < 600:
+                return f"The network could not deliver it ({said}){again}"
+            if code:
+                return f"Refused by the phone ({said})"
+            return f"The SIP edge did not take it{again}"
+        if self.channel == self.Channel.WEBHOOK:
+            if self.state == self.State.SENT:
+                return f"Handed to the operator's notification service ({said})"
+            if code and not pending and code < 500 and code != 429:
+                return f"Refused by the operator's notification service ({said})"
+            if code:
+                return f"The operator's notification service failed ({said}){again}"
+            return f"The operator's notification service did not answer{again}"
+        if self.state == self.State.SENT:
+            return "Recorded in the portal (no delivery to phones configured)"
+        return f"Not sent{again}"

@@ -19,6 +19,7 @@ from telephony.models import (
     Registration,
     RegistrationEvent,
 )
+from telephony.registrations.notify import Answer, NoticeError, notifier
 from telephony.registrations.records import Batch
 from telephony.registrations.signout import request_sign_out
 
@@ -133,30 +134,47 @@ def queue_notice(notice_id: int) -> None:
 
 
 def send_notice(notice_id: int) -> str:
-    """Deliver one notice through the network notification backend (a task runs this)."""
-    from telephony.registrations.notify import NoticeError, notifier
-
+    """Deliver one notice through the network notification backend (a task runs this),
+    and keep the answer to this attempt on the notice."""
     notice = (
-        NetworkNotice.objects.select_related("registration__identity")
+        NetworkNotice.objects.select_related("registration__identity", "registration__enterprise")
         .filter(pk=notice_id, state=NetworkNotice.State.PENDING)
         .first()
     )
     if notice is None:
         return "skipped"
+    attempts = notice.attempts + 1
     try:
-        notifier().send(notice)
+        answer = notifier().send(notice)
     except NoticeError as exc:
+        final = not exc.transient or attempts >= settings.SYNC_MAX_ATTEMPTS
         NetworkNotice.objects.filter(pk=notice.pk).update(
-            attempts=notice.attempts + 1, last_error=str(exc)[:500]
+            attempts=attempts,
+            last_error=str(exc)[:500],
+            **_answered(exc.answer),
+            **({"state": NetworkNotice.State.FAILED} if final else {}),
         )
-        if exc.transient and notice.attempts + 1 < settings.SYNC_MAX_ATTEMPTS:
+        if not final:
             raise
-        NetworkNotice.objects.filter(pk=notice.pk).update(state=NetworkNotice.State.FAILED)
         return "failed"
     NetworkNotice.objects.filter(pk=notice.pk).update(
-        state=NetworkNotice.State.SENT, sent_at=timezone.now(), attempts=notice.attempts + 1
+        state=NetworkNotice.State.SENT,
+        sent_at=timezone.now(),
+        attempts=attempts,
+        last_error="",
+        **_answered(answer),
     )
     return "sent"
+
+
+def _answered(answer: Answer) -> dict:
+    """The notice's fields for the answer to its last attempt."""
+    return {
+        "channel": answer.channel,
+        "delivery_code": answer.code,
+        "delivery_reason": answer.reason,
+        "answered_at": timezone.now() if answer.code is not None else None,
+    }
 
 
 def sweep(grace: timedelta | None = None) -> int:

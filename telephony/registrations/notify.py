@@ -1,29 +1,57 @@
 """The network notification backend: messages towards the clients on UEs (for
 example "you are also logged on elsewhere"). ``builtin`` keeps the notice as the
-record of what was sent; ``webhook`` posts it to the operator's notification service
-(e.g. an application server that sends a SIP MESSAGE to the UE's GRUU)."""
+record of what was sent; ``webhook`` posts it to the operator's notification service;
+``sip`` asks the portal's SIP edge (Kamailio, over its JSON-RPC) to send it to the UE as
+a SIP MESSAGE. Django never speaks SIP itself.
+
+Each backend answers with what the other side said (an ``Answer``), which the notice
+keeps, so the pages can tell "delivered to the phone" from "the phone did not answer"."""
 
 import hashlib
 import hmac
 import json
+import re
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import requests
 from django.conf import settings
 
 from kernel.observability import logs_failed_calls
+from telephony.models import NetworkNotice, Registration
+
+Channel = NetworkNotice.Channel
+T = TypeVar("T")
+REASON_MAX = cast(int, NetworkNotice._meta.get_field("delivery_reason").max_length)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to one attempt: the channel it went through, the status code and
+    reason phrase the other side gave (none when nothing answered)."""
+
+    channel: str = Channel.RECORD
+    code: int | None = None
+    reason: str = ""
 
 
 class NoticeError(Exception):
-    def __init__(self, message: str, *, transient: bool):
+    def __init__(self, message: str, *, transient: bool, answer: Answer | None = None):
         super().__init__(message)
         self.transient = transient
+        self.answer = answer or Answer()
+
+
+def _printable(text: str, limit: int = REASON_MAX) -> str:
+    """A peer's reason phrase as one line of printable text: it is shown on pages."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()[:limit]
 
 
 class BuiltinNotifier:
     """Sends nothing anywhere: the NetworkNotice row is the record of the notice."""
 
-    def send(self, notice) -> None:
-        return None
+    def send(self, notice: NetworkNotice) -> Answer:
+        return Answer()
 
 
 class WebhookNotifier:
@@ -31,7 +59,7 @@ class WebhookNotifier:
     ``X-Portal-Signature: sha256=<hex>`` header so the receiver can trust it."""
 
     @logs_failed_calls("notice webhook")
-    def send(self, notice) -> None:
+    def send(self, notice: NetworkNotice) -> Answer:
         reg = notice.registration
         body = json.dumps(
             {
@@ -64,15 +92,161 @@ class WebhookNotifier:
             )
         except requests.RequestException as exc:
             raise NoticeError(
-                f"webhook unreachable: {exc.__class__.__name__}", transient=True
+                f"webhook unreachable: {exc.__class__.__name__}",
+                transient=True,
+                answer=Answer(Channel.WEBHOOK),
             ) from exc
+        answer = Answer(Channel.WEBHOOK, response.status_code, _printable(response.reason or ""))
         if response.status_code >= 500 or response.status_code == 429:
-            raise NoticeError(f"webhook answered {response.status_code}", transient=True)
+            raise NoticeError(
+                f"webhook answered {response.status_code}", transient=True, answer=answer
+            )
         if response.status_code >= 300:
             raise NoticeError(
-                f"webhook refused the notice ({response.status_code})", transient=False
+                f"webhook refused the notice ({response.status_code})",
+                transient=False,
+                answer=answer,
             )
+        return answer
 
 
-def notifier():
-    return WebhookNotifier() if settings.NETWORK_NOTIFY_BACKEND == "webhook" else BuiltinNotifier()
+# --- SIP MESSAGE through the edge ---------------------------------------------------------
+
+# What may stand between the angle brackets of a header we write: a SIP, SIPS or TEL URI
+# without whitespace, quotes or brackets. The URIs come from the network's reports, so
+# a CR or LF here would let a report add headers to our request.
+_URI = re.compile(r"(?:sips?|tel):[^\s<>\"]{1,500}", re.ASCII)
+# The edge's JSON-RPC answer is read up to this size; a longer one is not the edge's.
+_RPC_ANSWER_MAX = 64 * 1024
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """The body up to ``limit`` + 1 bytes: enough to tell that it is too long."""
+    body = b""
+    for chunk in response.iter_content(8192):
+        body += chunk
+        if len(body) > limit:
+            break
+    return body
+
+
+def next_hop(registration: Registration) -> str:
+    """The SIP URI of the S-CSCF that serves ``registration``'s user, which a MESSAGE to
+    the bare contact is routed through; "" sends straight to the contact.
+
+    The one place the route's next hop comes from: today one setting for every user;
+    per-AoR S-CSCF records (learned from third-party registration) replace it here."""
+    return settings.SIP_EDGE_SCSCF_URI
+
+
+def sip_route(registration: Registration) -> tuple[str, str]:
+    """(request URI, next hop) of a MESSAGE to this one UE: its public GRUU when the
+    network told us one (it reaches exactly this device, through the S-CSCF's own routing),
+    else the contact URI through the user's S-CSCF."""
+    if registration.pub_gruu:
+        return registration.pub_gruu, ""
+    return registration.contact_uri, next_hop(registration)
+
+
+def _uri(value: str, what: str) -> str:
+    if not _URI.fullmatch(value):
+        raise NoticeError(f"no usable {what} for a SIP MESSAGE: {value[:80]!r}", transient=False)
+    return value
+
+
+class SipEdgeNotifier:
+    """Asks the SIP edge to send the notice as a SIP MESSAGE (plain UTF-8 text) to the UE
+    and waits for the final answer (Kamailio's ``tm.t_uac_wait_block``).
+
+    2xx: delivered. 408 (no answer within the edge's ``fr_timer``) and 5xx: transient,
+    tried again. Other 3xx–6xx: the UE or the network refused it, final. An error object
+    from the edge: 5xx codes (it could not send, e.g. the host does not resolve) are
+    transient, 4xx (it refused the command as given) final."""
+
+    method = "tm.t_uac_wait_block"
+
+    @logs_failed_calls("notice SIP edge")
+    def send(self, notice: NetworkNotice) -> Answer:
+        reg = notice.registration
+        request_uri, hop = sip_route(reg)
+        request_uri = _uri(request_uri, "request URI")
+        to = _uri(reg.impus[0], "IMPU") if reg.impus else request_uri
+        sender = _uri(settings.SIP_NOTICE_FROM, "SIP_NOTICE_FROM")
+        if hop:
+            hop = _uri(hop, "next hop")
+        # No tag in From: the edge adds its own (two tags make a broken request).
+        headers = f"From: <{sender}>\r\nTo: <{to}>\r\nContent-Type: text/plain;charset=utf-8\r\n"
+        call = {
+            "jsonrpc": "2.0",
+            "id": notice.pk,
+            "method": self.method,
+            "params": ["MESSAGE", request_uri, hop, "", headers, notice.message],
+        }
+        try:
+            with requests.post(
+                settings.SIP_EDGE_RPC_URL,
+                json=call,
+                # The edge answers when the SIP transaction ends: set this above its fr_timer.
+                timeout=settings.SIP_EDGE_RPC_TIMEOUT_SECONDS,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                raw = _read_capped(response, _RPC_ANSWER_MAX)
+        except requests.RequestException as exc:
+            raise NoticeError(
+                f"SIP edge unreachable: {exc.__class__.__name__}",
+                transient=True,
+                answer=Answer(Channel.SIP),
+            ) from exc
+        return self._answer(response.status_code, raw)
+
+    def _answer(self, http_status: int, raw: bytes) -> Answer:
+        """The answer the edge's JSON-RPC body gives. It is network input: anything but a
+        well-formed answer is a transient fault of the edge."""
+        try:
+            body = json.loads(raw) if len(raw) <= _RPC_ANSWER_MAX else None
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            body = None
+        if not isinstance(body, dict):
+            raise NoticeError(
+                f"SIP edge answered HTTP {http_status} without a JSON-RPC body",
+                transient=True,
+                answer=Answer(Channel.SIP),
+            )
+        error, result = body.get("error"), body.get("result")
+        if isinstance(error, dict):
+            code = _of_type(error.get("code"), int, http_status)
+            text = _printable(_of_type(error.get("message"), str, ""))
+            raise NoticeError(
+                f"SIP edge refused the request ({code} {text})",
+                transient=not 400 <= code < 500,
+                answer=Answer(Channel.SIP),
+            )
+        result = result if isinstance(result, dict) else {}
+        code = _of_type(result.get("code"), int, 0)
+        if not 100 <= code <= 699:
+            raise NoticeError(
+                "SIP edge answered without a SIP status", transient=True, answer=Answer(Channel.SIP)
+            )
+        answer = Answer(Channel.SIP, code, _printable(_of_type(result.get("text"), str, "")))
+        if 200 <= code < 300:
+            return answer
+        if code == 408 or 500 <= code < 600:
+            raise NoticeError(
+                f"not delivered ({code} {answer.reason})", transient=True, answer=answer
+            )
+        raise NoticeError(f"refused ({code} {answer.reason})", transient=False, answer=answer)
+
+
+def _of_type(value: object, kind: type[T], default: T) -> T:
+    """``value`` if it is a ``kind`` (not a bool posing as an int), else ``default``."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+
+def notifier() -> BuiltinNotifier | WebhookNotifier | SipEdgeNotifier:
+    backend = settings.NETWORK_NOTIFY_BACKEND
+    if backend == "webhook":
+        return WebhookNotifier()
+    if backend == "sip":
+        return SipEdgeNotifier()
+    return BuiltinNotifier()

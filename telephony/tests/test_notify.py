@@ -71,7 +71,8 @@ def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, not
     assert payload["kind"] == "already_logged_on"
     assert payload["to"]["contact"] == "sip:rob@198.51.100.9"
     notice.refresh_from_db()
-    assert notice.state == "sent"
+    assert (notice.state, notice.channel, notice.delivery_code) == ("sent", "webhook", 204)
+    assert notice.outcome == "Handed to the operator's notification service (204 No Content)"
     assert notices.send_notice(notice.pk) == "skipped"  # sent once
 
 
@@ -82,9 +83,12 @@ def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
     answers.extend([503, 400])
     with pytest.raises(NoticeError):
         notices.send_notice(notice.pk)
-    assert NetworkNotice.objects.get(pk=notice.pk).state == "pending"
+    notice.refresh_from_db()
+    assert (notice.state, notice.delivery_code) == ("pending", 503)
     assert notices.send_notice(notice.pk) == "failed"
-    assert "refused" in NetworkNotice.objects.get(pk=notice.pk).last_error
+    notice.refresh_from_db()
+    assert "refused" in notice.last_error
+    assert notice.outcome == "Refused by the operator's notification service (400 Bad Request)"
 
 
 def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
