@@ -381,11 +381,12 @@ SIP_EDGE_LISTEN = env_list("SIP_EDGE_LISTEN") or ["udp:127.0.0.1:5070", "tcp:127
 SIP_EDGE_AS_URI = os.environ.get("SIP_EDGE_AS_URI", "sip:portal-as@127.0.0.1:5070")
 # The S-CSCFs whose REGISTERs the edge takes: addresses or networks (CIDR).
 SIP_EDGE_TRUSTED_SCSCFS = env_list("SIP_EDGE_TRUSTED_SCSCFS") or ["127.0.0.1"]
+# How long the edge waits for the final answer to a request it sends (MESSAGE, SUBSCRIBE).
+SIP_EDGE_TRANSACTION_SECONDS = int(os.environ.get("SIP_EDGE_TRANSACTION_SECONDS", "10"))
 # Where the edge answers Kamailio's JSON-RPC (the portal sends SIP requests through it).
-# It answers when the request's transaction ends, so the timeout exceeds the edge's tm
-# fr_timer (10 s).
+# It answers when the request's transaction ends: the portal waits a little longer.
 SIP_EDGE_RPC_URL = os.environ.get("SIP_EDGE_RPC_URL", "http://127.0.0.1:5071/RPC")
-SIP_EDGE_RPC_TIMEOUT_SECONDS = float(os.environ.get("SIP_EDGE_RPC_TIMEOUT_SECONDS", "15"))
+SIP_EDGE_RPC_TIMEOUT_SECONDS = SIP_EDGE_TRANSACTION_SECONDS + 5.0
 # Where a MESSAGE to a UE without a public GRUU goes first (the users' S-CSCF); empty:
 # straight to the contact.
 SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")

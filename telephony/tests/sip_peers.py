@@ -1,6 +1,8 @@
-"""Real SIP peers for tests, on loopback: Kamailio (Debian's package) running a cfg the
-test gives, and sipp running a scenario the test gives (a UAS that answers MESSAGE, for
-example), whose message trace the test then reads.
+"""Real SIP peers for tests, on loopback: Kamailio (Debian's package) as the portal's SIP
+edge (sipedge/kamailio.cfg, configured by `manage.py sipedge_config` as an operator does)
+and as a registrar that plays the S-CSCF (sip/registrar.cfg), and sipp as UEs, as a
+scripted S-CSCF (sip/*.xml) or as a UAS the test describes, whose message trace the test
+then reads.
 
 Both are context managers: every process is started in its own process group, bounded
 in time, and stopped by its pid when the block ends, also when a test or the start fails.
@@ -10,8 +12,8 @@ address (on a free port, for the test's seconds only).
 A user's clone without ``kamailio`` or ``sipp`` skips these tests; CI (``make peers``
 installs both) fails instead. Reused by every test of the SIP edge:
 
-    with running_kamailio(rpc_edge_cfg(sip_port, http_port), tmp_path, http_port) as edge, \\
-         running_sipp(uas_scenario(200, "OK"), tmp_path) as ue:
+    with running_edge(tmp_path / "edge", portal_url=..., token=...) as edge, \\
+         running_sipp(uas_scenario(200, "OK"), tmp_path / "ue") as ue:
         edge.rpc("tm.t_uac_wait_block", "MESSAGE", ue.uri("phone"), "", "", headers, "Hi")
         ue.received("MESSAGE")[0].body
 """
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from django.core.management import call_command
+from django.test import override_settings
 
 from portal.testing import require_program
 
@@ -77,63 +81,12 @@ def _stop(process: subprocess.Popen) -> None:
 # --- Kamailio --------------------------------------------------------------------------
 
 
-def kamailio_modules() -> str:
-    """The folder of Kamailio's modules (Debian installs them under the multiarch path)."""
-    candidates = [
-        *sorted(Path("/usr/lib").glob("*/kamailio/modules")),
-        Path("/usr/lib/kamailio/modules"),
-    ]
-    for path in candidates:
-        if (path / "tm.so").exists():
-            return f"{path}/"
-    raise RuntimeError("Kamailio's modules (tm.so) are not installed")
-
-
-def rpc_edge_cfg(*, sip_port: int, http_port: int, fr_timer_ms: int = 2000) -> str:
-    """The smallest edge that sends SIP requests when asked over JSON-RPC (HTTP POST
-    ``/RPC``): tm's ``t_uac_wait_block`` answers with the final reply, or 408 after
-    ``fr_timer_ms``. Requests that come in over SIP are refused."""
-    return f"""#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-tcp_children=1
-auto_aliases=no
-http_reply_parse=yes
-tcp_accept_no_cl=yes
-listen=udp:127.0.0.1:{sip_port}
-listen=tcp:127.0.0.1:{http_port}
-mpath="{kamailio_modules()}"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-modparam("jsonrpcs", "transport", 1)
-modparam("tm", "fr_timer", {fr_timer_ms})
-
-request_route {{
-    sl_send_reply("403", "Forbidden");
-    exit;
-}}
-
-event_route[xhttp:request] {{
-    if ($hu =~ "^/RPC") {{
-        jsonrpc_dispatch();
-    }} else {{
-        xhttp_reply("404", "Not Found", "text/plain", "");
-    }}
-}}
-"""
-
-
 @dataclass
 class RunningKamailio:
     process: subprocess.Popen
     folder: Path
     http_port: int
+    sip_port: int = 0
 
     @property
     def rpc_url(self) -> str:
@@ -307,3 +260,118 @@ def running_sipp(scenario: str, folder: Path, calls: int = 1) -> Iterator[Runnin
         yield peer
     finally:
         _stop(process)
+
+
+def run_scenario(
+    scenario: str,
+    remote: str,
+    folder: Path,
+    *,
+    local_ip: str = "127.0.0.1",
+    calls: int = 1,
+    inf: Path | None = None,
+    keys: dict[str, str] | None = None,
+    timeout: int = 20,
+) -> subprocess.CompletedProcess:
+    """Run a client scenario of sip/ against ``remote`` to its end: sipp exits 0 when
+    every call passed. Its trace is ``trace(folder, scenario)``."""
+    binary = require_program("sipp")
+    argv = [
+        binary, "-sf", str(SIP_DIR / scenario), remote,
+        "-i", local_ip, "-p", str(free_port(socket.SOCK_DGRAM)), "-cp", str(free_port(socket.SOCK_DGRAM)),
+        "-m", str(calls), "-r", "50", "-timeout", f"{timeout}s", "-timeout_error",
+        "-nostdin", "-nd", "-trace_msg", "-message_file", str(folder / f"{scenario}.messages"),
+    ]  # fmt: skip
+    if inf is not None:
+        argv += ["-inf", str(inf)]
+    for name, value in (keys or {}).items():
+        argv += ["-key", name, value]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout + 10, cwd=folder,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def trace(folder: Path, scenario: str) -> str:
+    """What sipp sent and received in a run of ``scenario``, as text."""
+    path = folder / f"{scenario}.messages"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+# --- The edge and its S-CSCF --------------------------------------------------------------
+
+SIP_DIR = Path(__file__).resolve().parent / "sip"
+DBTEXT_SCHEMA = Path("/usr/share/kamailio/dbtext/kamailio")
+# The presence and pua tables the registrar's modules open (db_text; nothing is kept).
+DBTEXT_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap", "pua")
+
+
+@dataclass
+class Edge:
+    """The edge's addresses, fixed for the test, so that a restart keeps them."""
+
+    folder: Path
+    sip_port: int
+    rpc_port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sip_port}"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}/RPC"
+
+    def configure(self, *, portal_url: str, token: str, transaction_seconds: int = 10) -> None:
+        """Write the edge's configuration with sipedge_config, as an operator does. It
+        trusts 127.0.0.1 only, so a request from another loopback address is untrusted."""
+        with override_settings(
+            SIP_EDGE_LISTEN=[f"udp:127.0.0.1:{self.sip_port}", f"tcp:127.0.0.1:{self.sip_port}"],
+            SIP_EDGE_AS_URI=f"sip:portal-as@127.0.0.1:{self.sip_port}",
+            SIP_EDGE_RPC_URL=self.rpc_url,
+            SIP_EDGE_PORTAL_URL=portal_url,
+            SIP_EDGE_TRUSTED_SCSCFS=["127.0.0.1"],
+            SIP_EDGE_WORKERS=2,
+            SIP_EDGE_TRANSACTION_SECONDS=transaction_seconds,
+        ):
+            os.environ["SIP_EDGE_TOKEN"] = token
+            try:
+                call_command("sipedge_config", out=str(self.folder), timer_seconds=1)
+            finally:
+                del os.environ["SIP_EDGE_TOKEN"]
+
+    def running(self) -> contextlib.AbstractContextManager[RunningKamailio]:
+        return running_kamailio(
+            (self.folder / "kamailio.cfg").read_text(), self.folder, self.rpc_port
+        )
+
+
+def new_edge(folder: Path, *, portal_url: str, token: str, transaction_seconds: int = 10) -> Edge:
+    edge = Edge(folder, free_port(socket.SOCK_DGRAM), free_port())
+    folder.mkdir(parents=True, exist_ok=True)
+    edge.configure(portal_url=portal_url, token=token, transaction_seconds=transaction_seconds)
+    return edge
+
+
+@contextlib.contextmanager
+def running_registrar(folder: Path, *, domain: str, as_uri: str) -> Iterator[RunningKamailio]:
+    """A Kamailio registrar playing the S-CSCF of ``domain``: third-party REGISTERs to
+    ``as_uri``, and the `reg` event package. ``.sip_port`` is where UEs register."""
+    dbtext = folder / "dbtext"
+    dbtext.mkdir(parents=True, exist_ok=True)
+    for table in DBTEXT_TABLES:
+        (dbtext / table).write_bytes((DBTEXT_SCHEMA / table).read_bytes())
+    sip_port, rpc_port = free_port(socket.SOCK_DGRAM), free_port()
+    cfg = (SIP_DIR / "registrar.cfg").read_text()
+    for name, value in {
+        "REG_ADDRESS": "127.0.0.1",
+        "REG_RPC_PORT": str(rpc_port),
+        "REG_PORT": str(sip_port),
+        "REG_DOMAIN": domain,
+        "REG_DBTEXT": str(dbtext),
+        "REG_AS_URI": as_uri,
+    }.items():
+        cfg = cfg.replace(name, value)
+    with running_kamailio(cfg, folder, rpc_port) as registrar:
+        registrar.sip_port = sip_port
+        yield registrar

@@ -10,23 +10,43 @@ from accounts.services import network_client_create
 from portal.testing import require_program, wait_for
 from telephony.models import Registration
 from telephony.tests.factories import give_numbers, make_identity
-from telephony.tests.sipedge_peer import messages, sipp, start_lab
+from telephony.tests.sip_peers import new_edge, run_scenario, running_registrar, trace
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
 
 TN = "+4930555000"
 
 
+class Lab:
+    """The edge, the registrar that plays its S-CSCF, and a folder for their traces."""
+
+    def __init__(self, folder, edge, running_edge, registrar, domain):
+        self.folder, self.edge, self.running_edge = folder, edge, running_edge
+        self.registrar, self.domain = registrar, domain
+
+    @property
+    def registrar_address(self) -> str:
+        return f"127.0.0.1:{self.registrar.sip_port}"
+
+    def edge_log(self) -> str:
+        return self.running_edge.output()
+
+
 @pytest.fixture
-def lab(live_server, enterprise, tmp_path, settings):
+def lab(live_server, enterprise, tmp_path):
     require_program("kamailio")
-    require_program("sipp")
-    _, token = network_client_create(actor=Actor.system(), name="SIP edge", enterprises=[enterprise])
-    lab = start_lab(
-        tmp_path, portal_url=live_server.url, token=token, domain=enterprise.sip_domain, settings=settings
+    _, token = network_client_create(
+        actor=Actor.system(), name="SIP edge", enterprises=[enterprise]
     )
-    yield lab
-    lab.stop()
+    edge = new_edge(tmp_path / "edge", portal_url=live_server.url, token=token)
+    as_uri = f"sip:portal-as@{edge.address}"
+    with (
+        running_registrar(
+            tmp_path / "registrar", domain=enterprise.sip_domain, as_uri=as_uri
+        ) as registrar,
+        edge.running() as running_edge,
+    ):
+        yield Lab(tmp_path, edge, running_edge, registrar, enterprise.sip_domain)
 
 
 @pytest.fixture
@@ -40,8 +60,10 @@ def register(lab, *devices, expires=600):
     users = lab.folder / "ues.csv"
     rows = [f"{tn};{lab.domain};{instance};{expires}" for tn, instance in devices]
     users.write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
-    run = sipp("ue_register.xml", lab.registrar_address, lab.folder, calls=len(devices), inf=users)
-    assert run.returncode == 0, run.stdout + run.stderr + messages(lab.folder, "ue_register.xml")
+    run = run_scenario(
+        "ue_register.xml", lab.registrar_address, lab.folder, calls=len(devices), inf=users
+    )
+    assert run.returncode == 0, run.stdout + run.stderr + trace(lab.folder, "ue_register.xml")
 
 
 PHONE = "6c3b07f8-4a7e-4b2c-9d4e-000000000001"
@@ -62,17 +84,17 @@ def test_a_ue_registering_at_the_scscf_shows_in_the_portal(lab, rob):
 
 
 def test_a_register_from_an_untrusted_address_is_refused(lab, rob):
-    run = sipp("untrusted_register.xml", lab.edge_address, lab.folder, local_ip="127.0.0.2")
-    assert run.returncode == 0, messages(lab.folder, "untrusted_register.xml")
-    assert "not a trusted S-CSCF: refused" in lab.edge.log()
+    run = run_scenario("untrusted_register.xml", lab.edge.address, lab.folder, local_ip="127.0.0.2")
+    assert run.returncode == 0, trace(lab.folder, "untrusted_register.xml")
+    assert "not a trusted S-CSCF: refused" in lab.edge_log()
 
 
 def test_a_notify_for_no_subscription_gets_481(lab):
-    run = sipp("stray_notify.xml", lab.edge_address, lab.folder)
-    assert run.returncode == 0, messages(lab.folder, "stray_notify.xml")
+    run = run_scenario("stray_notify.xml", lab.edge.address, lab.folder)
+    assert run.returncode == 0, trace(lab.folder, "stray_notify.xml")
 
 
 def test_options_is_answered_and_other_methods_are_not_served(lab):
-    run = sipp("options.xml", lab.edge_address, lab.folder)
-    assert run.returncode == 0, messages(lab.folder, "options.xml")
-    assert "Allow: REGISTER, NOTIFY, OPTIONS" in messages(lab.folder, "options.xml")
+    run = run_scenario("options.xml", lab.edge.address, lab.folder)
+    assert run.returncode == 0, trace(lab.folder, "options.xml")
+    assert "Allow: REGISTER, NOTIFY, OPTIONS" in trace(lab.folder, "options.xml")

@@ -18,8 +18,7 @@ from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, Regist
 from telephony.tests.factories import give_numbers, make_identity
 from telephony.tests.sip_peers import (
     free_port,
-    rpc_edge_cfg,
-    running_kamailio,
+    new_edge,
     running_sipp,
     uas_scenario,
 )
@@ -30,12 +29,15 @@ NOTICES_FROM = "sip:notices@portal.example"
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
-    """One Kamailio edge for the module's tests (2 s until a MESSAGE times out)."""
-    import socket
-
-    http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
-    cfg = rpc_edge_cfg(sip_port=sip_port, http_port=http_port, fr_timer_ms=2000)
-    with running_kamailio(cfg, tmp_path_factory.mktemp("edge"), http_port) as running:
+    """The real edge for the module's tests (a MESSAGE times out after 2 s). No portal
+    listens at its portal URL: these tests only ask it to send."""
+    edge = new_edge(
+        tmp_path_factory.mktemp("edge"),
+        portal_url=f"http://127.0.0.1:{free_port()}",
+        token="ntk_" + "x" * 32,
+        transaction_seconds=2,
+    )
+    with edge.running() as running:
         yield running
 
 
@@ -43,7 +45,6 @@ def edge(tmp_path_factory):
 def sip_backend(settings, edge):
     settings.NETWORK_NOTIFY_BACKEND = "sip"
     settings.SIP_EDGE_RPC_URL = edge.rpc_url
-    settings.SIP_EDGE_RPC_TIMEOUT_SECONDS = 10
     settings.SIP_EDGE_SCSCF_URI = ""
     settings.SIP_NOTICE_FROM = NOTICES_FROM
     return edge

@@ -19,7 +19,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 SCRIPT = Path(settings.BASE_DIR) / "sipedge" / "kamailio.cfg"
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
-SIP_URI_RE = re.compile(r"^sips?:[A-Za-z0-9._~+-]+@[A-Za-z0-9.-]+(?::\d{1,5})?(?:;[A-Za-z0-9=._-]+)*$")
+SIP_URI_RE = re.compile(
+    r"^sips?:[A-Za-z0-9._~+-]+@[A-Za-z0-9.-]+(?::\d{1,5})?(?:;[A-Za-z0-9=._-]+)*$"
+)
 TOKEN_RE = re.compile(r"^ntk_[A-Za-z0-9_-]{16,128}$")
 URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~/-]*)?$")
 # Kamailio reads a SIP message into one 64 KiB buffer; the edge refuses NOTIFY bodies over
@@ -78,13 +80,17 @@ def edge_defs(*, token: str, timer_seconds: int) -> str:
     if rpc.scheme != "http" or not rpc.hostname or not rpc.port or rpc.path != "/RPC":
         raise CommandError("SIP_EDGE_RPC_URL must look like http://127.0.0.1:5071/RPC.")
     try:
-        trusted = [str(ipaddress.ip_network(n, strict=False)) for n in settings.SIP_EDGE_TRUSTED_SCSCFS]
+        trusted = [
+            str(ipaddress.ip_network(n, strict=False)) for n in settings.SIP_EDGE_TRUSTED_SCSCFS
+        ]
     except ValueError as exc:
         raise CommandError(f"SIP_EDGE_TRUSTED_SCSCFS: {exc}") from exc
     if not trusted:
         raise CommandError("SIP_EDGE_TRUSTED_SCSCFS names no S-CSCF: the edge would take none.")
     if not 60 <= settings.SIP_EDGE_SUBSCRIBE_EXPIRES <= 86_400:
         raise CommandError("SIP_EDGE_SUBSCRIBE_EXPIRES must be between 60 and 86400 seconds.")
+    if not 1 <= settings.SIP_EDGE_TRANSACTION_SECONDS <= 60:
+        raise CommandError("SIP_EDGE_TRANSACTION_SECONDS must be between 1 and 60.")
     if not 1 <= timer_seconds <= 60:
         raise CommandError("--timer-seconds must be between 1 and 60.")
     host = as_uri.split("@", 1)[1].split(";", 1)[0].split(":", 1)[0]
@@ -96,6 +102,7 @@ def edge_defs(*, token: str, timer_seconds: int) -> str:
         "EDGE_PORTAL_URL": portal_url.rstrip("/"),
         "EDGE_TOKEN": token,
         "EDGE_SUB_EXPIRES": settings.SIP_EDGE_SUBSCRIBE_EXPIRES,
+        "EDGE_FR_TIMER": settings.SIP_EDGE_TRANSACTION_SECONDS * 1000,
         "EDGE_SUB_MARGIN": SUBSCRIPTION_MARGIN_SECONDS,
         "EDGE_MAX_BODY": MAX_BODY_BYTES,
         "EDGE_HOST": host,
