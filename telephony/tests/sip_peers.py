@@ -196,17 +196,21 @@ def parse_trace(text: str) -> list[SipMessage]:
     for entry in _TRACE_SEPARATOR.split(text.replace("\r\n", "\n")):
         head, _, message = entry.strip("\n").partition("\n\n")
         found = _TRACE_HEAD.match(head)
-        if not found or not message.strip():
-            continue
-        header_block, _, body = message.partition("\n\n")
-        start_line, *lines = header_block.split("\n")
-        headers = [
-            (name.strip(), value.strip())
-            for name, sep, value in (line.partition(":") for line in lines)
-            if sep
-        ]
-        messages.append(SipMessage(found.group(1), start_line, headers, body.rstrip("\n")))
+        if found and message.strip():
+            messages.append(parse_message(message, found.group(1)))
     return messages
+
+
+def parse_message(text: str, direction: str = "received") -> SipMessage:
+    """One SIP message as text (CRLF or LF line ends)."""
+    header_block, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    start_line, *lines = header_block.split("\n")
+    headers = [
+        (name.strip(), value.strip())
+        for name, sep, value in (line.partition(":") for line in lines)
+        if sep
+    ]
+    return SipMessage(direction, start_line, headers, body.rstrip("\n"))
 
 
 @dataclass
@@ -375,3 +379,149 @@ def running_registrar(folder: Path, *, domain: str, as_uri: str) -> Iterator[Run
     with running_kamailio(cfg, folder, rpc_port) as registrar:
         registrar.sip_port = sip_port
         yield registrar
+
+
+# --- A scripted S-CSCF ----------------------------------------------------------------------
+
+
+@dataclass
+class Subscription:
+    """A SUBSCRIBE the edge sent, as the scripted S-CSCF received it."""
+
+    request: SipMessage
+    to_tag: str
+
+    @property
+    def call_id(self) -> str:
+        return self.request.header("Call-ID")
+
+
+class ScriptedScscf:
+    """An S-CSCF scripted by the test, over UDP on 127.0.0.1, for what no real one can be
+    made to do on cue: a third-party REGISTER with the UE's REGISTER and 200 OK as
+    message/sip bodies, a 481 to a SUBSCRIBE, hostile or oversized NOTIFY bodies. sipp
+    cannot play it: a client scenario only receives requests of its own Call-ID, and the
+    edge's SUBSCRIBE opens a dialog of its own."""
+
+    def __init__(self, edge_address: str):
+        host, port = edge_address.rsplit(":", 1)
+        self.edge = (host, int(port))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.uri = f"sip:scscf@127.0.0.1:{self.port}"
+        self._counter = 0
+        self._waiting: list[SipMessage] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _id(self) -> str:
+        self._counter += 1
+        return f"{os.getpid()}-{self._counter}-{time.monotonic_ns()}"
+
+    def _request(self, method: str, uri: str, headers: list[str], body: bytes = b"") -> int:
+        """Send a request and return the final status code of its answer (5 s at most)."""
+        branch = f"z9hG4bK{self._id()}"
+        head = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
+            "Max-Forwards: 70",
+            *headers,
+            f"Content-Length: {len(body)}",
+        ]
+        self.sock.sendto("\r\n".join(head).encode() + b"\r\n\r\n" + body, self.edge)
+        while True:
+            answer = self._receive(lambda m: not m.method and branch in m.header("Via"))
+            code = int(answer.start_line.split(" ")[1])
+            if code >= 200:
+                return code
+
+    def _receive(self, wanted, timeout: float = 5) -> SipMessage:
+        for message in self._waiting:
+            if wanted(message):
+                self._waiting.remove(message)
+                return message
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65_535)
+            except TimeoutError:
+                break
+            message = parse_message(data.decode(errors="replace"))
+            if wanted(message):
+                return message
+            self._waiting.append(message)
+        raise AssertionError("the edge sent nothing the scripted S-CSCF waited for")
+
+    def register(self, impu: str, *, expires: int = 600, parts: list[str] = ()) -> int:
+        """A third-party REGISTER of ``impu``; ``parts`` are message/sip bodies."""
+        headers = [
+            f"From: <{self.uri}>;tag={self._id()}",
+            f"To: <{impu}>",
+            f"Call-ID: {self._id()}@127.0.0.1",
+            "CSeq: 1 REGISTER",
+            f"Contact: <{self.uri}>",
+            f"Expires: {expires}",
+        ]
+        body = b""
+        if parts:
+            boundary = "scscf-boundary"
+            headers.append(f"Content-Type: multipart/mixed;boundary={boundary}")
+            body = (
+                "".join(
+                    f"--{boundary}\r\nContent-Type: message/sip\r\n\r\n{part}\r\n" for part in parts
+                ).encode()
+                + f"--{boundary}--\r\n".encode()
+            )
+        return self._request(
+            "REGISTER", f"sip:portal-as@{self.edge[0]}:{self.edge[1]}", headers, body
+        )
+
+    def subscription(self, *, answer: int = 200, timeout: float = 5) -> Subscription:
+        """The edge's next SUBSCRIBE, answered with ``answer``."""
+        request = self._receive(lambda m: m.method == "SUBSCRIBE", timeout)
+        subscription = Subscription(request, to_tag=self._id())
+        reason = {200: "OK", 481: "Subscription Does Not Exist"}.get(answer, "Error")
+        lines = [
+            f"SIP/2.0 {answer} {reason}",
+            *(f"{name}: {request.header(name)}" for name in ("Via", "From")),
+            f"To: {request.header('To')};tag={subscription.to_tag}",
+            *(f"{name}: {request.header(name)}" for name in ("Call-ID", "CSeq")),
+            f"Contact: <{self.uri}>",
+            "Expires: 600",
+            "Content-Length: 0",
+        ]
+        self.sock.sendto("\r\n".join(lines).encode() + b"\r\n\r\n", self.edge)
+        return subscription
+
+    def notify(
+        self, subscription: Subscription, body: str | bytes, *, state: str = "active"
+    ) -> int:
+        """A NOTIFY of ``subscription`` carrying ``body``; the edge's final status."""
+        request = subscription.request
+        self._counter += 1
+        headers = [
+            f"From: {request.header('To')};tag={subscription.to_tag}",
+            f"To: {request.header('From')}",
+            f"Call-ID: {subscription.call_id}",
+            f"CSeq: {self._counter} NOTIFY",
+            f"Contact: <{self.uri}>",
+            "Event: reg",
+            f"Subscription-State: {state}"
+            + (";expires=600" if state == "active" else ";reason=noresource"),
+            "Content-Type: application/reginfo+xml",
+        ]
+        data = body.encode() if isinstance(body, str) else body
+        uri = request.header("Contact").strip("<>") or request.header("From")
+        return self._request("NOTIFY", uri, headers, data)
+
+
+@contextlib.contextmanager
+def scripted_scscf(edge_address: str) -> Iterator[ScriptedScscf]:
+    scscf = ScriptedScscf(edge_address)
+    try:
+        yield scscf
+    finally:
+        scscf.close()

@@ -7,10 +7,17 @@ import pytest
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
+from accounts.tests.factories import UserFactory
 from portal.testing import require_program, wait_for
 from telephony.models import Registration
 from telephony.tests.factories import give_numbers, make_identity
-from telephony.tests.sip_peers import new_edge, run_scenario, running_registrar, trace
+from telephony.tests.sip_peers import (
+    new_edge,
+    run_scenario,
+    running_registrar,
+    scripted_scscf,
+    trace,
+)
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
 
@@ -20,9 +27,17 @@ TN = "+4930555000"
 class Lab:
     """The edge, the registrar that plays its S-CSCF, and a folder for their traces."""
 
-    def __init__(self, folder, edge, running_edge, registrar, domain):
-        self.folder, self.edge, self.running_edge = folder, edge, running_edge
-        self.registrar, self.domain = registrar, domain
+    def __init__(self, folder, edge, registrar, domain):
+        self.folder, self.edge, self.registrar, self.domain = folder, edge, registrar, domain
+        self._edge_run = None
+        self.start_edge()
+
+    def start_edge(self) -> None:
+        self._edge_run = self.edge.running()
+        self.running_edge = self._edge_run.__enter__()
+
+    def stop_edge(self) -> None:
+        self._edge_run.__exit__(None, None, None)
 
     @property
     def registrar_address(self) -> str:
@@ -98,3 +113,158 @@ def test_options_is_answered_and_other_methods_are_not_served(lab):
     run = run_scenario("options.xml", lab.edge.address, lab.folder)
     assert run.returncode == 0, trace(lab.folder, "options.xml")
     assert "Allow: REGISTER, NOTIFY, OPTIONS" in trace(lab.folder, "options.xml")
+
+
+# --- What only a scripted S-CSCF sends ------------------------------------------------------
+
+AOR = f"sip:{TN}@swift.example"
+
+
+def reginfo(version: int, *devices: tuple[str, str], state: str = "full") -> str:
+    """A reginfo document of Rob's AoR listing (instance UUID, contact host) devices."""
+    contacts = "".join(
+        f"""<contact id="c{n}" state="active" event="registered" expires="600"
+              callid="ue-{n}@{host}" cseq="1">
+          <uri>sip:{TN}@{host}:5060</uri>
+          <unknown-param name="+sip.instance">"&lt;urn:uuid:{instance}&gt;"</unknown-param>
+        </contact>"""
+        for n, (instance, host) in enumerate(devices)
+    )
+    return f"""<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="{version}" state="{state}">
+  <registration aor="{AOR}" id="r1" state="active">{contacts}</registration>
+</reginfo>"""
+
+
+HOSTILE = """<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="1" state="full">&b;</reginfo>"""
+
+UE_REGISTER = f"""REGISTER sip:swift.example SIP/2.0\r
+Via: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKue1\r
+From: <{AOR}>;tag=ue1\r
+To: <{AOR}>\r
+Call-ID: ue-0@198.51.100.20\r
+CSeq: 1 REGISTER\r
+Contact: <sip:{TN}@198.51.100.20:5060>;+sip.instance="<urn:uuid:{PHONE}>"\r
+Expires: 600\r
+User-Agent: Lab UE/1.0 (Android 14)\r
+P-Access-Network-Info: 3GPP-E-UTRAN-FDD;utran-cell-id-3gpp=262011234567890\r
+Content-Length: 0\r
+\r
+"""
+UE_REGISTER_OK = f"""SIP/2.0 200 OK\r
+Via: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKue1\r
+From: <{AOR}>;tag=ue1\r
+To: <{AOR}>;tag=scscf1\r
+Call-ID: ue-0@198.51.100.20\r
+CSeq: 1 REGISTER\r
+Contact: <sip:{TN}@198.51.100.20:5060>;expires=600;+sip.instance="<urn:uuid:{PHONE}>"\r
+Content-Length: 0\r
+\r
+"""
+
+
+def test_hostile_and_oversized_bodies_are_refused_and_the_edge_keeps_serving(lab, rob):
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR) == 200
+        subscription = scscf.subscription()
+        assert subscription.request.header("Event") == "reg"
+        assert scscf.notify(subscription, HOSTILE) == 400
+        oversized = reginfo(1).replace("</reginfo>", f"<!-- {'x' * 61_000} --></reginfo>")
+        assert scscf.notify(subscription, oversized) == 413
+        assert not active_devices(rob)
+
+        assert scscf.notify(subscription, reginfo(2, (PHONE, "198.51.100.20"))) == 200
+    assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
+    assert "portal refused the NOTIFY body" in lab.edge_log()
+
+
+def test_the_ues_own_register_and_its_200_describe_the_device(lab, rob):
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR, parts=[UE_REGISTER, UE_REGISTER_OK]) == 200
+        subscription = scscf.subscription()
+        assert scscf.notify(subscription, reginfo(2, (PHONE, "198.51.100.20"))) == 200
+    phone = Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{PHONE}")
+    assert phone.user_agent == "Lab UE/1.0 (Android 14)"
+    assert phone.access_network.startswith("3GPP-E-UTRAN-FDD")
+    assert phone.label.startswith("Android phone")
+
+
+def test_each_register_takes_a_new_subscription_and_versions_count_per_subscription(lab, rob):
+    """Kamailio's S-CSCF sends no NOTIFY when a second contact registers, and starts every
+    subscription at version 2: the second device is learnt from a new subscription whose
+    first document has a version the AoR has already seen."""
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR) == 200
+        first = scscf.subscription()
+        assert scscf.notify(first, reginfo(2, (PHONE, "198.51.100.20"))) == 200
+        assert scscf.notify(first, reginfo(3, (PHONE, "198.51.100.20"))) == 200
+
+        assert scscf.register(AOR) == 200
+        second = scscf.subscription()
+        assert second.call_id != first.call_id
+        both = reginfo(2, (PHONE, "198.51.100.20"), (TABLET, "198.51.100.21"))
+        assert scscf.notify(second, both) == 200
+    assert active_devices(rob) == {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
+
+
+def test_a_refused_or_ended_subscription_is_taken_again(lab, rob):
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR) == 200
+        scscf.subscription(answer=481)
+        # The edge subscribes again at its next tick (a second here).
+        again = scscf.subscription(timeout=5)
+        assert scscf.notify(again, reginfo(2, (PHONE, "198.51.100.20")), state="terminated") == 200
+        # The notifier ended it while the registration lasts: subscribed once more.
+        third = scscf.subscription(timeout=5)
+        assert third.call_id != again.call_id
+        assert scscf.notify(again, reginfo(3, (PHONE, "198.51.100.20"))) == 481
+
+
+def test_a_deregistration_ends_the_edges_interest(lab, rob):
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR) == 200
+        subscription = scscf.subscription()
+        assert scscf.notify(subscription, reginfo(2, (PHONE, "198.51.100.20"))) == 200
+        assert scscf.register(AOR, expires=0) == 200
+        ended = reginfo(3).replace('state="active"', 'state="terminated"')
+        assert scscf.notify(subscription, ended, state="terminated") == 200
+        with pytest.raises(AssertionError, match="sent nothing"):
+            scscf.subscription(timeout=2.5)
+    assert not active_devices(rob)
+
+
+# --- A restart ----------------------------------------------------------------------------
+
+
+def test_a_restarted_edge_subscribes_again_and_loses_nothing(lab, enterprise):
+    """100 users registered; the edge stops; 10 of them de-register meanwhile (their
+    third-party REGISTERs find no edge); the edge starts again, takes the registrations
+    from the portal and subscribes to each: the 10 are ended, the 90 stay."""
+    first, count = 4930555100, 100
+    give_numbers(enterprise, f"+{first}", f"+{first + count - 1}")
+    identities = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(count)]
+    tns = sorted(i.tn for i in identities)
+    register(lab, *((tn, f"00000000-0000-4000-8000-{n:012d}") for n, tn in enumerate(tns)))
+    wait_for(lambda: active_count(identities) == count, timeout=20)
+
+    lab.stop_edge()
+    leavers = tns[:10]
+    register(
+        lab, *((tn, f"00000000-0000-4000-8000-{n:012d}") for n, tn in enumerate(leavers)), expires=0
+    )
+    lab.start_edge()
+
+    wait_for(lambda: active_count(identities) == count - 10, timeout=30)
+    assert "restored 100 registrations" in lab.edge_log()
+    ended = Registration.objects.filter(identity__in=identities, state=Registration.State.ENDED)
+    assert sorted(ended.values_list("identity__number__e164", flat=True)) == leavers
+
+
+def active_count(identities) -> int:
+    return (
+        Registration.objects.active()
+        .filter(identity__in=identities, state=Registration.State.ACTIVE)
+        .count()
+    )
