@@ -390,6 +390,15 @@ SIP_EDGE_RPC_TIMEOUT_SECONDS = SIP_EDGE_TRANSACTION_SECONDS + 5.0
 # Where a MESSAGE to a UE without a public GRUU goes first (the users' S-CSCF); empty:
 # straight to the contact.
 SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
+# How a sign-out in the portal reaches the network: "hss", the HSS backend's de-registration
+# (PyHSS: Cx RTR), or "scscf", the S-CSCF's administrative interface (Kamailio's JSON-RPC
+# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact). Either way the report that follows confirms.
+SIGN_OUT_VIA = os.environ.get("SIGN_OUT_VIA", "hss")
+if SIGN_OUT_VIA not in {"hss", "scscf"}:
+    raise ImproperlyConfigured("SIGN_OUT_VIA must be 'hss' or 'scscf'.")
+SIP_SCSCF_RPC_URL = os.environ.get("SIP_SCSCF_RPC_URL", "")
+if SIGN_OUT_VIA == "scscf" and not SIP_SCSCF_RPC_URL:
+    raise ImproperlyConfigured("SIGN_OUT_VIA=scscf needs SIP_SCSCF_RPC_URL.")
 SIP_NOTICE_FROM = os.environ.get(
     "SIP_NOTICE_FROM", f"sip:notices@{urlsplit(PORTAL_BASE_URL).hostname or 'localhost'}"
 )

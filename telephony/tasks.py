@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
+from kernel import jsonrpc
 from telephony.identities import services, sync
 from telephony.identities.hss import HssTransientError
 from telephony.registrations import notices, records, signout
@@ -87,7 +88,7 @@ TO_THE_NETWORK = {
 }
 
 
-@shared_task(autoretry_for=(HssTransientError,), **TO_THE_NETWORK)
+@shared_task(autoretry_for=(HssTransientError, jsonrpc.RpcUnavailable), **TO_THE_NETWORK)
 def deregister_ue(registration_id: int) -> str:
     """Send a requested sign-out of one UE to the network."""
     return signout.deregister(registration_id)

@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 import requests
 from django.conf import settings
 
+from kernel import jsonrpc
 from kernel.observability import logs_failed_calls
 from telephony.models import NetworkNotice, Registration
 
@@ -116,18 +117,6 @@ class WebhookNotifier:
 # without whitespace, quotes or brackets. The URIs come from the network's reports, so
 # a CR or LF here would let a report add headers to our request.
 _URI = re.compile(r"(?:sips?|tel):[^\s<>\"]{1,500}", re.ASCII)
-# The edge's JSON-RPC answer is read up to this size; a longer one is not the edge's.
-_RPC_ANSWER_MAX = 64 * 1024
-
-
-def _read_capped(response: requests.Response, limit: int) -> bytes:
-    """The body up to ``limit`` + 1 bytes: enough to tell that it is too long."""
-    body = b""
-    for chunk in response.iter_content(8192):
-        body += chunk
-        if len(body) > limit:
-            break
-    return body
 
 
 def next_hop(registration: Registration) -> str:
@@ -176,52 +165,32 @@ class SipEdgeNotifier:
             hop = _uri(hop, "next hop")
         # No tag in From: the edge adds its own (two tags make a broken request).
         headers = f"From: <{sender}>\r\nTo: <{to}>\r\nContent-Type: text/plain;charset=utf-8\r\n"
-        call = {
-            "jsonrpc": "2.0",
-            "id": notice.pk,
-            "method": self.method,
-            "params": ["MESSAGE", request_uri, hop, "", headers, notice.message],
-        }
+        params = ["MESSAGE", request_uri, hop, "", headers, notice.message]
         try:
-            with requests.post(
+            # The edge answers when the SIP transaction ends: the timeout is above its own.
+            status, raw = jsonrpc.post(
                 settings.SIP_EDGE_RPC_URL,
-                json=call,
-                # The edge answers when the SIP transaction ends: set this above its fr_timer.
+                self.method,
+                params,
                 timeout=settings.SIP_EDGE_RPC_TIMEOUT_SECONDS,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
-                raw = _read_capped(response, _RPC_ANSWER_MAX)
-        except requests.RequestException as exc:
+                call_id=notice.pk,
+            )
+        except jsonrpc.RpcError as exc:
             raise NoticeError(
-                f"SIP edge unreachable: {exc.__class__.__name__}",
-                transient=True,
-                answer=Answer(Channel.SIP),
+                f"SIP edge {exc}", transient=True, answer=Answer(Channel.SIP)
             ) from exc
-        return self._answer(response.status_code, raw)
+        return self._answer(status, raw)
 
     def _answer(self, http_status: int, raw: bytes) -> Answer:
-        """The answer the edge's JSON-RPC body gives. It is network input: anything but a
-        well-formed answer is a transient fault of the edge."""
+        """What the edge's answer says of the MESSAGE (it is network input)."""
         try:
-            body = json.loads(raw) if len(raw) <= _RPC_ANSWER_MAX else None
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
-            body = None
-        if not isinstance(body, dict):
+            result = jsonrpc.parse_answer(http_status, raw)
+        except jsonrpc.RpcError as exc:
             raise NoticeError(
-                f"SIP edge answered HTTP {http_status} without a JSON-RPC body",
-                transient=True,
+                f"SIP edge {exc}",
+                transient=isinstance(exc, jsonrpc.RpcUnavailable),
                 answer=Answer(Channel.SIP),
-            )
-        error, result = body.get("error"), body.get("result")
-        if isinstance(error, dict):
-            code = _of_type(error.get("code"), int, http_status)
-            text = _printable(_of_type(error.get("message"), str, ""))
-            raise NoticeError(
-                f"SIP edge refused the request ({code} {text})",
-                transient=not 400 <= code < 500,
-                answer=Answer(Channel.SIP),
-            )
+            ) from exc
         result = result if isinstance(result, dict) else {}
         code = _of_type(result.get("code"), int, 0)
         if not 100 <= code <= 699:

@@ -3,13 +3,14 @@ sending it to the network."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Role, User
-from kernel import enqueue
+from kernel import enqueue, jsonrpc
 from kernel.errors import NotAllowed, RuleViolation
 from telephony.identities.hss import HssPermanentError, HssTransientError
 from telephony.identities.hss import backend as hss_backend
@@ -92,7 +93,7 @@ def registrations_sign_out_all(*, actor: Actor, user: User) -> int:
 
 def deregister(registration_id: int) -> str:
     """Send a requested sign-out to the network (what the task runs). Idempotent: sent
-    once; transient faults raise HssTransientError for the task to retry."""
+    once; transient faults raise for the task to retry."""
     reg = (
         Registration.objects.select_related("identity__number", "identity__line", "enterprise")
         .filter(pk=registration_id)
@@ -100,18 +101,12 @@ def deregister(registration_id: int) -> str:
     )
     if reg is None or reg.state != State.SIGN_OUT_REQUESTED or reg.sign_out_sent_at:
         return "skipped"
-    identity = reg.identity
-    hss = hss_backend()
     try:
-        hss.deregister(
-            identity.tn or identity.former_tn,
-            imsi=identity.line.imsi if identity.line_id else "",
-            contact=reg.contact_uri,
-        )
-    except HssPermanentError as exc:
+        confirmed = _send_deregistration(reg)
+    except (HssPermanentError, jsonrpc.RpcRefused) as exc:
         Registration.objects.filter(pk=reg.pk).update(sign_out_error=str(exc)[:500])
         return "failed"
-    except HssTransientError as exc:
+    except (HssTransientError, jsonrpc.RpcUnavailable) as exc:
         Registration.objects.filter(pk=reg.pk).update(sign_out_error=f"retrying: {exc}"[:500])
         raise
     with transaction.atomic():
@@ -119,9 +114,44 @@ def deregister(registration_id: int) -> str:
         reg.sign_out_sent_at = timezone.now()
         reg.sign_out_error = ""
         reg.save(update_fields=["sign_out_sent_at", "sign_out_error"])
-        if hss.confirms_deregistration:
+        if confirmed:
             end_now(reg, Registration.EndReason.SIGNED_OUT)
     return "sent"
+
+
+def _send_deregistration(reg: Registration) -> bool:
+    """Have the network end ``reg``'s binding, the way SIGN_OUT_VIA names; whether that
+    is the confirmation (else the report that follows confirms it)."""
+    if settings.SIGN_OUT_VIA == "scscf":
+        # The S-CSCF's administrative interface: Kamailio's usrloc, keyed on user@domain.
+        try:
+            jsonrpc.call(
+                settings.SIP_SCSCF_RPC_URL,
+                "ul.rm_contact",
+                ["location", _usrloc_aor(reg), reg.contact_uri],
+                timeout=settings.HSS_TIMEOUT_SECONDS,
+            )
+        except jsonrpc.RpcRefused as exc:
+            if exc.code != 404:
+                raise
+            return True  # the S-CSCF holds no such binding: it is gone already
+        return False
+    identity = reg.identity
+    hss = hss_backend()
+    hss.deregister(
+        identity.tn or identity.former_tn,
+        imsi=identity.line.imsi if identity.line_id else "",
+        contact=reg.contact_uri,
+    )
+    return hss.confirms_deregistration
+
+
+def _usrloc_aor(reg: Registration) -> str:
+    """user@domain of the registration's first SIP IMPU (usrloc's key with use_domain)."""
+    sip = next((impu for impu in reg.impus if impu.lower().startswith("sip:")), "")
+    if not sip:
+        raise jsonrpc.RpcRefused(f"{reg.label} has no SIP IMPU to sign out at the S-CSCF", 400)
+    return sip.split(":", 1)[1].split(";", 1)[0]
 
 
 def queue_deregistration(registration_id: int) -> None:
