@@ -525,3 +525,65 @@ def scripted_scscf(edge_address: str) -> Iterator[ScriptedScscf]:
         yield scscf
     finally:
         scscf.close()
+
+
+# --- baresip --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningBaresip:
+    process: subprocess.Popen
+    folder: Path
+    port: int
+
+    def output(self) -> str:
+        """What it printed: with -s, every SIP message it sent and received."""
+        return (self.folder / "baresip.out").read_text(errors="replace")
+
+
+BARESIP_CONFIG = """sip_listen 127.0.0.1:{port}
+sip_transports udp
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module uuid.so
+module_app account.so
+module_app menu.so
+audio_player ausine,nil
+audio_source ausine,440
+audio_alert ausine,nil
+"""
+
+
+@contextlib.contextmanager
+def running_baresip(
+    folder: Path, *, aor: str, registrar: str, instance: str
+) -> Iterator[RunningBaresip]:
+    """baresip registered as ``aor`` at ``registrar`` (host:port) with the device UUID
+    ``instance`` (its +sip.instance, through RFC 5626 outbound), ready once the registrar
+    took the binding. It prints every SIP message (-s) and quits by itself after
+    PEER_LIFETIME seconds."""
+    binary = require_program("baresip")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port(socket.SOCK_DGRAM)
+    (folder / "config").write_text(BARESIP_CONFIG.format(port=port))
+    (folder / "uuid").write_text(instance)  # no line end: it goes into the header as it is
+    (folder / "accounts").write_text(
+        f'<{aor}>;outbound="sip:{registrar};transport=udp";regint=600;sipnat=outbound\n'
+    )
+    with (folder / "baresip.out").open("wb") as out:
+        process = subprocess.Popen(
+            [binary, "-s", "-f", str(folder), "-t", str(PEER_LIFETIME)],
+            cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    peer = RunningBaresip(process, folder, port)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not re.search(r"\{\d+/UDP/v4\} 200 OK", peer.output()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"baresip did not register:\n{peer.output()[-3000:]}")
+            time.sleep(0.05)
+        yield peer
+    finally:
+        _stop(process)
