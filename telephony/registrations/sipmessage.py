@@ -200,7 +200,9 @@ def parse_message(data: bytes, *, where: str = "the message") -> SipMessage:
 def _split_outside_quotes(text: str, separator: str, where: str) -> list[str]:
     """``text`` split at ``separator`` where it is neither in a quoted string nor
     between angle brackets."""
-    pieces, current, quoted, angled, escaped = [], [], False, False, False
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = angled = escaped = False
     for char in text:
         if escaped:
             escaped = False
@@ -324,7 +326,7 @@ def _parts(body: bytes, boundary: str, where: str) -> list[tuple[list[tuple[str,
         if first < 0:
             _fail(where, "the multipart body has no boundary")
         position = first + len(delimiter)
-    parts = []
+    parts: list[tuple[list[tuple[str, str]], bytes]] = []
     while True:
         if body.startswith(b"--", position):
             return parts  # the closing delimiter; the epilogue is not read

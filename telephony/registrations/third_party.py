@@ -78,7 +78,10 @@ def register(*, actor: Actor, client: NetworkClient, message: ThirdPartyRegister
 
 
 def _keep(
-    actor: Actor, identity: Identity, row: ThirdPartyRegistration | None, message: ThirdPartyRegister
+    actor: Actor,
+    identity: Identity,
+    row: ThirdPartyRegistration | None,
+    message: ThirdPartyRegister,
 ) -> None:
     now = timezone.now()
     before = {"scscf": row.scscf} if row is not None else None
