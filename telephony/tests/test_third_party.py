@@ -117,7 +117,7 @@ def test_an_impu_that_names_no_identity_is_answered_and_nothing_is_kept(network,
     assert not ThirdPartyRegistration.objects.exists() and not actions()
 
 
-def test_an_impu_of_an_enterprise_the_client_does_not_serve_is_refused(
+def test_an_impu_of_an_enterprise_the_client_does_not_serve_is_refused_and_never_listed(
     network, identity, other_enterprise
 ):
     give_numbers(other_enterprise, "+4940123400", "+4940123409")
@@ -127,6 +127,15 @@ def test_an_impu_of_an_enterprise_the_client_does_not_serve_is_refused(
     assert response.status_code == 403
     assert "does not serve Other Co" in response.json()["detail"]
     assert not ThirdPartyRegistration.objects.exists() and not actions()
+    # Registered there through another client, it is still not this client's to list.
+    ThirdPartyRegistration.objects.create(
+        enterprise=other_enterprise,
+        identity=outsider,
+        aor=impu,
+        scscf=SCSCF,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    assert network.get(REGISTER_URL).json()["registrations"] == []
 
 
 def test_the_ue_in_the_register_names_the_device_the_next_notify_binds(network, identity):
