@@ -63,7 +63,7 @@ ENDING_EVENTS = {
 EVENT_END_REASONS = frozenset(ENDING_EVENTS.values())
 # A document seen again within this long is a replay (an HTTP retry of a NOTIFY whose
 # answer was lost) and changes nothing, whatever its version. At most REPLAY_MEMORY
-# documents are remembered per AoR.
+# documents are remembered per AoR (and subscription).
 REPLAY_WINDOW = timedelta(minutes=5)
 REPLAY_MEMORY = 32
 # A subscription is named by the SIP edge after its SUBSCRIBE dialog's Call-ID (RFC 3261
