@@ -8,11 +8,14 @@ class TelephonyConfig(AppConfig):
     def ready(self):
         # Services queue tasks by name (kernel.enqueue): register them in every process.
         # The sync engine ends an identity's registrations when the HSS drops it; the
-        # registrations context is above the engine, so it is plugged in here.
+        # registrations context is above the engine, so it is plugged in here; so is
+        # forgetting its third-party registrations (no edge subscribes for it again).
         from telephony.identities import sync
         from telephony.registrations.records import end_registrations_of
+        from telephony.registrations.third_party import forget_registrations_of
 
         from . import tasks  # noqa: F401
 
-        if end_registrations_of not in sync.registration_enders:
-            sync.registration_enders.append(end_registrations_of)
+        for ender in (end_registrations_of, forget_registrations_of):
+            if ender not in sync.registration_enders:
+                sync.registration_enders.append(ender)

@@ -6,7 +6,7 @@ from django.conf import settings
 from kernel import jsonrpc
 from telephony.identities import services, sync
 from telephony.identities.hss import HssTransientError
-from telephony.registrations import notices, records, signout
+from telephony.registrations import ingest, notices, records, signout, third_party
 from telephony.registrations.notify import NoticeError
 
 
@@ -101,7 +101,13 @@ def send_network_notice(notice_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def expire_registrations() -> int:
-    return records.expire_registrations()
+    """Registrations past their expiry, and the bookkeeping that ended subscriptions
+    and expired third-party registrations leave behind."""
+    return (
+        records.expire_registrations()
+        + ingest.prune_subscription_versions()
+        + third_party.prune_expired()
+    )
 
 
 @shared_task(ignore_result=True)

@@ -405,6 +405,7 @@ EXEMPT = {
     "network-ping": NETWORK,
     "network-reginfo": NETWORK,
     "network-registrations": NETWORK,
+    "network-sip-register": NETWORK,
     "network-stir-signing": NETWORK,
     "network-stir-verification": NETWORK,
     "oauth2_provider:authorize": APPS,

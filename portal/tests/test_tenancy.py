@@ -195,6 +195,26 @@ def populate(enterprise):
     audit.record(
         actor=audit.Actor(user=admin), action="canary.event", enterprise=enterprise, target=admin
     )
+    _third_party_registration(enterprise)
+
+
+def _third_party_registration(enterprise):
+    """An IMPU registered at the SIP edge: only a network client serving ``enterprise``
+    lists it (telephony/tests/test_third_party.py)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from telephony.models import ThirdPartyRegistration
+
+    identity = _identity(enterprise)
+    return ThirdPartyRegistration.objects.create(
+        enterprise=enterprise,
+        identity=identity,
+        aor=f"tel:{identity.tn}",
+        scscf=f"sip:{CANARY}.ims.example",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
 
 
 def routes():
@@ -231,16 +251,30 @@ def test_another_enterprises_object_is_not_found_by_page_or_api(
 def test_no_page_or_api_list_shows_another_enterprises_data(
     admin_client, enterprise, other_enterprise
 ):
+    from accounts.services import network_client_create
+
     populate(other_enterprise)
     _, raw = api_token(enterprise)
     token_client = APIClient()
     token_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    # The network API answers the IMS core's elements, each scoped to the enterprises it
+    # serves: one that serves ours reads it.
+    _, network_raw = network_client_create(
+        actor=audit.Actor.system(), name="S-CSCF of ours", enterprises=[enterprise]
+    )
+    network_client = APIClient()
+    network_client.credentials(HTTP_AUTHORIZATION=f"Bearer {network_raw}")
     checked = 0
     for name, _, params in routes():
         if params or name in {"accounts:logout", "api-schema", "api-docs"}:
             continue
         url = reverse(name)
-        clients = [admin_client, token_client] if url.startswith("/api/") else [admin_client]
+        if url.startswith("/api/"):
+            clients = [admin_client, token_client]
+        elif url.startswith("/network/"):
+            clients = [network_client]
+        else:
+            clients = [admin_client]
         for client in clients:
             response = client.get(url, follow=True)
             assert response.status_code < 500, f"GET {url} answered {response.status_code}"

@@ -10,6 +10,7 @@ from .registrations import (
     Registration,
     RegistrationEvent,
     RegistrationQuerySet,
+    ThirdPartyRegistration,
 )
 from .sync import IdentitySync, SimulatedHssOutage, SimulatedSubscription, SyncAttempt
 
@@ -35,4 +36,5 @@ __all__ = [
     "SimulatedSubscription",
     "SyncAttempt",
     "TelephoneNumber",
+    "ThirdPartyRegistration",
 ]

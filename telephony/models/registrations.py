@@ -146,14 +146,20 @@ class RegistrationEvent(models.Model):
 
 
 class ReginfoVersion(models.Model):
-    """Where the reports for an AoR stand: the last reginfo ``version`` applied, so that an
-    older document never overwrites a newer one; the documents applied lately, so that
-    a replay is recognised whatever its version; and whether the portal may have missed
-    a report and needs the network's full state."""
+    """Where the reports of one stream stand: the last reginfo ``version`` applied, so
+    that an older document never overwrites a newer one; the documents applied lately,
+    so that a replay is recognised whatever its version; and whether the portal may
+    have missed a report and needs the network's full state.
 
-    aor = models.CharField(max_length=512, primary_key=True)
-    # None until the first report for the AoR is applied (the row exists before, so that
-    # concurrent first reports queue on it).
+    A stream is an AoR's documents in one reg-event subscription (RFC 3680 numbers the
+    documents of a subscription), named by the SIP edge after its SUBSCRIBE dialog's
+    Call-ID; or, for reports that name none (HTTP clients), all documents of the AoR
+    (``subscription`` empty)."""
+
+    aor = models.CharField(max_length=512)
+    subscription = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # None until the first report of the stream is applied (the row exists before, so
+    # that concurrent first reports queue on it).
     version = models.PositiveBigIntegerField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
     # [[digest, applied at (Unix seconds)], ...] of the documents applied within
@@ -161,8 +167,63 @@ class ReginfoVersion(models.Model):
     recent = models.JSONField(default=list, db_default=[])
     full_state_needed = models.BooleanField(default=False, db_default=False)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aor", "subscription"], name="reginfo_version_one_per_stream"
+            )
+        ]
+        indexes = [
+            # The periodic prune of ended subscriptions' rows reads this alone.
+            models.Index(
+                fields=["updated_at"],
+                condition=~models.Q(subscription=""),
+                name="reginfo_version_subscriptions",
+            )
+        ]
+
     def __str__(self):
-        return f"{self.aor} v{self.version}"
+        stream = f" ({self.subscription})" if self.subscription else ""
+        return f"{self.aor}{stream} v{self.version}"
+
+
+class ThirdPartyRegistration(models.Model):
+    """An IMPU registered at the portal's SIP edge by the S-CSCF (third-party REGISTER,
+    TS 24.229 §5.4.1.7): which S-CSCF serves it and until when, so that a restarted
+    edge subscribes to its ``reg`` events again. Also the last few UEs the S-CSCF
+    described in the REGISTER's ``message/sip`` bodies (their user agent and access
+    network, which reginfo does not carry), for the NOTIFY that binds them."""
+
+    enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
+    identity = models.ForeignKey(
+        Identity, on_delete=models.CASCADE, related_name="third_party_registrations"
+    )
+    aor = models.CharField(max_length=512, unique=True)
+    scscf = models.CharField("S-CSCF", max_length=512)
+    expires_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+    # [{"key": device key, "user_agent", "access_network"}, ...], newest last, at most
+    # MAX_DEVICES.
+    devices = models.JSONField(default=list, db_default=[])
+
+    MAX_DEVICES = 5
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="third_party_reg_expiry")]
+
+    def __str__(self):
+        return f"{self.aor} at {self.scscf}"
+
+    def device(self, key: str) -> dict | None:
+        """What the S-CSCF last said about the UE with this device key."""
+        return next((d for d in reversed(self.devices) if d.get("key") == key), None)
+
+    def remember_device(self, facts: dict) -> None:
+        """Keep ``facts`` (with its ``key``) as the newest, forgetting the oldest."""
+        kept = [d for d in self.devices if d.get("key") != facts["key"]]
+        self.devices = [*kept, facts][-self.MAX_DEVICES :]
 
 
 class NetworkNotice(models.Model):

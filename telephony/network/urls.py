@@ -9,5 +9,6 @@ urlpatterns = [
     path("stir/verification", stir.VerificationView.as_view(), name="network-stir-verification"),
     path("reginfo", views.ReginfoView.as_view(), name="network-reginfo"),
     path("registrations", views.RegistrationEventsView.as_view(), name="network-registrations"),
+    path("sip/register", views.ThirdPartyRegisterView.as_view(), name="network-sip-register"),
     path("ping", views.PingView.as_view(), name="network-ping"),
 ]

@@ -1,8 +1,9 @@
 """The network API for the IMS core: registration reports in, as RFC 3680 reginfo
-documents or as JSON events. Authenticated per network client; bodies are untrusted."""
+documents or as JSON events, and the SIP edge's third-party REGISTERs. Authenticated per
+network client; bodies are untrusted."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,12 +15,17 @@ from kernel.api import parsers as strict_json
 from kernel.api.errors import BodyTooLarge
 from kernel.api.schema import ApiErrorSerializer
 from kernel.ratelimit import NetworkRateThrottle
-from telephony.registrations import ingest
+from telephony.registrations import ingest, third_party
 from telephony.registrations.reginfo import (
     ReginfoDocument,
     ReginfoError,
     parse_reginfo_xml,
     parse_registration_events,
+)
+from telephony.registrations.sipmessage import (
+    SipMessageError,
+    ThirdPartyRegister,
+    parse_third_party_register,
 )
 
 
@@ -58,6 +64,16 @@ class RegistrationEventsParser(CappedBody, parsers.BaseParser):
             raise exceptions.ParseError(f"Not valid registration events: {exc}") from exc
 
 
+class SipRegisterParser(CappedBody, parsers.BaseParser):
+    media_type = "message/sip"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return parse_third_party_register(self.read_capped(stream))
+        except SipMessageError as exc:
+            raise exceptions.ParseError(f"Not a valid third-party REGISTER: {exc}.") from exc
+
+
 BODY_ERRORS = {
     400: OpenApiResponse(ApiErrorSerializer, description="Malformed or hostile document"),
     413: OpenApiResponse(ApiErrorSerializer, description="A body over NETWORK_MAX_BODY_BYTES"),
@@ -94,10 +110,27 @@ class NetworkView(APIView):
         if not isinstance(document, ReginfoDocument):
             # DRF skips the parser for an empty body or one without a Content-Type.
             raise exceptions.ParseError("The body is empty or has no Content-Type.")
+        subscriptions = request.query_params.getlist("subscription")
+        if len(subscriptions) > 1:
+            raise exceptions.ParseError("A document belongs to one subscription: name one.")
         report = ingest.apply_report(
-            actor=Actor.from_request(request), client=request.auth, document=document
+            actor=Actor.from_request(request),
+            client=request.auth,
+            document=document,
+            subscription=subscriptions[0] if subscriptions else None,
         )
         return Response(report.as_dict())
+
+
+SUBSCRIPTION = OpenApiParameter(
+    "subscription",
+    str,
+    description="The reg-event subscription the document came in (the SIP edge passes its "
+    "SUBSCRIBE dialog's Call-ID; 1 to 255 visible ASCII characters). With it, RFC 3680's "
+    "version rule holds per AoR and subscription: a subscription's first document applies "
+    "at whatever version it starts, later ones only if newer. Without it, versions are "
+    "kept per AoR, and a full document that is not newer is taken for a new subscription's.",
+)
 
 
 REGINFO_EXAMPLE = """<?xml version="1.0"?>
@@ -123,6 +156,7 @@ class ReginfoView(NetworkView):
         "for a body over the size limit, 403 when an AoR belongs to an enterprise this "
         "client does not serve.",
         request={"application/reginfo+xml": {"type": "string"}},
+        parameters=[SUBSCRIPTION],
         responses={200: ApplyReportSerializer, **BODY_ERRORS},
         examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
         tags=["network"],
@@ -143,11 +177,108 @@ class RegistrationEventsView(NetworkView):
         '"retry_after", "callid", "cseq", "q", "instance", "display_name", "params", '
         '"pub_gruu", "temp_gruu", "user_agent", "access_network", "source_ip"}]}]}`.',
         request={"application/json": {"type": "object"}},
+        parameters=[SUBSCRIPTION],
         responses={200: ApplyReportSerializer, **BODY_ERRORS},
         tags=["network"],
     )
     def post(self, request):
         return self.apply(request)
+
+
+class RegisterAnswerSerializer(serializers.Serializer):
+    aor = serializers.CharField(help_text="The IMPU registered: the REGISTER's To URI.")
+    expires = serializers.IntegerField(help_text="Seconds; 0 for a de-registration.")
+    known = serializers.BooleanField(
+        help_text="Whether the IMPU names an identity; if not, nothing was stored."
+    )
+    subscribe = serializers.BooleanField(
+        help_text="Subscribe to the IMPU's reg events: known and registered (expires > 0)."
+    )
+
+
+class LiveRegistrationSerializer(serializers.Serializer):
+    aor = serializers.CharField()
+    scscf = serializers.CharField(help_text="The S-CSCF's URI: the REGISTER's Contact.")
+    expires = serializers.IntegerField(help_text="Seconds left, at least 1.")
+
+
+class LiveRegistrationsSerializer(serializers.Serializer):
+    registrations = LiveRegistrationSerializer(many=True)
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as `?cursor=` for the next page; null on the last."
+    )
+
+
+THIRD_PARTY_REGISTER_EXAMPLE = """REGISTER sip:portal-as.swift-delivery.example SIP/2.0
+Via: SIP/2.0/UDP scscf1.ims.example;branch=z9hG4bK351g45.1
+Max-Forwards: 70
+From: <sip:scscf1.ims.example>;tag=4fa3
+To: <sip:+4930555000@swift-delivery.example;user=phone>
+Call-ID: apb03a0s09dkjdfglkj49111
+CSeq: 87 REGISTER
+Contact: <sip:scscf1.ims.example>
+Expires: 600000
+Content-Length: 0
+
+"""
+
+
+class ThirdPartyRegisterView(NetworkView):
+    parser_classes = [SipRegisterParser]
+
+    @extend_schema(
+        operation_id="network_sip_register",
+        summary="Hand over a third-party REGISTER (SIP edge)",
+        description="`Content-Type: message/sip`: the whole REGISTER the S-CSCF sent the "
+        "portal's SIP edge (TS 24.229 §5.4.1.7), CRLF line ends. The To URI is the IMPU, the "
+        "Contact's `expires` or the Expires header how long (0: de-registration), the Contact "
+        "the S-CSCF. When the iFC includes them, `message/sip` bodies (alone or in "
+        "`multipart/mixed`) hold the UE's REGISTER and the 200 OK to it: its contact, "
+        "`+sip.instance`, User-Agent and P-Access-Network-Info describe the device the next "
+        "NOTIFY binds. An IMPU that names no identity is answered `known: false` and nothing "
+        "is stored. 400 for a malformed message (with the reason), 413 over the size limit, "
+        "403 for an enterprise this client does not serve.",
+        request={"message/sip": {"type": "string"}},
+        responses={200: RegisterAnswerSerializer, **BODY_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Rob's IMPU registered", value=THIRD_PARTY_REGISTER_EXAMPLE, request_only=True
+            )
+        ],
+        tags=["network"],
+    )
+    def post(self, request):
+        message = request.data
+        if not isinstance(message, ThirdPartyRegister):
+            raise exceptions.ParseError("The body is empty or has no Content-Type.")
+        answer = third_party.register(
+            actor=Actor.from_request(request), client=request.auth, message=message
+        )
+        return Response(answer.as_dict())
+
+    @extend_schema(
+        operation_id="network_sip_registrations",
+        summary="The IMPUs registered at the SIP edge (for its restart)",
+        description="The third-party registrations not yet expired of the enterprises this "
+        f"client serves, {third_party.PAGE_SIZE:,} a page in a stable order, so that a "
+        "restarted edge subscribes to each again.",
+        parameters=[
+            OpenApiParameter("cursor", str, description="`next_cursor` of the page before.")
+        ],
+        responses={200: LiveRegistrationsSerializer},
+        tags=["network"],
+    )
+    def get(self, request):
+        after = third_party.parse_cursor(request.query_params.get("cursor"))
+        page, more = third_party.live_registrations(client=request.auth, after=after)
+        return Response(
+            {
+                "registrations": [
+                    {"aor": r.aor, "scscf": r.scscf, "expires": r.expires} for r in page
+                ],
+                "next_cursor": str(more) if more is not None else None,
+            }
+        )
 
 
 class PingSerializer(serializers.Serializer):

@@ -22,12 +22,13 @@ from django.utils import timezone
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import NetworkClient
-from kernel.errors import NotAllowed
+from kernel.errors import NotAllowed, RuleViolation
 from telephony.models import (
     Identity,
     ReginfoVersion,
     Registration,
     RegistrationEvent,
+    ThirdPartyRegistration,
 )
 from telephony.registrations import notices
 from telephony.registrations.records import (
@@ -62,9 +63,15 @@ ENDING_EVENTS = {
 EVENT_END_REASONS = frozenset(ENDING_EVENTS.values())
 # A document seen again within this long is a replay (an HTTP retry of a NOTIFY whose
 # answer was lost) and changes nothing, whatever its version. At most REPLAY_MEMORY
-# documents are remembered per AoR.
+# documents are remembered per AoR (and subscription).
 REPLAY_WINDOW = timedelta(minutes=5)
 REPLAY_MEMORY = 32
+# A subscription is named by the SIP edge after its SUBSCRIBE dialog's Call-ID (RFC 3261
+# ``word [@ word]``: visible ASCII). Its versions are forgotten after a day without a
+# document: a subscription lasts as long as a registration, and one heard from again
+# later simply starts over, as a new one would.
+SUBSCRIPTION_RE = re.compile(r"[\x21-\x7e]{1,255}")
+SUBSCRIPTION_MEMORY = timedelta(days=1)
 TEL_RE = re.compile(r"^tel:(\+\d{6,15})(?:;.*)?$", re.IGNORECASE)
 SIP_RE = re.compile(r"^sips?:([^@;]+)@([^;:>]+)(?::\d+)?(?:;.*)?$", re.IGNORECASE)
 
@@ -168,20 +175,38 @@ def device_label(*, user_agent: str, instance: str, contact_uri: str) -> str:
     return f"{kind or 'Device'} at {where}"
 
 
+def device_key_of(*, instance: str, contact_uri: str) -> str:
+    """A device is known by its ``+sip.instance``, else its contact URI."""
+    return f"instance:{instance}" if instance else f"contact:{contact_uri}"
+
+
 def device_key(contact: ContactInfo) -> str:
-    return f"instance:{contact.instance}" if contact.instance else f"contact:{contact.uri}"
+    return device_key_of(instance=contact.instance, contact_uri=contact.uri)
 
 
 # --- Applying a report ------------------------------------------------------------------
 
 
-def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocument) -> ApplyReport:
+def apply_report(
+    *,
+    actor: Actor,
+    client: NetworkClient,
+    document: ReginfoDocument,
+    subscription: str | None = None,
+) -> ApplyReport:
     """Apply one report of the IMS core, whole or not at all.
 
     Refused whole (NotAllowed) if any AoR belongs to an enterprise this client
     does not serve. AoRs that name no identity are reported back, not guessed. Which
-    registrations apply is decided per AoR by _fresh_registrations.
+    registrations apply is decided per AoR, or per AoR in the ``subscription`` the SIP
+    edge names (a NOTIFY's dialog), by _fresh_registrations.
     """
+    if subscription is not None and not SUBSCRIPTION_RE.fullmatch(subscription):
+        raise RuleViolation(
+            "The subscription must be 1 to 255 visible ASCII characters (a Call-ID).",
+            code="invalid_subscription",
+            field="subscription",
+        )
     report = ApplyReport()
     now = timezone.now()
     with transaction.atomic():
@@ -194,29 +219,39 @@ def apply_report(*, actor: Actor, client: NetworkClient, document: ReginfoDocume
             raise NotAllowed(
                 f"This network client does not serve {', '.join(sorted(foreign))}: nothing applied."
             )
-        fresh = _fresh_registrations(document, identities, report)
+        fresh = _fresh_registrations(document, subscription, identities, report)
         batch = _load(identities.values(), now)
+        ues = UeFacts(identities.values())
         for info in fresh:
-            _apply_registration(batch, info, identities[info.aor], document.state, report)
+            _apply_registration(batch, info, identities[info.aor], document.state, report, ues)
         write(batch)
         new_device_policy(batch)
         _audit(actor, identities.values(), report)
     return report
 
 
-def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyReport):
-    """The document's registrations for known AoRs that apply, recording where each AoR
-    stands (its row locked, so concurrent reports for an AoR queue).
+def _fresh_registrations(
+    document: ReginfoDocument, subscription: str | None, identities, report: ApplyReport
+):
+    """The document's registrations for known AoRs that apply, recording where each
+    AoR's stream stands (its row locked, so concurrent reports for it queue).
 
-    RFC 3680 numbers the documents of one subscription; the portal sees the documents of
-    every subscription for an AoR and cannot tell them apart. Kamailio's S-CSCF starts
-    each subscription again at version 2 (an AS subscribes afresh for every REGISTER) and
-    its presence_reginfo sends every document as ``full`` version 0. So, per AoR:
+    RFC 3680 numbers the documents of one subscription. When the SIP edge names the
+    subscription a document came in, its versions are kept per (AoR, subscription):
+
+    - The subscription's first document applies, at whatever version it starts
+      (Kamailio's S-CSCF starts each at 2); if ``partial``, full state is needed.
+    - A later one applies only if newer. A ``partial`` one more than one version ahead
+      means reports were lost: it applies (its contacts are the newest word on them)
+      and full state is needed until a ``full`` document comes.
+    - Anything else (an older document, a replay) is stale: skipped.
+
+    Without a subscription (an HTTP client) the portal sees the documents of every
+    subscription for an AoR and cannot tell them apart; presence_reginfo sends every
+    document as ``full`` version 0. So, per AoR:
 
     - A document seen within REPLAY_WINDOW, seen again, is a replay: skipped.
-    - A newer version applies. A ``partial`` one more than one version ahead means
-      reports were lost: it applies (its contacts are the newest word on them) and the
-      AoR needs full state until a ``full`` document comes.
+    - A newer version applies, with the gap rule above.
     - A ``full`` document that is not newer is a new subscription's first report: the
       full state as it is now, so it applies and its version becomes the AoR's.
     - A ``partial`` document that is not newer is stale: skipped.
@@ -224,32 +259,36 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
     """
     known = [r for r in document.registrations if r.aor in identities]
     aors = sorted({r.aor for r in known})
-    locked = ReginfoVersion.objects.select_for_update()
+    stream = subscription or ""
+    locked = ReginfoVersion.objects.select_for_update().filter(subscription=stream)
     versions = {v.aor: v for v in locked.filter(aor__in=aors)}
     missing = [aor for aor in aors if aor not in versions]
     if missing:
-        # An AoR's first reports queue here too (an HTTP retry racing its original): the
-        # second insert waits for the first transaction and then finds its row.
+        # A stream's first reports queue here too (an HTTP retry racing its original):
+        # the second insert waits for the first transaction and then finds its row.
         ReginfoVersion.objects.bulk_create(
-            [ReginfoVersion(aor=aor, version=None) for aor in missing], ignore_conflicts=True
+            [ReginfoVersion(aor=aor, subscription=stream, version=None) for aor in missing],
+            ignore_conflicts=True,
         )
         versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
     remember(versions.values(), VERSION_FIELDS)
     now = timezone.now()
     oldest = (now - REPLAY_WINDOW).timestamp()
     full = document.state == "full"
+    # Within one subscription a document that is not newer is never news.
+    restarts = full and subscription is None
     fresh, needing = [], set()
     for info in known:
         digest = _digest(document, info)
         seen = versions[info.aor]
-        if seen.version is None:  # the first report for the AoR
+        if seen.version is None:  # the stream's first report
             seen.full_state_needed = not full
             seen.version = document.version
         else:
             seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
             replay = any(entry[0] == digest for entry in seen.recent)
             newer = document.version > seen.version
-            if replay or not (newer or full):
+            if replay or not (newer or restarts):
                 report.stale.append(info.aor)
                 needing.add(seen)
                 if not replay:
@@ -272,6 +311,23 @@ def _fresh_registrations(document: ReginfoDocument, identities, report: ApplyRep
     return fresh
 
 
+def prune_subscription_versions(limit: int = 5000) -> int:
+    """Forget the versions of subscriptions not heard from for SUBSCRIPTION_MEMORY
+    (ended ones: the edge subscribes afresh for every REGISTER). Periodic; at most
+    ``limit`` rows a run. A row a report holds is not waited for, and one it just
+    refreshed no longer qualifies."""
+    before = timezone.now() - SUBSCRIPTION_MEMORY
+    with transaction.atomic():
+        old = list(
+            ReginfoVersion.objects.exclude(subscription="")
+            .filter(updated_at__lt=before)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        deleted, _ = ReginfoVersion.objects.filter(pk__in=old).delete()
+    return deleted
+
+
 def _digest(document: ReginfoDocument, info: RegistrationInfo) -> str:
     """What one registration of a document says, as a short fingerprint: the same for a
     replay of the document, different for any other report."""
@@ -280,6 +336,28 @@ def _digest(document: ReginfoDocument, info: RegistrationInfo) -> str:
 
 
 VERSION_FIELDS = ["version", "recent", "full_state_needed", "updated_at"]
+
+
+class UeFacts:
+    """What third-party REGISTERs said about the UEs of a report's identities (user
+    agent, access network): read in one query, and only when a device bound without a
+    user agent asks."""
+
+    def __init__(self, identities):
+        self._identity_ids = [i.pk for i in identities]
+        self._rows: dict[int, list[ThirdPartyRegistration]] | None = None
+
+    def of(self, identity_id: int, key: str) -> dict | None:
+        if self._rows is None:
+            self._rows = {}
+            rows = ThirdPartyRegistration.objects.filter(identity_id__in=self._identity_ids)
+            for row in rows.only("identity_id", "devices").order_by("-updated_at"):
+                self._rows.setdefault(row.identity_id, []).append(row)
+        for row in self._rows.get(identity_id, []):
+            facts = row.device(key)
+            if facts is not None:
+                return facts
+        return None
 
 
 def _load(identities, now) -> Batch:
@@ -293,13 +371,15 @@ def _load(identities, now) -> Batch:
     return Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in rows})
 
 
-def _apply_registration(batch: Batch, info, identity: Identity, doc_state: str, report) -> None:
+def _apply_registration(
+    batch: Batch, info, identity: Identity, doc_state: str, report, ues: UeFacts
+) -> None:
     matched = set()
     for contact in info.contacts:
         reg = _record_for(batch, identity, contact)
         if contact.state == "active":
             if reg is None or not _ended_after(reg, contact):
-                reg = _bind(batch, identity, reg, info.aor, contact, report)
+                reg = _bind(batch, identity, reg, info.aor, contact, report, ues)
         elif reg is not None:
             reason = ENDING_EVENTS[contact.event]
             _unbind(batch, reg, info.aor, reason, report, _end_detail(reason, contact), contact)
@@ -366,7 +446,7 @@ def _record_for(batch: Batch, identity: Identity, contact: ContactInfo) -> Regis
 
 
 def _bind(
-    batch: Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report
+    batch: Batch, identity: Identity, reg, aor: str, contact: ContactInfo, report, ues: UeFacts
 ) -> Registration:
     now = batch.now
     expires = min(contact.expires if contact.expires is not None else DEFAULT_EXPIRES, MAX_EXPIRES)
@@ -411,6 +491,13 @@ def _bind(
     reg.display_name = contact.display_name or reg.display_name
     reg.user_agent = contact.user_agent or reg.user_agent
     reg.access_network = contact.access_network or reg.access_network
+    if not reg.user_agent:
+        # reginfo from an S-CSCF carries no user agent; the third-party REGISTER that
+        # came before this NOTIFY may have (TS 24.229's message/sip bodies).
+        seen = ues.of(identity.pk, reg.device_key)
+        if seen is not None:
+            reg.user_agent = seen.get("user_agent", "") or reg.user_agent
+            reg.access_network = reg.access_network or seen.get("access_network", "")
     reg.ip = contact.source_ip or reg.ip
     reg.callid = contact.callid or reg.callid
     reg.cseq = contact.cseq if contact.cseq is not None else reg.cseq

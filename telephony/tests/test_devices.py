@@ -629,6 +629,96 @@ def test_each_new_kamailio_scscf_subscription_restarts_its_versions(identity, cl
     assert apply(client_of, doc(2, reg(SIP_AOR, contact(ROB_TABLET, cseq=2)))).stale == [SIP_AOR]
 
 
+# --- Versions per reg-event subscription (the SIP edge names the NOTIFY's dialog) -----------
+
+
+def apply_in(subscription, client, document):
+    return ingest.apply_report(
+        actor=Actor(network_client=client),
+        client=client,
+        document=document,
+        subscription=subscription,
+    )
+
+
+def test_versions_are_kept_per_subscription_as_kamailio_numbers_them(identity, client_of):
+    # The edge's subscription A: the S-CSCF's first NOTIFY is version 2, then 3.
+    assert apply_in(
+        "A@edge", client_of, doc(2, reg(SIP_AOR, contact(ROB_IMEI)), state="full")
+    ).applied
+    ended = apply_in(
+        "A@edge",
+        client_of,
+        doc(3, reg(SIP_AOR, contact(ROB_IMEI, state="terminated", event="expired"))),
+    )
+    assert (ended.ended, ended.stale) == (1, [])
+    # A new REGISTER, a new subscription B: it starts at 2 again, and applies.
+    both = doc(2, reg(SIP_AOR, contact(ROB_IMEI, cseq=5), contact(ROB_TABLET)), state="full")
+    report = apply_in("B@edge", client_of, both)
+    assert (report.stale, report.new_devices) == ([], 1)
+    assert Registration.objects.active().count() == 2
+    # A late replay of A's version 3 is stale: it ends nothing.
+    replay = apply_in(
+        "A@edge",
+        client_of,
+        doc(3, reg(SIP_AOR, contact(ROB_IMEI, state="terminated", event="expired"))),
+    )
+    assert (replay.stale, replay.applied, replay.ended) == ([SIP_AOR], 0, 0)
+    assert Registration.objects.active().count() == 2
+    # B skips version 3: the partial version 4 applies and asks for full state.
+    gap = apply_in("B@edge", client_of, doc(4, reg(SIP_AOR, contact(ROB_TABLET, cseq=2))))
+    assert (gap.applied, gap.full_state_needed) == (1, [SIP_AOR])
+    # B's lost version 3 arriving now is older than what was applied.
+    late = apply_in("B@edge", client_of, doc(3, reg(SIP_AOR, contact(ROB_TABLET, cseq=9))))
+    assert (late.stale, late.full_state_needed) == ([SIP_AOR], [SIP_AOR])
+    streams = dict(ReginfoVersion.objects.values_list("subscription", "version"))
+    assert streams == {"A@edge": 3, "B@edge": 4}
+
+
+def test_within_a_subscription_a_full_document_that_is_not_newer_is_stale(identity, client_of):
+    apply_in("A@edge", client_of, doc(5, reg(SIP_AOR, contact(ROB_IMEI)), state="full"))
+    # Without a subscription this would be taken for a new subscription's first report.
+    older = doc(4, reg(SIP_AOR, contact(ROB_TABLET)), state="full")
+    assert apply_in("A@edge", client_of, older).stale == [SIP_AOR]
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_IMEI]
+    assert apply(client_of, older).stale == []  # the per-AoR stream is another stream
+
+
+def test_a_subscription_that_starts_with_partial_state_asks_for_full_state(identity, client_of):
+    report = apply_in("A@edge", client_of, doc(9, reg(SIP_AOR, contact())))
+    assert (report.applied, report.full_state_needed) == (1, [SIP_AOR])
+    full = apply_in("A@edge", client_of, doc(10, reg(SIP_AOR, contact()), state="full"))
+    assert full.full_state_needed == []
+
+
+@pytest.mark.parametrize("subscription", ["", "a b@edge", "x" * 256, "caf\u00e9@edge", "a\tb"])
+def test_a_subscription_is_named_by_a_call_id(identity, client_of, subscription):
+    with pytest.raises(RuleViolation) as refused:
+        apply_in(subscription, client_of, doc(1, reg(SIP_AOR, contact()), state="full"))
+    assert refused.value.code == "invalid_subscription"
+    assert not Registration.objects.exists() and not ReginfoVersion.objects.exists()
+
+
+def test_ended_subscriptions_are_forgotten_after_a_day_a_bounded_number_at_a_time(
+    identity, client_of
+):
+    for name in ("A@edge", "B@edge", "C@edge", "fresh@edge"):
+        apply_in(name, client_of, doc(2, reg(SIP_AOR, contact()), state="full"))
+    apply(client_of, doc(1, reg(SIP_AOR, contact()), state="full"))
+    day_ago = timezone.now() - ingest.SUBSCRIPTION_MEMORY - timedelta(minutes=1)
+    ReginfoVersion.objects.exclude(subscription="fresh@edge").update(updated_at=day_ago)
+    assert ingest.prune_subscription_versions(limit=2) == 2
+    assert ingest.prune_subscription_versions(limit=2) == 1
+    assert ingest.prune_subscription_versions(limit=2) == 0
+    # The per-AoR stream of HTTP clients stays, as does the live subscription.
+    assert sorted(ReginfoVersion.objects.values_list("subscription", flat=True)) == [
+        "",
+        "fresh@edge",
+    ]
+    # A pruned subscription heard from again starts over: its document applies.
+    assert apply_in("A@edge", client_of, doc(2, reg(SIP_AOR, contact()), state="full")).stale == []
+
+
 def blocked_connections() -> int:
     """Other connections to the test database waiting for a lock."""
     with connection.cursor() as cursor:

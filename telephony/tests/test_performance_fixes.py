@@ -301,6 +301,49 @@ def test_a_refresh_writes_only_what_changed_in_one_update_per_table(
     assert len(thirty.captured_queries) == len(captured.captured_queries)
 
 
+def test_a_report_in_a_subscription_takes_as_many_queries_whatever_its_size(
+    enterprise, network, employee
+):
+    from django.test.utils import CaptureQueriesContext
+
+    from telephony.models import ThirdPartyRegistration
+
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    actor = Actor(network_client=network)
+    # A third-party REGISTER described one of the devices: the report reads it too.
+    ThirdPartyRegistration.objects.create(
+        enterprise=enterprise,
+        identity=identity,
+        aor=f"tel:{identity.tn}",
+        scscf="sip:scscf1.ims.example",
+        expires_at="2100-01-01T00:00:00Z",
+        devices=[{"key": f"instance:{PHONE}", "user_agent": "Acme/1 (Android 14)"}],
+    )
+
+    def counted(instances, version, subscription):
+        with CaptureQueriesContext(connection) as captured:
+            ingest.apply_report(
+                actor=actor,
+                client=network,
+                document=refresh_document(identity, instances, version),
+                subscription=subscription,
+            )
+        return len(captured.captured_queries)
+
+    three = [PHONE, LAPTOP, TABLET]
+    more = [PHONE, *(f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(30))]
+    counted(three, 2, "A@edge")
+    assert Registration.objects.get(instance_id=PHONE).label.startswith("Android phone")
+    refresh_of_three = counted(three, 3, "A@edge")
+    counted(more, 2, "B@edge")
+    assert counted(more, 3, "B@edge") == refresh_of_three
+    steady = counted(more, 4, "B@edge")  # refreshes fold into the events now
+    # Without a subscription, the same queries.
+    counted(more, 1, None)
+    assert counted(more, 2, None) == steady
+
+
 def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, employee):
     give_numbers(enterprise)
     identity = make_identity(employee)
