@@ -10,6 +10,7 @@ written back in bulk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -241,9 +242,12 @@ def _fresh_registrations(
 
     - The subscription's first document applies, at whatever version it starts
       (Kamailio's S-CSCF starts each at 2); if ``partial``, full state is needed.
-    - A later one applies only if newer. A ``partial`` one more than one version ahead
+    - A later one applies if newer. A ``partial`` one more than one version ahead
       means reports were lost: it applies (its contacts are the newest word on them)
       and full state is needed until a ``full`` document comes.
+    - A ``full`` one of the same version applies unless it is a replay: a notifier
+      that does not count (Kamailio's presence_reginfo sends every document as
+      version 0) still sends the state as it is now.
     - Anything else (an older document, a replay) is stale: skipped.
 
     Without a subscription (an HTTP client) the portal sees the documents of every
@@ -275,7 +279,8 @@ def _fresh_registrations(
     now = timezone.now()
     oldest = (now - REPLAY_WINDOW).timestamp()
     full = document.state == "full"
-    # Within one subscription a document that is not newer is never news.
+    # Without a subscription, a full document that is not newer is a new subscription's;
+    # within one, only a full document of the same version is still news.
     restarts = full and subscription is None
     fresh, needing = [], set()
     for info in known:
@@ -288,7 +293,8 @@ def _fresh_registrations(
             seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
             replay = any(entry[0] == digest for entry in seen.recent)
             newer = document.version > seen.version
-            if replay or not (newer or restarts):
+            uncounted = full and document.version == seen.version
+            if replay or not (newer or restarts or uncounted):
                 report.stale.append(info.aor)
                 needing.add(seen)
                 if not replay:
@@ -339,25 +345,36 @@ VERSION_FIELDS = ["version", "recent", "full_state_needed", "updated_at"]
 
 
 class UeFacts:
-    """What third-party REGISTERs said about the UEs of a report's identities (user
-    agent, access network): read in one query, and only when a device bound without a
-    user agent asks."""
+    """What third-party REGISTERs said about the UEs of a report's identities (contact,
+    ``+sip.instance``, user agent, access network): read in one query, and only when a
+    contact comes without its instance or a device is bound without a user agent."""
 
     def __init__(self, identities):
         self._identity_ids = [i.pk for i in identities]
         self._rows: dict[int, list[ThirdPartyRegistration]] | None = None
 
-    def of(self, identity_id: int, key: str) -> dict | None:
+    def _of_identity(self, identity_id: int) -> list[ThirdPartyRegistration]:
         if self._rows is None:
             self._rows = {}
             rows = ThirdPartyRegistration.objects.filter(identity_id__in=self._identity_ids)
             for row in rows.only("identity_id", "devices").order_by("-updated_at"):
                 self._rows.setdefault(row.identity_id, []).append(row)
-        for row in self._rows.get(identity_id, []):
+        return self._rows.get(identity_id, [])
+
+    def of(self, identity_id: int, key: str) -> dict | None:
+        for row in self._of_identity(identity_id):
             facts = row.device(key)
             if facts is not None:
                 return facts
         return None
+
+    def instance_of(self, identity_id: int, contact_uri: str) -> str:
+        """The ``+sip.instance`` the UE registering ``contact_uri`` named, or ""."""
+        for row in self._of_identity(identity_id):
+            for facts in reversed(row.devices):
+                if facts.get("contact") == contact_uri and facts.get("instance"):
+                    return facts["instance"]
+        return ""
 
 
 def _load(identities, now) -> Batch:
@@ -376,6 +393,11 @@ def _apply_registration(
 ) -> None:
     matched = set()
     for contact in info.contacts:
+        if not contact.instance:
+            # Some S-CSCFs leave +sip.instance out of reginfo (Kamailio's presence_reginfo
+            # always, its S-CSCF on terminated contacts): the UE's own REGISTER named it.
+            instance = ues.instance_of(identity.pk, contact.uri)
+            contact = dataclasses.replace(contact, instance=instance) if instance else contact
         reg = _record_for(batch, identity, contact)
         if contact.state == "active":
             if reg is None or not _ended_after(reg, contact):

@@ -245,6 +245,38 @@ def end_registrations_of(identity: Identity, reason: str) -> int:
 # --- Expiry -----------------------------------------------------------------------------
 
 
+def end_aor(identity: Identity, aor: str) -> int:
+    """The network de-registered ``aor`` (a third-party REGISTER of expiry 0): the
+    devices bound to it lose it, and those left with no IMPU end, as de-registered (or
+    signed out, where that was asked). How many ended."""
+    now = timezone.now()
+    regs = [
+        reg
+        for reg in Registration.objects.select_for_update(of=("self",))
+        .select_related("last_event")
+        .filter(identity=identity)
+        .exclude(state=State.ENDED)
+        if aor in reg.impus  # (SQLite has no JSON containment)
+    ]
+    batch = Batch(now=now, registrations={(r.identity_id, r.device_key): r for r in regs})
+    ended = 0
+    for reg in regs:
+        reg.impus = [impu for impu in reg.impus if impu != aor]
+        batch.touch(reg)
+        if not reg.impus:
+            signed_out = reg.state == State.SIGN_OUT_REQUESTED
+            end(
+                batch,
+                reg,
+                Registration.EndReason.SIGNED_OUT
+                if signed_out
+                else Registration.EndReason.DEREGISTERED,
+            )
+            ended += 1
+    write(batch)
+    return ended
+
+
 def expire_registrations(limit: int = 5000) -> int:
     """Record the end of registrations whose expiry passed without an event. Periodic;
     pages already treat them as gone by time."""

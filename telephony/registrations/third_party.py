@@ -22,6 +22,7 @@ from accounts.audit import Actor
 from accounts.models import NetworkClient
 from kernel.errors import NotAllowed, RuleViolation
 from telephony.models import Identity, Registration, ThirdPartyRegistration
+from telephony.registrations import records
 from telephony.registrations.ingest import device_key_of, device_label, resolve_aors
 from telephony.registrations.sipmessage import ThirdPartyRegister, UeRegistration
 
@@ -63,6 +64,8 @@ def register(*, actor: Actor, client: NetworkClient, message: ThirdPartyRegister
         locked = ThirdPartyRegistration.objects.select_for_update()
         row = locked.filter(aor=message.impu).first()
         if message.expires == 0:
+            # Every contact of the IMPU is gone, whatever NOTIFY the edge may miss.
+            records.end_aor(identity, message.impu)
             if row is not None:
                 row.delete()
                 audit.record(
@@ -131,6 +134,8 @@ def _keep(
 def _facts(ue: UeRegistration) -> dict:
     return {
         "key": device_key_of(instance=ue.instance, contact_uri=ue.contact_uri),
+        "contact": ue.contact_uri,
+        "instance": ue.instance,
         "user_agent": ue.user_agent,
         "access_network": ue.access_network,
     }

@@ -675,13 +675,25 @@ def test_versions_are_kept_per_subscription_as_kamailio_numbers_them(identity, c
     assert streams == {"A@edge": 3, "B@edge": 4}
 
 
-def test_within_a_subscription_a_full_document_that_is_not_newer_is_stale(identity, client_of):
+def test_within_a_subscription_an_older_full_document_is_stale(identity, client_of):
     apply_in("A@edge", client_of, doc(5, reg(SIP_AOR, contact(ROB_IMEI)), state="full"))
     # Without a subscription this would be taken for a new subscription's first report.
     older = doc(4, reg(SIP_AOR, contact(ROB_TABLET)), state="full")
     assert apply_in("A@edge", client_of, older).stale == [SIP_AOR]
     assert [r.instance_id for r in Registration.objects.active()] == [ROB_IMEI]
     assert apply(client_of, older).stale == []  # the per-AoR stream is another stream
+
+
+def test_within_a_subscription_a_notifier_that_does_not_count_is_still_heard(identity, client_of):
+    # Kamailio's presence_reginfo numbers every document of a subscription 0.
+    both = doc(
+        0, reg(SIP_AOR, contact(ROB_IMEI, cseq=1), contact(ROB_TABLET, cseq=1)), state="full"
+    )
+    phone_only = doc(0, reg(SIP_AOR, contact(ROB_IMEI, cseq=2)), state="full")
+    apply_in("A@edge", client_of, both)
+    assert apply_in("A@edge", client_of, phone_only).ended == 1
+    assert apply_in("A@edge", client_of, phone_only).stale == [SIP_AOR]  # a retransmission
+    assert [r.instance_id for r in Registration.objects.active()] == [ROB_IMEI]
 
 
 def test_a_subscription_that_starts_with_partial_state_asks_for_full_state(identity, client_of):
