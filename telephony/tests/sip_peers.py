@@ -542,7 +542,6 @@ class RunningBaresip:
 
 
 BARESIP_CONFIG = """sip_listen 127.0.0.1:{port}
-sip_transports udp
 module_path /usr/lib/baresip/modules
 module g711.so
 module ausine.so
@@ -555,6 +554,21 @@ audio_alert ausine,nil
 """
 
 
+def _free_baresip_port() -> int:
+    """A port free for UDP and TCP whose next port is free for TCP: baresip listens on
+    all three (SIP over UDP and TCP, and TLS one port up) whatever its config says."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket() as tcp, socket.socket() as tls:
+                tcp.bind(("127.0.0.1", port))
+                tls.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free ports for baresip on 127.0.0.1")
+
+
 @contextlib.contextmanager
 def running_baresip(
     folder: Path, *, aor: str, registrar: str, instance: str
@@ -565,7 +579,7 @@ def running_baresip(
     PEER_LIFETIME seconds."""
     binary = require_program("baresip")
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port(socket.SOCK_DGRAM)
+    port = _free_baresip_port()
     (folder / "config").write_text(BARESIP_CONFIG.format(port=port))
     (folder / "uuid").write_text(instance)  # no line end: it goes into the header as it is
     (folder / "accounts").write_text(

@@ -11,12 +11,15 @@ import pytest
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
-from portal.testing import require_program, wait_for
+from portal.testing import require_program, sign_in_verified, wait_for
 from telephony.models import Registration
+from telephony.registrations.device_settings import registration_update_settings
+from telephony.registrations.signout import registration_sign_out
 from telephony.tests.factories import give_numbers, make_identity
 from telephony.tests.sip_peers import (
     new_edge,
     run_scenario,
+    running_baresip,
     running_registrar,
     scripted_scscf,
     trace,
@@ -276,3 +279,56 @@ def active_count(identities) -> int:
         .filter(identity__in=identities, state=Registration.State.ACTIVE)
         .count()
     )
+
+
+# --- Two phones of one person --------------------------------------------------------------
+
+
+def test_two_baresip_phones_of_rob_through_the_core(lab, rob, settings, client):
+    """Rob's two baresip clients register at the S-CSCF: both show on his devices page
+    with settings of their own, the "already logged on" notice reaches both as a SIP
+    MESSAGE, and signing one out in the portal removes it from the S-CSCF and the page."""
+    settings.NETWORK_NOTIFY_BACKEND = "sip"
+    settings.SIP_EDGE_RPC_URL = lab.edge.rpc_url
+    settings.SIP_EDGE_SCSCF_URI = ""  # loopback UEs: straight to each contact
+    settings.SIGN_OUT_VIA = "scscf"
+    settings.SIP_SCSCF_RPC_URL = lab.registrar.rpc_url
+    aor = f"sip:{TN}@{lab.domain}"
+    ue = {"aor": aor, "registrar": lab.registrar_address}
+    with (
+        running_baresip(lab.folder / "phone", instance=PHONE, **ue) as phone,
+        running_baresip(lab.folder / "tablet", instance=TABLET, **ue) as tablet,
+    ):
+        both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
+        wait_for(lambda: active_devices(rob) == both, timeout=10)
+        devices = {r.instance_id: r for r in Registration.objects.filter(identity=rob)}
+        rob_acts = Actor(user=rob.owner)
+        registration_update_settings(
+            actor=rob_acts, registration=devices[f"urn:uuid:{PHONE}"], do_not_disturb=True
+        )
+        dnd = dict(
+            Registration.objects.filter(identity=rob).values_list("instance_id", "do_not_disturb")
+        )
+        assert dnd == {f"urn:uuid:{PHONE}": True, f"urn:uuid:{TABLET}": False}
+
+        # Whichever registered second, each phone got its MESSAGE from the portal.
+        for ue_peer in (phone, tablet):
+            wait_for(lambda ue_peer=ue_peer: "MESSAGE sip:" in ue_peer.output(), timeout=10)
+        said = phone.output() + tablet.output()
+        assert "just logged on at" in said and "You are also logged on at" in said
+        page = sign_in_verified(client, rob.owner).get("/my/devices/").content.decode()
+        assert page.count("Delivered to the phone (200 OK)") >= 2
+
+        tablet_record = devices[f"urn:uuid:{TABLET}"]
+        registration_sign_out(actor=rob_acts, registration=tablet_record)
+        tablet_record.refresh_from_db()
+        wait_for(
+            lambda: Registration.objects.get(pk=tablet_record.pk).state == Registration.State.ENDED,
+            timeout=10,
+        )
+        assert Registration.objects.get(pk=tablet_record.pk).end_reason == "signed_out"
+        bindings = str(lab.registrar.rpc("ul.dump"))
+        assert f"{tablet.port}" not in bindings and f"{phone.port}" in bindings
+        assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
+        page = client.get("/my/devices/").content.decode()
+        assert "signed out" in page.lower()
