@@ -25,7 +25,7 @@ if [ -n "$$missing" ]; then \
   else echo "Install Debian's packages: $$missing" >&2; exit 1; fi; fi
 endef
 
-# The SIP edge (docs/sip-edge.md) is Debian's Kamailio with these modules.
+# The SIP edge (docs/architecture.md, "The SIP edge") is Debian's Kamailio with these modules.
 EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules
 
 $(BIN)/python:
@@ -47,7 +47,7 @@ run: export DJANGO_DEBUG := true
 run: export LOG_FORMAT ?= plain
 # The web process and the worker write their metrics there; /metrics shows both.
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(or $(PORTAL_VAR_DIR),var)/prometheus
-# SIP_EDGE=1 also runs the SIP edge (docs/sip-edge.md) with the demo S-CSCF's credential.
+# SIP_EDGE=1 also runs the SIP edge (docs/architecture.md, "The SIP edge") with the demo S-CSCF's credential.
 SIP_EDGE ?= 0
 EDGE_DIR := var/sipedge
 EDGE_ON := $(filter 1,$(SIP_EDGE))
@@ -73,7 +73,7 @@ edge-debs:
 	@$(call debs,$(EDGE_DEBS))
 
 # The SIP edge alone, in the foreground, for a portal that runs elsewhere: its settings
-# from the environment (SIP_EDGE_*; docs/sip-edge.md), SIP_EDGE_TOKEN its credential.
+# from the environment (SIP_EDGE_*; docs/architecture.md, "The SIP edge"), SIP_EDGE_TOKEN its credential.
 edge: $(VENV)/.runtime edge-debs
 	$(MANAGE) sipedge_config --out $(EDGE_DIR)
 	exec kamailio -f $(EDGE_DIR)/kamailio.cfg -DD -E

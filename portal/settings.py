@@ -373,7 +373,7 @@ if NETWORK_NOTIFY_BACKEND == "webhook" and not (
 # Largest reginfo or registration-event body the network API accepts.
 NETWORK_MAX_BODY_BYTES = 512 * 1024
 
-# The SIP edge (docs/sip-edge.md): Kamailio as the application server the S-CSCFs send
+# The SIP edge (docs/architecture.md, "The SIP edge"): Kamailio as the application server the S-CSCFs send
 # third-party REGISTERs to; `manage.py sipedge_config` writes its configuration from these.
 # Its network-client credential comes from the SIP_EDGE_TOKEN environment variable of
 # that command only, never from the settings.

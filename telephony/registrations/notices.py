@@ -48,8 +48,16 @@ def after_new_devices(batch: Batch) -> None:
     users = User.objects.select_related("enterprise__contract").in_bulk(list(by_user))
     for user_id, new_regs in by_user.items():
         user = users[user_id]
+        # Devices new in the same report join one after the other: the first finds only
+        # those active before, so two phones reported together make one notice each.
+        waiting = {r.device_key for r in new_regs}
         for new in new_regs:
-            others = [r for r in active[user_id] if r.device_key != new.device_key]
+            waiting.discard(new.device_key)
+            others = [
+                r
+                for r in active[user_id]
+                if r.device_key != new.device_key and r.device_key not in waiting
+            ]
             if others:
                 _notify_already_logged_on(user, new, others)
         _enforce_device_limit(user, active[user_id], batch.now)

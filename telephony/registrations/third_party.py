@@ -65,15 +65,17 @@ def register(*, actor: Actor, client: NetworkClient, message: ThirdPartyRegister
         row = locked.filter(aor=message.impu).first()
         if message.expires == 0:
             # Every contact of the IMPU is gone, whatever NOTIFY the edge may miss.
-            records.end_aor(identity, message.impu)
-            if row is not None:
-                row.delete()
+            ended = records.end_aor(identity, message.impu)
+            if row is not None or ended:
+                if row is not None:
+                    row.delete()
+                changes = audit.removed(aor=message.impu, scscf=row.scscf if row else "")
                 audit.record(
                     actor=actor,
                     action="registration.third_party_deregistered",
                     enterprise=identity.enterprise,
                     target=identity,
-                    changes=audit.removed(aor=row.aor, scscf=row.scscf),
+                    changes={**changes, "ended_devices": [None, ended]},
                 )
             return answer
         _keep(actor, identity, row, message)

@@ -7,7 +7,7 @@ import pytest
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory, UserFactory
-from telephony.models import Registration
+from telephony.models import NetworkNotice, Registration
 from telephony.registrations import ingest
 from telephony.registrations.reginfo import parse_reginfo_xml
 from telephony.tests.factories import give_line, give_numbers, make_identity
@@ -33,5 +33,10 @@ def test_robs_two_phones_register_and_he_is_told(django_capture_on_commit_callba
         "Android phone (IMEI …1481)",
         "iPhone (IMEI …3119)",
     ]
-    # One notice per new device: each was registered while the other was.
-    assert rob.owner.notifications.filter(kind="already_logged_on").count() == 2
+    # Both phones are new in one report: they join one after the other, so Rob is told
+    # once, and each phone's client gets one message (who joined, or who is there).
+    assert rob.owner.notifications.filter(kind="already_logged_on").count() == 1
+    assert sorted(NetworkNotice.objects.values_list("kind", flat=True)) == [
+        "already_logged_on",
+        "logged_on_elsewhere",
+    ]

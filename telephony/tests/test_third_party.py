@@ -104,6 +104,19 @@ def test_a_de_registration_forgets_the_impu_and_says_do_not_subscribe(network, i
     assert len(actions()) == 2
 
 
+def test_a_de_registration_ends_the_devices_bound_to_the_impu(network, identity):
+    """The S-CSCF de-registered the IMPU: its devices are gone even if no NOTIFY says so
+    (the edge was restarting, the subscription had ended)."""
+    post_sip(network, third_party_register())
+    assert notify(network, reginfo(version=2)).status_code == 200
+    assert post_sip(network, third_party_register(expires=0)).status_code == 200
+    record = Registration.objects.get()
+    assert (record.state, record.end_reason) == ("ended", "deregistered")
+    event = edge_events().last()
+    assert event.action == "registration.third_party_deregistered"
+    assert event.changes["ended_devices"] == [None, 1]
+
+
 def test_an_impu_that_names_no_identity_is_answered_and_nothing_is_kept(network, identity):
     stranger = "sip:+4930999999@swift.example;user=phone"
     response = post_sip(network, third_party_register(stranger))
@@ -142,6 +155,8 @@ def test_the_ue_in_the_register_names_the_device_the_next_notify_binds(network, 
     post_sip(network, with_ue())
     assert ThirdPartyRegistration.objects.get().device(f"instance:{ROB_IMEI}") == {
         "key": f"instance:{ROB_IMEI}",
+        "contact": ROB_CONTACT,
+        "instance": ROB_IMEI,
         "user_agent": "Acme Dialer/5.2 (Android 14; SM-S918B)",
         "access_network": "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=262011234abcd1234",
     }
@@ -149,6 +164,28 @@ def test_the_ue_in_the_register_names_the_device_the_next_notify_binds(network, 
     record = Registration.objects.get()
     assert record.label == "Android phone (IMEI …1481)"
     assert record.access_network.startswith("3GPP-E-UTRAN-FDD")
+
+
+def test_a_contact_reported_without_its_instance_takes_the_one_its_register_named(
+    network, identity
+):
+    """Kamailio's presence_reginfo never reports +sip.instance, and a UE's contact URI
+    can change at every start: the device is still known by the instance its REGISTER
+    named."""
+    post_sip(network, with_ue())
+    bare = (
+        reginfo(version=2)
+        .replace(b"sip:+4930123400@198.51.100.20:5060;transport=tcp", ROB_CONTACT.encode())
+        .replace(
+            f'<unknown-param name="+sip.instance">"&lt;{ROB_IMEI}&gt;"</unknown-param>'.encode(),
+            b"",
+        )
+    )
+    assert b"+sip.instance" not in bare
+    assert notify(network, bare).status_code == 200
+    record = Registration.objects.get()
+    assert (record.device_key, record.instance_id) == (f"instance:{ROB_IMEI}", ROB_IMEI)
+    assert record.label == "Android phone (IMEI …1481)"
 
 
 def test_a_register_after_the_notify_describes_the_device_already_there(network, identity):
