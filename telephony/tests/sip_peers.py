@@ -455,7 +455,7 @@ class ScriptedScscf:
             self._waiting.append(message)
         raise AssertionError("the edge sent nothing the scripted S-CSCF waited for")
 
-    def register(self, impu: str, *, expires: int = 600, parts: list[str] = ()) -> int:
+    def register(self, impu: str, *, expires: int = 600, parts: tuple[str, ...] = ()) -> int:
         """A third-party REGISTER of ``impu``; ``parts`` are message/sip bodies."""
         headers = [
             f"From: <{self.uri}>;tag={self._id()}",

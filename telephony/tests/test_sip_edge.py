@@ -187,7 +187,7 @@ def test_hostile_and_oversized_bodies_are_refused_and_the_edge_keeps_serving(lab
 
 def test_the_ues_own_register_and_its_200_describe_the_device(lab, rob):
     with scripted_scscf(lab.edge.address) as scscf:
-        assert scscf.register(AOR, parts=[UE_REGISTER, UE_REGISTER_OK]) == 200
+        assert scscf.register(AOR, parts=(UE_REGISTER, UE_REGISTER_OK)) == 200
         subscription = scscf.subscription()
         assert scscf.notify(subscription, reginfo(2, (PHONE, "198.51.100.20"))) == 200
     phone = Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{PHONE}")
