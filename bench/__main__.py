@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .report import append_to_doc, load_average, machine_facts
 
-BENCHMARKS = ("pages", "onboarding", "storm", "stir", "pyhss")
+BENCHMARKS = ("pages", "onboarding", "storm", "stir", "pyhss", "sipedge")
+# Those that bring their own data (an enterprise of their own) and need no bench data.
+OWN_DATA = {"pyhss", "sipedge"}
 
 
 def parse_args(argv):
@@ -95,8 +97,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     migrate()
     collectstatic(ctx)
-    # The PyHSS benchmark brings its own data (an enterprise of its own, PyHSS's lines).
-    if set(args.only) == {"pyhss"}:
+    if set(args.only) <= OWN_DATA:
         pass
     elif not (args.reuse_data and reuse_data(ctx)):
         print(f"Making {args.scale}-scale bench data…", flush=True)
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     machine = machine_facts()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
 
-    from . import onboarding, pages, pyhss, stir, storm
+    from . import onboarding, pages, pyhss, sipedge, stir, storm
 
     modules = {
         "pages": pages,
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
         "storm": storm,
         "stir": stir,
         "pyhss": pyhss,
+        "sipedge": sipedge,
     }
     reports, failed = [], []
     for name in args.only:

@@ -263,14 +263,20 @@ class ThirdPartyRegisterView(NetworkView):
         f"client serves, {third_party.PAGE_SIZE:,} a page in a stable order, so that a "
         "restarted edge subscribes to each again.",
         parameters=[
-            OpenApiParameter("cursor", str, description="`next_cursor` of the page before.")
+            OpenApiParameter("cursor", str, description="`next_cursor` of the page before."),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Page size, 1 to {third_party.PAGE_SIZE:,} (the default).",
+            ),
         ],
         responses={200: LiveRegistrationsSerializer},
         tags=["network"],
     )
     def get(self, request):
         after = third_party.parse_cursor(request.query_params.get("cursor"))
-        page, more = third_party.live_registrations(client=request.auth, after=after)
+        limit = third_party.parse_limit(request.query_params.get("limit"))
+        page, more = third_party.live_registrations(client=request.auth, after=after, limit=limit)
         return Response(
             {
                 "registrations": [

@@ -180,10 +180,10 @@ class LiveRegistration:
 
 
 def live_registrations(
-    *, client: NetworkClient, after: int = 0, at: datetime | None = None
+    *, client: NetworkClient, after: int = 0, limit: int = PAGE_SIZE, at: datetime | None = None
 ) -> tuple[list[LiveRegistration], int | None]:
     """The registrations not yet expired of the enterprises ``client`` serves, at most
-    PAGE_SIZE after the cursor ``after``, and the cursor of the next page (None at the
+    ``limit`` after the cursor ``after``, and the cursor of the next page (None at the
     end). A restarted edge subscribes to each again."""
     now = at or timezone.now()
     rows = list(
@@ -191,16 +191,25 @@ def live_registrations(
             enterprise_id__in=client.served_enterprise_ids, expires_at__gt=now, pk__gt=after
         )
         .order_by("pk")
-        .values_list("pk", "aor", "scscf", "expires_at")[: PAGE_SIZE + 1]
+        .values_list("pk", "aor", "scscf", "expires_at")[: limit + 1]
     )
     page = [
         LiveRegistration(
             aor=aor, scscf=scscf, expires=max(1, math.ceil((expires_at - now).total_seconds()))
         )
-        for _, aor, scscf, expires_at in rows[:PAGE_SIZE]
+        for _, aor, scscf, expires_at in rows[:limit]
     ]
-    more = rows[PAGE_SIZE - 1][0] if len(rows) > PAGE_SIZE else None
+    more = rows[limit - 1][0] if len(rows) > limit else None
     return page, more
+
+
+def parse_limit(raw: str | None) -> int:
+    """A page size from 1 to PAGE_SIZE (PAGE_SIZE if none); RuleViolation otherwise."""
+    if raw is None:
+        return PAGE_SIZE
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= PAGE_SIZE:
+        raise RuleViolation(f"limit is a number from 1 to {PAGE_SIZE}.", code="invalid_limit")
+    return int(raw)
 
 
 def parse_cursor(raw: str | None) -> int:

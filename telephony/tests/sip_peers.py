@@ -326,7 +326,9 @@ class Edge:
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}/RPC"
 
-    def configure(self, *, portal_url: str, token: str, transaction_seconds: int = 10) -> None:
+    def configure(
+        self, *, portal_url: str, token: str, transaction_seconds: int = 10, workers: int = 2
+    ) -> None:
         """Write the edge's configuration with sipedge_config, as an operator does. It
         trusts 127.0.0.1 only, so a request from another loopback address is untrusted."""
         with override_settings(
@@ -335,12 +337,15 @@ class Edge:
             SIP_EDGE_RPC_URL=self.rpc_url,
             SIP_EDGE_PORTAL_URL=portal_url,
             SIP_EDGE_TRUSTED_SCSCFS=["127.0.0.1"],
-            SIP_EDGE_WORKERS=2,
+            SIP_EDGE_WORKERS=workers,
             SIP_EDGE_TRANSACTION_SECONDS=transaction_seconds,
         ):
             os.environ["SIP_EDGE_TOKEN"] = token
             try:
-                call_command("sipedge_config", out=str(self.folder), timer_seconds=1)
+                # A small restore page, so that a restart with 100 users pages.
+                call_command(
+                    "sipedge_config", out=str(self.folder), timer_seconds=1, restore_page=30
+                )
             finally:
                 del os.environ["SIP_EDGE_TOKEN"]
 
@@ -350,10 +355,11 @@ class Edge:
         )
 
 
-def new_edge(folder: Path, *, portal_url: str, token: str, transaction_seconds: int = 10) -> Edge:
+def new_edge(folder: Path, *, portal_url: str, token: str, **options) -> Edge:
+    """An edge on free loopback ports, configured (``options``: Edge.configure's)."""
     edge = Edge(folder, free_port(socket.SOCK_DGRAM), free_port())
     folder.mkdir(parents=True, exist_ok=True)
-    edge.configure(portal_url=portal_url, token=token, transaction_seconds=transaction_seconds)
+    edge.configure(portal_url=portal_url, token=token, **options)
     return edge
 
 

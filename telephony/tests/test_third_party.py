@@ -317,18 +317,24 @@ def test_a_restarted_edge_lists_the_live_registrations_of_its_enterprises(
     ]
 
 
-def test_the_listing_pages_with_a_cursor(network, identity, monkeypatch):
-    monkeypatch.setattr(third_party, "PAGE_SIZE", 2)
+def test_the_listing_pages_with_a_cursor(network, identity):
     aors = [ROB_SIP, f"tel:{identity.tn}", "sip:rob@swift.example"]
     identity.alias = "rob"
     identity.save()
     for aor in aors:
         post_sip(network, third_party_register(aor))
-    first = network.get(REGISTER_URL).json()
+    first = network.get(REGISTER_URL, {"limit": 2}).json()
     assert [r["aor"] for r in first["registrations"]] == aors[:2]
-    second = network.get(REGISTER_URL, {"cursor": first["next_cursor"]}).json()
+    second = network.get(REGISTER_URL, {"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [r["aor"] for r in second["registrations"]] == aors[2:]
     assert second["next_cursor"] is None
+    assert len(network.get(REGISTER_URL).json()["registrations"]) == 3  # all, by default
+
+
+@pytest.mark.parametrize("limit", ["0", "10001", "x", "-5", "1" * 40])
+def test_a_page_size_out_of_range_is_a_400(network, limit):
+    response = network.get(REGISTER_URL, {"limit": limit})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_limit"
 
 
 @pytest.mark.parametrize("cursor", ["x", "-1", "1" * 40, "\u0661"])

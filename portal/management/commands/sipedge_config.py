@@ -28,6 +28,9 @@ URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~/-]*)?$")
 # this with 413 (the portal's own limit, NETWORK_MAX_BODY_BYTES, is higher).
 MAX_BODY_BYTES = 60_000
 SUBSCRIPTION_MARGIN_SECONDS = 30
+# Registrations a restarted edge takes from the portal at each tick: a page fits the 64 KiB
+# the edge reads of an answer, and a restart paces its SUBSCRIBEs.
+RESTORE_PAGE = 200
 
 
 class Command(BaseCommand):
@@ -41,13 +44,19 @@ class Command(BaseCommand):
             help="Use the demo network client's credential (make run; DEBUG only).",
         )
         parser.add_argument(
+            "--restore-page",
+            type=int,
+            default=RESTORE_PAGE,
+            help="Registrations a restarted edge takes from the portal at each tick.",
+        )
+        parser.add_argument(
             "--timer-seconds",
             type=int,
             default=5,
             help="How often the edge renews subscriptions about to end (seconds).",
         )
 
-    def handle(self, *args, out, demo_token, timer_seconds, **options):
+    def handle(self, *args, out, demo_token, restore_page, timer_seconds, **options):
         token = os.environ.get("SIP_EDGE_TOKEN", "")
         if demo_token:
             if not settings.DEBUG:
@@ -60,7 +69,7 @@ class Command(BaseCommand):
                 "Set SIP_EDGE_TOKEN to the credential of the edge's network client "
                 "(Django admin: Network clients; it starts with ntk_)."
             )
-        defs = edge_defs(token=token, timer_seconds=timer_seconds)
+        defs = edge_defs(token=token, timer_seconds=timer_seconds, restore_page=restore_page)
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SCRIPT, folder / "kamailio.cfg")
@@ -72,7 +81,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Wrote {folder / 'kamailio.cfg'} and {target}.")
 
 
-def edge_defs(*, token: str, timer_seconds: int) -> str:
+def edge_defs(*, token: str, timer_seconds: int, restore_page: int = RESTORE_PAGE) -> str:
     listen = [_checked(LISTEN_RE, value, "SIP_EDGE_LISTEN") for value in settings.SIP_EDGE_LISTEN]
     as_uri = _checked(SIP_URI_RE, settings.SIP_EDGE_AS_URI, "SIP_EDGE_AS_URI")
     portal_url = _checked(URL_RE, settings.SIP_EDGE_PORTAL_URL, "SIP_EDGE_PORTAL_URL")
@@ -91,6 +100,8 @@ def edge_defs(*, token: str, timer_seconds: int) -> str:
         raise CommandError("SIP_EDGE_SUBSCRIBE_EXPIRES must be between 60 and 86400 seconds.")
     if not 1 <= settings.SIP_EDGE_TRANSACTION_SECONDS <= 60:
         raise CommandError("SIP_EDGE_TRANSACTION_SECONDS must be between 1 and 60.")
+    if not 1 <= restore_page <= RESTORE_PAGE:
+        raise CommandError(f"--restore-page must be between 1 and {RESTORE_PAGE}.")
     if not 1 <= timer_seconds <= 60:
         raise CommandError("--timer-seconds must be between 1 and 60.")
     host = as_uri.split("@", 1)[1].split(";", 1)[0].split(":", 1)[0]
@@ -105,6 +116,7 @@ def edge_defs(*, token: str, timer_seconds: int) -> str:
         "EDGE_FR_TIMER": settings.SIP_EDGE_TRANSACTION_SECONDS * 1000,
         "EDGE_SUB_MARGIN": SUBSCRIPTION_MARGIN_SECONDS,
         "EDGE_MAX_BODY": MAX_BODY_BYTES,
+        "EDGE_RESTORE_PAGE": restore_page,
         "EDGE_HOST": host,
         "EDGE_AS_URI": as_uri,
         "EDGE_RPC_PORT": rpc.port,

@@ -1,0 +1,218 @@
+"""Registrations through the SIP edge: per user, the S-CSCF's third-party REGISTER, the
+edge's SUBSCRIBE answered, and the NOTIFY with the user's device, ingested by the portal
+through the edge (Kamailio on loopback, configured by sipedge_config) — against the same
+ingest over HTTP (the REGISTER and the NOTIFY body POSTed straight to the network API)
+at the same concurrency, in the same run (goal: the edge at least 80 % of it).
+
+The S-CSCFs are scripted (``telephony.tests.sip_peers.ScriptedScscf``), one UDP socket
+per client thread, each driving its users one after the other. Each side has users of
+its own, so both start from users with no device."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from .common import PROXY_HEADERS, Context
+from .report import Report
+
+USERS = {"full": 2000, "small": 300}
+CLIENTS = 16
+GOAL_SHARE = 0.8
+ENTERPRISE = "bench-sip"
+DOMAIN = "sip.bench.example"
+FIRST_TN = 4940888000000
+
+
+def _aor(tn: str) -> str:
+    return f"sip:{tn}@{DOMAIN}"
+
+
+def _identities(count: int) -> tuple[list[str], str]:
+    """The TNs of ``count`` identities of the bench enterprise (made once, kept), and a
+    new network-client credential that serves it."""
+    from accounts.audit import Actor
+    from accounts.models import Enterprise
+    from accounts.services import network_client_create
+    from accounts.tests.factories import EnterpriseFactory, UserFactory
+    from telephony.identities import services
+    from telephony.inventory import services as inventory
+    from telephony.models import Identity
+
+    system = Actor.system()
+    enterprise = Enterprise.objects.filter(slug=ENTERPRISE).first()
+    if enterprise is None:
+        enterprise = EnterpriseFactory(name="Bench SIP", slug=ENTERPRISE, sip_domain=DOMAIN)
+        inventory.number_block_create(
+            actor=system,
+            enterprise=enterprise,
+            first_number=f"+{FIRST_TN}",
+            last_number=f"+{FIRST_TN + 9999}",
+        )
+    enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, count)
+    enterprise.contract.save(update_fields=["identity_quota"])
+    have = Identity.objects.filter(enterprise=enterprise).live().count()
+    for n in range(have + 1, count + 1):
+        owner = UserFactory.create(enterprise=enterprise, email=f"sip-{n}@{DOMAIN}")
+        services.identity_create(actor=system, owner=owner, services=["voice"])
+    tns = sorted(
+        Identity.objects.filter(enterprise=enterprise).live().values_list("number__e164", flat=True)
+    )[:count]
+    _, token = network_client_create(
+        actor=system, name=f"Bench SIP edge {uuid.uuid4().hex[:8]}", enterprises=[enterprise]
+    )
+    return tns, token
+
+
+def _forget_devices() -> None:
+    """Every bench user starts without a device, a subscription or a third-party row."""
+    from telephony.models import ReginfoVersion, Registration, ThirdPartyRegistration
+
+    Registration.objects.filter(enterprise__slug=ENTERPRISE).delete()
+    ThirdPartyRegistration.objects.filter(enterprise__slug=ENTERPRISE).delete()
+    ReginfoVersion.objects.filter(aor__endswith=f"@{DOMAIN}").delete()
+
+
+def _reginfo(tn: str, version: int) -> str:
+    return f"""<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="{version}" state="full">
+  <registration aor="{_aor(tn)}" id="r1" state="active">
+    <contact id="c1" state="active" event="registered" expires="600" callid="ue-{tn}" cseq="1">
+      <uri>sip:{tn}@198.51.100.20:5060</uri>
+      <unknown-param name="+sip.instance">"&lt;urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, tn)}&gt;"</unknown-param>
+    </contact>
+  </registration>
+</reginfo>"""
+
+
+def _register_message(tn: str, n: int) -> bytes:
+    """The third-party REGISTER the S-CSCF sends, as the edge posts it."""
+    lines = [
+        "REGISTER sip:portal-as@127.0.0.1 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbench{n}",
+        f"From: <sip:scscf@127.0.0.1:5060>;tag=bench{n}",
+        f"To: <{_aor(tn)}>",
+        f"Call-ID: bench-register-{n}@127.0.0.1",
+        "CSeq: 1 REGISTER",
+        "Contact: <sip:scscf@127.0.0.1:5060>",
+        "Expires: 600",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _in_parallel(tns: list[str], flow) -> float:
+    """Seconds to run ``flow(tn, n)`` for every user, CLIENTS at a time."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        list(pool.map(flow, tns, range(len(tns))))
+    return time.monotonic() - started
+
+
+def _over_http(base_url: str, token: str, tns: list[str]) -> float:
+    local = threading.local()
+    headers = {"Authorization": f"Bearer {token}", **PROXY_HEADERS}
+
+    def flow(tn: str, n: int) -> None:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers.update(headers)
+        answer = session.post(
+            f"{base_url}/network/v1/sip/register",
+            data=_register_message(tn, n),
+            headers={"Content-Type": "message/sip"},
+            timeout=30,
+        )
+        assert answer.status_code == 200 and answer.json()["subscribe"], answer.text
+        notified = session.post(
+            f"{base_url}/network/v1/reginfo",
+            params={"subscription": f"bench-http-{n}@127.0.0.1"},
+            data=_reginfo(tn, 2).encode(),
+            headers={"Content-Type": "application/reginfo+xml"},
+            timeout=30,
+        )
+        assert notified.status_code == 200, notified.text
+
+    return _in_parallel(tns, flow)
+
+
+def _through_edge(edge_address: str, tns: list[str]) -> float:
+    from telephony.tests.sip_peers import ScriptedScscf
+
+    local = threading.local()
+    scscfs: list[ScriptedScscf] = []
+
+    def flow(tn: str, n: int) -> None:
+        scscf = getattr(local, "scscf", None)
+        if scscf is None:
+            scscf = local.scscf = ScriptedScscf(edge_address)
+            scscfs.append(scscf)
+        assert scscf.register(_aor(tn)) == 200
+        subscription = scscf.subscription(timeout=30)
+        assert scscf.notify(subscription, _reginfo(tn, 2)) == 200
+
+    try:
+        return _in_parallel(tns, flow)
+    finally:
+        for scscf in scscfs:
+            scscf.close()
+
+
+def _active(tns: list[str]) -> int:
+    from telephony.models import Registration
+
+    return Registration.objects.active().filter(identity__number__e164__in=tns).count()
+
+
+def run(ctx: Context) -> Report:
+    from telephony.tests.sip_peers import new_edge
+
+    count = USERS[ctx.scale.name]
+    report = Report(
+        "Registrations through the SIP edge",
+        scale=ctx.scale.name,
+        settings={
+            "users per side": count,
+            "concurrency (scripted S-CSCF sockets = HTTP client threads)": CLIENTS,
+            "edge": "Kamailio 5.6 (Debian), 8 SIP workers, UDP on loopback",
+            "web workers (gunicorn)": ctx.web_workers,
+        },
+    )
+    tns, token = _identities(2 * count)
+    by_http, by_edge = tns[:count], tns[count:]
+    _forget_devices()
+    # The edge calls the portal over plain HTTP on loopback (in production: through the
+    # TLS proxy, with its https URL).
+    with (
+        ctx.deployment("sipedge", extra_env={"SECURE_SSL_REDIRECT": "false"}) as deployment,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        edge = new_edge(Path(tmp) / "edge", portal_url=deployment.base_url, token=token, workers=8)
+        with edge.running():
+            http_seconds = _over_http(deployment.base_url, token, by_http)
+            edge_seconds = _through_edge(edge.address, by_edge)
+        report.memory = deployment.memory.mb()
+    http_rate, edge_rate = count / http_seconds, count / edge_seconds
+    share = edge_rate / http_rate
+    report.table(
+        "Users registered (third-party REGISTER + NOTIFY with one device)",
+        ["path", "users", "seconds", "users/s", "devices active after"],
+        [
+            ["HTTP (both POSTed)", count, f"{http_seconds:.1f}", f"{http_rate:.1f}",
+             _active(by_http)],
+            ["SIP edge", count, f"{edge_seconds:.1f}", f"{edge_rate:.1f}", _active(by_edge)],
+        ],
+    )  # fmt: skip
+    report.goal(
+        f"through the edge ≥ {GOAL_SHARE:.0%} of the HTTP ingest",
+        share >= GOAL_SHARE,
+        f"{share:.0%} ({edge_rate:.1f}/s of {http_rate:.1f}/s)",
+    )
+    return report
