@@ -99,6 +99,12 @@ def send_network_notice(notice_id: int) -> str:
     return notices.send_notice(notice_id)
 
 
+@shared_task(autoretry_for=(jsonrpc.RpcUnavailable,), **TO_THE_NETWORK)
+def forget_at_edge(aors: list[str]) -> None:
+    """Tell the SIP edge that these IMPUs' identity is gone."""
+    third_party.forget_at_edge(aors)
+
+
 @shared_task(ignore_result=True)
 def expire_registrations() -> int:
     """Registrations past their expiry, and the bookkeeping that ended subscriptions

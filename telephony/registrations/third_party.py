@@ -14,12 +14,14 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import NetworkClient
+from kernel import enqueue, jsonrpc
 from kernel.errors import NotAllowed, RuleViolation
 from telephony.models import Identity, Registration, ThirdPartyRegistration
 from telephony.registrations import records
@@ -227,8 +229,31 @@ def parse_cursor(raw: str | None) -> int:
 def forget_registrations_of(identity: Identity, reason: str) -> int:
     """The HSS no longer holds the identity: the network will not register it again,
     and a restarted edge must not subscribe for it. Plugged into the sync engine."""
-    deleted, _ = ThirdPartyRegistration.objects.filter(identity=identity).delete()
+    rows = ThirdPartyRegistration.objects.filter(identity=identity)
+    aors = list(rows.values_list("aor", flat=True))
+    deleted, _ = rows.delete()
+    if aors:
+        forget = enqueue.task("telephony.tasks.forget_at_edge")
+        transaction.on_commit(lambda: forget.delay(aors), robust=True)
     return deleted
+
+
+# The edge's tables that name an IMPU (sipedge/kamailio.cfg).
+EDGE_TABLES = ("reg", "scscf", "due")
+
+
+def forget_at_edge(aors: list[str]) -> None:
+    """Have the SIP edge drop ``aors`` (Kamailio's ``htable.delete`` over its JSON-RPC),
+    so that it takes no new subscription for them; the live ones lapse. A task runs it;
+    an unreachable edge raises RpcUnavailable for the task to retry."""
+    for aor in aors:
+        for table in EDGE_TABLES:
+            jsonrpc.call(
+                settings.SIP_EDGE_RPC_URL,
+                "htable.delete",
+                [table, aor],
+                timeout=settings.SIP_EDGE_RPC_TIMEOUT_SECONDS,
+            )
 
 
 def prune_expired(limit: int = 5000) -> int:

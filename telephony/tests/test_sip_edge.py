@@ -5,6 +5,7 @@ and what the edge refuses."""
 
 import contextlib
 import re
+import socket
 
 import pytest
 
@@ -12,7 +13,8 @@ from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from portal.testing import CeleryWorker, require_program, sign_in_verified, wait_for
-from telephony.models import NetworkNotice, Registration
+from telephony.identities import services, sync
+from telephony.models import NetworkNotice, Registration, ThirdPartyRegistration
 from telephony.registrations.device_settings import registration_update_settings
 from telephony.registrations.signout import registration_sign_out
 from telephony.tests.factories import give_numbers, make_identity
@@ -112,6 +114,26 @@ def test_a_register_from_an_untrusted_address_is_refused(lab, rob):
 def test_a_notify_for_no_subscription_gets_481(lab):
     run = run_scenario("stray_notify.xml", lab.edge.address, lab.folder)
     assert run.returncode == 0, trace(lab.folder, "stray_notify.xml")
+
+
+MALFORMED = [
+    b"\x00\x01\x02 not SIP at all\r\n\r\n",
+    b"REGISTER sip:portal-as@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+    b"From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCSeq: many REGISTER\r\nContent-Length: 0\r\n\r\n",
+    b"NOTIFY sip:portal-as@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKy\r\n"
+    b"Call-ID: x\r\nCSeq: 1 NOTIFY\r\nContent-Length: 999999\r\n\r\n<reginfo/>",
+]
+
+
+def test_malformed_requests_change_nothing_and_the_edge_keeps_serving(lab, rob):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        host, port = lab.edge.address.rsplit(":", 1)
+        for datagram in MALFORMED:
+            sock.sendto(datagram, (host, int(port)))
+    run = run_scenario("options.xml", lab.edge.address, lab.folder)
+    assert run.returncode == 0, trace(lab.folder, "options.xml")
+    assert not ThirdPartyRegistration.objects.exists() and not active_devices(rob)
 
 
 def test_options_is_answered_and_other_methods_are_not_served(lab):
@@ -238,6 +260,23 @@ def test_a_deregistration_ends_the_edges_interest(lab, rob):
         with pytest.raises(AssertionError, match="sent nothing"):
             scscf.subscription(timeout=2.5)
     assert not active_devices(rob)
+
+
+def test_a_removed_identity_is_forgotten_by_the_edge(lab, rob, admin, settings):
+    settings.SIP_EDGE_RPC_URL = lab.edge.rpc_url
+    with scripted_scscf(lab.edge.address) as scscf:
+        assert scscf.register(AOR) == 200
+        subscription = scscf.subscription()
+        assert "result" in lab.running_edge.rpc("htable.get", "reg", AOR)
+        services.identity_remove(actor=Actor(user=admin), identity=rob)
+        sync.push_identity(rob.pk)
+        assert "error" in lab.running_edge.rpc("htable.get", "reg", AOR)
+        # The notifier ends the subscription: the edge, which would subscribe again for
+        # a registration it knows (test_a_refused_or_ended_subscription_is_taken_again),
+        # does not.
+        assert scscf.notify(subscription, reginfo(2), state="terminated") == 200
+        with pytest.raises(AssertionError, match="sent nothing"):
+            scscf.subscription(timeout=2.5)
 
 
 # --- A restart ----------------------------------------------------------------------------
