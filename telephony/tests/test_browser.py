@@ -160,8 +160,9 @@ def test_an_employee_enrols_an_authenticator_then_signs_out_one_of_two_phones(
     page.get_by_role("link", name="My devices").click()
     devices = page.get_by_test_id("my-device")
     assert devices.count() == 2
-    iphone = devices.filter(has_text="iPhone (IMEI …3119)")
-    android = devices.filter(has_text="Android phone (IMEI …1481)")
+    # Each panel is found by its heading: the notices under the other one name it too.
+    iphone = devices.filter(has=page.locator("h2", has_text="iPhone (IMEI …3119)"))
+    android = devices.filter(has=page.locator("h2", has_text="Android phone (IMEI …1481)"))
     assert iphone.get_by_text("registered", exact=True).is_visible()
     assert android.get_by_text("registered", exact=True).is_visible()
 
@@ -376,8 +377,10 @@ def test_an_employees_devices_and_notification_badge_update_while_the_page_is_op
     register_robs_phones(live_server, enterprise)
     # No reload: both phones, the sign-out-all button and the unread notice appear.
     devices = page.get_by_test_id("my-device")
-    devices.filter(has_text="iPhone (IMEI …3119)").wait_for(timeout=5_000)
-    devices.filter(has_text="Android phone (IMEI …1481)").wait_for(timeout=5_000)
+    devices.filter(has=page.locator("h2", has_text="iPhone (IMEI …3119)")).wait_for(timeout=5_000)
+    devices.filter(has=page.locator("h2", has_text="Android phone (IMEI …1481)")).wait_for(
+        timeout=5_000
+    )
     assert page.get_by_role("button", name="Sign out all devices").is_visible()
     page.get_by_test_id("unread-count").wait_for(timeout=5_000)
     unread = rob.notifications.filter(read_at=None).count()
