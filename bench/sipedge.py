@@ -210,6 +210,10 @@ def run(ctx: Context) -> Report:
             ["SIP edge", count, f"{edge_seconds:.1f}", f"{edge_rate:.1f}", _active(by_edge)],
         ],
     )  # fmt: skip
+    report.note(
+        "Both paths make the same two portal requests per user (the REGISTER, then the "
+        "NOTIFY body): the portal sets the pace, and the share tells what the edge costs."
+    )
     report.goal(
         f"through the edge ≥ {GOAL_SHARE:.0%} of the HTTP ingest",
         share >= GOAL_SHARE,

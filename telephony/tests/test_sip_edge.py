@@ -6,19 +6,23 @@ and what the edge refuses."""
 import contextlib
 import re
 import socket
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
+from kernel import jsonrpc
 from portal.testing import CeleryWorker, require_program, sign_in_verified, wait_for
 from telephony.identities import services, sync
 from telephony.models import NetworkNotice, Registration, ThirdPartyRegistration
 from telephony.registrations.device_settings import registration_update_settings
-from telephony.registrations.signout import registration_sign_out
+from telephony.registrations.signout import deregister, registration_sign_out, request_sign_out
 from telephony.tests.factories import give_numbers, make_identity
 from telephony.tests.sip_peers import (
+    free_port,
     new_edge,
     run_scenario,
     running_baresip,
@@ -277,6 +281,43 @@ def test_a_removed_identity_is_forgotten_by_the_edge(lab, rob, admin, settings):
         assert scscf.notify(subscription, reginfo(2), state="terminated") == 200
         with pytest.raises(AssertionError, match="sent nothing"):
             scscf.subscription(timeout=2.5)
+
+
+# --- Sign-out at the S-CSCF ------------------------------------------------------------------
+
+
+def signing_out(rob, contact: str) -> Registration:
+    """A device of Rob's the portal holds, with its sign-out requested."""
+    reg = Registration.objects.create(
+        enterprise=rob.enterprise,
+        identity=rob,
+        user=rob.owner,
+        device_key=f"contact:{contact}",
+        label="Laptop",
+        impus=[AOR],
+        contact_uri=contact,
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
+    request_sign_out(Actor(user=rob.owner), reg)
+    return reg
+
+
+def test_a_binding_the_scscf_no_longer_holds_is_signed_out_at_once(lab, rob, settings):
+    settings.SIGN_OUT_VIA, settings.SIP_SCSCF_RPC_URL = "scscf", lab.registrar.rpc_url
+    reg = signing_out(rob, f"sip:{TN}@198.51.100.9:5060")  # the task runs on commit
+    reg.refresh_from_db()
+    assert (reg.state, reg.end_reason) == ("ended", "signed_out")
+    assert reg.sign_out_sent_at is not None and not reg.sign_out_error
+
+
+def test_an_scscf_out_of_reach_is_tried_again(rob, settings):
+    settings.SIGN_OUT_VIA = "scscf"
+    settings.SIP_SCSCF_RPC_URL = f"http://127.0.0.1:{free_port()}/RPC"  # nobody listens
+    reg = signing_out(rob, f"sip:{TN}@198.51.100.9:5060")
+    with pytest.raises(jsonrpc.RpcUnavailable):
+        deregister(reg.pk)
+    reg.refresh_from_db()
+    assert reg.state == "sign_out_requested" and reg.sign_out_error.startswith("retrying:")
 
 
 # --- A restart ----------------------------------------------------------------------------
