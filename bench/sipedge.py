@@ -48,7 +48,7 @@ def _identities(count: int) -> tuple[list[str], str]:
     system = Actor.system()
     enterprise = Enterprise.objects.filter(slug=ENTERPRISE).first()
     if enterprise is None:
-        enterprise = EnterpriseFactory(name="Bench SIP", slug=ENTERPRISE, sip_domain=DOMAIN)
+        enterprise = EnterpriseFactory.create(name="Bench SIP", slug=ENTERPRISE, sip_domain=DOMAIN)
         inventory.number_block_create(
             actor=system,
             enterprise=enterprise,
