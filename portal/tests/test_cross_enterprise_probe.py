@@ -73,7 +73,7 @@ REFERENCES = {"owner": "user", "grantee": "user", "user": "user", "identity": "i
 # Fields that name inventory by its natural key.
 INVENTORY = {"tn": "tn", "imsi": "imsi"}
 # Integer fields and parameters that name nothing.
-NOT_REFERENCES = {"page", "page_size", "ring_priority", "id"}
+NOT_REFERENCES = {"page", "page_size", "limit", "ring_priority", "id"}
 
 
 def _schema_fields(schema):

@@ -48,6 +48,22 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
+def free_sip_port(*, next_too: bool = False) -> int:
+    """A port on 127.0.0.1 free now for both UDP and TCP (SIP listens on both), and with
+    ``next_too`` the TCP port after it as well."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket() as tcp, socket.socket() as after:
+                tcp.bind(("127.0.0.1", port))
+                if next_too:
+                    after.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free SIP port on 127.0.0.1")
+
+
 def _udp_port_taken(port: int) -> bool:
     """Whether a socket is bound to UDP ``port``, read from the kernel's table: a bind to
     find out would hold the port for a moment and could make a starting peer fail."""
@@ -357,7 +373,7 @@ class Edge:
 
 def new_edge(folder: Path, *, portal_url: str, token: str, **options) -> Edge:
     """An edge on free loopback ports, configured (``options``: Edge.configure's)."""
-    edge = Edge(folder, free_port(socket.SOCK_DGRAM), free_port())
+    edge = Edge(folder, free_sip_port(), free_port())
     folder.mkdir(parents=True, exist_ok=True)
     edge.configure(portal_url=portal_url, token=token, **options)
     return edge
@@ -560,21 +576,6 @@ audio_alert ausine,nil
 """
 
 
-def _free_baresip_port() -> int:
-    """A port free for UDP and TCP whose next port is free for TCP: baresip listens on
-    all three (SIP over UDP and TCP, and TLS one port up) whatever its config says."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        try:
-            with socket.socket() as tcp, socket.socket() as tls:
-                tcp.bind(("127.0.0.1", port))
-                tls.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free ports for baresip on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def running_baresip(
     folder: Path, *, aor: str, registrar: str, instance: str
@@ -585,7 +586,8 @@ def running_baresip(
     PEER_LIFETIME seconds."""
     binary = require_program("baresip")
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_baresip_port()
+    # baresip listens on UDP and TCP, and TLS one port up, whatever its config says.
+    port = free_sip_port(next_too=True)
     (folder / "config").write_text(BARESIP_CONFIG.format(port=port))
     (folder / "uuid").write_text(instance)  # no line end: it goes into the header as it is
     (folder / "accounts").write_text(
