@@ -123,6 +123,14 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, ente
     t = steps.done("sipp UE registered through the S-CSCF (MAR, SAR)", t)
     wait_for(lambda: active_devices(identity) == {f"urn:uuid:{PHONE}"}, timeout=10)
     t = steps.done("the portal shows the phone", t)
+    # The S-CSCF's AoR is the identity's TN IMPU; the UE's own REGISTER rode along the
+    # third-party REGISTER (IncludeRegisterRequest), so the portal knows its user agent.
+    phone = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{PHONE}")
+    assert f"sip:{TN}@{IMS_DOMAIN}" in phone.impus
+    assert phone.user_agent == "Lab UE/1.0 (Android 14)"
+    # PyHSS recorded the S-CSCF that serves the subscriber (its SAR).
+    held = core.hss.call("GET", f"/ims_subscriber/ims_subscriber_msisdn/{TN.removeprefix('+')}")
+    assert held["scscf"] == f"sip:{core.scscf_address}"
 
     with running_baresip(
         core.folder / "tablet",
@@ -136,4 +144,7 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, ente
         both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
         wait_for(lambda: active_devices(identity) == both, timeout=10)
         steps.done("the portal shows both", t)
+    tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
+    assert tablet.user_agent.startswith("baresip")
+    print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
     print(f"total: {time.monotonic() - steps.started:.1f} s")
