@@ -115,10 +115,7 @@ def running_scscf(
     once its Diameter peer is open. ``.sip_port`` is where UEs register."""
     scscf = Scscf(folder, free_port(socket.SOCK_DGRAM), free_port(), free_port())
     scscf.configure(hss=hss, trusted_as=trusted_as)
-    (folder / "scscf.cfg").write_text((LAB_DIR / "scscf.cfg").read_text())
-    with running_kamailio(
-        (LAB_DIR / "scscf.cfg").read_text(), folder, scscf.rpc_port
-    ) as running:
+    with running_kamailio((LAB_DIR / "scscf.cfg").read_text(), folder, scscf.rpc_port) as running:
         running.sip_port = scscf.sip_port
         deadline = time.monotonic() + DIAMETER_TIMEOUT
         while not diameter_open(running):

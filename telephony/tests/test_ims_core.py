@@ -16,9 +16,9 @@ from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory
 from portal.testing import require_program, wait_for
 from telephony.identities import services
+from telephony.inventory import services as inventory
 from telephony.models import Identity, IdentitySync, Registration
 from telephony.tests.factories import give_numbers, iccid_for
-from telephony.inventory import services as inventory
 
 from .ims_core import IFC_PATH, running_ims_core
 from .pyhss_peer import IMS_DOMAIN, LAB_KI, PROVISIONING_KEY
