@@ -86,9 +86,11 @@ chromium:
 # PyHSS 2.0 in a virtual environment of its own (its pins differ from ours), built from
 # ../shared/peers when that folder is there (CI has it; a user's clone skips those tests).
 # zbar-tools reads the 2FA enrolment QR code back from a browser screenshot.
-# Kamailio's presence modules make a registrar play the S-CSCF for the edge's tests; sipp
+# Kamailio's presence modules make a registrar play the S-CSCF for the edge's tests, its
+# IMS modules the lab's real S-CSCF (lab/scscf.cfg, on Diameter Cx to PyHSS); sipp
 # (sip-tester) and baresip are the UEs.
-PEER_DEBS := secsipidx redis-server zbar-tools kamailio-presence-modules sip-tester baresip
+PEER_DEBS := secsipidx redis-server zbar-tools kamailio-presence-modules kamailio-ims-modules \
+	sip-tester baresip
 PEERS_DIR := $(abspath ..)/shared/peers
 PYHSS_VENV := var/peers/pyhss-venv
 

@@ -32,6 +32,9 @@ PROVISIONING_KEY = "peer-test-provisioning-key"
 # The IMS domain PyHSS puts into its Cx answers (from its MCC and MNC).
 IMS_DOMAIN = "ims.mnc001.mcc001.3gppnetwork.org"
 START_TIMEOUT = 60
+# The SIM key of every line provisioned here. PyHSS answers a Digest-MD5 MAR with the
+# ki string as stored as the password: case matters (upper-case hex, as operators write it).
+LAB_KI = "0" * 31 + "1"
 
 
 def free_port() -> int:
@@ -67,6 +70,10 @@ class RealPyHss:
         config["hss"].update(
             bind_ip=["127.0.0.1"],
             bind_port=self.diameter_port,
+            # An S-CSCF's Diameter stack connects to the peer it names and checks that
+            # the answer comes from it: the name is the address, so it resolves.
+            OriginHost="127.0.0.1",
+            OriginRealm=IMS_DOMAIN,
             lock_provisioning=True,
             provisioning_key=PROVISIONING_KEY,
         )
@@ -221,16 +228,17 @@ class RealPyHss:
         assert answer.status_code == 200, f"{method} {path}: {answer.status_code} {answer.text}"
         return answer.json()
 
-    def provision_line(self, imsi: str, *, enabled: bool = True) -> dict:
+    def provision_line(self, imsi: str, *, enabled: bool = True, ki: str = LAB_KI) -> dict:
         """What the operator does before the portal may use a SIM line: AUC keys and
-        the EPC subscriber row (the APN once)."""
+        the EPC subscriber row (the APN once). The ``ki`` is also the SIM's Digest-MD5
+        password over Cx, exactly as stored here."""
         if self._apn_id is None:
             apn = self.call("PUT", "/apn/", {"apn": "internet", "apn_ambr_dl": 0, "apn_ambr_ul": 0})
             self._apn_id = apn["apn_id"]
         auc = self.call(
             "PUT",
             "/auc/",
-            {"ki": "0" * 31 + "1", "opc": "0" * 31 + "2", "amf": "8000", "sqn": 1, "imsi": imsi},
+            {"ki": ki, "opc": "0" * 31 + "2", "amf": "8000", "sqn": 1, "imsi": imsi},
         )
         return self.call(
             "PUT",

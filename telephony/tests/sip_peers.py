@@ -291,10 +291,12 @@ def run_scenario(
     calls: int = 1,
     inf: Path | None = None,
     keys: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
     timeout: int = 20,
 ) -> subprocess.CompletedProcess:
     """Run a client scenario of sip/ against ``remote`` to its end: sipp exits 0 when
-    every call passed. Its trace is ``trace(folder, scenario)``."""
+    every call passed. Its trace is ``trace(folder, scenario)``. ``auth`` (user name,
+    password) answers the scenario's ``[authentication]`` (sipp reads no field there)."""
     binary = require_program("sipp")
     argv = [
         binary, "-sf", str(SIP_DIR / scenario), remote,
@@ -306,6 +308,8 @@ def run_scenario(
         argv += ["-inf", str(inf)]
     for name, value in (keys or {}).items():
         argv += ["-key", name, value]
+    if auth is not None:
+        argv += ["-au", auth[0], "-ap", auth[1]]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout + 10, cwd=folder,
         stdin=subprocess.DEVNULL,
@@ -578,11 +582,18 @@ audio_alert ausine,nil
 
 @contextlib.contextmanager
 def running_baresip(
-    folder: Path, *, aor: str, registrar: str, instance: str
+    folder: Path,
+    *,
+    aor: str,
+    registrar: str,
+    instance: str,
+    auth_user: str = "",
+    auth_pass: str = "",
 ) -> Iterator[RunningBaresip]:
     """baresip registered as ``aor`` at ``registrar`` (host:port) with the device UUID
     ``instance`` (its +sip.instance, through RFC 5626 outbound), ready once the registrar
-    took the binding. It prints every SIP message (-s) and quits by itself after
+    took the binding; with ``auth_user`` (an IMPI) and ``auth_pass`` it answers digest
+    challenges. It prints every SIP message (-s) and quits by itself after
     PEER_LIFETIME seconds."""
     binary = require_program("baresip")
     folder.mkdir(parents=True, exist_ok=True)
@@ -590,8 +601,9 @@ def running_baresip(
     port = free_sip_port(next_too=True)
     (folder / "config").write_text(BARESIP_CONFIG.format(port=port))
     (folder / "uuid").write_text(instance)  # no line end: it goes into the header as it is
+    auth = f";auth_user={auth_user};auth_pass={auth_pass}" if auth_user else ""
     (folder / "accounts").write_text(
-        f'<{aor}>;outbound="sip:{registrar};transport=udp";regint=600;sipnat=outbound\n'
+        f'<{aor}>;outbound="sip:{registrar};transport=udp";regint=600;sipnat=outbound{auth}\n'
     )
     with (folder / "baresip.out").open("wb") as out:
         process = subprocess.Popen(

@@ -1,0 +1,150 @@
+"""End to end on a real IMS core (``ims_core.py``): an employee onboarded in the portal
+lands in the real PyHSS; UEs register with the IMPI and the SIM's ki at Kamailio's
+S-CSCF, which authenticates them over Diameter Cx against PyHSS and, by the iFC PyHSS
+hands it, tells the portal's SIP edge; the portal shows each device. Each step's
+latency is printed (pytest -s shows it)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from accounts.audit import Actor
+from accounts.models import Service
+from accounts.services import network_client_create
+from accounts.tests.factories import EnterpriseFactory
+from portal.testing import require_program, wait_for
+from telephony.identities import services
+from telephony.inventory import services as inventory
+from telephony.models import Identity, IdentitySync, Registration
+from telephony.tests.factories import give_numbers, iccid_for
+
+from .ims_core import IFC_PATH, running_ims_core
+from .pyhss_peer import IMS_DOMAIN, LAB_KI, PROVISIONING_KEY
+from .sip_peers import run_scenario, running_baresip, trace
+
+pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
+
+TN = "+4930555000"
+# A lab SIM of the operator's own network (MCC 001, MNC 01): PyHSS's home, whose IMS
+# domain the S-CSCF serves.
+IMSI = "001010000000001"
+PHONE = "6c3b07f8-4a7e-4b2c-9d4e-00000000a001"
+TABLET = "6c3b07f8-4a7e-4b2c-9d4e-00000000a002"
+
+
+@pytest.fixture
+def enterprise(db):
+    """An enterprise whose SIP domain is the IMS domain the S-CSCF serves: the AoRs the
+    S-CSCF reports are the identity's own (``sip:+E164@domain``)."""
+    return EnterpriseFactory(name="Swift Delivery", slug="swift", sip_domain=IMS_DOMAIN)
+
+
+@pytest.fixture
+def core(live_server, enterprise, tmp_path, settings):
+    require_program("kamailio")
+    _, token = network_client_create(
+        actor=Actor.system(), name="SIP edge", enterprises=[enterprise]
+    )
+    with running_ims_core(tmp_path, portal_url=live_server.url, token=token) as core:
+        settings.HSS_BACKEND = "pyhss"
+        settings.HSS_PYHSS_URL = core.hss.url
+        settings.HSS_PYHSS_PROVISIONING_KEY = PROVISIONING_KEY
+        settings.HSS_PYHSS_IFC_PATH = IFC_PATH
+        settings.HSS_TIMEOUT_SECONDS = 10
+        yield core
+
+
+class Steps:
+    """Each step's latency, printed as it ends."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def done(self, step: str, since: float) -> float:
+        now = time.monotonic()
+        print(f"{step}: {(now - since) * 1000:.0f} ms")
+        return now
+
+
+def register_sipp(core, *, impi: str, password: str, instance: str, expires: int = 600):
+    users = core.folder / "ue.csv"
+    users.write_text(f"SEQUENTIAL\n{TN};{core.domain};{impi};{instance};{expires}\n")
+    return run_scenario(
+        "ims_register.xml",
+        core.scscf_address,
+        core.folder,
+        inf=users,
+        auth=(impi, password),
+        timeout=15,
+    )
+
+
+def active_devices(identity) -> set[str]:
+    return set(
+        Registration.objects.active()
+        .filter(identity=identity, state=Registration.State.ACTIVE)
+        .values_list("instance_id", flat=True)
+    )
+
+
+def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, enterprise, admin):
+    steps = Steps()
+    give_numbers(enterprise, TN, TN)
+    line = inventory.sim_line_create(
+        actor=Actor.system(), enterprise=enterprise, imsi=IMSI, iccid=iccid_for(1)
+    )
+    # The operator provisions the SIM's keys and EPC subscriber before the line is used.
+    t = time.monotonic()
+    core.hss.provision_line(line.imsi, ki=LAB_KI)
+    t = steps.done("operator provisions the line in PyHSS", t)
+
+    identity = services.employee_onboard(
+        actor=Actor(user=admin),
+        enterprise=enterprise,
+        email="rob@swift.example",
+        full_name="Rob Smith",
+        services=[Service.VOICE],
+        imsi=line.imsi,
+    )
+    identity = Identity.objects.get(pk=identity.pk)
+    assert identity.sync.state == IdentitySync.State.SYNCED
+    held = core.hss.call("GET", f"/ims_subscriber/ims_subscriber_msisdn/{TN.removeprefix('+')}")
+    assert (held["imsi"], held["ifc_path"]) == (IMSI, IFC_PATH)
+    t = steps.done("onboarded and pushed to PyHSS", t)
+
+    impi = identity.impi
+    assert impi == f"{IMSI}@{IMS_DOMAIN}"
+    run = register_sipp(core, impi=impi, password=LAB_KI, instance=PHONE)
+    assert run.returncode == 0, (
+        run.stdout + run.stderr + trace(core.folder, "ims_register.xml") + core.scscf_log()[-3000:]
+    )
+    t = steps.done("sipp UE registered through the S-CSCF (MAR, SAR)", t)
+    wait_for(lambda: active_devices(identity) == {f"urn:uuid:{PHONE}"}, timeout=10)
+    t = steps.done("the portal shows the phone", t)
+    # The S-CSCF's AoR is the identity's TN IMPU; the UE's own REGISTER rode along the
+    # third-party REGISTER (IncludeRegisterRequest), so the portal knows its user agent.
+    phone = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{PHONE}")
+    assert f"sip:{TN}@{IMS_DOMAIN}" in phone.impus
+    assert phone.user_agent == "Lab UE/1.0 (Android 14)"
+    # PyHSS recorded the S-CSCF that serves the subscriber (its SAR).
+    held = core.hss.call("GET", f"/ims_subscriber/ims_subscriber_msisdn/{TN.removeprefix('+')}")
+    assert held["scscf"] == f"sip:{core.scscf_address}"
+
+    with running_baresip(
+        core.folder / "tablet",
+        aor=f"sip:{TN}@{core.domain}",
+        registrar=core.scscf_address,
+        instance=TABLET,
+        auth_user=impi,
+        auth_pass=LAB_KI,
+    ):
+        t = steps.done("baresip UE registered through the S-CSCF", t)
+        both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
+        wait_for(lambda: active_devices(identity) == both, timeout=10)
+        steps.done("the portal shows both", t)
+    tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
+    assert tablet.user_agent.startswith("baresip")
+    print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
+    print(f"total: {time.monotonic() - steps.started:.1f} s")
