@@ -757,15 +757,19 @@ postgres_only = pytest.mark.skipif(
 
 
 class DownHss(BuiltinHss):
-    """The builtin HSS answering every call with ``error`` while ``down``."""
+    """The builtin HSS answering with ``error`` while ``down``: every call, or only the
+    first ``down_for`` calls it counts."""
 
     def __init__(self, error):
         super().__init__(latency_ms=0, failure_rate=0)
         self.error = error
         self.down = True
+        self.down_for: int | None = None
+        self.calls = 0
 
-    def _call(self):
-        if self.down:
+    def simulate_conditions(self):
+        self.calls += 1
+        if self.down and (self.down_for is None or self.calls <= self.down_for):
             raise self.error
 
 
@@ -775,7 +779,7 @@ def held(monkeypatch):
     worker had taken them yet; the test runs what it wants."""
     queued = []
     monkeypatch.setattr(
-        "telephony.identities.sync._queue",
+        "telephony.identities.sync.queue_push",
         lambda identity_id, attempt=0, queue="": queued.append((identity_id, attempt, queue)),
     )
     return queued
@@ -886,18 +890,11 @@ def test_a_push_cut_off_by_the_database_hands_back_its_lease_and_the_task_retrie
     assert (row.claimed_until, row.attempts, row.state) == (None, 0, "pending")
     assert not SyncAttempt.objects.exists()  # not an HSS failure
 
-    tries = []
-
-    def down_once():
-        tries.append(1)
-        hss.down = len(tries) == 1
-        DownHss._call(hss)
-
-    monkeypatch.setattr(hss, "_call", down_once)
+    hss.calls, hss.down_for = 0, 1  # the task's first try is cut off, its retry gets through
     monkeypatch.setitem(app.conf, "task_eager_propagates", False)
     sync_identity.delay(one_identity.pk)  # eager: its retry runs at once
     assert IdentitySync.objects.get(pk=one_identity.pk).state == IdentitySync.State.SYNCED
-    assert len(tries) >= 2
+    assert hss.calls >= 2
 
 
 def test_an_imports_pushes_go_to_the_bulk_queue_and_other_changes_to_the_sync_queue(
