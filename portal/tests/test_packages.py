@@ -27,7 +27,7 @@ def _type_checking_imports(package: str) -> dict[str, str]:
         if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
             for statement in node.body:
                 assert isinstance(statement, ast.ImportFrom)
-                found.update({alias.name: statement.module for alias in statement.names})
+                found.update({alias.name: statement.module or "" for alias in statement.names})
     return found
 
 

@@ -174,7 +174,9 @@ def populate(enterprise, count: int) -> list[int]:
     """``count`` employees with an identity each (one change each)."""
     ids = []
     for n in range(count):
-        owner = UserFactory(enterprise=enterprise, email=f"e{n}-{uuid.uuid4().hex[:4]}@drill.test")
+        owner = UserFactory.create(
+            enterprise=enterprise, email=f"e{n}-{uuid.uuid4().hex[:4]}@drill.test"
+        )
         ids.append(services.identity_create(actor=SYSTEM, owner=owner, services=["voice"]).pk)
     return ids
 
@@ -365,7 +367,8 @@ def assert_hss_exactly_as_desired(enterprise) -> None:
     )
     shared = sync.shared_access({i.owner_id for i in identities})
     devices = sync.device_settings([i.pk for i in identities])
-    wrong, wanted = {}, set()
+    wrong: dict[int, object] = {}
+    wanted: set[str] = set()
     for identity in identities:
         row = identity.sync
         if row.state != IdentitySync.State.SYNCED or row.synced_version != row.desired_version:
@@ -379,11 +382,12 @@ def assert_hss_exactly_as_desired(enterprise) -> None:
         wanted.add(desired.msisdn)
         stored = rows.get(desired.msisdn)
         actual = hss._subscription(stored) if stored else None
+        written_by = stored.operation_id if stored else None
         differences = hss.differences(desired, actual)
         if differences:
             wrong[identity.pk] = differences
-        elif stored.operation_id != f"portal-{identity.pk}-{row.synced_version}":
-            wrong[identity.pk] = f"last written by {stored.operation_id}, not v{row.synced_version}"
+        elif written_by != f"portal-{identity.pk}-{row.synced_version}":
+            wrong[identity.pk] = f"last written by {written_by}, not v{row.synced_version}"
     assert not wrong, f"{len(wrong)} identities not as desired: {dict(list(wrong.items())[:5])}"
     leftovers = set(rows) - wanted
     assert not leftovers, f"subscriptions no identity wants: {sorted(leftovers)[:5]}"
