@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from celery import signals
@@ -53,7 +54,8 @@ def accepted_request_id(given: str | None) -> str:
 
 class RequestObservabilityMiddleware:
     """First in the chain: gives the request its id (answered in X-Request-ID) and
-    measures how long the whole answer took, by route."""
+    measures how long the whole answer took, by route. A streaming answer (the CSV
+    export) is measured until the server closes it, not until the view returns it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -62,24 +64,57 @@ class RequestObservabilityMiddleware:
         rid = accepted_request_id(request.headers.get("X-Request-ID"))
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500  # unless an answer comes back
+        response = None
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = rid
-            status = response.status_code
             return response
         finally:
-            seconds = time.perf_counter() - started
-            match = getattr(request, "resolver_match", None)
-            # The URL pattern, not the path: bounded labels, and no token of a path
-            # (password reset, invitation links) in a log line.
-            route = (match.route or match.view_name) if match else "<unmatched>"
-            method = request.method if request.method in _METHODS else "other"
-            REQUEST_LATENCY.labels(route=route, method=method, status=f"{status // 100}xx").observe(
-                seconds
-            )
-            log.info("%s %s %s %.1fms", method, route, status, seconds * 1000)
+            if response is not None and response.streaming and not response.is_async:
+                done = functools.partial(_observe_as, rid, request, response.status_code, started)
+                response.streaming_content = _StreamClosing(response.streaming_content, done)
+            else:
+                _observe(request, response.status_code if response is not None else 500, started)
             request_id.reset(token)
+
+
+class _StreamClosing:
+    """A streaming response's content that calls ``done`` once when it is closed. The
+    response registers the close of the content it is given and calls it when the server
+    closes the response: after the last chunk, or when the client went away before it."""
+
+    def __init__(self, chunks: Iterable[bytes], done: Callable[[], None]):
+        self._chunks = iter(chunks)
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+
+def _observe_as(rid: str, request, status: int, started: float) -> None:
+    """``_observe`` after the request's context is gone, with its id on the log line."""
+    token = request_id.set(rid)
+    try:
+        _observe(request, status, started)
+    finally:
+        request_id.reset(token)
+
+
+def _observe(request, status: int, started: float) -> None:
+    """The answer's latency by route, and its access log line."""
+    seconds = time.perf_counter() - started
+    match = getattr(request, "resolver_match", None)
+    # The URL pattern, not the path: bounded labels, and no token of a path
+    # (password reset, invitation links) in a log line.
+    route = (match.route or match.view_name) if match else "<unmatched>"
+    method = request.method if request.method in _METHODS else "other"
+    REQUEST_LATENCY.labels(route=route, method=method, status=f"{status // 100}xx").observe(seconds)
+    log.info("%s %s %s %.1fms", method, route, status, seconds * 1000)
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

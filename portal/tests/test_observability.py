@@ -5,10 +5,20 @@ import io
 import json
 import logging
 import socket
+import time
+from types import SimpleNamespace
 
 import pytest
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from prometheus_client import REGISTRY
 
-from kernel.observability import JsonFormatter, RequestIdFilter, accepted_request_id
+from kernel.observability import (
+    JsonFormatter,
+    RequestIdFilter,
+    RequestObservabilityMiddleware,
+    accepted_request_id,
+)
 from portal.tasks import heartbeat
 from portal.testing import wait_for
 from telephony.tests.factories import give_numbers
@@ -121,6 +131,60 @@ def test_metrics_show_request_latency_by_route_and_task_outcomes(client, setting
     assert 'portal_task_duration_seconds_count{task="portal.tasks.heartbeat"}' in body
     assert 'portal_task_outcomes_total{outcome="success",task="portal.tasks.heartbeat"}' in body
     assert 'portal_identity_sync{state="pending"} 0.0' in body  # the domain gauges stay
+
+
+def answered(route, sample="count"):
+    """What the request latency histogram holds for GET answers of ``route`` so far."""
+    labels = {"route": route, "method": "GET", "status": "2xx"}
+    return REGISTRY.get_sample_value(f"portal_request_duration_seconds_{sample}", labels) or 0
+
+
+@pytest.fixture
+def slow_stream(rf):
+    """A request to a stream whose last chunk comes 0.2 s after its first, through the
+    middleware: the response as the view returned it, before any chunk was sent."""
+
+    def chunks():
+        yield b"first,"
+        time.sleep(0.2)
+        yield b"last"
+
+    request = rf.get("/stream")
+    request.resolver_match = SimpleNamespace(route="test/stream", view_name="stream")
+    middleware = RequestObservabilityMiddleware(lambda request: StreamingHttpResponse(chunks()))
+    return lambda: middleware(request)
+
+
+def test_a_stream_is_measured_until_the_server_closes_it(slow_stream, log_lines):
+    count, total = answered("test/stream"), answered("test/stream", "sum")
+    response = slow_stream()
+    assert answered("test/stream") == count  # returned by the view, not yet answered
+    assert b"".join(response) == b"first,last"
+    response.close()  # what the server does after the last chunk
+    assert answered("test/stream") == count + 1
+    assert answered("test/stream", "sum") - total >= 0.2
+    response.close()
+    assert answered("test/stream") == count + 1  # measured once
+    [line] = [line for line in log_lines() if line["logger"] == "portal.request"]
+    assert line["request_id"] == response["X-Request-ID"]
+    assert line["message"].startswith("GET test/stream 200 ")
+
+
+def test_a_stream_the_client_left_before_its_first_chunk_is_measured_too(slow_stream):
+    count = answered("test/stream")
+    slow_stream().close()
+    assert answered("test/stream") == count + 1
+
+
+@pytest.mark.django_db
+def test_the_csv_export_is_measured_when_its_last_row_is_sent(admin_client):
+    route = "import/export.csv"
+    count = answered(route)
+    response = admin_client.get(reverse("telephony:export"))
+    assert response.streaming
+    assert answered(route) == count
+    b"".join(response.streaming_content)  # the test client closes the response at the end
+    assert answered(route) == count + 1
 
 
 @pytest.mark.worker

@@ -371,7 +371,7 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
             return PushResult("skipped")
         state, queue = recorded
         if state == IdentitySync.State.PENDING:  # changed again while we pushed
-            transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
+            transaction.on_commit(lambda: queue_push(identity.pk, queue=queue), robust=True)
         if pushed is None:  # the HSS holds nothing for it: no UE can be registered
             for end_registrations in registration_enders:
                 end_registrations(identity, Registration.EndReason.IDENTITY_REMOVED)
@@ -475,7 +475,7 @@ def _record_failure(identity, claim, reason, started, *, transient) -> PushResul
                 ]
             )
             queue = row.push_queue
-            transaction.on_commit(lambda: _queue(identity.pk, queue=queue), robust=True)
+            transaction.on_commit(lambda: queue_push(identity.pk, queue=queue), robust=True)
             return PushResult("skipped")
         row.attempts += 1
         retry_in = None
@@ -547,10 +547,13 @@ def request_sync(identity: Identity) -> None:
 def queue_push_after_commit(identity_id: int) -> None:
     """Queue a push of the identity once the caller's transaction commits."""
     queue = push_queue()
-    transaction.on_commit(lambda: _queue(identity_id, queue=queue), robust=True)
+    transaction.on_commit(lambda: queue_push(identity_id, queue=queue), robust=True)
 
 
-def _queue(identity_id: int, attempt: int = 0, queue: str = "") -> None:
+def queue_push(identity_id: int, attempt: int = 0, queue: str = "") -> None:
+    """Hand a push of the identity to a worker: the one place the engine queues one (a
+    change, a retry, the sweep). A named seam: a test that holds pushes stands in for it,
+    as it does for ``record_success`` and ``mark_synced``."""
     sync_identity = enqueue.task("telephony.tasks.sync_identity")
 
     options = {"queue": queue} if queue else {}
@@ -592,7 +595,7 @@ def _requeue_lost(now) -> int:
             Q(claimed_until=None) | Q(claimed_until__lt=now)
         ).update(next_attempt_at=now, claimed_until=None)
         for identity_id, (attempts, queue) in found.items():
-            _queue(identity_id, attempts, queue)
+            queue_push(identity_id, attempts, queue)
         log.info("sync sweep re-queued %d identities", len(ids))
     return len(ids)
 
@@ -613,7 +616,7 @@ def _retry_failed(now) -> int:
             state=IdentitySync.State.PENDING, next_attempt_at=now, claimed_until=None
         )
         for identity_id, (attempts, queue) in found.items():
-            _queue(identity_id, attempts, queue)
+            queue_push(identity_id, attempts, queue)
         log.info("sync sweep tries %d failed identities again", len(found))
     return len(found)
 

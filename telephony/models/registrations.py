@@ -242,10 +242,12 @@ class NetworkNotice(models.Model):
         SIP = "sip", "SIP MESSAGE through the edge"
         WEBHOOK = "webhook", "Operator's notification webhook"
 
+    MESSAGE_MAX = 500  # characters: longer messages are shortened to fit
+
     enterprise = models.ForeignKey(Enterprise, on_delete=models.PROTECT, related_name="+")
     registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="notices")
     kind = models.CharField(max_length=40)
-    message = models.CharField(max_length=500)
+    message = models.CharField(max_length=MESSAGE_MAX)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)

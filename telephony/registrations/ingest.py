@@ -135,8 +135,8 @@ def resolve_aors(aors) -> dict[str, Identity]:
     by_tn = {i.tn: i for i in live.filter(number__e164__in=tns)} if tns else {}
     by_alias = {}
     if aliases:
-        for identity in live.filter(alias__in=aliases):
-            by_alias[(identity.alias, identity.enterprise.sip_domain)] = identity
+        for aliased in live.filter(alias__in=aliases):
+            by_alias[(aliased.alias, aliased.enterprise.sip_domain)] = aliased
     resolved = {}
     for aor, key in keys.items():
         if key is None:

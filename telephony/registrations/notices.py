@@ -95,7 +95,7 @@ def _notify_already_logged_on(user: User, new: Registration, others: list[Regist
         queue_notice(notice.pk)
 
 
-NOTICE_MESSAGE_MAX = NetworkNotice._meta.get_field("message").max_length
+NOTICE_MESSAGE_MAX = NetworkNotice.MESSAGE_MAX
 
 
 def _fit(text: str, limit: int) -> str:
@@ -105,8 +105,11 @@ def _fit(text: str, limit: int) -> str:
 
 
 def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
-    contract: ServiceContract = user.enterprise.contract
-    devices = {}
+    enterprise = user.enterprise
+    if enterprise is None:  # operator staff: no identity, so never a device
+        return
+    contract: ServiceContract = enterprise.contract
+    devices: dict[str, list[Registration]] = {}
     for reg in sorted(active, key=lambda r: r.first_registered_at):
         devices.setdefault(reg.device_key, []).append(reg)
     excess = len(devices) - contract.max_ues_per_user
@@ -120,7 +123,7 @@ def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
                 request_sign_out(Actor.system(), reg, reason="over the device limit")
             signed_out.append(devices[key][0].label)
     account_services.notify_admins(
-        enterprise=user.enterprise,
+        enterprise=enterprise,
         kind="device_limit",
         title=f"{user.full_name} is on {len(devices)} devices; the contract allows {contract.max_ues_per_user}",
         body=(

@@ -43,16 +43,20 @@ class Batch:
             self.changed.add(reg.pk)
 
 
+# The history event an end is recorded as (by the end reason's value); others: deregistered.
+KIND_OF_END: dict[str, RegistrationEvent.Kind] = {
+    Registration.EndReason.EXPIRED: Kind.EXPIRED,
+    Registration.EndReason.SIGNED_OUT: Kind.SIGNED_OUT,
+    Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
+    Registration.EndReason.NOT_REPORTED: Kind.ENDED,
+}
+
+
 def end(batch: Batch, reg: Registration, reason: str, detail: str = "") -> None:
     reg.state = State.ENDED
     reg.ended_at = batch.now
     reg.end_reason = reason
-    kind = {
-        Registration.EndReason.EXPIRED: Kind.EXPIRED,
-        Registration.EndReason.SIGNED_OUT: Kind.SIGNED_OUT,
-        Registration.EndReason.REPLACED: Kind.SIGNED_OUT,
-        Registration.EndReason.NOT_REPORTED: Kind.ENDED,
-    }.get(reason, Kind.DEREGISTERED)
+    kind = KIND_OF_END.get(reason, Kind.DEREGISTERED)
     batch.record(reg, kind, detail or Registration.EndReason(reason).label)
     batch.touch(reg)
 
@@ -62,7 +66,9 @@ def write(batch: Batch) -> None:
     a repeat into the registration's last event instead of adding a row."""
     Registration.objects.bulk_create(batch.new)
     remember(batch.new, REGISTRATION_FIELDS)
-    new_events, folded, dropped = [], [], []
+    new_events: list[RegistrationEvent] = []
+    folded: list[RegistrationEvent] = []
+    dropped: list[int] = []  # events folded into the flapping record before them
     for reg, kind, detail in batch.events:
         last = reg.last_event
         if last is not None and last.kind == kind and kind != Kind.REGISTERED:
@@ -97,7 +103,13 @@ def write(batch: Batch) -> None:
     write_changes(Registration, touched, REGISTRATION_FIELDS)
 
 
-def _fold_flap(reg, drop, now, folded, dropped) -> RegistrationEvent:
+def _fold_flap(
+    reg: Registration,
+    drop: RegistrationEvent,
+    now: datetime,
+    folded: list[RegistrationEvent],
+    dropped: list[int],
+) -> RegistrationEvent:
     """A UE back within the flap window: its drop and return join the flapping record
     just before it, or become one. Returns the registration's last event."""
     before = (
@@ -183,7 +195,7 @@ def write_changes(model, objects, fields: list[str]) -> None:
                 changed.append(name)
                 break
     if changed:
-        assignments = {}
+        assignments: dict[str, Value | Case] = {}
         for name in changed:
             field = model._meta.get_field(name)
             values = [_field_value(obj, name) for obj in objects]

@@ -137,10 +137,11 @@ def _send_deregistration(reg: Registration) -> bool:
             return True  # the S-CSCF holds no such binding: it is gone already
         return False
     identity = reg.identity
+    line = identity.line  # None without a query when the identity has no line
     hss = hss_backend()
     hss.deregister(
         identity.tn or identity.former_tn,
-        imsi=identity.line.imsi if identity.line_id else "",
+        imsi=line.imsi if line is not None else "",
         contact=reg.contact_uri,
     )
     return hss.confirms_deregistration

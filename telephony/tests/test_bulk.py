@@ -154,7 +154,7 @@ def test_a_file_without_data_rows_is_refused():
 
 
 # Any text a cell can hold: no NUL (the upload refuses binary), no lone surrogates.
-cells = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30)
+cells = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 
 
 @given(st.text(max_size=300))

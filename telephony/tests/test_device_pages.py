@@ -218,9 +218,9 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def poll_url(page: str) -> str:
     """The URL the page's devices list polls, with the version it was drawn from."""
-    return re.search(r'id="my-devices" hx-get="([^"]+)" hx-trigger="every 3s"', page)[1].replace(
-        "&amp;", "&"
-    )
+    found = re.search(r'id="my-devices" hx-get="([^"]+)" hx-trigger="every 3s"', page)
+    assert found, "the page has no polling devices list"
+    return found[1].replace("&amp;", "&")
 
 
 def test_my_devices_polls_and_swaps_only_when_the_devices_changed(employee_client, rob, network):

@@ -174,7 +174,9 @@ def populate(enterprise, count: int) -> list[int]:
     """``count`` employees with an identity each (one change each)."""
     ids = []
     for n in range(count):
-        owner = UserFactory(enterprise=enterprise, email=f"e{n}-{uuid.uuid4().hex[:4]}@drill.test")
+        owner = UserFactory.create(
+            enterprise=enterprise, email=f"e{n}-{uuid.uuid4().hex[:4]}@drill.test"
+        )
         ids.append(services.identity_create(actor=SYSTEM, owner=owner, services=["voice"]).pk)
     return ids
 
@@ -365,7 +367,8 @@ def assert_hss_exactly_as_desired(enterprise) -> None:
     )
     shared = sync.shared_access({i.owner_id for i in identities})
     devices = sync.device_settings([i.pk for i in identities])
-    wrong, wanted = {}, set()
+    wrong: dict[int, object] = {}
+    wanted: set[str] = set()
     for identity in identities:
         row = identity.sync
         if row.state != IdentitySync.State.SYNCED or row.synced_version != row.desired_version:
@@ -379,11 +382,12 @@ def assert_hss_exactly_as_desired(enterprise) -> None:
         wanted.add(desired.msisdn)
         stored = rows.get(desired.msisdn)
         actual = hss._subscription(stored) if stored else None
+        written_by = stored.operation_id if stored else None
         differences = hss.differences(desired, actual)
         if differences:
             wrong[identity.pk] = differences
-        elif stored.operation_id != f"portal-{identity.pk}-{row.synced_version}":
-            wrong[identity.pk] = f"last written by {stored.operation_id}, not v{row.synced_version}"
+        elif written_by != f"portal-{identity.pk}-{row.synced_version}":
+            wrong[identity.pk] = f"last written by {written_by}, not v{row.synced_version}"
     assert not wrong, f"{len(wrong)} identities not as desired: {dict(list(wrong.items())[:5])}"
     leftovers = set(rows) - wanted
     assert not leftovers, f"subscriptions no identity wants: {sorted(leftovers)[:5]}"
@@ -757,15 +761,19 @@ postgres_only = pytest.mark.skipif(
 
 
 class DownHss(BuiltinHss):
-    """The builtin HSS answering every call with ``error`` while ``down``."""
+    """The builtin HSS answering with ``error`` while ``down``: every call, or only the
+    first ``down_for`` calls it counts."""
 
     def __init__(self, error):
         super().__init__(latency_ms=0, failure_rate=0)
         self.error = error
         self.down = True
+        self.down_for: int | None = None
+        self.calls = 0
 
-    def _call(self):
-        if self.down:
+    def simulate_conditions(self):
+        self.calls += 1
+        if self.down and (self.down_for is None or self.calls <= self.down_for):
             raise self.error
 
 
@@ -775,7 +783,7 @@ def held(monkeypatch):
     worker had taken them yet; the test runs what it wants."""
     queued = []
     monkeypatch.setattr(
-        "telephony.identities.sync._queue",
+        "telephony.identities.sync.queue_push",
         lambda identity_id, attempt=0, queue="": queued.append((identity_id, attempt, queue)),
     )
     return queued
@@ -886,18 +894,11 @@ def test_a_push_cut_off_by_the_database_hands_back_its_lease_and_the_task_retrie
     assert (row.claimed_until, row.attempts, row.state) == (None, 0, "pending")
     assert not SyncAttempt.objects.exists()  # not an HSS failure
 
-    tries = []
-
-    def down_once():
-        tries.append(1)
-        hss.down = len(tries) == 1
-        DownHss._call(hss)
-
-    monkeypatch.setattr(hss, "_call", down_once)
+    hss.calls, hss.down_for = 0, 1  # the task's first try is cut off, its retry gets through
     monkeypatch.setitem(app.conf, "task_eager_propagates", False)
     sync_identity.delay(one_identity.pk)  # eager: its retry runs at once
     assert IdentitySync.objects.get(pk=one_identity.pk).state == IdentitySync.State.SYNCED
-    assert len(tries) >= 2
+    assert hss.calls >= 2
 
 
 def test_an_imports_pushes_go_to_the_bulk_queue_and_other_changes_to_the_sync_queue(

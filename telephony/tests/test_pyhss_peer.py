@@ -13,7 +13,7 @@ from accounts.tests.factories import UserFactory
 from portal.testing import CeleryWorker, wait_for
 from telephony.identities import services, sync
 from telephony.identities.hss.pyhss import PyHss
-from telephony.models import Identity, IdentitySync
+from telephony.models import Identity, IdentitySync, SimLine
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
 from .pyhss_peer import PROVISIONING_KEY, running_pyhss
@@ -77,10 +77,15 @@ def held(pyhss) -> dict:
     }
 
 
+def line_of(identity: Identity) -> SimLine:
+    assert identity.line is not None, "these identities are made with a SIM line"
+    return identity.line
+
+
 def row_for(identity: Identity, *shared: str, imsi: str = "") -> tuple:
     own = identity.tn.removeprefix("+")
     listed = ",".join([own, *sorted(s.removeprefix("+") for s in shared)])
-    return (imsi or identity.line.imsi, listed, "default_ifc.xml", "default_sh_user_data.xml")
+    return (imsi or line_of(identity).imsi, listed, "default_ifc.xml", "default_sh_user_data.xml")
 
 
 def registered(pyhss, identity: Identity) -> None:
@@ -94,7 +99,7 @@ def registered(pyhss, identity: Identity) -> None:
     pyhss.execute(
         "UPDATE subscriber SET serving_mme = 'mme01.epc.example', serving_mme_realm = "
         "'epc.example', serving_mme_peer = 'mme01.epc.example' WHERE imsi = ?",
-        identity.line.imsi,
+        line_of(identity).imsi,
     )
 
 

@@ -61,7 +61,7 @@ class FlakyHss(BuiltinHss):
         self.failures = failures
         self.error = error
 
-    def _call(self):
+    def simulate_conditions(self):
         if self.failures:
             self.failures -= 1
             raise self.error

@@ -65,7 +65,9 @@ class BuiltinHss(HssBackend):
             settings.HSS_BUILTIN_FAILURE_RATE if failure_rate is None else failure_rate
         )
 
-    def _call(self):
+    def simulate_conditions(self) -> None:
+        """Every call passes here first: the configured latency, an outage, random
+        failures. A named seam: a test's backend overrides it to fail on cue."""
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
         if outage_active():
@@ -80,7 +82,7 @@ class BuiltinHss(HssBackend):
         return SimulatedSubscription
 
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
-        self._call()
+        self.simulate_conditions()
         self._model().objects.update_or_create(
             msisdn=subscription.msisdn,
             defaults={
@@ -109,17 +111,17 @@ class BuiltinHss(HssBackend):
         log.info("builtin HSS: upsert %s %s", subscription.msisdn, operation_id)
 
     def remove(self, msisdn: str, *, operation_id: str, keep_imsi: str = "") -> None:
-        self._call()
+        self.simulate_conditions()
         if self._model().objects.filter(msisdn=msisdn).delete()[0]:
             log.info("builtin HSS: remove %s %s", msisdn, operation_id)
 
     def get(self, msisdn: str) -> Subscription | None:
-        self._call()
+        self.simulate_conditions()
         row = self._model().objects.filter(msisdn=msisdn).first()
         return self._subscription(row) if row else None
 
     def list_all(self) -> Iterable[Subscription]:
-        self._call()
+        self.simulate_conditions()
         for row in self._model().objects.order_by("msisdn").iterator(chunk_size=500):
             yield self._subscription(row)
 
@@ -128,7 +130,7 @@ class BuiltinHss(HssBackend):
     confirms_deregistration = True
 
     def deregister(self, msisdn: str, *, imsi: str = "", contact: str = "") -> None:
-        self._call()
+        self.simulate_conditions()
         self._model().objects.filter(msisdn=msisdn).update(deregistered_at=timezone.now())
 
     @staticmethod
