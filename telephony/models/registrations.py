@@ -13,6 +13,38 @@ from kernel.tenancy import TenantQuerySet
 
 from .identities import Identity
 
+# The access types of P-Access-Network-Info (TS 24.229 §7.2A.4, RFC 7315), by prefix, in
+# the words of the person holding the device.
+ACCESS_NETWORKS = [
+    ("3gpp-nr", "Mobile network (5G)"),
+    ("3gpp-e-utran", "Mobile network (4G)"),
+    ("3gpp-utran", "Mobile network (3G)"),
+    ("3gpp-geran", "Mobile network (2G)"),
+    ("3gpp2", "Mobile network (CDMA)"),
+    ("3gpp-wlan", "Wi-Fi"),
+    ("ieee-802.11", "Wi-Fi"),
+    ("ieee-802.3", "Wired network"),
+    ("ethernet", "Wired network"),
+    ("docsis", "Cable internet"),
+    ("gpon", "Fibre internet"),
+    ("xgpon", "Fibre internet"),
+    ("adsl", "DSL internet"),
+    ("vdsl", "DSL internet"),
+    ("sdsl", "DSL internet"),
+    ("adsl2", "DSL internet"),
+    ("g.shdsl", "DSL internet"),
+    ("idsl", "DSL internet"),
+    ("hdsl", "DSL internet"),
+    ("dvb-rcs2", "Satellite"),
+]
+
+
+def access_network_label(access_network: str) -> str:
+    """ "Mobile network (4G)" for ``3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=…``; "" for an
+    access type nobody named here."""
+    access_type = access_network.split(";", 1)[0].strip().lower()
+    return next((label for prefix, label in ACCESS_NETWORKS if access_type.startswith(prefix)), "")
+
 
 class RegistrationQuerySet(TenantQuerySet["Registration"]):
     def active(self, at: datetime | None = None) -> Self:
@@ -112,6 +144,11 @@ class Registration(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state != self.State.ENDED and self.expires_at > timezone.now()
+
+    @property
+    def network(self) -> str:
+        """The access network in plain words, else as the network reported it."""
+        return access_network_label(self.access_network) or self.access_network
 
 
 class RegistrationEvent(models.Model):
@@ -227,7 +264,7 @@ class ThirdPartyRegistration(models.Model):
 
 
 class NetworkNotice(models.Model):
-    """A message towards the client on a UE (e.g. "you are also logged on elsewhere"),
+    """A message towards the client on a UE (e.g. "you are also signed in on another device"),
     sent through the network notification backend by a task: an outbox row. It keeps the
     answer to its last attempt, so the pages can say whether the phone got it."""
 

@@ -68,9 +68,10 @@ def _notify_already_logged_on(user: User, new: Registration, others: list[Regist
     account_services.notify(
         user=user,
         kind="already_logged_on",
-        title=f"You signed in on {new.label} while logged on another device",
-        body=f"Your account is also registered on: {elsewhere}. If this was not you, sign "
-        "the device out on the My devices page and tell your administrator.",
+        title=f"Your {new.label} is now also signed in",
+        body=f"You are also signed in on: {elsewhere}. Each device keeps its own settings. "
+        f"If you did not sign in on {new.label}, sign it out on the My devices page and tell "
+        "your administrator.",
         link="/my/devices/",
         email=True,
     )
@@ -79,14 +80,14 @@ def _notify_already_logged_on(user: User, new: Registration, others: list[Regist
             enterprise_id=new.enterprise_id,
             registration=new,
             kind="already_logged_on",
-            message=_fit(f"You are also logged on at: {elsewhere}.", NOTICE_MESSAGE_MAX),
+            message=_fit(f"You are also signed in on: {elsewhere}.", NOTICE_MESSAGE_MAX),
         )
     ] + [
         NetworkNotice(
             enterprise_id=other.enterprise_id,
             registration=other,
             kind="logged_on_elsewhere",
-            message=f"{user.full_name} just logged on at {new.label}.",
+            message=_fit(f"Your {new.label} is now also signed in.", NOTICE_MESSAGE_MAX),
         )
         for other in others
     ]

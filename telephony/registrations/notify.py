@@ -1,5 +1,5 @@
 """The network notification backend: messages towards the clients on UEs (for
-example "you are also logged on elsewhere"). ``builtin`` keeps the notice as the
+example "you are also signed in on another device"). ``builtin`` keeps the notice as the
 record of what was sent; ``webhook`` posts it to the operator's notification service;
 ``sip`` asks the portal's SIP edge (Kamailio, over its JSON-RPC) to send it to the UE as
 a SIP MESSAGE. Django never speaks SIP itself.

@@ -155,7 +155,7 @@ def test_an_employee_enrols_an_authenticator_then_signs_out_one_of_two_phones(
     # He was told that he is registered on more than one phone.
     assert page.get_by_test_id("unread-count").is_visible()
     page.get_by_role("link", name="Notifications").click()
-    page.get_by_text("while logged on another device").first.wait_for()
+    page.get_by_text("is now also signed in").first.wait_for()
 
     page.get_by_role("link", name="My devices").click()
     devices = page.get_by_test_id("my-device")

@@ -119,6 +119,29 @@ def test_my_devices_lists_mine_with_their_own_settings(
     assert Registration.objects.get(instance_id=LAPTOP).do_not_disturb is False
 
 
+@pytest.mark.parametrize(
+    ("reported", "shown"),
+    [
+        ("3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=262011234abcd1234", "Mobile network (4G)"),
+        ("3GPP-NR-TDD; utran-cell-id-3gpp=2620112345678901", "Mobile network (5G)"),
+        ("3GPP-UTRAN-FDD; utran-cell-id-3gpp=262011234abcd12", "Mobile network (3G)"),
+        ("IEEE-802.11ac; i-wlan-node-id=ffeeddccbbaa", "Wi-Fi"),
+        ("3GPP-WLAN", "Wi-Fi"),
+        ("ADSL; dsl-location=0a1b2c", "DSL internet"),
+        ("ieee-802.3", "Wired network"),
+        ("X-CARRIER-PIGEON", "X-CARRIER-PIGEON"),  # a type nobody named: as reported
+    ],
+)
+def test_a_device_shows_its_access_network_in_plain_words(
+    client, rob, network, employee, reported, shown
+):
+    register(network, rob, PHONE)
+    Registration.objects.update(access_network=reported)
+    sign_in_verified(client, employee)
+    page = client.get(reverse("telephony:my_devices")).content.decode()
+    assert f'<dd title="{reported}">{shown}</dd>' in page
+
+
 def test_an_employee_signs_out_a_device_and_all_of_them(
     client, rob, network, employee, django_capture_on_commit_callbacks
 ):
@@ -174,7 +197,7 @@ def test_the_already_logged_on_notice_shows_in_the_portal(client, rob, network, 
     home = client.get(reverse("home")).content.decode()
     assert 'data-testid="unread-count">1<' in home
     page = client.get(reverse("accounts:notifications")).content.decode()
-    assert "while logged on another device" in page
+    assert "is now also signed in" in page
     client.post(reverse("accounts:notifications_read"))
     assert not Notification.objects.filter(user=employee, read_at=None).exists()
 

@@ -374,7 +374,7 @@ def test_a_refresh_that_changes_a_device_writes_the_change(enterprise, network, 
 def test_a_new_device_of_someone_on_very_many_devices_is_still_applied(
     enterprise, network, employee
 ):
-    """The "also logged on at" notice lists the other devices; on dozens of them it is
+    """The "also signed in on" notice lists the other devices; on dozens of them it is
     shortened to fit, instead of the whole report failing."""
     from telephony.models import NetworkNotice
 

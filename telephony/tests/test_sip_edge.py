@@ -420,7 +420,7 @@ def test_two_baresip_phones_of_rob_through_the_core(lab, rob, network_worker, cl
         for ue_peer in (phone, tablet):
             assert "MESSAGE sip:" in ue_peer.output()
         said = phone.output() + tablet.output()
-        assert "just logged on at" in said and "You are also logged on at" in said
+        assert "is now also signed in" in said and "You are also signed in on" in said
         page = sign_in_verified(client, rob.owner).get("/my/devices/").content.decode()
         assert page.count("Delivered to the phone (200 OK)") == 2
 

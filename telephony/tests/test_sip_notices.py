@@ -186,8 +186,8 @@ def test_the_notices_of_a_second_device_reach_both_phones(
             report(2, contact(tablet.uri("rob"), "urn:uuid:tablet", "Linphone/5.2"))
         [to_phone], [to_tablet] = phone.received("MESSAGE"), tablet.received("MESSAGE")
 
-    assert "just logged on at Linphone" in to_phone.body
-    assert to_tablet.body.startswith("You are also logged on at: ")
+    assert to_phone.body.startswith("Your Linphone") and "is now also signed in" in to_phone.body
+    assert to_tablet.body.startswith("You are also signed in on: ")
     assert set(NetworkNotice.objects.values_list("state", "delivery_code")) == {("sent", 200)}
 
 
