@@ -114,3 +114,26 @@ def test_the_audit_log_is_read_only_in_admin(staff_client, staff):
         reverse("admin:accounts_auditevent_change", args=[event.pk]), {"action": "x"}
     )
     assert response.status_code == 403
+
+
+def test_the_admin_index_names_things_as_operator_staff_know_them(staff_client):
+    page = staff_client.get("/admin/").content.decode()
+    for name in (
+        "SIM lines",
+        "API tokens",
+        "Sign-in lockouts",
+        "Second factor: authenticator apps",
+        "Second factor: backup codes",
+        "OAuth 2.0 and OpenID Connect",
+        "Portal health",
+    ):
+        assert name in page, name
+    for raw in (
+        "Sim lines",
+        "Api tokens",
+        "Otp_Totp",
+        "Otp_Static",
+        ">Axes<",
+        "Django OAuth Toolkit",
+    ):
+        assert raw not in page, raw

@@ -72,6 +72,7 @@ class SimLine(models.Model):
 
     class Meta:
         ordering = ["imsi"]
+        verbose_name = "SIM line"
 
     def __str__(self):
         return self.imsi
