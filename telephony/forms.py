@@ -83,7 +83,11 @@ class RelocateForm(PortalForm):
 
 class EmployeeFilterForm(PortalForm):
     q = forms.CharField(label="Search", required=False, help_text="Name, email or number")
-    status = forms.ChoiceField(choices=[("", "Any status"), *User.Status.choices], required=False)
+    # Leavers are history: the list shows them when asked.
+    status = forms.ChoiceField(
+        choices=[("", "All but offboarded"), *User.Status.choices, ("any", "Any status")],
+        required=False,
+    )
     role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
     sync = forms.ChoiceField(
         label="Sync", choices=[("", "Any"), *IdentitySync.State.choices], required=False

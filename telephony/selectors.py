@@ -98,7 +98,8 @@ def employees(
     sync: str = "",
     identity: str = "",
 ) -> QuerySet[User]:
-    """The enterprise's people with their live identities (two queries per page)."""
+    """The enterprise's people with their live identities (two queries per page); the
+    offboarded only when ``status`` asks for them (``offboarded`` or ``any``)."""
     people: QuerySet[User] = User.objects.for_enterprise(enterprise)
     if q:
         people = people.filter(
@@ -106,7 +107,9 @@ def employees(
             | Q(email__icontains=q)
             | Q(identities__number__e164__icontains=q.replace(" ", ""))
         ).distinct()
-    if status:
+    if not status:
+        people = people.exclude(status=User.Status.OFFBOARDED)
+    elif status != "any":
         people = people.filter(status=status)
     if role:
         people = people.filter(role=role)

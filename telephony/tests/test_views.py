@@ -77,6 +77,17 @@ def test_the_employee_list_filters_and_keeps_a_fixed_query_count(
     assert "1 in all" in listing
 
 
+def test_the_employee_list_leaves_leavers_out_unless_asked(admin_client, enterprise):
+    UserFactory(enterprise=enterprise, full_name="Stella Staying")
+    UserFactory(enterprise=enterprise, full_name="Lenny Leaver", status=User.Status.OFFBOARDED)
+    default = page(admin_client, reverse("telephony:employees"))
+    assert "Stella Staying" in default and "Lenny Leaver" not in default
+    leavers = page(admin_client, reverse("telephony:employees"), status="offboarded")
+    assert "Lenny Leaver" in leavers and "Stella Staying" not in leavers
+    everyone = page(admin_client, reverse("telephony:employees"), status="any")
+    assert "Lenny Leaver" in everyone and "Stella Staying" in everyone
+
+
 def test_the_identity_list_shows_sync_state_and_filters_failures(
     admin_client, employee, numbers, django_assert_max_num_queries
 ):
