@@ -345,6 +345,14 @@ def test_pages_show_attestation_status_and_the_why_panel(
     assert "not assigned to an active identity" in panel
 
 
+def test_the_calls_page_without_calls_says_where_they_come_from(admin_client):
+    page = admin_client.get(reverse("telephony:calls")).content.decode()
+    assert "No calls yet. They show here as your people call" in page
+    assert "Calls from this number" in page and reverse("telephony:identities") in page
+    outgoing = admin_client.get(reverse("telephony:calls"), {"direction": "outgoing"})
+    assert "No outgoing calls yet." in outgoing.content.decode()
+
+
 def test_call_records_expire_after_the_retention_period(network, rob, settings):
     sign(network, rob.tn)
     CallRecord.objects.update(created_at=timezone.now() - timezone.timedelta(days=91))
