@@ -68,3 +68,16 @@ def test_a_new_admin_enrols_an_authenticator_from_the_qr_page(page):
     assert page.locator("ol.codes li").count() == 10
     page.get_by_role("link", name="I have saved them").click()
     page.get_by_role("heading", name="Swift Delivery").wait_for()
+
+
+def test_the_first_tab_offers_to_skip_the_menu(page):
+    page.goto("/login/")
+    skip = page.get_by_role("link", name="Skip to content")
+    # First in the tab order, out of sight until it has the focus.
+    first = "document.querySelector('a[href], button, input, select, textarea, [tabindex]')"
+    assert page.evaluate(f"{first}.textContent") == "Skip to content"
+    assert skip.bounding_box()["y"] < 0
+    skip.focus()
+    assert skip.bounding_box()["y"] >= 0
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
