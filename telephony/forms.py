@@ -5,6 +5,7 @@ from django import forms
 from accounts.models import Role, Service, User
 from kernel.forms import PortalForm, choice_field, model_choice_field
 
+from .inventory.numbers import country_name
 from .models import Identity, IdentitySync, Registration
 
 
@@ -78,7 +79,8 @@ class RelocateForm(PortalForm):
 
     def __init__(self, *args, countries, **kwargs):
         super().__init__(*args, **kwargs)
-        choice_field(self, "country").choices = [("", "—"), *((c, c) for c in countries)]
+        named = sorted((country_name(c), c) for c in countries)
+        choice_field(self, "country").choices = [("", "—"), *((c, f"{n} ({c})") for n, c in named)]
 
 
 class EmployeeFilterForm(PortalForm):

@@ -5,6 +5,7 @@ RuleViolation with a message an admin can act on."""
 import re
 
 import phonenumbers
+from phonenumbers import geocoder
 
 from kernel.errors import RuleViolation
 
@@ -44,6 +45,12 @@ def tn_range(first_raw: str, last_raw: str, *, max_size: int) -> tuple[str, str,
         raise RuleViolation(f"A block holds at most {max_size:,} numbers.", field="last_number")
     width = len(first) - 1
     return first, last, country, [f"+{n:0{width}d}" for n in range(low, high + 1)]
+
+
+def country_name(region: str) -> str:
+    """The English name of an ISO 3166 region (libphonenumber's), else the code itself."""
+    example = phonenumbers.example_number(region)
+    return (geocoder.country_name_for_number(example, "en") if example else "") or region
 
 
 def luhn_valid(digits: str) -> bool:

@@ -123,6 +123,17 @@ def test_the_sync_panel_polls_only_while_pending(admin_client, employee, numbers
     assert "hx-trigger" not in page(admin_client, url)
 
 
+def test_relocate_names_countries_and_asks_before_it_moves_the_number(
+    admin_client, employee, enterprise, numbers
+):
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    identity = make_identity(employee)
+    form = page(admin_client, reverse("telephony:identity_relocate", args=[identity.pk]))
+    assert '<option value="DE">Germany (DE)</option>' in form
+    assert '<option value="US">United States (US)</option>' in form
+    assert f"People calling {identity.tn} will no longer reach them" in form
+
+
 def test_edit_relocate_suspend_and_remove_from_the_pages(
     admin_client, employee, enterprise, numbers, django_capture_on_commit_callbacks
 ):
