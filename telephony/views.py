@@ -590,6 +590,7 @@ def chart_bars(series: list[dict]) -> list[dict]:
                 "x": index * 50,
                 "rects": rects,
                 "day": point["day"],
+                "counts": [point["A"], point["B"], point["C"]],
                 "total": point["total"],
                 "top": top,
             }

@@ -339,6 +339,9 @@ def test_pages_show_attestation_status_and_the_why_panel(
     assert "last A" in devices_page and "100% A of 1 in 24 h" in devices_page
     calls_page = admin_client.get(reverse("telephony:calls")).content.decode()
     assert "100%" in calls_page and "<svg" in calls_page
+    # The chart's figures as a table too: today's one call, attested A.
+    today = timezone.localdate().strftime("%d.%m")
+    assert f"<tr><td>{today}</td><td>1</td><td>0</td><td>0</td><td>1</td></tr>" in calls_page
     services.identity_suspend(actor=Actor(user=admin), identity=rob)
     panel = admin_client.get(reverse("telephony:identity_detail", args=[rob.pk])).content.decode()
     assert "Why calls are not shown as verified" in panel
