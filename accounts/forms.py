@@ -122,6 +122,13 @@ class AuditFilterForm(PortalForm):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
+    def clean(self):
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "is before the first day.")
+        return data
+
 
 class OidcClientForm(PortalForm):
     name = forms.CharField(

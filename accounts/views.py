@@ -26,6 +26,7 @@ from oauth2_provider.models import Application
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from kernel.errors import RuleViolation
+from kernel.forms import filter_criteria
 from kernel.http import client_ip, object_id, safe_next_url
 from kernel.pages import call_service
 from kernel.pagination import PAGE_SIZE, paginate
@@ -483,8 +484,7 @@ class CappedPaginator(Paginator):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def audit_list(request):
     filters = AuditFilterForm(request.GET or None)
-    criteria = filters.cleaned_data if filters.is_valid() else {}
-    events = selectors.audit_events(request.enterprise, **criteria)
+    events = selectors.audit_events(request.enterprise, **filter_criteria(filters))
     page = CappedPaginator(events, PAGE_SIZE, cap=AUDIT_COUNT_CAP).get_page(request.GET.get("page"))
     return render(request, "accounts/audit_list.html", {"filters": filters, "page": page})
 

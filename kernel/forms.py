@@ -28,3 +28,11 @@ def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
 
 def model_choice_field(form: forms.BaseForm, name: str) -> "forms.ModelChoiceField[Any]":
     return cast("forms.ModelChoiceField[Any]", form.fields[name])
+
+
+def filter_criteria(form: forms.BaseForm) -> dict[str, Any]:
+    """The values of a list's filter form that are valid. The others stay on the form as
+    errors, which the page says (includes/filters.html): a filter is never silently
+    dropped."""
+    form.is_valid()
+    return dict(getattr(form, "cleaned_data", {}))

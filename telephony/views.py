@@ -25,6 +25,7 @@ from accounts.decorators import (
 from accounts.models import Role, User
 from accounts.views import account_actions
 from kernel.errors import RuleViolation
+from kernel.forms import filter_criteria
 from kernel.http import is_htmx, safe_next_url
 from kernel.pages import call_service
 from kernel.pagination import paginate
@@ -57,10 +58,6 @@ from .models import (
 )
 
 
-def _filtered(form):
-    return form.cleaned_data if form.is_valid() else {}
-
-
 def _run(request, form, service, *, success=None, **kwargs):
     """Call ``service`` with the request's actor; a RuleViolation lands on the form."""
     actor = Actor.from_request(request)
@@ -73,7 +70,7 @@ def _run(request, form, service, *, success=None, **kwargs):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def employee_list(request):
     filters = EmployeeFilterForm(request.GET or None)
-    people = selectors.employees(request.enterprise, **_filtered(filters))
+    people = selectors.employees(request.enterprise, **filter_criteria(filters))
     context = {"filters": filters, "page": paginate(request, people)}
     return render(request, "telephony/employee_list.html", context)
 
@@ -225,7 +222,7 @@ def receipt_revoke_api_tokens(request, pk):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def identity_list(request):
     filters = IdentityFilterForm(request.GET or None)
-    found = selectors.identities(request.enterprise, **_filtered(filters))
+    found = selectors.identities(request.enterprise, **filter_criteria(filters))
     context = {
         "filters": filters,
         "page": paginate(request, found),
@@ -374,7 +371,9 @@ def inventory(request):
     context = {
         "blocks": selectors.number_blocks(request.enterprise),
         "filters": filters,
-        "page": paginate(request, selectors.sim_lines(request.enterprise, **_filtered(filters))),
+        "page": paginate(
+            request, selectors.sim_lines(request.enterprise, **filter_criteria(filters))
+        ),
     }
     return render(request, "telephony/inventory.html", context)
 
@@ -440,7 +439,7 @@ def grant_revoke(request, pk):
 def device_dashboard(request):
     """Every employee's active UEs; the table refreshes itself every few seconds."""
     filters = DeviceFilterForm(request.GET or None)
-    people = selectors.device_dashboard(request.enterprise, **_filtered(filters))
+    people = selectors.device_dashboard(request.enterprise, **filter_criteria(filters))
     context = {"filters": filters, "page": paginate(request, people)}
     if is_htmx(request):
         return render(request, "telephony/includes/device_table.html", context)

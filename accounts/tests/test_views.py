@@ -335,6 +335,18 @@ def test_the_audit_page_filters_by_text_and_actor(admin_client, admin, employee)
     assert "Robbie" not in page
 
 
+def test_a_filter_value_that_is_not_valid_is_said_and_the_valid_ones_apply(
+    admin_client, admin, employee
+):
+    services.user_update(actor=Actor(user=admin), user=employee, full_name="Robbie")
+    url = reverse("accounts:audit")
+    page = admin_client.get(url, {"q": "user.updated", "since": "yesterday-ish"}).content.decode()
+    assert "Not filtered by since: Enter a valid date." in page
+    assert "Robbie" in page  # the search still applies
+    page = admin_client.get(url, {"since": "2026-05-02", "until": "2026-05-01"}).content.decode()
+    assert "Not filtered by until: is before the first day." in page
+
+
 def test_pages_carry_a_strict_content_security_policy(client):
     response = client.get(reverse("accounts:login"))
     assert "script-src 'self'" in response["Content-Security-Policy"]
