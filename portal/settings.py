@@ -392,7 +392,8 @@ SIP_EDGE_RPC_TIMEOUT_SECONDS = SIP_EDGE_TRANSACTION_SECONDS + 5.0
 SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
 # How a sign-out in the portal reaches the network: "hss", the HSS backend's de-registration
 # (PyHSS: Cx RTR), or "scscf", the S-CSCF's administrative interface (Kamailio's JSON-RPC
-# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact). Either way the report that follows confirms.
+# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact; a suspended or removed identity's IMPUs are
+# de-registered there with regscscf.dereg_impu). Either way the report that follows confirms.
 SIGN_OUT_VIA = os.environ.get("SIGN_OUT_VIA", "hss")
 if SIGN_OUT_VIA not in {"hss", "scscf"}:
     raise ImproperlyConfigured("SIGN_OUT_VIA must be 'hss' or 'scscf'.")

@@ -22,7 +22,7 @@ from telephony.tests.factories import give_numbers, iccid_for
 
 from .ims_core import IFC_PATH, running_ims_core
 from .pyhss_peer import IMS_DOMAIN, LAB_KI, PROVISIONING_KEY
-from .sip_peers import run_scenario, running_baresip, trace
+from .sip_peers import parse_trace, run_scenario, running_baresip, trace
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
 
@@ -53,6 +53,10 @@ def core(live_server, enterprise, tmp_path, settings):
         settings.HSS_PYHSS_PROVISIONING_KEY = PROVISIONING_KEY
         settings.HSS_PYHSS_IFC_PATH = IFC_PATH
         settings.HSS_TIMEOUT_SECONDS = 10
+        # PyHSS's RTR never reaches the S-CSCF: the portal de-registers there itself.
+        settings.SIGN_OUT_VIA = "scscf"
+        settings.SIP_SCSCF_RPC_URL = core.scscf.rpc_url
+        settings.SIP_EDGE_RPC_URL = core.running_edge.rpc_url
         yield core
 
 
@@ -68,7 +72,9 @@ class Steps:
         return now
 
 
-def register_sipp(core, *, impi: str, password: str, instance: str, expires: int = 600):
+def register_sipp(
+    core, *, impi: str, password: str, instance: str, expires: int = 600, timeout: int = 15
+):
     users = core.folder / "ue.csv"
     users.write_text(f"SEQUENTIAL\n{TN};{core.domain};{impi};{instance};{expires}\n")
     return run_scenario(
@@ -77,8 +83,26 @@ def register_sipp(core, *, impi: str, password: str, instance: str, expires: int
         core.folder,
         inf=users,
         auth=(impi, password),
-        timeout=15,
+        timeout=timeout,
     )
+
+
+def scscf_contacts(core, impu: str) -> dict:
+    """The contacts the S-CSCF holds for ``impu`` (its usrloc), {} when it holds none."""
+    answer = core.scscf.rpc("ulscscf.showimpu", impu)
+    return (answer.get("result") or {}).get("contacts") or {}
+
+
+def final_status(core) -> str:
+    """The last final answer the sipp UE got to its REGISTER."""
+    finals = [
+        m.start_line
+        for m in parse_trace(trace(core.folder, "ims_register.xml"))
+        if m.direction == "received"
+        and m.start_line.startswith("SIP/2.0")
+        and not m.start_line.startswith(("SIP/2.0 1", "SIP/2.0 401"))
+    ]
+    return finals[-1] if finals else ""
 
 
 def active_devices(identity) -> set[str]:
@@ -144,7 +168,40 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, ente
         both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
         wait_for(lambda: active_devices(identity) == both, timeout=10)
         steps.done("the portal shows both", t)
-    tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
-    assert tablet.user_agent.startswith("baresip")
-    print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
+        tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
+        assert tablet.user_agent.startswith("baresip")
+        print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
+        impu = f"sip:{TN}@{IMS_DOMAIN}"
+        assert len(scscf_contacts(core, impu)) == 2
+
+        # Suspension: the HSS row goes, the S-CSCF drops both UEs, the portal ends them.
+        t = time.monotonic()
+        services.identity_suspend(actor=Actor(user=admin), identity=identity)
+        wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
+        assert not active_devices(identity)
+        t = steps.done("suspended: both UEs gone from the S-CSCF and the portal", t)
+        assert "Processing RTR" not in core.scscf_log()  # PyHSS's RTR never arrived
+
+    # The next REGISTER is refused as forbidden, not as a server error (the scenario
+    # waits for a 200 that never comes: a short timeout).
+    run = register_sipp(core, impi=impi, password=LAB_KI, instance=PHONE, timeout=2)
+    assert run.returncode != 0
+    assert final_status(core).startswith("SIP/2.0 403"), trace(core.folder, "ims_register.xml")
+    t = steps.done("REGISTER of the suspended identity refused with 403", t)
+
+    services.identity_resume(actor=Actor(user=admin), identity=identity)
+    assert Identity.objects.get(pk=identity.pk).sync.state == IdentitySync.State.SYNCED
+    run = register_sipp(core, impi=impi, password=LAB_KI, instance=PHONE)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")[-3000:]
+    wait_for(lambda: active_devices(identity) == {f"urn:uuid:{PHONE}"}, timeout=10)
+    t = steps.done("resumed: REGISTER 200 and the portal shows the phone again", t)
+
+    services.employee_offboard(actor=Actor(user=admin), user=identity.owner)
+    wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
+    msisdn = TN.removeprefix("+")
+    assert msisdn not in core.hss.ims_subscribers()
+    assert not [r for r in core.hss.rows("ims_subscriber") if r["imsi"] == IMSI]
+    assert not core.hss.enabled(IMSI)  # the operator's line stays, disabled
+    assert not active_devices(identity)
+    steps.done("offboarded: nothing of Rob left in PyHSS or the S-CSCF", t)
     print(f"total: {time.monotonic() - steps.started:.1f} s")
