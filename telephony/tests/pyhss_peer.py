@@ -129,6 +129,7 @@ def running_pyhss(tmp: Path) -> Iterator[RealPyHss]:
     shutil.copytree(source, root, ignore=shutil.ignore_patterns("docs", ".git"))
     peer = RealPyHss(root, venv)
     try:
-        yield peer.start()
+        peer.start()
+        yield peer
     finally:
         peer.stop()
