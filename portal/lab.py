@@ -31,6 +31,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
+from telephony.inventory.numbers import lab_ki
+
+__all__ = ["lab_ki"]  # the key the lab provisions for a line (make lab)
+
 LAB_DIR = Path(settings.BASE_DIR) / "lab"
 # Where the iFC template sits in PyHSS's copy: PyHSS resolves ifc_path against its own
 # root only (no absolute path, no "..").
@@ -51,14 +55,6 @@ class LabUnavailable(RuntimeError):
 def ims_domain(mcc: str, mnc: str) -> str:
     """The IMS home domain of a PLMN (TS 23.003 13.2), the one PyHSS puts in its answers."""
     return f"ims.mnc{mnc.zfill(3)}.mcc{mcc}.3gppnetwork.org"
-
-
-def lab_ki(imsi: str) -> str:
-    """The SIM key the lab provisions for a line: fixed per IMSI, upper-case hex (PyHSS
-    gives the ki as stored as the Digest-MD5 password, and case matters)."""
-    import hashlib
-
-    return hashlib.sha256(f"lab sim {imsi}".encode()).hexdigest()[:32].upper()
 
 
 # --- Ports and processes -------------------------------------------------------------------
