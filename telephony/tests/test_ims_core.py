@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.urls import reverse
 
 from accounts.audit import Actor
 from accounts.models import Service
@@ -118,7 +119,7 @@ def active_devices(identity) -> set[str]:
 
 
 def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
-    core, enterprise, admin, settings
+    core, enterprise, admin, admin_client, settings
 ):
     steps = Steps()
     give_numbers(enterprise, TN, TN)
@@ -179,12 +180,15 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
         print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
         impu = f"sip:{TN}@{IMS_DOMAIN}"
         assert len(scscf_contacts(core, impu)) == 2
+        dashboard = reverse("telephony:devices")
+        assert "(…a002)" in admin_client.get(dashboard).content.decode()
 
         # Suspension: the HSS row goes, the S-CSCF drops both UEs, the portal ends them.
         t = time.monotonic()
         services.identity_suspend(actor=Actor(user=admin), identity=identity)
         wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
         assert not active_devices(identity)
+        assert "(…a002)" not in admin_client.get(dashboard).content.decode()
         t = steps.done("suspended: both UEs gone from the S-CSCF and the portal", t)
         assert "Processing RTR" not in core.scscf_log()  # PyHSS's RTR never arrived
 
