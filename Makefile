@@ -14,7 +14,7 @@ PORT ?= 8000
 PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 PYTEST_ARGS ?=
 
-.PHONY: run edge edge-debs test lint bench wrk drills screenshots chromium peers clean
+.PHONY: run lab lab-stop edge edge-debs test lint bench wrk drills screenshots chromium peers clean
 
 # Debian's packages that are missing, installed as root or through sudo (else: which).
 define debs
@@ -77,6 +77,23 @@ edge-debs:
 edge: $(VENV)/.runtime edge-debs
 	$(MANAGE) sipedge_config --out $(EDGE_DIR)
 	exec kamailio -f $(EDGE_DIR)/kamailio.cfg -DD -E
+
+# The whole chain on loopback (README, "Try the whole chain"): the real PyHSS 2.0 (from
+# ../shared/peers), Kamailio's IMS S-CSCF (lab/scscf.cfg), the SIP edge, and the portal with
+# its worker on PyHSS, in a state of its own under var/lab/. Ctrl-C stops all; lab-stop
+# stops a leftover by its pid files.
+lab: export DJANGO_DEBUG := true
+lab: export LOG_FORMAT ?= plain
+lab: export PORTAL_VAR_DIR := var/lab/portal
+lab: export PROMETHEUS_MULTIPROC_DIR := var/lab/portal/prometheus
+lab: export PORTAL_BASE_URL := http://$(HOST):$(PORT)
+lab: $(VENV)/.runtime peers
+	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
+	$(MANAGE) lab --address $(HOST):$(PORT)
+
+lab-stop: export DJANGO_DEBUG := true
+lab-stop: $(VENV)/.runtime
+	$(MANAGE) lab --stop
 
 # Pages are tested in Debian's Chromium; no tool downloads a browser of its own.
 chromium:

@@ -387,12 +387,20 @@ SIP_EDGE_TRANSACTION_SECONDS = int(os.environ.get("SIP_EDGE_TRANSACTION_SECONDS"
 # It answers when the request's transaction ends: the portal waits a little longer.
 SIP_EDGE_RPC_URL = os.environ.get("SIP_EDGE_RPC_URL", "http://127.0.0.1:5071/RPC")
 SIP_EDGE_RPC_TIMEOUT_SECONDS = SIP_EDGE_TRANSACTION_SECONDS + 5.0
+# The lab (`make lab`, portal/lab.py): an IMS core in a box on loopback. With LAB_MODE the
+# identity page of a lab SIM shows its digest password (the SIM's ki) and LAB_REGISTRAR,
+# the lab S-CSCF's address: a convenience for a softphone, refused outside DEBUG.
+LAB_MODE = env_bool("LAB_MODE", False)
+if LAB_MODE and not DEBUG:
+    raise ImproperlyConfigured("LAB_MODE only runs with DJANGO_DEBUG on: it shows SIM keys.")
+LAB_REGISTRAR = os.environ.get("LAB_REGISTRAR", "")
 # Where a MESSAGE to a UE without a public GRUU goes first (the users' S-CSCF); empty:
 # straight to the contact.
 SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
 # How a sign-out in the portal reaches the network: "hss", the HSS backend's de-registration
 # (PyHSS: Cx RTR), or "scscf", the S-CSCF's administrative interface (Kamailio's JSON-RPC
-# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact). Either way the report that follows confirms.
+# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact; a suspended or removed identity's IMPUs are
+# de-registered there with regscscf.dereg_impu). Either way the report that follows confirms.
 SIGN_OUT_VIA = os.environ.get("SIGN_OUT_VIA", "hss")
 if SIGN_OUT_VIA not in {"hss", "scscf"}:
     raise ImproperlyConfigured("SIGN_OUT_VIA must be 'hss' or 'scscf'.")

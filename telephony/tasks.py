@@ -94,6 +94,12 @@ def deregister_ue(registration_id: int) -> str:
     return signout.deregister(registration_id)
 
 
+@shared_task(autoretry_for=(jsonrpc.RpcUnavailable,), **TO_THE_NETWORK)
+def deregister_at_scscf(impus: list[str]) -> None:
+    """Have the S-CSCF drop the UEs of a suspended or removed identity's IMPUs."""
+    signout.deregister_impus_at_scscf(impus)
+
+
 @shared_task(autoretry_for=(NoticeError,), **TO_THE_NETWORK)
 def send_network_notice(notice_id: int) -> str:
     return notices.send_notice(notice_id)

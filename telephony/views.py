@@ -5,6 +5,7 @@ or selector, and renders."""
 import hashlib
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -33,6 +34,7 @@ from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
 from telephony.callauth import credentials, signing
 from telephony.identities import services
+from telephony.inventory import numbers
 from telephony.registrations import signout
 from telephony.registrations.device_settings import registration_update_settings
 
@@ -273,8 +275,23 @@ def identity_detail(request, pk):
             request.enterprise, target=("telephony.identity", str(identity.pk))
         )[:20],
         "can_manage": request.user.role == Role.ADMIN,
+        "softphone": _lab_softphone(identity),
     }
     return render(request, "telephony/identity_detail.html", context)
+
+
+def _lab_softphone(identity) -> dict | None:
+    """What a softphone needs to register a SIM identity in the lab (make lab): its AoR,
+    IMPI, the lab S-CSCF and the lab SIM's digest password. Only while the lab runs, in
+    DEBUG (the settings refuse LAB_MODE otherwise): the password is the SIM's ki."""
+    if not (settings.LAB_MODE and settings.DEBUG) or identity.line is None or not identity.tn:
+        return None
+    return {
+        "aor": f"sip:{identity.tn}@{identity.domain}",
+        "impi": identity.impi,
+        "registrar": settings.LAB_REGISTRAR,
+        "password": numbers.lab_ki(identity.line.imsi),
+    }
 
 
 @enterprise_role_required(ANY_MEMBER)

@@ -212,3 +212,10 @@ def test_a_worker_metrics_port_needs_the_shared_directory():
     result = manage("check", env_overrides={"DJANGO_DEBUG": "true", "METRICS_WORKER_PORT": "9808"})
     assert result.returncode != 0
     assert "METRICS_WORKER_PORT needs PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+def test_production_refuses_the_lab_mode_that_shows_sim_keys(tmp_path):
+    result = manage("check", env_overrides=production_env(tmp_path, LAB_MODE="true"))
+    assert result.returncode != 0
+    assert "LAB_MODE only runs with DJANGO_DEBUG on" in result.stderr
+    assert manage("check", env_overrides=production_env(tmp_path)).returncode == 0

@@ -347,7 +347,8 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
     )
 
 
-# What ends an identity's registrations once the HSS holds nothing for it, in the same
+# What ends an identity's registrations once the HSS holds nothing for it or holds it
+# suspended, in the same
 # transaction. The registrations context sits above this engine and plugs in here
 # (telephony.apps), so that the engine never imports it.
 registration_enders: list[Callable[[Identity, str], object]] = []
@@ -372,7 +373,8 @@ def _record_success(identity, claim, pushed, operation_id, started) -> PushResul
         state, queue = recorded
         if state == IdentitySync.State.PENDING:  # changed again while we pushed
             transaction.on_commit(lambda: queue_push(identity.pk, queue=queue), robust=True)
-        if pushed is None:  # the HSS holds nothing for it: no UE can be registered
+        # Removed (the HSS holds nothing) or suspended: no UE of it can be registered.
+        if pushed is None or not pushed.enabled:
             for end_registrations in registration_enders:
                 end_registrations(identity, Registration.EndReason.IDENTITY_REMOVED)
     return PushResult("synced")

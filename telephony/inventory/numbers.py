@@ -83,3 +83,12 @@ def clean_iccid(raw: str) -> str:
             field="iccid",
         )
     return iccid
+
+
+def lab_ki(imsi: str) -> str:
+    """The SIM key (ki) the lab (``make lab``) gives a line in its HSS: fixed per IMSI,
+    upper-case hex, because PyHSS answers a Digest-MD5 MAR with the ki string as stored as
+    the password, and case matters. Never an operator's key: only the lab provisions it."""
+    import hashlib
+
+    return hashlib.sha256(f"lab sim {imsi}".encode()).hexdigest()[:32].upper()

@@ -147,6 +147,42 @@ def _send_deregistration(reg: Registration) -> bool:
     return hss.confirms_deregistration
 
 
+def deregister_identity_at_scscf(identity, reason: str) -> int:
+    """The HSS no longer holds the identity (suspended, removed): with SIGN_OUT_VIA=scscf
+    the S-CSCF drops its UEs too, as its administrative de-registration. An HSS's RTR
+    would do it, but cannot be relied on (PyHSS 2.0's never reaches the S-CSCF:
+    docs/architecture.md, "The lab IMS core"). Plugged into the sync engine before the
+    registrations end, whose IMPUs it reads; how many IMPUs it queued."""
+    if settings.SIGN_OUT_VIA != "scscf":
+        return 0
+    impus = sorted(
+        {
+            impu
+            for impus in Registration.objects.filter(identity=identity)
+            .exclude(state=State.ENDED)
+            .values_list("impus", flat=True)
+            for impu in impus
+        }
+    )
+    if impus:
+        task = enqueue.task("telephony.tasks.deregister_at_scscf")
+        transaction.on_commit(lambda: task.delay(impus), robust=True)
+    return len(impus)
+
+
+def deregister_impus_at_scscf(impus: list[str]) -> None:
+    """Kamailio's S-CSCF de-registers each IMPU (``regscscf.dereg_impu``: its contacts are
+    deleted and its watchers, the SIP edge among them, notified). An IMPU it does not hold
+    is no error. A task runs it; an unreachable S-CSCF raises RpcUnavailable."""
+    for impu in impus:
+        jsonrpc.call(
+            settings.SIP_SCSCF_RPC_URL,
+            "regscscf.dereg_impu",
+            [impu],
+            timeout=settings.HSS_TIMEOUT_SECONDS,
+        )
+
+
 def _usrloc_aor(reg: Registration) -> str:
     """user@domain of the registration's first SIP IMPU (usrloc's key with use_domain)."""
     sip = next((impu for impu in reg.impus if impu.lower().startswith("sip:")), "")

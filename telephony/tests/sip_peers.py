@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -31,37 +30,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-from django.core.management import call_command
-from django.test import override_settings
-
+from portal.lab import (
+    DBTEXT_SCHEMA,
+    Edge,
+    RunningKamailio,
+    free_port,
+    free_sip_port,
+    new_edge,
+    running_kamailio,
+)
+from portal.lab import stop as _stop
 from portal.testing import require_program
+
+__all__ = [
+    "DBTEXT_SCHEMA",
+    "Edge",
+    "RunningKamailio",
+    "free_port",
+    "free_sip_port",
+    "new_edge",
+    "running_kamailio",
+]
 
 START_TIMEOUT = 20  # seconds for a peer to start answering
 PEER_LIFETIME = 60  # a sipp quits by itself after this long, whatever the test does
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free now (TCP by default; ``socket.SOCK_DGRAM``: UDP)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_sip_port(*, next_too: bool = False) -> int:
-    """A port on 127.0.0.1 free now for both UDP and TCP (SIP listens on both), and with
-    ``next_too`` the TCP port after it as well."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        try:
-            with socket.socket() as tcp, socket.socket() as after:
-                tcp.bind(("127.0.0.1", port))
-                if next_too:
-                    after.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free SIP port on 127.0.0.1")
 
 
 def _udp_port_taken(port: int) -> bool:
@@ -78,75 +70,6 @@ def _free_port_pair() -> int:
         if port < 65533 and not _udp_port_taken(port + 2):
             return port
     raise RuntimeError("no free pair of UDP ports on 127.0.0.1")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group, SIGKILL if it lingers; by pid, never by name."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-# --- Kamailio --------------------------------------------------------------------------
-
-
-@dataclass
-class RunningKamailio:
-    process: subprocess.Popen
-    folder: Path
-    http_port: int
-    sip_port: int = 0
-
-    @property
-    def rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/RPC"
-
-    def rpc(self, method: str, *params, timeout: float = 30) -> dict:
-        """One JSON-RPC call; the whole answer (``result`` or ``error``)."""
-        call = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-        return requests.post(self.rpc_url, json=call, timeout=timeout).json()
-
-    def output(self) -> str:
-        return (self.folder / "kamailio.out").read_text(errors="replace")[-6000:]
-
-
-@contextlib.contextmanager
-def running_kamailio(cfg: str, folder: Path, http_port: int) -> Iterator[RunningKamailio]:
-    """Kamailio in the foreground running ``cfg`` (written to ``folder``), ready once its
-    HTTP port (``http_port``, a ``listen=tcp`` of the cfg) answers JSON-RPC."""
-    binary = require_program("kamailio")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kamailio.cfg").write_text(cfg)
-    (folder / "run").mkdir(exist_ok=True)
-    with (folder / "kamailio.out").open("wb") as out:
-        process = subprocess.Popen(
-            [binary, "-DD", "-E", "-f", str(folder / "kamailio.cfg"),
-             "-P", str(folder / "kamailio.pid"), "-Y", str(folder / "run"), "-w", str(folder)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: _stop takes its children
-        )  # fmt: skip
-    peer = RunningKamailio(process, folder, http_port)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"kamailio exited:\n{peer.output()}")
-            with contextlib.suppress(requests.RequestException, ValueError):
-                if "result" in peer.rpc("core.version", timeout=2):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"kamailio did not answer JSON-RPC:\n{peer.output()}")
-            time.sleep(0.1)
-        yield peer
-    finally:
-        _stop(process)
 
 
 # --- sipp ------------------------------------------------------------------------------
@@ -325,62 +248,8 @@ def trace(folder: Path, scenario: str) -> str:
 # --- The edge and its S-CSCF --------------------------------------------------------------
 
 SIP_DIR = Path(__file__).resolve().parent / "sip"
-DBTEXT_SCHEMA = Path("/usr/share/kamailio/dbtext/kamailio")
 # The presence and pua tables the registrar's modules open (db_text; nothing is kept).
 DBTEXT_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap", "pua")
-
-
-@dataclass
-class Edge:
-    """The edge's addresses, fixed for the test, so that a restart keeps them."""
-
-    folder: Path
-    sip_port: int
-    rpc_port: int
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.sip_port}"
-
-    @property
-    def rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.rpc_port}/RPC"
-
-    def configure(
-        self, *, portal_url: str, token: str, transaction_seconds: int = 10, workers: int = 2
-    ) -> None:
-        """Write the edge's configuration with sipedge_config, as an operator does. It
-        trusts 127.0.0.1 only, so a request from another loopback address is untrusted."""
-        with override_settings(
-            SIP_EDGE_LISTEN=[f"udp:127.0.0.1:{self.sip_port}", f"tcp:127.0.0.1:{self.sip_port}"],
-            SIP_EDGE_AS_URI=f"sip:portal-as@127.0.0.1:{self.sip_port}",
-            SIP_EDGE_RPC_URL=self.rpc_url,
-            SIP_EDGE_PORTAL_URL=portal_url,
-            SIP_EDGE_TRUSTED_SCSCFS=["127.0.0.1"],
-            SIP_EDGE_WORKERS=workers,
-            SIP_EDGE_TRANSACTION_SECONDS=transaction_seconds,
-        ):
-            os.environ["SIP_EDGE_TOKEN"] = token
-            try:
-                # A small restore page, so that a restart with 100 users pages.
-                call_command(
-                    "sipedge_config", out=str(self.folder), timer_seconds=1, restore_page=30
-                )
-            finally:
-                del os.environ["SIP_EDGE_TOKEN"]
-
-    def running(self) -> contextlib.AbstractContextManager[RunningKamailio]:
-        return running_kamailio(
-            (self.folder / "kamailio.cfg").read_text(), self.folder, self.rpc_port
-        )
-
-
-def new_edge(folder: Path, *, portal_url: str, token: str, **options) -> Edge:
-    """An edge on free loopback ports, configured (``options``: Edge.configure's)."""
-    edge = Edge(folder, free_sip_port(), free_port())
-    folder.mkdir(parents=True, exist_ok=True)
-    edge.configure(portal_url=portal_url, token=token, **options)
-    return edge
 
 
 @contextlib.contextmanager

@@ -1,14 +1,17 @@
 """End to end on a real IMS core (``ims_core.py``): an employee onboarded in the portal
 lands in the real PyHSS; UEs register with the IMPI and the SIM's ki at Kamailio's
 S-CSCF, which authenticates them over Diameter Cx against PyHSS and, by the iFC PyHSS
-hands it, tells the portal's SIP edge; the portal shows each device. Each step's
-latency is printed (pytest -s shows it)."""
+hands it, tells the portal's SIP edge; the portal shows each device. Suspension removes
+the UEs from the S-CSCF and the next REGISTER gets 403; after a resume two softphones
+register and each gets the portal's notice as a SIP MESSAGE; offboarding leaves nothing
+of the person in PyHSS or the S-CSCF. Each step's latency is printed (pytest -s shows it)."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from django.urls import reverse
 
 from accounts.audit import Actor
 from accounts.models import Service
@@ -22,7 +25,7 @@ from telephony.tests.factories import give_numbers, iccid_for
 
 from .ims_core import IFC_PATH, running_ims_core
 from .pyhss_peer import IMS_DOMAIN, LAB_KI, PROVISIONING_KEY
-from .sip_peers import run_scenario, running_baresip, trace
+from .sip_peers import parse_trace, run_scenario, running_baresip, trace
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
 
@@ -32,6 +35,8 @@ TN = "+4930555000"
 IMSI = "001010000000001"
 PHONE = "6c3b07f8-4a7e-4b2c-9d4e-00000000a001"
 TABLET = "6c3b07f8-4a7e-4b2c-9d4e-00000000a002"
+LAPTOP = "6c3b07f8-4a7e-4b2c-9d4e-00000000a003"
+DESK = "6c3b07f8-4a7e-4b2c-9d4e-00000000a004"
 
 
 @pytest.fixture
@@ -53,6 +58,10 @@ def core(live_server, enterprise, tmp_path, settings):
         settings.HSS_PYHSS_PROVISIONING_KEY = PROVISIONING_KEY
         settings.HSS_PYHSS_IFC_PATH = IFC_PATH
         settings.HSS_TIMEOUT_SECONDS = 10
+        # PyHSS's RTR never reaches the S-CSCF: the portal de-registers there itself.
+        settings.SIGN_OUT_VIA = "scscf"
+        settings.SIP_SCSCF_RPC_URL = core.scscf.rpc_url
+        settings.SIP_EDGE_RPC_URL = core.running_edge.rpc_url
         yield core
 
 
@@ -68,7 +77,9 @@ class Steps:
         return now
 
 
-def register_sipp(core, *, impi: str, password: str, instance: str, expires: int = 600):
+def register_sipp(
+    core, *, impi: str, password: str, instance: str, expires: int = 600, timeout: int = 15
+):
     users = core.folder / "ue.csv"
     users.write_text(f"SEQUENTIAL\n{TN};{core.domain};{impi};{instance};{expires}\n")
     return run_scenario(
@@ -77,8 +88,26 @@ def register_sipp(core, *, impi: str, password: str, instance: str, expires: int
         core.folder,
         inf=users,
         auth=(impi, password),
-        timeout=15,
+        timeout=timeout,
     )
+
+
+def scscf_contacts(core, impu: str) -> dict:
+    """The contacts the S-CSCF holds for ``impu`` (its usrloc), {} when it holds none."""
+    answer = core.scscf.rpc("ulscscf.showimpu", impu)
+    return (answer.get("result") or {}).get("contacts") or {}
+
+
+def final_status(core) -> str:
+    """The last final answer the sipp UE got to its REGISTER."""
+    finals = [
+        m.start_line
+        for m in parse_trace(trace(core.folder, "ims_register.xml"))
+        if m.direction == "received"
+        and m.start_line.startswith("SIP/2.0")
+        and not m.start_line.startswith(("SIP/2.0 1", "SIP/2.0 401"))
+    ]
+    return finals[-1] if finals else ""
 
 
 def active_devices(identity) -> set[str]:
@@ -89,7 +118,9 @@ def active_devices(identity) -> set[str]:
     )
 
 
-def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, enterprise, admin):
+def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
+    core, enterprise, admin, admin_client, settings
+):
     steps = Steps()
     give_numbers(enterprise, TN, TN)
     line = inventory.sim_line_create(
@@ -144,7 +175,62 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(core, ente
         both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
         wait_for(lambda: active_devices(identity) == both, timeout=10)
         steps.done("the portal shows both", t)
-    tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
-    assert tablet.user_agent.startswith("baresip")
-    print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
+        tablet = Registration.objects.get(identity=identity, instance_id=f"urn:uuid:{TABLET}")
+        assert tablet.user_agent.startswith("baresip")
+        print(f"AoRs the portal holds: {sorted(set(phone.impus) | set(tablet.impus))}")
+        impu = f"sip:{TN}@{IMS_DOMAIN}"
+        assert len(scscf_contacts(core, impu)) == 2
+        dashboard = reverse("telephony:devices")
+        assert "(…a002)" in admin_client.get(dashboard).content.decode()
+
+        # Suspension: the HSS row goes, the S-CSCF drops both UEs, the portal ends them.
+        t = time.monotonic()
+        services.identity_suspend(actor=Actor(user=admin), identity=identity)
+        wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
+        assert not active_devices(identity)
+        assert "(…a002)" not in admin_client.get(dashboard).content.decode()
+        t = steps.done("suspended: both UEs gone from the S-CSCF and the portal", t)
+        assert "Processing RTR" not in core.scscf_log()  # PyHSS's RTR never arrived
+
+    # The next REGISTER is refused as forbidden, not as a server error (the scenario
+    # waits for a 200 that never comes: a short timeout).
+    run = register_sipp(core, impi=impi, password=LAB_KI, instance=PHONE, timeout=2)
+    assert run.returncode != 0
+    assert final_status(core).startswith("SIP/2.0 403"), trace(core.folder, "ims_register.xml")
+    t = steps.done("REGISTER of the suspended identity refused with 403", t)
+
+    services.identity_resume(actor=Actor(user=admin), identity=identity)
+    assert Identity.objects.get(pk=identity.pk).sync.state == IdentitySync.State.SYNCED
+    # Resumed: two softphones register again, and the portal's notice reaches both as a
+    # SIP MESSAGE through the edge (straight to each contact: the lab has no P-CSCF).
+    settings.NETWORK_NOTIFY_BACKEND = "sip"
+    t = time.monotonic()
+    softphone = {"aor": f"sip:{TN}@{core.domain}", "registrar": core.scscf_address}
+    with (
+        running_baresip(core.folder / "laptop", instance=LAPTOP, auth_user=impi,
+                        auth_pass=LAB_KI, **softphone) as laptop,
+        running_baresip(core.folder / "desk", instance=DESK, auth_user=impi,
+                        auth_pass=LAB_KI, **softphone) as desk,
+    ):  # fmt: skip
+        t = steps.done("resumed: two softphones registered (200)", t)
+        wait_for(
+            # The UE there already hears of the new one, the new one of the other.
+            lambda: (
+                "Rob Smith just logged on at Linux PC (…a004)" in laptop.output()
+                and "You are also logged on at: Linux PC (…a003)" in desk.output()
+            ),
+            timeout=15,
+        )
+        assert active_devices(identity) == {f"urn:uuid:{LAPTOP}", f"urn:uuid:{DESK}"}
+        t = steps.done("both got the portal's notice as a SIP MESSAGE", t)
+        assert len(scscf_contacts(core, impu)) == 2
+
+        services.employee_offboard(actor=Actor(user=admin), user=identity.owner)
+        wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
+    msisdn = TN.removeprefix("+")
+    assert msisdn not in core.hss.ims_subscribers()
+    assert not [r for r in core.hss.rows("ims_subscriber") if r["imsi"] == IMSI]
+    assert not core.hss.enabled(IMSI)  # the operator's line stays, disabled
+    assert not active_devices(identity)
+    steps.done("offboarded: nothing of Rob left in PyHSS or the S-CSCF", t)
     print(f"total: {time.monotonic() - steps.started:.1f} s")

@@ -8,6 +8,7 @@ from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
 from telephony.identities import services, sync
+from telephony.inventory.numbers import lab_ki
 from telephony.models import Grant, Identity, IdentitySync, SimulatedSubscription
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -259,3 +260,23 @@ def test_the_admin_home_counts_identities_by_sync_state(admin_client, employee, 
     make_identity(employee)
     home = page(admin_client, reverse("home"))
     assert "changes on their way" in home
+
+
+def test_a_lab_sim_identity_shows_its_softphone_settings_only_while_the_lab_runs(
+    admin_client, employee, numbers, settings
+):
+    line = give_line(employee.enterprise)
+    identity = make_identity(employee, imsi=line.imsi)
+    url = reverse("telephony:identity_detail", args=[identity.pk])
+    password = lab_ki(line.imsi)
+    settings.DEBUG, settings.LAB_MODE, settings.LAB_REGISTRAR = True, True, "127.0.0.1:5060"
+    detail = page(admin_client, url)
+    assert "Softphone settings" in detail and password in detail
+    assert f"sip:{identity.tn}@{identity.domain}" in detail and identity.impi in detail
+    assert "sip:127.0.0.1:5060;transport=udp" in detail
+    assert "also authenticates the SIM over LTE" in detail
+    settings.LAB_MODE = False
+    detail = page(admin_client, url)
+    assert "Softphone settings" not in detail and password not in detail
+    settings.DEBUG, settings.LAB_MODE = False, True  # refused at start; never shown anyway
+    assert password not in page(admin_client, url)

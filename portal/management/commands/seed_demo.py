@@ -107,16 +107,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print credentials as JSON.")
+        parser.add_argument(
+            "--lab-domain",
+            default="",
+            help="Seed for the lab IMS core (make lab) of this home domain: Swift Delivery's "
+            "SIP domain, and identities PyHSS can hold (each on a SIM line, no alias: PyHSS "
+            "derives IMPI and IMPUs from IMSI and MSISDN).",
+        )
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("seed_demo only runs with DJANGO_DEBUG on: its secrets are public.")
         with transaction.atomic():
+            self.lab_domain = options["lab_domain"]
             report = self.seed()
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
         else:
             self.print_report(report)
+
+    lab_domain = ""
 
     def seed(self) -> dict:
         actor = Actor.system()
@@ -128,7 +138,8 @@ class Command(BaseCommand):
                     actor=actor,
                     name=spec["name"],
                     slug=spec["slug"],
-                    sip_domain=spec["sip_domain"],
+                    sip_domain=(spec["slug"] == "swift-delivery" and self.lab_domain)
+                    or spec["sip_domain"],
                     **spec["contract"],
                 )
             users += [self.user(e, n, role=r, enterprise=enterprise) for e, n, r in spec["users"]]
@@ -203,7 +214,9 @@ class Command(BaseCommand):
                     imsi=imsi,
                     iccid=with_luhn_digit(f"894901{n:012d}"),
                 )
-        for email, (line, services_, alias) in spec["identities"].items():
+        for n, (email, (line, services_, alias)) in enumerate(spec["identities"].items(), 1):
+            if self.lab_domain:  # what PyHSS can hold: a SIM line each, no alias
+                line, alias = line or spec["lines"] + 1 - n, ""
             owner = User.objects.get(email=email)
             if not Identity.objects.live().filter(owner=owner).exists():
                 telephony_services.identity_create(
