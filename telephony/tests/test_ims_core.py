@@ -216,8 +216,8 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
         wait_for(
             # The UE there already hears of the new one, the new one of the other.
             lambda: (
-                "Rob Smith just logged on at Linux PC (…a004)" in laptop.output()
-                and "You are also logged on at: Linux PC (…a003)" in desk.output()
+                "Your Linux PC (…a004) is now also signed in." in laptop.output()
+                and "You are also signed in on: Linux PC (…a003)" in desk.output()
             ),
             timeout=15,
         )

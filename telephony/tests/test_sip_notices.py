@@ -71,7 +71,9 @@ def registration(identity, *, contact: str, gruu: str = "", key: str = "1") -> R
     )
 
 
-def notice_for(reg: Registration, message="Jürgen Groß just logged on at Tablet.") -> NetworkNotice:
+def notice_for(
+    reg: Registration, message="Your Jürgen's Tablet is now also signed in."
+) -> NetworkNotice:
     return NetworkNotice.objects.create(
         enterprise=reg.enterprise, registration=reg, kind="logged_on_elsewhere", message=message
     )
@@ -95,7 +97,7 @@ def test_a_notice_reaches_the_phone_at_its_gruu_and_the_page_says_so(
     sender = message.header("From")
     assert sender.startswith(f"<{NOTICES_FROM}>;tag=") and sender.count("tag=") == 1
     assert message.header("Content-Type") == "text/plain;charset=utf-8"
-    assert message.body == "Jürgen Groß just logged on at Tablet."
+    assert message.body == "Your Jürgen's Tablet is now also signed in."
     notice.refresh_from_db()
     assert (notice.state, notice.channel, notice.delivery_code, notice.delivery_reason) == (
         "sent", "sip", 200, "OK",
