@@ -296,6 +296,10 @@ class NetworkNotice(models.Model):
     delivery_code = models.PositiveSmallIntegerField(null=True, blank=True)
     delivery_reason = models.CharField(max_length=120, blank=True, db_default="")
     answered_at = models.DateTimeField(null=True, blank=True)
+    # When a task last took the notice, and until when it holds it (a send in flight): a
+    # second task (the sweep's, or a redelivery) leaves it alone, so no phone hears twice.
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 

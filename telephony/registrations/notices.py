@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -145,16 +146,25 @@ def queue_notice(notice_id: int) -> None:
     transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
 
 
+# Longer than any notification backend waits for its answer (the SIP edge: its
+# transaction and a margin; a webhook: HSS_TIMEOUT_SECONDS).
+NOTICE_LEASE = timedelta(minutes=2)
+
+
 def send_notice(notice_id: int) -> str:
     """Deliver one notice through the network notification backend (a task runs this),
-    and keep the answer to this attempt on the notice."""
-    notice = (
-        NetworkNotice.objects.select_related("registration__identity", "registration__enterprise")
-        .filter(pk=notice_id, state=NetworkNotice.State.PENDING)
-        .first()
-    )
-    if notice is None:
+    and keep the answer to this attempt on the notice. The task first claims the notice:
+    one held by another task's send is skipped."""
+    now = timezone.now()
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    claimed = NetworkNotice.objects.filter(
+        free, pk=notice_id, state=NetworkNotice.State.PENDING
+    ).update(claimed_until=now + NOTICE_LEASE, attempted_at=now)
+    if not claimed:
         return "skipped"
+    notice = NetworkNotice.objects.select_related(
+        "registration__identity", "registration__enterprise"
+    ).get(pk=notice_id)
     attempts = notice.attempts + 1
     try:
         answer = notifier().send(notice)
@@ -163,6 +173,7 @@ def send_notice(notice_id: int) -> str:
         NetworkNotice.objects.filter(pk=notice.pk).update(
             attempts=attempts,
             last_error=str(exc)[:500],
+            claimed_until=None,
             **_answered(exc.answer),
             **({"state": NetworkNotice.State.FAILED} if final else {}),
         )
@@ -174,6 +185,7 @@ def send_notice(notice_id: int) -> str:
         sent_at=timezone.now(),
         attempts=attempts,
         last_error="",
+        claimed_until=None,
         **_answered(answer),
     )
     return "sent"
@@ -197,9 +209,15 @@ def sweep(grace: timedelta | None = None) -> int:
             state=State.SIGN_OUT_REQUESTED, sign_out_sent_at=None, sign_out_requested_at__lt=cutoff
         ).values_list("pk", flat=True)[:1000]
     )
+    # A notice tried and failed waits for its task's retry, due within the backoff's cap:
+    # only one untouched for longer than that (or never tried) has lost its task.
+    retry_due = cutoff - timedelta(seconds=settings.SYNC_BACKOFF_CAP_SECONDS)
     notices = list(
         NetworkNotice.objects.filter(
-            state=NetworkNotice.State.PENDING, created_at__lt=cutoff
+            Q(attempted_at__isnull=True) | Q(attempted_at__lt=retry_due),
+            Q(claimed_until__isnull=True) | Q(claimed_until__lte=timezone.now()),
+            state=NetworkNotice.State.PENDING,
+            created_at__lt=cutoff,
         ).values_list("pk", flat=True)[:1000]
     )
     deregister_ue = enqueue.task("telephony.tasks.deregister_ue")

@@ -4,9 +4,11 @@ import hashlib
 import hmac
 import json
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import timezone
 
 from telephony.models import NetworkNotice, Registration
 from telephony.registrations import notices
@@ -102,3 +104,34 @@ def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
     assert lines == ["external call failed: notice webhook NoticeError: webhook answered 503"]
     assert SECRET not in lines[0]
+
+
+def test_a_notice_another_task_is_sending_is_not_sent_twice(webhook, notice):
+    received, _ = webhook
+    # A redelivered task, or the sweep's, arrives while the first one waits for the answer.
+    NetworkNotice.objects.filter(pk=notice.pk).update(
+        claimed_until=timezone.now() + timedelta(seconds=30)
+    )
+    assert notices.send_notice(notice.pk) == "skipped"
+    assert received == []
+    # The holder's claim runs out (it died): the next task sends it, once.
+    NetworkNotice.objects.filter(pk=notice.pk).update(claimed_until=timezone.now())
+    assert notices.send_notice(notice.pk) == "sent"
+    assert notices.send_notice(notice.pk) == "skipped"
+    assert len(received) == 1
+
+
+def test_the_sweep_leaves_a_notice_waiting_for_its_retry(notice, settings, monkeypatch):
+    queued = []
+    monkeypatch.setattr(
+        "kernel.enqueue.task", lambda name: type("T", (), {"delay": staticmethod(queued.append)})
+    )
+    long_ago = timezone.now() - timedelta(hours=1)
+    NetworkNotice.objects.filter(pk=notice.pk).update(
+        created_at=long_ago, attempted_at=timezone.now() - timedelta(minutes=1)
+    )
+    notices.sweep()
+    assert notice.pk not in queued  # tried a minute ago: its retry is due
+    NetworkNotice.objects.filter(pk=notice.pk).update(attempted_at=long_ago)
+    notices.sweep()
+    assert queued.count(notice.pk) == 1  # untouched for longer than any retry waits
