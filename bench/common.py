@@ -177,3 +177,25 @@ def session_cookie(email: str) -> str:
 
 def session_headers(cookie: str) -> dict[str, str]:
     return {"Cookie": f"sessionid={cookie}", **PROXY_HEADERS}
+
+
+def own_enterprise(*, slug: str, name: str, sip_domain: str, first_tn: int, quota: int):
+    """The enterprise a benchmark brings of its own (made once, kept for later runs), with
+    10,000 numbers from ``first_tn`` and an identity quota of at least ``quota``."""
+    from accounts.audit import Actor
+    from accounts.models import Enterprise
+    from accounts.tests.factories import EnterpriseFactory
+    from telephony.inventory import services as inventory
+
+    enterprise = Enterprise.objects.filter(slug=slug).first()
+    if enterprise is None:
+        enterprise = EnterpriseFactory.create(name=name, slug=slug, sip_domain=sip_domain)
+        inventory.number_block_create(
+            actor=Actor.system(),
+            enterprise=enterprise,
+            first_number=f"+{first_tn}",
+            last_number=f"+{first_tn + 9999}",
+        )
+    enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, quota)
+    enterprise.contract.save(update_fields=["identity_quota"])
+    return enterprise

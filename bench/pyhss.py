@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from .common import Context
+from .common import Context, own_enterprise
 from .deploy import ROOT
 from .report import Report
 
@@ -34,27 +34,20 @@ def _lines(count: int) -> list[str]:
 def _identities(count: int) -> list[int]:
     """The bench enterprise's identities, one per line (made once, kept for later runs)."""
     from accounts.audit import Actor
-    from accounts.models import Enterprise
-    from accounts.tests.factories import EnterpriseFactory, UserFactory
+    from accounts.tests.factories import UserFactory
     from telephony.identities import services
     from telephony.inventory import services as inventory
     from telephony.models import Identity
     from telephony.tests.factories import iccid_for
 
     system = Actor.system()
-    enterprise = Enterprise.objects.filter(slug=ENTERPRISE).first()
-    if enterprise is None:
-        enterprise = EnterpriseFactory.create(
-            name="Bench PyHSS", slug=ENTERPRISE, sip_domain="pyhss.bench.example"
-        )
-        inventory.number_block_create(
-            actor=system,
-            enterprise=enterprise,
-            first_number=f"+{FIRST_TN}",
-            last_number=f"+{FIRST_TN + 9999}",
-        )
-    enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, count)
-    enterprise.contract.save(update_fields=["identity_quota"])
+    enterprise = own_enterprise(
+        slug=ENTERPRISE,
+        name="Bench PyHSS",
+        sip_domain="pyhss.bench.example",
+        first_tn=FIRST_TN,
+        quota=count,
+    )
     have = Identity.objects.filter(enterprise=enterprise).live().count()
     for n in range(have + 1, count + 1):
         imsi = _lines(count)[n - 1]

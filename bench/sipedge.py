@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from .common import PROXY_HEADERS, Context
+from .common import PROXY_HEADERS, Context, own_enterprise
 from .report import Report
 
 USERS = {"full": 2000, "small": 300}
@@ -38,25 +38,15 @@ def _identities(count: int) -> tuple[list[str], str]:
     """The TNs of ``count`` identities of the bench enterprise (made once, kept), and a
     new network-client credential that serves it."""
     from accounts.audit import Actor
-    from accounts.models import Enterprise
     from accounts.services import network_client_create
-    from accounts.tests.factories import EnterpriseFactory, UserFactory
+    from accounts.tests.factories import UserFactory
     from telephony.identities import services
-    from telephony.inventory import services as inventory
     from telephony.models import Identity
 
     system = Actor.system()
-    enterprise = Enterprise.objects.filter(slug=ENTERPRISE).first()
-    if enterprise is None:
-        enterprise = EnterpriseFactory.create(name="Bench SIP", slug=ENTERPRISE, sip_domain=DOMAIN)
-        inventory.number_block_create(
-            actor=system,
-            enterprise=enterprise,
-            first_number=f"+{FIRST_TN}",
-            last_number=f"+{FIRST_TN + 9999}",
-        )
-    enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, count)
-    enterprise.contract.save(update_fields=["identity_quota"])
+    enterprise = own_enterprise(
+        slug=ENTERPRISE, name="Bench SIP", sip_domain=DOMAIN, first_tn=FIRST_TN, quota=count
+    )
     have = Identity.objects.filter(enterprise=enterprise).live().count()
     for n in range(have + 1, count + 1):
         owner = UserFactory.create(enterprise=enterprise, email=f"sip-{n}@{DOMAIN}")
