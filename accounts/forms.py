@@ -1,12 +1,15 @@
+from operator import itemgetter
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.utils.text import capfirst
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from kernel.errors import RuleViolation
-from kernel.forms import PortalForm
+from kernel.forms import PortalForm, choice_field
 
-from . import services
-from .models import ApiToken, AuditEvent, Role, User
+from . import services, trail
+from .models import ApiToken, AuditEvent, Role, User, time_zone_names
 
 
 class LoginForm(AuthenticationForm):
@@ -114,8 +117,35 @@ class ApiTokenForm(PortalForm):
     role = forms.ChoiceField(label="Access", choices=ApiToken.ROLE_CHOICES)
 
 
+class TimeZoneForm(PortalForm):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        help_text="Every time the portal shows you is in this zone.",
+    )
+
+    def __init__(self, *args, browser_zone: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        browser = f"My browser's ({browser_zone})" if browser_zone else "My browser's"
+        choice_field(self, "time_zone").choices = [
+            ("", browser),
+            *((name, name.replace("_", " ")) for name in sorted(time_zone_names())),
+        ]
+
+
 class AuditFilterForm(PortalForm):
     q = forms.CharField(label="Search", required=False, help_text="Actor, object or action")
+    person = forms.CharField(
+        required=False, max_length=150, help_text="What they did, and what was done to them"
+    )
+    kind = forms.ChoiceField(
+        label="Object",
+        choices=[
+            ("", "Anything"),
+            *sorted(((k, capfirst(v)) for k, v in trail.OBJECT_KINDS.items()), key=itemgetter(1)),
+        ],
+        required=False,
+    )
     actor_kind = forms.ChoiceField(
         label="Actor", choices=[("", "Anyone"), *AuditEvent.ActorKind.choices], required=False
     )

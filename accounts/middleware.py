@@ -1,10 +1,13 @@
+import zoneinfo
 from urllib.parse import urlencode
 
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 
 from kernel.tenancy import enterprise_of
 
+from .models import time_zone_names
 from .oidc import asks_silently
 from .two_factor import needs_verification
 
@@ -59,3 +62,36 @@ class TwoFactorMiddleware:
             query = urlencode({"next": request.get_full_path()})
             return redirect(f"{reverse('accounts:two_factor')}?{query}")
         return self.get_response(request)
+
+
+# The cookie portal.js sets to the browser's time zone.
+TIME_ZONE_COOKIE = "tz"
+
+
+def viewer_time_zone(request) -> str:
+    """The zone chosen in My account, else the browser's; "" when neither is a zone."""
+    chosen = getattr(request.user, "time_zone", "")
+    if chosen in time_zone_names():
+        return chosen
+    browser = request.COOKIES.get(TIME_ZONE_COOKIE, "")
+    return browser if browser in time_zone_names() else ""
+
+
+# Machine interfaces answer in UTC, whoever calls them.
+UTC_PREFIXES = ("/api/", "/scim/", "/network/")
+
+
+class TimeZoneMiddleware:
+    """Every time on a page in the viewer's time zone; the portal's TIME_ZONE otherwise."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = "" if request.path.startswith(UTC_PREFIXES) else viewer_time_zone(request)
+        if name:
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -1,6 +1,8 @@
 """Enterprises (tenants), their service contracts, users and roles, invitations,
 API tokens and the append-only audit log."""
 
+import functools
+import zoneinfo
 from datetime import datetime
 from typing import Self
 
@@ -144,6 +146,12 @@ class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[
         return self.create_user(email, password, **fields)
 
 
+@functools.cache
+def time_zone_names() -> frozenset[str]:
+    """The IANA zone names a person may choose for the times they see."""
+    return frozenset(zoneinfo.available_timezones())
+
+
 class User(AbstractBaseUser, PermissionsMixin):
     """A person who signs in: an employee, helpdesk or admin of one enterprise, or
     operator staff (``is_staff``, no enterprise)."""
@@ -176,6 +184,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # When every session of the user was last ended (deactivation, suspension): part of
     # the session hash, so that a reactivation does not bring the old sessions back.
     sessions_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Every time the portal shows this person is in this zone (an IANA name); blank:
+    # the browser's own (accounts.middleware.TimeZoneMiddleware).
+    time_zone = models.CharField(max_length=64, blank=True)
 
     objects = UserManager()
 

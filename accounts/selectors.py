@@ -3,7 +3,8 @@
 from datetime import date, datetime, time
 from typing import Any
 
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from oauth2_provider.models import get_application_model
@@ -69,8 +70,13 @@ def audit_events(
     since: date | None = None,
     until: date | None = None,
     target: tuple[str, str] | None = None,
+    person: str = "",
+    kind: str = "",
 ) -> QuerySet[AuditEvent]:
-    events = AuditEvent.objects.for_enterprise(enterprise)
+    """The enterprise's trail, newest first, with the acting person (sentences name
+    them). ``person``: what a person (name or email) did, and what was done to them;
+    ``kind``: events about one kind of object (its ``target_type``)."""
+    events = AuditEvent.objects.for_enterprise(enterprise).select_related("actor_user")
     if q:
         events = events.filter(
             Q(actor_label__icontains=q) | Q(target_label__icontains=q) | Q(action__icontains=q)
@@ -83,6 +89,17 @@ def audit_events(
         events = events.filter(created_at__lte=_start_of(until, end=True))
     if target:
         events = events.filter(target_type=target[0], target_id=target[1])
+    if person:
+        people = User.objects.for_enterprise(enterprise).filter(
+            Q(full_name__icontains=person) | Q(email__icontains=person)
+        )
+        ids = people.annotate(text_id=Cast("pk", CharField())).values("text_id")
+        events = events.filter(
+            Q(actor_user__in=people.values("pk"))
+            | Q(target_type="accounts.user", target_id__in=ids)
+        )
+    if kind:
+        events = events.filter(target_type=kind)
     return events.order_by("-created_at", "-id")
 
 

@@ -36,6 +36,7 @@ from .models import (
     Role,
     ServiceContract,
     User,
+    time_zone_names,
 )
 
 USER_FIELDS = ["email", "full_name", "role", "status"]
@@ -550,6 +551,39 @@ def _revoke_app_tokens(user: User) -> None:
             target=user,
             changes=audit.changed(tokens=(revoked, 0)),
         )
+
+
+@transaction.atomic
+def user_set_time_zone(*, actor: Actor, user: User, time_zone: str) -> User:
+    """The zone every time is shown in for this person; "" for the browser's own."""
+    if time_zone and time_zone not in time_zone_names():
+        raise RuleViolation(
+            f"“{time_zone}” is not a time zone; choose one from the list.",
+            code="bad_time_zone",
+            field="time_zone",
+        )
+    before = user.time_zone
+    if before != time_zone:
+        user.time_zone = time_zone
+        user.save(update_fields=["time_zone"])
+        audit.record(
+            actor=actor,
+            action="user.time_zone_changed",
+            enterprise=user.enterprise,
+            target=user,
+            changes=audit.changed(time_zone=(before or "browser's", time_zone or "browser's")),
+            changes_enterprise=False,
+        )
+    return user
+
+
+@transaction.atomic
+def audit_export_recorded(*, actor: Actor, enterprise: Enterprise) -> None:
+    """Record in the trail that someone took the trail away."""
+    actor.ensure_acts_for(enterprise)
+    audit.record(
+        actor=actor, action="audit.exported", enterprise=enterprise, changes_enterprise=False
+    )
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.profile, name="profile"),
+    path("account/time-zone/", views.time_zone, name="time_zone"),
     path("account/password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("account/2fa/", views.two_factor, name="two_factor"),
     path("account/2fa/setup/", views.two_factor_setup, name="two_factor_setup"),
@@ -46,6 +47,7 @@ urlpatterns = [
     path("api-tokens/", views.api_token_list, name="api_tokens"),
     path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     path("audit/", views.audit_list, name="audit"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
     path("enterprise/", views.enterprise_detail, name="enterprise"),
     path("enterprise/identity-provider/", views.identity_provider, name="identity_provider"),
     path(

@@ -13,11 +13,12 @@ from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.functional import cached_property
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from oauth2_provider import views as oidc_views
@@ -33,7 +34,7 @@ from kernel.pagination import PAGE_SIZE, paginate
 from kernel.ratelimit import over_limit, used_up
 from kernel.tenancy import get_for_enterprise_or_404
 
-from . import oidc, selectors, services
+from . import oidc, selectors, services, trail
 from .audit import Actor
 from .decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
 from .forms import (
@@ -45,10 +46,12 @@ from .forms import (
     InviteForm,
     LoginForm,
     OidcClientForm,
+    TimeZoneForm,
     TokenForm,
     UserEditForm,
 )
-from .models import ApiToken, ClientRegistration, User
+from .middleware import TIME_ZONE_COOKIE
+from .models import ApiToken, ClientRegistration, User, time_zone_names
 from .two_factor import SESSION_DEVICE_ENROLLED, base32_secret, needs_verification, qr_code_svg
 
 SESSION_BACKUP_CODES = "fresh_backup_codes"
@@ -163,8 +166,30 @@ def profile(request):
     context = {
         "authenticator": TOTPDevice.objects.filter(user=request.user, confirmed=True).first(),
         "backup_codes_left": StaticToken.objects.filter(device__user=request.user).count(),
+        "time_zone_form": _time_zone_form(request, initial={"time_zone": request.user.time_zone}),
     }
     return render(request, "accounts/profile.html", context)
+
+
+def _time_zone_form(request, **kwargs) -> TimeZoneForm:
+    browser = request.COOKIES.get(TIME_ZONE_COOKIE, "")
+    return TimeZoneForm(browser_zone=browser if browser in time_zone_names() else "", **kwargs)
+
+
+@login_required
+@require_POST
+def time_zone(request):
+    form = _time_zone_form(request, data=request.POST)
+    if form.is_valid():
+        services.user_set_time_zone(
+            actor=Actor.from_request(request),
+            user=request.user,
+            time_zone=form.cleaned_data["time_zone"],
+        )
+        messages.success(request, "Times are now shown in your chosen zone.")
+    else:
+        messages.error(request, "Choose a time zone from the list.")
+    return redirect("accounts:profile")
 
 
 class AuditedPasswordForm(SetPasswordForm):
@@ -486,7 +511,30 @@ def audit_list(request):
     filters = AuditFilterForm(request.GET or None)
     events = selectors.audit_events(request.enterprise, **filter_criteria(filters))
     page = CappedPaginator(events, PAGE_SIZE, cap=AUDIT_COUNT_CAP).get_page(request.GET.get("page"))
-    return render(request, "accounts/audit_list.html", {"filters": filters, "page": page})
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "export_query": query.urlencode()}
+    return render(request, "accounts/audit_list.html", context)
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+@require_GET
+def audit_export(request):
+    """The filtered trail as CSV, in the viewer's time zone; a filter that is not valid
+    sends the admin back to the list, which says why."""
+    filters = AuditFilterForm(request.GET or None)
+    criteria = filter_criteria(filters)
+    if filters.errors:
+        return redirect(f"{reverse('accounts:audit')}?{request.GET.urlencode()}")
+    enterprise = request.enterprise
+    services.audit_export_recorded(actor=Actor.from_request(request), enterprise=enterprise)
+    events = selectors.audit_events(enterprise, **criteria).iterator(chunk_size=2000)
+    lines = trail.csv_lines(events, timezone.get_current_timezone())
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    filename = f"{enterprise.slug}-audit-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)

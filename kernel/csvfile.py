@@ -1,19 +1,25 @@
-"""The one reader of uploaded CSV files: the employee import and the operator's
-inventory upload both read through it, so both have the same limits.
+"""The one reader of uploaded CSV files, and the one writer of CSV downloads: the
+employee import and the operator's inventory upload both read through it, so both have
+the same limits; the employee export and the audit trail's are written by ``lines``.
 
 A file is refused whole, with a RuleViolation on the ``file`` field, before anything is
 written: larger than its cap, not UTF-8 text (a byte order mark is fine), binary, more
 data rows than its cap, or not CSV. What the columns mean is the caller's business;
-so is formula-safety, which concerns what a caller writes back out (the export).
+formula-safety is the writer's (``safe_cell``), and ``unguard`` undoes it on import.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 
 from kernel.errors import RuleViolation
+
+# A cell starting so is run as a formula by spreadsheets (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "-", "@", "\t", "\r")
+E164_CELL = re.compile(r"^\+\d{6,15}$")
 
 SAVE_AS = "Save it as “CSV UTF-8 (comma delimited)” and upload it again."
 
@@ -84,3 +90,45 @@ def _delimiter(text: str) -> str:
     """Comma; or semicolon, which spreadsheets in many locales write instead."""
     header = text[:4096].partition("\n")[0]
     return ";" if "," not in header and ";" in header else ","
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+class _Echo:
+    """A file that hands back what is written, for csv.writer in a streamed response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _needs_guard(text: str) -> bool:
+    """A spreadsheet would run the text as a formula, or the import would take a quote
+    off it (a text that looks guarded already is guarded once more)."""
+    return (
+        text.startswith(FORMULA_STARTS)
+        or (text.startswith("+") and not E164_CELL.match(text))
+        or (text.startswith("'") and _needs_guard(text[1:]))
+    )
+
+
+def safe_cell(value: object) -> str:
+    """The cell as text that a spreadsheet will not run as a formula: such a cell gets a
+    leading quote, which ``unguard`` takes off again. A leading + is kept on an E.164
+    number."""
+    text = "" if value is None else str(value)
+    return "'" + text if _needs_guard(text) else text
+
+
+def unguard(cell: str) -> str:
+    """Undo ``safe_cell``, so that an exported file imports unchanged."""
+    return cell[1:] if cell.startswith("'") and _needs_guard(cell[1:]) else cell
+
+
+def lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterator[str]:
+    """CSV lines for a streamed download: a byte order mark first (so that spreadsheets
+    read UTF-8), every cell formula-safe."""
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(header)
+    for row in rows:
+        yield writer.writerow([safe_cell(cell) for cell in row])

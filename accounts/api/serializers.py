@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from accounts import trail
 from accounts.models import AuditEvent, Enterprise, Role, ServiceContract, User
 
 
@@ -49,11 +50,14 @@ class UserUpdateSerializer(serializers.Serializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
+    summary = serializers.SerializerMethodField(help_text="The event as a sentence.")
+
     class Meta:
         model = AuditEvent
         fields = [
             "id",
             "created_at",
+            "summary",
             "actor_kind",
             "actor_label",
             "action",
@@ -65,6 +69,9 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_summary(self, event: AuditEvent) -> str:
+        return trail.sentence(event)
+
 
 class AuditFilterSerializer(serializers.Serializer):
     q = serializers.CharField(required=False, default="")
@@ -73,6 +80,8 @@ class AuditFilterSerializer(serializers.Serializer):
     )
     since = serializers.DateField(required=False, default=None)
     until = serializers.DateField(required=False, default=None)
+    person = serializers.CharField(required=False, default="", max_length=150)
+    kind = serializers.ChoiceField(choices=list(trail.OBJECT_KINDS), required=False, default="")
 
 
 class UserFilterSerializer(serializers.Serializer):

@@ -81,3 +81,44 @@ def test_the_first_tab_offers_to_skip_the_menu(page):
     assert skip.bounding_box()["y"] >= 0
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "content"
+
+
+def test_the_audit_trail_reads_in_the_browsers_time_zone_and_exports_what_is_filtered(
+    browser, live_server
+):
+    from accounts import services
+    from accounts.audit import Actor
+    from accounts.models import AuditEvent
+    from accounts.tests.factories import UserFactory
+    from portal.testing import sign_in_browser
+
+    admin = AdminFactory(enterprise=EnterpriseFactory(name="Swift Delivery"), full_name="Ada Admin")
+    TOTPDeviceFactory(user=admin)
+    rob = UserFactory(enterprise=admin.enterprise, full_name="Rob Smith", email="rob@swift.example")
+    services.user_update(actor=Actor(user=admin), user=rob, full_name="Robbie Smith")
+    services.user_update(actor=Actor(user=admin), user=admin, full_name="Ada Admin-Lee")
+    # A laptop in Tokyo: the page's script tells the portal, and times follow.
+    context = browser.new_context(
+        base_url=live_server.url, timezone_id="Asia/Tokyo", accept_downloads=True
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_in_browser(page, admin, PASSWORD)
+        page.goto("/audit/")
+        page.reload()  # the first page set the cookie; from now on, times are Tokyo's
+        page.get_by_role("columnheader", name="When (Asia/Tokyo)").wait_for()
+        assert page.get_by_text("Ada Admin-Lee changed person Robbie Smith").is_visible()
+
+        page.get_by_label("Person", exact=True).fill("rob@")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**person=rob%40**")
+        assert page.get_by_text("changed person Ada Admin-Lee").count() == 0
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export CSV").click()
+        text = download.value.path().read_text(encoding="utf-8-sig")
+        assert "changed person Robbie Smith" in text and "Ada Admin-Lee\n" not in text
+        assert "+09:00" in text  # the times of the file are the viewer's too
+        assert AuditEvent.objects.filter(action="audit.exported", actor_user=admin).exists()
+    finally:
+        context.close()

@@ -1,5 +1,7 @@
 from django import template
 
+from accounts import trail
+
 register = template.Library()
 
 
@@ -20,3 +22,20 @@ def status_badge_class(value):
 def get_item(mapping, key):
     """``mapping[key]`` in a template, or None."""
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def audit_sentence(event):
+    """The audit event as a sentence (accounts.trail)."""
+    return trail.sentence(event)
+
+
+@register.filter
+def audit_changes(event):
+    return trail.changes(event)
+
+
+@register.filter
+def phone_number(e164):
+    """+4930555000 as people write it: +49 30 555000."""
+    return trail.number(e164) if e164 else ""

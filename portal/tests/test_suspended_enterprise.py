@@ -340,6 +340,7 @@ CHANGES = {
 READS = {
     "home",
     "accounts:audit",
+    "accounts:audit_export",
     "accounts:enterprise",
     "accounts:notifications",
     "accounts:notification_badge",
@@ -402,6 +403,7 @@ EXEMPT = {
     "accounts:invitation": "only keeps the link's secret in the session",
     "accounts:invitation_open": "only keeps the link's secret in the session",
     "accounts:notifications_read": "a person's own reading state, like signing in",
+    "accounts:time_zone": "a person's own time zone, like their reading state",
     "network-ping": NETWORK,
     "network-reginfo": NETWORK,
     "network-registrations": NETWORK,

@@ -14,7 +14,6 @@ imported again; the columns it adds for reading are accepted and ignored.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -99,9 +98,6 @@ COLUMN_HELP = (
 )
 SERVICE_SEPARATORS = re.compile(r"[;|,]")
 DEFAULT_SERVICES = (Service.VOICE.value,)
-# A spreadsheet takes a cell starting with one of these for a formula.
-FORMULA_STARTS = ("=", "-", "@", "\t", "\r")
-E164_RE = re.compile(r"^\+\d{6,15}$")
 
 
 # --- Reading a file -------------------------------------------------------------------
@@ -174,7 +170,7 @@ def iter_rows(csv_text: str, *, start: int = 0) -> Iterator[Row]:
 
 
 def _column_name(cell: str) -> str:
-    return re.sub(r"[\s-]+", "_", _unescape(cell).strip().lower())
+    return re.sub(r"[\s-]+", "_", csvfile.unguard(cell).strip().lower())
 
 
 def _columns(header: list[str]) -> list[str]:
@@ -226,11 +222,6 @@ def _columns(header: list[str]) -> list[str]:
     return names
 
 
-def _unescape(cell: str) -> str:
-    """Undo the export's guard against formulas, so that a file round-trips."""
-    return cell[1:] if cell.startswith("'") and _needs_guard(cell[1:]) else cell
-
-
 def _row(number: int, columns: list[str], record: list[str]) -> Row:
     problems = []
     if any(cell.strip() for cell in record[len(columns) :]):
@@ -238,7 +229,7 @@ def _row(number: int, columns: list[str], record: list[str]) -> Row:
             f"The row has {len(record)} cells but the header names {len(columns)} columns."
         )
     values = {
-        name: _unescape(cell).strip()
+        name: csvfile.unguard(cell).strip()
         for name, cell in zip(columns, record, strict=False)
         if name in IMPORT_COLUMNS
     }
@@ -743,31 +734,6 @@ def _finish(job_id: int, actor: Actor) -> None:
 # --- The export -----------------------------------------------------------------------
 
 
-class _Echo:
-    """A file that hands back what is written, for csv.writer in a streamed response."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _needs_guard(text: str) -> bool:
-    """A spreadsheet would run the text as a formula, or the import would take a quote
-    off it (a text that looks guarded already is guarded once more)."""
-    return (
-        text.startswith(FORMULA_STARTS)
-        or (text.startswith("+") and not E164_RE.match(text))
-        or (text.startswith("'") and _needs_guard(text[1:]))
-    )
-
-
-def safe_cell(value: object) -> str:
-    """The cell as text that a spreadsheet will not run as a formula (OWASP: CSV
-    injection): such a cell gets a leading quote, which the import takes off again. A
-    leading + is kept on an E.164 number."""
-    text = "" if value is None else str(value)
-    return "'" + text if _needs_guard(text) else text
-
-
 def _export_rows_query(enterprise: Enterprise) -> QuerySet[User, tuple[Any, ...]]:
     """One row per live identity, and one per member without any: a single query."""
     live = (Identity.Status.ACTIVE, Identity.Status.SUSPENDED)
@@ -814,11 +780,9 @@ def _timestamp(moment: datetime | None) -> str:
 
 def export_rows(enterprise: Enterprise) -> Iterator[str]:
     """The enterprise's employees and their live identities as CSV lines, for a
-    streamed response. Starts with a byte order mark so that spreadsheets read UTF-8."""
-    writer = csv.writer(_Echo())
-    yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
-    for values in _export_rows_query(enterprise).iterator(chunk_size=EXPORT_CHUNK):
-        yield writer.writerow([safe_cell(v) for v in _export_line(values)])
+    streamed response."""
+    rows = _export_rows_query(enterprise).iterator(chunk_size=EXPORT_CHUNK)
+    return csvfile.lines(EXPORT_COLUMNS, (_export_line(values) for values in rows))
 
 
 @transaction.atomic

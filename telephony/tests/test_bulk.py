@@ -19,6 +19,7 @@ from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Enterprise, Role, User
 from accounts.tests.factories import EnterpriseFactory, UserFactory
+from kernel import csvfile
 from kernel.errors import RuleViolation
 from portal.testing import assert_other_enterprise_gets_404, sign_in_verified, wait_for
 from telephony.bulk import services as bulk
@@ -172,8 +173,8 @@ def test_what_the_export_writes_the_import_reads_back(rows):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["email", "full_name"])
-    writer.writerows([bulk.safe_cell(c) for c in row] for row in rows)
-    kept = [row for row in rows if any(bulk.safe_cell(c).strip() for c in row)]
+    writer.writerows([csvfile.safe_cell(c) for c in row] for row in rows)
+    kept = [row for row in rows if any(csvfile.safe_cell(c).strip() for c in row)]
     try:
         read = bulk.parse(buffer.getvalue())
     except RuleViolation as exc:
@@ -185,9 +186,9 @@ def test_what_the_export_writes_the_import_reads_back(rows):
 
 @given(cells)
 def test_no_exported_cell_starts_a_formula(text):
-    cell = bulk.safe_cell(text)
+    cell = csvfile.safe_cell(text)
     assert not cell.startswith(("=", "-", "@", "\t", "\r"))
-    assert not cell.startswith("+") or bulk.E164_RE.match(cell)
+    assert not cell.startswith("+") or csvfile.E164_CELL.match(cell)
 
 
 # --- The preview ----------------------------------------------------------------------
@@ -705,7 +706,7 @@ def exported(client) -> list[list[str]]:
     ],
 )
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(value, cell):
-    assert bulk.safe_cell(value) == cell
+    assert csvfile.safe_cell(value) == cell
 
 
 def test_the_export_streams_one_line_per_live_identity_and_per_member_without_one(

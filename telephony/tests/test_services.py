@@ -480,3 +480,18 @@ def test_a_block_and_a_sim_line_are_audited_with_what_they_were_made_with(admin_
     )
     event = AuditEvent.objects.get(action="sim_line.created", target_id=str(line.pk))
     assert event.changes == {"imsi": [None, "262010000000077"], "iccid": [None, iccid_for(77)]}
+
+
+def test_a_relocation_reads_in_the_audit_trail_as_a_sentence_with_both_numbers(
+    admin_actor, employee, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    from accounts import trail
+
+    give_numbers(enterprise, "+14155550100", "+14155550199")
+    with django_capture_on_commit_callbacks(execute=True):
+        identity = make_identity(employee, actor=admin_actor)
+        services.identity_relocate(actor=admin_actor, identity=identity, country="US")
+    event = AuditEvent.objects.select_related("actor_user").get(action="identity.relocated")
+    assert trail.sentence(event) == (
+        "Ada Admin relocated Rob Smith from +49 30 123400 to +1 415-555-0100"
+    )

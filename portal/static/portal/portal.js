@@ -13,3 +13,13 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     window.location.assign(url.href);
   }
 });
+
+// The browser's time zone, so that the portal shows times in it (unless the person chose
+// another in My account): read by accounts.middleware.TimeZoneMiddleware.
+(() => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const cookie = "tz=" + zone;  // IANA names need no escaping in a cookie
+  if (zone && !document.cookie.split("; ").includes(cookie)) {
+    document.cookie = cookie + "; path=/; max-age=31536000; SameSite=Lax";
+  }
+})();
