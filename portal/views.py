@@ -14,6 +14,7 @@ from accounts import selectors as account_selectors
 from accounts.models import Role
 from telephony import selectors as telephony_selectors
 
+from . import attention
 from . import metrics as portal_metrics
 from .celery import app as celery_app
 from .models import HssCheck, WorkerHeartbeat
@@ -29,10 +30,14 @@ def home(request):
         return redirect("admin:index")
     enterprise = request.enterprise
     if request.user.role in (Role.ADMIN, Role.HELPDESK):
+        sync_counts = telephony_selectors.sync_counts(enterprise)
+        figures = attention.figures(enterprise)
         context = {
+            "attention": attention.needs_attention(enterprise, sync_counts, figures["calls"]),
+            "figures": figures,
             "user_counts": account_selectors.user_counts(enterprise),
             "pending_invitations": account_selectors.pending_invitations(enterprise).count(),
-            "sync_counts": telephony_selectors.sync_counts(enterprise),
+            "sync_counts": sync_counts,
             "recent_events": account_selectors.audit_events(enterprise)[:8],
         }
         return render(request, "portal/home_admin.html", context)
