@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -112,9 +114,79 @@ def issue_delegate_certificate(modeladmin, request, queryset):
     run_action(modeladmin, request, queryset, credentials.delegate_certificate_issue, "enterprise")
 
 
-# accounts sits below telephony and does not know call authentication: the action on the
-# enterprise's admin page is added from here.
-EnterpriseAdmin.actions = [*EnterpriseAdmin.actions, issue_delegate_certificate]
+def _per_enterprise(rows) -> Coalesce:
+    """How many of ``rows`` (filtered to OuterRef("pk")) the enterprise has: a subquery,
+    so that the list's query count stays fixed."""
+    counted = rows.order_by().values("enterprise").annotate(n=Count("pk")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("sync", "Identities failed to sync"), ("quota", "Identity quota 90 % used")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "sync":
+            return queryset.filter(sync_failed__gt=0)
+        if self.value() == "quota":
+            return queryset.filter(identities_live__gte=F("contract__identity_quota") * 0.9)
+        return queryset
+
+
+class EnterpriseTelephonyAdmin(EnterpriseAdmin):
+    """The enterprises as operator staff watch them: beside accounts' columns, each one's
+    identities against its quota, failed syncs and devices online now (what the
+    enterprise's own admins see first on their home), and the delegate certificate
+    action. accounts sits below telephony and does not know these, so they are added here."""
+
+    list_display = [
+        *EnterpriseAdmin.list_display[:-1],
+        "identities",
+        "sync_failed",
+        "devices_online",
+        "created_at",
+    ]
+    list_filter = [*EnterpriseAdmin.list_filter, NeedsAttentionFilter]
+    actions = [*EnterpriseAdmin.actions, issue_delegate_certificate]
+
+    def get_queryset(self, request):
+        mine = {"enterprise": OuterRef("pk")}
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("contract")
+            .annotate(
+                identities_live=_per_enterprise(Identity.objects.live().filter(**mine)),
+                sync_failed=_per_enterprise(
+                    IdentitySync.objects.filter(state=IdentitySync.State.FAILED, **mine)
+                ),
+                devices_online=_per_enterprise(Registration.objects.active().filter(**mine)),
+            )
+        )
+
+    @admin.display(description="identities (of quota)", ordering="identities_live")
+    def identities(self, obj):
+        contract = getattr(obj, "contract", None)
+        return (
+            f"{obj.identities_live} of {contract.identity_quota}"
+            if contract
+            else obj.identities_live
+        )
+
+    @admin.display(description="failed syncs", ordering="sync_failed")
+    def sync_failed(self, obj):
+        return obj.sync_failed
+
+    @admin.display(description="devices online", ordering="devices_online")
+    def devices_online(self, obj):
+        return obj.devices_online
+
+
+admin.site.unregister(Enterprise)
+admin.site.register(Enterprise, EnterpriseTelephonyAdmin)
 
 
 @admin.register(NumberBlock)

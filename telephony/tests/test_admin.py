@@ -138,3 +138,23 @@ def test_an_inventory_file_at_the_row_cap_with_bom_and_semicolons_loads(monkeypa
     assert not SimLine.objects.exists()
     assert load("\ufeffimsi;iccid\n" + rows) == 3
     assert SimLine.objects.filter(enterprise=acme).count() == 3
+
+
+def test_staff_see_per_enterprise_what_needs_attention_and_filter_by_it(
+    staff_client, employee, enterprise, django_assert_max_num_queries
+):
+    quiet = EnterpriseFactory(name="Quiet Co")
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    make_identity(employee)
+    IdentitySync.objects.filter(identity=identity).update(state=IdentitySync.State.FAILED)
+    url = reverse("admin:accounts_enterprise_changelist")
+    with django_assert_max_num_queries(12):
+        page = staff_client.get(url).content.decode()
+    for column in ("Identities (of quota)", "Failed syncs", "Devices online"):
+        assert column in page
+    quota = enterprise.contract.identity_quota
+    assert f"2 of {quota}" in page
+    failing = staff_client.get(url, {"attention": "sync"}).content.decode()
+    assert "Swift Delivery" in failing and "Quiet Co" not in failing
+    assert quiet.name in staff_client.get(url).content.decode()
