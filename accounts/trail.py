@@ -190,7 +190,10 @@ def sentence(event: AuditEvent) -> str:
         thing = f"{kind} {target}".strip() if target else kind
         template = "{actor} " + verb + (" " + thing.replace("{", "{{").replace("}", "}}"))
         template = template.rstrip()
-    return template.format(actor=actor, target=target)
+    said = template.format(actor=actor, target=target)
+    # An admin acting for someone else (a sharing made on the owner's behalf).
+    _, behalf = (event.changes or {}).get("on_behalf_of") or [None, None]
+    return f"{said} on behalf of {behalf}" if behalf else said
 
 
 @dataclass(frozen=True)

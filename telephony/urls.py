@@ -34,6 +34,7 @@ urlpatterns = [
     path("identities/<int:pk>/sync/", views.identity_sync_panel, name="identity_sync"),
     path("identities/<int:pk>/edit/", views.identity_edit, name="identity_edit"),
     path("identities/<int:pk>/relocate/", views.identity_relocate, name="identity_relocate"),
+    path("identities/<int:pk>/share/", views.identity_share, name="identity_share"),
     path("identities/<int:pk>/<slug:action>/", views.identity_action, name="identity_action"),
     path("numbers/", views.inventory, name="inventory"),
     path("grants/", views.grant_list, name="grants"),

@@ -5,6 +5,7 @@ or selector, and renders."""
 import hashlib
 from datetime import timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -277,7 +278,40 @@ def identity_detail(request, pk):
         "can_manage": request.user.role == Role.ADMIN,
         "softphone": _lab_softphone(identity),
     }
+    if context["can_manage"] and identity.status == Identity.Status.ACTIVE:
+        context["share_form"] = _share_form(identity)
     return render(request, "telephony/identity_detail.html", context)
+
+
+def _share_form(identity: Identity, data=None) -> GrantForm:
+    """The sharing form an admin fills in on the owner's behalf: this identity only."""
+    form = GrantForm(
+        data,
+        identities=Identity.objects.filter(pk=identity.pk),
+        colleagues=selectors.colleagues(identity.owner),
+        initial={"identity": identity.pk},
+    )
+    form.fields["identity"].widget = forms.HiddenInput()
+    return form
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def identity_share(request, pk):
+    """An admin shares an identity on its owner's behalf (the owner is told)."""
+    identity = _identity_for(request, pk)
+    form = _share_form(identity, request.POST)
+    if form.is_valid():
+        _run(
+            request,
+            form,
+            services.grant_create,
+            success=f"Shared on {identity.owner}'s behalf; they have been told.",
+            **form.cleaned_data,
+        )
+    for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
+        messages.error(request, error)
+    return redirect("telephony:identity_detail", pk=identity.pk)
 
 
 def _lab_softphone(identity) -> dict | None:

@@ -228,6 +228,14 @@ CHANGES = {
     "telephony:identity_edit": page(lambda w: IDENTITY_FORM, pk=of("member_identity")),
     "telephony:identity_relocate": page(lambda w: {"country": "DE"}, pk=of("member_identity")),
     "telephony:identity_action": page(pk=of("member_identity"), action="suspend"),
+    "telephony:identity_share": page(
+        lambda w: {
+            "identity": w.member_identity.pk,
+            "grantee": w.leaver.pk,
+            "can_make_calls": "on",
+        },
+        pk=of("member_identity"),
+    ),
     "telephony:grants": page(
         lambda w: {
             "identity": w.identity.pk,

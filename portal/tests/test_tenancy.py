@@ -149,6 +149,7 @@ OBJECT_URLS = {
     "telephony:identity_sync": _by_pk(_identity),
     "telephony:identity_edit": _by_pk(_identity),
     "telephony:identity_relocate": _by_pk(_identity),
+    "telephony:identity_share": _by_pk(_identity),
     "telephony:identity_action": lambda e: {"pk": _identity(e).pk, "action": "suspend"},
     "telephony:grant_revoke": _by_pk(_grant),
     "identity-detail": _by_pk(_identity),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -718,11 +718,13 @@ def grant_create(
     can_receive_calls: bool = True,
     valid_until: datetime | None = None,
 ) -> Grant:
-    """The identity's owner lets another employee use it."""
+    """The identity's owner lets another employee use it; or an admin does, on the
+    owner's behalf (audited as such, and the owner is told)."""
     account_services.ensure_may_change(actor, identity.enterprise)
     identity = _locked(identity)
-    if actor.user is None or actor.user.pk != identity.owner_id:
-        raise RuleViolation("Only the identity's owner can share it.", code="not_owner")
+    by_owner = actor.user is not None and actor.user.pk == identity.owner_id
+    if not (by_owner or _acts_as_admin(actor)):
+        raise RuleViolation("Only the identity's owner or an admin can share it.", code="not_owner")
     if identity.status != Identity.Status.ACTIVE:
         raise RuleViolation(f"The identity {identity.tn or identity.former_tn} is not active.")
     if grantee.enterprise_id != identity.enterprise_id:
@@ -730,7 +732,10 @@ def grant_create(
             "You can share only with people of your own enterprise.", field="grantee"
         )
     if grantee.pk == identity.owner_id:
-        raise RuleViolation("You already own this identity.", field="grantee")
+        raise RuleViolation(
+            "You already own this identity." if by_owner else f"{grantee} owns this identity.",
+            field="grantee",
+        )
     grantee = User.objects.select_for_update().get(pk=grantee.pk)  # not offboarded meanwhile
     if grantee.status != User.Status.ACTIVE:
         raise RuleViolation(f"{grantee} is not an active employee.", field="grantee")
@@ -760,9 +765,31 @@ def grant_create(
             grantee=grantee.email,
             rights=grant.rights,
             valid_until=valid_until.isoformat() if valid_until else None,
+            **({} if by_owner else {"on_behalf_of": str(identity.owner)}),
         ),
     )
+    if not by_owner:
+        account_services.notify(
+            user=identity.owner,
+            kind="grant_created_for_you",
+            title=(
+                f"{actor.label if actor.user is None else actor.user.full_name} shared your "
+                f"number {identity.tn} with {grantee.full_name}"
+            )[:200],
+            body=f"{grantee.full_name} may {grant.rights} calls with it"
+            + (f" until {valid_until.astimezone(UTC):%Y-%m-%d %H:%M} UTC." if valid_until else ".")
+            + " You can end this on the Sharing page at any time.",
+            link="/grants/",
+            email=True,
+        )
     return grant
+
+
+def _acts_as_admin(actor: Actor) -> bool:
+    """An enterprise admin, or an API token with the admin role."""
+    if actor.user is not None:
+        return actor.user.is_enterprise_admin
+    return actor.api_token is not None and actor.api_token.role == Role.ADMIN
 
 
 @transaction.atomic
@@ -770,10 +797,11 @@ def grant_revoke(*, actor: Actor, grant: Grant) -> Grant:
     """The owner withdraws a grant (the grantee may give it up; an admin may end it)."""
     account_services.ensure_may_change(actor, grant.enterprise)
     user = actor.user
-    if user is not None:
-        allowed = user.is_enterprise_admin or user.pk in (grant.identity.owner_id, grant.grantee_id)
-    else:  # an API token acts as an admin only when it may write; the system always may
-        allowed = actor.api_token is None or actor.api_token.role == Role.ADMIN
+    if user is not None or actor.api_token is not None:
+        parties = (grant.identity.owner_id, grant.grantee_id)
+        allowed = _acts_as_admin(actor) or (user is not None and user.pk in parties)
+    else:  # the system always may
+        allowed = True
     if not allowed:
         raise RuleViolation(
             "Only the owner, the grantee or an admin can revoke a grant.", code="not_owner"

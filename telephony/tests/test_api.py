@@ -1,7 +1,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.tests.factories import UserFactory
+from accounts.models import AuditEvent, Role
+from accounts.tests.factories import UserFactory, api_token
 from portal.testing import sign_in_verified
 from telephony.models import Identity, SimulatedSubscription
 from telephony.tests.factories import give_line, give_numbers, make_identity
@@ -113,18 +114,26 @@ def test_offboarding_through_the_api_returns_the_receipt(
     assert {step["outcome"] for step in receipt["steps"]} == {"done"}
 
 
-def test_grants_through_the_api_need_the_owner(client, employee, enterprise, api, numbers):
+def test_grants_through_the_api_by_the_owner_or_on_their_behalf_by_an_admin_token(
+    client, employee, enterprise, api, numbers
+):
     colleague = UserFactory(enterprise=enterprise)
     identity = make_identity(employee)
     body = {"identity": identity.pk, "grantee": colleague.pk, "can_receive_calls": False}
-    refused = api.post("/api/v1/grants/", body, format="json")  # a token is not the owner
-    assert refused.status_code == 400 and refused.json()["code"] == "not_owner"
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(enterprise, Role.HELPDESK)[1]}")
+    assert reader.post("/api/v1/grants/", body, format="json").status_code == 403
     sign_in_verified(client, employee)
     created = client.post("/api/v1/grants/", body, content_type="application/json")
     assert created.status_code == 201
     grant_id = created.json()["id"]
     assert client.get("/api/v1/grants/").json()["count"] == 1
     assert api.post(f"/api/v1/grants/{grant_id}/revoke/").json()["is_active"] is False
+    # An admin token shares on the owner's behalf: audited as such, and the owner is told.
+    assert api.post("/api/v1/grants/", body, format="json").status_code == 201
+    event = AuditEvent.objects.filter(action="grant.created").latest("id")
+    assert event.changes["on_behalf_of"] == [None, "Rob Smith"]
+    assert employee.notifications.filter(kind="grant_created_for_you").count() == 1
 
 
 def test_employees_read_only_their_own_identities(client, employee, enterprise, numbers):

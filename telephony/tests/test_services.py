@@ -290,13 +290,15 @@ def test_the_owner_shares_an_identity_and_the_grantee_subscription_carries_it(
     assert grant.end_reason == Grant.EndReason.REVOKED
 
 
-def test_only_the_owner_may_share_and_only_within_the_enterprise(
-    admin, employee, enterprise, other_enterprise, numbers
+def test_only_the_owner_or_an_admin_may_share_and_only_within_the_enterprise(
+    helpdesk, employee, enterprise, other_enterprise, numbers
 ):
     identity = make_identity(employee)
     colleague = UserFactory(enterprise=enterprise)
-    with pytest.raises(RuleViolation, match="Only the identity's owner"):
-        services.grant_create(actor=Actor(user=admin), identity=identity, grantee=colleague)
+    with pytest.raises(RuleViolation, match="Only the identity's owner or an admin"):
+        services.grant_create(actor=Actor(user=helpdesk), identity=identity, grantee=colleague)
+    with pytest.raises(RuleViolation, match="Only the identity's owner or an admin"):
+        services.grant_create(actor=Actor(user=colleague), identity=identity, grantee=colleague)
     with pytest.raises(RuleViolation, match="your own enterprise"):
         services.grant_create(
             actor=Actor(user=employee),
@@ -495,3 +497,33 @@ def test_a_relocation_reads_in_the_audit_trail_as_a_sentence_with_both_numbers(
     assert trail.sentence(event) == (
         "Ada Admin relocated Rob Smith from +49 30 123400 to +1 415-555-0100"
     )
+
+
+def test_an_admin_shares_on_the_owners_behalf_and_the_owner_is_told(
+    admin, employee, enterprise, numbers, django_capture_on_commit_callbacks, mailoutbox
+):
+    from accounts import trail
+    from accounts.models import Notification
+
+    colleague = UserFactory(enterprise=enterprise, full_name="Chen Li")
+    identity = make_identity(employee)
+    with pytest.raises(RuleViolation, match="Rob Smith owns this identity"):
+        services.grant_create(actor=Actor(user=admin), identity=identity, grantee=employee)
+    with django_capture_on_commit_callbacks(execute=True):
+        grant = services.grant_create(
+            actor=Actor(user=admin), identity=identity, grantee=colleague, can_make_calls=False
+        )
+    assert grant.created_by == admin
+    event = AuditEvent.objects.select_related("actor_user").get(action="grant.created")
+    assert event.changes["on_behalf_of"] == [None, "Rob Smith"]
+    assert trail.sentence(event) == (
+        f"Ada Admin shared {trail.number(identity.tn)} → Chen Li on behalf of Rob Smith"
+    )
+    told = Notification.objects.get(user=employee)
+    assert told.title == f"Ada Admin shared your number {identity.tn} with Chen Li"
+    assert "Chen Li may receive calls with it." in told.body
+    assert [m.to for m in mailoutbox] == [[employee.email]]
+    # The owner sharing their own tells nobody.
+    services.grant_revoke(actor=Actor(user=admin), grant=grant)
+    services.grant_create(actor=Actor(user=employee), identity=identity, grantee=colleague)
+    assert Notification.objects.filter(user=employee).count() == 1

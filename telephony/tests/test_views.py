@@ -280,3 +280,52 @@ def test_a_lab_sim_identity_shows_its_softphone_settings_only_while_the_lab_runs
     assert "Softphone settings" not in detail and password not in detail
     settings.DEBUG, settings.LAB_MODE = False, True  # refused at start; never shown anyway
     assert password not in page(admin_client, url)
+
+
+def test_an_admin_shares_from_the_identity_page_and_mistakes_are_said(
+    admin_client, employee, enterprise, numbers, helpdesk
+):
+    colleague = UserFactory(enterprise=enterprise, full_name="Chen Li")
+    identity = make_identity(employee)
+    detail = reverse("telephony:identity_detail", args=[identity.pk])
+    assert "Share on Rob Smith's behalf" in page(admin_client, detail)
+    url = reverse("telephony:identity_share", args=[identity.pk])
+    answer = admin_client.post(
+        url, {"identity": identity.pk, "grantee": employee.pk, "can_make_calls": "on"}, follow=True
+    )
+    assert "Select a valid choice." in answer.content.decode()  # not with its own owner
+    answer = admin_client.post(
+        url,
+        {
+            "identity": identity.pk,
+            "grantee": colleague.pk,
+            "can_make_calls": "on",
+            "valid_until": "2001-01-01T10:00",
+        },
+        follow=True,
+    )
+    assert "The end of the grant must lie in the future." in answer.content.decode()
+    assert not Grant.objects.exists()
+    answer = admin_client.post(
+        url,
+        {"identity": identity.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+        follow=True,
+    )
+    assert "Shared on Rob Smith&#x27;s behalf; they have been told." in answer.content.decode()
+    grant = Grant.objects.get()
+    assert (grant.identity, grant.grantee, grant.rights) == (identity, colleague, "make")
+
+
+def test_helpdesk_may_not_share_on_anyones_behalf(client, helpdesk, employee, enterprise, numbers):
+    colleague = UserFactory(enterprise=enterprise)
+    identity = make_identity(employee)
+    helpdesk_client = sign_in_verified(client, helpdesk)
+    assert "behalf" not in page(
+        helpdesk_client, reverse("telephony:identity_detail", args=[identity.pk])
+    )
+    answer = helpdesk_client.post(
+        reverse("telephony:identity_share", args=[identity.pk]),
+        {"identity": identity.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+    )
+    assert answer.status_code == 403
+    assert not Grant.objects.exists()
