@@ -17,6 +17,7 @@ from accounts.audit import Actor
 from accounts.models import Service
 from accounts.services import network_client_create
 from accounts.tests.factories import EnterpriseFactory
+from portal.lab import stop
 from portal.testing import require_program, wait_for
 from telephony.identities import services
 from telephony.inventory import services as inventory
@@ -234,3 +235,104 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
     assert not active_devices(identity)
     steps.done("offboarded: nothing of Rob left in PyHSS or the S-CSCF", t)
     print(f"total: {time.monotonic() - steps.started:.1f} s")
+
+
+CALLEE_TN = "+4930555001"
+CALLEE_IMSI = "001010000000002"
+CALLER_PHONE = "6c3b07f8-4a7e-4b2c-9d4e-00000000b001"
+CALLEE_PHONE = "6c3b07f8-4a7e-4b2c-9d4e-00000000b002"
+
+
+def onboard_with_line(core, enterprise, admin, *, email: str, full_name: str, tn: str, imsi: str):
+    """A joiner with a lab SIM line whose keys the operator provisioned in PyHSS: synced."""
+    line = inventory.sim_line_create(
+        actor=Actor.system(), enterprise=enterprise, imsi=imsi, iccid=iccid_for(int(imsi[-4:]))
+    )
+    core.hss.provision_line(line.imsi, ki=LAB_KI)
+    identity = services.employee_onboard(
+        actor=Actor(user=admin), enterprise=enterprise, email=email, full_name=full_name,
+        services=[Service.VOICE], tn=tn, imsi=line.imsi,
+    )  # fmt: skip
+    identity = Identity.objects.get(pk=identity.pk)
+    assert identity.sync.state == IdentitySync.State.SYNCED
+    return identity
+
+
+def vias(message) -> list[str]:
+    return [value for name, value in message.headers if name.lower() == "via"]
+
+
+def test_a_call_between_two_lab_users_passes_the_portal_edge_originating_and_terminating(
+    core, enterprise, admin
+):
+    """Rob Smith calls Chen Wei, both registered at the lab S-CSCF: the iFC sends the
+    INVITE to the portal's SIP edge for the originating session case, then for the
+    terminating one, then on to Chen's softphone, which answers."""
+    steps = Steps()
+    give_numbers(enterprise, TN, CALLEE_TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    chen = onboard_with_line(
+        core, enterprise, admin, email="chen@swift.example", full_name="Chen Wei",
+        tn=CALLEE_TN, imsi=CALLEE_IMSI,
+    )  # fmt: skip
+    t = steps.done("two employees onboarded and pushed to PyHSS", steps.started)
+    with (
+        running_baresip(core.folder / "rob", aor=f"sip:{TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLER_PHONE,
+                        auth_user=rob.impi, auth_pass=LAB_KI) as caller,
+        running_baresip(core.folder / "chen", aor=f"sip:{CALLEE_TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLEE_PHONE,
+                        auth_user=chen.impi, auth_pass=LAB_KI, answer=True) as callee,
+    ):  # fmt: skip
+        t = steps.done("both softphones registered", t)
+        caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
+        wait_for(lambda: callee.received("INVITE"), timeout=10)
+        t = steps.done("the INVITE reached Chen's softphone", t)
+        wait_for(lambda: "Call established" in caller.output(), timeout=10)
+        steps.done("answered: the call is established", t)
+        invite = callee.received("INVITE")[0]
+        print("The INVITE at the callee:\n" + "\n".join(f"{n}: {v}" for n, v in invite.headers))
+        # It passed the portal's edge twice: as the originating AS, then as the terminating.
+        edge_vias = [via for via in vias(invite) if core.edge.address in via]
+        assert len(edge_vias) == 2, vias(invite)
+        assert invite.header("P-Asserted-Identity") == f"<sip:{TN}@{core.domain}>"
+        # The ISC's own headers stay in the core.
+        assert not invite.header("P-Served-User")
+        assert not invite.header("Route")
+    print(f"total: {time.monotonic() - steps.started:.1f} s")
+
+
+def test_a_call_goes_on_without_the_portal_edge_when_it_is_down(core, enterprise, admin):
+    """The iFC's default handling: an AS that does not answer is passed over, both for
+    the originating and the terminating session case, and the call still connects."""
+    give_numbers(enterprise, TN, CALLEE_TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    chen = onboard_with_line(
+        core, enterprise, admin, email="chen@swift.example", full_name="Chen Wei",
+        tn=CALLEE_TN, imsi=CALLEE_IMSI,
+    )  # fmt: skip
+    with (
+        running_baresip(core.folder / "rob", aor=f"sip:{TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLER_PHONE,
+                        auth_user=rob.impi, auth_pass=LAB_KI) as caller,
+        running_baresip(core.folder / "chen", aor=f"sip:{CALLEE_TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLEE_PHONE,
+                        auth_user=chen.impi, auth_pass=LAB_KI, answer=True) as callee,
+    ):  # fmt: skip
+        stop(core.running_edge.process)
+        t = time.monotonic()
+        caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
+        wait_for(lambda: "Call established" in caller.output(), timeout=15)
+        print(f"dial to established without the edge: {(time.monotonic() - t) * 1000:.0f} ms")
+        invite = callee.received("INVITE")[0]
+        print("The INVITE at the callee:\n" + "\n".join(f"{n}: {v}" for n, v in invite.headers))
+        assert not [via for via in vias(invite) if core.edge.address in via]
+        assert invite.header("P-Asserted-Identity") == f"<sip:{TN}@{core.domain}>"
+        assert not invite.header("P-Served-User")
+        assert not invite.header("Route")
