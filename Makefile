@@ -26,7 +26,9 @@ if [ -n "$$missing" ]; then \
 endef
 
 # The SIP edge (docs/architecture.md, "The SIP edge") is Debian's Kamailio with these modules.
-EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules
+# app_python3 asks the STI service about each INVITE within a budget of milliseconds
+# (http_client counts its timeouts in whole seconds).
+EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules kamailio-python3-modules
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
