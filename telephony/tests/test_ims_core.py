@@ -8,6 +8,7 @@ of the person in PyHSS or the S-CSCF. Each step's latency is printed (pytest -s 
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import jwt
@@ -263,6 +264,33 @@ def onboard_with_line(core, enterprise, admin, *, email: str, full_name: str, tn
     return identity
 
 
+@contextlib.contextmanager
+def rob_and_chen(core, enterprise, admin, *, answer: bool = True):
+    """Rob Smith and Chen Wei onboarded, each with a softphone registered at the lab
+    S-CSCF: (Rob's, Chen's); Chen's answers calls by itself unless ``answer`` is false."""
+    steps = Steps()
+    give_numbers(enterprise, TN, CALLEE_TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    chen = onboard_with_line(
+        core, enterprise, admin, email="chen@swift.example", full_name="Chen Wei",
+        tn=CALLEE_TN, imsi=CALLEE_IMSI,
+    )  # fmt: skip
+    t = steps.done("two employees onboarded and pushed to PyHSS", steps.started)
+    with (
+        running_baresip(core.folder / "rob", aor=f"sip:{TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLER_PHONE,
+                        auth_user=rob.impi, auth_pass=LAB_KI) as caller,
+        running_baresip(core.folder / "chen", aor=f"sip:{CALLEE_TN}@{core.domain}",
+                        registrar=core.scscf_address, instance=CALLEE_PHONE,
+                        auth_user=chen.impi, auth_pass=LAB_KI, answer=answer) as callee,
+    ):  # fmt: skip
+        steps.done("both softphones registered", t)
+        yield caller, callee
+
+
 def passports(invite) -> dict[str, dict]:
     """The claims of each PASSporT in the INVITE's Identity headers, by its ``ppt``."""
     found = {}
@@ -287,34 +315,18 @@ def test_a_lab_call_is_signed_originating_and_verified_terminating_by_the_portal
     it), then for the terminating one (the STI-VS verifies it), then on to Chen's
     softphone, which answers. The INVITE Chen gets carries our Identity headers and the
     verified business name with verstat on the asserted identity."""
-    steps = Steps()
-    give_numbers(enterprise, TN, CALLEE_TN)
     credentials.lab_pki_create(actor=Actor.system(), operator_name="iCA", spc="1234")
-    credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
     CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
-    rob = onboard_with_line(
-        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
-        imsi=IMSI,
-    )  # fmt: skip
-    chen = onboard_with_line(
-        core, enterprise, admin, email="chen@swift.example", full_name="Chen Wei",
-        tn=CALLEE_TN, imsi=CALLEE_IMSI,
-    )  # fmt: skip
-    t = steps.done("two employees onboarded and pushed to PyHSS", steps.started)
-    with (
-        running_baresip(core.folder / "rob", aor=f"sip:{TN}@{core.domain}",
-                        registrar=core.scscf_address, instance=CALLER_PHONE,
-                        auth_user=rob.impi, auth_pass=LAB_KI) as caller,
-        running_baresip(core.folder / "chen", aor=f"sip:{CALLEE_TN}@{core.domain}",
-                        registrar=core.scscf_address, instance=CALLEE_PHONE,
-                        auth_user=chen.impi, auth_pass=LAB_KI, answer=True) as callee,
-    ):  # fmt: skip
-        t = steps.done("both softphones registered", t)
+    with rob_and_chen(core, enterprise, admin) as (caller, callee):
+        # The delegate certificate covers the blocks the enterprise has by now.
+        credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
+        t = time.monotonic()
         caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
         wait_for(lambda: callee.received("INVITE"), timeout=10)
-        t = steps.done("the INVITE reached Chen's softphone (signed, then verified)", t)
+        print(f"dial to the INVITE at Chen's softphone (signed, then verified): "
+              f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
         wait_for(lambda: "Call established" in caller.output(), timeout=10)
-        steps.done("answered: the call is established", t)
+        print(f"dial to established: {(time.monotonic() - t) * 1000:.0f} ms")
         invite = callee.received("INVITE")[0]
         print("The INVITE at the callee:\n" + "\n".join(f"{n}: {v}" for n, v in invite.headers))
         # It passed the portal's edge twice: as the originating AS, then as the terminating.
@@ -333,37 +345,53 @@ def test_a_lab_call_is_signed_originating_and_verified_terminating_by_the_portal
         # The ISC's own headers stay in the core.
         assert not invite.header("P-Served-User")
         assert not invite.header("Route")
-    print(f"total: {time.monotonic() - steps.started:.1f} s")
+        # The dialog's requests pass the S-CSCF (it recorded the route), the edge not.
+        caller.command("hangup")
+        wait_for(lambda: callee.received("BYE"), timeout=10)
+        assert vias(callee.received("BYE")[0])[0].startswith(f"SIP/2.0/UDP {core.scscf_address}")
 
 
 def test_a_call_goes_on_without_the_portal_edge_when_it_is_down(core, enterprise, admin):
     """The iFC's default handling: an AS that does not answer is passed over, both for
     the originating and the terminating session case, and the call still connects."""
-    give_numbers(enterprise, TN, CALLEE_TN)
-    rob = onboard_with_line(
-        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
-        imsi=IMSI,
-    )  # fmt: skip
-    chen = onboard_with_line(
-        core, enterprise, admin, email="chen@swift.example", full_name="Chen Wei",
-        tn=CALLEE_TN, imsi=CALLEE_IMSI,
-    )  # fmt: skip
-    with (
-        running_baresip(core.folder / "rob", aor=f"sip:{TN}@{core.domain}",
-                        registrar=core.scscf_address, instance=CALLER_PHONE,
-                        auth_user=rob.impi, auth_pass=LAB_KI) as caller,
-        running_baresip(core.folder / "chen", aor=f"sip:{CALLEE_TN}@{core.domain}",
-                        registrar=core.scscf_address, instance=CALLEE_PHONE,
-                        auth_user=chen.impi, auth_pass=LAB_KI, answer=True) as callee,
-    ):  # fmt: skip
+    with rob_and_chen(core, enterprise, admin) as (caller, callee):
         stop(core.running_edge.process)
         t = time.monotonic()
         caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
         wait_for(lambda: "Call established" in caller.output(), timeout=15)
         print(f"dial to established without the edge: {(time.monotonic() - t) * 1000:.0f} ms")
         invite = callee.received("INVITE")[0]
-        print("The INVITE at the callee:\n" + "\n".join(f"{n}: {v}" for n, v in invite.headers))
         assert not [via for via in vias(invite) if core.edge.address in via]
         assert invite.header("P-Asserted-Identity") == f"<sip:{TN}@{core.domain}>"
         assert not invite.header("P-Served-User")
         assert not invite.header("Route")
+
+
+def test_a_caller_who_hangs_up_while_it_rings_cancels_the_call_at_the_callee(
+    core, enterprise, admin
+):
+    """CANCEL follows the INVITE hop by hop: S-CSCF, edge, S-CSCF (its own hand-over),
+    edge, S-CSCF, callee."""
+    with rob_and_chen(core, enterprise, admin, answer=False) as (caller, callee):
+        caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
+        wait_for(lambda: callee.received("INVITE"), timeout=10)
+        caller.command("hangup")
+        wait_for(lambda: callee.received("CANCEL"), timeout=10)
+        assert "Call established" not in caller.output()
+
+
+def test_a_call_from_a_softphone_that_is_not_registered_as_the_caller_is_refused(
+    core, enterprise, admin
+):
+    """The lab asserts the caller's identity as a P-CSCF would: an INVITE as Rob (From and
+    P-Asserted-Identity) from where Rob has no registered contact is refused."""
+    with rob_and_chen(core, enterprise, admin) as (_, callee):
+        folder = core.folder / "impostor"
+        folder.mkdir()
+        run = run_scenario(
+            "lab_invite.xml", core.scscf_address, folder,
+            keys={"caller": TN, "callee": CALLEE_TN, "domain": core.domain}, timeout=5,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr + trace(folder, "lab_invite.xml")
+        assert "SIP/2.0 403 Forbidden - Not Your Identity" in trace(folder, "lab_invite.xml")
+        assert not callee.received("INVITE")
