@@ -322,7 +322,7 @@ def test_a_lab_call_is_signed_originating_and_verified_terminating_by_the_portal
         credentials.delegate_certificate_issue(actor=Actor.system(), enterprise=enterprise)
         t = time.monotonic()
         caller.command("dial", f"sip:{CALLEE_TN}@{core.domain}")
-        wait_for(lambda: callee.received("INVITE"), timeout=10)
+        wait_for(lambda: callee.received("INVITE"), timeout=10, interval=0.01)
         print(f"dial to the INVITE at Chen's softphone (signed, then verified): "
               f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
         wait_for(lambda: "Call established" in caller.output(), timeout=10)
