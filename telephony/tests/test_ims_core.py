@@ -4,7 +4,10 @@ S-CSCF, which authenticates them over Diameter Cx against PyHSS and, by the iFC 
 hands it, tells the portal's SIP edge; the portal shows each device. Suspension removes
 the UEs from the S-CSCF and the next REGISTER gets 403; after a resume two softphones
 register and each gets the portal's notice as a SIP MESSAGE; offboarding leaves nothing
-of the person in PyHSS or the S-CSCF. Each step's latency is printed (pytest -s shows it)."""
+of the person in PyHSS or the S-CSCF. A call between two lab users passes the edge by the
+iFC, originating (signed) and terminating (verified), and reaches the callee with our
+Identity headers, verstat and the vetted business name. Each step's latency is printed
+(pytest -s shows it)."""
 
 from __future__ import annotations
 
