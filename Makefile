@@ -26,7 +26,9 @@ if [ -n "$$missing" ]; then \
 endef
 
 # The SIP edge (docs/architecture.md, "The SIP edge") is Debian's Kamailio with these modules.
-EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules
+# app_python3 asks the STI service about each INVITE within a budget of milliseconds
+# (http_client counts its timeouts in whole seconds).
+EDGE_DEBS := kamailio kamailio-utils-modules kamailio-extra-modules kamailio-python3-modules
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,14 +84,17 @@ edge: $(VENV)/.runtime edge-debs
 # ../shared/peers), Kamailio's IMS S-CSCF (lab/scscf.cfg), the SIP edge, and the portal with
 # its worker on PyHSS, in a state of its own under var/lab/. Ctrl-C stops all; lab-stop
 # stops a leftover by its pid files.
+# The lab's ports are its own (portal LAB_PORT, the rest 8101-8106: portal/management/
+# commands/lab.py), so that `SIP_EDGE=1 make run` can run beside it.
+LAB_PORT ?= 8100
 lab: export DJANGO_DEBUG := true
 lab: export LOG_FORMAT ?= plain
 lab: export PORTAL_VAR_DIR := var/lab/portal
 lab: export PROMETHEUS_MULTIPROC_DIR := var/lab/portal/prometheus
-lab: export PORTAL_BASE_URL := http://$(HOST):$(PORT)
+lab: export PORTAL_BASE_URL := http://$(HOST):$(LAB_PORT)
 lab: $(VENV)/.runtime peers
 	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
-	$(MANAGE) lab --address $(HOST):$(PORT)
+	$(MANAGE) lab --address $(HOST):$(LAB_PORT)
 
 lab-stop: export DJANGO_DEBUG := true
 lab-stop: $(VENV)/.runtime

@@ -415,6 +415,17 @@ SIP_NOTICE_FROM = os.environ.get(
 SIP_EDGE_PORTAL_URL = os.environ.get("SIP_EDGE_PORTAL_URL", PORTAL_BASE_URL).rstrip("/")
 SIP_EDGE_SUBSCRIBE_EXPIRES = int(os.environ.get("SIP_EDGE_SUBSCRIBE_EXPIRES", "3600"))
 SIP_EDGE_WORKERS = int(os.environ.get("SIP_EDGE_WORKERS", "4"))
+# How long the edge waits for the portal's answer about an INVITE (signing or verifying)
+# before it relays the call unsigned or unverified and counts it (milliseconds).
+SIP_EDGE_STI_BUDGET_MS = int(os.environ.get("SIP_EDGE_STI_BUDGET_MS", "200"))
+# What the edge does with an incoming call whose Identity fails verification: "mark" it
+# (verstat=TN-Validation-Failed) and relay it, "reject" it with the RFC 8224 code, or
+# "reject-unsigned", which also refuses calls without a verifiable Identity (428).
+STIR_SIP_VERIFICATION_POLICY = os.environ.get("STIR_SIP_VERIFICATION_POLICY", "mark")
+if STIR_SIP_VERIFICATION_POLICY not in {"mark", "reject", "reject-unsigned"}:
+    raise ImproperlyConfigured(
+        "STIR_SIP_VERIFICATION_POLICY must be 'mark', 'reject' or 'reject-unsigned'."
+    )
 
 # Call authentication (STIR/SHAKEN).
 # Encrypts signing keys at rest (a Fernet key); unset: derived from DJANGO_SECRET_KEY.

@@ -3,8 +3,10 @@ value by value, and accepted by Kamailio itself."""
 
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from portal.testing import require_program
@@ -29,6 +31,21 @@ def test_it_writes_the_script_and_the_defs_readable_by_its_owner_only(edge_env, 
     assert (tmp_path / "kamailio.cfg").read_text().startswith("#!KAMAILIO")
 
 
+@pytest.mark.parametrize(("budget", "asks"), [(200, True), (0, False)])
+def test_the_edge_asks_the_sti_service_within_the_budget_unless_it_is_0(
+    edge_env, tmp_path, budget, asks
+):
+    edge_env.SIP_EDGE_STI_BUDGET_MS = budget
+    call_command("sipedge_config", out=str(tmp_path))
+    defs = (tmp_path / "edge.defs").read_text()
+    assert f'#!substdef "!EDGE_STI_BUDGET_MS!{budget}!g"' in defs
+    assert f'#!substdef "!EDGE_STI_SCRIPT!{tmp_path.resolve() / "sti.py"}!g"' in defs
+    assert ("#!define WITH_STI" in defs) is asks
+    assert (tmp_path / "sti.py").read_text() == (
+        Path(settings.BASE_DIR) / "sipedge" / "sti.py"
+    ).read_text()
+
+
 def test_kamailio_accepts_what_it_writes(edge_env, tmp_path):
     kamailio = require_program("kamailio")
     call_command("sipedge_config", out=str(tmp_path))
@@ -51,6 +68,8 @@ def test_kamailio_accepts_what_it_writes(edge_env, tmp_path):
         ("SIP_EDGE_PORTAL_URL", "http://portal$(shell)", "SIP_EDGE_PORTAL_URL"),
         ("SIP_EDGE_RPC_URL", "http://127.0.0.1:5071/", "SIP_EDGE_RPC_URL"),
         ("SIP_EDGE_SUBSCRIBE_EXPIRES", 5, "SIP_EDGE_SUBSCRIBE_EXPIRES"),
+        ("SIP_EDGE_STI_BUDGET_MS", -1, "SIP_EDGE_STI_BUDGET_MS"),
+        ("SIP_EDGE_STI_BUDGET_MS", 60_000, "SIP_EDGE_STI_BUDGET_MS"),
     ],
 )
 def test_a_value_that_could_add_script_or_is_wrong_is_refused(

@@ -10,5 +10,6 @@ urlpatterns = [
     path("reginfo", views.ReginfoView.as_view(), name="network-reginfo"),
     path("registrations", views.RegistrationEventsView.as_view(), name="network-registrations"),
     path("sip/register", views.ThirdPartyRegisterView.as_view(), name="network-sip-register"),
+    path("sip/invite", views.SipInviteView.as_view(), name="network-sip-invite"),
     path("ping", views.PingView.as_view(), name="network-ping"),
 ]

@@ -1,6 +1,8 @@
 """The network API for the IMS core: registration reports in, as RFC 3680 reginfo
-documents or as JSON events, and the SIP edge's third-party REGISTERs. Authenticated per
-network client; bodies are untrusted."""
+documents or as JSON events, and the SIP edge's third-party REGISTERs and INVITEs.
+Authenticated per network client; bodies are untrusted."""
+
+import uuid
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -23,10 +25,14 @@ from telephony.registrations.reginfo import (
     parse_registration_events,
 )
 from telephony.registrations.sipmessage import (
+    Invite,
     SipMessageError,
     ThirdPartyRegister,
+    parse_invite,
     parse_third_party_register,
 )
+
+from . import sipcall
 
 
 class CappedBody:
@@ -72,6 +78,16 @@ class SipRegisterParser(CappedBody, parsers.BaseParser):
             return parse_third_party_register(self.read_capped(stream))
         except SipMessageError as exc:
             raise exceptions.ParseError(f"Not a valid third-party REGISTER: {exc}.") from exc
+
+
+class SipInviteParser(CappedBody, parsers.BaseParser):
+    media_type = "message/sip"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return parse_invite(self.read_capped(stream))
+        except SipMessageError as exc:
+            raise exceptions.ParseError(f"Not a valid INVITE: {exc}.") from exc
 
 
 BODY_ERRORS = {
@@ -285,6 +301,83 @@ class ThirdPartyRegisterView(NetworkView):
                 "next_cursor": str(more) if more is not None else None,
             }
         )
+
+
+class InviteAnswerSerializer(serializers.Serializer):
+    originating = serializers.BooleanField(
+        help_text="The edge serves the caller (sign) or, if false, the callee (verify)."
+    )
+    action = serializers.ChoiceField(choices=["relay", "reject"])
+    code = serializers.IntegerField(
+        required=False, help_text="With reject: the RFC 8224 code (428, 436, 437, 438, 403)."
+    )
+    reason = serializers.CharField(required=False, help_text="With reject: its reason phrase.")
+    identity = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Originating: the Identity header values that replace the INVITE's "
+        "(SHAKEN, then RCD); empty when the call goes unsigned.",
+    )
+    attest = serializers.CharField(required=False, help_text="The attestation (A, B or C).")
+    verstat = serializers.CharField(required=False, help_text="Terminating: the verstat.")
+    asserted_identity = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Terminating: the P-Asserted-Identity values that replace the INVITE's, "
+        "with verstat on the URI and the verified caller name as the display name.",
+    )
+    from_display = serializers.CharField(
+        required=False, help_text="Terminating, without P-Asserted-Identity: From's new name."
+    )
+    from_uri = serializers.CharField(
+        required=False, help_text="Terminating, without P-Asserted-Identity: From's new URI."
+    )
+    note = serializers.CharField(required=False, help_text="Why unsigned or not verified.")
+
+
+INVITE_EXAMPLE = """INVITE sip:+4940123499@ims.example;user=phone SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK77ef4c2312983.1
+Max-Forwards: 69
+Route: <sip:portal-as@192.0.2.20:5070;lr>, <sip:iscmark@192.0.2.10:5060;lr;s=1;h=0;d=0>
+From: "Rob Smith" <sip:+4930555000@swift-delivery.example;user=phone>;tag=9fxced76sl
+To: <sip:+4940123499@ims.example;user=phone>
+Call-ID: 3848276298220188511@198.51.100.20
+CSeq: 1 INVITE
+P-Asserted-Identity: <sip:+4930555000@swift-delivery.example;user=phone>
+P-Served-User: <sip:+4930555000@swift-delivery.example;user=phone>;sescase=orig;regstate=reg
+Contact: <sip:+4930555000@198.51.100.20:5060>
+Content-Length: 0
+
+"""
+
+
+class SipInviteView(NetworkView):
+    parser_classes = [SipInviteParser]
+
+    @extend_schema(
+        operation_id="network_sip_invite",
+        summary="Sign or verify an INVITE (SIP edge)",
+        description="`Content-Type: message/sip`: the INVITE the edge received, as it came "
+        "(CRLF line ends). The side of the call: `P-Served-User`'s `sescase` (RFC 5502), "
+        "else the S-CSCF's ISC mark (a Route `sip:iscmark@…;d=0|1|2`), else an Identity "
+        "header means terminating and none originating. Originating calls are signed by the "
+        "STI-AS (answer `identity`), terminating ones verified by the STI-VS (answer "
+        "`verstat` and the rewritten P-Asserted-Identity or From; `reject` with the RFC 8224 "
+        "code under STIR_SIP_VERIFICATION_POLICY). A request the STI service cannot serve "
+        "is answered `relay` with a `note`: the call goes on unsigned or unverified. 400 "
+        "for a malformed INVITE (with the reason), 413 over the size limit.",
+        request={"message/sip": {"type": "string"}},
+        responses={200: InviteAnswerSerializer, **BODY_ERRORS},
+        examples=[OpenApiExample("Rob calls", value=INVITE_EXAMPLE, request_only=True)],
+        tags=["network"],
+    )
+    def post(self, request):
+        invite = request.data
+        if not isinstance(invite, Invite):
+            raise exceptions.ParseError("The body is empty or has no Content-Type.")
+        request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())
+        answer = sipcall.answer_invite(client=request.auth, invite=invite, request_id=request_id)
+        return Response(answer, headers={"X-RequestID": request_id})
 
 
 class PingSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
-"""Third-party REGISTERs from the S-CSCF, as the SIP edge hands them over: a small,
-strict SIP message parser (RFC 3261 §7) and the facts TS 24.229 §5.4.1.7 puts in them.
+"""Third-party REGISTERs and INVITEs, as the SIP edge hands them over: a small, strict
+SIP message parser (RFC 3261 §7) and the facts TS 24.229 (§5.4.1.7 for a REGISTER, §5.7
+for an AS's INVITE) and RFC 5502 put in them.
 
 The edge (Kamailio) answers the S-CSCF and posts the whole REGISTER it received, start
 line to body. It comes from the network and is treated as hostile: it becomes frozen
@@ -28,6 +29,24 @@ URI), and, when the iFC asked for the UE's REGISTER and the S-CSCF's 200 OK to i
 (``message/sip`` bodies), the UE's contact URI, ``+sip.instance``, User-Agent and
 P-Access-Network-Info — taken from its REGISTER, or from the 200 OK when that lists a
 single binding.
+
+What an INVITE says (parse_invite): which side of the call the edge serves, the calling
+number, the called number, the served user, the Identity header values, and the
+P-Asserted-Identity and From addresses the edge may rewrite. The side is decided by one
+rule, first match wins:
+
+1. ``P-Served-User: <uri>;sescase=orig|term`` (RFC 5502; Kamailio's S-CSCF adds it with
+   ims_isc's ``add_p_served_user``);
+2. the S-CSCF's ISC mark, a Route ``<sip:iscmark@scscf;lr;s=..;h=..;d=0|1|2;a=hex>``
+   (Kamailio's ims_isc: d=0 originating, 1 terminating, 2 terminating unregistered; ``a``
+   the served user's IMPU in hex);
+3. otherwise (an SBC on a trunk): an INVITE with an Identity header is terminating
+   (verify it), one without is originating (sign it).
+
+The calling number is the first P-Asserted-Identity naming a telephone number, else the
+From URI's; the called number the Request-URI's, else the To URI's. A number is a
+``tel:`` URI's, or a ``sip:`` user part of ``+`` and digits (or digits with
+``user=phone``).
 """
 
 import re
@@ -77,6 +96,9 @@ _AOR_URI = re.compile(r"(?:sips?|tel):[^\s<>\"]+", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _CSEQ = re.compile(r"[0-9]{1,10}[ \t]+([A-Za-z0-9.!%*_+`'~-]+)")
 # RFC 2046 bchars: 1 to 70 of them, not ending in a space.
+_NUMBER = re.compile(r"\+?[0-9]{6,15}")
+_TEL_SEPARATORS = re.compile(r"[-.()]")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2}){1,256}")
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
@@ -115,6 +137,27 @@ class ThirdPartyRegister:
     expires: int  # seconds; 0 is a de-registration
     scscf: str  # "" for ``Contact: *``
     ue: UeRegistration | None
+
+
+@dataclass(frozen=True)
+class NameAddress:
+    """A From or P-Asserted-Identity entry: the display name (unquoted) and the URI."""
+
+    display: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Invite:
+    """What the edge needs decided about an INVITE (see the module's rule)."""
+
+    originating: bool  # the edge serves the caller (sign); else the callee (verify)
+    served_user: str  # the IMPU the S-CSCF serves (P-Served-User or the ISC mark), or ""
+    calling: str  # "+digits", "" when no URI names a number
+    called: str  # "+digits", "" when no URI names a number
+    identity: str  # the Identity header values joined with commas, "" if none
+    asserted: tuple[NameAddress, ...]  # P-Asserted-Identity entries
+    sender: NameAddress  # From
 
 
 def _fail(where: str, message: str) -> NoReturn:
@@ -243,6 +286,7 @@ def _params(text: str, where: str) -> dict[str, str]:
 class _Address:
     uri: str
     params: dict[str, str]
+    display: str = ""  # the display name, unquoted
 
 
 def _addresses(value: str, where: str, label: str) -> list[_Address]:
@@ -253,13 +297,16 @@ def _addresses(value: str, where: str, label: str) -> list[_Address]:
         entry = entry.strip()
         if not entry:
             _fail(where, f"{label} has an empty entry")
+        display = ""
         if entry.startswith('"'):  # a quoted display name, then <URI>
             name = re.match(r'"(?:[^"\\]|\\.)*"', entry)
             angle = entry.find("<", name.end()) if name else -1
-            if angle < 0:
+            if angle < 0 or name is None:
                 _fail(where, f"{label} has a display name without an <address>")
+            display = _unquote(name.group(0))
         else:
             angle = entry.find("<")
+            display = entry[:angle].strip() if angle > 0 else ""
         if angle >= 0:
             close = entry.find(">", angle)
             if close < 0:
@@ -270,7 +317,9 @@ def _addresses(value: str, where: str, label: str) -> list[_Address]:
             rest = f";{rest}" if rest else ""
         if rest.strip() and not rest.strip().startswith(";"):
             _fail(where, f"{label} has text after its address: {_brief(repr(rest))}")
-        addresses.append(_Address(uri=uri.strip(), params=_params(rest.strip(), where)))
+        addresses.append(
+            _Address(uri=uri.strip(), params=_params(rest.strip(), where), display=display)
+        )
     return addresses
 
 
@@ -447,3 +496,112 @@ def _cseq_method(message: SipMessage) -> str:
     values = message.values("cseq")
     match = _CSEQ.fullmatch(values[0]) if len(values) == 1 else None
     return match.group(1).upper() if match else ""
+
+
+# --- INVITE -----------------------------------------------------------------------------
+
+ISC_MARK_USER = "iscmark"
+ISC_DIRECTIONS = {"0": True, "1": False, "2": False}  # ims_isc: originating or not
+
+
+def parse_invite(data: bytes) -> Invite:
+    """The facts of an INVITE the edge was handed (the module's rule), or
+    SipMessageError."""
+    where = "the INVITE"
+    message = parse_message(data, where=where)
+    if message.method != "INVITE":
+        _fail(where, f"not an INVITE request: {_brief(message.method or str(message.status))}")
+    request_uri = _uri(message.request_uri, _AOR_URI, where, "the Request-URI", "sip: or tel:")
+    senders = _addresses(_one(message, "from", where), where, "From")
+    receivers = _addresses(_one(message, "to", where), where, "To")
+    if len(senders) != 1 or len(receivers) != 1:
+        _fail(where, "From and To must each name one address")
+    sender = _name_address(senders[0].display, senders[0].uri, where, "the From URI")
+    to_uri = _uri(receivers[0].uri, _AOR_URI, where, "the To URI", "sip:, sips: or tel:")
+    asserted = tuple(
+        _name_address(entry.display, entry.uri, where, "a P-Asserted-Identity URI")
+        for value in message.values("p-asserted-identity")
+        for entry in _addresses(value, where, "P-Asserted-Identity")
+    )
+    if len(asserted) > 2:  # RFC 3325: one sip: or sips: and one tel:
+        _fail(where, "more than two P-Asserted-Identity addresses")
+    identity = ",".join(message.values("identity"))
+    originating, served_user = _session_case(message, where)
+    if originating is None:
+        originating = not identity
+    calling = next((n for n in (_number(a.uri) for a in (*asserted, sender)) if n), "")
+    return Invite(
+        originating=originating,
+        served_user=served_user,
+        calling=calling,
+        called=_number(request_uri) or _number(to_uri),
+        identity=identity,
+        asserted=asserted,
+        sender=sender,
+    )
+
+
+def _name_address(display: str, uri: str, where: str, label: str) -> NameAddress:
+    return NameAddress(
+        display=display, uri=_uri(uri, _AOR_URI, where, label, "sip:, sips: or tel:")
+    )
+
+
+def _session_case(message: SipMessage, where: str) -> tuple[bool | None, str]:
+    """(originating, served user) from P-Served-User, else from the ISC mark; (None, "")
+    when neither says."""
+    served = message.values("p-served-user")
+    if len(served) > 1:
+        _fail(where, "P-Served-User is given twice")
+    if served:
+        entries = _addresses(served[0], where, "P-Served-User")
+        if len(entries) != 1:
+            _fail(where, "P-Served-User must name one address")
+        user = _uri(entries[0].uri, _AOR_URI, where, "the P-Served-User URI", "sip: or tel:")
+        sescase = entries[0].params.get("sescase", "").lower()
+        if sescase not in ("orig", "term"):
+            _fail(where, "P-Served-User's sescase must be orig or term")
+        return sescase == "orig", user
+    for value in message.values("route"):
+        for entry in _addresses(value, where, "Route"):
+            scheme_user = entry.uri.split("@", 1)[0].lower()
+            if scheme_user not in (f"sip:{ISC_MARK_USER}", f"sips:{ISC_MARK_USER}"):
+                continue
+            params = _params(entry.uri, where)
+            direction = params.get("d", "")
+            if direction not in ISC_DIRECTIONS:
+                _fail(
+                    where, f"the ISC mark's direction is not 0, 1 or 2: {_brief(repr(direction))}"
+                )
+            return ISC_DIRECTIONS[direction], _served_user_of_mark(params.get("a", ""), where)
+    return None, ""
+
+
+def _served_user_of_mark(hexed: str, where: str) -> str:
+    """The IMPU an ISC mark's ``a`` names (hex of its bytes), or "" when it names none."""
+    if not hexed:
+        return ""
+    if not _HEX.fullmatch(hexed):
+        _fail(where, "the ISC mark's served user is not hex")
+    try:
+        impu = bytes.fromhex(hexed).decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(where, "the ISC mark's served user is not UTF-8")
+    return _uri(impu, _AOR_URI, where, "the ISC mark's served user", "sip: or tel:")
+
+
+def _number(uri: str) -> str:
+    """``+digits`` of a tel: URI or of a telephone-number sip: URI, else ""."""
+    scheme, _, rest = uri.partition(":")
+    scheme = scheme.lower()
+    if scheme == "tel":
+        user = _TEL_SEPARATORS.sub("", rest.split(";", 1)[0])
+    elif scheme in ("sip", "sips") and "@" in rest:
+        user = rest.split("@", 1)[0].split(";", 1)[0]
+        if not user.startswith("+") and "user=phone" not in rest.lower():
+            return ""
+    else:
+        return ""
+    if not _NUMBER.fullmatch(user):
+        return ""
+    return user if user.startswith("+") else f"+{user}"

@@ -128,3 +128,52 @@ def with_ue(impu: str = ROB_SIP, *, expires: int = 600000, **ue) -> bytes:
     return third_party_register(
         impu, expires=expires, body=body, content_type='multipart/mixed;boundary="boundary1"'
     )
+
+
+# --- INVITEs at the edge (TS 24.229 §5.7, RFC 5502) ------------------------------------------
+
+CALLEE = "+4940123499"
+
+
+def invite(
+    *,
+    caller: str = "+4930123400",
+    callee: str = CALLEE,
+    asserted: bool = True,
+    served: str = "",
+    mark: str = "",
+    identity: tuple[str, ...] = (),
+    display: str = "Rob Smith",
+    extra: tuple[str, ...] = (),
+    sdp: bytes = b"v=0\r\no=- 1 1 IN IP4 198.51.100.20\r\ns=-\r\nc=IN IP4 198.51.100.20\r\n"
+    b"t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+) -> bytes:
+    """An INVITE as the S-CSCF (``served``: the P-Served-User's sescase; ``mark``: the
+    ISC mark's d=) or an SBC hands it to the edge."""
+    aor = f"sip:{caller}@swift.example;user=phone"
+    routes = ["Route: <sip:portal-as@192.0.2.20:5070;lr>"]
+    if mark:
+        hexed = aor.encode().hex()
+        routes = [
+            f"Route: <sip:portal-as@192.0.2.20:5070;lr>, "
+            f"<sip:iscmark@192.0.2.10:5060;lr;s=1;h=0;d={mark};a={hexed}>"
+        ]
+    return sip(
+        f"INVITE sip:{callee}@ims.example;user=phone SIP/2.0",
+        [
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK77ef4c2312983.1",
+            "Max-Forwards: 69",
+            *routes,
+            f'From: "{display}" <{aor}>;tag=9fxced76sl',
+            f"To: <sip:{callee}@ims.example;user=phone>",
+            "Call-ID: 3848276298220188511@198.51.100.20",
+            "CSeq: 1 INVITE",
+            *([f"P-Asserted-Identity: <{aor}>"] if asserted else []),
+            *([f"P-Served-User: <{aor}>;sescase={served};regstate=reg"] if served else []),
+            *(f"Identity: {value}" for value in identity),
+            f"Contact: <sip:{caller}@198.51.100.20:5060>",
+            "Content-Type: application/sdp",
+            *extra,
+        ],
+        sdp,
+    )

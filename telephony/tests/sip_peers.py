@@ -21,6 +21,7 @@ installs both) fails instead. Reused by every test of the SIP edge:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -430,19 +431,59 @@ class RunningBaresip:
     process: subprocess.Popen
     folder: Path
     port: int
+    control_port: int
 
     def output(self) -> str:
         """What it printed: with -s, every SIP message it sent and received."""
         return (self.folder / "baresip.out").read_text(errors="replace")
 
+    def command(self, command: str, params: str = "") -> dict:
+        """One command of its menu (``dial``, ``hangup``, ...) over its ctrl_tcp socket: a
+        netstring of JSON; its answer."""
+        request = json.dumps({"command": command, "params": params, "token": command}).encode()
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as sock:
+            sock.sendall(b"%d:%s," % (len(request), request))
+            data = b""
+            while not (data and data.endswith(b",") and _netstring_complete(data)):
+                chunk = sock.recv(65_535)
+                if not chunk:
+                    break
+                data += chunk
+        length, _, rest = data.partition(b":")
+        return json.loads(rest[: int(length)])
 
+    def received(self, method: str) -> list[SipMessage]:
+        """The requests of ``method`` it received, from its SIP trace (-s): each message
+        follows a line "UDP <from> -> <to>" and ends with a colour reset."""
+        here = f"127.0.0.1:{self.port}"
+        return [
+            parse_message(found.group(3))
+            for found in _BARESIP_TRACE.finditer(self.output().replace("\r\n", "\n"))
+            if found.group(2) == here and found.group(3).startswith(f"{method} ")
+        ]
+
+
+def _netstring_complete(data: bytes) -> bool:
+    length, sep, rest = data.partition(b":")
+    return bool(sep) and length.isdigit() and len(rest) >= int(length) + 1
+
+
+_BARESIP_TRACE = re.compile(
+    r"^(?:UDP|TCP|TLS) (\S+) -> (\S+)\n(.*?)\x1b\[;m", re.MULTILINE | re.DOTALL
+)
+
+
+# opus first: a call negotiates it, and ausine (the test tone) makes 48 kHz audio only.
 BARESIP_CONFIG = """sip_listen 127.0.0.1:{port}
 module_path /usr/lib/baresip/modules
+module opus.so
 module g711.so
 module ausine.so
 module uuid.so
 module_app account.so
 module_app menu.so
+module_app ctrl_tcp.so
+ctrl_tcp_listen 127.0.0.1:{control_port}
 audio_player ausine,nil
 audio_source ausine,440
 audio_alert ausine,nil
@@ -458,19 +499,22 @@ def running_baresip(
     instance: str,
     auth_user: str = "",
     auth_pass: str = "",
+    answer: bool = False,
 ) -> Iterator[RunningBaresip]:
     """baresip registered as ``aor`` at ``registrar`` (host:port) with the device UUID
     ``instance`` (its +sip.instance, through RFC 5626 outbound), ready once the registrar
     took the binding; with ``auth_user`` (an IMPI) and ``auth_pass`` it answers digest
-    challenges. It prints every SIP message (-s) and quits by itself after
+    challenges; with ``answer`` it answers calls by itself. It prints every SIP message
+    (-s), takes commands (``.command("dial", uri)``) and quits by itself after
     PEER_LIFETIME seconds."""
     binary = require_program("baresip")
     folder.mkdir(parents=True, exist_ok=True)
     # baresip listens on UDP and TCP, and TLS one port up, whatever its config says.
-    port = free_sip_port(next_too=True)
-    (folder / "config").write_text(BARESIP_CONFIG.format(port=port))
+    port, control_port = free_sip_port(next_too=True), free_port()
+    (folder / "config").write_text(BARESIP_CONFIG.format(port=port, control_port=control_port))
     (folder / "uuid").write_text(instance)  # no line end: it goes into the header as it is
     auth = f";auth_user={auth_user};auth_pass={auth_pass}" if auth_user else ""
+    auth += ";answermode=auto" if answer else ""
     (folder / "accounts").write_text(
         f'<{aor}>;outbound="sip:{registrar};transport=udp";regint=600;sipnat=outbound{auth}\n'
     )
@@ -480,7 +524,7 @@ def running_baresip(
             cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    peer = RunningBaresip(process, folder, port)
+    peer = RunningBaresip(process, folder, port, control_port)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not re.search(r"\{\d+/UDP/v4\} 200 OK", peer.output()):

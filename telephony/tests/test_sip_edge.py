@@ -143,7 +143,9 @@ def test_malformed_requests_change_nothing_and_the_edge_keeps_serving(lab, rob):
 def test_options_is_answered_and_other_methods_are_not_served(lab):
     run = run_scenario("options.xml", lab.edge.address, lab.folder)
     assert run.returncode == 0, trace(lab.folder, "options.xml")
-    assert "Allow: REGISTER, NOTIFY, OPTIONS" in trace(lab.folder, "options.xml")
+    assert "Allow: INVITE, ACK, CANCEL, BYE, REGISTER, NOTIFY, OPTIONS" in trace(
+        lab.folder, "options.xml"
+    )
 
 
 # --- What only a scripted S-CSCF sends ------------------------------------------------------

@@ -28,8 +28,11 @@ from portal.management.commands.seed_demo import DEMO_NETWORK_TOKEN, DEMO_PASSWO
 # The demo's SIM lines are of PLMN 262/01: PyHSS serves that home network, whose IMS
 # domain is then Swift Delivery's SIP domain (the AoRs the S-CSCF reports resolve there).
 MCC, MNC = "262", "01"
+# The lab's own ports, apart from `SIP_EDGE=1 make run`'s (portal 8000, edge 5070 and
+# 5071) and the well-known ones (SIP 5060, Diameter 3868), so that both run at once: the
+# portal on 8100 (`make lab`'s LAB_PORT) and everything else in 8101-8106.
 PORTS = lab.Ports(
-    hss_api=8091, hss_diameter=3868, scscf_sip=5060, scscf_rpc=5062, edge_sip=5070, edge_rpc=5071
+    hss_api=8101, hss_diameter=8102, scscf_sip=8103, scscf_rpc=8104, edge_sip=8105, edge_rpc=8106
 )
 
 
@@ -44,7 +47,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--stop", action="store_true", help="Stop a lab left running.")
-        parser.add_argument("--address", default="127.0.0.1:8000", help="The portal's address.")
+        parser.add_argument("--address", default="127.0.0.1:8100", help="The portal's address.")
 
     def handle(self, *args, stop: bool, address: str, **options):
         folder = lab_folder()

@@ -18,11 +18,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 SCRIPT = Path(settings.BASE_DIR) / "sipedge" / "kamailio.cfg"
+STI_SCRIPT = SCRIPT.with_name("sti.py")
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
 SIP_URI_RE = re.compile(
     r"^sips?:[A-Za-z0-9._~+-]+@[A-Za-z0-9.-]+(?::\d{1,5})?(?:;[A-Za-z0-9=._-]+)*$"
 )
 TOKEN_RE = re.compile(r"^ntk_[A-Za-z0-9_-]{16,128}$")
+PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]+$")
 URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~/-]*)?$")
 # Kamailio reads a SIP message into one 64 KiB buffer; the edge refuses NOTIFY bodies over
 # this with 413 (the portal's own limit, NETWORK_MAX_BODY_BYTES, is higher).
@@ -69,10 +71,16 @@ class Command(BaseCommand):
                 "Set SIP_EDGE_TOKEN to the credential of the edge's network client "
                 "(Django admin: Network clients; it starts with ntk_)."
             )
-        defs = edge_defs(token=token, timer_seconds=timer_seconds, restore_page=restore_page)
-        folder = Path(out)
+        folder = Path(out).resolve()
+        defs = edge_defs(
+            token=token,
+            timer_seconds=timer_seconds,
+            restore_page=restore_page,
+            sti_script=folder / "sti.py",
+        )
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SCRIPT, folder / "kamailio.cfg")
+        shutil.copyfile(STI_SCRIPT, folder / "sti.py")
         target = folder / "edge.defs"
         # The credential is in this file: readable by its owner only, from the start.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -81,7 +89,13 @@ class Command(BaseCommand):
         self.stdout.write(f"Wrote {folder / 'kamailio.cfg'} and {target}.")
 
 
-def edge_defs(*, token: str, timer_seconds: int, restore_page: int = RESTORE_PAGE) -> str:
+def edge_defs(
+    *,
+    token: str,
+    timer_seconds: int,
+    restore_page: int = RESTORE_PAGE,
+    sti_script: Path = STI_SCRIPT,
+) -> str:
     listen = [_checked(LISTEN_RE, value, "SIP_EDGE_LISTEN") for value in settings.SIP_EDGE_LISTEN]
     as_uri = _checked(SIP_URI_RE, settings.SIP_EDGE_AS_URI, "SIP_EDGE_AS_URI")
     portal_url = _checked(URL_RE, settings.SIP_EDGE_PORTAL_URL, "SIP_EDGE_PORTAL_URL")
@@ -100,6 +114,10 @@ def edge_defs(*, token: str, timer_seconds: int, restore_page: int = RESTORE_PAG
         raise CommandError("SIP_EDGE_SUBSCRIBE_EXPIRES must be between 60 and 86400 seconds.")
     if not 1 <= settings.SIP_EDGE_TRANSACTION_SECONDS <= 60:
         raise CommandError("SIP_EDGE_TRANSACTION_SECONDS must be between 1 and 60.")
+    if not 0 <= settings.SIP_EDGE_STI_BUDGET_MS <= 5000:
+        raise CommandError("SIP_EDGE_STI_BUDGET_MS must be between 0 (off) and 5000.")
+    if not PATH_RE.match(str(sti_script)):
+        raise CommandError(f"The edge's folder cannot be named in its script: {sti_script}.")
     if not 1 <= restore_page <= RESTORE_PAGE:
         raise CommandError(f"--restore-page must be between 1 and {RESTORE_PAGE}.")
     if not 1 <= timer_seconds <= 60:
@@ -120,11 +138,15 @@ def edge_defs(*, token: str, timer_seconds: int, restore_page: int = RESTORE_PAG
         "EDGE_HOST": host,
         "EDGE_AS_URI": as_uri,
         "EDGE_RPC_PORT": rpc.port,
+        "EDGE_STI_BUDGET_MS": settings.SIP_EDGE_STI_BUDGET_MS,
+        "EDGE_STI_SCRIPT": sti_script,
     }
     lines = ["# Written by `manage.py sipedge_config` from the portal's settings: do not edit."]
     lines += [f"listen={value}" for value in listen]
     lines.append(f"listen=tcp:{rpc_host}:{rpc.port}")
     lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
+    if settings.SIP_EDGE_STI_BUDGET_MS:  # 0: the edge relays INVITEs without asking
+        lines.append("#!define WITH_STI")
     return "\n".join(lines) + "\n"
 
 
