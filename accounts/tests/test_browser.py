@@ -83,6 +83,24 @@ def test_the_first_tab_offers_to_skip_the_menu(page):
     assert page.evaluate("document.activeElement.id") == "content"
 
 
+def test_on_a_phone_the_menu_opens_by_keyboard(page):
+    from portal.testing import sign_in_browser
+
+    admin = AdminFactory(enterprise=EnterpriseFactory(name="Swift Delivery"))
+    TOTPDeviceFactory(user=admin)
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in_browser(page, admin, PASSWORD)
+    audit = page.get_by_role("link", name="Audit trail", exact=True)
+    assert not audit.is_visible()
+    for _ in range(6):  # the skip link first, then the menu
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "nav-toggle":
+            break
+    assert page.evaluate("document.activeElement.id") == "nav-toggle"
+    page.keyboard.press("Space")
+    audit.wait_for(state="visible")
+
+
 def test_the_audit_trail_reads_in_the_browsers_time_zone_and_exports_what_is_filtered(
     browser, live_server
 ):

@@ -42,7 +42,7 @@ def attention_lines(page: str) -> list[str]:
 def test_a_healthy_enterprise_is_told_so(admin_client, rob):
     IdentitySync.objects.update(state=IdentitySync.State.SYNCED)
     page = home(admin_client)
-    assert "Everything is running" in page
+    assert "Everything is running: nothing needs your attention." in page
     assert attention_lines(page) == []
 
 

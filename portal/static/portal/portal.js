@@ -23,3 +23,29 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     document.cookie = cookie + "; path=/; max-age=31536000; SameSite=Lax";
   }
 })();
+
+// On a phone a table's rows stack (portal.css): each cell is named by its column here.
+function labelCells(root) {
+  root.querySelectorAll("table.table").forEach((table) => {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    table.querySelectorAll("tbody tr").forEach((row) => {
+      [...row.children].forEach((cell, i) => {
+        if (heads[i] && !cell.dataset.label) cell.dataset.label = heads[i];
+      });
+    });
+  });
+}
+document.addEventListener("DOMContentLoaded", () => labelCells(document));
+document.addEventListener("htmx:afterSwap", (event) => labelCells(event.target));
+
+// A table wider than its box scrolls sideways: keyboard users reach it too.
+function focusableScrolling(root) {
+  root.querySelectorAll(".table-wrap").forEach((wrap) => {
+    if (wrap.scrollWidth > wrap.clientWidth && !wrap.hasAttribute("tabindex")) {
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", "Table (scrolls sideways)");
+    }
+  });
+}
+window.addEventListener("load", () => focusableScrolling(document));
