@@ -7,6 +7,7 @@ app_name = "telephony"
 
 urlpatterns = [
     path("employees/", views.employee_list, name="employees"),
+    path("employees/bulk/", bulk_views.employees_bulk, name="employees_bulk"),
     path("employees/onboard/", views.employee_onboard, name="employee_onboard"),
     path("employees/<int:pk>/", views.employee_detail, name="employee_detail"),
     path("employees/<int:pk>/offboard/", views.employee_offboard, name="employee_offboard"),

@@ -33,6 +33,7 @@ from kernel.pages import call_service
 from kernel.pagination import paginate
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
+from telephony.bulk import actions as bulk_actions
 from telephony.callauth import credentials, signing
 from telephony.identities import services
 from telephony.inventory import numbers
@@ -74,7 +75,11 @@ def _run(request, form, service, *, success=None, **kwargs):
 def employee_list(request):
     filters = EmployeeFilterForm(request.GET or None)
     people = selectors.employees(request.enterprise, **filter_criteria(filters))
-    context = {"filters": filters, "page": paginate(request, people)}
+    context = {
+        "filters": filters,
+        "page": paginate(request, people),
+        "bulk_actions": bulk_actions.actions_for(request.user.role),
+    }
     return render(request, "telephony/employee_list.html", context)
 
 

@@ -223,6 +223,9 @@ CHANGES = {
     "telephony:employee_offboard": page(pk=of("leaver")),
     "telephony:receipt_revoke_api_tokens": page(pk=of("receipt")),
     "telephony:employee_deactivate": page(pk=of("member")),
+    "telephony:employees_bulk": page(
+        lambda w: {"action": "suspend", "people": [w.member.pk], "confirmed": "yes"}
+    ),
     "telephony:employee_reactivate": page(pk=of("deactivated")),
     "telephony:identity_create": page(lambda w: IDENTITY_FORM, owner_pk=of("member")),
     "telephony:identity_edit": page(lambda w: IDENTITY_FORM, pk=of("member_identity")),

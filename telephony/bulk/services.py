@@ -778,19 +778,27 @@ def _timestamp(moment: datetime | None) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def export_rows(enterprise: Enterprise) -> Iterator[str]:
-    """The enterprise's employees and their live identities as CSV lines, for a
-    streamed response."""
-    rows = _export_rows_query(enterprise).iterator(chunk_size=EXPORT_CHUNK)
+def export_rows(enterprise: Enterprise, *, people: list[User] | None = None) -> Iterator[str]:
+    """The enterprise's employees (or only ``people``) and their live identities as CSV
+    lines, for a streamed response."""
+    found = _export_rows_query(enterprise)
+    if people is not None:
+        found = found.filter(pk__in=[person.pk for person in people])
+    rows = found.iterator(chunk_size=EXPORT_CHUNK)
     return csvfile.lines(EXPORT_COLUMNS, (_export_line(values) for values in rows))
 
 
 @transaction.atomic
-def export_recorded(*, actor: Actor, enterprise: Enterprise) -> None:
-    """Record in the audit trail that someone took the list of employees away."""
+def export_recorded(*, actor: Actor, enterprise: Enterprise, selected: int | None = None) -> None:
+    """Record in the audit trail that someone took the list of employees (or the
+    ``selected`` of them) away."""
     actor.ensure_acts_for(enterprise)
     audit.record(
-        actor=actor, action="employees.exported", enterprise=enterprise, changes_enterprise=False
+        actor=actor,
+        action="employees.exported",
+        enterprise=enterprise,
+        changes=audit.created(people_ticked=selected) if selected is not None else None,
+        changes_enterprise=False,
     )
 
 

@@ -1,24 +1,55 @@
-"""Pages for the CSV import of employees with identities, and the CSV export."""
+"""Pages for the CSV import of employees with identities, the CSV export, and actions
+on many employees at once."""
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
 from accounts.decorators import ADMIN, ADMIN_OR_HELPDESK, enterprise_role_required
+from accounts.models import User
 from kernel import csvfile
 from kernel.errors import RuleViolation
-from kernel.forms import PortalForm
+from kernel.forms import PortalForm, choice_field, model_choice_field
+from kernel.http import safe_next_url
 from kernel.pages import call_service
 from kernel.tenancy import get_for_enterprise_or_404
+from telephony.bulk import actions
 from telephony.bulk import services as bulk
 from telephony.models import ImportJob
 
 RECENT_JOBS = 20
+
+
+class EmployeeBulkForm(PortalForm):
+    """The employees ticked on the list, and what to do with them (bulk.actions)."""
+
+    action = forms.ChoiceField()
+    people = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        error_messages={
+            "required": "Tick the people first.",
+            "invalid_choice": "One of the people ticked is not an employee here any more.",
+        },
+    )
+
+    def __init__(self, *args, enterprise, actions: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        choice_field(self, "action").choices = [("export", "Export CSV"), *actions.items()]
+        model_choice_field(self, "people").queryset = User.objects.for_enterprise(enterprise)
+
+    def clean_people(self):
+        people = self.cleaned_data["people"]
+        if len(people) > actions.MAX_SELECTED:
+            raise forms.ValidationError(
+                f"Tick at most {actions.MAX_SELECTED} people at once; for more, use an import."
+            )
+        return people
 
 
 class ImportForm(PortalForm):
@@ -119,15 +150,51 @@ def _progress_context(job: ImportJob) -> dict:
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 @require_GET
 def export(request):
+    return _export_response(request)
+
+
+def _export_response(request, people=None) -> StreamingHttpResponse:
+    """The employees (all, or the ``people`` ticked) as CSV; taking it is audited."""
     enterprise = request.enterprise
-    bulk.export_recorded(actor=Actor.from_request(request), enterprise=enterprise)
+    bulk.export_recorded(
+        actor=Actor.from_request(request),
+        enterprise=enterprise,
+        selected=None if people is None else len(people),
+    )
     response = StreamingHttpResponse(
-        bulk.export_rows(enterprise), content_type="text/csv; charset=utf-8"
+        bulk.export_rows(enterprise, people=people), content_type="text/csv; charset=utf-8"
     )
     filename = f"{enterprise.slug}-employees-{timezone.localdate():%Y-%m-%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+@require_POST
+def employees_bulk(request):
+    """The ticked employees: their CSV at once; any other action is confirmed first, then
+    run for each, and every outcome shown."""
+    available = actions.actions_for(request.user.role)
+    form = EmployeeBulkForm(
+        request.POST,
+        enterprise=request.enterprise,
+        actions={name: action.label for name, action in available.items()},
+    )
+    if not form.is_valid():
+        for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
+            messages.error(request, error)
+        return redirect(safe_next_url(request, reverse("telephony:employees")))
+    people = list(form.cleaned_data["people"].order_by("full_name", "email"))
+    name = form.cleaned_data["action"]
+    if name == "export":
+        return _export_response(request, people)
+    context = {"action": available[name], "action_name": name, "people": people}
+    if request.POST.get("confirmed") == "yes":
+        context["outcomes"] = actions.bulk_act(
+            actor=Actor.from_request(request), people=people, action=name
+        )
+    return render(request, "telephony/employee_bulk.html", context)
 
 
 urlpatterns = [

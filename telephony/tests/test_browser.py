@@ -390,3 +390,30 @@ def test_an_employees_devices_and_notification_badge_update_while_the_page_is_op
     unread = rob.notifications.filter(read_at=None).count()
     assert unread and page.get_by_test_id("unread-count").inner_text() == str(unread)
     assert page.get_by_role("heading", name="My devices").is_visible()  # not a page in a page
+
+
+def test_on_a_phone_an_admin_ticks_two_leavers_and_offboards_both_at_once(page):
+    enterprise = swift_delivery()
+    admin = admin_of(enterprise)
+    leavers = [
+        UserFactory(enterprise=enterprise, full_name=name, status=User.Status.ACTIVE)
+        for name in ("Lee Leaver", "Lou Leaver")
+    ]
+    stays = UserFactory(enterprise=enterprise, full_name="Sam Stays", status=User.Status.ACTIVE)
+    for person in [*leavers, stays]:
+        make_identity(person)
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in_browser(page, admin, PASSWORD)
+    page.goto("/employees/")
+    for person in leavers:
+        page.get_by_label(f"Tick {person.full_name}").check()
+    page.get_by_label("With the ticked people").select_option("offboard")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Offboard: 2 employees").wait_for()
+    assert page.get_by_text("Sam Stays").count() == 0
+    page.get_by_role("button", name="Offboard: 2 employees").click()
+    assert page.get_by_role("link", name="Receipt →").count() == 2
+    assert {u.status for u in User.objects.filter(pk__in=[p.pk for p in leavers])} == {
+        User.Status.OFFBOARDED
+    }
+    assert User.objects.get(pk=stays.pk).status == User.Status.ACTIVE

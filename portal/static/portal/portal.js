@@ -49,3 +49,12 @@ function focusableScrolling(root) {
   });
 }
 window.addEventListener("load", () => focusableScrolling(document));
+
+// "Tick everyone on this page": a header box ticks the rows' boxes of its name.
+document.addEventListener("change", (event) => {
+  const name = event.target.dataset && event.target.dataset.selectAll;
+  if (!name) return;
+  event.target.form.querySelectorAll(`input[name="${name}"]`).forEach((box) => {
+    box.checked = event.target.checked;
+  });
+});

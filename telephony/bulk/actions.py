@@ -1,0 +1,100 @@
+"""Acting on many employees at once (the checkboxes of *Employees*). Each person's change
+is the same service call, audit row and transaction as on their own page, so a refusal
+for one stops nobody else; every person's outcome is reported, with the kill-switch's
+receipt for an offboarding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from accounts import services as account_services
+from accounts.audit import Actor
+from accounts.models import Role, User
+from kernel.errors import RuleViolation
+from telephony.identities import services
+from telephony.registrations import signout
+
+# One confirmation page lists everyone: more than this is an import's work.
+MAX_SELECTED = 100
+
+
+@dataclass(frozen=True)
+class Outcome:
+    person: User
+    done: bool
+    detail: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    label: str
+    roles: tuple[str, ...]
+    # What happens to each, said on the confirmation page.
+    consequence: str
+    run: Callable[[Actor, User], Outcome]
+    dangerous: bool = False
+
+
+def _suspend(actor: Actor, person: User) -> Outcome:
+    account_services.user_suspend(actor=actor, user=person)
+    return Outcome(person, True, "Sign-in suspended")
+
+
+def _resume(actor: Actor, person: User) -> Outcome:
+    account_services.user_resume(actor=actor, user=person)
+    return Outcome(person, True, "Sign-in resumed")
+
+
+def _sign_out(actor: Actor, person: User) -> Outcome:
+    count = signout.registrations_sign_out_all(actor=actor, user=person)
+    return Outcome(person, True, f"Sign-out requested for {count} device{'s' * (count != 1)}")
+
+
+def _offboard(actor: Actor, person: User) -> Outcome:
+    receipt = services.employee_offboard(actor=actor, user=person)
+    return Outcome(person, True, "Offboarded", reverse("telephony:receipt", args=[receipt.pk]))
+
+
+ACTIONS = {
+    "suspend": BulkAction(
+        "Suspend sign-in",
+        (Role.ADMIN,),
+        "cannot sign in to the portal or its apps until resumed; their numbers keep working",
+        _suspend,
+    ),
+    "resume": BulkAction("Resume sign-in", (Role.ADMIN,), "can sign in again", _resume),
+    "sign_out": BulkAction(
+        "Sign out all devices",
+        (Role.ADMIN, Role.HELPDESK),
+        "has every device signed out of the network; they can sign in again",
+        _sign_out,
+    ),
+    "offboard": BulkAction(
+        "Offboard",
+        (Role.ADMIN,),
+        "leaves: every identity is removed from the HSS, every sharing ends, every app is "
+        "cut off and the account is closed. This cannot be undone",
+        _offboard,
+        dangerous=True,
+    ),
+}
+
+
+def actions_for(role: str) -> dict[str, BulkAction]:
+    return {name: action for name, action in ACTIONS.items() if role in action.roles}
+
+
+def bulk_act(*, actor: Actor, people: list[User], action: str) -> list[Outcome]:
+    """Run ``action`` for each person, each in the service's own transaction."""
+    chosen = ACTIONS[action]
+    outcomes = []
+    for person in people:
+        try:
+            outcomes.append(chosen.run(actor, person))
+        except RuleViolation as exc:
+            outcomes.append(Outcome(person, False, exc.message))
+    return outcomes

@@ -1,0 +1,108 @@
+"""Acting on many employees at once from *Employees*: confirmed first, then each person's
+own service call, with every outcome shown."""
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import AuditEvent, User
+from accounts.tests.factories import UserFactory
+from portal.testing import sign_in_verified
+from telephony.bulk import actions
+from telephony.models import OffboardingReceipt
+from telephony.tests.factories import give_numbers, make_identity
+
+pytestmark = pytest.mark.django_db
+
+URL = reverse("telephony:employees_bulk")
+
+
+@pytest.fixture
+def crew(enterprise):
+    give_numbers(enterprise)
+    people = [
+        UserFactory(enterprise=enterprise, full_name=name, status=User.Status.ACTIVE)
+        for name in ("Ann Ames", "Ben Berg", "Cy Cole")
+    ]
+    for person in people:
+        make_identity(person)
+    return people
+
+
+def ids(people):
+    return [person.pk for person in people]
+
+
+def test_a_bulk_action_is_confirmed_first_then_runs_for_each(admin_client, crew):
+    asked = admin_client.post(URL, {"action": "suspend", "people": ids(crew[:2])})
+    page = asked.content.decode()
+    assert "Suspend sign-in: 2 employees" in page and "Ann Ames" in page and "Cy Cole" not in page
+    assert User.objects.filter(status=User.Status.SUSPENDED).count() == 0
+    done = admin_client.post(
+        URL, {"action": "suspend", "people": ids(crew[:2]), "confirmed": "yes"}
+    ).content.decode()
+    assert done.count("Sign-in suspended") == 2
+    assert set(User.objects.filter(status=User.Status.SUSPENDED)) == set(crew[:2])
+    assert AuditEvent.objects.filter(action="user.suspended").count() == 2
+
+
+def test_one_refusal_stops_nobody_else_and_says_why(admin_client, crew, admin):
+    User.objects.filter(pk=crew[0].pk).update(status=User.Status.SUSPENDED)
+    page = admin_client.post(
+        URL, {"action": "suspend", "people": ids(crew), "confirmed": "yes"}
+    ).content.decode()
+    assert "Only an active user can be suspended" in page
+    assert page.count("Sign-in suspended") == 2
+
+
+def test_a_bulk_offboarding_runs_the_kill_switch_for_each_with_its_receipt(admin_client, crew):
+    page = admin_client.post(
+        URL, {"action": "offboard", "people": ids(crew[:2]), "confirmed": "yes"}
+    ).content.decode()
+    receipts = OffboardingReceipt.objects.filter(user__in=crew[:2])
+    assert receipts.count() == 2
+    for receipt in receipts:
+        assert reverse("telephony:receipt", args=[receipt.pk]) in page
+    assert User.objects.get(pk=crew[2].pk).status == User.Status.ACTIVE
+
+
+def test_the_ticked_people_export_alone_and_the_export_is_audited(admin_client, crew):
+    response = admin_client.post(URL, {"action": "export", "people": ids(crew[1:])})
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    names = {row["full_name"] for row in csv.DictReader(io.StringIO(text))}
+    assert names == {"Ben Berg", "Cy Cole"}
+    event = AuditEvent.objects.get(action="employees.exported")
+    assert event.changes == {"people_ticked": [None, 2]}
+
+
+def test_helpdesk_may_export_and_sign_out_but_not_suspend(client, helpdesk, crew):
+    helpdesk_client = sign_in_verified(client, helpdesk)
+    listing = helpdesk_client.get(reverse("telephony:employees")).content.decode()
+    assert "Sign out all devices" in listing and "Suspend sign-in" not in listing
+    answer = helpdesk_client.post(
+        URL, {"action": "suspend", "people": ids(crew), "confirmed": "yes"}, follow=True
+    )
+    assert "Select a valid choice" in answer.content.decode()
+    assert not User.objects.filter(status=User.Status.SUSPENDED).exists()
+    page = helpdesk_client.post(
+        URL, {"action": "sign_out", "people": ids(crew[:1]), "confirmed": "yes"}
+    ).content.decode()
+    assert "Sign-out requested for 0 devices" in page
+
+
+def test_another_enterprises_people_and_too_many_are_refused(
+    admin_client, crew, other_enterprise, monkeypatch
+):
+    stranger = UserFactory(enterprise=other_enterprise, status=User.Status.ACTIVE)
+    answer = admin_client.post(
+        URL, {"action": "suspend", "people": [stranger.pk], "confirmed": "yes"}, follow=True
+    )
+    assert "not an employee here" in answer.content.decode()
+    assert User.objects.get(pk=stranger.pk).status == User.Status.ACTIVE
+    monkeypatch.setattr(actions, "MAX_SELECTED", 2)
+    answer = admin_client.post(URL, {"action": "suspend", "people": ids(crew)}, follow=True)
+    assert "Tick at most 2 people at once" in answer.content.decode()
+    answer = admin_client.post(URL, {"action": "suspend"}, follow=True)
+    assert "Tick the people first." in answer.content.decode()
