@@ -483,7 +483,7 @@ def grant_revoke(request, pk):
     call_service(
         request,
         lambda: services.grant_revoke(actor=Actor.from_request(request), grant=grant),
-        success="Grant revoked.",
+        success="Sharing stopped.",
     )
     return redirect(safe_next_url(request, reverse("telephony:grants")))
 

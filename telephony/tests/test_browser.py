@@ -118,7 +118,7 @@ def test_an_admin_onboards_rob_smith_and_sees_his_identity_synced(page, celery_w
     assert row.get_by_text("Invited").is_visible()
     assert row.get_by_text("synced").is_visible()
     page.get_by_role("link", name="Home", exact=True).click()
-    in_step = page.locator(".card").filter(has_text="in step with the network")
+    in_step = page.locator(".card").filter(has_text="in step with the HSS")
     assert in_step.locator(".card-figure").inner_text() == "1"
 
 
@@ -311,7 +311,7 @@ def test_offboarding_rob_smith_ends_his_session_and_every_step_of_the_receipt_fi
     page.get_by_role("link", name="Rob Smith").click()
     page.get_by_role("link", name="Offboard…").click()
     assert page.get_by_text(f"disable and remove {ROB_TN} in the HSS").is_visible()
-    assert page.get_by_text("revoke 2 active sharing grants").is_visible()
+    assert page.get_by_text("end 2 active sharings").is_visible()
     page.get_by_role("button", name="Offboard Rob Smith").click()
 
     page.get_by_role("heading", name="Offboarding of Rob Smith").wait_for()
