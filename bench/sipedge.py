@@ -325,7 +325,7 @@ def _invite_report(report: Report, runs: list[CallRun]) -> None:
         f"200 ms (SIP_EDGE_STI_BUDGET_MS), {EDGE_WORKERS} SIP workers; sipp counts whole "
         "milliseconds. The portal's own time is what its request log says each INVITE took "
         "(parsing, signing, the call record): where it passes the budget, the call goes on "
-        "unsigned, and the edge asks again after a second or two."
+        "unsigned (after three in a row the edge stops asking for a second or two)."
     )
     relayed, signed = runs[0], runs[1]
     added = _p(signed.times, 0.99) - _p(relayed.times, 0.99)

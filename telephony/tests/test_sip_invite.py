@@ -6,10 +6,13 @@ import contextlib
 
 import jwt
 import pytest
+from django.test import Client
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from accounts.audit import Actor
+from accounts.services import network_client_create
 from telephony.callauth.stir import passport
 from telephony.models import CallerName, CallRecord
 from telephony.registrations.sipmessage import (
@@ -273,3 +276,20 @@ def test_an_invite_over_the_size_limit_gets_413(network, settings):
 def test_the_invite_endpoint_needs_a_network_credential(client):
     answer = client.post("/network/v1/sip/invite", invite(), content_type="message/sip")
     assert answer.status_code in (401, 403)
+
+
+def test_a_client_signs_and_verifies_nothing_for_an_enterprise_it_does_not_serve(
+    network, rob, other_enterprise
+):
+    _, raw = network_client_create(
+        actor=Actor.system(), name="Another SBC", enterprises=[other_enterprise]
+    )
+    stranger = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    signed = post(stranger, invite(caller=rob.tn)).json()
+    assert signed["identity"] == [] and "does not serve" in signed["note"]
+    identities = signed_identities(network, caller=rob.tn, callee=rob.tn)
+    records = CallRecord.objects.count()
+    verified = post(stranger, invite(callee=rob.tn, identity=tuple(identities))).json()
+    assert verified["verstat"] == passport.VERSTAT_NO_VALIDATION
+    assert "Swift" not in str(verified)
+    assert CallRecord.objects.count() == records
