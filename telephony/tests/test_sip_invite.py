@@ -293,3 +293,20 @@ def test_a_client_signs_and_verifies_nothing_for_an_enterprise_it_does_not_serve
     assert verified["verstat"] == passport.VERSTAT_NO_VALIDATION
     assert "Swift" not in str(verified)
     assert CallRecord.objects.count() == records
+
+
+def test_a_caller_name_from_another_carrier_cannot_add_a_header(network, rob, monkeypatch):
+    from telephony.callauth import verification
+
+    def verified(**_):
+        return verification.Verified(
+            verstat=passport.VERSTAT_PASSED,
+            attestation="A",
+            caller_name='Bank"\r\nIdentity: forged\x00',
+        )
+
+    monkeypatch.setattr(verification, "verify_call", verified)
+    body = post(network, invite(served="term")).json()
+    (value,) = body["asserted_identity"]
+    assert value == f'"Bank\\"Identity: forged" <{ROB_AOR};verstat=TN-Validation-Passed>'
+    assert not any(ord(char) < 32 for char in value)
