@@ -15,6 +15,7 @@ its own, so both start from users with no device."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import statistics
@@ -24,6 +25,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -40,6 +42,9 @@ FIRST_TN = 4940888000000
 CALLS = {"full": 6000, "small": 1200}
 CALL_RATE = 200  # INVITEs a second
 GOAL_SIGNING_P99_MS = 5.0
+# The edge's SIP workers for calls: each waits for the portal's answer, so more than for
+# registrations.
+EDGE_WORKERS = 16
 
 
 def _aor(tn: str) -> str:
@@ -200,80 +205,141 @@ def _signing_ready() -> None:
     )
 
 
-def _calls(edge_address: str, folder: Path, caller: str, count: int) -> list[float]:
-    """``count`` INVITEs from ``caller`` at CALL_RATE through the edge to a sipp callee;
-    the milliseconds from each INVITE to its final answer, as the caller measured them."""
+def _calls(
+    edge, folder: Path, caller: str, count: int, rate: int
+) -> tuple[list[float], dict[str, str]]:
+    """``count`` INVITEs from ``caller`` at ``rate`` a second through ``edge`` to a sipp
+    callee: the milliseconds from each INVITE to its final answer, as the caller measured
+    them (sipp counts whole milliseconds), and the edge's counters after."""
     from portal.lab import free_port
     from telephony.tests.sip_peers import SIP_DIR, running_sipp, uas_scenario
 
     folder.mkdir(parents=True, exist_ok=True)
     busy = uas_scenario(486, "Busy Here", "INVITE")
-    with running_sipp(busy, folder / "callee", calls=count) as callee:
+    # The callee takes a retransmitted INVITE for a call of its own: room for them.
+    with edge.running(), running_sipp(busy, folder / "callee", calls=3 * count) as callee:
         argv = [
-            "sipp", "-sf", str(SIP_DIR / "edge_call.xml"), edge_address,
+            "sipp", "-sf", str(SIP_DIR / "edge_call.xml"), edge.address,
             "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
-            "-cp", str(free_port(socket.SOCK_DGRAM)), "-m", str(count), "-r", str(CALL_RATE),
-            "-timeout", "90s", "-nostdin", "-nd",
+            "-cp", str(free_port(socket.SOCK_DGRAM)), "-m", str(count), "-r", str(rate),
+            "-timeout", f"{count // rate + 30}s", "-nostdin", "-nd",
             "-trace_rtt", "-rtt_freq", "1",
             "-key", "caller", caller, "-key", "callee", "+4940123499",
             "-key", "target", f"127.0.0.1:{callee.port}",
-            "-key", "route", f"<sip:{edge_address};lr>", "-key", "extra", "X-Bench: 1",
+            "-key", "route", f"<sip:{edge.address};lr>", "-key", "extra", "X-Bench: 1",
         ]  # fmt: skip
-        subprocess.run(
-            argv, capture_output=True, text=True, timeout=180, cwd=folder, stdin=subprocess.DEVNULL
-        )
+        with contextlib.suppress(subprocess.TimeoutExpired):  # then some went unanswered
+            subprocess.run(
+                argv, capture_output=True, timeout=count / rate + 40, cwd=folder,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        counts = _edge_counts(edge.rpc_url)
     # Calls that got no answer are missing here, and counted as missing in the report.
     rtt = next(folder.glob("edge_call_*_rtt.csv"), None)
-    return [
+    times = [
         float(line.split(";")[1])
         for line in (rtt.read_text().splitlines() if rtt else [])
         if re.match(r"^[0-9.]+;[0-9.]+;", line)
     ]
+    return times, counts
 
 
 def _p(times: list[float], share: float) -> float:
+    if not times:
+        return float("nan")
     return statistics.quantiles(times, n=100, method="inclusive")[round(share * 100) - 1]
 
 
 def _edge_counts(rpc_url: str) -> dict[str, str]:
-    """The edge's sti: statistics, read over its JSON-RPC as an operator would."""
+    """The edge's sti_ statistics, read over its JSON-RPC as an operator would."""
     from kernel import jsonrpc
 
-    counted = jsonrpc.call(rpc_url, "stats.get_statistics", ["sti:"], timeout=5)
+    counted = jsonrpc.call(rpc_url, "stats.get_statistics", ["script:"], timeout=5)
     lines = counted if isinstance(counted, list) else []
-    return dict(re.findall(r"sti:(\w+) = (\d+)", " ".join(map(str, lines))))
+    return dict(re.findall(r"script:sti_(\w+) = (\d+)", " ".join(map(str, lines))))
 
 
-def _invite_report(
-    report: Report, calls: int, signed: list[float], relayed: list[float], figures: dict[str, str]
-) -> None:
-    rows = [
-        [label, calls, len(times), f"{_p(times, 0.5):.2f}", f"{_p(times, 0.99):.2f}",
-         f"{max(times):.1f}"]
-        for label, times in (("edge relaying only", relayed), ("edge with signing", signed))
-    ]  # fmt: skip
+@dataclass
+class CallRun:
+    label: str
+    rate: int
+    sent: int
+    times: list[float]
+    counts: dict[str, str]
+    portal: list[float]  # the portal's own milliseconds per INVITE, from its request log
+
+
+def _portal_times(web_log: Path, start: int) -> list[float]:
+    """What the portal's request log says each INVITE took, from byte ``start`` on."""
+    with web_log.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode("utf-8", "replace")
+    return [float(ms) for ms in re.findall(r"POST network/v1/sip/invite 200 ([0-9.]+)ms", text)]
+
+
+def _call_runs(
+    base_url: str, token: str, folder: Path, caller: str, calls: int, web_log: Path
+) -> list[CallRun]:
+    """The edge relaying only, then signing, at CALL_RATE; and signing at a quarter of it,
+    where the portal is not the bottleneck."""
+    from django.test import override_settings
+
+    from telephony.tests.sip_peers import new_edge
+
+    _signing_ready()
+    _forget_devices()  # nothing for the call edges to subscribe to at their start
+    runs: list[CallRun] = []
+    for label, budget, rate in (
+        ("warm-up (not reported)", 200, CALL_RATE // 4),
+        ("edge relaying only", 0, CALL_RATE),
+        ("edge with signing", 200, CALL_RATE),
+        ("edge with signing", 200, CALL_RATE // 4),
+    ):
+        name = f"{len(runs)}-{'sign' if budget else 'relay'}-{rate}"
+        with override_settings(SIP_EDGE_STI_BUDGET_MS=budget):
+            edge = new_edge(folder / name, portal_url=base_url, token=token, workers=EDGE_WORKERS)
+        sent = calls // 10 if label.startswith("warm-up") else calls
+        start = web_log.stat().st_size if web_log.exists() else 0
+        times, counts = _calls(edge, folder / f"{name}-calls", caller, sent, rate)
+        portal = _portal_times(web_log, start) if web_log.exists() else []
+        runs.append(CallRun(label, rate, sent, times, counts, portal))
+    return runs[1:]
+
+
+def _invite_report(report: Report, runs: list[CallRun]) -> None:
     report.table(
-        f"INVITEs through the SIP edge at {CALL_RATE} calls/s (INVITE to the callee's answer, "
-        "at the caller, ms)",
-        ["path", "calls sent", "answered", "p50", "p99", "max"],
-        rows,
-    )
-    added = _p(signed, 0.99) - _p(relayed, 0.99)
+        "INVITEs through the SIP edge (INVITE to the callee's answer, at the caller, ms)",
+        ["path", "calls/s", "calls sent", "answered", "signed", "unsigned (no answer in time)",
+         "p50", "p99", "max", "portal's own p50 / p99"],
+        [
+            [r.label, r.rate, r.sent, len(r.times), r.counts.get("signed", "-"),
+             r.counts.get("unanswered", "-"), f"{_p(r.times, 0.5):.0f}",
+             f"{_p(r.times, 0.99):.0f}", f"{max(r.times, default=float('nan')):.0f}",
+             f"{_p(r.portal, 0.5):.1f} / {_p(r.portal, 0.99):.1f}" if r.portal else "-"]
+            for r in runs
+        ],
+    )  # fmt: skip
     report.note(
-        f"With signing, the edge counted {figures.get('signed', '?')} signed and "
-        f"{figures.get('unanswered', '?')} left unsigned (no answer within "
-        "SIP_EDGE_STI_BUDGET_MS, 200 ms). One caller number, SHAKEN and RCD PASSporTs."
+        "One caller number of the bench enterprise (its delegate certificate, vetted name: "
+        "SHAKEN and RCD PASSporTs); the callee answers 486 at once. The edge's budget is "
+        f"200 ms (SIP_EDGE_STI_BUDGET_MS), {EDGE_WORKERS} SIP workers; sipp counts whole "
+        "milliseconds. The portal's own time is what its request log says each INVITE took "
+        "(parsing, signing, the call record): where it passes the budget, the call goes on "
+        "unsigned (after three in a row the edge stops asking for a second or two)."
     )
+    relayed, signed = runs[0], runs[1]
+    added = _p(signed.times, 0.99) - _p(relayed.times, 0.99)
     report.goal(
-        f"signing adds ≤ {GOAL_SIGNING_P99_MS:.0f} ms at p99, every call answered",
-        added <= GOAL_SIGNING_P99_MS and len(signed) == len(relayed) == calls,
-        f"+{added:.2f} ms ({_p(signed, 0.99):.2f} against {_p(relayed, 0.99):.2f} ms)",
+        f"at {CALL_RATE} calls/s signing adds ≤ {GOAL_SIGNING_P99_MS:.0f} ms at p99, "
+        "every call answered and signed",
+        added <= GOAL_SIGNING_P99_MS
+        and len(signed.times) == len(relayed.times) == signed.sent
+        and signed.counts.get("unanswered") == "0",
+        f"+{added:.0f} ms ({_p(signed.times, 0.99):.0f} against {_p(relayed.times, 0.99):.0f} ms)",
     )
 
 
 def run(ctx: Context) -> Report:
-    from django.test import override_settings
-
     from telephony.tests.sip_peers import new_edge
 
     count = USERS[ctx.scale.name]
@@ -300,18 +366,10 @@ def run(ctx: Context) -> Report:
         with edge.running():
             http_seconds = _over_http(deployment.base_url, token, by_http)
             edge_seconds = _through_edge(edge.address, by_edge)
-        _signing_ready()
-        calls, folder = CALLS[ctx.scale.name], Path(tmp)
-        with override_settings(SIP_EDGE_STI_BUDGET_MS=0):
-            relaying = new_edge(
-                folder / "relay", portal_url=deployment.base_url, token=token, workers=8
-            )
-        with relaying.running():
-            relayed = _calls(relaying.address, folder / "relayed", tns[0], calls)
-        signing = new_edge(folder / "sign", portal_url=deployment.base_url, token=token, workers=8)
-        with signing.running():
-            signed = _calls(signing.address, folder / "signed", tns[0], calls)
-            counts = _edge_counts(signing.rpc_url)
+        active = _active(by_http), _active(by_edge)
+        web_log = ctx.var_dir / "sipedge-web.log"
+        calls = CALLS[ctx.scale.name]
+        runs = _call_runs(deployment.base_url, token, Path(tmp), tns[0], calls, web_log)
         report.memory = deployment.memory.mb()
     http_rate, edge_rate = count / http_seconds, count / edge_seconds
     share = edge_rate / http_rate
@@ -319,9 +377,8 @@ def run(ctx: Context) -> Report:
         "Users registered (third-party REGISTER + NOTIFY with one device)",
         ["path", "users", "seconds", "users/s", "devices active after"],
         [
-            ["HTTP (both POSTed)", count, f"{http_seconds:.1f}", f"{http_rate:.1f}",
-             _active(by_http)],
-            ["SIP edge", count, f"{edge_seconds:.1f}", f"{edge_rate:.1f}", _active(by_edge)],
+            ["HTTP (both POSTed)", count, f"{http_seconds:.1f}", f"{http_rate:.1f}", active[0]],
+            ["SIP edge", count, f"{edge_seconds:.1f}", f"{edge_rate:.1f}", active[1]],
         ],
     )  # fmt: skip
     report.note(
@@ -333,5 +390,5 @@ def run(ctx: Context) -> Report:
         share >= GOAL_SHARE,
         f"{share:.0%} ({edge_rate:.1f}/s of {http_rate:.1f}/s)",
     )
-    _invite_report(report, calls, signed, relayed, counts)
+    _invite_report(report, runs)
     return report

@@ -39,7 +39,9 @@ class Calls:
         self.folder, self.originating, self.terminating = folder, originating, terminating
         self.callee, self.client = callee, client
 
-    def call(self, caller: str, *, via=None, extra: str = "X-Test: 1") -> str:
+    def call(
+        self, caller: str, *, via=None, extra: str = "X-Test: 1", local_ip: str = "127.0.0.1"
+    ) -> str:
         """One call from ``caller`` along ``via`` (the edges, by default both); the final
         status the caller got."""
         edges = via or [self.originating, self.terminating]
@@ -48,6 +50,7 @@ class Calls:
             "edge_call.xml",
             address(edges[0]),
             self.folder,
+            local_ip=local_ip,
             keys={
                 "caller": caller,
                 "callee": CALLEE,
@@ -129,8 +132,8 @@ def test_robs_call_leaves_signed_a_and_arrives_verified_with_the_business_name(c
     assert invite.header("P-Asserted-Identity") == (
         f'"Swift Delivery" <sip:{rob.tn}@swift.example;user=phone;verstat=TN-Validation-Passed>'
     )
-    assert statistic(calls.originating, "sti:signed") == 1
-    assert statistic(calls.terminating, "sti:verified") == 1
+    assert statistic(calls.originating, "sti_signed") == 1
+    assert statistic(calls.terminating, "sti_verified") == 1
     assert set(CallRecord.objects.values_list("direction", "attestation")) == {
         ("outgoing", "A"),
         ("incoming", "A"),
@@ -145,6 +148,12 @@ def test_a_number_outside_the_enterprises_blocks_leaves_signed_c(calls, rob):
     assert invite.header("P-Asserted-Identity") == (
         f"<sip:{STRANGER}@swift.example;user=phone;verstat=TN-Validation-Passed>"
     )
+
+
+def test_an_invite_from_an_address_the_edge_does_not_trust_is_refused(calls, rob):
+    assert calls.call(rob.tn, local_ip="127.0.0.2") == "403"
+    assert not calls.callee.received("INVITE")
+    assert not CallRecord.objects.exists()
 
 
 def tampered_identity(client, tn: str) -> str:
@@ -168,7 +177,7 @@ def test_a_tampered_identity_is_rejected_with_438_under_the_reject_policy(calls,
     with override_settings(STIR_SIP_VERIFICATION_POLICY="reject"):
         assert calls.call(rob.tn, via=[calls.terminating], extra=extra) == "438"
     assert not calls.callee.received("INVITE")
-    assert statistic(calls.terminating, "sti:rejected") == 1
+    assert statistic(calls.terminating, "sti_rejected") == 1
 
 
 @contextlib.contextmanager
@@ -203,5 +212,5 @@ def test_calls_pass_unsigned_and_counted_when_the_portal_does_not_answer(
             lambda: len(callee.received("INVITE")) == 3 and callee.received("INVITE")
         )
         assert all(not identities_of(invite) for invite in invites)
-        assert statistic(running, "sti:unanswered") == 3
-        assert statistic(running, "sti:signed") == 0
+        assert statistic(running, "sti_unanswered") == 3
+        assert statistic(running, "sti_signed") == 0

@@ -6,10 +6,13 @@ import contextlib
 
 import jwt
 import pytest
+from django.test import Client
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from accounts.audit import Actor
+from accounts.services import network_client_create
 from telephony.callauth.stir import passport
 from telephony.models import CallerName, CallRecord
 from telephony.registrations.sipmessage import (
@@ -273,3 +276,37 @@ def test_an_invite_over_the_size_limit_gets_413(network, settings):
 def test_the_invite_endpoint_needs_a_network_credential(client):
     answer = client.post("/network/v1/sip/invite", invite(), content_type="message/sip")
     assert answer.status_code in (401, 403)
+
+
+def test_a_client_signs_and_verifies_nothing_for_an_enterprise_it_does_not_serve(
+    network, rob, other_enterprise
+):
+    _, raw = network_client_create(
+        actor=Actor.system(), name="Another SBC", enterprises=[other_enterprise]
+    )
+    stranger = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    signed = post(stranger, invite(caller=rob.tn)).json()
+    assert signed["identity"] == [] and "does not serve" in signed["note"]
+    identities = signed_identities(network, caller=rob.tn, callee=rob.tn)
+    records = CallRecord.objects.count()
+    verified = post(stranger, invite(callee=rob.tn, identity=tuple(identities))).json()
+    assert verified["verstat"] == passport.VERSTAT_NO_VALIDATION
+    assert "Swift" not in str(verified)
+    assert CallRecord.objects.count() == records
+
+
+def test_a_caller_name_from_another_carrier_cannot_add_a_header(network, rob, monkeypatch):
+    from telephony.callauth import verification
+
+    def verified(**_):
+        return verification.Verified(
+            verstat=passport.VERSTAT_PASSED,
+            attestation="A",
+            caller_name='Bank"\r\nIdentity: forged\x00',
+        )
+
+    monkeypatch.setattr(verification, "verify_call", verified)
+    body = post(network, invite(served="term")).json()
+    (value,) = body["asserted_identity"]
+    assert value == f'"Bank\\"Identity: forged" <{ROB_AOR};verstat=TN-Validation-Passed>'
+    assert not any(ord(char) < 32 for char in value)
