@@ -419,6 +419,7 @@ EXEMPT = {
     "network-reginfo": NETWORK,
     "network-registrations": NETWORK,
     "network-sip-register": NETWORK,
+    "network-sip-invite": NETWORK,
     "network-stir-signing": NETWORK,
     "network-stir-verification": NETWORK,
     "oauth2_provider:authorize": APPS,
