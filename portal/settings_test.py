@@ -40,3 +40,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         else value
         for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
     }
+
+# Call records are written directly unless a test exercises the record stream itself
+# (it sets CALL_RECORD_STREAM_URL), so that a test reads the record its call made.
+CALL_RECORD_STREAM_URL = ""

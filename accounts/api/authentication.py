@@ -7,6 +7,7 @@ from rest_framework import authentication, exceptions
 from accounts.api import schema  # noqa: F401 - registers how these show in the OpenAPI schema
 from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
+from kernel import generations
 from kernel.credentials import hash_secret
 
 # last_used_at is a hint for admins, not a log: write it at most once a minute.
@@ -102,13 +103,29 @@ class NetworkClientAuthentication(authentication.BaseAuthentication):
         raw = bearer_credential(request, NetworkClient.TOKEN_PREFIX)
         if raw is None:
             return None
-        client = NetworkClient.objects.filter(key_hash=hash_secret(raw), revoked_at=None).first()
+        key_hash = hash_secret(raw)
+        reader = generations.Reader()
+        # From the call path's cache: a client's changes (a revocation above all) are
+        # operator staff's, and lapse every cached client when they commit.
+        client = reader.value(f"network-client:{key_hash}", lambda: _network_client(key_hash))
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked network credential.")
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
             NetworkClient.objects.filter(pk=client.pk).update(last_used_at=now)
+            client.last_used_at = now
+            reader.keep(f"network-client:{key_hash}")
         return AnonymousUser(), client
 
     def authenticate_header(self, request):
         return 'Bearer realm="network"'
+
+
+def _network_client(key_hash: str):
+    """The client with this credential and the enterprises it serves (None: not kept,
+    so that guessed credentials cannot fill the cache)."""
+    client = NetworkClient.objects.filter(key_hash=key_hash, revoked_at=None).first()
+    if client is None:
+        return None, None
+    client.served_enterprise_ids  # noqa: B018 - read now, to be kept with it
+    return client, set()
