@@ -2,11 +2,13 @@
 from the shared cache, every change that concerns them makes them stale when it commits
 (in this process or in a worker), and the records go through a stream."""
 
+import threading
 import time
 from datetime import timedelta
 
 import jwt
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -244,3 +246,73 @@ def test_the_workers_sync_record_reaches_the_next_signing(celery_worker, network
     celery_worker.resume()
     wait_for(lambda: IdentitySync.objects.get(pk=rob.pk).state == "synced", timeout=30)
     assert attest(sign(network, rob.tn)) == "A"
+
+
+def test_ten_thousand_signings_leave_ten_thousand_records_though_the_writer_is_killed(
+    transactional_db, network, rob, stream, settings
+):
+    """The record stream's writer (a Celery worker) is killed with SIGKILL while it holds
+    a batch it has not acknowledged; a new one takes the batch over: every call has its
+    record, none twice."""
+    from portal.celery import app
+    from portal.testing import CeleryWorker
+    from telephony.callauth import signing
+    from telephony.tasks import store_call_records
+
+    env = {
+        "CALL_RECORD_STREAM_URL": settings.CALL_RECORD_STREAM_URL,
+        "CALL_RECORD_CLAIM_IDLE_SECONDS": "1",
+    }
+    client = rob.enterprise.network_clients.get()
+    calls = 10_000
+    signed = threading.Event()
+    done = threading.Event()
+
+    def make_calls():
+        try:
+            for n in range(calls):
+                signing.sign_call(
+                    client=client, orig_tn=rob.tn, dest_tns=["+4940123499"], iat=int(time.time()),
+                    origid=f"call-{n}",
+                )  # fmt: skip
+        finally:
+            signed.set()
+            connection.close()
+
+    def beat():  # as beat does every second, only more often
+        while not done.is_set():
+            store_call_records.delay()
+            done.wait(0.2)
+
+    records._ensure_group(stream)
+    app.conf.task_always_eager = False
+    writer = CeleryWorker(env, queues=("celery",)).start()
+    caller = threading.Thread(target=make_calls)
+    beating = threading.Thread(target=beat)
+    try:
+        caller.start()
+        beating.start()
+        # Kill it while a batch is taken and not yet acknowledged (written or not).
+        wait_for(
+            lambda: stream.xpending(records.STREAM, records.GROUP)["pending"] > 0,
+            timeout=60,
+            interval=0.002,
+        )
+        writer.kill()
+        stranded = stream.xpending(records.STREAM, records.GROUP)["pending"]
+        assert stranded > 0
+        writer = CeleryWorker(env, queues=("celery",)).start()
+        assert signed.wait(timeout=120)
+        wait_for(
+            lambda: stream.xlen(records.STREAM) == 0 and CallRecord.objects.count() >= calls,
+            timeout=120,
+        )
+    finally:
+        done.set()
+        caller.join(timeout=120)
+        beating.join(timeout=10)
+        writer.stop()
+        app.conf.task_always_eager = True
+    assert CallRecord.objects.count() == calls
+    assert CallRecord.objects.values("origid").distinct().count() == calls
+    assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
