@@ -467,7 +467,10 @@ CALL_RECORD_STREAM_URL = os.environ.get(
 # How long a batch may stay unacknowledged before another writer takes it over (its
 # writer died): longer than a batch takes to write.
 CALL_RECORD_CLAIM_IDLE_SECONDS = float(os.environ.get("CALL_RECORD_CLAIM_IDLE_SECONDS", "30"))
-CELERY_BEAT_SCHEDULE["call-records"] = {"task": "telephony.tasks.store_call_records", "schedule": 1.0}
+CELERY_BEAT_SCHEDULE["call-records"] = {
+    "task": "telephony.tasks.store_call_records",
+    "schedule": 1.0,
+}
 
 # Numbers: a number an identity left is not reused before this many days.
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))

@@ -51,9 +51,7 @@ def unseal(credential: SigningCredential) -> ec.EllipticCurvePrivateKey:
     if sealed is None:  # a trust anchor: callers sign with credentials that can_sign
         raise CallAuthError("SVC4003", f"{credential} holds no private key.", status=500)
     try:
-        return _unsealed(
-            bytes(sealed), settings.STIR_KEY_ENCRYPTION_KEY, settings.SECRET_KEY
-        )
+        return _unsealed(bytes(sealed), settings.STIR_KEY_ENCRYPTION_KEY, settings.SECRET_KEY)
     except InvalidToken as exc:
         raise CallAuthError(
             "SVC4003",
@@ -280,7 +278,9 @@ def credential_import(
 def active_credentials(kind: str, enterprise_id: int | None = None) -> list[SigningCredential]:
     """The active credentials of a kind, whatever their validity: whichever is current
     is chosen at the time of each call (``current_of``), so the list may be cached."""
-    found = list(SigningCredential.objects.filter(kind=kind, enterprise_id=enterprise_id, active=True))
+    found = list(
+        SigningCredential.objects.filter(kind=kind, enterprise_id=enterprise_id, active=True)
+    )
     for credential in found:
         if credential.private_key_encrypted is not None:  # a memoryview cannot be pickled
             credential.private_key_encrypted = bytes(credential.private_key_encrypted)

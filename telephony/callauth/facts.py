@@ -52,7 +52,9 @@ def context_key(orig_tn: str, originator_impu: str = "") -> str:
     return f"facts:{orig_tn}:{impu if originator_impu else ''}"
 
 
-def call_context(orig_tn: str, originator_impu: str = "", reader: Reader | None = None) -> CallContext:
+def call_context(
+    orig_tn: str, originator_impu: str = "", reader: Reader | None = None
+) -> CallContext:
     """What the portal knows about a call from ``orig_tn`` (and the authenticated
     originator, when the network says who it is): from the cache when it is current."""
     reader = reader or Reader()
@@ -127,8 +129,6 @@ def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[
         caller_owns_number=owns,
         caller_has_grant=granted,
     )
-    enterprise_id = (
-        number.enterprise_id if number else (caller.enterprise_id if caller else None)
-    )
+    enterprise_id = number.enterprise_id if number else (caller.enterprise_id if caller else None)
     identity_id = owner_identity.pk if owner_identity else None
     return CallContext(facts, enterprise_id, identity_id, grant_until), scopes

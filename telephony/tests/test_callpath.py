@@ -88,7 +88,9 @@ def test_a_warm_signing_and_verification_make_no_sql_query(
 def _colleague_with_grant(enterprise, rob):
     colleague = make_identity(UserFactory(enterprise=enterprise))
     sync.push_identity(colleague.pk)
-    grant = services.grant_create(actor=Actor(user=rob.owner), identity=rob, grantee=colleague.owner)
+    grant = services.grant_create(
+        actor=Actor(user=rob.owner), identity=rob, grantee=colleague.owner
+    )
     return f"sip:{colleague.tn}@{enterprise.sip_domain};user=phone", grant
 
 
@@ -197,7 +199,7 @@ def test_a_redelivered_record_is_written_once(network, rob, stream):
     consumer = "writer-that-dies"
     records._ensure_group(stream)
     taken = stream.xreadgroup(records.GROUP, consumer, {records.STREAM: ">"}, count=10)
-    entry_id, fields = taken[0][1][0]
+    _, fields = taken[0][1][0]
     # The writer wrote the batch, and died before acknowledging it.
     records._write([records._decode(fields[b"r"])])
     assert CallRecord.objects.count() == 1
