@@ -610,7 +610,7 @@ if os.environ.get("CACHE_URL"):
             "LOCATION": os.environ["CACHE_URL"],
         },
         "callpath": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "kernel.generations.CallPathCache",
             "LOCATION": os.environ["CACHE_URL"],
             "KEY_PREFIX": "callpath",
         },

@@ -4,6 +4,7 @@ of every answer."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,28 @@ def _callee(reader: Reader, dests: list[str]) -> tuple[int, int] | None:
         )
         return None, set(held_by)
 
-    return reader.value("callee:" + ",".join(dests), load)
+    return reader.value(_callee_key(dests), load)
+
+
+def _callee_key(dests: list[str]) -> str:
+    return "callee:" + ",".join(dests)
+
+
+def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
+    """What a verification reads of the cache in two round trips: the callee, the
+    anchors and our chains the headers name; then the enterprises' generations."""
+    keys = [_callee_key(dests), "anchors"]
+    prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
+    try:
+        headers = passport.parse_identity_headers(identity) if identity else []
+    except passport.PassportError:
+        headers = []  # refused later, with the reason
+    for header in headers:
+        if header.info.startswith(prefix) and header.info.endswith(".pem"):
+            keys.append(f"chain:{header.info[len(prefix) : -len('.pem')]}")
+    reader.fetch(keys)
+    scopes = set().union(*(reader.scopes_of(key) for key in keys))
+    reader.fetch((), scopes)
 
 
 class _Repository:
@@ -150,13 +172,14 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
     chain = repository.chain(url)
     leaf = chain[0]
     try:
-        certificates.verify_chain(
-            leaf,
-            intermediates=chain[1:],
-            anchors=repository.anchors(),
-            at=now,
-            policies=settings.STIR_ACCEPTED_CERTIFICATE_POLICIES,
-        )
+        anchors = tuple(repository.anchors())
+        policies = tuple(settings.STIR_ACCEPTED_CERTIFICATE_POLICIES)
+        window = _valid_between(tuple(chain), anchors, policies)
+        if window is None or not window[0] <= now <= window[1]:
+            # Verified at the call's time, for the refusal's reason.
+            certificates.verify_chain(
+                leaf, intermediates=chain[1:], anchors=anchors, at=now, policies=policies
+            )
     except certificates.CertificateError as exc:
         raise _Fail(437, f"Unsupported Credential: {exc}") from exc
     if not passport.verify_signature(decoded, leaf.public_key()):
@@ -176,6 +199,27 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
             437, "Unsupported Credential: the certificate does not cover the calling number"
         )
     return decoded, leaf
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_between(chain: tuple, anchors: tuple, policies: tuple) -> tuple | None:
+    """When a chain validates to these anchors under these policies: time enters the
+    validation only through the certificates' validity, so a chain that validates at
+    one time within all their validity periods validates throughout them. A pure
+    function of the certificates (immutable), remembered per process; None when it
+    does not validate (or the periods do not overlap)."""
+    start = max(c.not_valid_before_utc for c in (*chain, *anchors))
+    end = min(c.not_valid_after_utc for c in (*chain, *anchors))
+    if start >= end:
+        return None
+    try:
+        certificates.verify_chain(
+            chain[0], intermediates=chain[1:], anchors=anchors, at=start + (end - start) / 2,
+            policies=policies,
+        )  # fmt: skip
+    except certificates.CertificateError:
+        return None
+    return start, end
 
 
 # The clock verification judges freshness and validity by (tests set it to a later day).
@@ -203,6 +247,7 @@ def verify_call(
             )
         now = datetime.fromtimestamp(time, tz=now.tzinfo)
     reader = Reader()
+    _prefetch(reader, dests, identity)
     callee = _callee(reader, dests)
     if callee is not None and callee[1] not in client.served_enterprise_ids:
         raise CallAuthError(
