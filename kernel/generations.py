@@ -39,10 +39,10 @@ class _Client(RedisCacheClient):
     One per connection pool and process is enough: redis-py clients are thread-safe."""
 
     def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
         clients = self.__dict__.setdefault("_clients", {})
         if id(pool) not in clients:
-            clients[id(pool)] = self._client(connection_pool=pool)
+            clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
         return clients[id(pool)]
 
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -278,9 +279,8 @@ def credential_import(
 def active_credentials(kind: str, enterprise_id: int | None = None) -> list[SigningCredential]:
     """The active credentials of a kind, whatever their validity: whichever is current
     is chosen at the time of each call (``current_of``), so the list may be cached."""
-    found = list(
-        SigningCredential.objects.filter(kind=kind, enterprise_id=enterprise_id, active=True)
-    )
+    whose = Q(enterprise_id=enterprise_id) if enterprise_id else Q(enterprise__isnull=True)
+    found = list(SigningCredential.objects.filter(whose, kind=kind, active=True))
     for credential in found:
         if credential.private_key_encrypted is not None:  # a memoryview cannot be pickled
             credential.private_key_encrypted = bytes(credential.private_key_encrypted)

@@ -115,7 +115,7 @@ def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[
         )
         granted = bool(ends)
         if granted and None not in ends:
-            grant_until = max(ends)
+            grant_until = max(e for e in ends if e is not None)
     facts = CallFacts(
         caller_known=caller_known,
         caller_detail=detail,

@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -34,21 +35,11 @@ STREAM = "call-records"
 GROUP = "writers"
 BATCH = 500
 
-# What a record carries through the stream (the rest are its defaults).
-FIELDS = (
-    "enterprise_id",
-    "identity_id",
-    "network_client_id",
-    "direction",
-    "orig_tn",
-    "dest_tns",
-    "attestation",
-    "verstat",
-    "reason",
-    "checks",
-    "origid",
-    "caller_name",
-    "request_id",
+# What a record carries through the stream: every column but the table's own id.
+FIELDS = tuple(
+    f.attname
+    for f in CallRecord._meta.concrete_fields
+    if f.attname not in ("id", "record_id", "created_at")
 )
 
 
@@ -112,7 +103,7 @@ def store_batch(stream: redis.Redis, consumer: str, count: int = BATCH) -> int:
     claimed = stream.xautoclaim(STREAM, GROUP, consumer, idle_ms, "0-0", count=count)
     entries = [(i, f) for i, f in claimed[1] if f]  # entries deleted meanwhile come as None
     if not entries:
-        read = stream.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
+        read: Any = stream.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
         entries = read[0][1] if read else []
     if not entries:
         return 0

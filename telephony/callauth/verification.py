@@ -143,7 +143,7 @@ class _Repository:
     def __init__(self, reader: Reader | None = None):
         self.reader = reader or Reader()
         self.chains: dict[str, list] = {}
-        self._anchors = None
+        self._anchors: list | None = None
         self.deadline: float | None = None  # set by the first fetch
 
     def chain(self, url: str) -> list:
