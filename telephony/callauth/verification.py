@@ -106,8 +106,10 @@ def _callee(reader: Reader, dests: list[str]) -> tuple[int, int] | None:
             return (callee.pk, callee.enterprise_id), {callee.enterprise_id}
         # Nobody holds them: that changes with the enterprises whose blocks hold them,
         # or, outside every block, with the operator's blocks.
-        held_by = TelephoneNumber.objects.filter(e164__in=dests).values_list(
-            "enterprise_id", flat=True
+        held_by = (
+            TelephoneNumber.objects.filter(e164__in=dests)
+            .order_by()
+            .values_list("enterprise_id", flat=True)
         )
         return None, set(held_by)
 
