@@ -99,22 +99,28 @@ class NetworkClientAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer ntk_…`` with a network client's credential. The request's
     user stays anonymous; ``request.auth`` is the client."""
 
-    def authenticate(self, request):
+    @staticmethod
+    def cache_key(request) -> str | None:
+        """Where the call path's cache keeps the client of the request's credential (a
+        view that reads more of that cache fetches it with the rest, ``request.callpath``)."""
         raw = bearer_credential(request, NetworkClient.TOKEN_PREFIX)
-        if raw is None:
+        return None if raw is None else f"network-client:{hash_secret(raw)}"
+
+    def authenticate(self, request):
+        key = self.cache_key(request)
+        if key is None:
             return None
-        key_hash = hash_secret(raw)
-        reader = generations.Reader()
+        reader = getattr(request, "callpath", None) or generations.Reader()
         # From the call path's cache: a client's changes (a revocation above all) are
         # operator staff's, and lapse every cached client when they commit.
-        client = reader.value(f"network-client:{key_hash}", lambda: _network_client(key_hash))
+        client = reader.value(key, lambda: _network_client(key.split(":", 1)[1]))
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked network credential.")
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
             NetworkClient.objects.filter(pk=client.pk).update(last_used_at=now)
             client.last_used_at = now
-            reader.keep(f"network-client:{key_hash}")
+            reader.keep(key)
         return AnonymousUser(), client
 
     def authenticate_header(self, request):

@@ -133,11 +133,21 @@ def _rcd_check(
     return brand, Check("Verified business name (RCD)", True, "", brand.name)
 
 
+def cache_keys(orig_tn: str, originator_impu: str = "") -> list[str]:
+    """What a signing reads of the cache first (fetched with the credential's client by
+    the view), or nothing for a number that is refused anyway."""
+    try:
+        return [context_key(e164(orig_tn), originator_impu), _signers_key(None)]
+    except CallAuthError:
+        return []
+
+
 def _prefetch(reader: Reader, orig: str, originator_impu: str) -> None:
-    """The call's facts and signers in two round trips: the facts and the operator's
-    signers first, then the generations and signers of the enterprises they name."""
+    """The call's facts and signers in two round trips (none for what the reader has):
+    the facts and the operator's signers first, then the generations and signers of
+    the enterprises they name."""
     key = context_key(orig, originator_impu)
-    reader.fetch([key, _signers_key(None)])
+    reader.fetch(cache_keys(orig, originator_impu))
     scopes = reader.scopes_of(key)
     reader.fetch([_signers_key(s) for s in scopes if isinstance(s, int)], scopes)
 
@@ -152,10 +162,12 @@ def sign_call(
     attest: str = "",
     originator_impu: str = "",
     request_id: str = "",
+    reader: Reader | None = None,
 ) -> Signed:
+    """Sign a call; ``reader`` holds what the request already read of the cache."""
     orig = e164(orig_tn)
     dests = [e164(t) for t in dest_tns]
-    reader = Reader()
+    reader = reader or Reader()
     _prefetch(reader, orig, originator_impu)
     context = call_context(orig, originator_impu, reader)
     enterprise_id = context.enterprise_id

@@ -120,10 +120,13 @@ def _callee_key(dests: list[str]) -> str:
     return "callee:" + ",".join(dests)
 
 
-def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
-    """What a verification reads of the cache in two round trips: the callee, the
-    anchors and our chains the headers name; then the enterprises' generations."""
-    keys = [_callee_key(dests), "anchors"]
+def cache_keys(to_tns: list[str], identity: str) -> list[str]:
+    """What a verification reads of the cache first: the callee, the anchors and our
+    chains the headers name (fetched with the credential's client by the view)."""
+    try:
+        keys = [_callee_key([e164(t) for t in to_tns]), "anchors"]
+    except CallAuthError:
+        return []
     prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
     try:
         headers = passport.parse_identity_headers(identity) if identity else []
@@ -132,6 +135,13 @@ def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
     for header in headers:
         if header.info.startswith(prefix) and header.info.endswith(".pem"):
             keys.append(f"chain:{header.info[len(prefix) : -len('.pem')]}")
+    return keys
+
+
+def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
+    """What a verification reads of the cache in two round trips (none for what the
+    reader has): the first entries, then the generations of their enterprises."""
+    keys = cache_keys(dests, identity)
     reader.fetch(keys)
     scopes = set().union(*(reader.scopes_of(key) for key in keys))
     reader.fetch((), scopes)
@@ -236,7 +246,9 @@ def verify_call(
     identity: str,
     time: int | None = None,
     request_id: str = "",
+    reader: Reader | None = None,
 ) -> Verified:
+    """Verify a call; ``reader`` holds what the request already read of the cache."""
     orig = e164(from_tn)
     dests = [e164(t) for t in to_tns]
     # Freshness is judged against when the call arrived (the request's time), and that
@@ -248,7 +260,7 @@ def verify_call(
                 "SVC4002", "Invalid value for %1: not the time of a current call", ["time"]
             )
         now = datetime.fromtimestamp(time, tz=now.tzinfo)
-    reader = Reader()
+    reader = reader or Reader()
     _prefetch(reader, dests, identity)
     callee = _callee(reader, dests)
     if callee is not None and callee[1] not in client.served_enterprise_ids:

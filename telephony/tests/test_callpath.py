@@ -4,10 +4,13 @@ from the shared cache, every change that concerns them makes them stale when it 
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest.mock import patch
 
 import jwt
 import pytest
+import redis
 from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
@@ -63,16 +66,33 @@ def stream(settings):
     connection.delete(records.STREAM)
 
 
+@contextmanager
+def redis_commands():
+    """The names of the Redis commands sent meanwhile."""
+    sent: list[str] = []
+    send = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(str(args[0]).upper())
+        return send(self, *args, **options)
+
+    with patch.object(redis.Redis, "execute_command", counting):
+        yield sent
+
+
 def test_a_warm_signing_and_verification_make_no_sql_query(
     network, rob, enterprise, stream, django_assert_num_queries
 ):
     CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
     warm = sign(network, rob.tn)
     verify(network, ",".join(warm["identities"]), rob.tn)
-    with django_assert_num_queries(0):
+    with django_assert_num_queries(0), redis_commands() as signing_commands:
         signed = sign(network, rob.tn)
-    with django_assert_num_queries(0):
+    with django_assert_num_queries(0), redis_commands() as verifying_commands:
         verified = verify(network, ",".join(signed["identities"]), rob.tn)
+    # Two round trips to the cache (the client and the call's entries, then the
+    # enterprise's), and the record's append.
+    assert signing_commands == verifying_commands == ["MGET", "MGET", "XADD"]
     assert attest(signed) == "A" and len(signed["identities"]) == 2
     assert (verified["verstat"], verified["caller"]["name"]) == (
         "TN-Validation-Passed",
