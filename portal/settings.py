@@ -467,10 +467,11 @@ CALL_RECORD_STREAM_URL = os.environ.get(
 # How long a batch may stay unacknowledged before another writer takes it over (its
 # writer died): longer than a batch takes to write.
 CALL_RECORD_CLAIM_IDLE_SECONDS = float(os.environ.get("CALL_RECORD_CLAIM_IDLE_SECONDS", "30"))
-CELERY_BEAT_SCHEDULE["call-records"] = {
-    "task": "telephony.tasks.store_call_records",
-    "schedule": 1.0,
-}
+if CALL_RECORD_STREAM_URL:
+    CELERY_BEAT_SCHEDULE["call-records"] = {
+        "task": "telephony.tasks.store_call_records",
+        "schedule": 1.0,
+    }
 
 # Numbers: a number an identity left is not reused before this many days.
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))
@@ -612,6 +613,7 @@ if os.environ.get("CACHE_URL"):
         "callpath": {
             "BACKEND": "kernel.generations.CallPathCache",
             "LOCATION": os.environ["CACHE_URL"],
+            # One database's facts: give each deployment its own CACHE_URL database.
             "KEY_PREFIX": "callpath",
         },
     }
