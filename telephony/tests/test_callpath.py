@@ -233,6 +233,7 @@ def test_a_redelivered_record_is_written_once(network, rob, stream):
 # --- With a real worker on Redis: the changes commit, as in production ----------------
 
 
+@pytest.mark.worker
 @pytest.mark.parametrize("change", ["suspension", "grant revocation", "number removal"])
 def test_a_change_reaches_the_next_signing_within_a_second(
     celery_worker, network, rob, enterprise, change
@@ -257,6 +258,7 @@ def test_a_change_reaches_the_next_signing_within_a_second(
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.worker
 def test_the_workers_sync_record_reaches_the_next_signing(celery_worker, network, rob):
     """The worker's own commit (the identity in step with the HSS again) lapses the
     facts the web process cached: the generations are shared, not per process."""
@@ -270,6 +272,7 @@ def test_the_workers_sync_record_reaches_the_next_signing(celery_worker, network
     assert attest(sign(network, rob.tn)) == "A"
 
 
+@pytest.mark.worker
 def test_ten_thousand_signings_leave_ten_thousand_records_though_the_writer_is_killed(
     transactional_db, network, rob, stream, settings
 ):
