@@ -93,19 +93,28 @@ class Reader:
     def __init__(self):
         self.generations: dict[Scope, str] = {}
         self.entries: dict[str, Any] = {}
+        # Redis did not answer: this request reads the database and keeps nothing.
+        self.offline = not enabled()
 
     def fetch(self, keys: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
         """One round trip: these entries, and the generations of these scopes (and the
         operator's) not read yet."""
         wanted = [s for s in {OPERATOR, *scopes} if s not in self.generations]
         names = [k for k in keys if k not in self.entries]
-        if not (wanted or names) or not enabled():
+        if not (wanted or names) or self.offline:
             return
-        got = _cache().get_many([*names, *(_key(s) for s in wanted)])
+        try:
+            got = _cache().get_many([*names, *(_key(s) for s in wanted)])
+            for scope in wanted:
+                got[_key(scope)] = got.get(_key(scope)) or self._start(scope)
+        except Exception as exc:  # noqa: BLE001 - any fault of the cache: the database answers
+            log.warning("the call path reads the database: its cache does not answer (%s)", exc)
+            self.offline = True
+            return
         for name in names:
             self.entries[name] = got.get(name)
         for scope in wanted:
-            self.generations[scope] = got.get(_key(scope)) or self._start(scope)
+            self.generations[scope] = got[_key(scope)]
 
     def scopes_of(self, key: str) -> set[Scope]:
         """The scopes a fetched entry was read under (to fetch their generations, and
@@ -118,8 +127,15 @@ class Reader:
         (a hint such as when a credential was last used), under the generations it
         was read under."""
         entry = self.entries.get(key)
-        if entry is not None and enabled():
+        if entry is not None and not self.offline:
+            self._store(key, entry)
+
+    def _store(self, key: str, entry: tuple) -> None:
+        try:
             _cache().set(key, entry, timeout=settings.CALL_FACTS_CACHE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - not kept; the next call reads again
+            log.warning("the call path's cache keeps nothing now (%s)", exc)
+            self.offline = True
 
     @staticmethod
     def _start(scope: Scope) -> str:
@@ -132,9 +148,9 @@ class Reader:
         """The entry at ``key`` if every generation it was read under is current; else
         ``load()``: (value, the enterprises it was read from, or None when it must not
         be kept, e.g. it depends on what no scope covers)."""
-        if not enabled():
-            return load()[0]
         self.fetch([key])
+        if self.offline:
+            return load()[0]
         entry = self.entries.get(key)
         if entry is not None:
             read_under, value = entry
@@ -142,16 +158,16 @@ class Reader:
             if all(self.generations.get(s) == g for s, g in read_under.items()):
                 return value
         value, scopes = load()
-        if scopes is None:
+        if scopes is None or self.offline:
             return value
         if any(s not in self.generations for s in scopes):
             # Generations read after the load cannot vouch for it: read it again now.
             self.fetch((), scopes)
             value, again = load()
-            if again is None or any(s not in self.generations for s in again):
+            if again is None or self.offline or any(s not in self.generations for s in again):
                 return value
             scopes = again
-        read_under = {s: self.generations[s] for s in {OPERATOR, *scopes}}
-        _cache().set(key, (read_under, value), timeout=settings.CALL_FACTS_CACHE_SECONDS)
-        self.entries[key] = (read_under, value)
+        entry = ({s: self.generations[s] for s in {OPERATOR, *scopes}}, value)
+        self.entries[key] = entry
+        self._store(key, entry)
         return value

@@ -341,3 +341,17 @@ def test_ten_thousand_signings_leave_ten_thousand_records_though_the_writer_is_k
     assert CallRecord.objects.count() == calls
     assert CallRecord.objects.values("origid").distinct().count() == calls
     assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
+def test_with_the_cache_away_a_call_is_decided_from_the_database(network, rob, monkeypatch):
+    class Away:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise redis.ConnectionError("the cache is away")
+
+            return fail
+
+    monkeypatch.setattr(generations, "_cache", lambda: Away())
+    assert attest(sign(network, rob.tn)) == "A"
+    services.identity_suspend(actor=Actor.system(), identity=rob)
+    assert attest(sign(network, rob.tn)) == "C"
