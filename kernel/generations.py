@@ -93,8 +93,10 @@ class Reader:
     def __init__(self):
         self.generations: dict[Scope, str] = {}
         self.entries: dict[str, Any] = {}
-        # Redis did not answer: this request reads the database and keeps nothing.
+        # Without the cache (none, or Redis did not answer) this request reads the
+        # database, each entry once, and keeps nothing.
         self.offline = not enabled()
+        self.read_offline: dict[str, Any] = {}
 
     def fetch(self, keys: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
         """One round trip: these entries, and the generations of these scopes (and the
@@ -150,7 +152,9 @@ class Reader:
         be kept, e.g. it depends on what no scope covers)."""
         self.fetch([key])
         if self.offline:
-            return load()[0]
+            if key not in self.read_offline:
+                self.read_offline[key] = load()[0]
+            return self.read_offline[key]
         entry = self.entries.get(key)
         if entry is not None:
             read_under, value = entry
