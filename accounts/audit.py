@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 
+from kernel import generations
 from kernel.errors import NotAllowed, RuleViolation
 from kernel.http import client_ip
 
@@ -178,6 +179,13 @@ def record(
     """
     if changes_enterprise:
         actor.ensure_may_change(enterprise)
+    # Every change passes here, so here the call path's cached facts learn of it.
+    # Operator staff's and the system's changes (number blocks, credentials, network
+    # clients) may concern numbers no enterprise held before: every entry lapses.
+    generations.bump_after_commit(
+        enterprise_id=enterprise.pk if enterprise is not None else None,
+        operator=actor.enterprise is None and actor.network_client is None,
+    )
     return AuditEvent.objects.create(
         enterprise=enterprise,
         actor_kind=actor.kind,

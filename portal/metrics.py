@@ -5,11 +5,14 @@ kernel/observability.py."""
 import os
 from datetime import timedelta
 
+import redis
+from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from telephony.callauth import records
 from telephony.models import IdentitySync, ImportJob, NetworkNotice, Registration, SyncAttempt
 
 from .celery import app as celery_app
@@ -69,6 +72,16 @@ def readings() -> list[tuple[str, str, dict, float]]:
             "Messages waiting in a broker queue (NaN: broker down).",
             depth,
             queue=queue,
+        )
+    try:
+        waiting = records.backlog()
+    except redis.RedisError:
+        waiting = None
+    if settings.CALL_RECORD_STREAM_URL:
+        gauge(
+            "portal_call_records_waiting",
+            "Call records in their stream, not yet in the table (NaN: Redis down).",
+            waiting,
         )
     gauge(
         "portal_registrations_active",

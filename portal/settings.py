@@ -471,6 +471,19 @@ STIR_X5U_ALLOW_HTTP = env_bool("STIR_X5U_ALLOW_HTTP", False)
 if STIR_X5U_ALLOW_HTTP and not DEBUG:
     raise ImproperlyConfigured("STIR_X5U_ALLOW_HTTP is for labs: production fetches HTTPS only.")
 CALL_RECORD_RETENTION_DAYS = int(os.environ.get("CALL_RECORD_RETENTION_DAYS", "90"))
+# Call records leave the request path through a Redis stream (telephony/callauth/records.py):
+# the broker's Redis unless named; empty (the embedded default) writes each one directly.
+CALL_RECORD_STREAM_URL = os.environ.get(
+    "CALL_RECORD_STREAM_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
+)
+# How long a batch may stay unacknowledged before another writer takes it over (its
+# writer died): longer than a batch takes to write.
+CALL_RECORD_CLAIM_IDLE_SECONDS = float(os.environ.get("CALL_RECORD_CLAIM_IDLE_SECONDS", "30"))
+if CALL_RECORD_STREAM_URL:
+    CELERY_BEAT_SCHEDULE["call-records"] = {
+        "task": "telephony.tasks.store_call_records",
+        "schedule": 1.0,
+    }
 
 # Numbers: a number an identity left is not reused before this many days.
 NUMBER_QUARANTINE_DAYS = int(os.environ.get("NUMBER_QUARANTINE_DAYS", "90"))
@@ -600,16 +613,32 @@ API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or
 NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client
 # Refused requests per address at /o/token/ (answered ones do not count).
 TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")
+# "callpath": the facts signing and verification decide on (kernel/generations.py).
+# Without Redis it is a dummy: a per-process copy could not be told of the worker's
+# changes, so every call reads the database then.
 if os.environ.get("CACHE_URL"):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["CACHE_URL"],
-        }
+        },
+        "callpath": {
+            "BACKEND": "kernel.generations.CallPathCache",
+            "LOCATION": os.environ["CACHE_URL"],
+            # One database's facts: give each deployment its own CACHE_URL database.
+            "KEY_PREFIX": "callpath",
+        },
     }
 elif not DEBUG:
     # A per-process cache would count rate limits and lockouts per process, silently.
     raise ImproperlyConfigured("CACHE_URL must be set (Redis) when DJANGO_DEBUG is off.")
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "callpath": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+# How long a cached call fact may live unused; changes make it stale at once anyway.
+CALL_FACTS_CACHE_SECONDS = int(os.environ.get("CALL_FACTS_CACHE_SECONDS", "600"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enterprise IMS Portal API",

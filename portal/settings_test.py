@@ -40,3 +40,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         else value
         for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
     }
+
+# Call records are written directly unless a test exercises the record stream itself
+# (it sets CALL_RECORD_STREAM_URL), so that a test reads the record its call made.
+# A worker started by such a test is given it in its environment.
+if "CALL_RECORD_STREAM_URL" not in os.environ:
+    CALL_RECORD_STREAM_URL = ""

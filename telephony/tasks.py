@@ -127,3 +127,11 @@ def purge_call_records() -> int:
     from telephony.callauth import retention
 
     return retention.purge_call_records()
+
+
+@shared_task(ignore_result=True)
+def store_call_records() -> int:
+    """Write the call records waiting in the record stream (every second, by beat)."""
+    from telephony.callauth import records
+
+    return records.store_pending()

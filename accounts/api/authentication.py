@@ -7,6 +7,7 @@ from rest_framework import authentication, exceptions
 from accounts.api import schema  # noqa: F401 - registers how these show in the OpenAPI schema
 from accounts.models import ApiToken, NetworkClient
 from accounts.two_factor import needs_verification
+from kernel import generations
 from kernel.credentials import hash_secret
 
 # last_used_at is a hint for admins, not a log: write it at most once a minute.
@@ -98,17 +99,39 @@ class NetworkClientAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer ntk_…`` with a network client's credential. The request's
     user stays anonymous; ``request.auth`` is the client."""
 
-    def authenticate(self, request):
+    @staticmethod
+    def cache_key(request) -> str | None:
+        """Where the call path's cache keeps the client of the request's credential (a
+        view that reads more of that cache fetches it with the rest, ``request.callpath``)."""
         raw = bearer_credential(request, NetworkClient.TOKEN_PREFIX)
-        if raw is None:
+        return None if raw is None else f"network-client:{hash_secret(raw)}"
+
+    def authenticate(self, request):
+        key = self.cache_key(request)
+        if key is None:
             return None
-        client = NetworkClient.objects.filter(key_hash=hash_secret(raw), revoked_at=None).first()
+        reader = getattr(request, "callpath", None) or generations.Reader()
+        # From the call path's cache: a client's changes (a revocation above all) are
+        # operator staff's, and lapse every cached client when they commit.
+        client = reader.value(key, lambda: _network_client(key.split(":", 1)[1]))
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked network credential.")
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
             NetworkClient.objects.filter(pk=client.pk).update(last_used_at=now)
+            client.last_used_at = now
+            reader.keep(key)
         return AnonymousUser(), client
 
     def authenticate_header(self, request):
         return 'Bearer realm="network"'
+
+
+def _network_client(key_hash: str):
+    """The client with this credential and the enterprises it serves (None: not kept,
+    so that guessed credentials cannot fill the cache)."""
+    client = NetworkClient.objects.filter(key_hash=key_hash, revoked_at=None).first()
+    if client is None:
+        return None, None
+    client.served_enterprise_ids  # noqa: B018 - read now, to be kept with it
+    return client, set()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -51,13 +52,20 @@ def unseal(credential: SigningCredential) -> ec.EllipticCurvePrivateKey:
     if sealed is None:  # a trust anchor: callers sign with credentials that can_sign
         raise CallAuthError("SVC4003", f"{credential} holds no private key.", status=500)
     try:
-        return certificates.load_private_key(_fernet().decrypt(bytes(sealed)))
+        return _unsealed(bytes(sealed), settings.STIR_KEY_ENCRYPTION_KEY, settings.SECRET_KEY)
     except InvalidToken as exc:
         raise CallAuthError(
             "SVC4003",
             "The signing key cannot be decrypted (was the encryption key changed?)",
             status=500,
         ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _unsealed(sealed: bytes, *encryption_keys: str) -> ec.EllipticCurvePrivateKey:
+    """Decrypting and parsing a key is a pure function of the sealed bytes and the keys
+    that seal them, so it is remembered per process: nothing can go stale."""
+    return certificates.load_private_key(_fernet().decrypt(sealed))
 
 
 # --- Credentials (operator staff) ---------------------------------------------------------
@@ -266,6 +274,24 @@ def credential_import(
     credential = _store(kind=kind, name=name, cert=cert, key=key, enterprise=enterprise)
     _audit_credential(actor, credential, "signing_credential.imported")
     return credential
+
+
+def active_credentials(kind: str, enterprise_id: int | None = None) -> list[SigningCredential]:
+    """The active credentials of a kind, whatever their validity: whichever is current
+    is chosen at the time of each call (``current_of``), so the list may be cached."""
+    whose = Q(enterprise_id=enterprise_id) if enterprise_id else Q(enterprise__isnull=True)
+    found = list(SigningCredential.objects.filter(whose, kind=kind, active=True))
+    for credential in found:
+        if credential.private_key_encrypted is not None:  # a memoryview cannot be pickled
+            credential.private_key_encrypted = bytes(credential.private_key_encrypted)
+    return found
+
+
+def current_of(candidates, now=None) -> SigningCredential | None:
+    """The credential valid now that is valid longest."""
+    now = now or timezone.now()
+    valid = [c for c in candidates if c.not_before <= now < c.not_after]
+    return max(valid, key=lambda c: c.not_after, default=None)
 
 
 def current_credential(kind: str, enterprise: Enterprise | None = None) -> SigningCredential | None:

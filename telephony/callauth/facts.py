@@ -1,11 +1,20 @@
 """What the portal knows about a call from a number: who holds it, who calls, grants,
-sync state. The attestation decision (stir.attestation) is taken on these facts."""
+sync state. The attestation decision (stir.attestation) is taken on these facts.
+
+The facts come from the shared cache when it holds them under current generations
+(kernel.generations): a change to any of them bumps its enterprise's generation when it
+commits, so the next call reads them afresh."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
-from accounts.models import Enterprise
+from django.utils import timezone
+
+from kernel.generations import Reader, Scope
 from telephony.callauth.stir.attestation import (
     CallFacts,
 )
@@ -20,23 +29,50 @@ from telephony.registrations.ingest import resolve_aors
 # --- The facts about a call ----------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallContext:
     facts: CallFacts
-    enterprise: Enterprise | None
-    number_identity: Identity | None
-    caller: Identity | None
+    enterprise_id: int | None  # whose call record it is
+    number_identity_id: int | None
+    # When the grant the caller calls by ends (None: it does not): a grant expires with
+    # no change to any row, so the cached facts carry the time.
+    grant_until: datetime | None = None
+
+    def at(self, now: datetime) -> CallContext:
+        """The facts at ``now``: without the grant once it has expired."""
+        if self.facts.caller_has_grant and self.grant_until and self.grant_until <= now:
+            facts = dataclasses.replace(self.facts, caller_has_grant=False)
+            return dataclasses.replace(self, facts=facts, grant_until=None)
+        return self
 
 
-def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
-    """Read what the portal knows about a call from ``orig_tn`` (and the authenticated
-    originator, when the network says who it is)."""
-    # The number's live identity with everything the decision reads (the enterprise's
-    # business name too) in one query; the number alone only when nobody holds it.
+def context_key(orig_tn: str, originator_impu: str = "") -> str:
+    """The cache key of a call's facts (the IMPU is the network's text: hashed)."""
+    impu = hashlib.sha256(originator_impu.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"facts:{orig_tn}:{impu if originator_impu else ''}"
+
+
+def call_context(
+    orig_tn: str, originator_impu: str = "", reader: Reader | None = None
+) -> CallContext:
+    """What the portal knows about a call from ``orig_tn`` (and the authenticated
+    originator, when the network says who it is): from the cache when it is current."""
+    reader = reader or Reader()
+    context = reader.value(
+        context_key(orig_tn, originator_impu), lambda: _read_context(orig_tn, originator_impu)
+    )
+    return context.at(timezone.now())
+
+
+def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[Scope] | None]:
+    """The facts from the database, and the enterprises they were read from (None: not
+    to be kept, as an unknown originator may become anybody's identity)."""
+    # The number's live identity with everything the decision reads in one query; the
+    # number alone only when nobody holds it.
     owner_identity = (
         Identity.objects.live()
         # Each join costs planning time on every call: only what the decision reads.
-        .select_related("enterprise__caller_name", "sync", "number")
+        .select_related("sync", "number")
         .filter(number__e164=orig_tn)
         .order_by("pk")
         .first()
@@ -44,19 +80,22 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
     number: TelephoneNumber | None
     if owner_identity is not None and owner_identity.number is not None:
         number = owner_identity.number
-        number.enterprise = owner_identity.enterprise
     else:
-        number = TelephoneNumber.objects.select_related("enterprise").filter(e164=orig_tn).first()
+        number = TelephoneNumber.objects.filter(e164=orig_tn).first()
+    scopes: set[Scope] | None = {number.enterprise_id} if number is not None else set()
     if originator_impu:
         caller = resolve_aors([originator_impu]).get(originator_impu)
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE
         if caller is None:
             detail = f"{originator_impu} is unknown"
+            scopes = None
         elif number is not None and caller.enterprise_id != number.enterprise_id:
             # The call record is the number's enterprise's: no name of another's people.
             detail = f"{originator_impu} belongs to another enterprise"
         else:
             detail = f"{originator_impu} is {caller.tn} of {caller.owner}"
+        if caller is not None and scopes is not None:
+            scopes.add(caller.enterprise_id)
     else:
         caller = owner_identity
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE
@@ -66,14 +105,17 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
             else "nobody holds the number"
         )
     owns = bool(caller and owner_identity and caller.owner_id == owner_identity.owner_id)
-    granted = bool(
-        caller
-        and owner_identity
-        and not owns
-        and Grant.objects.active()
-        .filter(identity=owner_identity, grantee_id=caller.owner_id, can_make_calls=True)
-        .exists()
-    )
+    grant_until = None
+    granted = False
+    if caller and owner_identity and not owns:
+        ends = list(
+            Grant.objects.active()
+            .filter(identity=owner_identity, grantee_id=caller.owner_id, can_make_calls=True)
+            .values_list("valid_until", flat=True)
+        )
+        granted = bool(ends)
+        if granted and None not in ends:
+            grant_until = max(e for e in ends if e is not None)
     facts = CallFacts(
         caller_known=caller_known,
         caller_detail=detail,
@@ -87,5 +129,6 @@ def call_context(orig_tn: str, originator_impu: str = "") -> CallContext:
         caller_owns_number=owns,
         caller_has_grant=granted,
     )
-    enterprise = number.enterprise if number else (caller.enterprise if caller else None)
-    return CallContext(facts, enterprise, owner_identity, caller)
+    enterprise_id = number.enterprise_id if number else (caller.enterprise_id if caller else None)
+    identity_id = owner_identity.pk if owner_identity else None
+    return CallContext(facts, enterprise_id, identity_id, grant_until), scopes

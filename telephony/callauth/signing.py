@@ -10,16 +10,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from accounts.models import Enterprise, NetworkClient
+from django.utils import timezone
+
+from accounts.models import NetworkClient
+from kernel.generations import Reader
+from telephony.callauth import records
 from telephony.callauth.credentials import (
-    current_credential,
+    active_credentials,
+    current_of,
     parsed_certificates,
     pem_tn_auth_list,
     unseal,
     x5u,
 )
 from telephony.callauth.errors import CallAuthError, e164
-from telephony.callauth.facts import call_context
+from telephony.callauth.facts import call_context, context_key
 from telephony.callauth.stir import certificates, passport
 from telephony.callauth.stir.attestation import (
     Check,
@@ -45,13 +50,41 @@ class Signed:
     record: CallRecord
 
 
+@dataclass(frozen=True)
+class Signers:
+    """What signs an enterprise's calls (or, for no enterprise, the operator's): its
+    active credentials, the current one chosen per call, and its business name."""
+
+    credentials: tuple[SigningCredential, ...]
+    caller_name: CallerName | None = None
+
+
+def _signers_key(enterprise_id: int | None) -> str:
+    return f"signers:{enterprise_id if enterprise_id is not None else 'operator'}"
+
+
+def _signers(reader: Reader, enterprise_id: int | None) -> Signers:
+    def load():
+        if enterprise_id is None:
+            return Signers(tuple(active_credentials(SigningCredential.Kind.OPERATOR))), set()
+        brand = CallerName.objects.filter(enterprise_id=enterprise_id).first()
+        delegates = active_credentials(SigningCredential.Kind.DELEGATE, enterprise_id)
+        return Signers(tuple(delegates), brand), {enterprise_id}
+
+    return reader.value(_signers_key(enterprise_id), load)
+
+
 def signing_credential_for(
-    enterprise: Enterprise | None, tn: str
+    enterprise_id: int | None, tn: str, reader: Reader | None = None
 ) -> tuple[SigningCredential | None, Check]:
     """The enterprise's delegate certificate when it covers the number, else the
     operator's; and the check that says which and why."""
+    reader = reader or Reader()
+    now = timezone.now()
     delegate = (
-        current_credential(SigningCredential.Kind.DELEGATE, enterprise) if enterprise else None
+        current_of(_signers(reader, enterprise_id).credentials, now)
+        if enterprise_id is not None
+        else None
     )
     if delegate is not None:
         tal = pem_tn_auth_list(delegate.certificate_pem)
@@ -59,7 +92,7 @@ def signing_credential_for(
             return delegate, Check(
                 "Signing certificate covers the number", True, "", f"delegate {delegate.name}"
             )
-    operator = current_credential(SigningCredential.Kind.OPERATOR)
+    operator = current_of(_signers(reader, None).credentials, now)
     if operator is None:
         return None, Check(
             "Signing certificate covers the number",
@@ -79,19 +112,10 @@ def signing_credential_for(
     return operator, Check("Signing certificate covers the number", True, "", detail)
 
 
-def _caller_name(enterprise: Enterprise | None) -> CallerName | None:
-    """The enterprise's business name (read with the enterprise when it was selected
-    with ``caller_name``)."""
-    if enterprise is None:
-        return None
-    try:
-        return enterprise.caller_name
-    except CallerName.DoesNotExist:
-        return None
-
-
-def _rcd_check(enterprise: Enterprise | None, level: str) -> tuple[CallerName | None, Check]:
-    brand = _caller_name(enterprise)
+def _rcd_check(
+    enterprise_id: int | None, level: str, reader: Reader
+) -> tuple[CallerName | None, Check]:
+    brand = _signers(reader, enterprise_id).caller_name if enterprise_id is not None else None
     if brand is None:
         return None, Check(
             "Verified business name (RCD)", False, "the enterprise has no business caller name"
@@ -109,6 +133,25 @@ def _rcd_check(enterprise: Enterprise | None, level: str) -> tuple[CallerName | 
     return brand, Check("Verified business name (RCD)", True, "", brand.name)
 
 
+def cache_keys(orig_tn: str, originator_impu: str = "") -> list[str]:
+    """What a signing reads of the cache first (fetched with the credential's client by
+    the view), or nothing for a number that is refused anyway."""
+    try:
+        return [context_key(e164(orig_tn), originator_impu), _signers_key(None)]
+    except CallAuthError:
+        return []
+
+
+def _prefetch(reader: Reader, orig: str, originator_impu: str) -> None:
+    """The call's facts and signers in two round trips (none for what the reader has):
+    the facts and the operator's signers first, then the generations and signers of
+    the enterprises they name."""
+    key = context_key(orig, originator_impu)
+    reader.fetch(cache_keys(orig, originator_impu))
+    scopes = reader.scopes_of(key)
+    reader.fetch([_signers_key(s) for s in scopes if isinstance(s, int)], scopes)
+
+
 def sign_call(
     *,
     client: NetworkClient,
@@ -119,22 +162,27 @@ def sign_call(
     attest: str = "",
     originator_impu: str = "",
     request_id: str = "",
+    reader: Reader | None = None,
 ) -> Signed:
+    """Sign a call; ``reader`` holds what the request already read of the cache."""
     orig = e164(orig_tn)
     dests = [e164(t) for t in dest_tns]
-    context = call_context(orig, originator_impu)
-    if context.enterprise is not None and not client.serves(context.enterprise):
+    reader = reader or Reader()
+    _prefetch(reader, orig, originator_impu)
+    context = call_context(orig, originator_impu, reader)
+    enterprise_id = context.enterprise_id
+    if enterprise_id is not None and enterprise_id not in client.served_enterprise_ids:
         raise CallAuthError(
             "POL4050", "This network client does not serve the enterprise of %1", [orig], status=403
         )
     decision = attestation_for_call(context.facts)
     level = apply_ceiling(decision.level, attest or None)
-    credential, coverage = signing_credential_for(context.enterprise, orig)
+    credential, coverage = signing_credential_for(enterprise_id, orig, reader)
     if credential is None:
         raise CallAuthError(
             "SVC4003", f"No signing certificate is available: {coverage.failure}", status=500
         )
-    brand, rcd = _rcd_check(context.enterprise, level)
+    brand, rcd = _rcd_check(enterprise_id, level, reader)
     origid = origid or str(uuid.uuid4())
     key = unseal(credential)
     url = x5u(credential)
@@ -165,19 +213,21 @@ def sign_call(
         if level == decision.level
         else f"{decision.reason}; capped at {level} by the request"
     )
-    record = CallRecord.objects.create(
-        enterprise=context.enterprise,
-        identity=context.number_identity,
-        network_client=client,
-        direction=CallRecord.Direction.OUTGOING,
-        orig_tn=orig,
-        dest_tns=dests,
-        attestation=level,
-        reason=reason[:255],
-        checks=_checks_json([*decision.checks, coverage, rcd]),
-        origid=origid,
-        caller_name=brand.name if brand else "",
-        request_id=request_id[:64],
+    record = records.keep(
+        CallRecord(
+            enterprise_id=enterprise_id,
+            identity_id=context.number_identity_id,
+            network_client_id=client.pk,
+            direction=CallRecord.Direction.OUTGOING,
+            orig_tn=orig,
+            dest_tns=dests,
+            attestation=level,
+            reason=reason[:255],
+            checks=_checks_json([*decision.checks, coverage, rcd]),
+            origid=origid,
+            caller_name=brand.name if brand else "",
+            request_id=request_id[:64],
+        )
     )
     return Signed(identities, level, decision, record)
 
@@ -191,10 +241,11 @@ def call_panel(identity: Identity) -> dict | None:
     would be decided now, step by step, with the certificate and the business name."""
     if not identity.tn:
         return None
-    context = call_context(identity.tn)
+    reader = Reader()
+    context = call_context(identity.tn, reader=reader)
     decision = attestation_for_call(context.facts)
-    _, coverage = signing_credential_for(context.enterprise, identity.tn)
-    _, rcd = _rcd_check(context.enterprise, decision.level)
+    _, coverage = signing_credential_for(context.enterprise_id, identity.tn, reader)
+    _, rcd = _rcd_check(context.enterprise_id, decision.level, reader)
     return {
         "level": decision.level,
         "reason": decision.reason,

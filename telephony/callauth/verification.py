@@ -4,6 +4,7 @@ of every answer."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import NetworkClient
+from kernel.generations import Reader, Scope
+from telephony.callauth import records
 from telephony.callauth.credentials import certificate_chain_pem, parsed_certificates
 from telephony.callauth.errors import CallAuthError, e164
 from telephony.callauth.stir import certificates, fetch, passport
@@ -20,6 +23,7 @@ from telephony.models import (
     CallRecord,
     Identity,
     SigningCredential,
+    TelephoneNumber,
 )
 
 # --- Verification (STI-VS) ---------------------------------------------------------------
@@ -44,7 +48,7 @@ class _Fail(Exception):
         self.code, self.text, self.verstat = code, text, verstat
 
 
-def _certificate_for(url: str, deadline: float | None = None):
+def _certificate_for(url: str, reader: Reader, deadline: float | None = None):
     """The chain an x5u names: ours from the database, another carrier's fetched under
     the x5u policy (stir.fetch) by `deadline`. Whether it can be trusted is the chain
     validation's."""
@@ -57,23 +61,90 @@ def _certificate_for(url: str, deadline: float | None = None):
     if not url.endswith(".pem"):
         raise _Fail(436, "Bad Identity Info: no such certificate")
     slug = url[len(prefix) : -len(".pem")]
+    pem = reader.value(f"chain:{slug}", lambda: _our_chain(slug))
+    if pem is None:
+        raise _Fail(436, "Bad Identity Info: no such certificate")
+    return list(parsed_certificates(pem))
+
+
+def _our_chain(slug: str) -> tuple[str | None, set[Scope] | None]:
+    """The chain our repository serves for a slug (certificates never change; who may
+    sign is the signer's question), kept under the generation of its enterprise."""
     # A delegate, its operator certificate and the anchor above it: one query.
     credential = (
         SigningCredential.objects.select_related("issuer__issuer").filter(slug=slug).first()
     )
     if credential is None or credential.kind == SigningCredential.Kind.TRUST_ANCHOR:
-        # A trust anchor is not served as an x5u: its chain is empty.
-        raise _Fail(436, "Bad Identity Info: no such certificate")
-    return list(parsed_certificates(certificate_chain_pem(credential)))
+        # A trust anchor is not served as an x5u: its chain is empty. Unknown slugs are
+        # the sender's choice: not kept.
+        return None, None
+    scopes: set[Scope] = {credential.enterprise_id} if credential.enterprise_id else set()
+    return certificate_chain_pem(credential), scopes
 
 
-def _anchors():
-    return [
-        parsed_certificates(pem)[0]
-        for pem in SigningCredential.objects.filter(
-            kind=SigningCredential.Kind.TRUST_ANCHOR, active=True
-        ).values_list("certificate_pem", flat=True)
-    ]
+def _anchors(reader: Reader):
+    pems = reader.value(
+        "anchors",
+        lambda: (
+            tuple(
+                SigningCredential.objects.filter(
+                    kind=SigningCredential.Kind.TRUST_ANCHOR, active=True
+                ).values_list("certificate_pem", flat=True)
+            ),
+            set(),
+        ),
+    )
+    return [parsed_certificates(pem)[0] for pem in pems]
+
+
+def _callee(reader: Reader, dests: list[str]) -> tuple[int, int] | None:
+    """(identity id, enterprise id) of the first live identity holding a called number."""
+
+    def load():
+        callee = Identity.objects.live().filter(number__e164__in=dests).order_by("pk").first()
+        if callee is not None:
+            return (callee.pk, callee.enterprise_id), {callee.enterprise_id}
+        # Nobody holds them: that changes with the enterprises whose blocks hold them,
+        # or, outside every block, with the operator's blocks.
+        held_by = (
+            TelephoneNumber.objects.filter(e164__in=dests)
+            .order_by()
+            .values_list("enterprise_id", flat=True)
+        )
+        return None, set(held_by)
+
+    return reader.value(_callee_key(dests), load)
+
+
+def _callee_key(dests: list[str]) -> str:
+    return "callee:" + ",".join(dests)
+
+
+def cache_keys(to_tns: list[str], identity: str) -> list[str]:
+    """What a verification reads of the cache first: the callee, the anchors and our
+    chains the headers name (fetched with the credential's client by the view)."""
+    try:
+        keys = [_callee_key([e164(t) for t in to_tns]), "anchors"]
+    except CallAuthError:
+        return []
+    prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
+    try:
+        headers = passport.parse_identity_headers(identity) if identity else []
+    except passport.PassportError:
+        headers = []  # refused later, with the reason
+    for header in headers:
+        if header.info.startswith(prefix) and header.info.endswith(".pem"):
+            keys.append(f"chain:{header.info[len(prefix) : -len('.pem')]}")
+    return keys
+
+
+def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
+    """What a verification reads of the cache in two round trips (none for what the
+    reader has): the first entries, then the generations of their enterprises."""
+    keys = cache_keys(dests, identity)
+    reader.fetch(keys)
+    scopes = set().union(*(reader.scopes_of(key) for key in keys))
+    reader.fetch((), scopes)
 
 
 class _Repository:
@@ -81,21 +152,22 @@ class _Repository:
     and an RCD PASSporT usually name the same x5u. Every header may name another one, so
     all foreign fetches of one verification share one STIR_X5U_TIMEOUT_SECONDS."""
 
-    def __init__(self):
+    def __init__(self, reader: Reader | None = None):
+        self.reader = reader or Reader()
         self.chains: dict[str, list] = {}
-        self._anchors = None
+        self._anchors: list | None = None
         self.deadline: float | None = None  # set by the first fetch
 
     def chain(self, url: str) -> list:
         if url not in self.chains:
             if self.deadline is None:
                 self.deadline = time.monotonic() + settings.STIR_X5U_TIMEOUT_SECONDS
-            self.chains[url] = _certificate_for(url, self.deadline)
+            self.chains[url] = _certificate_for(url, self.reader, self.deadline)
         return self.chains[url]
 
     def anchors(self) -> list:
         if self._anchors is None:
-            self._anchors = _anchors()
+            self._anchors = _anchors(self.reader)
         return self._anchors
 
 
@@ -112,13 +184,14 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
     chain = repository.chain(url)
     leaf = chain[0]
     try:
-        certificates.verify_chain(
-            leaf,
-            intermediates=chain[1:],
-            anchors=repository.anchors(),
-            at=now,
-            policies=settings.STIR_ACCEPTED_CERTIFICATE_POLICIES,
-        )
+        anchors = tuple(repository.anchors())
+        policies = tuple(settings.STIR_ACCEPTED_CERTIFICATE_POLICIES)
+        window = _valid_between(tuple(chain), anchors, policies)
+        if window is None or not window[0] <= now <= window[1]:
+            # Verified at the call's time, for the refusal's reason.
+            certificates.verify_chain(
+                leaf, intermediates=chain[1:], anchors=anchors, at=now, policies=policies
+            )
     except certificates.CertificateError as exc:
         raise _Fail(437, f"Unsupported Credential: {exc}") from exc
     if not passport.verify_signature(decoded, leaf.public_key()):
@@ -140,6 +213,27 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
     return decoded, leaf
 
 
+@functools.lru_cache(maxsize=256)
+def _valid_between(chain: tuple, anchors: tuple, policies: tuple) -> tuple | None:
+    """When a chain validates to these anchors under these policies: time enters the
+    validation only through the certificates' validity, so a chain that validates at
+    one time within all their validity periods validates throughout them. A pure
+    function of the certificates (immutable), remembered per process; None when it
+    does not validate (or the periods do not overlap)."""
+    start = max(c.not_valid_before_utc for c in (*chain, *anchors))
+    end = min(c.not_valid_after_utc for c in (*chain, *anchors))
+    if start >= end:
+        return None
+    try:
+        certificates.verify_chain(
+            chain[0], intermediates=chain[1:], anchors=anchors, at=start + (end - start) / 2,
+            policies=policies,
+        )  # fmt: skip
+    except certificates.CertificateError:
+        return None
+    return start, end
+
+
 # The clock verification judges freshness and validity by (tests set it to a later day).
 clock: Callable[[], datetime] = timezone.now
 
@@ -152,7 +246,9 @@ def verify_call(
     identity: str,
     time: int | None = None,
     request_id: str = "",
+    reader: Reader | None = None,
 ) -> Verified:
+    """Verify a call; ``reader`` holds what the request already read of the cache."""
     orig = e164(from_tn)
     dests = [e164(t) for t in to_tns]
     # Freshness is judged against when the call arrived (the request's time), and that
@@ -164,10 +260,10 @@ def verify_call(
                 "SVC4002", "Invalid value for %1: not the time of a current call", ["time"]
             )
         now = datetime.fromtimestamp(time, tz=now.tzinfo)
-    callee = (
-        Identity.objects.live().select_related("enterprise").filter(number__e164__in=dests).first()
-    )
-    if callee is not None and not client.serves(callee.enterprise):
+    reader = reader or Reader()
+    _prefetch(reader, dests, identity)
+    callee = _callee(reader, dests)
+    if callee is not None and callee[1] not in client.served_enterprise_ids:
         raise CallAuthError(
             "POL4050", "This network client does not serve the enterprise of %1", dests, status=403
         )
@@ -184,7 +280,7 @@ def verify_call(
             raise _Fail(
                 438, "Invalid Identity Header: no SHAKEN PASSporT", passport.VERSTAT_NO_VALIDATION
             )
-        repository = _Repository()
+        repository = _Repository(reader)
         decoded, _ = _verify_one(shaken[0], orig=orig, dests=dests, now=now, repository=repository)
         result = Verified(
             verstat=passport.VERSTAT_PASSED, attestation=decoded.payload.get("attest", "")
@@ -201,18 +297,20 @@ def verify_call(
             result.call_reason = str(rcd.payload.get("crn", ""))[:64]
     except _Fail as exc:
         result = Verified(verstat=exc.verstat, reason_code=exc.code, reason_text=exc.text)
-    result.record = CallRecord.objects.create(
-        enterprise=callee.enterprise if callee else None,
-        identity=callee,
-        network_client=client,
-        direction=CallRecord.Direction.INCOMING,
-        orig_tn=orig,
-        dest_tns=dests,
-        attestation=result.attestation,
-        verstat=result.verstat,
-        reason=(result.reason_text or "verified")[:255],
-        checks=result.checks,
-        caller_name=result.caller_name,
-        request_id=request_id[:64],
+    result.record = records.keep(
+        CallRecord(
+            enterprise_id=callee[1] if callee else None,
+            identity_id=callee[0] if callee else None,
+            network_client_id=client.pk,
+            direction=CallRecord.Direction.INCOMING,
+            orig_tn=orig,
+            dest_tns=dests,
+            attestation=result.attestation,
+            verstat=result.verstat,
+            reason=(result.reason_text or "verified")[:255],
+            checks=result.checks,
+            caller_name=result.caller_name,
+            request_id=request_id[:64],
+        )
     )
     return result

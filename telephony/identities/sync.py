@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.audit import Actor
-from kernel import enqueue
+from kernel import enqueue, generations
 from telephony.identities.hss import (
     Change,
     DeviceSettings,
@@ -354,8 +354,15 @@ def _history(identity, claim, outcome, started, detail="", operation_id="") -> N
 registration_enders: list[Callable[[Identity, str], object]] = []
 
 
+def _sync_state_recorded(identity: Identity) -> None:
+    """Whether an identity is in step with the HSS decides its calls' attestation: the
+    call path's cached facts of its enterprise lapse when the state's record commits."""
+    generations.bump_after_commit(enterprise_id=identity.enterprise_id)
+
+
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
     with transaction.atomic():
+        _sync_state_recorded(identity)
         recorded = mark_synced(identity, claim, pushed, operation_id, started)
         if recorded is None:
             # This push outlived its lease: another worker took the row over and may have
@@ -455,6 +462,7 @@ mark_synced = _mark_synced
 
 def _record_failure(identity, claim, reason, started, *, transient) -> PushResult:
     with transaction.atomic():
+        _sync_state_recorded(identity)
         row = _locked_row(identity, claim)
         if row is None:
             _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, reason)
@@ -534,6 +542,7 @@ def request_sync(identity: Identity) -> None:
     """Record, in the caller's transaction, that the HSS must follow this identity; the
     task runs after commit. Many changes in a row collapse into one push of the latest
     state, since the task reads the identity afresh."""
+    _sync_state_recorded(identity)
     IdentitySync.objects.filter(pk=identity.pk).update(
         desired_version=F("desired_version") + 1,
         state=IdentitySync.State.PENDING,

@@ -131,6 +131,9 @@ class CallRecord(models.Model):
     origid = models.CharField(max_length=64, blank=True)
     caller_name = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # Made when the call is answered: the record travels through the record stream,
+    # which may deliver it twice, and is written once (telephony/callauth/records.py).
+    record_id = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     objects = TenantQuerySet.as_manager()
 

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accounts.audit import Actor
-from telephony.callauth import credentials
+from kernel import generations
+from telephony.callauth import credentials, records
 from telephony.callauth.stir import certificates, fetch, passport
 from telephony.callauth.stir.certificates import TnAuthList
 from telephony.models import CallRecord, SigningCredential
@@ -167,6 +168,25 @@ def test_the_call_path_fetches_a_certificate_once_for_many_calls(network, reposi
         assert verify(network, identity)["verstat"] == "TN-Validation-Passed"
     # max-age=5 is raised to a minute: five calls, one fetch.
     assert repository.hits["/c.pem"] == 1
+
+
+def test_a_verification_within_a_minute_of_a_fetch_waits_on_nothing(
+    network, repository, lab, django_assert_num_queries
+):
+    """Neither the repository nor the database: the chain from the shared cache, the
+    rest from the call path's, the record appended to its stream."""
+    if not (generations.enabled() and lab.CELERY_BROKER_URL.startswith("redis")):
+        pytest.skip("the call path's cache and record stream need Redis")
+    lab.CALL_RECORD_STREAM_URL = lab.CELERY_BROKER_URL
+    carrier = Carrier()
+    carrier.import_anchor()
+    repository.routes["/c.pem"] = (200, {**PEM, "Cache-Control": "no-cache"}, carrier.chain_pem, 0)
+    identity = carrier.identity(repository.url("/c.pem"))
+    assert verify(network, identity)["verstat"] == "TN-Validation-Passed"
+    with django_assert_num_queries(0):
+        assert verify(network, identity)["verstat"] == "TN-Validation-Passed"
+    assert repository.hits["/c.pem"] == 1
+    records._stream().delete(records.STREAM)
 
 
 def test_a_failed_fetch_is_remembered_too(network, repository, lab):

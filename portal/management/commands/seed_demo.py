@@ -26,6 +26,7 @@ from accounts.models import (
     Service,
     User,
 )
+from kernel import generations
 from kernel.credentials import hash_secret
 from telephony.callauth import credentials
 from telephony.callauth.stir import certificates
@@ -265,6 +266,8 @@ class Command(BaseCommand):
                 "vetted_at": timezone.now(),
             },
         )
+        # Written without a service: the call path's cache learns of it here.
+        generations.bump_after_commit(enterprise_id=swift.pk)
 
     def user(self, email, full_name, *, role, enterprise) -> dict:
         user = User.objects.filter(email=email).first()

@@ -1,0 +1,177 @@
+"""Generations of the facts the call path keeps in the shared cache (docs/callpath.md).
+
+Every entry records the generations it was read under: one per enterprise whose rows it
+was read from, and the operator's (operator staff's and the system's changes, and what
+belongs to no enterprise). A transaction that changes such rows bumps the generations
+it touched once it commits (``bump_after_commit``: the audit writer and the HSS sync's
+state record call it), and an entry read under an older generation is never used again.
+A generation is a random token, not a counter: setting it is atomic in every backend.
+
+The ``callpath`` cache is Redis when CACHE_URL is set; in the embedded default it is a
+dummy, so that the web process and the worker (each with its own memory) never disagree:
+every call then reads the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+CACHE = "callpath"
+OPERATOR = "operator"  # the scope of what belongs to no enterprise
+
+Scope = int | str  # an enterprise id, or OPERATOR
+
+
+class _Client(RedisCacheClient):
+    """Django's Redis client makes a redis-py client (and its table of ~200 response
+    callbacks) for every command; on the call path that costs more than the round trip.
+    One per connection pool and process is enough: redis-py clients are thread-safe."""
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
+        clients = self.__dict__.setdefault("_clients", {})
+        if id(pool) not in clients:
+            clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
+        return clients[id(pool)]
+
+
+class CallPathCache(RedisCache):
+    """The ``callpath`` cache's backend: Django's Redis cache with a lasting client."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _Client
+
+
+def _cache():
+    return caches[CACHE]
+
+
+def enabled() -> bool:
+    return not isinstance(_cache(), DummyCache)
+
+
+def _key(scope: Scope) -> str:
+    return f"generation:{scope}"
+
+
+def bump_after_commit(*, enterprise_id: int | None, operator: bool = False) -> None:
+    """Make every entry that was read from the enterprise's rows (and, with ``operator``
+    or no enterprise, every entry) stale: now, for reads inside this transaction, and
+    once it commits, for entries that others read meanwhile from the old rows."""
+    scopes: set[Scope] = {OPERATOR} if operator or enterprise_id is None else set()
+    if enterprise_id is not None:
+        scopes.add(enterprise_id)
+    _bump(scopes)
+    transaction.on_commit(lambda: _bump(scopes))
+
+
+def _bump(scopes: set[Scope]) -> None:
+    if not enabled():
+        return
+    try:
+        _cache().set_many({_key(s): uuid.uuid4().hex for s in scopes}, timeout=None)
+    except Exception:  # the change is committed; cached entries lapse by their timeout
+        log.exception("the call path's cache could not be told of a change (%s)", scopes)
+
+
+class Reader:
+    """One request's reads of the callpath cache: entries and the generations they
+    are checked against, each fetched in as few round trips as possible."""
+
+    def __init__(self):
+        self.generations: dict[Scope, str] = {}
+        self.entries: dict[str, Any] = {}
+        # Without the cache (none, or Redis did not answer) this request reads the
+        # database, each entry once, and keeps nothing.
+        self.offline = not enabled()
+        self.read_offline: dict[str, Any] = {}
+
+    def fetch(self, keys: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
+        """One round trip: these entries, and the generations of these scopes (and the
+        operator's) not read yet."""
+        wanted = [s for s in {OPERATOR, *scopes} if s not in self.generations]
+        names = [k for k in keys if k not in self.entries]
+        if not (wanted or names) or self.offline:
+            return
+        try:
+            got = _cache().get_many([*names, *(_key(s) for s in wanted)])
+            for scope in wanted:
+                got[_key(scope)] = got.get(_key(scope)) or self._start(scope)
+        except Exception as exc:  # noqa: BLE001 - any fault of the cache: the database answers
+            log.warning("the call path reads the database: its cache does not answer (%s)", exc)
+            self.offline = True
+            return
+        for name in names:
+            self.entries[name] = got.get(name)
+        for scope in wanted:
+            self.generations[scope] = got[_key(scope)]
+
+    def scopes_of(self, key: str) -> set[Scope]:
+        """The scopes a fetched entry was read under (to fetch their generations, and
+        what depends on them, in one further round trip)."""
+        entry = self.entries.get(key)
+        return set(entry[0]) if entry is not None else set()
+
+    def keep(self, key: str) -> None:
+        """Store an entry again after a change to its value that no generation covers
+        (a hint such as when a credential was last used), under the generations it
+        was read under."""
+        entry = self.entries.get(key)
+        if entry is not None and not self.offline:
+            self._store(key, entry)
+
+    def _store(self, key: str, entry: tuple) -> None:
+        try:
+            _cache().set(key, entry, timeout=settings.CALL_FACTS_CACHE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - not kept; the next call reads again
+            log.warning("the call path's cache keeps nothing now (%s)", exc)
+            self.offline = True
+
+    @staticmethod
+    def _start(scope: Scope) -> str:
+        """The scope's generation after an eviction or flush: a new one, which no entry has."""
+        token = uuid.uuid4().hex
+        _cache().add(_key(scope), token, timeout=None)
+        return _cache().get(_key(scope)) or token
+
+    def value(self, key: str, load: Callable[[], tuple[Any, set[Scope] | None]]) -> Any:
+        """The entry at ``key`` if every generation it was read under is current; else
+        ``load()``: (value, the enterprises it was read from, or None when it must not
+        be kept, e.g. it depends on what no scope covers)."""
+        self.fetch([key])
+        if self.offline:
+            if key not in self.read_offline:
+                self.read_offline[key] = load()[0]
+            return self.read_offline[key]
+        entry = self.entries.get(key)
+        if entry is not None:
+            read_under, value = entry
+            self.fetch((), read_under)  # a further round trip only for scopes not read yet
+            if all(self.generations.get(s) == g for s, g in read_under.items()):
+                return value
+        value, scopes = load()
+        if scopes is None or self.offline:
+            return value
+        if any(s not in self.generations for s in scopes):
+            # Generations read after the load cannot vouch for it: read it again now.
+            self.fetch((), scopes)
+            value, again = load()
+            if again is None or self.offline or any(s not in self.generations for s in again):
+                return value
+            scopes = again
+        entry = ({s: self.generations[s] for s in {OPERATOR, *scopes}}, value)
+        self.entries[key] = entry
+        self._store(key, entry)
+        return value

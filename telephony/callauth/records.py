@@ -1,0 +1,168 @@
+"""The record of every signing and verification, kept off the request path.
+
+A request appends its record to a Redis stream (CALL_RECORD_STREAM_URL, the broker's
+Redis by default) and answers; a periodic task (``store_pending``) writes the stream
+in batches with one bulk insert and acknowledges only what is committed. A writer that
+dies mid-batch leaves its entries pending, and the next one claims them once they have
+been idle for CALL_RECORD_CLAIM_IDLE_SECONDS; a record's id, made at request time and
+unique in the table, makes a second delivery write nothing. Without a stream (the
+embedded default, no Redis) and when Redis refuses the append, the request writes its
+record itself. docs/callpath.md has the picture.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from accounts.models import Enterprise, NetworkClient
+from telephony.models import CallRecord, Identity
+
+log = logging.getLogger(__name__)
+
+STREAM = "call-records"
+GROUP = "writers"
+BATCH = 500
+
+# What a record carries through the stream: every column but the table's own id.
+FIELDS = tuple(
+    f.attname
+    for f in CallRecord._meta.concrete_fields
+    if f.attname not in ("id", "record_id", "created_at")
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _connect(url: str) -> redis.Redis:
+    """A client per URL and process (its pool reconnects after a fork by itself)."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _stream() -> redis.Redis | None:
+    url = settings.CALL_RECORD_STREAM_URL
+    return _connect(url) if url else None
+
+
+def keep(record: CallRecord) -> CallRecord:
+    """Record a call: appended to the stream (written to the table by the periodic
+    writer) or, without one, written now. Returns the record, with its id."""
+    record.record_id = record.record_id or uuid.uuid4()
+    stream = _stream()
+    if stream is None:
+        record.save()
+        return record
+    try:
+        stream.xadd(STREAM, {"r": _encode(record)})
+    except redis.RedisError as exc:
+        log.warning("call record written directly, the record stream refused it: %s", exc)
+        record.save()
+    return record
+
+
+def _encode(record: CallRecord) -> str:
+    values = {name: getattr(record, name) for name in FIELDS}
+    values["record_id"] = str(record.record_id)
+    values["created_at"] = record.created_at.isoformat()
+    return json.dumps(values, separators=(",", ":"))
+
+
+def _decode(raw: bytes) -> CallRecord:
+    values = json.loads(raw)
+    values["record_id"] = uuid.UUID(values["record_id"])
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    return CallRecord(**values)
+
+
+def _consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _ensure_group(stream: redis.Redis) -> None:
+    try:
+        stream.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def store_batch(stream: redis.Redis, consumer: str, count: int = BATCH) -> int:
+    """Write one batch: entries a dead writer left unacknowledged first, else new ones.
+    Returns how many entries it took (0: nothing to do)."""
+    idle_ms = int(settings.CALL_RECORD_CLAIM_IDLE_SECONDS * 1000)
+    claimed = stream.xautoclaim(STREAM, GROUP, consumer, idle_ms, "0-0", count=count)
+    entries = [(i, f) for i, f in claimed[1] if f]  # entries deleted meanwhile come as None
+    if not entries:
+        read: Any = stream.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
+        entries = read[0][1] if read else []
+    if not entries:
+        return 0
+    records = []
+    for entry_id, fields in entries:
+        try:
+            records.append(_decode(fields[b"r"]))
+        except (KeyError, ValueError, TypeError) as exc:  # not ours: dropped, said once
+            log.error("call record stream entry %s is malformed: %s", entry_id, exc)
+    try:
+        _write(records)
+    except IntegrityError:  # a network client or identity deleted since the call
+        _forget_vanished(records)
+        _write(records)
+    ids = [entry_id for entry_id, _ in entries]
+    stream.xack(STREAM, GROUP, *ids)  # only what is committed
+    stream.xdel(STREAM, *ids)
+    return len(entries)
+
+
+def _write(records: list[CallRecord]) -> None:
+    with transaction.atomic():
+        # The unique record id: an entry delivered twice is written once.
+        CallRecord.objects.bulk_create(records, ignore_conflicts=True)
+
+
+def _forget_vanished(records: list[CallRecord]) -> None:
+    """Keep the records, without references to rows deleted since their calls."""
+    for field, model in (
+        ("network_client_id", NetworkClient),
+        ("identity_id", Identity),
+        ("enterprise_id", Enterprise),
+    ):
+        wanted = {getattr(r, field) for r in records} - {None}
+        there = set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        for record in records:
+            if getattr(record, field) not in there:
+                setattr(record, field, None)
+
+
+def store_pending(budget_seconds: float = 5.0) -> int:
+    """Periodic: write batches until the stream is empty or the budget is spent."""
+    stream = _stream()
+    if stream is None:
+        return 0
+    _ensure_group(stream)
+    consumer = _consumer()
+    stored = 0
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        taken = store_batch(stream, consumer)
+        stored += taken
+        if taken == 0:
+            break
+    return stored
+
+
+def backlog() -> int | None:
+    """Entries not yet written (appended or pending), for /metrics and the bench; None
+    without a stream."""
+    stream = _stream()
+    return None if stream is None else int(stream.xlen(STREAM))

@@ -1,0 +1,357 @@
+"""The call path never waits on the database: signing and verification read their facts
+from the shared cache, every change that concerns them makes them stale when it commits
+(in this process or in a worker), and the records go through a stream."""
+
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from unittest.mock import patch
+
+import jwt
+import pytest
+import redis
+from django.db import connection
+from django.test import override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.services import network_client_revoke
+from accounts.tests.factories import UserFactory
+from kernel import generations
+from portal.testing import wait_for
+from telephony.callauth import facts, records
+from telephony.identities import services, sync
+from telephony.models import CallerName, CallRecord, Grant, IdentitySync, SigningCredential
+from telephony.tests.factories import make_identity
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(not generations.enabled(), reason="the call path's cache needs CACHE_URL"),
+]
+
+
+def sign(network, orig, impu=""):
+    body = {"signingRequest": {"orig": {"tn": orig.lstrip("+")}, "dest": {"tn": ["4940123499"]},
+                               "iat": int(time.time()), **({"origImpu": impu} if impu else {})}}  # fmt: skip
+    answer = network.post("/network/v1/stir/signing", body, content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    return answer.json()["signingResponse"]
+
+
+def attest(answer) -> str:
+    return jwt.decode(answer["identity"].split(";")[0], options={"verify_signature": False})[
+        "attest"
+    ]
+
+
+def verify(network, identity, orig):
+    body = {"verificationRequest": {"from": {"tn": orig.lstrip("+")}, "to": {"tn": ["4940123499"]},
+                                    "time": int(time.time()), "identity": identity}}  # fmt: skip
+    answer = network.post("/network/v1/stir/verification", body, content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    return answer.json()["verificationResponse"]
+
+
+@pytest.fixture
+def stream(settings):
+    """The record stream on the broker's Redis, empty."""
+    settings.CALL_RECORD_STREAM_URL = settings.CELERY_BROKER_URL
+    if not settings.CALL_RECORD_STREAM_URL.startswith("redis"):
+        pytest.skip("the record stream needs a Redis broker")
+    connection = records._stream()
+    connection.delete(records.STREAM)
+    yield connection
+    connection.delete(records.STREAM)
+
+
+@contextmanager
+def redis_commands():
+    """The names of the Redis commands sent meanwhile."""
+    sent: list[str] = []
+    send = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(str(args[0]).upper())
+        return send(self, *args, **options)
+
+    with patch.object(redis.Redis, "execute_command", counting):
+        yield sent
+
+
+def test_a_warm_signing_and_verification_make_no_sql_query(
+    network, rob, enterprise, stream, django_assert_num_queries
+):
+    CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
+    warm = sign(network, rob.tn)
+    verify(network, ",".join(warm["identities"]), rob.tn)
+    with django_assert_num_queries(0), redis_commands() as signing_commands:
+        signed = sign(network, rob.tn)
+    with django_assert_num_queries(0), redis_commands() as verifying_commands:
+        verified = verify(network, ",".join(signed["identities"]), rob.tn)
+    # Two round trips to the cache (the client and the call's entries, then the
+    # enterprise's), and the record's append.
+    assert signing_commands == verifying_commands == ["MGET", "MGET", "XADD"]
+    assert attest(signed) == "A" and len(signed["identities"]) == 2
+    assert (verified["verstat"], verified["caller"]["name"]) == (
+        "TN-Validation-Passed",
+        "Swift Delivery",
+    )
+    # Every call is recorded, by the stream's writer.
+    assert not CallRecord.objects.exists()
+    assert records.store_pending() == 4
+    assert CallRecord.objects.filter(direction="outgoing").count() == 2
+    assert CallRecord.objects.filter(direction="incoming").count() == 2
+
+
+def _colleague_with_grant(enterprise, rob):
+    colleague = make_identity(UserFactory(enterprise=enterprise))
+    sync.push_identity(colleague.pk)
+    grant = services.grant_create(
+        actor=Actor(user=rob.owner), identity=rob, grantee=colleague.owner
+    )
+    return f"sip:{colleague.tn}@{enterprise.sip_domain};user=phone", grant
+
+
+def test_every_change_that_decides_a_call_reaches_the_next_signing(
+    network, rob, enterprise, staff, staff_client
+):
+    """Each write path through which a decision's facts change (services, the sync
+    engine, operator staff in Django admin) makes the cached facts stale."""
+    system = Actor.system()
+    impu, grant = _colleague_with_grant(enterprise, rob)
+    assert attest(sign(network, rob.tn, impu)) == "A"
+
+    services.grant_revoke(actor=Actor(user=rob.owner), grant=grant)
+    assert attest(sign(network, rob.tn, impu)) == "B"
+
+    assert attest(sign(network, rob.tn)) == "A"
+    services.identity_suspend(actor=system, identity=rob)
+    assert attest(sign(network, rob.tn)) == "C"  # a suspended identity vouches for nobody
+    services.identity_resume(actor=system, identity=rob)
+    assert attest(sign(network, rob.tn)) == "B"  # not in step with the HSS yet
+    sync.push_identity(rob.pk)  # the sync engine records it synced
+    assert attest(sign(network, rob.tn)) == "A"
+
+    # Operator staff in Django admin: the business name, then the delegate certificate.
+    assert "identities" not in sign(network, rob.tn)
+    name = CallerName.objects.create(enterprise=enterprise, name="Swift Delivery")
+    staff_client.post(
+        reverse("admin:telephony_callername_change", args=[name.pk]),
+        {"enterprise": enterprise.pk, "name": "Swift Delivery", "vetting": "vetted"},
+    )
+    assert len(sign(network, rob.tn)["identities"]) == 2
+    delegate = SigningCredential.objects.get(kind="delegate")
+    assert f"/{delegate.slug}.pem" in sign(network, rob.tn)["identity"]
+    staff_client.post(
+        reverse("admin:telephony_signingcredential_change", args=[delegate.pk]),
+        {"name": delegate.name, "active": ""},
+    )
+    assert f"/{delegate.slug}.pem" not in sign(network, rob.tn)["identity"]
+
+    # The number leaves: removed with its identity, C (nobody holds it now).
+    services.identity_remove(actor=system, identity=rob)
+    assert attest(sign(network, rob.tn)) == "C"
+
+
+def test_a_relocated_number_is_decided_afresh(network, rob, employee):
+    old_tn = rob.tn
+    assert attest(sign(network, old_tn)) == "A"
+    services.identity_relocate(actor=Actor.system(), identity=rob, tn="+4930123450")
+    rob.refresh_from_db()
+    assert attest(sign(network, old_tn)) == "C"  # the old number is nobody's now
+
+
+def test_an_offboarded_employees_number_gets_c_at_once(network, rob, employee):
+    assert attest(sign(network, rob.tn)) == "A"
+    services.employee_offboard(actor=Actor.system(), user=employee)
+    assert attest(sign(network, rob.tn)) == "C"
+
+
+def test_a_revoked_network_credential_stops_working_at_once(network, rob):
+    assert sign(network, rob.tn)
+    client = rob.enterprise.network_clients.get()
+    network_client_revoke(actor=Actor.system(), client=client)
+    body = {"signingRequest": {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": ["4940123499"]},
+                               "iat": int(time.time())}}  # fmt: skip
+    answer = network.post("/network/v1/stir/signing", body, content_type="application/json")
+    assert answer.status_code == 401
+
+
+def test_a_grant_that_expires_ends_with_no_change_to_any_row(network, rob, enterprise, monkeypatch):
+    impu, grant = _colleague_with_grant(enterprise, rob)
+    Grant.objects.filter(pk=grant.pk).update(valid_until=timezone.now() + timedelta(minutes=5))
+    generations.bump_after_commit(enterprise_id=enterprise.pk)  # the update above is a test's
+    assert attest(sign(network, rob.tn, impu)) == "A"
+    later = timezone.now() + timedelta(minutes=6)
+    monkeypatch.setattr(facts.timezone, "now", lambda: later)
+    assert attest(sign(network, rob.tn, impu)) == "B"
+
+
+def test_facts_read_while_a_change_commits_are_not_used_after_it(enterprise):
+    """A reader that loads while a change commits keeps what it read under the
+    generation it read before: the next reader does not take it."""
+    scope = enterprise.pk
+
+    def load_while_changed(value):
+        def load():
+            generations.bump_after_commit(enterprise_id=scope)  # commits meanwhile
+            return value, {scope}
+
+        return load
+
+    reader = generations.Reader()
+    reader.fetch([], {scope})
+    assert reader.value("k", load_while_changed("old")) == "old"
+    assert generations.Reader().value("k", lambda: ("new", {scope})) == "new"
+
+    # A reader that learns of the enterprise only from the load reads its generation,
+    # then loads again: that second load is what it keeps.
+    loads = iter(["old", "new"])
+    reader = generations.Reader()
+    assert reader.value("k2", lambda: (next(loads), {scope})) == "new"
+    assert generations.Reader().value("k2", lambda: ("other", {scope})) == "new"
+
+
+def test_a_redelivered_record_is_written_once(network, rob, stream):
+    sign(network, rob.tn)
+    consumer = "writer-that-dies"
+    records._ensure_group(stream)
+    taken = stream.xreadgroup(records.GROUP, consumer, {records.STREAM: ">"}, count=10)
+    _, fields = taken[0][1][0]
+    # The writer wrote the batch, and died before acknowledging it.
+    records._write([records._decode(fields[b"r"])])
+    assert CallRecord.objects.count() == 1
+    with override_settings(CALL_RECORD_CLAIM_IDLE_SECONDS=0):
+        assert records.store_pending() == 1  # claimed from the dead writer
+    assert CallRecord.objects.count() == 1
+    assert stream.xlen(records.STREAM) == 0
+    assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
+# --- With a real worker on Redis: the changes commit, as in production ----------------
+
+
+@pytest.mark.worker
+@pytest.mark.parametrize("change", ["suspension", "grant revocation", "number removal"])
+def test_a_change_reaches_the_next_signing_within_a_second(
+    celery_worker, network, rob, enterprise, change
+):
+    impu, grant = _colleague_with_grant(enterprise, rob)
+    caller = impu if change == "grant revocation" else ""
+    assert attest(sign(network, rob.tn, caller)) == "A"
+    assert attest(sign(network, rob.tn, caller)) == "A"  # now from the cache
+    system = Actor.system()
+    started = time.monotonic()
+    if change == "suspension":
+        services.identity_suspend(actor=system, identity=rob)
+    elif change == "grant revocation":
+        services.grant_revoke(actor=Actor(user=rob.owner), grant=grant)
+    else:
+        services.identity_remove(actor=system, identity=rob)
+    committed = time.monotonic()
+    answer = sign(network, rob.tn, caller)  # the next call after the commit
+    seen = time.monotonic() - committed
+    assert attest(answer) == ("B" if change == "grant revocation" else "C")
+    assert seen < 1.0, f"the {change} took {seen:.3f}s to reach the call path"
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.worker
+def test_the_workers_sync_record_reaches_the_next_signing(celery_worker, network, rob):
+    """The worker's own commit (the identity in step with the HSS again) lapses the
+    facts the web process cached: the generations are shared, not per process."""
+    assert attest(sign(network, rob.tn)) == "A"
+    celery_worker.pause()  # the push waits, so that the call path caches "pending"
+    services.identity_update(actor=Actor.system(), identity=rob, display_name="Rob S")
+    assert attest(sign(network, rob.tn)) == "B"
+    assert attest(sign(network, rob.tn)) == "B"
+    celery_worker.resume()
+    wait_for(lambda: IdentitySync.objects.get(pk=rob.pk).state == "synced", timeout=30)
+    assert attest(sign(network, rob.tn)) == "A"
+
+
+@pytest.mark.worker
+def test_ten_thousand_signings_leave_ten_thousand_records_though_the_writer_is_killed(
+    transactional_db, network, rob, stream, settings
+):
+    """The record stream's writer (a Celery worker) is killed with SIGKILL while it holds
+    a batch it has not acknowledged; a new one takes the batch over: every call has its
+    record, none twice."""
+    from portal.celery import app
+    from portal.testing import CeleryWorker
+    from telephony.callauth import signing
+    from telephony.tasks import store_call_records
+
+    env = {
+        "CALL_RECORD_STREAM_URL": settings.CALL_RECORD_STREAM_URL,
+        "CALL_RECORD_CLAIM_IDLE_SECONDS": "1",
+    }
+    client = rob.enterprise.network_clients.get()
+    calls = 10_000
+    signed = threading.Event()
+    done = threading.Event()
+
+    def make_calls():
+        try:
+            for n in range(calls):
+                signing.sign_call(
+                    client=client, orig_tn=rob.tn, dest_tns=["+4940123499"], iat=int(time.time()),
+                    origid=f"call-{n}",
+                )  # fmt: skip
+        finally:
+            signed.set()
+            connection.close()
+
+    def beat():  # as beat does every second, only more often
+        while not done.is_set():
+            store_call_records.delay()
+            done.wait(0.2)
+
+    records._ensure_group(stream)
+    app.conf.task_always_eager = False
+    writer = CeleryWorker(env, queues=("celery",)).start()
+    caller = threading.Thread(target=make_calls)
+    beating = threading.Thread(target=beat)
+    try:
+        caller.start()
+        beating.start()
+        # Kill it while a batch is taken and not yet acknowledged (written or not).
+        wait_for(
+            lambda: stream.xpending(records.STREAM, records.GROUP)["pending"] > 0,
+            timeout=60,
+            interval=0.002,
+        )
+        writer.kill()
+        stranded = stream.xpending(records.STREAM, records.GROUP)["pending"]
+        assert stranded > 0
+        writer = CeleryWorker(env, queues=("celery",)).start()
+        assert signed.wait(timeout=120)
+        wait_for(
+            lambda: stream.xlen(records.STREAM) == 0 and CallRecord.objects.count() >= calls,
+            timeout=120,
+        )
+    finally:
+        done.set()
+        caller.join(timeout=120)
+        beating.join(timeout=10)
+        writer.stop()
+        app.conf.task_always_eager = True
+    assert CallRecord.objects.count() == calls
+    assert CallRecord.objects.values("origid").distinct().count() == calls
+    assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
+def test_with_the_cache_away_a_call_is_decided_from_the_database(network, rob, monkeypatch):
+    class Away:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise redis.ConnectionError("the cache is away")
+
+            return fail
+
+    monkeypatch.setattr(generations, "_cache", lambda: Away())
+    assert attest(sign(network, rob.tn)) == "A"
+    services.identity_suspend(actor=Actor.system(), identity=rob)
+    assert attest(sign(network, rob.tn)) == "C"
