@@ -436,6 +436,7 @@ class EnterpriseMaker:
                 "status",
                 "is_staff",
                 "date_joined",
+                "time_zone",
             ],
             (
                 (
@@ -450,6 +451,7 @@ class EnterpriseMaker:
                     p.status,
                     False,
                     p.joined,
+                    "",
                 )
                 for p in people
             ),
