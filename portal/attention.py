@@ -154,7 +154,7 @@ def _attestation(enterprise: Enterprise, now, day: dict[str, Any]) -> list[Atten
         lambda: telephony_selectors.call_summary(enterprise, now - timedelta(days=7)),
         WEEK_SHARE_CACHED_FOR,
     )
-    if week["a_share"] is None:
+    if not week or week["a_share"] is None:
         return []
     if day["a_share"] > week["a_share"] - ATTESTATION_DROP_POINTS:
         return []
