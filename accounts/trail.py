@@ -60,7 +60,7 @@ SENTENCES = {
     "grant.paused": "{actor} paused the sharing {target}",
     "grant.resumed": "{actor} resumed the sharing {target}",
     "registration.sign_out_requested": "{actor} signed out the device {target}",
-    "registration.reported": "{actor} reported the device {target}",
+    "registration.reported": "{actor} reported registrations",
     "registration.third_party_registered": "{actor} reported {target} registered",
     "registration.third_party_refreshed": "{actor} reported {target} still registered",
     "registration.third_party_deregistered": "{actor} reported {target} signed out",
@@ -106,6 +106,7 @@ FIELD_NAMES = {
     "redirect_uris": "Redirect URIs",
 }
 
+CAMEL_HUMP = re.compile(r"(?<=[a-z])(?=[A-Z])")
 OWNER_IN_LABEL = re.compile(r"\(([^()]+)\)$")
 E164 = re.compile(r"\+[1-9]\d{5,14}\b")
 ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?$")
@@ -136,7 +137,7 @@ def value(raw: object) -> str:
     if isinstance(raw, list | tuple):
         return ", ".join(value(item) for item in raw)
     if isinstance(raw, dict):
-        return ", ".join(f"{key}: {value(item)}" for key, item in raw.items())
+        return ", ".join(f"{field_name(key).lower()}: {value(item)}" for key, item in raw.items())
     text = str(raw)
     if ISO_DATETIME.match(text):
         try:
@@ -154,7 +155,8 @@ def when(moment: datetime.datetime) -> str:
 
 
 def field_name(key: str) -> str:
-    return FIELD_NAMES.get(key) or key.replace("_", " ").capitalize()
+    """``valid_until`` and SCIM's ``externalId`` alike: "Valid until", "External id"."""
+    return FIELD_NAMES.get(key) or CAMEL_HUMP.sub(" ", key).replace("_", " ").capitalize()
 
 
 def actor_name(event: AuditEvent) -> str:
@@ -187,6 +189,8 @@ def sentence(event: AuditEvent) -> str:
         _, _, act = event.action.partition(".")
         verb = VERBS.get(act, act.replace("_", " "))
         kind = OBJECT_KINDS.get(event.target_type, "")
+        if target.lower().startswith(kind.lower()):
+            kind = ""  # "Directory record of Lee Wong" names its kind itself
         thing = f"{kind} {target}".strip() if target else kind
         template = "{actor} " + verb + (" " + thing.replace("{", "{{").replace("}", "}}"))
         template = template.rstrip()

@@ -309,15 +309,22 @@ def totp_now(email: str) -> str:
     return f"{TOTP(device.bin_key, device.step, device.t0, device.digits).token():06d}"
 
 
-def signed_in(browser, base_url: str, email: str, *, scale: float = 1):
+# A phone: its CSS pixels, drawn at twice the density.
+PHONE = {"width": 390, "height": 844}
+
+
+def signed_in(browser, base_url: str, email: str, *, scale: float = 1, phone: bool = False):
     """A new browser session signed in as ``email``. With ``scale`` below 1 the page is
-    laid out wider than the 1280-pixel picture (Django admin needs the room)."""
+    laid out wider than the 1280-pixel picture (Django admin needs the room); ``phone``
+    lays it out as a phone's screen."""
     from portal.management.commands.seed_demo import DEMO_PASSWORD
 
     context = browser.new_context(
         base_url=base_url,
-        viewport={"width": round(WIDTH / scale), "height": round(HEIGHT / scale)},
-        device_scale_factor=scale,
+        viewport=PHONE
+        if phone
+        else {"width": round(WIDTH / scale), "height": round(HEIGHT / scale)},
+        device_scale_factor=2 if phone else scale,
     )
     context.set_default_timeout(20_000)
     page = context.new_page()
@@ -343,6 +350,14 @@ def shoot(page, name: str, max_height: int = MAX_HEIGHT) -> None:
     page.screenshot(
         path=path, full_page=True, clip={"x": 0, "y": 0, "width": width, "height": height}
     )
+    print(f"  {path.relative_to(ROOT)}  {path.stat().st_size // 1024} KiB")
+
+
+def shoot_screen(page, name: str) -> None:
+    """A PNG of what the screen shows (a phone's first screenful)."""
+    page.wait_for_load_state("load")
+    path = OUT / f"{name}.png"
+    page.screenshot(path=path)
     print(f"  {path.relative_to(ROOT)}  {path.stat().st_size // 1024} KiB")
 
 
@@ -375,6 +390,15 @@ def take_screenshots(browser, base_url: str) -> None:
     employee.get_by_role("link", name="My devices").click()
     shoot(employee, "my-devices")
     employee.context.close()
+
+    # Helpdesk: the admin's authenticator code of this half-minute is used up already.
+    phone = signed_in(browser, base_url, "helpdesk@swift-delivery.example", phone=True)
+    phone.goto("/employees/")
+    shoot_screen(phone, "phone-employees")
+    phone.goto("/devices/")
+    phone.get_by_text("IMEI …1481").wait_for()
+    shoot_screen(phone, "phone-devices")
+    phone.context.close()
 
     # The operator raised the quota for the new drivers (operator staff do it in Django admin).
     ServiceContract.objects.filter(enterprise__slug="swift-delivery").update(identity_quota=250)

@@ -170,3 +170,14 @@ def test_the_api_answers_in_utc_whatever_zone_the_person_chose(admin_client, adm
     admin_client.cookies[TIME_ZONE_COOKIE] = "Asia/Tokyo"
     created = admin_client.get("/api/v1/audit/").json()["results"][0]["created_at"]
     assert created.endswith("Z") or created.endswith("+00:00")
+
+
+def test_scim_fields_and_labels_that_name_their_kind_read_plainly(enterprise):
+    assert trail.field_name("externalId") == "External id"
+    assert trail.value({"givenName": "Lee", "familyName": "Wong"}) == (
+        "given name: Lee, family name: Wong"
+    )
+    event = audit.record(
+        actor=Actor.system(), action="registration.reported", enterprise=enterprise
+    )
+    assert trail.sentence(event) == "The portal reported registrations"
