@@ -31,6 +31,7 @@ urlpatterns = [
         name="receipt_revoke_api_tokens",
     ),
     path("identities/", views.identity_list, name="identities"),
+    path("identities/bulk/", bulk_views.identities_bulk, name="identities_bulk"),
     path("identities/<int:pk>/", views.identity_detail, name="identity_detail"),
     path("identities/<int:pk>/sync/", views.identity_sync_panel, name="identity_sync"),
     path("identities/<int:pk>/edit/", views.identity_edit, name="identity_edit"),

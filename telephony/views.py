@@ -78,7 +78,7 @@ def employee_list(request):
     context = {
         "filters": filters,
         "page": paginate(request, people),
-        "bulk_actions": bulk_actions.actions_for(request.user.role),
+        "bulk_actions": bulk_actions.actions_for(bulk_actions.EMPLOYEE_ACTIONS, request.user.role),
     }
     return render(request, "telephony/employee_list.html", context)
 
@@ -235,6 +235,7 @@ def identity_list(request):
         "filters": filters,
         "page": paginate(request, found),
         "counts": selectors.sync_counts(request.enterprise),
+        "bulk_actions": bulk_actions.actions_for(bulk_actions.IDENTITY_ACTIONS, request.user.role),
     }
     return render(request, "telephony/identity_list.html", context)
 

@@ -223,6 +223,9 @@ CHANGES = {
     "telephony:employee_offboard": page(pk=of("leaver")),
     "telephony:receipt_revoke_api_tokens": page(pk=of("receipt")),
     "telephony:employee_deactivate": page(pk=of("member")),
+    "telephony:identities_bulk": page(
+        lambda w: {"action": "suspend", "identities": [w.member_identity.pk], "confirmed": "yes"}
+    ),
     "telephony:employees_bulk": page(
         lambda w: {"action": "suspend", "people": [w.member.pk], "confirmed": "yes"}
     ),

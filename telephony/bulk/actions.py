@@ -1,12 +1,13 @@
-"""Acting on many employees at once (the checkboxes of *Employees*). Each person's change
-is the same service call, audit row and transaction as on their own page, so a refusal
-for one stops nobody else; every person's outcome is reported, with the kill-switch's
-receipt for an offboarding."""
+"""Acting on many employees or identities at once (the checkboxes of *Employees* and
+*Identities*). Each one's change is the same service call, audit row and transaction as
+on its own page, so a refusal for one stops nobody else; every outcome is reported, with
+the kill-switch's receipt for an offboarding."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.urls import reverse
 
@@ -15,6 +16,7 @@ from accounts.audit import Actor
 from accounts.models import Role, User
 from kernel.errors import RuleViolation
 from telephony.identities import services
+from telephony.models import Identity
 from telephony.registrations import signout
 
 # One confirmation page lists everyone: more than this is an import's work.
@@ -23,7 +25,7 @@ MAX_SELECTED = 100
 
 @dataclass(frozen=True)
 class Outcome:
-    person: User
+    subject: Any  # the employee or the identity
     done: bool
     detail: str
     link: str = ""
@@ -35,7 +37,7 @@ class BulkAction:
     roles: tuple[str, ...]
     # What happens to each, said on the confirmation page.
     consequence: str
-    run: Callable[[Actor, User], Outcome]
+    run: Callable[[Actor, Any], Outcome]
     dangerous: bool = False
 
 
@@ -59,7 +61,7 @@ def _offboard(actor: Actor, person: User) -> Outcome:
     return Outcome(person, True, "Offboarded", reverse("telephony:receipt", args=[receipt.pk]))
 
 
-ACTIONS = {
+EMPLOYEE_ACTIONS = {
     "suspend": BulkAction(
         "Suspend sign-in",
         (Role.ADMIN,),
@@ -84,17 +86,49 @@ ACTIONS = {
 }
 
 
-def actions_for(role: str) -> dict[str, BulkAction]:
-    return {name: action for name, action in ACTIONS.items() if role in action.roles}
+def _identity_action(service, done: str) -> Callable[[Actor, Identity], Outcome]:
+    def run(actor: Actor, identity: Identity) -> Outcome:
+        service(actor=actor, identity=identity)
+        return Outcome(identity, True, done)
+
+    return run
 
 
-def bulk_act(*, actor: Actor, people: list[User], action: str) -> list[Outcome]:
-    """Run ``action`` for each person, each in the service's own transaction."""
-    chosen = ACTIONS[action]
+IDENTITY_ACTIONS = {
+    "suspend": BulkAction(
+        "Suspend",
+        (Role.ADMIN,),
+        "is disabled in the HSS and its devices signed out; it keeps its number, line and sharing",
+        _identity_action(services.identity_suspend, "Suspended"),
+    ),
+    "resume": BulkAction(
+        "Resume",
+        (Role.ADMIN,),
+        "works again in the HSS",
+        _identity_action(services.identity_resume, "Resumed"),
+    ),
+    "retry_sync": BulkAction(
+        "Retry the HSS sync",
+        (Role.ADMIN,),
+        "is pushed to the HSS again",
+        _identity_action(services.sync_retry, "Sync queued again"),
+    ),
+}
+
+
+def actions_for(actions: dict[str, BulkAction], role: str) -> dict[str, BulkAction]:
+    return {name: action for name, action in actions.items() if role in action.roles}
+
+
+def bulk_act(
+    *, actor: Actor, subjects: list, actions: dict[str, BulkAction], action: str
+) -> list[Outcome]:
+    """Run ``action`` for each subject, each in the service's own transaction."""
+    chosen = actions[action]
     outcomes = []
-    for person in people:
+    for subject in subjects:
         try:
-            outcomes.append(chosen.run(actor, person))
+            outcomes.append(chosen.run(actor, subject))
         except RuleViolation as exc:
-            outcomes.append(Outcome(person, False, exc.message))
+            outcomes.append(Outcome(subject, False, exc.message))
     return outcomes

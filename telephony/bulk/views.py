@@ -21,7 +21,7 @@ from kernel.pages import call_service
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony.bulk import actions
 from telephony.bulk import services as bulk
-from telephony.models import ImportJob
+from telephony.models import Identity, ImportJob
 
 RECENT_JOBS = 20
 
@@ -175,7 +175,7 @@ def _export_response(request, people=None) -> StreamingHttpResponse:
 def employees_bulk(request):
     """The ticked employees: their CSV at once; any other action is confirmed first, then
     run for each, and every outcome shown."""
-    available = actions.actions_for(request.user.role)
+    available = actions.actions_for(actions.EMPLOYEE_ACTIONS, request.user.role)
     form = EmployeeBulkForm(
         request.POST,
         enterprise=request.enterprise,
@@ -192,9 +192,66 @@ def employees_bulk(request):
     context = {"action": available[name], "action_name": name, "people": people}
     if request.POST.get("confirmed") == "yes":
         context["outcomes"] = actions.bulk_act(
-            actor=Actor.from_request(request), people=people, action=name
+            actor=Actor.from_request(request),
+            subjects=people,
+            actions=actions.EMPLOYEE_ACTIONS,
+            action=name,
         )
     return render(request, "telephony/employee_bulk.html", context)
+
+
+class IdentityBulkForm(PortalForm):
+    """The identities ticked on the list, and what to do with them (bulk.actions)."""
+
+    action = forms.ChoiceField()
+    identities = forms.ModelMultipleChoiceField(
+        queryset=Identity.objects.none(),
+        error_messages={
+            "required": "Tick the identities first.",
+            "invalid_choice": "One of the identities ticked is not one of yours any more.",
+        },
+    )
+
+    def __init__(self, *args, enterprise, choices: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        choice_field(self, "action").choices = list(choices.items())
+        model_choice_field(self, "identities").queryset = (
+            Identity.objects.for_enterprise(enterprise).live().select_related("number", "owner")
+        )
+
+    def clean_identities(self):
+        ticked = self.cleaned_data["identities"]
+        if len(ticked) > actions.MAX_SELECTED:
+            raise forms.ValidationError(f"Tick at most {actions.MAX_SELECTED} identities at once.")
+        return ticked
+
+
+@enterprise_role_required(ADMIN)
+@require_POST
+def identities_bulk(request):
+    """The ticked identities: confirmed first, then the action for each, every outcome
+    shown."""
+    choices = {name: action.label for name, action in actions.IDENTITY_ACTIONS.items()}
+    form = IdentityBulkForm(request.POST, enterprise=request.enterprise, choices=choices)
+    if not form.is_valid():
+        for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
+            messages.error(request, error)
+        return redirect(safe_next_url(request, reverse("telephony:identities")))
+    ticked = list(form.cleaned_data["identities"].order_by("number__e164", "pk"))
+    name = form.cleaned_data["action"]
+    context = {
+        "action": actions.IDENTITY_ACTIONS[name],
+        "action_name": name,
+        "identities": ticked,
+    }
+    if request.POST.get("confirmed") == "yes":
+        context["outcomes"] = actions.bulk_act(
+            actor=Actor.from_request(request),
+            subjects=ticked,
+            actions=actions.IDENTITY_ACTIONS,
+            action=name,
+        )
+    return render(request, "telephony/identity_bulk.html", context)
 
 
 urlpatterns = [

@@ -11,7 +11,7 @@ from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
 from telephony.bulk import actions
-from telephony.models import OffboardingReceipt
+from telephony.models import Identity, OffboardingReceipt
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +106,44 @@ def test_another_enterprises_people_and_too_many_are_refused(
     assert "Tick at most 2 people at once" in answer.content.decode()
     answer = admin_client.post(URL, {"action": "suspend"}, follow=True)
     assert "Tick the people first." in answer.content.decode()
+
+
+IDENTITIES_URL = reverse("telephony:identities_bulk")
+
+
+def test_ticked_identities_are_suspended_after_a_confirmation_and_resumed(admin_client, crew):
+    ticked = [person.identities.get() for person in crew[:2]]
+    asked = admin_client.post(
+        IDENTITIES_URL, {"action": "suspend", "identities": [i.pk for i in ticked]}
+    ).content.decode()
+    assert "Suspend: 2 identities" in asked and ticked[0].tn in asked
+    assert not Identity.objects.filter(status=Identity.Status.SUSPENDED).exists()
+    body = {"action": "suspend", "identities": [i.pk for i in ticked], "confirmed": "yes"}
+    assert admin_client.post(IDENTITIES_URL, body).content.decode().count("Suspended") >= 2
+    assert set(Identity.objects.filter(status=Identity.Status.SUSPENDED)) == set(ticked)
+    assert AuditEvent.objects.filter(action="identity.suspended").count() == 2
+    again = admin_client.post(IDENTITIES_URL, body).content.decode()
+    assert again.count("not done") == 2  # already suspended: said, nothing changed
+    body["action"] = "resume"
+    admin_client.post(IDENTITIES_URL, body)
+    assert not Identity.objects.filter(status=Identity.Status.SUSPENDED).exists()
+
+
+def test_identities_of_another_enterprise_and_helpdesk_are_refused(
+    admin_client, client, helpdesk, crew, other_enterprise
+):
+    give_numbers(other_enterprise, "+4940111000", "+4940111099")
+    theirs = make_identity(UserFactory(enterprise=other_enterprise))
+    answer = admin_client.post(
+        IDENTITIES_URL,
+        {"action": "suspend", "identities": [theirs.pk], "confirmed": "yes"},
+        follow=True,
+    )
+    assert "not one of yours any more" in answer.content.decode()
+    helpdesk_client = sign_in_verified(client, helpdesk)
+    mine = crew[0].identities.get()
+    answer = helpdesk_client.post(
+        IDENTITIES_URL, {"action": "suspend", "identities": [mine.pk], "confirmed": "yes"}
+    )
+    assert answer.status_code == 403
+    assert not Identity.objects.filter(status=Identity.Status.SUSPENDED).exists()
