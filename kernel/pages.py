@@ -41,3 +41,10 @@ def call_service(
     if success is not None:
         messages.success(request, success(result) if callable(success) else success)
     return result
+
+
+def flash_form_errors(request, form: PortalForm) -> None:
+    """Say a form's errors as messages, for a form posted from a page that is not its own
+    (a list's bulk bar, a panel on a detail page), which the redirect back shows."""
+    for error in [*form.non_field_errors(), *(e for field in form for e in field.errors)]:
+        messages.error(request, error)

@@ -29,7 +29,7 @@ from accounts.views import account_actions
 from kernel.errors import RuleViolation
 from kernel.forms import filter_criteria
 from kernel.http import is_htmx, safe_next_url
-from kernel.pages import call_service
+from kernel.pages import call_service, flash_form_errors
 from kernel.pagination import paginate
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
@@ -315,8 +315,7 @@ def identity_share(request, pk):
             success=f"Shared on {identity.owner}'s behalf; they have been told.",
             **form.cleaned_data,
         )
-    for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
-        messages.error(request, error)
+    flash_form_errors(request, form)
     return redirect("telephony:identity_detail", pk=identity.pk)
 
 

@@ -33,9 +33,3 @@ def audit_sentence(event):
 @register.filter
 def audit_changes(event):
     return trail.changes(event)
-
-
-@register.filter
-def phone_number(e164):
-    """+4930555000 as people write it: +49 30 555000."""
-    return trail.number(e164) if e164 else ""

@@ -2,7 +2,6 @@
 on many employees at once."""
 
 from django import forms
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -17,7 +16,7 @@ from kernel import csvfile
 from kernel.errors import RuleViolation
 from kernel.forms import PortalForm, choice_field, model_choice_field
 from kernel.http import safe_next_url
-from kernel.pages import call_service
+from kernel.pages import call_service, flash_form_errors
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony.bulk import actions
 from telephony.bulk import services as bulk
@@ -181,23 +180,33 @@ def employees_bulk(request):
         enterprise=request.enterprise,
         actions={name: action.label for name, action in available.items()},
     )
+    if form.is_valid() and form.cleaned_data["action"] == "export":
+        return _export_response(request, list(form.cleaned_data["people"]))
+    return _bulk_page(
+        request,
+        form,
+        available,
+        ticked=lambda: form.cleaned_data["people"].order_by("full_name", "email"),
+        back="telephony:employees",
+        template="telephony/employee_bulk.html",
+    )
+
+
+def _bulk_page(request, form, available, *, ticked, back: str, template: str):
+    """A bulk action's two steps: the confirmation naming each one ticked, then, once
+    confirmed, each one's own service call and the page of outcomes. A form that is not
+    valid goes back to the list, which says why."""
     if not form.is_valid():
-        for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
-            messages.error(request, error)
-        return redirect(safe_next_url(request, reverse("telephony:employees")))
-    people = list(form.cleaned_data["people"].order_by("full_name", "email"))
+        flash_form_errors(request, form)
+        return redirect(safe_next_url(request, reverse(back)))
     name = form.cleaned_data["action"]
-    if name == "export":
-        return _export_response(request, people)
-    context = {"action": available[name], "action_name": name, "people": people}
+    subjects = list(ticked())
+    context = {"action": available[name], "action_name": name, "subjects": subjects}
     if request.POST.get("confirmed") == "yes":
         context["outcomes"] = actions.bulk_act(
-            actor=Actor.from_request(request),
-            subjects=people,
-            actions=actions.EMPLOYEE_ACTIONS,
-            action=name,
+            actor=Actor.from_request(request), subjects=subjects, actions=available, action=name
         )
-    return render(request, "telephony/employee_bulk.html", context)
+    return render(request, template, context)
 
 
 class IdentityBulkForm(PortalForm):
@@ -231,27 +240,17 @@ class IdentityBulkForm(PortalForm):
 def identities_bulk(request):
     """The ticked identities: confirmed first, then the action for each, every outcome
     shown."""
-    choices = {name: action.label for name, action in actions.IDENTITY_ACTIONS.items()}
+    available = actions.IDENTITY_ACTIONS
+    choices = {name: action.label for name, action in available.items()}
     form = IdentityBulkForm(request.POST, enterprise=request.enterprise, choices=choices)
-    if not form.is_valid():
-        for error in [*form.non_field_errors(), *(e for f in form for e in f.errors)]:
-            messages.error(request, error)
-        return redirect(safe_next_url(request, reverse("telephony:identities")))
-    ticked = list(form.cleaned_data["identities"].order_by("number__e164", "pk"))
-    name = form.cleaned_data["action"]
-    context = {
-        "action": actions.IDENTITY_ACTIONS[name],
-        "action_name": name,
-        "identities": ticked,
-    }
-    if request.POST.get("confirmed") == "yes":
-        context["outcomes"] = actions.bulk_act(
-            actor=Actor.from_request(request),
-            subjects=ticked,
-            actions=actions.IDENTITY_ACTIONS,
-            action=name,
-        )
-    return render(request, "telephony/identity_bulk.html", context)
+    return _bulk_page(
+        request,
+        form,
+        available,
+        ticked=lambda: form.cleaned_data["identities"].order_by("number__e164", "pk"),
+        back="telephony:identities",
+        template="telephony/identity_bulk.html",
+    )
 
 
 urlpatterns = [

@@ -70,24 +70,31 @@ class RegistrationEventsParser(CappedBody, parsers.BaseParser):
             raise exceptions.ParseError(f"Not valid registration events: {exc}") from exc
 
 
-class SipRegisterParser(CappedBody, parsers.BaseParser):
+class SipMessageParser(CappedBody, parsers.BaseParser):
+    """A ``message/sip`` body read by the strict parser of the message it must be."""
+
     media_type = "message/sip"
+    what = ""  # the message, as a refusal names it
+
+    @staticmethod
+    def read(data: bytes):
+        raise NotImplementedError
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return parse_third_party_register(self.read_capped(stream))
+            return self.read(self.read_capped(stream))
         except SipMessageError as exc:
-            raise exceptions.ParseError(f"Not a valid third-party REGISTER: {exc}.") from exc
+            raise exceptions.ParseError(f"Not a valid {self.what}: {exc}.") from exc
 
 
-class SipInviteParser(CappedBody, parsers.BaseParser):
-    media_type = "message/sip"
+class SipRegisterParser(SipMessageParser):
+    what = "third-party REGISTER"
+    read = staticmethod(parse_third_party_register)
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return parse_invite(self.read_capped(stream))
-        except SipMessageError as exc:
-            raise exceptions.ParseError(f"Not a valid INVITE: {exc}.") from exc
+
+class SipInviteParser(SipMessageParser):
+    what = "INVITE"
+    read = staticmethod(parse_invite)
 
 
 BODY_ERRORS = {
