@@ -305,6 +305,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "telephony.tasks.sync_identity": {"queue": "sync"},
+    "telephony.tasks.sync_identities": {"queue": "sync"},
     "telephony.tasks.deregister_ue": {"queue": "sync"},
     "telephony.tasks.reconcile_hss": {"queue": "sync"},
     "telephony.tasks.send_network_notice": {"queue": "notify"},

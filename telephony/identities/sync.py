@@ -69,13 +69,11 @@ def shared_access(owner_ids) -> dict[int, tuple[SharedAccess, ...]]:
     grants = (
         Grant.objects.active()
         .filter(grantee_id__in=owner_ids, identity__status=Identity.Status.ACTIVE)
-        .select_related("identity__number")
         .order_by("identity__number__e164")
+        .values_list("grantee_id", "identity__number__e164", "can_make_calls", "can_receive_calls")
     )
-    for grant in grants:
-        shared[grant.grantee_id].append(
-            SharedAccess(grant.identity.tn, grant.can_make_calls, grant.can_receive_calls)
-        )
+    for grantee_id, tn, can_make_calls, can_receive_calls in grants:
+        shared[grantee_id].append(SharedAccess(tn or "", can_make_calls, can_receive_calls))
     return {owner: tuple(items) for owner, items in shared.items()}
 
 
@@ -170,9 +168,17 @@ class Claim:
     pushed_imsi: str = ""
 
 
-def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
-    """Take the lease on a pending sync row, or None to skip (nothing pending, a failure
-    on show, or another worker pushing: that one re-queues what changes meanwhile).
+# On PostgreSQL a claim locks its rows first, skipping a row that a change holds.
+LOCKED_ROWS = (
+    "SELECT identity_id FROM telephony_identitysync WHERE identity_id = ANY(%s) "
+    "FOR UPDATE SKIP LOCKED"
+)
+
+
+def _claims(identity_ids, now, attempt: int | None = None) -> dict[int, Claim]:
+    """Take the lease on each of these sync rows that is pending; skipped are rows with
+    nothing pending, a failure on show, or another worker pushing (that one re-queues
+    what changes meanwhile).
 
     ``attempt`` is how many tries the delivery follows (0: a change's first delivery).
     A delivery that does not follow the row's current try count is a copy — the change
@@ -180,34 +186,33 @@ def _claim(identity_id: int, now, attempt: int | None = None) -> Claim | None:
     and leaves the pending version to the retry that is scheduled, so that a change
     retries as one chain and its tries are counted once. None: try regardless.
 
-    One statement, a round trip of its own: the row is locked (skipping one that a
+    One statement, a round trip of its own: the rows are locked (skipping one that a
     change holds: that change queues its own push), checked and leased at once; its
     commit does not wait for the disk (``NO_FLUSH_WAIT``)."""
     until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    bookkeeping, row, quick = "", "%s", ""
+    ids = list(identity_ids)
+    bookkeeping, quick = "", ""
+    rows, row_params = "IN ({})".format(", ".join(["%s"] * len(ids))), ids
     if connection.vendor == "postgresql":
         bookkeeping = f"WITH bookkeeping AS MATERIALIZED ({NO_FLUSH_WAIT}) "
-        row = "(SELECT identity_id FROM telephony_identitysync WHERE identity_id = %s FOR UPDATE SKIP LOCKED)"
+        rows, row_params = f"IN ({LOCKED_ROWS})", [ids]
         quick = "AND EXISTS (SELECT 1 FROM bookkeeping)"
-    same_try, params = "", [until, identity_id, IdentitySync.State.FAILED, now]
+    same_try, params = "", [until, *row_params, IdentitySync.State.FAILED, now]
     if attempt is not None:
         same_try, params = "AND attempts = %s", [*params, attempt]
     with connection.cursor() as cursor:
         cursor.execute(
             f"{bookkeeping}UPDATE telephony_identitysync SET claimed_until = %s "  # noqa: S608 - fixed fragments; the values are parameters
-            f"WHERE identity_id = {row} AND synced_version < desired_version AND state <> %s "
+            f"WHERE identity_id {rows} AND synced_version < desired_version AND state <> %s "
             f"AND (claimed_until IS NULL OR claimed_until <= %s) {same_try} {quick} "
-            "RETURNING desired_version, pushed_msisdn, pushed_imsi",
+            "RETURNING identity_id, desired_version, pushed_msisdn, pushed_imsi",
             params,
         )
-        found = cursor.fetchone()
-    if found is None:
-        return None
-    version, pushed_msisdn, pushed_imsi = found
-    return Claim(version, until, pushed_msisdn, pushed_imsi)
+        found = cursor.fetchall()
+    return {pk: Claim(version, until, msisdn, imsi) for pk, version, msisdn, imsi in found}
 
 
-def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str):
+def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str, shared):
     """Bring the HSS in step with the identity; returns what was pushed (or None).
 
     The number and line the identity left are cleaned up with it — unless another live
@@ -216,7 +221,7 @@ def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str)
     devices: dict[int, tuple[DeviceSettings, ...]] | None = (
         None if hss.holds_device_settings else {}
     )
-    desired = desired_subscription(identity, devices=devices)
+    desired = desired_subscription(identity, shared, devices)
     stale = ""
     if claim.pushed_msisdn and (desired is None or claim.pushed_msisdn != desired.msisdn):
         stale = claim.pushed_msisdn
@@ -261,25 +266,43 @@ DATABASE_GONE = (OperationalError, InterfaceError)
 
 def push_identity(identity_id: int, *, attempt: int | None = None) -> PushResult:
     """One sync attempt of one identity (what the ``sync_identity`` task runs; see
-    ``_claim`` for ``attempt``). Raises DATABASE_GONE when the portal's database went
+    ``_claims`` for ``attempt``). Raises DATABASE_GONE when the portal's database went
     away; nothing was recorded then, and the lease is handed back if it can be."""
-    claim = _claim(identity_id, timezone.now(), attempt)
-    if claim is None:
-        return PushResult("skipped")
+    return push_identities([identity_id], attempt=attempt)[identity_id]
+
+
+def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, PushResult]:
+    """One sync attempt of each of these identities, one after the other: the leases
+    are taken and the identities read at once, each after its lease (so that what is
+    pushed is at least the version leased), then each is pushed and recorded on its
+    own. DATABASE_GONE as for ``push_identity``; the leases not recorded yet are handed
+    back."""
+    ids = list(dict.fromkeys(identity_ids))
+    results = {pk: PushResult("skipped") for pk in ids}
+    claims = _claims(ids, timezone.now(), attempt)
+    # What the pushes read: the numbers, the lines, the SIP domain, the owners' grants.
+    unrecorded = [pk for pk in ids if pk in claims]
     try:
-        return _push(identity_id, claim)
+        identities = Identity.objects.select_related("enterprise", "number", "line").in_bulk(
+            unrecorded
+        )
+        shared = shared_access({identity.owner_id for identity in identities.values()})
+        while unrecorded:
+            identity_id = unrecorded[0]
+            results[identity_id] = _push(identities[identity_id], claims[identity_id], shared)
+            unrecorded.pop(0)
     except DATABASE_GONE:
-        _release(identity_id, claim)
+        for identity_id in unrecorded:
+            _release(identity_id, claims[identity_id])
         raise
+    return results
 
 
-def _push(identity_id: int, claim: Claim) -> PushResult:
-    # What the push reads: the number, the line, the SIP domain (not the owner: its id).
-    identity = Identity.objects.select_related("enterprise", "number", "line").get(pk=identity_id)
-    operation_id = f"portal-{identity_id}-{claim.version}"
+def _push(identity: Identity, claim: Claim, shared) -> PushResult:
+    operation_id = f"portal-{identity.pk}-{claim.version}"
     started = time.monotonic()
     try:
-        pushed = _write(hss_backend(), identity, claim, operation_id)
+        pushed = _write(hss_backend(), identity, claim, operation_id, shared)
     except HssPermanentError as exc:
         return _record_failure(identity, claim, str(exc), started, transient=False)
     except HssTransientError as exc:
@@ -287,7 +310,7 @@ def _push(identity_id: int, claim: Claim) -> PushResult:
     except DATABASE_GONE:
         raise
     except Exception as exc:
-        log.exception("HSS push of identity %s failed unexpectedly", identity_id)
+        log.exception("HSS push of identity %s failed unexpectedly", identity.pk)
         reason = f"{exc.__class__.__name__}: {exc}"
         return _record_failure(identity, claim, reason, started, transient=True)
     return record_success(identity, claim, pushed, operation_id, started)
@@ -357,7 +380,7 @@ registration_enders: list[Callable[[Identity, str], object]] = []
 def _sync_state_recorded(identity: Identity) -> None:
     """Whether an identity is in step with the HSS decides its calls' attestation: the
     call path's cached facts of its enterprise lapse when the state's record commits."""
-    generations.bump_after_commit(enterprise_id=identity.enterprise_id)
+    generations.bump_after_commit(enterprise_id=identity.enterprise_id, read_inside=False)
 
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
@@ -556,18 +579,65 @@ def request_sync(identity: Identity) -> None:
 
 
 def queue_push_after_commit(identity_id: int) -> None:
-    """Queue a push of the identity once the caller's transaction commits."""
-    queue = push_queue()
-    transaction.on_commit(lambda: queue_push(identity_id, queue=queue), robust=True)
+    """Queue a push of the identity once the caller's transaction commits; the pushes
+    one transaction queues go out together (``queue_pushes``)."""
+    transaction.on_commit(_PushOnCommit(identity_id, push_queue()).run, robust=True)
 
 
-def queue_push(identity_id: int, attempt: int = 0, queue: str = "") -> None:
+@dataclass(eq=False)
+class _PushOnCommit:
+    """A push queued on commit. The first of a transaction's pushes to run takes along
+    the pushes queued after it, which are still in the connection's list of hooks
+    (those of a savepoint that was rolled back are not), and queues them together."""
+
+    identity_id: int
+    queue: str
+    taken: bool = False
+
+    def run(self) -> None:
+        if self.taken:
+            return
+        hooks = [getattr(hook, "__self__", None) for _, hook, _ in connection.run_on_commit]
+        # Django removes each hook from the list before it runs it; a test's capture of
+        # the hooks does not, and this one is then in the list.
+        later = hooks[hooks.index(self) + 1 :] if self in hooks else hooks
+        batch = [self.identity_id]
+        for push in later:
+            if isinstance(push, _PushOnCommit) and push.queue == self.queue and not push.taken:
+                push.taken = True
+                batch.append(push.identity_id)
+        queue_pushes(batch, queue=self.queue)
+
+
+# Identities per push task when one transaction changed many (an import chunk, a bulk
+# action, an enterprise suspended): a task costs the worker about as much CPU as the
+# push itself, and batches of this size still spread over all of a queue's workers.
+PUSH_BATCH = 10
+
+
+def queue_pushes(identity_ids, queue: str = "") -> None:
+    """Hand the pushes of several changed identities to the workers, in batches."""
+    ids = list(dict.fromkeys(identity_ids))
+    if len(ids) == 1:
+        queue_push(ids[0], queue=queue)
+        return
+    sync_identities = enqueue.task("telephony.tasks.sync_identities")
+    options = {"queue": queue} if queue else {}
+    for start in range(0, len(ids), PUSH_BATCH):
+        sync_identities.apply_async((ids[start : start + PUSH_BATCH], queue), **options)
+
+
+def queue_push(
+    identity_id: int, attempt: int = 0, queue: str = "", countdown: float | None = None
+) -> None:
     """Hand a push of the identity to a worker: the one place the engine queues one (a
     change, a retry, the sweep). A named seam: a test that holds pushes stands in for it,
     as it does for ``record_success`` and ``mark_synced``."""
     sync_identity = enqueue.task("telephony.tasks.sync_identity")
 
-    options = {"queue": queue} if queue else {}
+    options: dict = {"queue": queue} if queue else {}
+    if countdown is not None:
+        options["countdown"] = countdown
     sync_identity.apply_async((identity_id,), {"attempt": attempt}, **options)
 
 

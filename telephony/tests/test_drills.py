@@ -784,7 +784,13 @@ def held(monkeypatch):
     queued = []
     monkeypatch.setattr(
         "telephony.identities.sync.queue_push",
-        lambda identity_id, attempt=0, queue="": queued.append((identity_id, attempt, queue)),
+        lambda identity_id, attempt=0, queue="", countdown=None: queued.append(
+            (identity_id, attempt, queue)
+        ),
+    )
+    monkeypatch.setattr(
+        "telephony.identities.sync.queue_pushes",
+        lambda identity_ids, queue="": queued.extend((pk, 0, queue) for pk in identity_ids),
     )
     return queued
 

@@ -541,7 +541,7 @@ def test_a_refused_new_state_leaves_the_old_subscription_in_place(
 
 
 def test_a_change_made_while_a_push_fails_is_pushed_afresh(identity, admin):
-    claim = sync._claim(identity.pk, timezone.now())
+    claim = sync._claims([identity.pk], timezone.now())[identity.pk]
     services.identity_update(actor=Actor(user=admin), identity=identity, display_name="Fixed")
     result = sync._record_failure(
         identity, claim, "HSS refused v1", time.monotonic(), transient=False
@@ -554,11 +554,11 @@ def test_a_change_made_while_a_push_fails_is_pushed_afresh(identity, admin):
 
 
 def test_a_push_that_outlived_its_lease_does_not_overwrite_the_new_holder(identity):
-    stale = sync._claim(identity.pk, timezone.now())
+    stale = sync._claims([identity.pk], timezone.now())[identity.pk]
     IdentitySync.objects.filter(pk=identity.pk).update(
         claimed_until=timezone.now() - timedelta(seconds=1)
     )
-    fresh = sync._claim(identity.pk, timezone.now())
+    fresh = sync._claims([identity.pk], timezone.now())[identity.pk]
     assert fresh is not None and fresh.until != stale.until
     assert sync._record_success(identity, stale, None, "op", time.monotonic()).outcome == "skipped"
     assert sync_row(identity).claimed_until == fresh.until  # the new holder's lease stands
@@ -605,3 +605,81 @@ def test_grantees_follow_when_the_shared_identity_moves(
     with django_capture_on_commit_callbacks(execute=True):
         services.identity_suspend(actor=Actor(user=admin), identity=shared)
     assert hss(own.tn).shared_msisdns == []
+
+
+# --- Pushes of one transaction, in batches -------------------------------------------
+
+
+def batches_of_pushes(record):
+    """Like ``queue_of_pushes``, for the task that pushes a batch: ``record(identity_ids,
+    queue)`` for each batch queued."""
+    task = enqueue.task("telephony.tasks.sync_identities")
+    return (vars(task), "apply_async", lambda args, **options: record(*args))
+
+
+def test_the_pushes_of_one_transaction_go_out_in_batches_on_their_queue(
+    employee, enterprise, monkeypatch, django_capture_on_commit_callbacks
+):
+    give_numbers(enterprise)
+    singles, batches = [], []
+    monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: singles.append(identity_id)))
+    monkeypatch.setitem(*batches_of_pushes(lambda ids, queue: batches.append((ids, queue))))
+    count = sync.PUSH_BATCH * 2 + 3
+    with sync.pushes_on_queue("bulk"), django_capture_on_commit_callbacks(execute=True):
+        made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(count)]
+    assert singles == []
+    assert [len(ids) for ids, _ in batches] == [sync.PUSH_BATCH, sync.PUSH_BATCH, 3]
+    assert {queue for _, queue in batches} == {"bulk"}
+    assert [pk for ids, _ in batches for pk in ids] == [identity.pk for identity in made]
+
+    # One change alone is one push of its own, as before.
+    batches.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.identity_update(actor=Actor.system(), identity=made[0], display_name="Solo")
+    assert (singles, batches) == ([made[0].pk], [])
+
+
+def test_a_push_queued_in_a_savepoint_that_was_rolled_back_is_not_sent(
+    employee, enterprise, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+
+    give_numbers(enterprise)
+    batches = []
+    monkeypatch.setitem(*batches_of_pushes(lambda ids, queue: batches.append(ids)))
+    with django_capture_on_commit_callbacks(execute=True):
+        first = make_identity(UserFactory(enterprise=enterprise))
+        try:
+            with transaction.atomic():
+                make_identity(UserFactory(enterprise=enterprise))
+                raise RuntimeError("the row failed")
+        except RuntimeError:
+            pass
+        last = make_identity(UserFactory(enterprise=enterprise))
+    assert batches == [[first.pk, last.pk]]
+
+
+def test_a_batch_pushes_each_identity_and_a_failing_one_retries_on_its_own(
+    employee, enterprise, monkeypatch
+):
+    give_numbers(enterprise)
+    made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(3)]
+    refused = made[1]
+
+    class RefusesOne(BuiltinHss):
+        def apply(self, change, *, operation_id):
+            if change.desired and change.desired.msisdn == refused.tn:
+                raise BUSY
+            super().apply(change, operation_id=operation_id)
+
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: RefusesOne(latency_ms=0))
+    retries = []
+    monkeypatch.setitem(
+        *queue_of_pushes(lambda identity_id, attempt, queue: retries.append((identity_id, attempt)))
+    )
+    from telephony.tasks import sync_identities
+
+    sync_identities.apply(args=([i.pk for i in made], "")).get()
+    assert [sync_row(i).state for i in made] == ["synced", "pending", "synced"]
+    assert hss(made[0].tn) and hss(made[2].tn) and not hss(refused.tn)
+    assert retries == [(refused.pk, 1)]  # its own chain, after its first failed try

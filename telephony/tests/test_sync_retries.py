@@ -3,7 +3,9 @@
 import socket
 
 import pytest
+from django.db import transaction
 
+from accounts.tests.factories import UserFactory
 from portal.celery import app
 from portal.testing import CeleryWorker, wait_for
 from telephony.models import IdentitySync, SyncAttempt
@@ -13,7 +15,7 @@ ATTEMPTS = 6  # more than Celery's default of 3 retries (4 tries)
 
 
 @pytest.mark.worker
-def test_a_worker_tries_a_change_sync_max_attempts_times_then_fails_it(
+def test_a_worker_tries_each_change_sync_max_attempts_times_then_fails_it(
     transactional_db, employee, enterprise
 ):
     with socket.socket() as probe:  # a port nobody listens on: PyHSS is down
@@ -33,22 +35,27 @@ def test_a_worker_tries_a_change_sync_max_attempts_times_then_fails_it(
     app.conf.task_always_eager = False
     try:
         give_numbers(enterprise)
-        identity = make_identity(employee, imsi=give_line(enterprise).imsi)
-
-        wait_for(
-            lambda: IdentitySync.objects.get(pk=identity.pk).state == IdentitySync.State.FAILED,
-            timeout=60,
+        # Changed together: one task pushes them all, then each retries on its own.
+        with transaction.atomic():
+            identities = [
+                make_identity(owner, imsi=give_line(enterprise, n).imsi)
+                for n, owner in enumerate((employee, UserFactory(enterprise=enterprise)), 1)
+            ]
+        failed = IdentitySync.objects.filter(
+            pk__in=[i.pk for i in identities], state=IdentitySync.State.FAILED
         )
+        wait_for(lambda: failed.count() == len(identities), timeout=60)
     finally:
         app.conf.task_always_eager = True
         worker.stop()
 
-    outcomes = list(
-        SyncAttempt.objects.filter(identity=identity)
-        .order_by("pk")
-        .values_list("outcome", flat=True)
-    )
-    assert outcomes == ["retrying"] * (ATTEMPTS - 1) + ["failed"]
-    row = IdentitySync.objects.get(pk=identity.pk)
-    assert row.attempts == ATTEMPTS
-    assert row.last_error.startswith(f"{ATTEMPTS} tries failed: PyHSS at {down} unreachable")
+    for identity in identities:
+        outcomes = list(
+            SyncAttempt.objects.filter(identity=identity)
+            .order_by("pk")
+            .values_list("outcome", flat=True)
+        )
+        assert outcomes == ["retrying"] * (ATTEMPTS - 1) + ["failed"]
+        row = IdentitySync.objects.get(pk=identity.pk)
+        assert row.attempts == ATTEMPTS
+        assert row.last_error.startswith(f"{ATTEMPTS} tries failed: PyHSS at {down} unreachable")

@@ -39,6 +39,7 @@ Facts about PyHSS 2.0 this module is built on (each checked against the real one
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator
@@ -110,7 +111,7 @@ class PyHss(HssBackend):
                 raise ValueError("page_size must be at least 1")
             self.page_size = page_size
         self._provisioning_key = settings.HSS_PYHSS_PROVISIONING_KEY
-        self.session = requests.Session()
+        self.session = _session(self.url)
         self.session.headers["Accept"] = "application/json"
         if self._provisioning_key:
             self.session.headers["Provisioning-Key"] = self._provisioning_key
@@ -567,6 +568,23 @@ def _text(value: Any) -> str:
 
 def _imsi_of(row: dict | None) -> str:
     return str((row or {}).get("imsi") or "")
+
+
+def _session(url: str) -> requests.Session:
+    """A session that applies the environment's proxy and CA settings for PyHSS's URL,
+    as read once per process: requests otherwise scans the whole environment on every
+    request, which costs a push more CPU than the rest of its HTTP work."""
+    session = requests.Session()
+    session.trust_env = False
+    proxies, session.verify, session.cert = _environment(url)
+    session.proxies.update(proxies)
+    return session
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(url: str) -> tuple[dict, Any, Any]:
+    found = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    return found["proxies"], found["verify"], found["cert"]
 
 
 def _segment(value: str) -> str:
