@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from accounts.audit import Actor
 from accounts.models import User
 from portal.testing import sign_in_browser
+from telephony.bulk import services as bulk
 from telephony.models import Identity
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -99,7 +101,18 @@ def test_every_page_of_each_role_has_no_serious_accessibility_violation(demo, pa
         "/account/password/",
         "/notifications/",
     ]
-    admin_pages += [f"/employees/{rob.pk}/offboard/", f"/identities/{identity.pk}/edit/"]
+    checked = bulk.import_preview(
+        actor=Actor(user=admin),
+        enterprise=admin.enterprise,
+        filename="people.csv",
+        csv_text="email,full_name\nkim@swift-delivery.example,Kim\nno-address,Bad\n",
+        send_invitations=False,
+    )
+    admin_pages += [
+        f"/employees/{rob.pk}/offboard/",
+        f"/identities/{identity.pk}/edit/",
+        f"/import/{checked.pk}/preview/",  # a row to import, one with a problem
+    ]
     employee_pages = ["/", "/my/devices/", "/grants/", "/account/", "/notifications/"]
     if identity is not None:
         employee_pages.append(f"/identities/{identity.pk}/")

@@ -373,6 +373,7 @@ READS = {
     "telephony:import_preview",
     "telephony:import_job",
     "telephony:import_progress",
+    "telephony:import_problem_rows",
     "telephony:export",
     "api-enterprise",
     "audit-list",

@@ -174,6 +174,7 @@ OBJECT_URLS = {
     "telephony:import_start": _by_pk(_import_job),
     "telephony:import_job": _by_pk(_import_job),
     "telephony:import_progress": _by_pk(_import_job),
+    "telephony:import_problem_rows": _by_pk(_import_job),
 }
 
 # Parameterised URLs that address no enterprise's object, and why.

@@ -63,6 +63,8 @@ OPTIONAL_COLUMNS = ("role", "services", "display_name", "tn", "imsi", "alias")
 IMPORT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 # What the export adds for reading: accepted and ignored by the import (round trip).
 EXPORT_ONLY_COLUMNS = ("account_status", "identity_status", "sync_state", "synced_at")
+# The column the file of rows not imported adds (``problem_rows_csv``): ignored too.
+PROBLEM_COLUMN = "problem"
 EXPORT_COLUMNS = (
     "email",
     "full_name",
@@ -202,7 +204,7 @@ def _columns(header: list[str]) -> list[str]:
             code="bad_header",
             field="file",
         )
-    known = IMPORT_COLUMNS + EXPORT_ONLY_COLUMNS
+    known = (*IMPORT_COLUMNS, *EXPORT_ONLY_COLUMNS, PROBLEM_COLUMN)
     unknown = [name[:40] for name in names if name not in known]
     if unknown:
         raise RuleViolation(
@@ -488,6 +490,7 @@ def import_preview(
         state=ImportJob.State.PREVIEWED,
         total_rows=len(rows),
         problems=preview.as_list(),
+        problem_rows=sorted(preview.problems),
     )
     audit.record(
         actor=actor,
@@ -502,33 +505,105 @@ def import_preview(
 
 
 @transaction.atomic
-def import_start(*, actor: Actor, job: ImportJob) -> ImportJob:
-    """Queue a previewed import that has no problems for a worker."""
+def import_start(*, actor: Actor, job: ImportJob, leave_out_problems: bool = False) -> ImportJob:
+    """Queue a previewed import for a worker: a file without problems, or, with
+    ``leave_out_problems``, the valid rows of one (the rows with problems are left out
+    and can be downloaded to correct, ``problem_rows_csv``)."""
     account_services.ensure_may_change(actor, job.enterprise)
     job = ImportJob.objects.select_for_update().defer("csv_text").get(pk=job.pk)
     if job.state != ImportJob.State.PREVIEWED:
         raise RuleViolation(
             f"This import is {job.get_state_display().lower()} already.", code="import_started"
         )
-    if job.problems:
+    if job.problems and not leave_out_problems:
         raise RuleViolation(
-            "The file has problems: correct the rows listed and upload it again.",
+            "The file has problems: correct the rows listed and upload it again, or "
+            "import the valid rows only.",
+            code="import_has_problems",
+        )
+    if len(job.problem_rows) >= job.total_rows:
+        raise RuleViolation(
+            "Every row of the file has a problem: correct them and upload it again.",
             code="import_has_problems",
         )
     job.state = ImportJob.State.QUEUED
     job.save(update_fields=["state", "updated_at"])
+    changes = audit.changed(state=(ImportJob.State.PREVIEWED, ImportJob.State.QUEUED))
+    if job.problem_rows:
+        changes |= audit.created(rows_left_out=len(job.problem_rows))
     audit.record(
         actor=actor,
         action="import.started",
         enterprise=job.enterprise,
         target=job,
-        changes=audit.changed(state=(ImportJob.State.PREVIEWED, ImportJob.State.QUEUED)),
+        changes=changes,
     )
     run_import = enqueue.task("telephony.tasks.run_import")
 
     job_id = job.pk
     transaction.on_commit(lambda: run_import.delay(job_id), robust=True)
     return job
+
+
+# What the preview shows row by row: the first valid rows (a file of thousands is read
+# no further).
+PLAN_ROWS = 50
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """What the import creates for one valid row of the file."""
+
+    row: int
+    full_name: str
+    email: str
+    role: str
+    tn: str  # E.164
+    next_free: bool  # the enterprise's next free number now, not one the file names
+    imsi: str
+    services: list[str]  # their names
+
+
+def import_plan(job: ImportJob, *, limit: int = PLAN_ROWS) -> list[PlannedRow]:
+    """The employee, number, SIM line and services the import creates for each of its
+    first valid rows. A row without a number shows the next free one as of now; the
+    import takes the next free one when it applies the row."""
+    left_out = set(job.problem_rows)
+    rows = list(islice((r for r in iter_rows(job.csv_text) if r.row not in left_out), limit))
+    free = _next_free_numbers(job.enterprise, rows)
+    return [
+        PlannedRow(
+            row=row.row,
+            full_name=row.full_name,
+            email=row.normalised_email,
+            role=Role(row.role_value).label,
+            tn=numbers.parse_tn(row.tn)[0] if row.tn else free.get(row.row, ""),
+            next_free=not row.tn,
+            imsi=numbers.clean_imsi(row.imsi) if row.imsi else "",
+            services=[Service(s).label for s in row.service_list],
+        )
+        for row in rows
+    ]
+
+
+def problem_rows_csv(job: ImportJob) -> Iterator[str]:
+    """The rows of the file that were not imported, as the file has them, with a last
+    column that says why: the admin corrects them and uploads this file again (the
+    import ignores that column)."""
+    messages = {p["row"]: p["message"] for p in job.problems if p.get("row") is not None}
+    wanted = set(job.problem_rows) | set(messages)
+    records = csvfile.records(job.csv_text, max_bytes=MAX_BYTES, max_rows=MAX_ROWS)
+    _, header = next(records)
+    columns = _columns(header)
+
+    def rows() -> Iterator[list[str]]:
+        for number, record in records:
+            if number in wanted:
+                cells = [csvfile.unguard(cell) for cell in record[: len(columns)]]
+                why = messages.get(number, "A problem found in the check, beyond those listed.")
+                yield [*cells, *[""] * (len(columns) - len(cells)), why]
+
+    return csvfile.lines([*columns, PROBLEM_COLUMN], rows())
 
 
 # --- The worker -----------------------------------------------------------------------
@@ -542,6 +617,7 @@ def run_import_job(job_id: int) -> None:
     if job is None:
         return
     actor = Actor(user=job.created_by)
+    left_out = set(job.problem_rows)
     position = job.next_row
     rows = iter_rows(job.csv_text, start=position)
     last_row = None
@@ -559,8 +635,9 @@ def run_import_job(job_id: int) -> None:
                 if not _creator_may_import(job):
                     _stop(locked, f"{job.created_by} is no longer an active admin.", last_row)
                     return
-                planned = plan_free_numbers(locked.enterprise, chunk)
-                for row in chunk:
+                applied = [row for row in chunk if row.row not in left_out]
+                planned = plan_free_numbers(locked.enterprise, applied)
+                for row in applied:
                     _apply(locked, row, actor, planned.get(row.row, ""))
                 locked.next_row = position + len(chunk)
                 locked.save(

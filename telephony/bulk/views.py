@@ -112,8 +112,16 @@ def import_upload(request):
 
 @enterprise_role_required(ADMIN)
 def import_preview(request, pk):
-    job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
-    context = {"job": job, "problem_count": bulk.problem_count(job)}
+    job = get_for_enterprise_or_404(
+        ImportJob.objects.select_related("created_by"), request.enterprise, pk=pk
+    )
+    context = {
+        "job": job,
+        "problem_count": bulk.problem_count(job),
+        "valid_count": job.total_rows - len(job.problem_rows),
+        "plan": bulk.import_plan(job) if job.state == ImportJob.State.PREVIEWED else [],
+        "plan_limit": bulk.PLAN_ROWS,
+    }
     return render(request, "telephony/bulk/preview.html", context)
 
 
@@ -121,9 +129,31 @@ def import_preview(request, pk):
 @require_POST
 def import_start(request, pk):
     job = get_for_enterprise_or_404(_jobs(), request.enterprise, pk=pk)
-    if call_service(request, lambda: bulk.import_start(actor=Actor.from_request(request), job=job)):
+    leave_out = request.POST.get("leave_out_problems") == "yes"
+    started = call_service(
+        request,
+        lambda: bulk.import_start(
+            actor=Actor.from_request(request), job=job, leave_out_problems=leave_out
+        ),
+    )
+    if started:
         return redirect("telephony:import_job", pk=job.pk)
     return redirect("telephony:import_preview", pk=job.pk)
+
+
+@enterprise_role_required(ADMIN)
+@require_GET
+def import_problem_rows(request, pk):
+    """The rows of an import's file that were not imported, to correct and upload again."""
+    job = get_for_enterprise_or_404(ImportJob.objects.all(), request.enterprise, pk=pk)
+    response = StreamingHttpResponse(
+        bulk.problem_rows_csv(job), content_type="text/csv; charset=utf-8"
+    )
+    stem = job.filename.removesuffix(".csv")[:100] or "import"
+    filename = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
+    response["Content-Disposition"] = f'attachment; filename="{filename}-to-correct.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @enterprise_role_required(ADMIN)
@@ -258,6 +288,7 @@ urlpatterns = [
     path("export.csv", export, name="export"),
     path("<int:pk>/preview/", import_preview, name="import_preview"),
     path("<int:pk>/start/", import_start, name="import_start"),
+    path("<int:pk>/to-correct.csv", import_problem_rows, name="import_problem_rows"),
     path("<int:pk>/", import_job, name="import_job"),
     path("<int:pk>/progress/", import_progress, name="import_progress"),
 ]

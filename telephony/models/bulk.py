@@ -33,6 +33,12 @@ class ImportJob(models.Model):
     created_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     problems = models.JSONField(default=list, blank=True, help_text="[{row, message}], capped.")
+    problem_rows = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every row the check found a problem in (not capped): an import that "
+        "goes ahead with the valid rows leaves these out.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Moves with every committed chunk: a running job that stops moving lost its worker.

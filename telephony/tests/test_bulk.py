@@ -900,3 +900,112 @@ def test_an_existing_member_gets_an_identity_from_the_import(
     bulk.import_start(actor=admin_actor, job=job)
     bulk.run_import_job(job.pk)
     assert employee.identities.count() == 1
+
+
+# --- Going ahead with the valid rows ---------------------------------------------------
+
+
+def two_bad_of_five(enterprise):
+    line = give_line(enterprise, 7)
+    return csv_text(
+        "ada@swift.example,Ada Lovelace,,voice;video,,+4930123450,,",
+        "not-an-address,Bad Email,,,,,,",
+        f"grace@swift.example,Grace Hopper,admin,,,,{line.imsi},",
+        "xr@swift.example,Wants XR,,xr,,,,",
+        "alan@swift.example,Alan Turing,,,,,,",
+    )
+
+
+def test_an_import_can_go_ahead_with_its_valid_rows_and_leaves_out_the_others(
+    admin_actor, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    job = preview(admin_actor, enterprise, two_bad_of_five(enterprise))
+    assert job.problem_rows == [3, 5]
+    with pytest.raises(RuleViolation, match="import the valid rows only"):
+        bulk.import_start(actor=admin_actor, job=job)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        bulk.import_start(actor=admin_actor, job=job, leave_out_problems=True)
+    job.refresh_from_db()
+    assert (job.state, job.next_row, job.created_count, job.failed_count) == ("done", 5, 3, 0)
+    emails = set(User.objects.filter(enterprise=enterprise).values_list("email", flat=True))
+    assert {"ada@swift.example", "grace@swift.example", "alan@swift.example"} <= emails
+    assert not User.objects.filter(email__in=["not-an-address", "xr@swift.example"]).exists()
+    started_event = AuditEvent.objects.get(action="import.started")
+    assert started_event.changes["rows_left_out"] == [None, 2]
+
+
+def test_an_import_whose_every_row_has_a_problem_cannot_go_ahead(admin_actor, enterprise, numbers):
+    job = preview(admin_actor, enterprise, csv_text("nope,No,,,,,,", "xr@swift.example,X,,xr,,,,"))
+    with pytest.raises(RuleViolation, match="Every row"):
+        bulk.import_start(actor=admin_actor, job=job, leave_out_problems=True)
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.PREVIEWED
+
+
+def test_the_rows_with_problems_download_as_a_file_to_correct_and_upload_again(
+    admin_actor, enterprise, numbers
+):
+    job = preview(admin_actor, enterprise, two_bad_of_five(enterprise))
+    rows = list(csv.reader(io.StringIO("".join(bulk.problem_rows_csv(job)).lstrip("\ufeff"))))
+    assert rows[0] == [*HEADER.split(","), "problem"]
+    assert [row[:2] for row in rows[1:]] == [
+        ["not-an-address", "Bad Email"],
+        ["xr@swift.example", "Wants XR"],
+    ]
+    assert "not an email address" in rows[1][-1] and "XR" in rows[2][-1]
+
+    # Corrected in a spreadsheet and uploaded again: the problem column is ignored.
+    rows[1][0], rows[2][3] = "bad.email@swift.example", "voice"
+    corrected = "\n".join(",".join(row) for row in rows) + "\n"
+    again = preview(admin_actor, enterprise, corrected)
+    assert (again.total_rows, again.problems, again.problem_rows) == (2, [], [])
+
+
+def test_rows_that_fail_while_the_import_runs_are_in_the_file_to_correct_too(
+    admin_actor, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    job = preview(admin_actor, enterprise, five_rows())
+    UserFactory(enterprise=EnterpriseFactory(), email="p2@swift.example")  # made meanwhile
+    run(admin_actor, job, django_capture_on_commit_callbacks)
+    job.refresh_from_db()
+    assert job.failed_count == 1
+    rows = list(csv.reader(io.StringIO("".join(bulk.problem_rows_csv(job)).lstrip("\ufeff"))))
+    assert [row[0] for row in rows[1:]] == ["p2@swift.example"]
+
+
+def test_the_preview_shows_what_each_valid_row_creates(admin_actor, enterprise, numbers):
+    job = preview(admin_actor, enterprise, two_bad_of_five(enterprise))
+    plan = {planned.row: planned for planned in bulk.import_plan(job)}
+    assert sorted(plan) == [2, 4, 6]
+    ada, grace, alan = plan[2], plan[4], plan[6]
+    assert (ada.tn, ada.next_free, ada.services) == ("+4930123450", False, ["Voice", "Video"])
+    assert (grace.role, grace.imsi, grace.next_free) == ("Enterprise admin", "262010000000007", True)
+    assert grace.tn == "+4930123400" and alan.tn == "+4930123401"  # next free, in file order
+    assert alan.imsi == "" and alan.services == ["Voice"]
+
+
+def test_the_pages_offer_the_valid_rows_and_the_file_to_correct(
+    admin_client, enterprise, numbers, django_capture_on_commit_callbacks
+):
+    upload(admin_client, two_bad_of_five(enterprise))
+    job = ImportJob.objects.get()
+    html = admin_client.get(
+        reverse("telephony:import_preview", kwargs={"pk": job.pk})
+    ).content.decode()
+    download = reverse("telephony:import_problem_rows", kwargs={"pk": job.pk})
+    assert "2 of 5 rows have problems" in html and download in html
+    assert "Import the 3 valid rows" in html and 'name="leave_out_problems"' in html
+    assert "What the import creates" in html and "+4930123450" in html and "next free" in html
+
+    got = admin_client.get(download)
+    assert got["Content-Disposition"] == 'attachment; filename="people-to-correct.csv"'
+    assert b"not-an-address" in b"".join(got.streaming_content)
+
+    start = reverse("telephony:import_start", kwargs={"pk": job.pk})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(start, {"leave_out_problems": "yes"})
+    assert response.url == reverse("telephony:import_job", kwargs={"pk": job.pk})
+    html = admin_client.get(response.url).content.decode()
+    assert "3 employees with an identity" in html and "2 rows with problems" in html
+    assert download in html
