@@ -597,7 +597,7 @@ class _PushOnCommit:
     def run(self) -> None:
         if self.taken:
             return
-        hooks = [getattr(hook, "__self__", None) for _, hook, _ in connection.run_on_commit]
+        hooks = [getattr(entry[1], "__self__", None) for entry in connection.run_on_commit]
         # Django removes each hook from the list before it runs it; a test's capture of
         # the hooks does not, and this one is then in the list.
         later = hooks[hooks.index(self) + 1 :] if self in hooks else hooks

@@ -980,7 +980,11 @@ def test_the_preview_shows_what_each_valid_row_creates(admin_actor, enterprise, 
     assert sorted(plan) == [2, 4, 6]
     ada, grace, alan = plan[2], plan[4], plan[6]
     assert (ada.tn, ada.next_free, ada.services) == ("+4930123450", False, ["Voice", "Video"])
-    assert (grace.role, grace.imsi, grace.next_free) == ("Enterprise admin", "262010000000007", True)
+    assert (grace.role, grace.imsi, grace.next_free) == (
+        "Enterprise admin",
+        "262010000000007",
+        True,
+    )
     assert grace.tn == "+4930123400" and alan.tn == "+4930123401"  # next free, in file order
     assert alan.imsi == "" and alan.services == ["Voice"]
 

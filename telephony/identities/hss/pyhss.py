@@ -584,7 +584,7 @@ def _session(url: str) -> requests.Session:
 @functools.lru_cache(maxsize=4)
 def _environment(url: str) -> tuple[dict, Any, Any]:
     found = requests.Session().merge_environment_settings(url, {}, None, None, None)
-    return found["proxies"], found["verify"], found["cert"]
+    return dict(found["proxies"]), found["verify"], found["cert"]
 
 
 def _segment(value: str) -> str:
