@@ -20,6 +20,24 @@ class PortalForm(forms.Form):
         self.add_error(exc.field if exc.field in self.fields else None, exc.message)
 
 
+class SuggestingInput(forms.TextInput):
+    """A text input that offers values as one types (an HTML datalist, searchable by
+    the browser): any other value may still be typed, and the service checks it."""
+
+    template_name = "forms/suggesting_input.html"
+
+    def __init__(self, suggestions: list[tuple[str, str]], attrs=None):
+        super().__init__(attrs)
+        self.suggestions = suggestions  # (value, label)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        widget = context["widget"]
+        widget["list_id"] = widget["attrs"]["list"] = f"{widget['attrs'].get('id', name)}-choices"
+        widget["suggestions"] = self.suggestions
+        return context
+
+
 # A form's fields are typed as plain Field: these name the kind a form declared, so that
 # setting its choices or queryset per request is checked.
 def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:

@@ -3,8 +3,9 @@ from typing import Any
 from django import forms
 
 from accounts.models import Role, Service, User
-from kernel.forms import PortalForm, choice_field, model_choice_field
+from kernel.forms import PortalForm, SuggestingInput, choice_field, model_choice_field
 
+from . import selectors
 from .inventory.numbers import country_name
 from .models import Identity, IdentitySync, Registration
 
@@ -26,12 +27,12 @@ class IdentityFieldsMixin(forms.Form):
     tn = forms.CharField(
         label="Number",
         required=False,
-        help_text="Leave empty for the next free number of your blocks, or give one, e.g. +49 30 1234 56.",
+        help_text="Leave empty for the next free number of your blocks, or pick or type one, e.g. +49 30 1234 56.",
     )
     imsi = forms.CharField(
         label="SIM line (IMSI)",
         required=False,
-        help_text="For a mobile phone: an IMSI from your line pool. Soft clients need none.",
+        help_text="For a mobile phone: pick or type a free IMSI of your line pool. Soft clients need none.",
     )
     alias = forms.CharField(
         label="SIP alias",
@@ -39,11 +40,18 @@ class IdentityFieldsMixin(forms.Form):
         help_text="Optional user name for sip:alias@your-domain.",
     )
 
-    def __init__(self, *args, contract, **kwargs):
+    def __init__(self, *args, enterprise, **kwargs):
         super().__init__(*args, **kwargs)
-        choices = service_choices(contract)
+        choices = service_choices(enterprise.contract)
         choice_field(self, "services").choices = choices
         self.fields["services"].initial = [c for c, _ in choices][:1]
+        offer_free_inventory(self, enterprise)
+
+
+def offer_free_inventory(form: forms.Form, enterprise) -> None:
+    """The number and SIM line fields offer the enterprise's free ones as one types."""
+    form.fields["tn"].widget = SuggestingInput(selectors.free_number_choices(enterprise))
+    form.fields["imsi"].widget = SuggestingInput(selectors.free_line_choices(enterprise))
 
 
 class OnboardForm(IdentityFieldsMixin, PortalForm):
@@ -77,10 +85,11 @@ class RelocateForm(PortalForm):
         help_text="Leave empty to keep the current line.",
     )
 
-    def __init__(self, *args, countries, **kwargs):
+    def __init__(self, *args, enterprise, **kwargs):
         super().__init__(*args, **kwargs)
-        named = sorted((country_name(c), c) for c in countries)
+        named = sorted((country_name(c), c) for c in selectors.block_countries(enterprise))
         choice_field(self, "country").choices = [("", "—"), *((c, f"{n} ({c})") for n, c in named)]
+        offer_free_inventory(self, enterprise)
 
 
 class EmployeeFilterForm(PortalForm):

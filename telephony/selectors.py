@@ -16,13 +16,16 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Window,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from accounts.models import Enterprise, User
 from telephony.callauth.stir.passport import VERSTAT_PASSED
 
+from .inventory.numbers import country_name
+from .inventory.services import available_numbers
 from .models import (
     CallRecord,
     Grant,
@@ -176,6 +179,38 @@ def sim_lines(enterprise: Enterprise, *, q: str = "", free: str = "") -> QuerySe
     elif free == "no":
         lines = lines.filter(identity__isnull=False)
     return lines.order_by("imsi")
+
+
+# Free numbers and lines a number or SIM line field offers as one types: the first
+# free numbers of each block, so that every block shows.
+OFFERED = 50
+OFFERED_PER_BLOCK = 10
+
+
+def free_number_choices(enterprise: Enterprise) -> list[tuple[str, str]]:
+    """The enterprise's next free numbers of each block, in the order they are given
+    out (oldest block first, lowest number first), labelled with block and country."""
+    free = (
+        TelephoneNumber.objects.for_enterprise(enterprise)
+        .filter(available_numbers(timezone.now()))
+        .annotate(place=Window(RowNumber(), partition_by=F("block_id"), order_by="e164"))
+        .filter(place__lte=OFFERED_PER_BLOCK)
+        .select_related("block")
+        .order_by("block_id", "e164")[:OFFERED]
+    )
+    return [
+        (
+            n.e164,
+            f"{'next free · ' if i == 0 else ''}{country_name(n.block.country)}, block {n.block}",
+        )
+        for i, n in enumerate(free)
+    ]
+
+
+def free_line_choices(enterprise: Enterprise) -> list[tuple[str, str]]:
+    """The enterprise's SIM lines that no identity uses, labelled with their ICCID."""
+    free = sim_lines(enterprise, free="yes").values_list("imsi", "iccid")[:OFFERED]
+    return [(imsi, f"ICCID {iccid}") for imsi, iccid in free]
 
 
 def block_countries(enterprise: Enterprise) -> list[str]:

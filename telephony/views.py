@@ -88,7 +88,7 @@ def employee_onboard(request):
     """Onboard a joiner. An email that is already a member's asks first: onboarding would
     give that person another number and leave the typed name and role unused."""
     contract = request.enterprise.contract
-    form = OnboardForm(request.POST or None, contract=contract)
+    form = OnboardForm(request.POST or None, enterprise=request.enterprise)
     existing = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -243,7 +243,7 @@ def identity_list(request):
 @enterprise_role_required(ADMIN)
 def identity_create(request, owner_pk):
     owner = get_for_enterprise_or_404(User, request.enterprise, pk=owner_pk)
-    form = IdentityForm(request.POST or None, contract=request.enterprise.contract)
+    form = IdentityForm(request.POST or None, enterprise=request.enterprise)
     if request.method == "POST" and form.is_valid():
         identity = _run(
             request,
@@ -375,9 +375,7 @@ def identity_edit(request, pk):
 @enterprise_role_required(ADMIN)
 def identity_relocate(request, pk):
     identity = _identity_for(request, pk)
-    form = RelocateForm(
-        request.POST or None, countries=selectors.block_countries(request.enterprise)
-    )
+    form = RelocateForm(request.POST or None, enterprise=request.enterprise)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         moved = _run(

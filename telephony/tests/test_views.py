@@ -135,6 +135,32 @@ def test_relocate_names_countries_and_asks_before_it_moves_the_number(
     assert f"People calling {identity.tn} will no longer reach them" in form
 
 
+def datalist(html: str, field: str) -> list[tuple[str, str]]:
+    """The (value, label) a field's picker offers."""
+    found = re.search(rf'<datalist id="id_{field}-choices">(.*?)</datalist>', html, re.S)
+    assert found, f"no picker for {field}"
+    return re.findall(r'<option value="([^"]*)">([^<]*)</option>', found.group(1))
+
+
+def test_the_number_and_line_fields_offer_the_free_ones_as_one_types(
+    admin_client, employee, enterprise, numbers
+):
+    used = make_identity(employee, imsi=give_line(enterprise, 1).imsi)  # takes +4930123400
+    free_line = give_line(enterprise, 2)
+    give_numbers(enterprise, "+14155550100", "+14155550101")
+    onboarding = page(admin_client, reverse("telephony:employee_onboard"))
+    assert 'list="id_tn-choices"' in onboarding and 'list="id_imsi-choices"' in onboarding
+    offered = datalist(onboarding, "tn")
+    assert offered[0] == ("+4930123401", "next free · Germany, block +4930123400–+4930123499")
+    assert "+4930123400" not in dict(offered)  # in use
+    assert ("+14155550100", "United States, block +14155550100–+14155550101") in offered
+    assert datalist(onboarding, "imsi") == [(free_line.imsi, f"ICCID {free_line.iccid}")]
+
+    relocating = page(admin_client, reverse("telephony:identity_relocate", args=[used.pk]))
+    assert datalist(relocating, "tn")[0][0] == "+4930123401"
+    assert datalist(relocating, "imsi") == [(free_line.imsi, f"ICCID {free_line.iccid}")]
+
+
 def test_edit_relocate_suspend_and_remove_from_the_pages(
     admin_client, employee, enterprise, numbers, django_capture_on_commit_callbacks
 ):
