@@ -298,6 +298,19 @@ def import_csv() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def import_csv_to_correct() -> bytes:
+    """Six new drivers, two of them with a problem to correct."""
+    return (
+        "email,full_name,services,tn\n"
+        "mia.keller@swift-delivery.example,Mia Keller,voice;video,\n"
+        "jonas.wolf@swift-delivery,Jonas Wolf,voice,\n"
+        "lena.hoffmann@swift-delivery.example,Lena Hoffmann,voice,\n"
+        "tim.becker@swift-delivery.example,Tim Becker,voice;hologram,\n"
+        "sara.koch@swift-delivery.example,Sara Koch,voice;video,\n"
+        "ben.richter@swift-delivery.example,Ben Richter,voice,\n"
+    ).encode()
+
+
 # --- The browser ----------------------------------------------------------------------------
 
 
@@ -402,6 +415,15 @@ def take_screenshots(browser, base_url: str) -> None:
 
     # The operator raised the quota for the new drivers (operator staff do it in Django admin).
     ServiceContract.objects.filter(enterprise__slug="swift-delivery").update(identity_quota=250)
+    # A file with two rows to correct: the check shows them and what the others create.
+    admin.goto("/import/")
+    admin.get_by_label("CSV file").set_input_files(
+        {"name": "more-drivers.csv", "mimeType": "text/csv", "buffer": import_csv_to_correct()}
+    )
+    admin.get_by_role("button", name="Check the file").click()
+    admin.get_by_text("What the import creates").wait_for()
+    shoot(admin, "import-check")
+
     held = HeldImport()
     tasks.run_import.delay = held.delay
     admin.goto("/import/")
