@@ -145,8 +145,12 @@ class GrantForm(PortalForm):
 
     def __init__(self, *args, identities, colleagues, **kwargs):
         super().__init__(*args, **kwargs)
-        model_choice_field(self, "identity").queryset = identities
-        model_choice_field(self, "grantee").queryset = colleagues
+        identity = model_choice_field(self, "identity")
+        identity.queryset, identity.empty_label = identities, "Choose one of your identities"
+        if len(identities) == 1:
+            identity.initial = identities[0].pk  # nothing to choose
+        grantee = model_choice_field(self, "grantee")
+        grantee.queryset, grantee.empty_label = colleagues, "Choose a colleague"
 
 
 class DeviceFilterForm(PortalForm):

@@ -244,7 +244,7 @@ def grants_received(user: User) -> GrantQuerySet:
 def colleagues(user: User) -> QuerySet[User]:
     """Whom an employee may share an identity with: active people of the enterprise."""
     found: QuerySet[User] = User.objects.for_enterprise(user.enterprise).active()
-    return found.exclude(pk=user.pk)
+    return found.exclude(pk=user.pk).order_by("full_name", "email")
 
 
 def receipts(enterprise: Enterprise) -> QuerySet[OffboardingReceipt]:
