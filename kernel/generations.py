@@ -66,19 +66,14 @@ def _key(scope: Scope) -> str:
     return f"generation:{scope}"
 
 
-def bump_after_commit(
-    *, enterprise_id: int | None, operator: bool = False, read_inside: bool = True
-) -> None:
+def bump_after_commit(*, enterprise_id: int | None, operator: bool = False) -> None:
     """Make every entry that was read from the enterprise's rows (and, with ``operator``
     or no enterprise, every entry) stale: now, for reads inside this transaction, and
-    once it commits, for entries that others read meanwhile from the old rows. A
-    transaction that reads no call path facts after its change (``read_inside=False``)
-    spares the first round trip."""
+    once it commits, for entries that others read meanwhile from the old rows."""
     scopes: set[Scope] = {OPERATOR} if operator or enterprise_id is None else set()
     if enterprise_id is not None:
         scopes.add(enterprise_id)
-    if read_inside:
-        _bump(scopes)
+    _bump(scopes)
     transaction.on_commit(lambda: _bump(scopes))
 
 

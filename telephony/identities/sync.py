@@ -380,7 +380,7 @@ registration_enders: list[Callable[[Identity, str], object]] = []
 def _sync_state_recorded(identity: Identity) -> None:
     """Whether an identity is in step with the HSS decides its calls' attestation: the
     call path's cached facts of its enterprise lapse when the state's record commits."""
-    generations.bump_after_commit(enterprise_id=identity.enterprise_id, read_inside=False)
+    generations.bump_after_commit(enterprise_id=identity.enterprise_id)
 
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
