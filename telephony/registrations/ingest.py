@@ -217,6 +217,17 @@ def apply_report(
     return outcome
 
 
+def subscription_error(subscription: str | None) -> RuleViolation | None:
+    """Why a subscription the SIP edge names is refused; None if it is not."""
+    if subscription is None or SUBSCRIPTION_RE.fullmatch(subscription):
+        return None
+    return RuleViolation(
+        "The subscription must be 1 to 255 visible ASCII characters (a Call-ID).",
+        code="invalid_subscription",
+        field="subscription",
+    )
+
+
 def apply_reports(received: list[Received]) -> list[Outcome]:
     """Apply reports of the IMS core in the order received, each whole or not at all,
     in one transaction and a fixed number of queries however many there are: their
@@ -229,18 +240,9 @@ def apply_reports(received: list[Received]) -> list[Outcome]:
     registrations apply is decided per AoR, or per AoR in the ``subscription`` the SIP
     edge names (a NOTIFY's dialog), by _fresh_registrations.
     """
-    outcomes: list[Outcome] = []
-    for item in received:
-        if item.subscription is not None and not SUBSCRIPTION_RE.fullmatch(item.subscription):
-            outcomes.append(
-                RuleViolation(
-                    "The subscription must be 1 to 255 visible ASCII characters (a Call-ID).",
-                    code="invalid_subscription",
-                    field="subscription",
-                )
-            )
-        else:
-            outcomes.append(ApplyReport())
+    outcomes: list[Outcome] = [
+        subscription_error(item.subscription) or ApplyReport() for item in received
+    ]
     now = timezone.now()
     with transaction.atomic():
         identities = resolve_aors({r.aor for item in received for r in item.document.registrations})

@@ -46,6 +46,7 @@ applies the same rules and limits, and gives an equal document for equivalent in
 The writer of such XML, for tests and benchmarks, is telephony/tests/reginfo_xml.py.
 """
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -123,6 +124,31 @@ class ReginfoDocument:
     version: int
     state: str
     registrations: tuple[RegistrationInfo, ...]
+
+
+def document_as_json(document: ReginfoDocument) -> dict[str, Any]:
+    """The document as JSON-ready data, to be kept until it is applied."""
+    return dataclasses.asdict(document)
+
+
+def document_from_json(data: dict[str, Any]) -> ReginfoDocument:
+    """The document document_as_json kept: equal to the one parsed."""
+    return ReginfoDocument(
+        version=data["version"],
+        state=data["state"],
+        registrations=tuple(
+            RegistrationInfo(
+                element_id=r["element_id"],
+                aor=r["aor"],
+                state=r["state"],
+                contacts=tuple(
+                    ContactInfo(**{**c, "params": tuple(tuple(p) for p in c["params"])})
+                    for c in r["contacts"]
+                ),
+            )
+            for r in data["registrations"]
+        ),
+    )
 
 
 # --- Field rules, shared by the XML and the JSON parser ----------------------------------
