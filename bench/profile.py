@@ -3,6 +3,7 @@ bench data (make it first with ``make bench``), with the deployment's settings:
 
     python -m bench.profile page /devices/         # a page, as the big enterprise's admin
     python -m bench.profile reginfo                # registration reports (the storm's)
+    python -m bench.profile reginfo-async          # the same answered at once, then applied
     python -m bench.profile signing                # STI-AS
     python -m bench.profile verification           # STI-VS
     python -m bench.profile import 300             # a CSV import of 300 rows, in process
@@ -26,7 +27,9 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("what", choices=("page", "reginfo", "signing", "verification", "import"))
+    parser.add_argument(
+        "what", choices=("page", "reginfo", "reginfo-async", "signing", "verification", "import")
+    )
     parser.add_argument("arg", nargs="?", default="", help="the page's path, or import rows")
     parser.add_argument("-n", type=int, default=100, help="requests to profile (default 100)")
     parser.add_argument("--var-dir", default="var/bench")
@@ -61,11 +64,13 @@ def main(argv=None) -> int:
         def request(i):
             return client.get(path, headers=PROXY_HEADERS)
     else:
-        if args.what == "reginfo":
+        if args.what.startswith("reginfo"):
             from .storm import plan
 
             bodies, *_ = plan(args.n * 12, uuid.uuid4().hex[:8], random.Random(3))
             path, kind = "/network/v1/reginfo", "application/reginfo+xml"
+            if args.what == "reginfo-async":
+                network["Prefer"] = "respond-async"
         else:
             from . import stir
 
@@ -80,7 +85,7 @@ def main(argv=None) -> int:
             )
 
     answer = request(0)
-    if answer.status_code != 200:
+    if answer.status_code not in (200, 202):
         print(f"{answer.status_code}: {answer.content[:500]!r}", file=sys.stderr)
         return 1
     # Each request starts by emptying the connection's query log (Django's
@@ -114,8 +119,28 @@ def main(argv=None) -> int:
         request(i)
     profiler.stop()
     print(profiler.output_text(unicode=True, color=False))
+    if args.what == "reginfo-async":
+        _apply_waiting(collect, queries)
     _empty_queues()
     return 0
+
+
+def _apply_waiting(collect, queries: list) -> None:
+    """What the worker spends on each report the requests above left waiting."""
+    from django.db import connection
+
+    from telephony.registrations import inbox
+
+    queries.clear()
+    started, cpu = time.perf_counter(), time.process_time()
+    with connection.execute_wrapper(collect):
+        applied = inbox.apply_waiting(budget_seconds=600)
+    print(
+        f"worker: {applied} reports in batches of up to {inbox.BATCH}: "
+        f"{(time.perf_counter() - started) / applied * 1000:.2f} ms wall, "
+        f"{(time.process_time() - cpu) / applied * 1000:.2f} ms CPU, "
+        f"{len(queries) / applied:.2f} SQL queries per report"
+    )
 
 
 def _profile_import(rows: int) -> int:

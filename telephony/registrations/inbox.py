@@ -6,9 +6,10 @@ the subscription), kept as parsed, and answered 202 with where to read its outco
 worker applies the reports waiting, oldest first, up to BATCH in one transaction
 (ingest.apply_reports: each report whole or not at all, the version rules across the
 batch as if one came after the other), and keeps each outcome with its report. One
-worker applies at a time (a PostgreSQL advisory lock), so reports apply in the order
-received. The ``sync`` worker runs it: woken after a report commits (at most one wake-up
-queued at a time) and every few seconds by beat, in case a wake-up was lost.
+batch is applied at a time (a PostgreSQL advisory lock held by its transaction), so
+reports apply in the order received. The ``sync`` worker runs it: woken after a report
+commits (at most one wake-up queued at a time) and every few seconds by beat, in case a
+wake-up was lost.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ BATCH = 200
 # takes it (or this many seconds pass, should the worker not be there to take it).
 WAKE_KEY = "registration-reports:wake"
 WAKE_SECONDS = 5
-# The advisory lock that lets one worker apply at a time (any fixed number).
+# The advisory lock that lets one batch be applied at a time (any fixed number).
 LOCK = 0x7265_6769  # "regi"
 
 
@@ -73,42 +74,17 @@ def _wake() -> None:
 
 def apply_waiting(budget_seconds: float = 60.0) -> int:
     """Apply the reports waiting, BATCH at a time, until none is left or the budget is
-    spent; nothing if another worker is at it. How many were applied."""
-    cache.delete(WAKE_KEY)  # reports from now on wake the worker again
+    spent. How many were applied."""
     applied = 0
     deadline = time.monotonic() + budget_seconds
-    while time.monotonic() < deadline:
-        with _applying() as alone:
-            if not alone:
-                # The worker at it looks again once it lets go (below).
-                return applied
-            while time.monotonic() < deadline:
-                taken = apply_batch()
-                applied += taken
-                if taken < BATCH:
-                    break
-        # A report committed while the lock was held may have found it taken.
-        if not RegistrationReport.objects.filter(state=State.PENDING).exists():
-            break
+    while time.monotonic() < deadline and (taken := apply_batch()):
+        applied += taken
+    # From now on a report wakes a worker. One committed before found the wake-up still
+    # queued (this one), and the budget may have run out: queue another for those.
+    cache.delete(WAKE_KEY)
+    if _waiting().exists():
+        _wake()
     return applied
-
-
-class _applying:
-    """Whether this process holds the applying lock (PostgreSQL; elsewhere, one
-    process serves everything and the lock is moot)."""
-
-    def __enter__(self) -> bool:
-        self.held = connection.vendor != "postgresql"
-        if not self.held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK])
-                self.held = cursor.fetchone()[0]
-        return self.held
-
-    def __exit__(self, *exc) -> None:
-        if self.held and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK])
 
 
 def apply_batch(size: int = BATCH) -> int:
@@ -141,7 +117,11 @@ def _waiting():
 def _apply(waiting) -> int:
     """Apply the reports ``waiting`` selects, in one transaction."""
     with transaction.atomic():
-        reports = list(waiting.select_for_update())
+        if connection.vendor == "postgresql":
+            # One batch at a time, each taking the oldest waiting: in the order received.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
+        reports = list(waiting)
         if not reports:
             return 0
         # One instance per client: the enterprises it serves are read once.

@@ -181,15 +181,21 @@ REGISTRATION_FIELDS = [
 EVENT_FIELDS = ["kind", "count", "last_at", "detail"]
 
 
-def _field_value(obj, name: str):
-    return getattr(obj, obj._meta.get_field(name).attname)
+def _attnames(objects: list, fields: list[str]) -> list[tuple[str, str]]:
+    """(name, attribute) of each field: a foreign key's value is held as ``<name>_id``."""
+    meta = objects[0]._meta
+    return [(name, meta.get_field(name).attname) for name in fields]
 
 
 def remember(objects, fields: list[str]) -> None:
     """Note what each object holds in the database now, so that writing it back sends
     only what changed."""
+    objects = list(objects)
+    if not objects:
+        return
+    names = _attnames(objects, fields)
     for obj in objects:
-        obj._stored = {name: _field_value(obj, name) for name in fields}
+        obj._stored = {name: getattr(obj, attname) for name, attname in names}
 
 
 def write_changes(model, objects, fields: list[str]) -> None:
@@ -198,10 +204,10 @@ def write_changes(model, objects, fields: list[str]) -> None:
     if not objects:
         return
     changed = []
-    for name in fields:
+    for name, attname in _attnames(objects, fields):
         for obj in objects:
             stored = getattr(obj, "_stored", None)
-            if stored is None or stored.get(name, _UNSET) != _field_value(obj, name):
+            if stored is None or stored.get(name, _UNSET) != getattr(obj, attname):
                 changed.append(name)
                 break
     if changed:
@@ -231,7 +237,9 @@ def _update(model, objects, names: list[str]) -> None:
     varying: list[tuple[Field, list]] = []  # the fields set per row, and their values
     for name in names:
         field = model._meta.get_field(name)
-        values = [field.get_db_prep_save(_field_value(obj, name), connection) for obj in objects]
+        values = [
+            field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objects
+        ]
         if all(value == values[0] for value in values[1:]):
             assignments.append(f"{quote(field.column)} = {placeholder(field)}")
             shared_params.append(values[0])

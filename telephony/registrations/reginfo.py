@@ -46,7 +46,6 @@ applies the same rules and limits, and gives an equal document for equivalent in
 The writer of such XML, for tests and benchmarks, is telephony/tests/reginfo_xml.py.
 """
 
-import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -127,8 +126,15 @@ class ReginfoDocument:
 
 
 def document_as_json(document: ReginfoDocument) -> dict[str, Any]:
-    """The document as JSON-ready data, to be kept until it is applied."""
-    return dataclasses.asdict(document)
+    """The document as JSON-ready data, to be kept until it is applied. (Its values are
+    immutable: no copies, unlike dataclasses.asdict, which took longer than parsing.)"""
+    return {
+        "version": document.version,
+        "state": document.state,
+        "registrations": [
+            {**vars(r), "contacts": [vars(c) for c in r.contacts]} for r in document.registrations
+        ],
+    }
 
 
 def document_from_json(data: dict[str, Any]) -> ReginfoDocument:
