@@ -7,9 +7,10 @@ worker applies the reports waiting, oldest first, up to BATCH in one transaction
 (ingest.apply_reports: each report whole or not at all, the version rules across the
 batch as if one came after the other), and keeps each outcome with its report. One
 batch is applied at a time (a PostgreSQL advisory lock held by its transaction), so
-reports apply in the order received. The ``sync`` worker runs it: woken after a report
-commits (at most one wake-up queued at a time) and every few seconds by beat, in case a
-wake-up was lost.
+reports apply in the order received, and a second worker woken meanwhile leaves at once:
+during a storm one process of the ``sync`` worker applies reports, the others stay free
+for the HSS pushes. It is woken after a report commits (at most one wake-up queued at a
+time) and every few seconds by beat, in case a wake-up was lost.
 """
 
 from __future__ import annotations
@@ -74,10 +75,17 @@ def _wake() -> None:
 
 def apply_waiting(budget_seconds: float = 60.0) -> int:
     """Apply the reports waiting, BATCH at a time, until none is left or the budget is
-    spent. How many were applied."""
+    spent; nothing if another worker is applying them (it looks again before it stops,
+    and this one frees its process for the other tasks of the queue). How many were
+    applied."""
     applied = 0
     deadline = time.monotonic() + budget_seconds
-    while time.monotonic() < deadline and (taken := apply_batch()):
+    while time.monotonic() < deadline:
+        taken = apply_batch()
+        if taken is None:
+            return applied
+        if not taken:
+            break
         applied += taken
     # From now on a report wakes a worker. One committed before found the wake-up still
     # queued (this one), and the budget may have run out: queue another for those.
@@ -87,10 +95,11 @@ def apply_waiting(budget_seconds: float = 60.0) -> int:
     return applied
 
 
-def apply_batch(size: int = BATCH) -> int:
+def apply_batch(size: int = BATCH) -> int | None:
     """Apply the oldest ``size`` reports waiting in one transaction and keep their
     outcomes. Should that fail, each is applied alone, so that one report the portal
-    cannot apply holds up no other. How many were taken."""
+    cannot apply holds up no other. How many were taken; None if another worker is
+    applying a batch."""
     try:
         return _apply(_waiting()[:size])
     except Exception:
@@ -98,7 +107,8 @@ def apply_batch(size: int = BATCH) -> int:
     taken = 0
     for report_id in list(_waiting().values_list("pk", flat=True)[:size]):
         try:
-            _apply(_waiting().filter(pk=report_id))
+            if _apply(_waiting().filter(pk=report_id)) is None:
+                break
         except Exception as exc:
             log.exception("registration report %s could not be applied", report_id)
             RegistrationReport.objects.filter(pk=report_id).update(
@@ -114,13 +124,16 @@ def _waiting():
     return RegistrationReport.objects.filter(state=State.PENDING).order_by("pk")
 
 
-def _apply(waiting) -> int:
-    """Apply the reports ``waiting`` selects, in one transaction."""
+def _apply(waiting) -> int | None:
+    """Apply the reports ``waiting`` selects, in one transaction; None if another
+    worker holds the lock."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # One batch at a time, each taking the oldest waiting: in the order received.
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK])
+                if not cursor.fetchone()[0]:
+                    return None
         reports = list(waiting)
         if not reports:
             return 0

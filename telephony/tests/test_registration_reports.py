@@ -188,3 +188,22 @@ def test_a_report_the_portal_cannot_apply_holds_up_no_other(
     assert failed["state"] == "refused"
     assert "could not apply" in failed["outcome"]["reason"]
     assert not Registration.objects.filter(identity=broken).exists()
+
+
+def test_a_second_worker_leaves_the_reports_to_the_one_applying_them(network, identity):
+    import psycopg2
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the lock is PostgreSQL's")
+    post_async(network, reginfo())
+    # Another worker's batch holds the lock (its own connection).
+    other = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [inbox.LOCK])
+        assert inbox.apply_batch() is None
+        assert inbox.apply_waiting() == 0
+        assert RegistrationReport.objects.get().state == RegistrationReport.State.PENDING
+    finally:
+        other.close()
+    assert inbox.apply_waiting() == 1
