@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0010_user_time_zone'),
-        ('telephony', '0014_call_record_id'),
+        ('telephony', '0015_import_problem_rows'),
     ]
 
     operations = [
