@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 State = RegistrationReport.State
 BATCH = 200
-# The wake-up queued: another report does not queue a second one until the worker
-# takes it (or this many seconds pass, should the worker not be there to take it).
+# The wake-up queued: another report does not queue a second one until a worker has
+# applied what waits (or this many seconds pass, should no worker be there).
 WAKE_KEY = "registration-reports:wake"
 WAKE_SECONDS = 5
 # The advisory lock that lets one batch be applied at a time (any fixed number).
