@@ -26,6 +26,7 @@ from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import Application
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
+from kernel import fragments
 from kernel.errors import RuleViolation
 from kernel.forms import filter_criteria
 from kernel.http import client_ip, object_id, safe_next_url
@@ -509,11 +510,22 @@ class CappedPaginator(Paginator):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def audit_list(request):
     filters = AuditFilterForm(request.GET or None)
-    events = selectors.audit_events(request.enterprise, **filter_criteria(filters))
-    page = CappedPaginator(events, PAGE_SIZE, cap=AUDIT_COUNT_CAP).get_page(request.GET.get("page"))
+
+    def parts() -> fragments.Parts:
+        events = selectors.audit_events(request.enterprise, **filter_criteria(filters))
+        paginator = CappedPaginator(events, PAGE_SIZE, cap=AUDIT_COUNT_CAP)
+        return fragments.render(
+            request,
+            {"filters": "includes/filters.html", "table": "accounts/includes/audit_page.html"},
+            {"filters": filters, "page": paginator.get_page(request.GET.get("page"))},
+        )
+
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"filters": filters, "page": page, "export_query": query.urlencode()}
+    context = {
+        "shown": fragments.cached(request, "audit", parts),
+        "export_query": query.urlencode(),
+    }
     return render(request, "accounts/audit_list.html", context)
 
 

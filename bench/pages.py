@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import requests
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from .common import PROXY_HEADERS, Context, session_cookie, session_headers
@@ -26,14 +26,16 @@ CONCURRENCY = (1, 16)
 GOAL_P95_MS = 150.0
 
 
-def query_count(path: str, cookie: str) -> int:
+def query_count(path: str, cookie: str, *, kept: bool = False) -> int:
     """The SQL queries one request for ``path`` makes (run in this process, against the
-    same database and code as the deployment)."""
+    same database and code as the deployment): rendering the page, or with ``kept`` served
+    from its kept fragment (kernel/fragments.py)."""
     client = Client()
     client.cookies["sessionid"] = cookie
-    client.get(path, headers=PROXY_HEADERS)  # warm: the first request fills caches
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(path, headers=PROXY_HEADERS)
+    with override_settings(PAGE_FRAGMENT_SECONDS=10 if kept else 0):
+        client.get(path, headers=PROXY_HEADERS)  # warm: the first request fills caches
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path, headers=PROXY_HEADERS)
     if response.status_code != 200:
         raise RuntimeError(f"{path} answered {response.status_code} in process")
     return len(captured.captured_queries)
@@ -58,10 +60,11 @@ def run(ctx: Context) -> Report:
         big_count, small_count = query_count(path, big), query_count(path, small)
         grows = big_count > small_count
         fixed = fixed and not grows
-        rows.append([name, path, small_count, big_count, "GROWS" if grows else "fixed"])
+        kept = query_count(path, big, kept=True)
+        rows.append([name, path, small_count, big_count, "GROWS" if grows else "fixed", kept])
     report.table(
-        "SQL queries per page (small enterprise vs big enterprise)",
-        ["page", "path", "small", "big", "with data"],
+        "SQL queries per page (small enterprise vs big enterprise; rendered, and kept)",
+        ["page", "path", "small", "big", "with data", "kept"],
         rows,
     )
     if not fixed:

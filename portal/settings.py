@@ -619,7 +619,8 @@ API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "1200/minute")  # per token or
 NETWORK_RATE_LIMIT = os.environ.get("NETWORK_RATE_LIMIT", "")  # per network client
 # Refused requests per address at /o/token/ (answered ones do not count).
 TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")
-# "callpath": the facts signing and verification decide on (kernel/generations.py).
+# "callpath": the facts signing and verification decide on (kernel/generations.py), and
+# rendered page fragments (kernel/fragments.py), both lapsed by the generations there.
 # Without Redis it is a dummy: a per-process copy could not be told of the worker's
 # changes, so every call reads the database then.
 if os.environ.get("CACHE_URL"):
@@ -645,6 +646,9 @@ else:
     }
 # How long a cached call fact may live unused; changes make it stale at once anyway.
 CALL_FACTS_CACHE_SECONDS = int(os.environ.get("CALL_FACTS_CACHE_SECONDS", "600"))
+# How old a cached page fragment (the lists, the admin home: kernel/fragments.py) may be
+# shown; recorded changes make it stale at once anyway. 0: every request renders.
+PAGE_FRAGMENT_SECONDS = int(os.environ.get("PAGE_FRAGMENT_SECONDS", "10"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enterprise IMS Portal API",

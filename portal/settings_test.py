@@ -46,3 +46,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # A worker started by such a test is given it in its environment.
 if "CALL_RECORD_STREAM_URL" not in os.environ:
     CALL_RECORD_STREAM_URL = ""
+
+# Pages are rendered for each request unless a test exercises the page fragments' cache
+# (kernel/fragments.py), so that a test sees rows it wrote straight to the database
+# (PAGE_FRAGMENT_SECONDS=10 runs the page tests with the cache, as deployed).
+PAGE_FRAGMENT_SECONDS = int(os.environ.get("PAGE_FRAGMENT_SECONDS", "0"))

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from accounts import selectors as account_selectors
 from accounts.models import Role
+from kernel import fragments
 from telephony import selectors as telephony_selectors
 
 from . import attention
@@ -30,23 +31,33 @@ def home(request):
         return redirect("admin:index")
     enterprise = request.enterprise
     if request.user.role in (Role.ADMIN, Role.HELPDESK):
-        sync_counts = telephony_selectors.sync_counts(enterprise)
-        figures = attention.figures(enterprise)
-        context = {
-            "attention": attention.needs_attention(enterprise, sync_counts, figures["calls"]),
-            "figures": figures,
-            "user_counts": account_selectors.user_counts(enterprise),
-            "pending_invitations": account_selectors.pending_invitations(enterprise).count(),
-            "sync_counts": sync_counts,
-            "recent_events": account_selectors.audit_events(enterprise)[:8],
-        }
+
+        def parts() -> fragments.Parts:
+            sync_counts = telephony_selectors.sync_counts(enterprise)
+            figures = attention.figures(enterprise)
+            context = {
+                "attention": attention.needs_attention(enterprise, sync_counts, figures["calls"]),
+                "figures": figures,
+                "user_counts": account_selectors.user_counts(enterprise),
+                "pending_invitations": account_selectors.pending_invitations(enterprise).count(),
+                "sync_counts": sync_counts,
+                "recent_events": account_selectors.audit_events(enterprise)[:8],
+                "enterprise": enterprise,
+                "operator_name": settings.OPERATOR_NAME,
+                "role": request.user.role,
+            }
+            return fragments.render(
+                request, {"body": "portal/includes/home_admin_body.html"}, context
+            )
+
+        context = {"shown": fragments.cached(request, "home", parts)}
         return render(request, "portal/home_admin.html", context)
-    context = {
+    own = {
         "identities": telephony_selectors.identities(enterprise, owner=request.user),
         "grants_given": telephony_selectors.grants_given(request.user).active(),
         "grants_received": telephony_selectors.grants_received(request.user).active(),
     }
-    return render(request, "portal/home_employee.html", context)
+    return render(request, "portal/home_employee.html", own)
 
 
 @never_cache

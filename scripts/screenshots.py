@@ -301,14 +301,14 @@ def import_csv() -> bytes:
 def import_csv_to_correct() -> bytes:
     """Six new drivers, two of them with a problem to correct."""
     return (
-        "email,full_name,services,tn\n"
-        "mia.keller@swift-delivery.example,Mia Keller,voice;video,\n"
-        "jonas.wolf@swift-delivery,Jonas Wolf,voice,\n"
-        "lena.hoffmann@swift-delivery.example,Lena Hoffmann,voice,\n"
-        "tim.becker@swift-delivery.example,Tim Becker,voice;hologram,\n"
-        "sara.koch@swift-delivery.example,Sara Koch,voice;video,\n"
-        "ben.richter@swift-delivery.example,Ben Richter,voice,\n"
-    ).encode()
+        b"email,full_name,services,tn\n"
+        b"mia.keller@swift-delivery.example,Mia Keller,voice;video,\n"
+        b"jonas.wolf@swift-delivery,Jonas Wolf,voice,\n"
+        b"lena.hoffmann@swift-delivery.example,Lena Hoffmann,voice,\n"
+        b"tim.becker@swift-delivery.example,Tim Becker,voice;hologram,\n"
+        b"sara.koch@swift-delivery.example,Sara Koch,voice;video,\n"
+        b"ben.richter@swift-delivery.example,Ben Richter,voice,\n"
+    )
 
 
 # --- The browser ----------------------------------------------------------------------------

@@ -291,6 +291,8 @@ def active_registrations_prefetch(
         "registrations",
         queryset=Registration.objects.active(now)
         .select_related("identity__number")
+        # What the device list shows of each (no impus and settings to decode).
+        .only("user_id", "label", "state", "identity__number__e164")
         .order_by("first_registered_at"),
         to_attr="active_registrations",
     )

@@ -26,6 +26,7 @@ from accounts.decorators import (
 )
 from accounts.models import Role, User
 from accounts.views import account_actions
+from kernel import fragments
 from kernel.errors import RuleViolation
 from kernel.forms import filter_criteria
 from kernel.http import is_htmx, safe_next_url
@@ -74,10 +75,17 @@ def _run(request, form, service, *, success=None, **kwargs):
 @enterprise_role_required(ADMIN_OR_HELPDESK)
 def employee_list(request):
     filters = EmployeeFilterForm(request.GET or None)
-    people = selectors.employees(request.enterprise, **filter_criteria(filters))
+
+    def parts() -> fragments.Parts:
+        people = selectors.employees(request.enterprise, **filter_criteria(filters))
+        return fragments.render(
+            request,
+            {"filters": "includes/filters.html", "table": "telephony/includes/employee_table.html"},
+            {"filters": filters, "page": paginate(request, people)},
+        )
+
     context = {
-        "filters": filters,
-        "page": paginate(request, people),
+        "shown": fragments.cached(request, "employees", parts),
         "bulk_actions": bulk_actions.actions_for(bulk_actions.EMPLOYEE_ACTIONS, request.user.role),
     }
     return render(request, "telephony/employee_list.html", context)
@@ -493,11 +501,19 @@ def grant_revoke(request, pk):
 def device_dashboard(request):
     """Every employee's active UEs; the table refreshes itself every few seconds."""
     filters = DeviceFilterForm(request.GET or None)
-    people = selectors.device_dashboard(request.enterprise, **filter_criteria(filters))
-    context = {"filters": filters, "page": paginate(request, people)}
+
+    def parts() -> fragments.Parts:
+        people = selectors.device_dashboard(request.enterprise, **filter_criteria(filters))
+        return fragments.render(
+            request,
+            {"filters": "includes/filters.html", "table": "telephony/includes/device_table.html"},
+            {"filters": filters, "page": paginate(request, people)},
+        )
+
+    shown = fragments.cached(request, "devices", parts)
     if is_htmx(request):
-        return render(request, "telephony/includes/device_table.html", context)
-    return render(request, "telephony/device_dashboard.html", context)
+        return HttpResponse(shown["table"])
+    return render(request, "telephony/device_dashboard.html", {"shown": shown})
 
 
 def _device_forms(request, registrations):
