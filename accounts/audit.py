@@ -177,8 +177,31 @@ def record(
     the few recorded acts that are not the enterprise's changes: signing in, taking
     the export, a person's own password and second factor, closing an import's books.
     """
-    if changes_enterprise:
-        actor.ensure_may_change(enterprise)
+    event = _event(actor, action, enterprise, target, changes, changes_enterprise)
+    _bump(actor, enterprise)
+    event.save(force_insert=True)
+    return event
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of ``record_many``."""
+
+    actor: Actor
+    enterprise: Enterprise | None
+    changes: dict[str, Any]
+
+
+def record_many(*, action: str, entries: list[Entry]) -> None:
+    """``record`` for many acts of one kind at once (one INSERT): for a service that
+    applies many requests in one transaction."""
+    events = [_event(e.actor, action, e.enterprise, None, e.changes, True) for e in entries]
+    for actor, enterprise in {(e.actor, e.enterprise) for e in entries}:
+        _bump(actor, enterprise)
+    AuditEvent.objects.bulk_create(events)
+
+
+def _bump(actor: Actor, enterprise: Enterprise | None) -> None:
     # Every change passes here, so here the call path's cached facts learn of it.
     # Operator staff's and the system's changes (number blocks, credentials, network
     # clients) may concern numbers no enterprise held before: every entry lapses.
@@ -186,7 +209,19 @@ def record(
         enterprise_id=enterprise.pk if enterprise is not None else None,
         operator=actor.enterprise is None and actor.network_client is None,
     )
-    return AuditEvent.objects.create(
+
+
+def _event(
+    actor: Actor,
+    action: str,
+    enterprise: Enterprise | None,
+    target: models.Model | None,
+    changes: dict[str, Any] | None,
+    changes_enterprise: bool,
+) -> AuditEvent:
+    if changes_enterprise:
+        actor.ensure_may_change(enterprise)
+    return AuditEvent(
         enterprise=enterprise,
         actor_kind=actor.kind,
         actor_user=actor.user,

@@ -3,6 +3,7 @@ bench data (make it first with ``make bench``), with the deployment's settings:
 
     python -m bench.profile page /devices/         # a page, as the big enterprise's admin
     python -m bench.profile reginfo                # registration reports (the storm's)
+    python -m bench.profile reginfo-async          # the same answered at once, then applied
     python -m bench.profile signing                # STI-AS
     python -m bench.profile verification           # STI-VS
     python -m bench.profile import 300             # a CSV import of 300 rows, in process
@@ -26,7 +27,9 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("what", choices=("page", "reginfo", "signing", "verification", "import"))
+    parser.add_argument(
+        "what", choices=("page", "reginfo", "reginfo-async", "signing", "verification", "import")
+    )
     parser.add_argument("arg", nargs="?", default="", help="the page's path, or import rows")
     parser.add_argument("-n", type=int, default=100, help="requests to profile (default 100)")
     parser.add_argument("--var-dir", default="var/bench")
@@ -43,7 +46,6 @@ def main(argv=None) -> int:
     from celery import current_app
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from pyinstrument import Profiler
 
     # Tasks go to the broker as in production; the queues are emptied at the end.
@@ -62,11 +64,13 @@ def main(argv=None) -> int:
         def request(i):
             return client.get(path, headers=PROXY_HEADERS)
     else:
-        if args.what == "reginfo":
+        if args.what.startswith("reginfo"):
             from .storm import plan
 
-            bodies, *_ = plan(args.n * 6, uuid.uuid4().hex[:8], random.Random(3))
+            bodies, *_ = plan(args.n * 12, uuid.uuid4().hex[:8], random.Random(3))
             path, kind = "/network/v1/reginfo", "application/reginfo+xml"
+            if args.what == "reginfo-async":
+                network["Prefer"] = "respond-async"
         else:
             from . import stir
 
@@ -81,30 +85,62 @@ def main(argv=None) -> int:
             )
 
     answer = request(0)
-    if answer.status_code != 200:
+    if answer.status_code not in (200, 202):
         print(f"{answer.status_code}: {answer.content[:500]!r}", file=sys.stderr)
         return 1
-    with CaptureQueriesContext(connection) as captured:
+    # Each request starts by emptying the connection's query log (Django's
+    # request_started), so the queries are collected as they run.
+    queries: list[tuple[float, str]] = []
+
+    def collect(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            queries.append((time.perf_counter() - started, sql))
+
+    with connection.execute_wrapper(collect):
         request(1)
-    # Taken now: every request clears the connection's query log when it starts.
-    queries = captured.captured_queries
-    profiler = Profiler(interval=0.0005)
-    started, cpu = time.perf_counter(), time.process_time()
-    profiler.start()
-    for i in range(2, args.n + 2):
-        request(i)
-    profiler.stop()
+    # First without the profiler, whose sampling costs CPU of its own, then with it.
     n = args.n
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(2, n + 2):
+        request(i)
     print(
         f"{args.what} {args.arg}: {(time.perf_counter() - started) / n * 1000:.1f} ms wall, "
         f"{(time.process_time() - cpu) / n * 1000:.1f} ms CPU per request, "
         f"{len(queries)} SQL queries"
     )
-    for query in queries:
-        print(f"  {float(query['time']) * 1000:6.1f} ms  {query['sql'][:110]}")
+    for seconds, sql in queries:
+        print(f"  {seconds * 1000:6.1f} ms  {sql[:110]}")
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for i in range(n + 2, 2 * n + 2):
+        request(i)
+    profiler.stop()
     print(profiler.output_text(unicode=True, color=False))
+    if args.what == "reginfo-async":
+        _apply_waiting(collect, queries)
     _empty_queues()
     return 0
+
+
+def _apply_waiting(collect, queries: list) -> None:
+    """What the worker spends on each report the requests above left waiting."""
+    from django.db import connection
+
+    from telephony.registrations import inbox
+
+    queries.clear()
+    started, cpu = time.perf_counter(), time.process_time()
+    with connection.execute_wrapper(collect):
+        applied = inbox.apply_waiting(budget_seconds=600)
+    print(
+        f"worker: {applied} reports in batches of up to {inbox.BATCH}: "
+        f"{(time.perf_counter() - started) / applied * 1000:.2f} ms wall, "
+        f"{(time.process_time() - cpu) / applied * 1000:.2f} ms CPU, "
+        f"{len(queries) / applied:.2f} SQL queries per report"
+    )
 
 
 def _profile_import(rows: int) -> int:

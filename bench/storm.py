@@ -1,15 +1,17 @@
 """Registration storm: the S-CSCF reports every UE of the big enterprise again, as after
 a core restart: RFC 3680 reginfo documents (one per identity, ``full`` state, every AoR
 of its implicit registration set with every device), POSTed to /network/v1/reginfo with
-the network client's credential by 32 concurrent clients, until the contact events sent
-reach the target (100,000 at full scale). Along the way one identity in ten gets a new
-device (the "already logged on" notice and its emails follow) and, in the second round,
-one in twenty drops one (a full document that no longer lists it ends it).
+the network client's credential and ``Prefer: respond-async`` by 32 concurrent clients,
+until the contact events sent reach the target (100,000 at full scale). Along the way one
+identity in ten gets a new device (the "already logged on" notice and its emails follow)
+and, in the second round, one in twenty drops one (a full document that no longer lists
+it ends it). The deployment's ``sync`` worker applies the documents in batches.
 
-Measured: contact events accepted per second (in documents answered 200), contacts
-applied per second (as the portal reports them), documents per second, accept latency,
-and nothing lost: every answer, the applied count against what the documents must
-apply, and each identity's active devices at the end against what was sent."""
+Measured: contact events accepted per second (in documents answered 202), contacts
+applied per second from the first document sent to the last one applied (as the outcomes
+report them), documents per second, accept latency, and nothing lost: every answer, every
+outcome, the applied count against what the documents must apply, and each identity's
+active devices at the end against what was sent."""
 
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ from .load import percentile, post_all
 from .report import Report
 
 CLIENTS = 32
-GOAL_APPLIED_PER_SECOND = 1000
+GOAL_APPLIED_PER_SECOND = 2000
+GOAL_ACCEPT_P99_MS = 200
+# How long the worker may take to apply what is left once the last document is answered.
+DRAIN_SECONDS = 600
 NEW_DEVICE_SHARE = 0.10
 DROP_SHARE = 0.05
 
@@ -148,9 +153,9 @@ def plan(target_events: int, run_id: str, rng: random.Random):
 
 
 def run(ctx: Context) -> Report:
-    from django.db.models import Count
+    from django.db.models import Count, Max
 
-    from telephony.models import Registration
+    from telephony.models import Registration, RegistrationReport
 
     target = ctx.scale.storm_events
     report = Report(
@@ -170,6 +175,7 @@ def run(ctx: Context) -> Report:
     headers = {
         "Authorization": f"Bearer {ctx.network_token}",
         "Content-Type": "application/reginfo+xml",
+        "Prefer": "respond-async",
         **PROXY_HEADERS,
     }
     with ctx.deployment("storm") as deployment:
@@ -177,13 +183,17 @@ def run(ctx: Context) -> Report:
         result = post_all(
             deployment.base_url, "/network/v1/reginfo", docs, clients=CLIENTS, headers=headers
         )
+        ok = [(i, a) for i, a in enumerate(result.answers) if a.status == 202]
+        kept = [json.loads(answer.body)["report"] for _, answer in ok]
+        waiting = _drain(kept)
         report.memory = deployment.memory.mb()
-    ok = [(i, a) for i, a in enumerate(result.answers) if a.status == 200]
-    failed = [a for a in result.answers if a.status != 200]
+    failed = [a for a in result.answers if a.status != 202]
     accepted_events = sum(events[i] for i, _ in ok)
-    applied = 0
-    for _, answer in ok:
-        applied += json.loads(answer.body)["applied"]
+    outcomes = RegistrationReport.objects.filter(pk__in=kept)
+    applied_outcomes = outcomes.filter(state=RegistrationReport.State.APPLIED)
+    applied = sum(o["applied"] for o in applied_outcomes.values_list("outcome", flat=True) if o)
+    refused = outcomes.filter(state=RegistrationReport.State.REFUSED).count()
+    last_applied = outcomes.aggregate(last=Max("applied_at"))["last"] or timezone.now()
     latencies = [a.seconds * 1000 for a in result.answers]
     # The end state: each identity's active devices, refreshed during the storm.
     held: dict[int, set[str]] = defaultdict(set)
@@ -198,18 +208,19 @@ def run(ctx: Context) -> Report:
     new_devices = Registration.objects.filter(
         identity_id__in=final, first_registered_at__gte=started_at
     ).aggregate(n=Count("pk"))["n"]
-    seconds = result.seconds
+    # Applied: from the first document sent to the last one applied.
+    seconds = max((last_applied - started_at).total_seconds(), result.seconds)
     report.table(
         "Throughput and latency",
         [
             *("documents", "contact events sent", "accepted/s", "applied/s", "documents/s"),
-            *("p50 ms", "p95 ms", "p99 ms", "non-200", "client errors"),
+            *("accept p50 ms", "accept p95 ms", "accept p99 ms", "non-202", "client errors"),
         ],
         [
             [
                 f"{len(docs):,}",
                 f"{sum(events):,}",
-                f"{accepted_events / seconds:,.0f}",
+                f"{accepted_events / result.seconds:,.0f}",
                 f"{applied / seconds:,.0f}",
                 f"{len(result.answers) / seconds:,.1f}",
                 f"{percentile(latencies, 50):.0f}",
@@ -224,7 +235,9 @@ def run(ctx: Context) -> Report:
         "Nothing lost",
         ["check", "expected", "found"],
         [
-            ["contacts applied (sum of the answers)", f"{expected_applied:,}", f"{applied:,}"],
+            ["documents waiting when the storm ended", 0, waiting],
+            ["documents refused", 0, refused],
+            ["contacts applied (sum of the outcomes)", f"{expected_applied:,}", f"{applied:,}"],
             ["active registrations at the end", f"{expected_active:,}", f"{active:,}"],
             ["identities whose devices differ from the last document", 0, mismatched],
             ["active registrations not refreshed by the storm", 0, stale],
@@ -233,6 +246,8 @@ def run(ctx: Context) -> Report:
     )
     lost = (
         failed
+        or waiting
+        or refused
         or result.errors
         or applied != expected_applied
         or active != expected_active
@@ -245,8 +260,27 @@ def run(ctx: Context) -> Report:
         applied / seconds >= GOAL_APPLIED_PER_SECOND,
         f"{applied / seconds:,.0f} applied/s over {seconds:.1f} s",
     )
+    p99 = percentile(latencies, 99)
+    report.goal(
+        f"accept p99 ≤ {GOAL_ACCEPT_P99_MS} ms",
+        p99 <= GOAL_ACCEPT_P99_MS,
+        f"{p99:.0f} ms at {CLIENTS} clients",
+    )
     web = report.memory.get("web worker", 0)
     report.goal("web worker peak RSS ≤ 250 MB", web <= 250, f"{web:.0f} MB")
     if failed:
         report.note(f"first refusal: {failed[0].status} {failed[0].body[:200]!r}")
     return report
+
+
+def _drain(reports: list[int]) -> int:
+    """Wait until the worker has applied every report kept; how many still wait."""
+    from telephony.models import RegistrationReport
+
+    waiting = RegistrationReport.objects.filter(
+        pk__in=reports, state=RegistrationReport.State.PENDING
+    )
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while (left := waiting.count()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

@@ -308,6 +308,7 @@ CELERY_TASK_ROUTES = {
     "telephony.tasks.sync_identities": {"queue": "sync"},
     "telephony.tasks.deregister_ue": {"queue": "sync"},
     "telephony.tasks.reconcile_hss": {"queue": "sync"},
+    "telephony.tasks.apply_registration_reports": {"queue": "sync"},
     "telephony.tasks.send_network_notice": {"queue": "notify"},
     "accounts.tasks.deliver_invitation": {"queue": "notify"},
     "accounts.tasks.email_notification": {"queue": "notify"},
@@ -323,6 +324,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
     },
     "registration-expiry": {"task": "telephony.tasks.expire_registrations", "schedule": 30.0},
+    "registration-reports": {
+        "task": "telephony.tasks.apply_registration_reports",
+        "schedule": 5.0,
+    },
     "invitation-sweep": {"task": "accounts.tasks.sweep_invitations", "schedule": 60.0},
     "call-record-retention": {"task": "telephony.tasks.purge_call_records", "schedule": 3600.0},
 }

@@ -6,7 +6,7 @@ from django.conf import settings
 from kernel import jsonrpc
 from telephony.identities import services, sync
 from telephony.identities.hss import HssTransientError
-from telephony.registrations import ingest, notices, records, signout, third_party
+from telephony.registrations import inbox, ingest, notices, records, signout, third_party
 from telephony.registrations.notify import NoticeError
 
 
@@ -140,6 +140,7 @@ def expire_registrations() -> int:
     return (
         records.expire_registrations()
         + ingest.prune_subscription_versions()
+        + inbox.prune()
         + third_party.prune_expired()
     )
 
@@ -149,6 +150,13 @@ def purge_call_records() -> int:
     from telephony.callauth import retention
 
     return retention.purge_call_records()
+
+
+@shared_task(ignore_result=True)
+def apply_registration_reports() -> int:
+    """Apply the registration reports answered asynchronously (woken by each, and
+    every few seconds by beat)."""
+    return inbox.apply_waiting()
 
 
 @shared_task(ignore_result=True)

@@ -38,7 +38,7 @@ from accounts.tests.factories import UserFactory, api_token
 from telephony.callauth import credentials
 from telephony.identities import services as telephony_services
 from telephony.models import CallRecord
-from telephony.registrations import ingest
+from telephony.registrations import inbox, ingest
 from telephony.registrations.reginfo import parse_registration_events
 from telephony.tests.factories import give_line, give_numbers, make_identity
 
@@ -132,6 +132,9 @@ def world(enterprise, admin, employee):
     )
     ingest.apply_report(actor=audit.Actor(network_client=client), client=client, document=document)
     registration = rob.registrations.get()
+    report = inbox.receive(
+        actor=audit.Actor(network_client=client), client=client, document=document
+    )
     call = CallRecord.objects.create(
         enterprise=enterprise,
         identity=rob,
@@ -154,6 +157,7 @@ def world(enterprise, admin, employee):
         "grants": [grant.pk],
         "registrations": [registration.pk],
         "call-records": [call.pk],
+        "reports": [report.pk],
     }
     return {
         "ids": ids,
@@ -168,7 +172,7 @@ BODY_REFERENCES = {"owner": "users", "grantee": "users", "user": "users", "ident
 
 
 def _resource(path: str) -> str:
-    return path.removeprefix("/api/v1/").split("/")[0]
+    return path.removeprefix("/api/v1/").removeprefix("/network/v1/").split("/")[0]
 
 
 def _cases(operation, world, mode):

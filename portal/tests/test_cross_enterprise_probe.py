@@ -223,6 +223,7 @@ def test_page_forms_refuse_another_enterprises_objects(
 MACHINE_ROUTES = {
     "network-reginfo": "telephony/tests/test_network.py::test_a_client_cannot_report_on_an_enterprise_it_does_not_serve",
     "network-registrations": f"{__name__}::test_network_json_events_for_another_enterprise_are_refused",
+    "network-report": "telephony/tests/test_registration_reports.py::test_a_report_of_an_enterprise_the_client_does_not_serve_is_refused_alone",
     "network-sip-register": "telephony/tests/test_third_party.py::test_an_impu_of_an_enterprise_the_client_does_not_serve_is_refused_and_never_listed",
     "network-sip-invite": "telephony/tests/test_sip_invite.py::test_a_client_signs_and_verifies_nothing_for_an_enterprise_it_does_not_serve",
     "network-stir-signing": "telephony/tests/test_calls.py::test_a_client_signs_only_for_enterprises_it_serves",

@@ -422,6 +422,7 @@ EXEMPT = {
     "network-ping": NETWORK,
     "network-reginfo": NETWORK,
     "network-registrations": NETWORK,
+    "network-report": NETWORK,
     "network-sip-register": NETWORK,
     "network-sip-invite": NETWORK,
     "network-stir-signing": NETWORK,

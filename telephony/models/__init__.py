@@ -10,6 +10,7 @@ from .registrations import (
     Registration,
     RegistrationEvent,
     RegistrationQuerySet,
+    RegistrationReport,
     ThirdPartyRegistration,
 )
 from .sync import IdentitySync, SimulatedHssOutage, SimulatedSubscription, SyncAttempt
@@ -30,6 +31,7 @@ __all__ = [
     "Registration",
     "RegistrationEvent",
     "RegistrationQuerySet",
+    "RegistrationReport",
     "SigningCredential",
     "SimLine",
     "SimulatedHssOutage",

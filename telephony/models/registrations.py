@@ -1,7 +1,7 @@
 """Active UEs: what the IMS core reports about registrations, kept per device, with
 each device's own settings, its history, and the notices sent towards clients."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Self
 
 from django.conf import settings
@@ -222,6 +222,45 @@ class ReginfoVersion(models.Model):
     def __str__(self):
         stream = f" ({self.subscription})" if self.subscription else ""
         return f"{self.aor}{stream} v{self.version}"
+
+
+class RegistrationReport(models.Model):
+    """A report the IMS core asked to be answered at once and applied later (HTTP's
+    ``Prefer: respond-async``): kept, as parsed, until a worker applies it together
+    with the others waiting, in the order received; then what became of it, for its
+    sender to read (``GET /network/v1/reports/<id>``) until RETENTION has passed."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to be applied"
+        APPLIED = "applied", "Applied"
+        REFUSED = "refused", "Refused, nothing applied"
+
+    RETENTION = timedelta(days=1)
+
+    client = models.ForeignKey("accounts.NetworkClient", on_delete=models.CASCADE, related_name="+")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    # The SIP edge's subscription it came in ("": none named).
+    subscription = models.CharField(max_length=255, blank=True, default="")
+    document = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    # What the synchronous answer would have said; {"reason": ...} when refused.
+    outcome = models.JSONField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The worker takes the oldest waiting; only they are in this index.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(state="pending"),
+                name="registration_report_pending",
+            ),
+            models.Index(fields=["received_at"], name="registration_report_received"),
+        ]
+
+    def __str__(self):
+        return f"report {self.pk} ({self.state})"
 
 
 class ThirdPartyRegistration(models.Model):

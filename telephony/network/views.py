@@ -5,8 +5,10 @@ Authenticated per network client; bodies are untrusted."""
 import uuid
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, serializers
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,7 +19,8 @@ from kernel.api import parsers as strict_json
 from kernel.api.errors import BodyTooLarge
 from kernel.api.schema import ApiErrorSerializer
 from kernel.ratelimit import NetworkRateThrottle
-from telephony.registrations import ingest, third_party
+from telephony.models import RegistrationReport
+from telephony.registrations import inbox, ingest, third_party
 from telephony.registrations.reginfo import (
     ReginfoDocument,
     ReginfoError,
@@ -123,6 +126,28 @@ class ApplyReportSerializer(serializers.Serializer):
     )
 
 
+class ReportAcceptedSerializer(serializers.Serializer):
+    report = serializers.IntegerField(help_text="The report's number.")
+    state = serializers.CharField(help_text="`pending`: kept, to be applied.")
+    location = serializers.CharField(help_text="Where its outcome is read (also `Location`).")
+
+
+class ReportOutcomeSerializer(serializers.Serializer):
+    report = serializers.IntegerField()
+    state = serializers.ChoiceField(
+        choices=RegistrationReport.State.values,
+        help_text="`pending` (not applied yet), `applied`, or `refused` (nothing applied).",
+    )
+    received_at = serializers.DateTimeField()
+    applied_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.JSONField(
+        allow_null=True,
+        help_text="Applied: what the synchronous answer says (`applied`, `new_devices`, "
+        "`ended`, `stale_aors`, `unknown_aors`, `full_state_needed_aors`); refused: "
+        "`reason`; pending: null.",
+    )
+
+
 class NetworkView(APIView):
     authentication_classes = [NetworkClientAuthentication]
     permission_classes = [IsNetworkClient]
@@ -136,13 +161,42 @@ class NetworkView(APIView):
         subscriptions = request.query_params.getlist("subscription")
         if len(subscriptions) > 1:
             raise exceptions.ParseError("A document belongs to one subscription: name one.")
+        subscription = subscriptions[0] if subscriptions else None
+        actor = Actor.from_request(request)
+        if prefers_async(request):
+            kept = inbox.receive(
+                actor=actor, client=request.auth, document=document, subscription=subscription
+            )
+            location = reverse("network-report", args=[kept.pk])
+            return Response(
+                {"report": kept.pk, "state": kept.state, "location": location},
+                status=202,
+                headers={"Location": location, "Preference-Applied": "respond-async"},
+            )
         report = ingest.apply_report(
-            actor=Actor.from_request(request),
-            client=request.auth,
-            document=document,
-            subscription=subscriptions[0] if subscriptions else None,
+            actor=actor, client=request.auth, document=document, subscription=subscription
         )
         return Response(report.as_dict())
+
+
+def prefers_async(request) -> bool:
+    """Whether the request's ``Prefer`` header (RFC 7240) asks for ``respond-async``."""
+    preferences = request.headers.get("Prefer", "").split(",")
+    return any(p.split(";")[0].strip().lower() == "respond-async" for p in preferences)
+
+
+PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    location=OpenApiParameter.HEADER,
+    description="`respond-async` (RFC 7240): answer 202 at once and apply the document "
+    "with the others waiting, in the order received; its outcome is read at `Location` "
+    "(`GET /network/v1/reports/{id}`) for a day. Without it, the document is applied "
+    "before the answer, which says what happened.",
+)
+ASYNC_ANSWER = {
+    202: OpenApiResponse(ReportAcceptedSerializer, description="Kept, with Prefer: respond-async")
+}
 
 
 SUBSCRIPTION = OpenApiParameter(
@@ -179,8 +233,8 @@ class ReginfoView(NetworkView):
         "for a body over the size limit, 403 when an AoR belongs to an enterprise this "
         "client does not serve.",
         request={"application/reginfo+xml": {"type": "string"}},
-        parameters=[SUBSCRIPTION],
-        responses={200: ApplyReportSerializer, **BODY_ERRORS},
+        parameters=[SUBSCRIPTION, PREFER],
+        responses={200: ApplyReportSerializer, **ASYNC_ANSWER, **BODY_ERRORS},
         examples=[OpenApiExample("Rob's phone", value=REGINFO_EXAMPLE, request_only=True)],
         tags=["network"],
     )
@@ -200,12 +254,37 @@ class RegistrationEventsView(NetworkView):
         '"retry_after", "callid", "cseq", "q", "instance", "display_name", "params", '
         '"pub_gruu", "temp_gruu", "user_agent", "access_network", "source_ip"}]}]}`.',
         request={"application/json": {"type": "object"}},
-        parameters=[SUBSCRIPTION],
-        responses={200: ApplyReportSerializer, **BODY_ERRORS},
+        parameters=[SUBSCRIPTION, PREFER],
+        responses={200: ApplyReportSerializer, **ASYNC_ANSWER, **BODY_ERRORS},
         tags=["network"],
     )
     def post(self, request):
         return self.apply(request)
+
+
+class ReportView(NetworkView):
+    @extend_schema(
+        operation_id="network_report",
+        summary="The outcome of a report answered asynchronously",
+        description="A report this client sent with `Prefer: respond-async`, for a day "
+        "after it came: `pending` until applied, then `applied` with what the synchronous "
+        "answer says, or `refused` (an AoR of an enterprise this client does not serve) with "
+        "the reason and nothing applied. Another client's report is a 404.",
+        responses={200: ReportOutcomeSerializer},
+        tags=["network"],
+    )
+    def get(self, request, pk: str):
+        # DRF's lookup: an id that is no number is not found either.
+        report = get_object_or_404(RegistrationReport.objects.all(), pk=pk, client=request.auth)
+        return Response(
+            {
+                "report": report.pk,
+                "state": report.state,
+                "received_at": report.received_at,
+                "applied_at": report.applied_at,
+                "outcome": report.outcome,
+            }
+        )
 
 
 class RegisterAnswerSerializer(serializers.Serializer):

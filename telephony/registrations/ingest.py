@@ -188,6 +188,20 @@ def device_key(contact: ContactInfo) -> str:
 # --- Applying a report ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Received:
+    """One report as the IMS core sent it: who sent it, and in which subscription (the
+    SIP edge's SUBSCRIBE dialog; None for an HTTP client that names none)."""
+
+    actor: Actor
+    client: NetworkClient
+    document: ReginfoDocument
+    subscription: str | None = None
+
+
+Outcome = ApplyReport | NotAllowed | RuleViolation
+
+
 def apply_report(
     *,
     actor: Actor,
@@ -195,47 +209,81 @@ def apply_report(
     document: ReginfoDocument,
     subscription: str | None = None,
 ) -> ApplyReport:
-    """Apply one report of the IMS core, whole or not at all.
+    """Apply one report of the IMS core, whole or not at all (apply_reports' rules);
+    raise its refusal."""
+    (outcome,) = apply_reports([Received(actor, client, document, subscription)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    Refused whole (NotAllowed) if any AoR belongs to an enterprise this client
-    does not serve. AoRs that name no identity are reported back, not guessed. Which
+
+def subscription_error(subscription: str | None) -> RuleViolation | None:
+    """Why a subscription the SIP edge names is refused; None if it is not."""
+    if subscription is None or SUBSCRIPTION_RE.fullmatch(subscription):
+        return None
+    return RuleViolation(
+        "The subscription must be 1 to 255 visible ASCII characters (a Call-ID).",
+        code="invalid_subscription",
+        field="subscription",
+    )
+
+
+def apply_reports(received: list[Received]) -> list[Outcome]:
+    """Apply reports of the IMS core in the order received, each whole or not at all,
+    in one transaction and a fixed number of queries however many there are: their
+    AoRs resolved, their streams' versions and their identities' registrations read and
+    locked together, every change written back in bulk. The outcome of each, in order.
+
+    A report is refused whole (NotAllowed) if any AoR belongs to an enterprise its
+    client does not serve, or (RuleViolation) for a malformed subscription; the others
+    apply regardless. AoRs that name no identity are reported back, not guessed. Which
     registrations apply is decided per AoR, or per AoR in the ``subscription`` the SIP
     edge names (a NOTIFY's dialog), by _fresh_registrations.
     """
-    if subscription is not None and not SUBSCRIPTION_RE.fullmatch(subscription):
-        raise RuleViolation(
-            "The subscription must be 1 to 255 visible ASCII characters (a Call-ID).",
-            code="invalid_subscription",
-            field="subscription",
-        )
-    report = ApplyReport()
+    outcomes: list[Outcome] = [
+        subscription_error(item.subscription) or ApplyReport() for item in received
+    ]
     now = timezone.now()
     with transaction.atomic():
-        identities = resolve_aors({r.aor for r in document.registrations})
-        report.unknown_aors = sorted({r.aor for r in document.registrations} - set(identities))
-        foreign = {
-            i.enterprise.name for i in identities.values() if not client.serves(i.enterprise)
-        }
-        if foreign:
-            raise NotAllowed(
-                f"This network client does not serve {', '.join(sorted(foreign))}: nothing applied."
-            )
-        fresh = _fresh_registrations(document, subscription, identities, report)
-        batch = _load(identities.values(), now)
-        ues = UeFacts(identities.values())
-        for info in fresh:
-            _apply_registration(batch, info, identities[info.aor], document.state, report, ues)
+        identities = resolve_aors({r.aor for item in received for r in item.document.registrations})
+        applying: list[tuple[Received, ApplyReport]] = []
+        for number, (item, outcome) in enumerate(zip(received, outcomes, strict=True)):
+            if not isinstance(outcome, ApplyReport):
+                continue
+            aors = {r.aor for r in item.document.registrations}
+            outcome.unknown_aors = sorted(aors - set(identities))
+            foreign = {
+                identities[aor].enterprise.name
+                for aor in aors & set(identities)
+                if not item.client.serves(identities[aor].enterprise)
+            }
+            if foreign:
+                outcomes[number] = NotAllowed(
+                    f"This network client does not serve {', '.join(sorted(foreign))}: "
+                    "nothing applied."
+                )
+            else:
+                applying.append((item, outcome))
+        fresh = _fresh_registrations(applying, identities, now)
+        known = {identities[info.aor] for infos in fresh for info in infos}
+        batch = _load(known, now)
+        ues = UeFacts(known)
+        for (item, outcome), infos in zip(applying, fresh, strict=True):
+            for info in infos:
+                identity = identities[info.aor]
+                _apply_registration(batch, info, identity, item.document.state, outcome, ues)
         write(batch)
         new_device_policy(batch)
-        _audit(actor, identities.values(), report)
-    return report
+        _audit(applying, identities)
+    return outcomes
 
 
 def _fresh_registrations(
-    document: ReginfoDocument, subscription: str | None, identities, report: ApplyReport
-):
-    """The document's registrations for known AoRs that apply, recording where each
-    AoR's stream stands (its row locked, so concurrent reports for it queue).
+    applying: list[tuple[Received, ApplyReport]], identities, now
+) -> list[list[RegistrationInfo]]:
+    """For each report, its registrations for known AoRs that apply, recording where
+    each AoR's stream stands (its row locked, so concurrent reports for it queue), in
+    the order received: a report's decision sees those of the reports before it.
 
     RFC 3680 numbers the documents of one subscription. When the SIP edge names the
     subscription a document came in, its versions are kept per (AoR, subscription):
@@ -261,60 +309,77 @@ def _fresh_registrations(
     - A ``partial`` document that is not newer is stale: skipped.
     - The first report for an AoR applies; if ``partial``, the AoR needs full state.
     """
-    known = [r for r in document.registrations if r.aor in identities]
-    aors = sorted({r.aor for r in known})
-    stream = subscription or ""
-    locked = ReginfoVersion.objects.select_for_update().filter(subscription=stream)
-    versions = {v.aor: v for v in locked.filter(aor__in=aors)}
-    missing = [aor for aor in aors if aor not in versions]
+    streams = {
+        (item.subscription or "", r.aor)
+        for item, _ in applying
+        for r in item.document.registrations
+        if r.aor in identities
+    }
+    if not streams:
+        return [[] for _ in applying]
+    # Rows are locked in one order (by id), so that batches sharing AoRs queue rather
+    # than deadlock; the filter may match a few more rows than the streams, harmlessly.
+    locked = ReginfoVersion.objects.select_for_update().order_by("pk")
+
+    def read(pairs) -> dict[tuple[str, str], ReginfoVersion]:
+        rows = locked.filter(subscription__in={s for s, _ in pairs}, aor__in={a for _, a in pairs})
+        return {(v.subscription, v.aor): v for v in rows if (v.subscription, v.aor) in pairs}
+
+    versions = read(streams)
+    missing = streams - set(versions)
     if missing:
         # A stream's first reports queue here too (an HTTP retry racing its original):
         # the second insert waits for the first transaction and then finds its row.
         ReginfoVersion.objects.bulk_create(
-            [ReginfoVersion(aor=aor, subscription=stream, version=None) for aor in missing],
+            [ReginfoVersion(aor=aor, subscription=stream, version=None) for stream, aor in missing],
             ignore_conflicts=True,
         )
-        versions.update((v.aor, v) for v in locked.filter(aor__in=missing))
+        versions.update(read(missing))
     remember(versions.values(), VERSION_FIELDS)
-    now = timezone.now()
     oldest = (now - REPLAY_WINDOW).timestamp()
-    full = document.state == "full"
-    # Without a subscription, a full document that is not newer is a new subscription's;
-    # within one, only a full document of the same version is still news.
-    restarts = full and subscription is None
-    fresh, needing = [], set()
-    for info in known:
-        digest = _digest(document, info)
-        seen = versions[info.aor]
-        if seen.version is None:  # the stream's first report
-            seen.full_state_needed = not full
-            seen.version = document.version
-        else:
-            seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
-            replay = any(entry[0] == digest for entry in seen.recent)
-            newer = document.version > seen.version
-            uncounted = full and document.version == seen.version
-            if replay or not (newer or restarts or uncounted):
-                report.stale.append(info.aor)
-                needing.add(seen)
-                if not replay:
-                    # Stale stays stale when it comes again, even after a new
-                    # subscription has lowered the AoR's version.
-                    seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+    fresh_of_reports = []
+    for item, report in applying:
+        document = item.document
+        full = document.state == "full"
+        # Without a subscription, a full document that is not newer is a new
+        # subscription's; within one, only a full document of the same version is news.
+        restarts = full and item.subscription is None
+        fresh, needing = [], set()
+        for info in document.registrations:
+            if info.aor not in identities:
                 continue
-            if full:
-                seen.full_state_needed = False
-            elif document.version > seen.version + 1:
-                seen.full_state_needed = True
-            seen.version = document.version
-        seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
-        seen.updated_at = now
-        needing.add(seen)
-        fresh.append(info)
+            digest = _digest(document, info)
+            seen = versions[(item.subscription or "", info.aor)]
+            if seen.version is None:  # the stream's first report
+                seen.full_state_needed = not full
+                seen.version = document.version
+            else:
+                seen.recent = [entry for entry in seen.recent if entry[1] >= oldest]
+                replay = any(entry[0] == digest for entry in seen.recent)
+                newer = document.version > seen.version
+                uncounted = full and document.version == seen.version
+                if replay or not (newer or restarts or uncounted):
+                    report.stale.append(info.aor)
+                    needing.add(seen)
+                    if not replay:
+                        # Stale stays stale when it comes again, even after a new
+                        # subscription has lowered the AoR's version.
+                        seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+                    continue
+                if full:
+                    seen.full_state_needed = False
+                elif document.version > seen.version + 1:
+                    seen.full_state_needed = True
+                seen.version = document.version
+            seen.recent = [*seen.recent, [digest, now.timestamp()]][-REPLAY_MEMORY:]
+            seen.updated_at = now
+            needing.add(seen)
+            fresh.append(info)
+        report.stale = sorted(set(report.stale))
+        report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
+        fresh_of_reports.append(fresh)
     write_changes(ReginfoVersion, list(versions.values()), VERSION_FIELDS)
-    report.stale = sorted(set(report.stale))
-    report.full_state_needed = sorted(v.aor for v in needing if v.full_state_needed)
-    return fresh
+    return fresh_of_reports
 
 
 def prune_subscription_versions(limit: int = 5000) -> int:
@@ -434,8 +499,8 @@ def _ended_after(reg: Registration, contact: ContactInfo) -> bool:
 def _bound_to(batch: Batch, identity: Identity, aor: str) -> list[Registration]:
     return [
         reg
-        for (identity_id, _), reg in batch.registrations.items()
-        if identity_id == identity.pk and reg.state != State.ENDED and aor in reg.impus
+        for reg in batch.by_identity.get(identity.pk, ())
+        if reg.state != State.ENDED and aor in reg.impus
     ]
 
 
@@ -458,10 +523,8 @@ def _record_for(batch: Batch, identity: Identity, contact: ContactInfo) -> Regis
     return next(
         (
             reg
-            for (identity_id, _), reg in batch.registrations.items()
-            if identity_id == identity.pk
-            and reg.state != State.ENDED
-            and reg.contact_uri == contact.uri
+            for reg in batch.by_identity.get(identity.pk, ())
+            if reg.state != State.ENDED and reg.contact_uri == contact.uri
         ),
         None,
     )
@@ -480,8 +543,7 @@ def _bind(
             device_key=device_key(contact),
             first_registered_at=now,
         )
-        batch.registrations[(identity.pk, reg.device_key)] = reg
-        batch.new.append(reg)
+        batch.add(reg)
     # A record just made has no expiry yet; an ended or lapsed one starts over.
     was_ended = reg.state == State.ENDED or reg.expires_at is None or reg.expires_at <= now
     if was_ended:
@@ -569,18 +631,21 @@ def _unbind(
     batch.touch(reg)
 
 
-def _audit(actor: Actor, identities, report: ApplyReport) -> None:
-    if not report.applied:
-        return
-    for enterprise_id in {i.enterprise_id for i in identities}:
-        enterprise = next(i.enterprise for i in identities if i.enterprise_id == enterprise_id)
-        audit.record(
-            actor=actor,
-            action="registration.reported",
-            enterprise=enterprise,
-            changes={
-                "contacts": [None, report.applied],
-                "new_devices": [None, report.new_devices],
-                "ended": [None, report.ended],
-            },
-        )
+def _audit(applying: list[tuple[Received, ApplyReport]], identities) -> None:
+    """A row per report that changed something, for each enterprise it spoke of."""
+    entries = []
+    for item, report in applying:
+        if not report.applied:
+            continue
+        enterprises = {
+            identities[r.aor].enterprise_id: identities[r.aor].enterprise
+            for r in item.document.registrations
+            if r.aor in identities
+        }
+        changes = {
+            "contacts": [None, report.applied],
+            "new_devices": [None, report.new_devices],
+            "ended": [None, report.ended],
+        }
+        entries += [audit.Entry(item.actor, e, changes) for e in enterprises.values()]
+    audit.record_many(action="registration.reported", entries=entries)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from telephony.models import (
@@ -34,6 +34,20 @@ class Batch:
     changed: set[int] = field(default_factory=set)
     events: list[tuple[Registration, str, str]] = field(default_factory=list)
     new_devices: list[Registration] = field(default_factory=list)
+    # The registrations of each identity, so that a report of many identities finds
+    # an identity's devices without passing everyone's.
+    by_identity: dict[int, list[Registration]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_identity = {}
+        for reg in self.registrations.values():
+            self.by_identity.setdefault(reg.identity_id, []).append(reg)
+
+    def add(self, reg: Registration) -> None:
+        """A registration made by this change."""
+        self.registrations[(reg.identity_id, reg.device_key)] = reg
+        self.by_identity.setdefault(reg.identity_id, []).append(reg)
+        self.new.append(reg)
 
     def record(self, reg: Registration, kind: str, detail: str = "") -> None:
         self.events.append((reg, kind, detail))
@@ -67,15 +81,16 @@ def write(batch: Batch) -> None:
     Registration.objects.bulk_create(batch.new)
     remember(batch.new, REGISTRATION_FIELDS)
     new_events: list[RegistrationEvent] = []
-    folded: list[RegistrationEvent] = []
+    # Events to write back, by identity (a model instance equals any other without a
+    # primary key, and comparing many is slow).
+    folded: dict[int, RegistrationEvent] = {}
     dropped: list[int] = []  # events folded into the flapping record before them
     for reg, kind, detail in batch.events:
         last = reg.last_event
         if last is not None and last.kind == kind and kind != Kind.REGISTERED:
             last.count += 1
             last.last_at = batch.now
-            if last not in folded:
-                folded.append(last)
+            folded[id(last)] = last
             continue
         if (
             kind == Kind.FLAPPING
@@ -95,9 +110,10 @@ def write(batch: Batch) -> None:
         new_events.append(event)
         reg.last_event = event
     RegistrationEvent.objects.bulk_create(new_events)
-    write_changes(RegistrationEvent, folded, EVENT_FIELDS)
+    write_changes(RegistrationEvent, list(folded.values()), EVENT_FIELDS)
     RegistrationEvent.objects.filter(pk__in=dropped).delete()
-    touched = [r for r in batch.registrations.values() if r.pk in batch.changed or r in batch.new]
+    new = {id(r) for r in batch.new}
+    touched = [r for r in batch.registrations.values() if r.pk in batch.changed or id(r) in new]
     for reg in touched:
         reg.last_event_id = reg.last_event.pk if reg.last_event else None
     write_changes(Registration, touched, REGISTRATION_FIELDS)
@@ -107,7 +123,7 @@ def _fold_flap(
     reg: Registration,
     drop: RegistrationEvent,
     now: datetime,
-    folded: list[RegistrationEvent],
+    folded: dict[int, RegistrationEvent],
     dropped: list[int],
 ) -> RegistrationEvent:
     """A UE back within the flap window: its drop and return join the flapping record
@@ -125,14 +141,13 @@ def _fold_flap(
     ):
         before.count += 1
         before.last_at = now
-        folded.append(before)
+        folded[id(before)] = before
         dropped.append(drop.pk)
         return before
     drop.kind = Kind.FLAPPING
     drop.detail = "dropped and came back"
     drop.last_at = now
-    if drop not in folded:
-        folded.append(drop)
+    folded[id(drop)] = drop
     return drop
 
 
@@ -166,51 +181,89 @@ REGISTRATION_FIELDS = [
 EVENT_FIELDS = ["kind", "count", "last_at", "detail"]
 
 
-def _field_value(obj, name: str):
-    return getattr(obj, obj._meta.get_field(name).attname)
+def _attnames(objects: list, fields: list[str]) -> list[tuple[str, str]]:
+    """(name, attribute) of each field: a foreign key's value is held as ``<name>_id``."""
+    meta = objects[0]._meta
+    return [(name, meta.get_field(name).attname) for name in fields]
 
 
 def remember(objects, fields: list[str]) -> None:
     """Note what each object holds in the database now, so that writing it back sends
     only what changed."""
+    objects = list(objects)
+    if not objects:
+        return
+    names = _attnames(objects, fields)
     for obj in objects:
-        obj._stored = {name: _field_value(obj, name) for name in fields}
+        obj._stored = {name: getattr(obj, attname) for name, attname in names}
 
 
 def write_changes(model, objects, fields: list[str]) -> None:
     """Write back what changed on ``objects`` since ``remember`` (every field of an
-    object read without it), in one UPDATE however many there are: a value the objects
-    share is set as it is, others per row (CASE).
-
-    Django's bulk_update would build a CASE of every object for every field: for a
-    registration's 23 fields that was most of the time a report took, though a refresh
-    changes two or three of them."""
+    object read without it), in one UPDATE however many there are."""
     if not objects:
         return
     changed = []
-    for name in fields:
+    for name, attname in _attnames(objects, fields):
         for obj in objects:
             stored = getattr(obj, "_stored", None)
-            if stored is None or stored.get(name, _UNSET) != _field_value(obj, name):
+            if stored is None or stored.get(name, _UNSET) != getattr(obj, attname):
                 changed.append(name)
                 break
     if changed:
-        assignments: dict[str, Value | Case] = {}
-        for name in changed:
-            field = model._meta.get_field(name)
-            values = [_field_value(obj, name) for obj in objects]
-            if all(value == values[0] for value in values[1:]):
-                assignments[field.attname] = Value(values[0], output_field=field)
-            else:
-                assignments[field.attname] = Case(
-                    *(
-                        When(pk=obj.pk, then=Value(value, output_field=field))
-                        for obj, value in zip(objects, values, strict=True)
-                    ),
-                    output_field=field,
-                )
-        model.objects.filter(pk__in=[obj.pk for obj in objects]).update(**assignments)
+        _update(model, objects, changed)
     remember(objects, fields)
+
+
+def _update(model, objects, names: list[str]) -> None:
+    """``UPDATE``: a value the objects share is set as it is, the others per row from a
+    ``VALUES`` list joined on the primary key.
+
+    Written out rather than built by the ORM: Django's bulk_update (and the CASE it
+    builds, one condition and value per object and field, each compiled as an
+    expression) took most of a report's time, and grew with the reports applied
+    together."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk = model._meta.pk
+    # PostgreSQL types the values of a VALUES list by themselves: each needs a cast.
+    cast = connection.vendor == "postgresql"
+
+    def placeholder(field) -> str:
+        return f"%s::{field.db_type(connection)}" if cast else "%s"
+
+    assignments: list[str] = []
+    shared_params: list = []
+    varying: list[tuple[Field, list]] = []  # the fields set per row, and their values
+    for name in names:
+        field = model._meta.get_field(name)
+        values = [
+            field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objects
+        ]
+        if all(value == values[0] for value in values[1:]):
+            assignments.append(f"{quote(field.column)} = {placeholder(field)}")
+            shared_params.append(values[0])
+        else:
+            # The rows' values are VALUES' columns column2, column3, … (column1: the key).
+            assignments.append(f"{quote(field.column)} = v.column{len(varying) + 2}")
+            varying.append((field, values))
+    params = list(shared_params)
+    if varying:
+        row = f"({', '.join(placeholder(f) for f in [pk] + [f for f, _ in varying])})"
+        rows = []
+        for number, obj in enumerate(objects):
+            rows.append(row)
+            params += [obj.pk, *(values[number] for _, values in varying)]
+        sql = (
+            f"UPDATE {table} SET {', '.join(assignments)} FROM (VALUES {', '.join(rows)}) AS v "  # noqa: S608 - names from the model; the values are parameters
+            f"WHERE {table}.{quote(pk.column)} = v.column1"
+        )
+    else:
+        keys = ", ".join([placeholder(pk)] * len(objects))
+        sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {quote(pk.column)} IN ({keys})"  # noqa: S608 - names from the model; the values are parameters
+        params += [obj.pk for obj in objects]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 _UNSET = object()

@@ -125,6 +125,38 @@ class ReginfoDocument:
     registrations: tuple[RegistrationInfo, ...]
 
 
+def document_as_json(document: ReginfoDocument) -> dict[str, Any]:
+    """The document as JSON-ready data, to be kept until it is applied. (Its values are
+    immutable: no copies, unlike dataclasses.asdict, which took longer than parsing.)"""
+    return {
+        "version": document.version,
+        "state": document.state,
+        "registrations": [
+            {**vars(r), "contacts": [vars(c) for c in r.contacts]} for r in document.registrations
+        ],
+    }
+
+
+def document_from_json(data: dict[str, Any]) -> ReginfoDocument:
+    """The document document_as_json kept: equal to the one parsed."""
+    return ReginfoDocument(
+        version=data["version"],
+        state=data["state"],
+        registrations=tuple(
+            RegistrationInfo(
+                element_id=r["element_id"],
+                aor=r["aor"],
+                state=r["state"],
+                contacts=tuple(
+                    ContactInfo(**{**c, "params": tuple(tuple(p) for p in c["params"])})
+                    for c in r["contacts"]
+                ),
+            )
+            for r in data["registrations"]
+        ),
+    )
+
+
 # --- Field rules, shared by the XML and the JSON parser ----------------------------------
 
 # Characters XML 1.0 cannot carry, not even as references. JSON can, so they are refused
