@@ -190,12 +190,13 @@ class Entry:
     actor: Actor
     enterprise: Enterprise | None
     changes: dict[str, Any]
+    target: models.Model | None = None
 
 
 def record_many(*, action: str, entries: list[Entry]) -> None:
     """``record`` for many acts of one kind at once (one INSERT): for a service that
     applies many requests in one transaction."""
-    events = [_event(e.actor, action, e.enterprise, None, e.changes, True) for e in entries]
+    events = [_event(e.actor, action, e.enterprise, e.target, e.changes, True) for e in entries]
     for actor, enterprise in {(e.actor, e.enterprise) for e in entries}:
         _bump(actor, enterprise)
     AuditEvent.objects.bulk_create(events)

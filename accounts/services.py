@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -61,9 +62,13 @@ def ensure_may_change(actor: Actor, enterprise: Enterprise | None) -> None:
     actor.ensure_may_change(enterprise)
 
 
-def _full_clean(obj: models.Model, exclude: list[str] | None = None) -> None:
+def _full_clean(
+    obj: models.Model, exclude: list[str] | None = None, *, unique: bool = True
+) -> None:
+    """``full_clean`` as one RuleViolation. ``unique=False`` leaves uniqueness and the
+    table's constraints to a check the caller made (and to the database)."""
     try:
-        obj.full_clean(exclude=exclude)
+        obj.full_clean(exclude=exclude, validate_unique=unique, validate_constraints=unique)
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
         raise RuleViolation(
@@ -141,6 +146,12 @@ def _ensure_address_free(
         raise RuleViolation(message, code="duplicate", field="email")
 
 
+def normalised_email(email: str) -> str:
+    """An address as accounts keep it: lower case."""
+    address: str = User.objects.normalize_email(email)
+    return address.strip().lower()
+
+
 @transaction.atomic
 def user_invite(
     *,
@@ -154,8 +165,17 @@ def user_invite(
     """Create an invited user and email them a one-time link to set a password (or,
     with ``send_invitation=False``, leave the invitation for an admin to send later)."""
     ensure_may_change(actor, enterprise)
-    email = User.objects.normalize_email(email).strip().lower()
+    email = normalised_email(email)
     _ensure_address_free(enterprise, email)
+    user = new_member(enterprise=enterprise, email=email, full_name=full_name, role=role)
+    members_invited(actor=actor, enterprise=enterprise, users=[user], send=send_invitation)
+    return user
+
+
+def new_member(*, enterprise: Enterprise, email: str, full_name: str, role: str) -> User:
+    """An invited member of the enterprise, checked, not saved yet. Its address is
+    normalised and free: the caller has looked (``_ensure_address_free``, or one query
+    for many addresses)."""
     if role not in Role.values:
         raise RuleViolation(f"Unknown role {role!r}.", field="role")
     user = User(
@@ -166,18 +186,28 @@ def user_invite(
         status=User.Status.INVITED,
     )
     user.set_unusable_password()
-    _full_clean(user, exclude=["password"])
-    user.save()
-    audit.record(
-        actor=actor,
-        action="user.invited",
-        enterprise=enterprise,
-        target=user,
-        changes=audit.diff({}, audit.snapshot(user, USER_FIELDS)),
-    )
-    if send_invitation:
-        _new_invitation(actor=actor, user=user)
+    _full_clean(user, exclude=["password"], unique=False)
     return user
+
+
+def members_invited(*, actor: Actor, enterprise: Enterprise, users: list[User], send: bool) -> None:
+    """Save new members (``new_member``) with their audit rows, in one INSERT each, and
+    their invitations, sent in batches once the transaction commits (with ``send``)."""
+    User.objects.bulk_create(users)
+    audit.record_many(
+        action="user.invited",
+        entries=[
+            audit.Entry(
+                actor,
+                enterprise,
+                audit.diff({}, audit.snapshot(user, USER_FIELDS)),
+                target=user,
+            )
+            for user in users
+        ],
+    )
+    if send:
+        _new_invitations(actor=actor, users=users)
 
 
 def _revoke_open_invitations(user: User) -> int:
@@ -188,16 +218,30 @@ def _revoke_open_invitations(user: User) -> int:
 
 
 def _new_invitation(*, actor: Actor, user: User) -> Invitation:
-    deliver_invitation = enqueue.task("accounts.tasks.deliver_invitation")
+    return _new_invitations(actor=actor, users=[user])[0]
 
-    invitation = Invitation.objects.create(
-        enterprise=user.member_of,
-        user=user,
-        created_by=actor.user,
-        expires_at=Invitation.default_expiry(),
+
+# Invitations one task emails: a file's thousands go out without a task each.
+INVITATION_BATCH = 50
+
+
+def _new_invitations(*, actor: Actor, users: list[User]) -> list[Invitation]:
+    deliver_invitations = enqueue.task("accounts.tasks.deliver_invitations")
+
+    invitations = Invitation.objects.bulk_create(
+        Invitation(
+            enterprise=user.member_of,
+            user=user,
+            created_by=actor.user,
+            expires_at=Invitation.default_expiry(),
+        )
+        for user in users
     )
-    transaction.on_commit(lambda: deliver_invitation.delay(invitation.pk), robust=True)
-    return invitation
+    ids = [invitation.pk for invitation in invitations]
+    for start in range(0, len(ids), INVITATION_BATCH):
+        batch = ids[start : start + INVITATION_BATCH]
+        transaction.on_commit(partial(deliver_invitations.delay, batch), robust=True)
+    return invitations
 
 
 @transaction.atomic

@@ -19,6 +19,17 @@ def deliver_invitation(invitation_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def deliver_invitations(invitation_ids: list[int]) -> None:
+    """Email a batch of invitations. One the mail server does not take goes on in a
+    retrying task of its own, so the rest of the batch is not held up or sent twice."""
+    for invitation_id in invitation_ids:
+        try:
+            services.invitation_deliver(invitation_id=invitation_id)
+        except OSError:
+            deliver_invitation.delay(invitation_id)
+
+
+@shared_task(ignore_result=True)
 def sweep_invitations() -> int:
     return services.invitations_sweep()
 

@@ -311,6 +311,7 @@ CELERY_TASK_ROUTES = {
     "telephony.tasks.apply_registration_reports": {"queue": "sync"},
     "telephony.tasks.send_network_notice": {"queue": "notify"},
     "accounts.tasks.deliver_invitation": {"queue": "notify"},
+    "accounts.tasks.deliver_invitations": {"queue": "notify"},
     "accounts.tasks.email_notification": {"queue": "notify"},
     "telephony.tasks.run_import": {"queue": "bulk"},
 }

@@ -36,7 +36,7 @@ from kernel.tenancy import get_for_enterprise_or_404
 from telephony import selectors
 from telephony.bulk import actions as bulk_actions
 from telephony.callauth import credentials, signing
-from telephony.identities import services
+from telephony.identities import onboarding, services
 from telephony.inventory import numbers
 from telephony.registrations import signout
 from telephony.registrations.device_settings import registration_update_settings
@@ -100,7 +100,7 @@ def employee_onboard(request):
     existing = None
     if request.method == "POST" and form.is_valid():
         try:
-            existing = services.existing_member(request.enterprise, form.cleaned_data["email"])
+            existing = onboarding.existing_member(request.enterprise, form.cleaned_data["email"])
         except RuleViolation as exc:
             form.add_rule_violation(exc)
         else:

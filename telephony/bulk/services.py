@@ -3,9 +3,9 @@
 An import is previewed first: the whole file is checked against the enterprise's
 contract and inventory in a fixed handful of set-based queries, and every row's problem
 is listed, without writing a domain row. Once an admin starts it, a worker applies it
-chunk by chunk: each chunk is one short transaction that onboards its rows (each in a
-savepoint, so a failing row is recorded and skipped) and advances the job's
-``next_row``. The site never waits on one giant transaction, and a redelivered task
+chunk by chunk: each chunk is one short transaction that onboards its rows together
+(``telephony.identities.onboarding``: a row a rule refuses is recorded and skipped) and
+advances the job's ``next_row``. The site never waits on one giant transaction, and a redelivered task
 resumes exactly where the last committed chunk ended.
 
 The export writes the same column names, so an exported file can be edited and
@@ -34,7 +34,7 @@ from accounts.audit import Actor
 from accounts.models import Enterprise, Role, Service, ServiceContract, User
 from kernel import csvfile, enqueue
 from kernel.errors import RuleViolation
-from telephony.identities import services as telephony_services
+from telephony.identities import onboarding, rules
 from telephony.identities.hss import backend as hss_backend
 from telephony.inventory import numbers
 from telephony.inventory import services as inventory
@@ -123,9 +123,7 @@ class Row:
 
     @property
     def normalised_email(self) -> str:
-        # As accounts.services.user_invite stores it.
-        email: str = User.objects.normalize_email(self.email)
-        return email.strip().lower()
+        return account_services.normalised_email(self.email)
 
     @property
     def role_value(self) -> str:
@@ -314,12 +312,10 @@ class _Preview:
         if not row.services.strip() and not all(map(self.contract.allows, DEFAULT_SERVICES)):
             say("Name the services: the contract does not include the default, Voice.")
         else:
-            self._try(say, telephony_services.clean_services, self.contract, row.service_list)
+            self._try(say, rules.clean_services, self.contract, row.service_list)
         if row.full_name or row.display_name:
-            display_name = row.display_name or telephony_services.default_display_name(
-                row.full_name
-            )
-            self._try(say, telephony_services.clean_display_name, display_name)
+            display_name = row.display_name or rules.default_display_name(row.full_name)
+            self._try(say, rules.clean_display_name, display_name)
         if row.tn:
             parsed = self._try(say, numbers.parse_tn, row.tn)
             if parsed:
@@ -330,7 +326,7 @@ class _Preview:
                 self.imsis[row.row] = imsi
         elif self.hss.requires_line:
             say("The operator's HSS needs a SIM line for every identity: give an IMSI.")
-        alias = self._try(say, telephony_services.clean_alias_syntax, row.alias)
+        alias = self._try(say, rules.clean_alias_syntax, row.alias)
         if alias and not self.hss.supports_aliases:
             say("The operator's HSS cannot hold alias identities; leave the alias empty.")
 
@@ -478,7 +474,7 @@ def import_preview(
     """Check every row of an uploaded file and keep the file with the problems found,
     creating no employee or identity. A file that cannot be read, or an enterprise
     that may not create identities now, raises RuleViolation and keeps nothing."""
-    contract = telephony_services.ensure_may_provision(actor, enterprise)
+    contract = rules.ensure_may_provision(actor, enterprise)
     rows = parse(csv_text)
     preview = _Preview(enterprise, contract, rows).run()
     job = ImportJob.objects.create(
@@ -635,10 +631,7 @@ def run_import_job(job_id: int) -> None:
                 if not _creator_may_import(job):
                     _stop(locked, f"{job.created_by} is no longer an active admin.", last_row)
                     return
-                applied = [row for row in chunk if row.row not in left_out]
-                planned = plan_free_numbers(locked.enterprise, applied)
-                for row in applied:
-                    _apply(locked, row, actor, planned.get(row.row, ""))
+                _apply(locked, [row for row in chunk if row.row not in left_out], actor)
                 locked.next_row = position + len(chunk)
                 locked.save(
                     update_fields=[
@@ -698,13 +691,8 @@ def _creator_may_import(job: ImportJob) -> bool:
 
 
 def _next_free_numbers(enterprise: Enterprise, chunk: list[Row]) -> dict[int, str]:
-    """{row: number} for the chunk's rows that name no TN: the enterprise's next free
-    numbers (oldest block, lowest number) in file order, read in one query.
-
-    Onboarding row by row would look for the next free number once per row, and that
-    search passes every number already given out: an import of 10,000 rows spent most
-    of its time there. A row then asks for its planned number like a row that names
-    one; if it is gone by then, it takes the next free one after all (see _apply)."""
+    """{row: number} for the rows that name no TN: the enterprise's next free numbers
+    (oldest block, lowest number) in file order as of now, read in one query."""
     needing = [row.row for row in chunk if not row.tn]
     if not needing:
         return {}
@@ -717,50 +705,58 @@ def _next_free_numbers(enterprise: Enterprise, chunk: list[Row]) -> dict[int, st
     return dict(zip(needing, free, strict=False))
 
 
-# Named seams, the steps of a delivery that a test stands in for: locking the job for a
-# chunk (another delivery may have gone on meanwhile) and planning the chunk's free
-# numbers (another admin may take one before its row does). Called through these names.
+# A named seam, a step of a delivery that a test stands in for: locking the job for a
+# chunk (another delivery may have gone on meanwhile). Called through this name.
 lock_job = _locked
-plan_free_numbers = _next_free_numbers
 
 
-def _apply(job: ImportJob, row: Row, actor: Actor, planned_tn: str = "") -> None:
-    """Onboard one row in a savepoint; a refused row is recorded and skipped. A row
-    without a TN takes ``planned_tn``, or the next free number if that one is gone."""
-
-    def onboard(tn: str) -> None:
-        with transaction.atomic():
-            telephony_services.employee_onboard(
-                actor=actor,
-                enterprise=job.enterprise,
-                email=row.email,
-                full_name=row.full_name,
-                role=row.role_value,
-                services=row.service_list,
-                display_name=row.display_name,
-                tn=tn,
-                imsi=row.imsi,
-                alias=row.alias,
-                send_invitation=job.send_invitations,
-            )
-
+def _apply(job: ImportJob, rows: list[Row], actor: Actor) -> None:
+    """Onboard a chunk's rows together (``onboarding``); a row a rule refuses is
+    recorded and skipped. Should a change committed meanwhile clash with the chunk in
+    the database (an email, number, SIM line or alias taken after the checks read),
+    the chunk is applied again row by row, so that only the row concerned fails."""
     try:
-        try:
-            onboard(row.tn or planned_tn)
-        except RuleViolation as exc:
-            if row.tn or not planned_tn or exc.field != "tn":
-                raise
-            onboard("")  # the planned number was taken meanwhile
-    except RuleViolation as exc:
-        _failed(job, row.row, exc.message)
+        with transaction.atomic():
+            outcomes = _onboard(job, rows, actor)
     except IntegrityError:
-        _failed(
-            job,
-            row.row,
-            "A change made meanwhile took the same email, number, SIM line or alias.",
+        outcomes = []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    outcomes += _onboard(job, [row], actor)
+            except IntegrityError:
+                outcomes.append(
+                    RuleViolation(
+                        "A change made meanwhile took the same email, number, SIM line or alias."
+                    )
+                )
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if isinstance(outcome, RuleViolation):
+            _failed(job, row.row, outcome.message)
+        else:
+            job.created_count += 1
+
+
+def _onboard(job: ImportJob, rows: list[Row], actor: Actor) -> list[onboarding.Outcome]:
+    joiners = [
+        onboarding.Joiner(
+            email=row.email,
+            full_name=row.full_name,
+            role=row.role_value,
+            services=row.service_list,
+            display_name=row.display_name,
+            tn=row.tn,
+            imsi=row.imsi,
+            alias=row.alias,
         )
-    else:
-        job.created_count += 1
+        for row in rows
+    ]
+    return onboarding.onboard(
+        actor=actor,
+        enterprise=job.enterprise,
+        joiners=joiners,
+        send_invitations=job.send_invitations,
+    )
 
 
 def _failed(job: ImportJob, row: int | None, message: str) -> None:

@@ -6,11 +6,9 @@ sync row (the outbox); the sync task is queued after commit."""
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
@@ -20,10 +18,10 @@ from accounts import audit
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.audit import Actor
-from accounts.models import Enterprise, Role, Service, ServiceContract, User
+from accounts.models import Enterprise, Role, User
 from kernel.errors import RuleViolation
+from telephony.identities import onboarding, rules
 from telephony.identities import sync as sync_engine
-from telephony.identities.hss import backend as hss_backend
 from telephony.inventory import services as inventory
 from telephony.models import (
     Grant,
@@ -35,107 +33,25 @@ from telephony.models import (
 
 logger = logging.getLogger(__name__)
 
-ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
-# Printable text without control characters; CNAM and RCD carry plain names.
-DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-
 
 # --- Identities ---------------------------------------------------------------------------
 
 
-def _identity_snapshot(identity: Identity) -> dict[str, Any]:
-    return {
-        "tn": identity.tn,
-        "imsi": identity.line.imsi if identity.line is not None else "",
-        "alias": identity.alias,
-        "display_name": identity.display_name,
-        "services": sorted(identity.services),
-        "status": identity.status,
-    }
-
-
-def _locked_contract(enterprise: Enterprise) -> ServiceContract:
-    """The contract, locked: identity creation is serialised per enterprise so that
-    two concurrent requests cannot both take the last unit of quota."""
-    return ServiceContract.objects.select_for_update().get(enterprise=enterprise)
-
-
-def ensure_may_provision(actor: Actor, enterprise: Enterprise) -> ServiceContract:
-    """The actor may create or change identities under the enterprise's contract."""
-    account_services.ensure_may_change(actor, enterprise)
-    contract = enterprise.contract
-    if not contract.may_create_identities:
-        raise RuleViolation(
-            f"{settings.OPERATOR_NAME}'s contract with {enterprise.name} does not allow it to "
-            "create or change identities.",
-            code="contract_forbids_identities",
-        )
-    return contract
-
-
-def clean_services(contract: ServiceContract, services: list[str]) -> list[str]:
-    services = sorted(set(services or []))
-    if not services:
-        raise RuleViolation("Choose at least one service.", field="services")
-    unknown = [s for s in services if s not in Service.values]
-    if unknown:
-        raise RuleViolation(f"Unknown services: {', '.join(unknown)}.", field="services")
-    refused = [Service(s).label for s in services if not contract.allows(s)]
-    if refused:
-        raise RuleViolation(
-            f"The contract does not include {', '.join(refused)}.",
-            code="service_not_in_contract",
-            field="services",
-        )
-    return services
-
-
-def clean_display_name(name: str) -> str:
-    name = " ".join((name or "").split())
-    if not name:
-        raise RuleViolation("Give the name callers should see.", field="display_name")
-    if len(name) > Identity.DISPLAY_NAME_MAX or not DISPLAY_NAME_RE.match(name):
-        raise RuleViolation(
-            f"A caller name has at most {Identity.DISPLAY_NAME_MAX} printable characters "
-            "(the CNAM limit).",
-            field="display_name",
-        )
-    return name
-
-
-def clean_alias_syntax(alias: str) -> str:
-    """The alias in lower case, if it is a SIP user name that is not a number."""
-    alias = (alias or "").strip().lower()
-    if alias and (not ALIAS_RE.match(alias) or alias.startswith("+")):
-        raise RuleViolation(
-            "An alias is a SIP user name of lower-case letters, digits, dots, dashes or "
-            "underscores, e.g. rob.smith.",
-            field="alias",
-        )
-    return alias
-
-
 def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None = None) -> str:
-    alias = clean_alias_syntax(alias)
-    if not alias:
-        return ""
-    if not hss_backend().supports_aliases:
-        raise RuleViolation(
-            "The operator's HSS cannot hold alias identities; leave the alias empty.",
-            code="alias_unsupported",
-            field="alias",
-        )
+    alias = rules.clean_alias_syntax(alias)
     clash = Identity.objects.for_enterprise(enterprise).live().filter(alias=alias)
     if exclude is not None:
         clash = clash.exclude(pk=exclude.pk)
-    if clash.exists():
-        raise RuleViolation(f"sip:{alias}@{enterprise.sip_domain} is taken.", field="alias")
-    return alias
+    return rules.clean_alias(enterprise, alias, taken=bool(alias) and clash.exists())
 
 
-def default_display_name(full_name: str) -> str:
-    """The caller name an identity gets when none is given: the name, cut to fit CNAM."""
-    return full_name[: Identity.DISPLAY_NAME_MAX].strip()
+def _onboarded(
+    actor: Actor, enterprise: Enterprise, joiner: onboarding.Joiner, **kw: Any
+) -> Identity:
+    (outcome,) = onboarding.onboard(actor=actor, enterprise=enterprise, joiners=[joiner], **kw)
+    if isinstance(outcome, RuleViolation):
+        raise outcome
+    return outcome
 
 
 @transaction.atomic
@@ -151,52 +67,12 @@ def identity_create(
 ) -> Identity:
     """A new identity for an employee: a TN from the enterprise's blocks (chosen, or
     the next free), an optional SIM line from its pool, IMPUs and IMPI derived."""
-    enterprise = owner.enterprise
-    if enterprise is None:
+    if owner.enterprise is None:
         raise RuleViolation("Operator staff hold no identities.")
-    ensure_may_provision(actor, enterprise)
-    contract = _locked_contract(enterprise)
-    owner = User.objects.select_for_update().get(pk=owner.pk)  # not offboarded meanwhile
-    if owner.status not in (User.Status.INVITED, User.Status.ACTIVE):
-        raise RuleViolation(f"{owner} is {owner.get_status_display().lower()}; no new identities.")
-    live = Identity.objects.for_enterprise(enterprise).live().count()
-    if live >= contract.identity_quota:
-        raise RuleViolation(
-            f"{enterprise.name} holds {live} identities, its quota is {contract.identity_quota}.",
-            code="quota_reached",
-        )
-    services = clean_services(contract, services)
-    display_name = clean_display_name(display_name or default_display_name(owner.full_name))
-    alias = _clean_alias(enterprise, alias)
-    if not imsi and hss_backend().requires_line:
-        raise RuleViolation(
-            "The operator's HSS needs a SIM line for every identity.",
-            code="line_required",
-            field="imsi",
-        )
-    line = inventory.take_line(enterprise, imsi) if imsi else None
-    number = inventory.allocate_number(enterprise, tn=tn)
-    identity = Identity.objects.create(
-        enterprise=enterprise,
-        owner=owner,
-        number=number,
-        line=line,
-        alias=alias,
-        display_name=display_name,
-        services=services,
+    joiner = onboarding.Joiner(
+        owner=owner, services=services, display_name=display_name, tn=tn, imsi=imsi, alias=alias
     )
-    IdentitySync.objects.create(
-        identity=identity, enterprise=enterprise, push_queue=sync_engine.push_queue()
-    )
-    sync_engine.queue_push_after_commit(identity.pk)
-    audit.record(
-        actor=actor,
-        action="identity.created",
-        enterprise=enterprise,
-        target=identity,
-        changes=audit.diff({}, _identity_snapshot(identity)),
-    )
-    return identity
+    return _onboarded(actor, owner.enterprise, joiner)
 
 
 @transaction.atomic
@@ -217,44 +93,17 @@ def employee_onboard(
     """One step for a joiner: the account, its invitation and a first identity. Someone
     who already has an account in the enterprise (made by an import, SCIM or an
     invitation) keeps it and gets the identity."""
-    user = existing_member(enterprise, email)
-    if user is None:
-        user = account_services.user_invite(
-            actor=actor,
-            enterprise=enterprise,
-            email=email,
-            full_name=full_name,
-            role=role,
-            send_invitation=send_invitation,
-        )
-    return identity_create(
-        actor=actor,
-        owner=user,
+    joiner = onboarding.Joiner(
+        email=email,
+        full_name=full_name,
+        role=role,
         services=services,
         display_name=display_name,
         tn=tn,
         imsi=imsi,
         alias=alias,
     )
-
-
-def existing_member(enterprise: Enterprise, email: str) -> User | None:
-    """The enterprise's current member with this email, if any. An offboarded account, or
-    one of another enterprise, is refused (without telling which enterprise)."""
-    user: User | None = User.objects.filter(email__iexact=email.strip()).first()
-    if user is None:
-        return None
-    if user.enterprise_id != enterprise.pk:
-        raise RuleViolation(
-            account_services.address_unavailable(user.email), code="duplicate", field="email"
-        )
-    if user.status == User.Status.OFFBOARDED:
-        raise RuleViolation(
-            f"{user.email} belongs to an offboarded account; use another address.",
-            code="offboarded",
-            field="email",
-        )
-    return user
+    return _onboarded(actor, enterprise, joiner, send_invitations=send_invitation)
 
 
 def _locked(identity: Identity) -> Identity:
@@ -280,7 +129,7 @@ def _sync_grantees(identity: Identity) -> None:
 
 def _changed(actor: Actor, identity: Identity, before: dict[str, Any], action: str) -> Identity:
     """Audit what changed and have the HSS follow."""
-    changes = audit.diff(before, _identity_snapshot(identity))
+    changes = audit.diff(before, rules.identity_snapshot(identity))
     if changes:
         identity.save()
         sync_engine.request_sync(identity)
@@ -306,14 +155,14 @@ def identity_update(
     alias: str | None = None,
 ) -> Identity:
     """Change the entitled services, the caller name or the alias."""
-    contract = ensure_may_provision(actor, identity.enterprise)
+    contract = rules.ensure_may_provision(actor, identity.enterprise)
     identity = _locked(identity)
     _ensure_live(identity)
-    before = _identity_snapshot(identity)
+    before = rules.identity_snapshot(identity)
     if services is not None:
-        identity.services = clean_services(contract, services)
+        identity.services = rules.clean_services(contract, services)
     if display_name is not None:
-        identity.display_name = clean_display_name(display_name)
+        identity.display_name = rules.clean_display_name(display_name)
     if alias is not None:
         identity.alias = _clean_alias(identity.enterprise, alias, exclude=identity)
     return _changed(actor, identity, before, "identity.updated")
@@ -339,7 +188,7 @@ def _set_status(actor: Actor, identity: Identity, status: str, action: str) -> I
         raise RuleViolation(
             f"The identity {identity.tn} is already {identity.get_status_display().lower()}."
         )
-    before = _identity_snapshot(identity)
+    before = rules.identity_snapshot(identity)
     identity.status = status
     return _changed(actor, identity, before, action)
 
@@ -367,23 +216,18 @@ def identity_relocate(
 ) -> Identity:
     """Move the identity to a new number (in ``country``, or the chosen ``tn``); the old
     number goes into quarantine. ``imsi`` swaps the SIM line ("" removes it)."""
-    ensure_may_provision(actor, identity.enterprise)
+    rules.ensure_may_provision(actor, identity.enterprise)
     identity = _locked(identity)
     _ensure_live(identity)
     if not (country or tn):
         raise RuleViolation("Give the new country or the new number.", field="country")
-    before = _identity_snapshot(identity)
+    before = rules.identity_snapshot(identity)
     old_number = _live_number(identity)
     identity.number = inventory.allocate_number(identity.enterprise, tn=tn, country=country)
     identity.former_tn = old_number.e164  # the sync engine makes sure the HSS lets it go
     inventory.quarantine_number(old_number)
     if imsi is not None and imsi != before["imsi"]:
-        if not imsi and hss_backend().requires_line:
-            raise RuleViolation(
-                "The operator's HSS needs a SIM line for every identity.",
-                code="line_required",
-                field="imsi",
-            )
+        rules.ensure_line_given(imsi)
         identity.line = inventory.take_line(identity.enterprise, imsi) if imsi else None
     return _changed(actor, identity, before, "identity.relocated")
 
@@ -412,7 +256,7 @@ def _end_grants(grants: QuerySet[Grant], reason: str, actor: Actor) -> list[Gran
 def _remove(actor: Actor, identity: Identity) -> Identity:
     """Disable and remove the identity in the HSS (deregistering its UEs), quarantine
     its number, free its line and end the grants on it."""
-    before = _identity_snapshot(identity)
+    before = rules.identity_snapshot(identity)
     _end_grants(
         Grant.objects.current().filter(identity=identity), Grant.EndReason.IDENTITY_REMOVED, actor
     )
@@ -580,7 +424,7 @@ def employee_deactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
     paused = _pause_grants(Grant.objects.active().filter(_grants_of(user)), True, actor)
     suspended = []
     for identity in _locked_identities(user, Identity.Status.ACTIVE):
-        before = _identity_snapshot(identity)
+        before = rules.identity_snapshot(identity)
         identity.status = Identity.Status.SUSPENDED
         _changed(actor, identity, before, "identity.suspended")
         suspended.append(identity.pk)
@@ -644,7 +488,7 @@ def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
                 {"step": f"Identity {identity.tn}: stays suspended, as before", "outcome": "done"}
             )
             continue
-        before = _identity_snapshot(identity)
+        before = rules.identity_snapshot(identity)
         identity.status = Identity.Status.ACTIVE
         _changed(actor, identity, before, "identity.resumed")
         steps.append(

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -153,46 +153,69 @@ def available_numbers(now: datetime) -> Q:
     )
 
 
+def available_at(number: TelephoneNumber, now: datetime) -> bool:
+    """``available_numbers`` for a number already read."""
+    if number.status == TelephoneNumber.Status.QUARANTINED:
+        return number.quarantined_until is not None and number.quarantined_until <= now
+    return number.status == TelephoneNumber.Status.FREE
+
+
+def ensure_number_available(
+    enterprise: Enterprise, e164: str, number: TelephoneNumber | None, now: datetime
+) -> TelephoneNumber:
+    """The chosen number (``number``, read and locked, or None when the enterprise has
+    no such number), if it may be given to an identity now."""
+    if number is None:
+        raise RuleViolation(
+            f"{e164} is not in {enterprise.name}'s number blocks.",
+            code="number_not_ours",
+            field="tn",
+        )
+    if not available_at(number, now):
+        detail = (
+            f"in quarantine until {number.quarantined_until:%Y-%m-%d}"
+            if number.status == TelephoneNumber.Status.QUARANTINED
+            else "already in use"
+        )
+        raise RuleViolation(f"{e164} is {detail}.", code="number_unavailable", field="tn")
+    return number
+
+
+def no_free_number(enterprise: Enterprise, country: str = "") -> RuleViolation:
+    where = f" in {country.upper()}" if country else ""
+    return RuleViolation(
+        f"{enterprise.name} has no free number{where}. Ask the operator for another block.",
+        code="no_free_number",
+        field="tn",
+    )
+
+
+def free_numbers(
+    enterprise: Enterprise, now: datetime, *, country: str = ""
+) -> QuerySet[TelephoneNumber]:
+    """The enterprise's free numbers in the order they are given out (oldest block,
+    lowest number), locked as read. Concurrent onboardings each take different numbers
+    instead of queueing for the same rows. of=self: the country filter joins the block,
+    whose row must not be locked too (a concurrent allocation would then skip every
+    number of the block)."""
+    free = TelephoneNumber.objects.for_enterprise(enterprise).filter(available_numbers(now))
+    if country:
+        free = free.filter(block__country=country.upper())
+    return free.select_for_update(skip_locked=True, of=("self",)).order_by("block_id", "e164")
+
+
 def allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "") -> TelephoneNumber:
     """The chosen TN, or the next free one (in ``country`` if given), now assigned."""
     now = timezone.now()
-    numbers_of = TelephoneNumber.objects.for_enterprise(enterprise)
     if tn:
         e164, _ = numbers.parse_tn(tn)
-        number = numbers_of.select_for_update().filter(e164=e164).first()
-        if number is None:
-            raise RuleViolation(
-                f"{e164} is not in {enterprise.name}'s number blocks.",
-                code="number_not_ours",
-                field="tn",
-            )
-        if not numbers_of.filter(pk=number.pk).filter(available_numbers(now)).exists():
-            detail = (
-                f"in quarantine until {number.quarantined_until:%Y-%m-%d}"
-                if number.status == TelephoneNumber.Status.QUARANTINED
-                else "already in use"
-            )
-            raise RuleViolation(f"{e164} is {detail}.", code="number_unavailable", field="tn")
+        chosen = TelephoneNumber.objects.for_enterprise(enterprise).select_for_update()
+        number = ensure_number_available(enterprise, e164, chosen.filter(e164=e164).first(), now)
     else:
-        free = numbers_of.filter(available_numbers(now))
-        if country:
-            free = free.filter(block__country=country.upper())
-        # Oldest block first, lowest number first. Concurrent onboardings each take a
-        # different number instead of queueing for the same row.
-        # of=self: the country filter joins the block, whose row must not be locked too
-        # (a concurrent allocation would then skip every number of the block).
-        number = (
-            free.select_for_update(skip_locked=True, of=("self",))
-            .order_by("block_id", "e164")
-            .first()
-        )
-        if number is None:
-            where = f" in {country.upper()}" if country else ""
-            raise RuleViolation(
-                f"{enterprise.name} has no free number{where}. Ask the operator for another block.",
-                code="no_free_number",
-                field="tn",
-            )
+        found = free_numbers(enterprise, now, country=country).first()
+        if found is None:
+            raise no_free_number(enterprise, country)
+        number = found
     number.status = TelephoneNumber.Status.ASSIGNED
     number.quarantined_until = None
     number.save(update_fields=["status", "quarantined_until"])
@@ -208,9 +231,18 @@ def quarantine_number(number: TelephoneNumber) -> None:
 def take_line(enterprise: Enterprise, imsi: str) -> SimLine:
     imsi = numbers.clean_imsi(imsi)
     line = SimLine.objects.for_enterprise(enterprise).select_for_update().filter(imsi=imsi).first()
+    in_use = line is not None and Identity.objects.filter(line=line).exists()
+    return ensure_line_free(enterprise, imsi, line, in_use=in_use)
+
+
+def ensure_line_free(
+    enterprise: Enterprise, imsi: str, line: SimLine | None, *, in_use: bool
+) -> SimLine:
+    """The SIM line (read and locked, or None when the pool has no such IMSI), if no
+    identity holds it (``in_use``, which the caller looked up)."""
     if line is None:
         raise RuleViolation(f"IMSI {imsi} is not in {enterprise.name}'s line pool.", field="imsi")
-    if Identity.objects.filter(line=line).exists():
+    if in_use:
         raise RuleViolation(
             f"The SIM line {imsi} is already in use.", code="line_in_use", field="imsi"
         )

@@ -23,7 +23,7 @@ from kernel import csvfile
 from kernel.errors import RuleViolation
 from portal.testing import assert_other_enterprise_gets_404, sign_in_verified, wait_for
 from telephony.bulk import services as bulk
-from telephony.identities import services
+from telephony.identities import onboarding, services
 from telephony.models import (
     Identity,
     IdentitySync,
@@ -452,17 +452,19 @@ def test_a_row_failing_at_run_time_is_recorded_and_the_others_land(
 
 @pytest.fixture
 def onboard_spy(monkeypatch):
-    """Records, at each row, the job's committed progress; can fail a chosen call."""
-    real = services.employee_onboard
-    spy = {"seen": [], "fail_at": None, "error": None}
+    """Records, at each chunk, the job's committed progress and the chunk's emails;
+    can fail a chosen call."""
+    real = onboarding.onboard
+    spy = {"seen": [], "emails": [], "fail_at": None, "error": None}
 
     def onboard(**kwargs):
         spy["seen"].append(ImportJob.objects.get().next_row)
+        spy["emails"].append([joiner.email for joiner in kwargs["joiners"]])
         if len(spy["seen"]) == spy["fail_at"]:
             raise spy["error"]
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "employee_onboard", onboard)
+    monkeypatch.setattr(onboarding, "onboard", onboard)
     monkeypatch.setattr(bulk, "CHUNK_SIZE", 2)
     return spy
 
@@ -478,7 +480,12 @@ def test_each_chunk_advances_the_progress_in_its_own_transaction(
 ):
     job = started(admin_actor, enterprise)
     bulk.run_import_job(job.pk)
-    assert onboard_spy["seen"] == [0, 0, 2, 2, 4]
+    assert onboard_spy["seen"] == [0, 2, 4]
+    assert onboard_spy["emails"] == [
+        ["p1@swift.example", "p2@swift.example"],
+        ["p3@swift.example", "p4@swift.example"],
+        ["p5@swift.example"],
+    ]
     job.refresh_from_db()
     assert (job.state, job.next_row, job.created_count) == ("done", 5, 5)
 
@@ -487,7 +494,7 @@ def test_an_error_rolls_back_its_chunk_only_and_stops_the_job(
     admin_actor, enterprise, numbers, onboard_spy
 ):
     job = started(admin_actor, enterprise)
-    onboard_spy.update(fail_at=4, error=RuntimeError("database went away"))
+    onboard_spy.update(fail_at=2, error=RuntimeError("database went away"))
     with pytest.raises(RuntimeError):
         bulk.run_import_job(job.pk)
     job.refresh_from_db()
@@ -511,7 +518,7 @@ def test_a_redelivered_task_resumes_after_the_last_committed_chunk(
     admin_actor, enterprise, numbers, onboard_spy
 ):
     job = started(admin_actor, enterprise)
-    onboard_spy.update(fail_at=3, error=WorkerKilled())
+    onboard_spy.update(fail_at=2, error=WorkerKilled())
     with pytest.raises(WorkerKilled):
         bulk.run_import_job(job.pk)
     job.refresh_from_db()
@@ -521,11 +528,11 @@ def test_a_redelivered_task_resumes_after_the_last_committed_chunk(
     bulk.run_import_job(job.pk)  # the broker delivers the task again
     job.refresh_from_db()
     assert (job.state, job.next_row, job.created_count, job.failed_count) == ("done", 5, 5, 0)
-    assert onboard_spy["seen"] == [0, 0, 2, 2, 2, 4]  # rows 3–5 once each after the loss
+    assert onboard_spy["seen"] == [0, 2, 2, 4]  # rows 3–5 once each after the loss
     assert User.objects.filter(email__startswith="p").count() == 5
 
     bulk.run_import_job(job.pk)  # and once more, late: nothing happens
-    assert len(onboard_spy["seen"]) == 6
+    assert len(onboard_spy["seen"]) == 4
     assert AuditEvent.objects.filter(action="import.finished").count() == 1
 
 
@@ -543,7 +550,7 @@ def test_a_delivery_running_alongside_another_goes_on_after_the_rows_the_other_a
 
     monkeypatch.setattr(bulk, "lock_job", locked)
     bulk.run_import_job(job.pk)
-    assert onboard_spy["seen"] == [0, 0, 4]
+    assert onboard_spy["seen"] == [0, 4]
     emails = set(User.objects.filter(email__startswith="p").values_list("email", flat=True))
     assert emails == {"p1@swift.example", "p2@swift.example", "p5@swift.example"}
     job.refresh_from_db()
