@@ -186,7 +186,8 @@ def new_member(*, enterprise: Enterprise, email: str, full_name: str, role: str)
         status=User.Status.INVITED,
     )
     user.set_unusable_password()
-    _full_clean(user, exclude=["password"], unique=False)
+    # Not the enterprise either: the caller's, a row (validating it is a query a user).
+    _full_clean(user, exclude=["password", "enterprise"], unique=False)
     return user
 
 

@@ -68,6 +68,42 @@ def test_an_invitation_is_delivered_once_even_if_the_task_runs_twice(
     assert len(mail.outbox) == 1
 
 
+def test_invitations_go_out_in_batches_and_one_the_mail_server_refuses_retries_alone(
+    admin, monkeypatch, django_capture_on_commit_callbacks
+):
+    from accounts import tasks
+
+    monkeypatch.setattr(services, "INVITATION_BATCH", 2)
+    users = [
+        services.new_member(
+            enterprise=admin.enterprise, email=f"p{n}@swift.example", full_name="P", role="employee"
+        )
+        for n in range(5)
+    ]
+    batches, alone = [], []
+    monkeypatch.setattr(tasks.deliver_invitations, "delay", batches.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.members_invited(
+            actor=actor_for(admin), enterprise=admin.enterprise, users=users, send=True
+        )
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+
+    real_send = services.send_mail
+
+    def send_mail(**kwargs):
+        if kwargs["recipient_list"] == ["p1@swift.example"]:
+            raise ConnectionRefusedError("mail server down")
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(services, "send_mail", send_mail)
+    monkeypatch.setattr(tasks.deliver_invitation, "delay", alone.append)
+    for batch in batches:
+        tasks.deliver_invitations(batch)
+    assert sorted(m.to[0] for m in mail.outbox) == [f"p{n}@swift.example" for n in (0, 2, 3, 4)]
+    assert alone == [Invitation.objects.get(user__email="p1@swift.example").pk]
+    assert Invitation.objects.filter(sent_at=None).count() == 1
+
+
 def test_accepting_an_invitation_activates_the_user_and_the_link_cannot_be_reused(
     admin, django_capture_on_commit_callbacks
 ):
