@@ -3,19 +3,16 @@ service (an SBC's credential), and a lab PKI with Rob's identity signing under i
 Tests that report registrations define their own ``network`` (an S-CSCF)."""
 
 import pytest
-from django.test import Client
 
 from accounts.audit import Actor
-from accounts.services import network_client_create
 from telephony.callauth import credentials
 from telephony.identities import sync
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_identity, network_http
 
 
 @pytest.fixture
 def network(enterprise):
-    _, raw = network_client_create(actor=Actor.system(), name="SBC", enterprises=[enterprise])
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return network_http(enterprise, name="SBC")
 
 
 @pytest.fixture

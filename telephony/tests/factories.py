@@ -1,7 +1,10 @@
 """Inventory and identities for tests, made through the services as in production."""
 
+from django.test import Client
+
 from accounts.audit import Actor
 from accounts.models import Service
+from accounts.services import network_client_create
 from telephony.identities import services
 from telephony.inventory import services as inventory
 from telephony.inventory.numbers import with_luhn_digit
@@ -27,3 +30,12 @@ def give_line(enterprise, n: int = 1):
 
 def make_identity(owner, *, actor=SYSTEM, services_=(Service.VOICE,), **kwargs):
     return services.identity_create(actor=actor, owner=owner, services=list(services_), **kwargs)
+
+
+def network_http(*enterprises, name="S-CSCF 1"):
+    """A test client holding a network element's credential for the enterprises; the
+    element itself is ``.network_client``."""
+    client, raw = network_client_create(actor=SYSTEM, name=name, enterprises=list(enterprises))
+    http = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    http.network_client = client
+    return http

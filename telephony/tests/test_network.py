@@ -5,10 +5,10 @@ from django.test import Client
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent
-from accounts.services import network_client_create, network_client_revoke
+from accounts.services import network_client_revoke
 from accounts.tests.factories import UserFactory
 from telephony.models import Registration
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_identity, network_http
 
 pytestmark = pytest.mark.django_db
 
@@ -38,12 +38,7 @@ def identity(employee, enterprise):
 
 @pytest.fixture
 def network(enterprise):
-    client, raw = network_client_create(
-        actor=Actor.system(), name="S-CSCF 1", enterprises=[enterprise]
-    )
-    http = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    http.network_client = client
-    return http
+    return network_http(enterprise)
 
 
 def post_xml(http, body, content_type="application/reginfo+xml"):

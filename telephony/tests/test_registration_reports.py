@@ -4,17 +4,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.audit import Actor
 from accounts.models import AuditEvent
-from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from telephony.models import Registration, RegistrationReport
 from telephony.registrations import inbox
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_identity, network_http
 from telephony.tests.test_network import ROB, reginfo
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +26,9 @@ def identity(employee, enterprise):
     return make_identity(employee)
 
 
-def network_for(*enterprises, name="S-CSCF 1"):
-    _, raw = network_client_create(actor=Actor.system(), name=name, enterprises=list(enterprises))
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-
-
 @pytest.fixture
 def network(enterprise):
-    return network_for(enterprise)
+    return network_http(enterprise)
 
 
 def post_async(http, body, query=""):
@@ -119,7 +111,7 @@ def test_a_report_of_an_enterprise_the_client_does_not_serve_is_refused_alone(
     assert outcome(network, ours)["state"] == "applied"
     assert Registration.objects.filter(identity=identity).exists()
     # Another client's reports are not there for it, whichever enterprises it serves.
-    stranger = network_for(other_enterprise, name="S-CSCF 2")
+    stranger = network_http(other_enterprise, name="S-CSCF 2")
     assert stranger.get(ours["Location"]).status_code == 404
     assert stranger.get(theirs["Location"]).status_code == 404
 

@@ -9,12 +9,11 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent
-from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from telephony.identities import services, sync
 from telephony.models import ReginfoVersion, Registration, ThirdPartyRegistration
 from telephony.registrations import third_party
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_identity, network_http
 from telephony.tests.sip_messages import (
     ROB_CONTACT,
     ROB_IMEI,
@@ -38,12 +37,7 @@ def identity(employee, enterprise):
 
 @pytest.fixture
 def network(enterprise):
-    client, raw = network_client_create(
-        actor=Actor.system(), name="SIP edge", enterprises=[enterprise]
-    )
-    http = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    http.network_client = client
-    return http
+    return network_http(enterprise, name="SIP edge")
 
 
 def post_sip(http, body: bytes, content_type="message/sip"):
