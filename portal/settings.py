@@ -406,15 +406,17 @@ LAB_REGISTRAR = os.environ.get("LAB_REGISTRAR", "")
 # straight to the contact.
 SIP_EDGE_SCSCF_URI = os.environ.get("SIP_EDGE_SCSCF_URI", "")
 # How a sign-out in the portal reaches the network: "hss", the HSS backend's de-registration
-# (PyHSS: Cx RTR), or "scscf", the S-CSCF's administrative interface (Kamailio's JSON-RPC
-# at SIP_SCSCF_RPC_URL, usrloc's ul.rm_contact; a suspended or removed identity's IMPUs are
-# de-registered there with regscscf.dereg_impu). Either way the report that follows confirms.
+# (PyHSS: Cx RTR; the report that follows confirms), or "scscf", the S-CSCF's administrative
+# interface (Kamailio's JSON-RPC at SIP_SCSCF_RPC_URL): the S-CSCF sends itself, at
+# SIP_SCSCF_URI, the UE's de-REGISTER of that one contact, and its 200 confirms; a
+# suspended or removed identity's IMPUs are de-registered there with regscscf.dereg_impu.
 SIGN_OUT_VIA = os.environ.get("SIGN_OUT_VIA", "hss")
 if SIGN_OUT_VIA not in {"hss", "scscf"}:
     raise ImproperlyConfigured("SIGN_OUT_VIA must be 'hss' or 'scscf'.")
 SIP_SCSCF_RPC_URL = os.environ.get("SIP_SCSCF_RPC_URL", "")
-if SIGN_OUT_VIA == "scscf" and not SIP_SCSCF_RPC_URL:
-    raise ImproperlyConfigured("SIGN_OUT_VIA=scscf needs SIP_SCSCF_RPC_URL.")
+SIP_SCSCF_URI = os.environ.get("SIP_SCSCF_URI", "")
+if SIGN_OUT_VIA == "scscf" and not (SIP_SCSCF_RPC_URL and SIP_SCSCF_URI):
+    raise ImproperlyConfigured("SIGN_OUT_VIA=scscf needs SIP_SCSCF_RPC_URL and SIP_SCSCF_URI.")
 SIP_NOTICE_FROM = os.environ.get(
     "SIP_NOTICE_FROM", f"sip:notices@{urlsplit(PORTAL_BASE_URL).hostname or 'localhost'}"
 )

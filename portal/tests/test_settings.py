@@ -219,3 +219,13 @@ def test_production_refuses_the_lab_mode_that_shows_sim_keys(tmp_path):
     assert result.returncode != 0
     assert "LAB_MODE only runs with DJANGO_DEBUG on" in result.stderr
     assert manage("check", env_overrides=production_env(tmp_path)).returncode == 0
+
+
+def test_signing_out_at_the_scscf_needs_its_json_rpc_and_its_sip_address():
+    """SIGN_OUT_VIA=scscf: the S-CSCF sends itself the de-REGISTER (over its JSON-RPC, to
+    its SIP address), so both must be named."""
+    env = {"DJANGO_DEBUG": "true", "SIGN_OUT_VIA": "scscf", "SIP_SCSCF_RPC_URL": "http://h/RPC"}
+    result = manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert "SIGN_OUT_VIA=scscf needs SIP_SCSCF_RPC_URL and SIP_SCSCF_URI" in result.stderr
+    assert manage("check", env_overrides={**env, "SIP_SCSCF_URI": "sip:h:6060"}).returncode == 0

@@ -18,6 +18,7 @@ from telephony.models import (
     Registration,
     RegistrationEvent,
 )
+from telephony.registrations import sipmessage
 from telephony.registrations.records import add_event, end_now
 
 Kind = RegistrationEvent.Kind
@@ -121,21 +122,11 @@ def deregister(registration_id: int) -> str:
 
 def _send_deregistration(reg: Registration) -> bool:
     """Have the network end ``reg``'s binding, the way SIGN_OUT_VIA names; whether that
-    is the confirmation (else the report that follows confirms it)."""
+    is the confirmation (else the report that follows confirms it): the S-CSCF's answer
+    to the de-REGISTER is, the HSS backend says whether its answer is."""
     if settings.SIGN_OUT_VIA == "scscf":
-        # The S-CSCF's administrative interface: Kamailio's usrloc, keyed on user@domain.
-        try:
-            jsonrpc.call(
-                settings.SIP_SCSCF_RPC_URL,
-                "ul.rm_contact",
-                ["location", _usrloc_aor(reg), reg.contact_uri],
-                timeout=settings.HSS_TIMEOUT_SECONDS,
-            )
-        except jsonrpc.RpcRefused as exc:
-            if exc.code != 404:
-                raise
-            return True  # the S-CSCF holds no such binding: it is gone already
-        return False
+        _deregister_contact_at_scscf(reg)
+        return True
     identity = reg.identity
     line = identity.line  # None without a query when the identity has no line
     hss = hss_backend()
@@ -183,12 +174,47 @@ def deregister_impus_at_scscf(impus: list[str]) -> None:
         )
 
 
-def _usrloc_aor(reg: Registration) -> str:
-    """user@domain of the registration's first SIP IMPU (usrloc's key with use_domain)."""
+def _deregister_contact_at_scscf(reg: Registration) -> None:
+    """The S-CSCF de-registers ``reg``'s one contact: over its JSON-RPC (Kamailio's
+    ``tm.t_uac_wait_block``) it sends itself, at SIP_SCSCF_URI, the de-REGISTER the UE
+    would send, and the portal waits for its answer. Kamailio 5.6's IMS registrar has no
+    command that drops one contact (``regscscf.dereg_impu`` drops them all); the S-CSCF
+    takes such a REGISTER from itself only (lab/scscf.cfg, route[SIGN_OUT]). A 2xx: the
+    binding is gone (or was already). 408 and 5xx are tried again; another answer is final."""
+    impu = _sip_impu(reg)
+    contact, scscf = reg.contact_uri, settings.SIP_SCSCF_URI
+    if not (sipmessage.is_plain_sip_uri(contact) and sipmessage.is_plain_sip_uri(scscf)):
+        raise jsonrpc.RpcRefused(f"{reg.label}: no usable contact or SIP_SCSCF_URI", 400)
+    # No tag in From: the S-CSCF's tm adds one; it also makes the Call-ID and CSeq.
+    headers = f"From: <{impu}>\r\nTo: <{impu}>\r\nContact: <{contact}>;expires=0\r\nExpires: 0\r\n"
+    domain = impu.split("@", 1)[1]
+    result = jsonrpc.call(
+        settings.SIP_SCSCF_RPC_URL,
+        "tm.t_uac_wait_block",
+        ["REGISTER", f"sip:{domain}", scscf, "", headers, ""],
+        timeout=settings.HSS_TIMEOUT_SECONDS,
+    )
+    answer = result if isinstance(result, dict) else {}
+    code = answer.get("code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+    text = answer.get("text")
+    reason = " ".join(text.split())[:100] if isinstance(text, str) else ""
+    said = f"{code} {reason}".strip() if code else "no SIP status"
+    if 200 <= code < 300:
+        return
+    if code == 408 or not 300 <= code < 500:
+        raise jsonrpc.RpcUnavailable(f"the S-CSCF's de-REGISTER got {said}")
+    raise jsonrpc.RpcRefused(f"the S-CSCF refused the de-REGISTER ({said})", code)
+
+
+def _sip_impu(reg: Registration) -> str:
+    """The registration's first SIP IMPU without its parameters: sip:user@domain, the
+    address of record the S-CSCF holds the contact under."""
     sip = next((impu for impu in reg.impus if impu.lower().startswith("sip:")), "")
-    if not sip:
+    bare = sip.split(";", 1)[0]
+    if "@" not in bare or not sipmessage.is_plain_sip_uri(bare):
         raise jsonrpc.RpcRefused(f"{reg.label} has no SIP IMPU to sign out at the S-CSCF", 400)
-    return sip.split(":", 1)[1].split(";", 1)[0]
+    return bare
 
 
 def queue_deregistration(registration_id: int) -> None:

@@ -160,6 +160,12 @@ class Invite:
     sender: NameAddress  # From
 
 
+def is_plain_sip_uri(value: str) -> bool:
+    """Whether ``value`` is a SIP URI that can go between angle brackets in a header of a
+    request we build, as it is (no white space, line break, bracket or quote)."""
+    return len(value) <= 500 and bool(_SIP_URI.fullmatch(value))
+
+
 def _fail(where: str, message: str) -> NoReturn:
     raise SipMessageError(f"{where}: {message}")
 

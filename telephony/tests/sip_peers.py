@@ -217,14 +217,17 @@ def run_scenario(
     keys: dict[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     timeout: int = 20,
+    local_port: int = 0,
 ) -> subprocess.CompletedProcess:
     """Run a client scenario of sip/ against ``remote`` to its end: sipp exits 0 when
     every call passed. Its trace is ``trace(folder, scenario)``. ``auth`` (user name,
-    password) answers the scenario's ``[authentication]`` (sipp reads no field there)."""
+    password) answers the scenario's ``[authentication]`` (sipp reads no field there).
+    ``local_port``: where sipp sends from (its contact's port), a free one if 0."""
     binary = require_program("sipp")
+    port = local_port or free_port(socket.SOCK_DGRAM)
     argv = [
         binary, "-sf", str(SIP_DIR / scenario), remote,
-        "-i", local_ip, "-p", str(free_port(socket.SOCK_DGRAM)), "-cp", str(free_port(socket.SOCK_DGRAM)),
+        "-i", local_ip, "-p", str(port), "-cp", str(free_port(socket.SOCK_DGRAM)),
         "-m", str(calls), "-r", "50", "-timeout", f"{timeout}s", "-timeout_error",
         "-nostdin", "-nd", "-trace_msg", "-message_file", str(folder / f"{scenario}.messages"),
     ]  # fmt: skip

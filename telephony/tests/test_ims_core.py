@@ -12,6 +12,8 @@ Identity headers, verstat and the vetted business name. Each step's latency is p
 from __future__ import annotations
 
 import contextlib
+import re
+import socket
 import time
 
 import jwt
@@ -20,10 +22,10 @@ from django.urls import reverse
 
 from accounts.audit import Actor
 from accounts.models import Service
-from accounts.services import network_client_create
+from accounts.services import invitation_accept, network_client_create
 from accounts.tests.factories import EnterpriseFactory
-from portal.lab import stop
-from portal.testing import require_program, wait_for
+from portal.lab import free_port, stop
+from portal.testing import require_program, sign_in_verified, wait_for
 from telephony.callauth import credentials
 from telephony.identities import services
 from telephony.inventory import services as inventory
@@ -71,6 +73,7 @@ def core(live_server, enterprise, tmp_path, settings):
         # PyHSS's RTR never reaches the S-CSCF: the portal de-registers there itself.
         settings.SIGN_OUT_VIA = "scscf"
         settings.SIP_SCSCF_RPC_URL = core.scscf.rpc_url
+        settings.SIP_SCSCF_URI = f"sip:{core.scscf_address}"
         settings.SIP_EDGE_RPC_URL = core.running_edge.rpc_url
         yield core
 
@@ -88,8 +91,11 @@ class Steps:
 
 
 def register_sipp(
-    core, *, impi: str, password: str, instance: str, expires: int = 600, timeout: int = 15
-):
+    core, *, impi: str, password: str, instance: str, expires: int = 600, timeout: int = 15,
+    port: int = 0,
+):  # fmt: skip
+    """sipp REGISTERs (expires 0: de-registers) from ``port`` (a free one if 0) with the
+    IMPI and ki; its contact is ``sip:<TN>@127.0.0.1:<port>``."""
     users = core.folder / "ue.csv"
     users.write_text(f"SEQUENTIAL\n{TN};{core.domain};{impi};{instance};{expires}\n")
     return run_scenario(
@@ -99,6 +105,7 @@ def register_sipp(
         inf=users,
         auth=(impi, password),
         timeout=timeout,
+        local_port=port,
     )
 
 
@@ -244,6 +251,97 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
     assert not active_devices(identity)
     steps.done("offboarded: nothing of Rob left in PyHSS or the S-CSCF", t)
     print(f"total: {time.monotonic() - steps.started:.1f} s")
+
+
+def test_signing_out_one_of_two_devices_on_my_devices_keeps_the_other_at_the_scscf(
+    core, enterprise, admin, client, mailoutbox
+):
+    """Rob's sipp phone and baresip tablet are registered at the lab S-CSCF; Rob signs the
+    tablet out on *My devices*: the S-CSCF de-registers that one contact (the de-REGISTER
+    it sends itself on the portal's command) and keeps the phone's, and the page lists the
+    phone as registered and the tablet as signed out."""
+    give_numbers(enterprise, TN, TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    impu = f"sip:{TN}@{IMS_DOMAIN}"
+    port = free_port(socket.SOCK_DGRAM)
+    phone_contact = f"sip:{TN}@127.0.0.1:{port}"
+    run = register_sipp(core, impi=rob.impi, password=LAB_KI, instance=PHONE, port=port)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
+    with running_baresip(
+        core.folder / "tablet", aor=impu, registrar=core.scscf_address, instance=TABLET,
+        auth_user=rob.impi, auth_pass=LAB_KI,
+    ):  # fmt: skip
+        both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
+        wait_for(lambda: active_devices(rob) == both, timeout=10)
+        assert len(scscf_contacts(core, impu)) == 2
+        tablet = Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{TABLET}")
+
+        # Rob took up his invitation and signs in.
+        secret = re.search(r"/invitation/#(\S+)", mailoutbox[-1].body)
+        assert secret, mailoutbox[-1].body
+        invitation_accept(raw_secret=secret.group(1), password="correct horse battery staple")
+        sign_in_verified(client, rob.owner)
+        t = time.monotonic()
+        page = client.post(
+            reverse("telephony:device_sign_out", args=[tablet.pk]), follow=True
+        ).content.decode()
+        assert f"Sign-out of {tablet.label} requested." in page
+        wait_for(lambda: list(scscf_contacts(core, impu)) == [phone_contact], timeout=10)
+        print(f"sign-out on My devices to the S-CSCF holding the phone only: "
+              f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
+        assert f"sign-out of {tablet.contact_uri} for {impu}" in core.scscf_log()
+        tablet.refresh_from_db()
+        assert (tablet.state, tablet.end_reason, tablet.sign_out_error) == (
+            Registration.State.ENDED, "signed_out", "",
+        )  # fmt: skip
+        assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
+        page = client.get(reverse("telephony:my_devices")).content.decode()
+        # Each device's heading: its name and its state.
+        shown = dict(re.findall(r'<h2>([^<]*\(…a00[12]\)) <span class="badge[^"]*">([^<]*)<', page))
+        assert shown == {
+            Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{PHONE}").label:
+                "registered",
+            tablet.label: "signed out",
+        }  # fmt: skip
+    # The tablet's own de-REGISTER as baresip stops names a contact the S-CSCF no longer
+    # holds: answered (route[UNKNOWN_CONTACTS]), and the phone stays registered.
+    assert list(scscf_contacts(core, impu)) == [phone_contact]
+
+
+def test_a_sipp_ue_de_registers_at_the_lab_scscf(core, enterprise, admin):
+    """A UE's de-REGISTER (expires 0) of its own contact gets 200 and the S-CSCF and the
+    portal drop it. One that names a contact the S-CSCF does not hold (sent from another
+    port) gets 200 too and changes nothing: Kamailio 5.6.3's registrar would answer it 500
+    and leave the IMPU locked, so that the next request went unanswered."""
+    give_numbers(enterprise, TN, TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    impu = f"sip:{TN}@{IMS_DOMAIN}"
+    port = free_port(socket.SOCK_DGRAM)
+    phone = {"impi": rob.impi, "password": LAB_KI, "instance": PHONE}
+    run = register_sipp(core, **phone, port=port)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
+    wait_for(lambda: active_devices(rob) == {f"urn:uuid:{PHONE}"}, timeout=10)
+
+    stray = free_port(socket.SOCK_DGRAM)
+    run = register_sipp(core, **phone, expires=0, port=stray, timeout=10)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
+    assert final_status(core).startswith("SIP/2.0 200"), trace(core.folder, "ims_register.xml")
+    assert "not a contact of it" in core.scscf_log()
+    assert list(scscf_contacts(core, impu)) == [f"sip:{TN}@127.0.0.1:{port}"]
+    assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
+
+    run = register_sipp(core, **phone, expires=0, port=port, timeout=10)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
+    assert final_status(core).startswith("SIP/2.0 200"), trace(core.folder, "ims_register.xml")
+    # The last contact of the IMPU: marked deleted at once, gone at usrloc's next timer run.
+    wait_for(lambda: not scscf_contacts(core, impu), timeout=10)
+    wait_for(lambda: not active_devices(rob), timeout=10)
 
 
 CALLEE_TN = "+4930555001"

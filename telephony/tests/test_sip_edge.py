@@ -306,6 +306,7 @@ def signing_out(rob, contact: str) -> Registration:
 
 def test_a_binding_the_scscf_no_longer_holds_is_signed_out_at_once(lab, rob, settings):
     settings.SIGN_OUT_VIA, settings.SIP_SCSCF_RPC_URL = "scscf", lab.registrar.rpc_url
+    settings.SIP_SCSCF_URI = f"sip:{lab.registrar_address}"
     reg = signing_out(rob, f"sip:{TN}@198.51.100.9:5060")  # the task runs on commit
     reg.refresh_from_db()
     assert (reg.state, reg.end_reason) == ("ended", "signed_out")
@@ -315,11 +316,47 @@ def test_a_binding_the_scscf_no_longer_holds_is_signed_out_at_once(lab, rob, set
 def test_an_scscf_out_of_reach_is_tried_again(rob, settings):
     settings.SIGN_OUT_VIA = "scscf"
     settings.SIP_SCSCF_RPC_URL = f"http://127.0.0.1:{free_port()}/RPC"  # nobody listens
+    settings.SIP_SCSCF_URI = "sip:127.0.0.1:5060"
     reg = signing_out(rob, f"sip:{TN}@198.51.100.9:5060")
     with pytest.raises(jsonrpc.RpcUnavailable):
         deregister(reg.pk)
     reg.refresh_from_db()
     assert reg.state == "sign_out_requested" and reg.sign_out_error.startswith("retrying:")
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        ({"code": 403, "text": "Forbidden - Not Subscribed"}, "failed"),
+        ({"code": 408, "text": "Request Timeout"}, "retried"),
+        ({"code": 503, "text": "Service Unavailable"}, "retried"),
+        ({"status": "no code"}, "retried"),
+    ],
+)
+def test_the_scscfs_answer_to_its_de_register_decides_the_sign_out(
+    rob, settings, monkeypatch, answer, outcome
+):
+    """What the S-CSCF answered the de-REGISTER it sent itself (tm.t_uac_wait_block's
+    result): a refusal is final and shown, no answer in time or a server error is tried
+    again, and the device stays *sign-out requested* either way."""
+    settings.SIGN_OUT_VIA = "scscf"
+    settings.SIP_SCSCF_RPC_URL = f"http://127.0.0.1:{free_port()}/RPC"  # nobody listens
+    settings.SIP_SCSCF_URI = "sip:127.0.0.1:5060"
+    reg = signing_out(rob, f"sip:{TN}@198.51.100.9:5060")  # its task: unreachable, left
+    monkeypatch.setattr(jsonrpc, "call", lambda *args, **kwargs: answer)
+    if outcome == "failed":
+        assert deregister(reg.pk) == "failed"
+    else:
+        with pytest.raises(jsonrpc.RpcUnavailable):
+            deregister(reg.pk)
+    reg.refresh_from_db()
+    assert reg.state == "sign_out_requested"
+    if outcome == "failed":
+        assert reg.sign_out_error == (
+            "the S-CSCF refused the de-REGISTER (403 Forbidden - Not Subscribed)"
+        )
+    else:
+        assert reg.sign_out_error.startswith("retrying: the S-CSCF's de-REGISTER got ")
 
 
 # --- A restart ----------------------------------------------------------------------------
@@ -378,6 +415,7 @@ def network_worker(lab):
             "SIP_EDGE_SCSCF_URI": "",  # loopback UEs: straight to each contact
             "SIGN_OUT_VIA": "scscf",
             "SIP_SCSCF_RPC_URL": lab.registrar.rpc_url,
+            "SIP_SCSCF_URI": f"sip:{lab.registrar_address}",
         }
     ).start()
     app.conf.task_always_eager = False

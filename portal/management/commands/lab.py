@@ -144,6 +144,7 @@ class Command(BaseCommand):
             "SIP_EDGE_RPC_URL": core.edge.rpc_url,
             "SIGN_OUT_VIA": "scscf",
             "SIP_SCSCF_RPC_URL": core.scscf.rpc_url,
+            "SIP_SCSCF_URI": f"sip:{core.scscf_address}",
             "LAB_MODE": "true",
             "LAB_REGISTRAR": core.scscf_address,
         }
