@@ -189,8 +189,7 @@ class _Book:
             IdentitySync(identity=identity, enterprise=enterprise, push_queue=queue)
             for identity in self.identities
         )
-        for identity in self.identities:
-            sync_engine.queue_push_after_commit(identity.pk)
+        sync_engine.queue_pushes_after_commit([identity.pk for identity in self.identities])
         audit.record_many(
             action="identity.created",
             entries=[

@@ -123,8 +123,7 @@ def _sync_grantees(identity: Identity) -> None:
     """The grantees' own subscriptions list this identity's number while it is active:
     when its number or state changes, theirs follow."""
     grantees = Grant.objects.active().filter(identity=identity).values("grantee_id")
-    for own in Identity.objects.live().filter(owner_id__in=grantees):
-        sync_engine.request_sync(own)
+    sync_engine.request_syncs(list(Identity.objects.live().filter(owner_id__in=grantees)))
 
 
 def _changed(actor: Actor, identity: Identity, before: dict[str, Any], action: str) -> Identity:
@@ -247,9 +246,8 @@ def _end_grants(grants: QuerySet[Grant], reason: str, actor: Actor) -> list[Gran
             target=grant,
             changes=audit.changed(active=(True, False)),
         )
-    for grantee_id in {g.grantee_id for g in ended}:
-        for identity in Identity.objects.live().filter(owner_id=grantee_id):
-            sync_engine.request_sync(identity)
+    grantees = {g.grantee_id for g in ended}
+    sync_engine.request_syncs(list(Identity.objects.live().filter(owner_id__in=grantees)))
     return ended
 
 
@@ -381,9 +379,8 @@ def _pause_grants(grants: QuerySet[Grant], paused: bool, actor: Actor) -> list[G
             target=grant,
             changes=audit.changed(active=(not paused, paused is False)),
         )
-    for grantee_id in {g.grantee_id for g in changed}:
-        for identity in Identity.objects.live().filter(owner_id=grantee_id):
-            sync_engine.request_sync(identity)
+    grantees = {g.grantee_id for g in changed}
+    sync_engine.request_syncs(list(Identity.objects.live().filter(owner_id__in=grantees)))
     return changed
 
 
@@ -598,8 +595,7 @@ def grant_create(
         valid_until=valid_until,
         created_by=actor.user,
     )
-    for own in Identity.objects.live().filter(owner=grantee):
-        sync_engine.request_sync(own)
+    sync_engine.request_syncs(list(Identity.objects.live().filter(owner=grantee)))
     audit.record(
         actor=actor,
         action="grant.created",

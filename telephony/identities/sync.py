@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -565,8 +566,18 @@ def request_sync(identity: Identity) -> None:
     """Record, in the caller's transaction, that the HSS must follow this identity; the
     task runs after commit. Many changes in a row collapse into one push of the latest
     state, since the task reads the identity afresh."""
-    _sync_state_recorded(identity)
-    IdentitySync.objects.filter(pk=identity.pk).update(
+    request_syncs([identity])
+
+
+def request_syncs(identities: list[Identity]) -> None:
+    """``request_sync`` for several identities a change concerns at once (a grantee's
+    identities): one UPDATE, and their pushes go out together (``queue_pushes``)."""
+    if not identities:
+        return
+    for enterprise_id in {identity.enterprise_id for identity in identities}:
+        generations.bump_after_commit(enterprise_id=enterprise_id)
+    ids = [identity.pk for identity in identities]
+    IdentitySync.objects.filter(pk__in=ids).update(
         desired_version=F("desired_version") + 1,
         state=IdentitySync.State.PENDING,
         requested_at=timezone.now(),
@@ -575,38 +586,14 @@ def request_sync(identity: Identity) -> None:
         last_error="",
         push_queue=push_queue(),
     )
-    queue_push_after_commit(identity.pk)
+    queue_pushes_after_commit(ids)
 
 
-def queue_push_after_commit(identity_id: int) -> None:
-    """Queue a push of the identity once the caller's transaction commits; the pushes
-    one transaction queues go out together (``queue_pushes``)."""
-    transaction.on_commit(_PushOnCommit(identity_id, push_queue()).run, robust=True)
-
-
-@dataclass(eq=False)
-class _PushOnCommit:
-    """A push queued on commit. The first of a transaction's pushes to run takes along
-    the pushes queued after it, which are still in the connection's list of hooks
-    (those of a savepoint that was rolled back are not), and queues them together."""
-
-    identity_id: int
-    queue: str
-    taken: bool = False
-
-    def run(self) -> None:
-        if self.taken:
-            return
-        hooks = [getattr(entry[1], "__self__", None) for entry in connection.run_on_commit]
-        # Django removes each hook from the list before it runs it; a test's capture of
-        # the hooks does not, and this one is then in the list.
-        later = hooks[hooks.index(self) + 1 :] if self in hooks else hooks
-        batch = [self.identity_id]
-        for push in later:
-            if isinstance(push, _PushOnCommit) and push.queue == self.queue and not push.taken:
-                push.taken = True
-                batch.append(push.identity_id)
-        queue_pushes(batch, queue=self.queue)
+def queue_pushes_after_commit(identity_ids: list[int]) -> None:
+    """Queue pushes of the identities once the caller's transaction (or savepoint)
+    commits, on the queue of changes made now; several go out in batches."""
+    queue = push_queue()
+    transaction.on_commit(partial(queue_pushes, list(identity_ids), queue), robust=True)
 
 
 # Identities per push task when one transaction changed many (an import chunk, a bulk

@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -14,9 +14,10 @@ from accounts.models import AuditEvent, User
 from accounts.tests.factories import UserFactory
 from kernel import enqueue
 from portal.testing import backend_pid, wait_for, wait_until_blocked_by
-from telephony.identities import services, sync
+from telephony.identities import onboarding, services, sync
 from telephony.identities.hss import HssPermanentError, HssTransientError
 from telephony.identities.hss.builtin import BuiltinHss
+from telephony.identities.onboarding import Joiner
 from telephony.models import Identity, IdentitySync, SimulatedSubscription, SyncAttempt
 from telephony.tests.factories import give_numbers, make_identity
 
@@ -617,46 +618,57 @@ def batches_of_pushes(record):
     return (vars(task), "apply_async", lambda args, **options: record(*args))
 
 
-def test_the_pushes_of_one_transaction_go_out_in_batches_on_their_queue(
-    employee, enterprise, monkeypatch, django_capture_on_commit_callbacks
+def joiners(count):
+    return [
+        Joiner(email=f"p{n}@swift.example", full_name=f"P {n}", services=["voice"])
+        for n in range(count)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pushes_of_an_onboarded_chunk_go_out_in_batches_on_their_queue_once_it_commits(
+    admin, enterprise, monkeypatch
 ):
+    """A real commit (Django empties its list of hooks before it runs them), not a
+    capture of the hooks."""
     give_numbers(enterprise)
     singles, batches = [], []
     monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: singles.append(identity_id)))
     monkeypatch.setitem(*batches_of_pushes(lambda ids, queue: batches.append((ids, queue))))
     count = sync.PUSH_BATCH * 2 + 3
-    with sync.pushes_on_queue("bulk"), django_capture_on_commit_callbacks(execute=True):
-        made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(count)]
+    with sync.pushes_on_queue("bulk"), transaction.atomic():
+        made = onboarding.onboard(
+            actor=Actor(user=admin), enterprise=enterprise, joiners=joiners(count)
+        )
+        assert batches == []
     assert singles == []
     assert [len(ids) for ids, _ in batches] == [sync.PUSH_BATCH, sync.PUSH_BATCH, 3]
     assert {queue for _, queue in batches} == {"bulk"}
     assert [pk for ids, _ in batches for pk in ids] == [identity.pk for identity in made]
 
-    # One change alone is one push of its own, as before.
+    # One change alone is one push of its own.
     batches.clear()
-    with django_capture_on_commit_callbacks(execute=True):
-        services.identity_update(actor=Actor.system(), identity=made[0], display_name="Solo")
+    services.identity_update(actor=Actor.system(), identity=made[0], display_name="Solo")
     assert (singles, batches) == ([made[0].pk], [])
 
 
-def test_a_push_queued_in_a_savepoint_that_was_rolled_back_is_not_sent(
-    employee, enterprise, monkeypatch, django_capture_on_commit_callbacks
+def test_a_chunk_rolled_back_with_its_savepoint_pushes_nothing(
+    admin, enterprise, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from django.db import transaction
-
     give_numbers(enterprise)
-    batches = []
+    singles, batches = [], []
+    monkeypatch.setitem(*queue_of_pushes(lambda identity_id, *_: singles.append(identity_id)))
     monkeypatch.setitem(*batches_of_pushes(lambda ids, queue: batches.append(ids)))
+    actor = Actor(user=admin)
     with django_capture_on_commit_callbacks(execute=True):
-        first = make_identity(UserFactory(enterprise=enterprise))
         try:
             with transaction.atomic():
-                make_identity(UserFactory(enterprise=enterprise))
-                raise RuntimeError("the row failed")
+                onboarding.onboard(actor=actor, enterprise=enterprise, joiners=joiners(3))
+                raise RuntimeError("the chunk failed")
         except RuntimeError:
             pass
-        last = make_identity(UserFactory(enterprise=enterprise))
-    assert batches == [[first.pk, last.pk]]
+        kept = onboarding.onboard(actor=actor, enterprise=enterprise, joiners=joiners(5)[3:])
+    assert (singles, batches) == ([], [[identity.pk for identity in kept]])
 
 
 def test_a_batch_pushes_each_identity_and_a_failing_one_retries_on_its_own(
