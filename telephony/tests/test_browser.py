@@ -118,7 +118,7 @@ def test_an_admin_onboards_rob_smith_and_sees_his_identity_synced(page, celery_w
     page.get_by_role("link", name="Employees", exact=True).click()
     row = page.get_by_role("row").filter(has_text="Rob Smith")
     assert row.get_by_text("Invited").is_visible()
-    assert row.get_by_text("synced").is_visible()
+    assert row.get_by_text("in step").is_visible()
     page.get_by_role("link", name="Home", exact=True).click()
     in_step = page.locator(".card").filter(has_text="in step with the HSS")
     assert in_step.locator(".card-figure").inner_text() == "1"

@@ -177,6 +177,7 @@ def test_ticked_devices_are_signed_out_after_a_confirmation_naming_each_and_its_
     listing = admin_client.get(reverse("telephony:devices")).content.decode()
     for device in devices:
         assert f'name="devices" value="{device.pk}"' in listing
+    assert 'id="device-tick-all" hx-preserve' in listing and "{#" not in listing
     ticked = devices[:2]  # Ann's two
     asked = admin_client.post(
         DEVICES_URL, {"action": "sign_out", "devices": [d.pk for d in ticked]}
