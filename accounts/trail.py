@@ -50,6 +50,7 @@ SENTENCES = {
     "user.backup_codes_regenerated": "{actor} made new backup codes for {target}",
     "user.time_zone_changed": "{actor} chose the time zone of {target}",
     "employees.exported": "{actor} exported the list of employees",
+    "devices.exported": "{actor} exported the list of devices",
     "audit.exported": "{actor} exported the audit trail",
     "identity.sync_retried": "{actor} asked the HSS sync of {target} to try again",
     "identity.drift_found": "{actor} found {target} out of step with the HSS",

@@ -13,7 +13,7 @@ from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -26,7 +26,7 @@ from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import Application
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
-from kernel import fragments
+from kernel import csvfile, fragments
 from kernel.errors import RuleViolation
 from kernel.forms import filter_criteria
 from kernel.http import client_ip, object_id, safe_next_url
@@ -542,11 +542,7 @@ def audit_export(request):
     services.audit_export_recorded(actor=Actor.from_request(request), enterprise=enterprise)
     events = selectors.audit_events(enterprise, **criteria).iterator(chunk_size=2000)
     lines = trail.csv_lines(events, timezone.get_current_timezone())
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    filename = f"{enterprise.slug}-audit-{timezone.localdate():%Y-%m-%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return csvfile.download(lines, f"{enterprise.slug}-audit-{timezone.localdate():%Y-%m-%d}.csv")
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)

@@ -1,6 +1,7 @@
 """The one reader of uploaded CSV files, and the one writer of CSV downloads: the
 employee import and the operator's inventory upload both read through it, so both have
-the same limits; the employee export and the audit trail's are written by ``lines``.
+the same limits; the exports (employees, devices, the audit trail, an import's rows to
+correct) are written by ``lines`` and sent by ``download``.
 
 A file is refused whole, with a RuleViolation on the ``file`` field, before anything is
 written: larger than its cap, not UTF-8 text (a byte order mark is fine), binary, more
@@ -14,6 +15,8 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
+
+from django.http import StreamingHttpResponse
 
 from kernel.errors import RuleViolation
 
@@ -123,6 +126,15 @@ def safe_cell(value: object) -> str:
 def unguard(cell: str) -> str:
     """Undo ``safe_cell``, so that an exported file imports unchanged."""
     return cell[1:] if cell.startswith("'") and _needs_guard(cell[1:]) else cell
+
+
+def download(lines: Iterable[str], filename: str) -> StreamingHttpResponse:
+    """A streamed CSV attachment named ``filename``; never kept by a cache (the exports
+    hold people's data)."""
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterator[str]:

@@ -4,7 +4,8 @@ Builds a throwaway portal under ``var/screenshots/`` (its own SQLite file and ma
 folder; tasks run in this process, so no broker is needed), loads the demo data
 (``seed_demo``), lets the IMS core register the demo phones and sign two weeks of calls
 through the network API, then drives Debian's Chromium through the pages as the demo
-users and writes 1280-pixel-wide PNGs to ``docs/screenshots/``. Nothing is downloaded;
+users and writes 1280-pixel-wide PNGs to ``docs/screenshots/``, and the main pages at
+a phone's size (``phone-*.png``). Nothing is downloaded;
 the database of ``make run`` is not touched.
 """
 
@@ -326,18 +327,15 @@ def totp_now(email: str) -> str:
 PHONE = {"width": 390, "height": 844}
 
 
-def signed_in(browser, base_url: str, email: str, *, scale: float = 1, phone: bool = False):
+def signed_in(browser, base_url: str, email: str, *, scale: float = 1):
     """A new browser session signed in as ``email``. With ``scale`` below 1 the page is
-    laid out wider than the 1280-pixel picture (Django admin needs the room); ``phone``
-    lays it out as a phone's screen."""
+    laid out wider than the 1280-pixel picture (Django admin needs the room)."""
     from portal.management.commands.seed_demo import DEMO_PASSWORD
 
     context = browser.new_context(
         base_url=base_url,
-        viewport=PHONE
-        if phone
-        else {"width": round(WIDTH / scale), "height": round(HEIGHT / scale)},
-        device_scale_factor=2 if phone else scale,
+        viewport={"width": round(WIDTH / scale), "height": round(HEIGHT / scale)},
+        device_scale_factor=scale,
     )
     context.set_default_timeout(20_000)
     page = context.new_page()
@@ -350,6 +348,19 @@ def signed_in(browser, base_url: str, email: str, *, scale: float = 1, phone: bo
     page.get_by_role("button", name="Verify").click()
     page.wait_for_url(lambda url: "/login" not in url and "/account/2fa" not in url)
     return page
+
+
+def on_a_phone(page, base_url: str):
+    """The same session on a phone's screen: its cookies in a new phone-sized browser
+    context (signing in again within the half-minute would reuse a spent code)."""
+    context = page.context.browser.new_context(
+        base_url=base_url,
+        viewport=PHONE,
+        device_scale_factor=2,
+        storage_state=page.context.storage_state(),
+    )
+    context.set_default_timeout(20_000)
+    return context.new_page()
 
 
 def shoot(page, name: str, max_height: int = MAX_HEIGHT) -> None:
@@ -402,15 +413,28 @@ def take_screenshots(browser, base_url: str) -> None:
     employee = signed_in(browser, base_url, rob.email)
     employee.get_by_role("link", name="My devices").click()
     shoot(employee, "my-devices")
+    phone = on_a_phone(employee, base_url)
+    phone.goto("/my/devices/")
+    shoot_screen(phone, "phone-my-devices")
+    phone.context.close()
     employee.context.close()
 
-    # Helpdesk: the admin's authenticator code of this half-minute is used up already.
-    phone = signed_in(browser, base_url, "helpdesk@swift-delivery.example", phone=True)
+    # The README's main pages at phone size: the first screenful of each.
+    phone = on_a_phone(admin, base_url)
+    phone.goto("/")
+    shoot_screen(phone, "phone-home")
     phone.goto("/employees/")
     shoot_screen(phone, "phone-employees")
+    phone.goto(f"/employees/{rob.pk}/")
+    shoot_screen(phone, "phone-employee")
+    phone.goto(f"/identities/{rob.identities.get().pk}/")
+    phone.locator("#sync-panel").get_by_text("In step with the HSS").wait_for()
+    shoot_screen(phone, "phone-identity")
     phone.goto("/devices/")
     phone.get_by_text("IMEI …1481").wait_for()
     shoot_screen(phone, "phone-devices")
+    phone.goto("/calls/")
+    shoot_screen(phone, "phone-calls")
     phone.context.close()
 
     # The operator raised the quota for the new drivers (operator staff do it in Django admin).

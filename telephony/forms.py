@@ -92,6 +92,17 @@ class RelocateForm(PortalForm):
         offer_free_inventory(self, enterprise)
 
 
+# The HSS sync states as the pages name them: "in step with the HSS", as the cards and
+# the sync panel say.
+SYNC_CHOICES = [
+    ("", "Any"),
+    (IdentitySync.State.SYNCED, "In step with the HSS"),
+    (IdentitySync.State.PENDING, "Pending"),
+    (IdentitySync.State.DRIFT, "Drift found"),
+    (IdentitySync.State.FAILED, "Sync failed"),
+]
+
+
 class EmployeeFilterForm(PortalForm):
     q = forms.CharField(label="Search", required=False, help_text="Name, email or number")
     # Leavers are history: the list shows them when asked.
@@ -100,9 +111,7 @@ class EmployeeFilterForm(PortalForm):
         required=False,
     )
     role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
-    sync = forms.ChoiceField(
-        label="Sync", choices=[("", "Any"), *IdentitySync.State.choices], required=False
-    )
+    sync = forms.ChoiceField(label="HSS sync", choices=SYNC_CHOICES, required=False)
     identity = forms.ChoiceField(
         label="Identities",
         choices=[("", "Any"), ("some", "Has one"), ("none", "Has none")],
@@ -115,9 +124,7 @@ class IdentityFilterForm(PortalForm):
     status = forms.ChoiceField(
         choices=[("", "Active and suspended"), *Identity.Status.choices], required=False
     )
-    sync = forms.ChoiceField(
-        label="Sync", choices=[("", "Any"), *IdentitySync.State.choices], required=False
-    )
+    sync = forms.ChoiceField(label="HSS sync", choices=SYNC_CHOICES, required=False)
 
 
 class LineFilterForm(PortalForm):

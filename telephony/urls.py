@@ -42,6 +42,7 @@ urlpatterns = [
     path("grants/", views.grant_list, name="grants"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
     path("devices/", views.device_dashboard, name="devices"),
+    path("devices/bulk/", bulk_views.devices_bulk, name="devices_bulk"),
     path("devices/<int:pk>/sign-out/", views.device_sign_out, name="device_sign_out"),
     path(
         "employees/<int:user_pk>/sign-out-all/",

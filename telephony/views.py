@@ -513,7 +513,11 @@ def device_dashboard(request):
     shown = fragments.cached(request, "devices", parts)
     if is_htmx(request):
         return HttpResponse(shown["table"])
-    return render(request, "telephony/device_dashboard.html", {"shown": shown})
+    context = {
+        "shown": shown,
+        "bulk_actions": bulk_actions.actions_for(bulk_actions.DEVICE_ACTIONS, request.user.role),
+    }
+    return render(request, "telephony/device_dashboard.html", context)
 
 
 def _device_forms(request, registrations):

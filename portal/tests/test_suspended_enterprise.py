@@ -251,6 +251,9 @@ CHANGES = {
     ),
     "telephony:grant_revoke": page(pk=of("grant")),
     "telephony:device_sign_out": page(pk=of("registration")),
+    "telephony:devices_bulk": page(
+        lambda w: {"action": "sign_out", "devices": [w.registration.pk], "confirmed": "yes"}
+    ),
     "telephony:devices_sign_out_all": page(user_pk=of("admin")),
     "telephony:device_settings": page(
         lambda w: {

@@ -1,5 +1,5 @@
-"""Acting on many employees or identities at once (the checkboxes of *Employees* and
-*Identities*). Each one's change is the same service call, audit row and transaction as
+"""Acting on many employees, identities or devices at once (the checkboxes of *Employees*,
+*Identities* and *Devices*). Each one's change is the same service call, audit row and transaction as
 on its own page, so a refusal for one stops nobody else; every outcome is reported, with
 the kill-switch's receipt for an offboarding."""
 
@@ -16,7 +16,7 @@ from accounts.audit import Actor
 from accounts.models import Role, User
 from kernel.errors import RuleViolation
 from telephony.identities import services
-from telephony.models import Identity
+from telephony.models import Identity, Registration
 from telephony.registrations import signout
 
 # One confirmation page lists everyone: more than this is an import's work.
@@ -25,7 +25,7 @@ MAX_SELECTED = 100
 
 @dataclass(frozen=True)
 class Outcome:
-    subject: Any  # the employee or the identity
+    subject: Any  # the employee, the identity or the device
     done: bool
     detail: str
     link: str = ""
@@ -112,6 +112,22 @@ IDENTITY_ACTIONS = {
         (Role.ADMIN,),
         "is pushed to the HSS again",
         _identity_action(services.sync_retry, "Sync queued again"),
+    ),
+}
+
+
+def _device_sign_out(actor: Actor, registration: Registration) -> Outcome:
+    signout.registration_sign_out(actor=actor, registration=registration)
+    return Outcome(registration, True, "Sign-out requested")
+
+
+# Helpdesk signs devices out too, as on the single path (signout.SIGN_OUT_OTHERS).
+DEVICE_ACTIONS = {
+    "sign_out": BulkAction(
+        "Sign out",
+        (Role.ADMIN, Role.HELPDESK),
+        "is signed out of the network; its owner can sign in on it again",
+        _device_sign_out,
     ),
 }
 

@@ -1,5 +1,5 @@
 """Pages for the CSV import of employees with identities, the CSV export, and actions
-on many employees at once."""
+on many employees, identities or devices at once."""
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -20,7 +20,8 @@ from kernel.pages import call_service, flash_form_errors
 from kernel.tenancy import get_for_enterprise_or_404
 from telephony.bulk import actions
 from telephony.bulk import services as bulk
-from telephony.models import Identity, ImportJob
+from telephony.models import Identity, ImportJob, Registration
+from telephony.registrations import export as device_export
 
 RECENT_JOBS = 20
 
@@ -146,14 +147,9 @@ def import_start(request, pk):
 def import_problem_rows(request, pk):
     """The rows of an import's file that were not imported, to correct and upload again."""
     job = get_for_enterprise_or_404(ImportJob.objects.all(), request.enterprise, pk=pk)
-    response = StreamingHttpResponse(
-        bulk.problem_rows_csv(job), content_type="text/csv; charset=utf-8"
-    )
     stem = job.filename.removesuffix(".csv")[:100] or "import"
     filename = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
-    response["Content-Disposition"] = f'attachment; filename="{filename}-to-correct.csv"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return csvfile.download(bulk.problem_rows_csv(job), f"{filename}-to-correct.csv")
 
 
 @enterprise_role_required(ADMIN)
@@ -190,13 +186,8 @@ def _export_response(request, people=None) -> StreamingHttpResponse:
         enterprise=enterprise,
         selected=None if people is None else len(people),
     )
-    response = StreamingHttpResponse(
-        bulk.export_rows(enterprise, people=people), content_type="text/csv; charset=utf-8"
-    )
     filename = f"{enterprise.slug}-employees-{timezone.localdate():%Y-%m-%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return csvfile.download(bulk.export_rows(enterprise, people=people), filename)
 
 
 @enterprise_role_required(ADMIN_OR_HELPDESK)
@@ -280,6 +271,67 @@ def identities_bulk(request):
         ticked=lambda: form.cleaned_data["identities"].order_by("number__e164", "pk"),
         back="telephony:identities",
         template="telephony/identity_bulk.html",
+    )
+
+
+class DeviceBulkForm(PortalForm):
+    """The devices ticked on *Devices*, and what to do with them (bulk.actions)."""
+
+    action = forms.ChoiceField()
+    devices = forms.ModelMultipleChoiceField(
+        queryset=Registration.objects.none(),
+        error_messages={
+            "required": "Tick the devices first.",
+            "invalid_choice": "One of the devices ticked is not one of yours.",
+        },
+    )
+
+    def __init__(self, *args, enterprise, actions: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        choice_field(self, "action").choices = [("export", "Export CSV"), *actions.items()]
+        # Ended ones too: a device that ended since it was ticked is said so in its
+        # outcome, and the others still go ahead.
+        model_choice_field(self, "devices").queryset = Registration.objects.for_enterprise(
+            enterprise
+        ).select_related("user", "identity__number")
+
+    def clean_devices(self):
+        ticked = self.cleaned_data["devices"]
+        if len(ticked) > actions.MAX_SELECTED:
+            raise forms.ValidationError(f"Tick at most {actions.MAX_SELECTED} devices at once.")
+        return ticked
+
+
+@enterprise_role_required(ADMIN_OR_HELPDESK)
+@require_POST
+def devices_bulk(request):
+    """The ticked devices: their CSV at once; a sign-out is confirmed first, naming each
+    device and its owner, then asked for each, and every outcome shown."""
+    available = actions.actions_for(actions.DEVICE_ACTIONS, request.user.role)
+    form = DeviceBulkForm(
+        request.POST,
+        enterprise=request.enterprise,
+        actions={name: action.label for name, action in available.items()},
+    )
+
+    def ticked():
+        return form.cleaned_data["devices"].order_by("user__full_name", "label", "pk")
+
+    if form.is_valid() and form.cleaned_data["action"] == "export":
+        enterprise = request.enterprise
+        lines = device_export.devices_export(
+            actor=Actor.from_request(request), enterprise=enterprise, registrations=list(ticked())
+        )
+        return csvfile.download(
+            lines, f"{enterprise.slug}-devices-{timezone.localdate():%Y-%m-%d}.csv"
+        )
+    return _bulk_page(
+        request,
+        form,
+        available,
+        ticked=ticked,
+        back="telephony:devices",
+        template="telephony/device_bulk.html",
     )
 
 

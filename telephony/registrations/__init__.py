@@ -6,7 +6,7 @@ documents, no Django), ``records`` (registration records, history, expiry, ends)
 ``signout`` (sign-out of a UE), ``notify`` (the notification backends), ``notices``
 ("already logged on" notices, the device limit), ``ingest`` (applying reginfo reports),
 ``inbox`` (reports answered at once and applied in batches), ``third_party`` (the SIP edge's third-party REGISTERs), ``device_settings`` (per-device
-settings). Other packages use the modules, and these names, loaded on first use, so that
+settings), ``export`` (the devices' CSV). Other packages use the modules, and these names, loaded on first use, so that
 the parsers still import without the rest (kernel.exports).
 """
 

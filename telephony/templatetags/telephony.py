@@ -14,7 +14,7 @@ def sync_badge(sync):
     if state == "synced":
         at = localtime(sync.synced_at) if sync.synced_at else None
         return format_html(
-            '<span class="badge badge-synced" title="Synced {}">synced {}</span>',
+            '<span class="badge badge-synced" title="In step with the HSS since {}">in step {}</span>',
             date_format(at, "Y-m-d H:i:s") if at else "",
             date_format(at, "H:i") if at else "",
         )

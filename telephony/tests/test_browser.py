@@ -29,11 +29,13 @@ from portal.testing import sign_in_browser, wait_for
 from telephony.identities import services
 from telephony.models import Grant, ImportJob, Registration, SimulatedSubscription
 from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.test_device_pages import register
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ROB_PHONES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "rob-two-phones.xml"
 ROB_TN = "+4930555000"  # the number docs/examples/rob-two-phones.xml registers
+ROB_PHONE_LABELS = ["Android phone (IMEI …1481)", "iPhone (IMEI …3119)"]  # its two phones
 
 
 def swift_delivery(**contract):
@@ -116,7 +118,7 @@ def test_an_admin_onboards_rob_smith_and_sees_his_identity_synced(page, celery_w
     page.get_by_role("link", name="Employees", exact=True).click()
     row = page.get_by_role("row").filter(has_text="Rob Smith")
     assert row.get_by_text("Invited").is_visible()
-    assert row.get_by_text("synced").is_visible()
+    assert row.get_by_text("in step").is_visible()
     page.get_by_role("link", name="Home", exact=True).click()
     in_step = page.locator(".card").filter(has_text="in step with the HSS")
     assert in_step.locator(".card-figure").inner_text() == "1"
@@ -400,6 +402,43 @@ def test_a_registration_posted_by_the_ims_core_appears_on_an_open_dashboard(page
     page.get_by_test_id("device").filter(has_text="IMEI …1481").wait_for(timeout=5_000)
     row = page.get_by_role("row").filter(has_text="Rob Smith")
     assert row.locator(".device-count").inner_text() == "2"
+
+
+def test_an_admin_ticks_two_devices_the_ticks_outlast_a_refresh_and_both_sign_out(
+    page, live_server
+):
+    enterprise = swift_delivery()
+    admin = admin_of(enterprise)
+    rob = UserFactory(enterprise=enterprise, full_name="Rob Smith")
+    make_identity(rob, tn=ROB_TN)
+    jane = UserFactory(enterprise=enterprise, full_name="Jane Doe")
+    janes = make_identity(jane)
+    register_robs_phones(live_server, enterprise)
+    sign_in_browser(page, admin, PASSWORD)
+    page.goto("/devices/")
+    ticked = [page.get_by_label(f"Tick {phone} of Rob Smith") for phone in ROB_PHONE_LABELS]
+    for box in ticked:
+        box.check()
+
+    # Jane's laptop registers: the table refreshes to show it, and Rob's phones stay ticked.
+    network, _ = network_client_create(
+        actor=Actor.system(), name="Lab S-CSCF", enterprises=[enterprise]
+    )
+    register(network, janes, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+    page.get_by_label("Tick Soft client (…6bf6) of Jane Doe").wait_for(timeout=10_000)
+    assert all(box.is_checked() for box in ticked)
+
+    page.get_by_label("With the ticked devices").select_option("sign_out")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Sign out: 2 devices").wait_for()
+    for phone in ROB_PHONE_LABELS:
+        assert page.get_by_text(f"{phone} of Rob Smith").is_visible()
+    assert page.get_by_text("Jane Doe").count() == 0
+    page.get_by_role("button", name="Sign out: 2 devices").click()
+    page.get_by_role("link", name="Back to Devices").wait_for()
+    assert page.get_by_text("Sign-out requested").count() == 2
+    assert not Registration.objects.active().filter(user=rob).exists()
+    assert Registration.objects.active().filter(user=jane).count() == 1
 
 
 def test_an_employees_devices_and_notification_badge_update_while_the_page_is_open(

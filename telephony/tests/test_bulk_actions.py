@@ -1,5 +1,6 @@
-"""Acting on many employees at once from *Employees*: confirmed first, then each person's
-own service call, with every outcome shown."""
+"""Acting on many employees, identities or devices at once from *Employees*, *Identities*
+and *Devices*: confirmed first, then each one's own service call, with every outcome
+shown."""
 
 import csv
 import io
@@ -7,12 +8,15 @@ import io
 import pytest
 from django.urls import reverse
 
+from accounts.audit import Actor
 from accounts.models import AuditEvent, User
+from accounts.services import network_client_create
 from accounts.tests.factories import UserFactory
 from portal.testing import sign_in_verified
 from telephony.bulk import actions
-from telephony.models import Identity, OffboardingReceipt
+from telephony.models import Identity, OffboardingReceipt, Registration
 from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.test_device_pages import LAPTOP, PHONE, register
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +151,115 @@ def test_identities_of_another_enterprise_and_helpdesk_are_refused(
     )
     assert answer.status_code == 403
     assert not Identity.objects.filter(status=Identity.Status.SUSPENDED).exists()
+
+
+DEVICES_URL = reverse("telephony:devices_bulk")
+
+
+@pytest.fixture
+def reporter(enterprise):
+    """The IMS core's network client, reporting registrations."""
+    client, _ = network_client_create(actor=Actor.system(), name="S-CSCF", enterprises=[enterprise])
+    return client
+
+
+@pytest.fixture
+def devices(crew, reporter):
+    """Ann's phone and laptop, Ben's phone."""
+    register(reporter, crew[0].identities.get(), PHONE, LAPTOP)
+    register(reporter, crew[1].identities.get(), PHONE)
+    return list(Registration.objects.order_by("user__full_name", "label"))
+
+
+def test_ticked_devices_are_signed_out_after_a_confirmation_naming_each_and_its_owner(
+    admin_client, devices, django_capture_on_commit_callbacks
+):
+    listing = admin_client.get(reverse("telephony:devices")).content.decode()
+    for device in devices:
+        assert f'name="devices" value="{device.pk}"' in listing
+    assert 'id="device-tick-all" hx-preserve' in listing and "{#" not in listing
+    ticked = devices[:2]  # Ann's two
+    asked = admin_client.post(
+        DEVICES_URL, {"action": "sign_out", "devices": [d.pk for d in ticked]}
+    ).content.decode()
+    assert "Sign out: 2 devices" in asked
+    for device in ticked:
+        assert f"{device.label} of Ann Ames" in asked
+    assert "Ben Berg" not in asked
+    assert Registration.objects.filter(state=Registration.State.ACTIVE).count() == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        done = admin_client.post(
+            DEVICES_URL,
+            {"action": "sign_out", "devices": [d.pk for d in ticked], "confirmed": "yes"},
+        ).content.decode()
+    assert done.count("Sign-out requested") == 2
+    assert not Registration.objects.active().filter(user=ticked[0].user).exists()
+    assert Registration.objects.active().filter(pk=devices[2].pk).exists()
+    events = AuditEvent.objects.filter(action="registration.sign_out_requested")
+    assert {event.target_id for event in events} == {str(d.pk) for d in ticked}
+
+
+def test_a_device_no_longer_registered_is_said_and_the_others_still_sign_out(admin_client, devices):
+    Registration.objects.filter(pk=devices[0].pk).update(state=Registration.State.ENDED)
+    done = admin_client.post(
+        DEVICES_URL,
+        {"action": "sign_out", "devices": [d.pk for d in devices], "confirmed": "yes"},
+    ).content.decode()
+    assert done.count("not done") == 1 and "is not registered now (ended)" in done
+    assert done.count("Sign-out requested") == 2
+    assert Registration.objects.filter(state=Registration.State.SIGN_OUT_REQUESTED).count() == 2
+
+
+def test_helpdesk_signs_out_ticked_devices_and_employees_may_not(
+    client, helpdesk, employee, devices
+):
+    helpdesk_client = sign_in_verified(client, helpdesk)
+    listing = helpdesk_client.get(reverse("telephony:devices")).content.decode()
+    assert '<option value="sign_out">Sign out</option>' in listing
+    body = {"action": "sign_out", "devices": [devices[2].pk], "confirmed": "yes"}
+    assert "Sign-out requested" in helpdesk_client.post(DEVICES_URL, body).content.decode()
+    assert AuditEvent.objects.get(action="registration.sign_out_requested").actor_user == helpdesk
+    helpdesk_client.logout()
+    body["devices"] = [devices[0].pk]
+    assert sign_in_verified(client, employee).post(DEVICES_URL, body).status_code == 403
+    assert Registration.objects.get(pk=devices[0].pk).state == Registration.State.ACTIVE
+
+
+def test_another_enterprises_devices_and_too_many_are_refused(
+    admin_client, devices, other_enterprise, monkeypatch
+):
+    give_numbers(other_enterprise, "+4940111000", "+4940111099")
+    stranger = make_identity(UserFactory(enterprise=other_enterprise, status=User.Status.ACTIVE))
+    theirs, _ = network_client_create(
+        actor=Actor.system(), name="Their S-CSCF", enterprises=[other_enterprise]
+    )
+    register(theirs, stranger, PHONE)
+    their_phone = Registration.objects.get(enterprise=other_enterprise)
+    answer = admin_client.post(
+        DEVICES_URL,
+        {"action": "sign_out", "devices": [devices[0].pk, their_phone.pk], "confirmed": "yes"},
+        follow=True,
+    )
+    assert "not one of yours" in answer.content.decode()
+    assert not Registration.objects.filter(state=Registration.State.SIGN_OUT_REQUESTED).exists()
+    monkeypatch.setattr(actions, "MAX_SELECTED", 2)
+    body = {"action": "sign_out", "devices": [d.pk for d in devices]}
+    answer = admin_client.post(DEVICES_URL, body, follow=True)
+    assert "Tick at most 2 devices at once" in answer.content.decode()
+    answer = admin_client.post(DEVICES_URL, {"action": "sign_out"}, follow=True)
+    assert "Tick the devices first." in answer.content.decode()
+
+
+def test_the_ticked_devices_export_alone_and_the_export_is_audited(admin_client, devices):
+    response = admin_client.post(
+        DEVICES_URL, {"action": "export", "devices": [d.pk for d in devices[1:]]}
+    )
+    assert response["Content-Disposition"].startswith('attachment; filename="swift-devices-')
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(row["full_name"], row["device"]) for row in rows] == [
+        (d.user.full_name, d.label) for d in devices[1:]
+    ]
+    assert rows[0]["tn"] == devices[1].identity.tn and rows[0]["state"] == "Registered"
+    event = AuditEvent.objects.get(action="devices.exported")
+    assert event.changes == {"devices_ticked": [None, 2]}
