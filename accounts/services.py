@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -240,8 +239,11 @@ def _new_invitations(*, actor: Actor, users: list[User]) -> list[Invitation]:
     )
     ids = [invitation.pk for invitation in invitations]
     for start in range(0, len(ids), INVITATION_BATCH):
-        batch = ids[start : start + INVITATION_BATCH]
-        transaction.on_commit(partial(deliver_invitations.delay, batch), robust=True)
+
+        def deliver(batch: list[int] = ids[start : start + INVITATION_BATCH]) -> None:
+            deliver_invitations.delay(batch)
+
+        transaction.on_commit(deliver, robust=True)
     return invitations
 
 

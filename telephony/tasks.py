@@ -41,20 +41,26 @@ def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
     bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None
 )
 def sync_identities(self, identity_ids: list[int], queue: str = "") -> None:
-    """Push the changes one transaction made to several identities, one after the
-    other, as first tries (``sync.queue_pushes``); an identity whose push must be tried
-    again goes on as a ``sync_identity`` chain of its own, on the same queue."""
-    for done, identity_id in enumerate(identity_ids):
-        try:
-            result = sync.push_identity(identity_id, attempt=0)
-        except sync.DATABASE_GONE as exc:
-            # The rest of the batch waits for the database, as a single push does.
-            raise self.retry(
-                exc=exc,
-                countdown=sync.backoff_seconds(self.request.retries + 1),
-                max_retries=settings.SYNC_MAX_ATTEMPTS,
-                args=(identity_ids[done:], queue),
-            ) from exc
+    """Push the changes one transaction made to several identities, as first tries
+    (``sync.queue_pushes``): their leases taken and the identities read at once, then
+    each pushed and recorded on its own. An identity whose push must be tried again goes
+    on as a ``sync_identity`` chain of its own, on the same queue; those a slow HSS left
+    no time for go on as a batch of their own."""
+    try:
+        results = sync.push_identities(identity_ids, attempt=0)
+    except sync.DATABASE_GONE as exc:
+        # The batch waits for the database, as a single push does; those pushed before
+        # it went away are skipped then, nothing being pending for them.
+        raise self.retry(
+            exc=exc,
+            countdown=sync.backoff_seconds(self.request.retries + 1),
+            max_retries=settings.SYNC_MAX_ATTEMPTS,
+            args=(identity_ids, queue),
+        ) from exc
+    handed_back = [pk for pk, result in results.items() if result.outcome == "handed_back"]
+    if handed_back:
+        sync.queue_pushes(handed_back, queue)
+    for identity_id, result in results.items():
         if result.retry_in is not None:
             sync.queue_push(identity_id, result.attempt, queue, countdown=result.retry_in)
 

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -56,7 +55,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PushResult:
-    outcome: str  # synced | retry | failed | skipped
+    outcome: str  # synced | retry | failed | skipped | handed_back (push it again)
     retry_in: float | None = None
     attempt: int = 0  # failed tries so far: the retry follows them
 
@@ -213,15 +212,11 @@ def _claims(identity_ids, now, attempt: int | None = None) -> dict[int, Claim]:
     return {pk: Claim(version, until, msisdn, imsi) for pk, version, msisdn, imsi in found}
 
 
-def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str, shared):
+def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str, shared, devices):
     """Bring the HSS in step with the identity; returns what was pushed (or None).
 
     The number and line the identity left are cleaned up with it — unless another live
     identity holds them now; the backend orders the writes (``HssBackend.apply``)."""
-    # An HSS that holds no device settings is spared their query.
-    devices: dict[int, tuple[DeviceSettings, ...]] | None = (
-        None if hss.holds_device_settings else {}
-    )
     desired = desired_subscription(identity, shared, devices)
     stale = ""
     if claim.pushed_msisdn and (desired is None or claim.pushed_msisdn != desired.msisdn):
@@ -281,16 +276,28 @@ def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, Pu
     ids = list(dict.fromkeys(identity_ids))
     results = {pk: PushResult("skipped") for pk in ids}
     claims = _claims(ids, timezone.now(), attempt)
-    # What the pushes read: the numbers, the lines, the SIP domain, the owners' grants.
+    started = time.monotonic()
+    # What the pushes read: the numbers, the lines, the SIP domain, the owners' grants,
+    # the device settings.
     unrecorded = [pk for pk in ids if pk in claims]
     try:
         identities = Identity.objects.select_related("enterprise", "number", "line").in_bulk(
             unrecorded
         )
         shared = shared_access({identity.owner_id for identity in identities.values()})
+        hss = hss_backend()
+        # An HSS that holds no device settings is spared their query.
+        devices = device_settings(unrecorded) if hss.holds_device_settings else {}
         while unrecorded:
+            if len(unrecorded) < len(claims) and _lease_half_gone(started):
+                # A slow HSS: the rest would be pushed on leases near their end.
+                for identity_id in unrecorded:
+                    _release(identity_id, claims[identity_id])
+                    results[identity_id] = PushResult("handed_back")
+                break
             identity_id = unrecorded[0]
-            results[identity_id] = _push(identities[identity_id], claims[identity_id], shared)
+            identity, claim = identities[identity_id], claims[identity_id]
+            results[identity_id] = _push(hss, identity, claim, shared, devices)
             unrecorded.pop(0)
     except DATABASE_GONE:
         for identity_id in unrecorded:
@@ -299,11 +306,11 @@ def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, Pu
     return results
 
 
-def _push(identity: Identity, claim: Claim, shared) -> PushResult:
+def _push(hss: HssBackend, identity: Identity, claim: Claim, shared, devices) -> PushResult:
     operation_id = f"portal-{identity.pk}-{claim.version}"
     started = time.monotonic()
     try:
-        pushed = _write(hss_backend(), identity, claim, operation_id, shared)
+        pushed = _write(hss, identity, claim, operation_id, shared, devices)
     except HssPermanentError as exc:
         return _record_failure(identity, claim, str(exc), started, transient=False)
     except HssTransientError as exc:
@@ -317,10 +324,14 @@ def _push(identity: Identity, claim: Claim, shared) -> PushResult:
     return record_success(identity, claim, pushed, operation_id, started)
 
 
+def _lease_half_gone(started: float) -> bool:
+    return time.monotonic() - started > settings.SYNC_LEASE_SECONDS / 2
+
+
 def _release(identity_id: int, claim: Claim) -> None:
-    """Hand back a lease after the database went away mid-push, so that the retry need
-    not wait for it to expire; if the database does not answer yet, the lease expires
-    and the sweep re-queues the change."""
+    """Hand back a lease not used (the database went away mid-push, or a batch ran
+    slow), so that the next try need not wait for it to expire; if the database does
+    not answer yet, the lease expires and the sweep re-queues the change."""
     if connection.in_atomic_block:
         return
     connection.close_if_unusable_or_obsolete()
@@ -592,8 +603,9 @@ def request_syncs(identities: list[Identity]) -> None:
 def queue_pushes_after_commit(identity_ids: list[int]) -> None:
     """Queue pushes of the identities once the caller's transaction (or savepoint)
     commits, on the queue of changes made now; several go out in batches."""
-    queue = push_queue()
-    transaction.on_commit(partial(queue_pushes, list(identity_ids), queue), robust=True)
+    ids, queue = list(identity_ids), push_queue()
+    # A function, not a partial: Django names a robust hook that failed by its __qualname__.
+    transaction.on_commit(lambda: queue_pushes(ids, queue), robust=True)
 
 
 # Identities per push task when one transaction changed many (an import chunk, a bulk

@@ -671,6 +671,26 @@ def test_a_chunk_rolled_back_with_its_savepoint_pushes_nothing(
     assert (singles, batches) == ([], [[identity.pk for identity in kept]])
 
 
+@pytest.mark.django_db(transaction=True)  # as a worker runs it: not inside a transaction
+def test_a_batch_a_slow_hss_left_no_time_for_hands_the_rest_back_as_a_batch_of_its_own(
+    employee, enterprise, monkeypatch, settings
+):
+    """The batch's leases are taken at once: once half the lease has gone (here at once),
+    the identities not pushed yet are handed back and queued again together."""
+    give_numbers(enterprise)
+    monkeypatch.setitem(*queue_of_pushes(lambda *_: None))  # made, not pushed yet
+    made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(3)]
+    settings.SYNC_LEASE_SECONDS = 0
+    batches = []
+    monkeypatch.setitem(*batches_of_pushes(lambda ids, queue: batches.append(ids)))
+    from telephony.tasks import sync_identities
+
+    sync_identities.apply(args=([i.pk for i in made], ""))
+    assert [sync_row(i).state for i in made] == ["synced", "pending", "pending"]
+    assert [sync_row(i).claimed_until for i in made[1:]] == [None, None]
+    assert batches == [[made[1].pk, made[2].pk]]
+
+
 def test_a_batch_pushes_each_identity_and_a_failing_one_retries_on_its_own(
     employee, enterprise, monkeypatch
 ):
