@@ -83,30 +83,35 @@ class BuiltinHss(HssBackend):
 
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         self.simulate_conditions()
-        self._model().objects.update_or_create(
-            msisdn=subscription.msisdn,
-            defaults={
-                "imsi": subscription.imsi,
-                "impi": subscription.impi,
-                "impus": list(subscription.impus),
-                "enabled": subscription.enabled,
-                "services": list(subscription.services),
-                "display_name": subscription.display_name,
-                "shared_msisdns": [
-                    [s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared
-                ],
-                "devices": [
-                    {
-                        "device": d.device,
-                        "services": list(d.services),
-                        "default_impu": d.default_impu,
-                        "do_not_disturb": d.do_not_disturb,
-                        "ring_priority": d.ring_priority,
-                    }
-                    for d in subscription.devices
-                ],
-                "operation_id": operation_id,
-            },
+        held = {
+            "imsi": subscription.imsi,
+            "impi": subscription.impi,
+            "impus": list(subscription.impus),
+            "enabled": subscription.enabled,
+            "services": list(subscription.services),
+            "display_name": subscription.display_name,
+            "shared_msisdns": [
+                [s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared
+            ],
+            "devices": [
+                {
+                    "device": d.device,
+                    "services": list(d.services),
+                    "default_impu": d.default_impu,
+                    "do_not_disturb": d.do_not_disturb,
+                    "ring_priority": d.ring_priority,
+                }
+                for d in subscription.devices
+            ],
+            "operation_id": operation_id,
+        }
+        # One statement (INSERT … ON CONFLICT DO UPDATE), as an HSS's upsert is one write.
+        model = self._model()
+        model.objects.bulk_create(
+            [model(msisdn=subscription.msisdn, **held)],
+            update_conflicts=True,
+            unique_fields=["msisdn"],
+            update_fields=[*held, "updated_at"],
         )
         log.info("builtin HSS: upsert %s %s", subscription.msisdn, operation_id)
 
