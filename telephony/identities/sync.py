@@ -336,9 +336,14 @@ def _release(identity_id: int, claim: Claim) -> None:
         return
     connection.close_if_unusable_or_obsolete()
     try:
-        IdentitySync.objects.filter(pk=identity_id, claimed_until=claim.until).update(
-            claimed_until=None
-        )
+        # Raw, as the lease was written (``_claims``): SQLite keeps a raw statement's
+        # time in another text form than the ORM's, and would match no row.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE telephony_identitysync SET claimed_until = NULL "
+                "WHERE identity_id = %s AND claimed_until = %s",
+                [identity_id, claim.until],
+            )
     except DATABASE_GONE:
         log.warning("database still away: the lease on identity %s will expire", identity_id)
 
