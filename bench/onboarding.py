@@ -192,7 +192,12 @@ def run(ctx: Context) -> Report:
             time.sleep(0.25)
         report.memory = deployment.memory.mb()
         invitations_sent = _emails(ctx)
-        pushes = deployment.tasks_run("telephony.tasks.sync_identity")
+        # Push tasks, of one identity or a batch (an import's chunk queues batches).
+        single, batches = (
+            deployment.tasks_run(f"telephony.tasks.{name}")
+            for name in ("sync_identity", "sync_identities")
+        )
+        pushes = {role: single[role] + batches[role] for role in single}
     if synced_at is None or imported_at is None:
         raise RuntimeError(f"only {synced} of {rows} identities synced in time (job {job.state})")
     # The floor: the HSS latency alone, spread over the processes of the worker that
@@ -209,7 +214,7 @@ def run(ctx: Context) -> Report:
     all_synced = synced_at - started
     share = floor / all_synced
     report.note(
-        "pushes run by: "
+        "push tasks run by: "
         + ", ".join(f"{role.removeprefix('celery-')} worker {n:,}" for role, n in pushes.items())
         + f"; the floor divides by that worker's {concurrency} processes"
     )
