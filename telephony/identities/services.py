@@ -331,7 +331,7 @@ def employee_offboard(
     if not identities:
         steps.append({"step": "No identities held", "outcome": "done"})
     steps.append(
-        {"step": f"Grants revoked: {len(given)} given, {len(received)} received", "outcome": "done"}
+        {"step": f"Sharing ended: {len(given)} given, {len(received)} received", "outcome": "done"}
     )
     if revoke_api_tokens:
         revoked = account_services.api_tokens_revoke_created_by(actor=actor, user=user)
@@ -442,7 +442,7 @@ def employee_deactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
             )
     if len(steps) == 2:
         steps.append({"step": "No identities held", "outcome": "done"})
-    steps.append({"step": f"Grants paused: {len(paused)}", "outcome": "done"})
+    steps.append({"step": f"Sharing paused: {len(paused)}", "outcome": "done"})
     due = account_services.reactivation_deadline(user)
     steps.append(
         {
@@ -504,7 +504,7 @@ def employee_reactivate(*, actor: Actor, user: User) -> OffboardingReceipt:
         .exclude(grantee__status=deactivated)
     )
     resumed = _pause_grants(resumable, False, actor)
-    steps.append({"step": f"Grants resumed: {len(resumed)}", "outcome": "done"})
+    steps.append({"step": f"Sharing resumed: {len(resumed)}", "outcome": "done"})
     return OffboardingReceipt.objects.create(
         enterprise=enterprise,
         user=user,
@@ -583,9 +583,9 @@ def grant_create(
     if not (can_make_calls or can_receive_calls):
         raise RuleViolation("Allow making calls, receiving calls, or both.")
     if valid_until is not None and valid_until <= timezone.now():
-        raise RuleViolation("The end of the grant must lie in the future.", field="valid_until")
+        raise RuleViolation("The end of the sharing must lie in the future.", field="valid_until")
     if Grant.objects.active().filter(identity=identity, grantee=grantee).exists():
-        raise RuleViolation(f"{grantee} already holds a grant on {identity.tn}; revoke it first.")
+        raise RuleViolation(f"{identity.tn} is shared with {grantee} already; end that first.")
     grant = Grant.objects.create(
         enterprise=identity.enterprise,
         identity=identity,
@@ -644,10 +644,11 @@ def grant_revoke(*, actor: Actor, grant: Grant) -> Grant:
         allowed = True
     if not allowed:
         raise RuleViolation(
-            "Only the owner, the grantee or an admin can revoke a grant.", code="not_owner"
+            "Only the owner, the person it is shared with or an admin can end a sharing.",
+            code="not_owner",
         )
     if grant.has_ended:
-        raise RuleViolation("This grant has already ended.")
+        raise RuleViolation("This sharing has already ended.")
     _end_grants(Grant.objects.filter(pk=grant.pk), Grant.EndReason.REVOKED, actor)
     grant.refresh_from_db()
     return grant

@@ -360,7 +360,7 @@ def test_offboarding_rob_smith_ends_his_session_and_every_step_of_the_receipt_fi
     steps = page.locator(".receipt li")
     assert steps.count() == 4
     assert page.locator(".receipt li.step-done").count() == 4
-    assert page.get_by_text("Grants revoked: 1 given, 1 received").is_visible()
+    assert page.get_by_text("Sharing ended: 1 given, 1 received").is_visible()
 
     rob.refresh_from_db()
     assert rob.status == "offboarded"

@@ -330,7 +330,7 @@ def test_an_admin_shares_from_the_identity_page_and_mistakes_are_said(
         },
         follow=True,
     )
-    assert "The end of the grant must lie in the future." in answer.content.decode()
+    assert "The end of the sharing must lie in the future." in answer.content.decode()
     assert not Grant.objects.exists()
     answer = admin_client.post(
         url,
