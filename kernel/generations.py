@@ -73,8 +73,9 @@ def bump_after_commit(*, enterprise_id: int | None, operator: bool = False) -> N
     scopes: set[Scope] = {OPERATOR} if operator or enterprise_id is None else set()
     if enterprise_id is not None:
         scopes.add(enterprise_id)
-    _bump(scopes)
-    transaction.on_commit(lambda: _bump(scopes))
+    if transaction.get_connection().in_atomic_block:
+        _bump(scopes)
+    transaction.on_commit(lambda: _bump(scopes))  # at once outside a transaction
 
 
 def _bump(scopes: set[Scope]) -> None:

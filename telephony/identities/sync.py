@@ -17,7 +17,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -401,30 +401,38 @@ def _sync_state_recorded(identity: Identity) -> None:
 
 
 def _record_success(identity, claim, pushed, operation_id, started) -> PushResult:
-    with transaction.atomic():
-        _sync_state_recorded(identity)
+    # Removed (the HSS holds nothing) or suspended: no UE of it can be registered, and
+    # its registrations end in the record's transaction. Else the record is its one
+    # statement, committed on its own: a round trip less than a transaction around it.
+    ends_registrations = pushed is None or not pushed.enabled
+    with transaction.atomic() if ends_registrations else nullcontext():
         recorded = mark_synced(identity, claim, pushed, operation_id, started)
+        _sync_state_recorded(identity)
         if recorded is None:
-            # This push outlived its lease: another worker took the row over and may have
-            # written a newer state, which this late write may just have overwritten. The
-            # HSS cannot refuse an older write, so the current state is pushed once more.
-            late = "written after its lease ran out; the current state is pushed again"
-            _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, late, operation_id)
-            request_sync(identity)
-            log.warning(
-                "HSS push %s of identity %s outlived its lease; pushing the current state again",
-                operation_id,
-                identity.pk,
-            )
+            _outlived_lease(identity, claim, operation_id, started)
             return PushResult("skipped")
         state, queue = recorded
         if state == IdentitySync.State.PENDING:  # changed again while we pushed
             transaction.on_commit(lambda: queue_push(identity.pk, queue=queue), robust=True)
-        # Removed (the HSS holds nothing) or suspended: no UE of it can be registered.
-        if pushed is None or not pushed.enabled:
+        if ends_registrations:
             for end_registrations in registration_enders:
                 end_registrations(identity, Registration.EndReason.IDENTITY_REMOVED)
     return PushResult("synced")
+
+
+@transaction.atomic
+def _outlived_lease(identity, claim, operation_id, started) -> None:
+    """This push outlived its lease: another worker took the row over and may have
+    written a newer state, which this late write may just have overwritten. The HSS
+    cannot refuse an older write, so the current state is pushed once more."""
+    late = "written after its lease ran out; the current state is pushed again"
+    _history(identity, claim, SyncAttempt.Outcome.RETRYING, started, late, operation_id)
+    request_sync(identity)
+    log.warning(
+        "HSS push %s of identity %s outlived its lease; pushing the current state again",
+        operation_id,
+        identity.pk,
+    )
 
 
 MARK_SYNCED = """
@@ -481,14 +489,15 @@ def _mark_synced(identity, claim: Claim, pushed, operation_id, started) -> tuple
         "detail": detail,
         "duration_ms": _elapsed_ms(started),
     }
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(MARK_SYNCED_WITH_HISTORY, params)
             return cursor.fetchone()
+    with transaction.atomic(), connection.cursor() as cursor:  # two statements here
         cursor.execute(f"{MARK_SYNCED} RETURNING state, push_queue", params)
         recorded = cursor.fetchone()
-    if recorded is not None:
-        _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
+        if recorded is not None:
+            _history(identity, claim, SyncAttempt.Outcome.SYNCED, started, detail, operation_id)
     return recorded
 
 

@@ -411,9 +411,12 @@ def test_a_relocation_during_a_push_waits_for_it_instead_of_deadlocking(
     enterprise, admin, monkeypatch
 ):
     """The push holds the sync row and, at commit, checks that the identity its history
-    row names exists; the relocation changes the identity's number, a key column."""
+    row names exists; the relocation changes the identity's number, a key column. (A
+    suspension's push: its record is a transaction that also ends the registrations;
+    the record of an active identity's push is one statement, committed on its own.)"""
     give_numbers(enterprise)
     identity = make_identity(UserFactory(enterprise=enterprise))  # pushed already (eager)
+    Identity.objects.filter(pk=identity.pk).update(status=Identity.Status.SUSPENDED)
     IdentitySync.objects.filter(pk=identity.pk).update(  # a change whose push is due
         desired_version=F("desired_version") + 1, state=IdentitySync.State.PENDING
     )
