@@ -178,7 +178,7 @@ def record(
     the export, a person's own password and second factor, closing an import's books.
     """
     event = _event(actor, action, enterprise, target, changes, changes_enterprise)
-    _bump(actor, enterprise)
+    _bump(actor, enterprise, action)
     event.save(force_insert=True)
     return event
 
@@ -198,14 +198,24 @@ def record_many(*, action: str, entries: list[Entry]) -> None:
     applies many requests in one transaction."""
     events = [_event(e.actor, action, e.enterprise, e.target, e.changes, True) for e in entries]
     for actor, enterprise in {(e.actor, e.enterprise) for e in entries}:
-        _bump(actor, enterprise)
+        _bump(actor, enterprise, action)
     AuditEvent.objects.bulk_create(events)
 
 
-def _bump(actor: Actor, enterprise: Enterprise | None) -> None:
-    # Every change passes here, so here the call path's cached facts learn of it.
+# What devices report, and their settings: what the device pages show, and nothing the
+# call path decides on.
+DEVICE_ACTIONS = "registration."
+
+
+def _bump(actor: Actor, enterprise: Enterprise | None, action: str) -> None:
+    # Every change passes here, so here the call path's cached facts (and the kept page
+    # fragments) learn of it. Registrations only lapse what shows devices: UEs report
+    # many times a minute, and would otherwise lapse every fact of a busy enterprise.
     # Operator staff's and the system's changes (number blocks, credentials, network
     # clients) may concern numbers no enterprise held before: every entry lapses.
+    if action.startswith(DEVICE_ACTIONS) and enterprise is not None:
+        generations.bump_devices_after_commit(enterprise.pk)
+        return
     generations.bump_after_commit(
         enterprise_id=enterprise.pk if enterprise is not None else None,
         operator=actor.enterprise is None and actor.network_client is None,

@@ -523,7 +523,7 @@ def audit_list(request):
     query = request.GET.copy()
     query.pop("page", None)
     context = {
-        "shown": fragments.cached(request, "audit", parts),
+        "shown": fragments.cached(request, "audit", parts, shows_devices=True),
         "export_query": query.urlencode(),
     }
     return render(request, "accounts/audit_list.html", context)

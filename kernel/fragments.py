@@ -39,9 +39,12 @@ log = logging.getLogger(__name__)
 Parts = dict[str, str]
 
 
-def cached(request, name: str, render: Callable[[], Parts]) -> dict[str, SafeString]:
+def cached(
+    request, name: str, render: Callable[[], Parts], *, shows_devices: bool = False
+) -> dict[str, SafeString]:
     """The fragment ``name`` for this request, its parts by name (HTML rendered by the
-    template engine): from the cache, or ``render()``."""
+    template engine): from the cache, or ``render()``. ``shows_devices``: it shows the
+    enterprise's registrations too, which lapse apart (``generations.devices``)."""
     fresh_for = settings.PAGE_FRAGMENT_SECONDS
     enterprise = request.enterprise
     if fresh_for <= 0 or not generations.enabled():
@@ -55,11 +58,14 @@ def cached(request, name: str, render: Callable[[], Parts]) -> dict[str, SafeStr
         request.get_full_path(),
     )
     key = "fragment:" + hashlib.sha256(repr(shows).encode()).hexdigest()
+    scopes: list[generations.Scope] = [enterprise.pk]
+    if shows_devices:
+        scopes.append(generations.devices(enterprise.pk))
     reader = generations.Reader()
-    reader.fetch([key], [enterprise.pk])  # the entry and the generations: one round trip
+    reader.fetch([key], scopes)  # the entry and the generations: one round trip
     if reader.offline:
         return _safe(render())
-    current = {s: reader.generations[s] for s in (generations.OPERATOR, enterprise.pk)}
+    current = {s: reader.generations[s] for s in (generations.OPERATOR, *scopes)}
     entry = reader.entries.get(key)
     if entry is not None:
         read_under, rendered_at, parts = entry

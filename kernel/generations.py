@@ -66,13 +66,28 @@ def _key(scope: Scope) -> str:
     return f"generation:{scope}"
 
 
+def devices(enterprise_id: int) -> str:
+    """The scope of an enterprise's devices (its registrations), apart from its other
+    rows: what only the pages that show devices read (kernel/fragments.py)."""
+    return f"devices:{enterprise_id}"
+
+
 def bump_after_commit(*, enterprise_id: int | None, operator: bool = False) -> None:
     """Make every entry that was read from the enterprise's rows (and, with ``operator``
     or no enterprise, every entry) stale: now, for reads inside this transaction, and
     once it commits, for entries that others read meanwhile from the old rows."""
     scopes: set[Scope] = {OPERATOR} if operator or enterprise_id is None else set()
     if enterprise_id is not None:
-        scopes.add(enterprise_id)
+        scopes |= {enterprise_id, devices(enterprise_id)}
+    _bump_after_commit(scopes)
+
+
+def bump_devices_after_commit(enterprise_id: int) -> None:
+    """``bump_after_commit`` for a change of the enterprise's devices only."""
+    _bump_after_commit({devices(enterprise_id)})
+
+
+def _bump_after_commit(scopes: set[Scope]) -> None:
     if transaction.get_connection().in_atomic_block:
         _bump(scopes)
     transaction.on_commit(lambda: _bump(scopes))  # at once outside a transaction

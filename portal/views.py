@@ -50,7 +50,7 @@ def home(request):
                 request, {"body": "portal/includes/home_admin_body.html"}, context
             )
 
-        context = {"shown": fragments.cached(request, "home", parts)}
+        context = {"shown": fragments.cached(request, "home", parts, shows_devices=True)}
         return render(request, "portal/home_admin.html", context)
     own = {
         "identities": telephony_selectors.identities(enterprise, owner=request.user),

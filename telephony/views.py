@@ -510,7 +510,7 @@ def device_dashboard(request):
             {"filters": filters, "page": paginate(request, people)},
         )
 
-    shown = fragments.cached(request, "devices", parts)
+    shown = fragments.cached(request, "devices", parts, shows_devices=True)
     if is_htmx(request):
         return HttpResponse(shown["table"])
     context = {

@@ -18,6 +18,8 @@ from accounts.services import user_invite
 from accounts.tests.factories import AdminFactory
 from kernel import fragments, generations
 from portal.testing import sign_in_verified
+from telephony.tests.factories import give_numbers, make_identity, network_http
+from telephony.tests.test_network import reginfo
 
 pytestmark = [
     pytest.mark.django_db,
@@ -70,6 +72,27 @@ def test_a_recorded_change_shows_on_every_page_at_once(admin_client, admin):
     invite(admin)
     for path in PAGES:
         assert "Nia New" in page(admin_client, path), path
+
+
+def test_a_device_report_shows_at_once_where_devices_show_and_keeps_the_employee_list(
+    admin_client, employee, enterprise
+):
+    give_numbers(enterprise)
+    identity = make_identity(employee)
+    network = network_http(enterprise)
+    before = {path: page(admin_client, path) for path in PAGES}
+    answer = network.post(
+        "/network/v1/reginfo",
+        data=reginfo(aor=f"sip:{identity.tn}@{enterprise.sip_domain};user=phone"),
+        content_type="application/reginfo+xml",
+    )
+    assert answer.status_code == 200 and answer.json()["new_devices"] == 1, answer.content
+    # The home's devices online, the device list and the trail's report: at once.
+    for path in ("/", "/devices/", "/audit/"):
+        assert page(admin_client, path) != before[path], path
+    with CaptureQueriesContext(connection) as employees:
+        assert page(admin_client, "/employees/") == before["/employees/"]
+    assert len(employees.captured_queries) == 4  # kept: the request's own only
 
 
 def test_an_unrecorded_change_shows_once_the_kept_page_is_older_than_its_freshness(

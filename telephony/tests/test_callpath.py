@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from telephony.callauth import facts, records
 from telephony.identities import services, sync
 from telephony.models import CallerName, CallRecord, Grant, IdentitySync, SigningCredential
 from telephony.tests.factories import make_identity
+from telephony.tests.test_network import reginfo
 
 pytestmark = [
     pytest.mark.django_db,
@@ -103,6 +105,21 @@ def test_a_warm_signing_and_verification_make_no_sql_query(
     assert records.store_pending() == 4
     assert CallRecord.objects.filter(direction="outgoing").count() == 2
     assert CallRecord.objects.filter(direction="incoming").count() == 2
+
+
+def test_a_device_reporting_leaves_the_call_paths_facts_warm(network, rob, enterprise, stream):
+    """Registrations decide no call: a UE's report (many a minute in a busy enterprise)
+    lapses only what shows devices (kernel.generations.devices)."""
+    sign(network, rob.tn)
+    answer = network.post(
+        "/network/v1/reginfo",
+        data=reginfo(aor=f"sip:{rob.tn}@{enterprise.sip_domain};user=phone"),
+        content_type="application/reginfo+xml",
+    )
+    assert answer.status_code == 200 and answer.json()["applied"] == 1, answer.content
+    with CaptureQueriesContext(connection) as after_report:
+        assert attest(sign(network, rob.tn)) == "A"
+    assert after_report.captured_queries == []
 
 
 def _colleague_with_grant(enterprise, rob):
