@@ -144,6 +144,20 @@ def _forget_vanished(records: list[CallRecord]) -> None:
                 setattr(record, field, None)
 
 
+# A writer (a worker process) that has taken nothing for this long and holds nothing
+# unacknowledged is gone: its name leaves the group, which would otherwise list every
+# worker process that ever ran.
+FORGET_IDLE_WRITERS_SECONDS = 3600
+
+
+def _forget_idle_writers(stream: redis.Redis, consumer: str) -> None:
+    for writer in stream.xinfo_consumers(STREAM, GROUP):
+        name = writer["name"].decode() if isinstance(writer["name"], bytes) else writer["name"]
+        idle_ms = FORGET_IDLE_WRITERS_SECONDS * 1000
+        if name != consumer and writer["pending"] == 0 and writer["idle"] >= idle_ms:
+            stream.xgroup_delconsumer(STREAM, GROUP, name)
+
+
 def store_pending(budget_seconds: float = 5.0) -> int:
     """Periodic: write batches until the stream is empty or the budget is spent."""
     stream = _stream()
@@ -151,6 +165,7 @@ def store_pending(budget_seconds: float = 5.0) -> int:
         return 0
     _ensure_group(stream)
     consumer = _consumer()
+    _forget_idle_writers(stream, consumer)
     stored = 0
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:

@@ -231,6 +231,24 @@ def test_facts_read_while_a_change_commits_are_not_used_after_it(enterprise):
     assert generations.Reader().value("k2", lambda: ("other", {scope})) == "new"
 
 
+def test_a_writer_gone_for_long_leaves_the_group_and_one_holding_records_stays(
+    network, rob, stream, settings, monkeypatch
+):
+    settings.CALL_RECORD_CLAIM_IDLE_SECONDS = 3600  # nobody's entries are taken over here
+    records.store_pending()  # the group exists
+    stream.xgroup_createconsumer(records.STREAM, records.GROUP, "gone-1")
+    sign(network, rob.tn)
+    stream.xreadgroup(records.GROUP, "holding-2", {records.STREAM: ">"}, count=10)
+    monkeypatch.setattr(records, "FORGET_IDLE_WRITERS_SECONDS", 0)
+
+    records.store_pending()
+
+    names = {w["name"] for w in stream.xinfo_consumers(records.STREAM, records.GROUP)}
+    names = {n.decode() if isinstance(n, bytes) else n for n in names}
+    assert "gone-1" not in names
+    assert "holding-2" in names
+
+
 def test_a_redelivered_record_is_written_once(network, rob, stream):
     sign(network, rob.tn)
     consumer = "writer-that-dies"
