@@ -52,9 +52,8 @@ def onboard(
     """Each joiner's new identity, or the rule it breaks (then nothing is written for
     it). Runs inside the caller's transaction, which holds the locks taken here: the
     contract (the quota), the owners, the chosen numbers and lines."""
-    contract = rules.ensure_may_provision(actor, enterprise)
-    contract = rules.locked_contract(enterprise)
-    book = _Book(enterprise, contract, joiners)
+    rules.ensure_may_provision(actor, enterprise)
+    book = _Book(enterprise, rules.locked_contract(enterprise), joiners)
     outcomes = [book.decide(joiner) for joiner in joiners]
     book.write(actor, send_invitations)
     return outcomes
@@ -161,7 +160,7 @@ class _Book:
         if tn:
             e164, _ = numbers.parse_tn(tn)
             number = self.chosen.get(e164)
-            if number is not None and number.pk in self.taken:
+            if number is not None and number.pk in self.taken:  # given out above: in use
                 number.status = TelephoneNumber.Status.ASSIGNED
             return inventory.ensure_number_available(self.enterprise, e164, number, self.now)
         found = next((n for n in self.free if n.pk not in self.taken), None)
