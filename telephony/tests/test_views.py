@@ -2,6 +2,7 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent, User
@@ -116,11 +117,19 @@ def test_a_failed_sync_shows_its_reason_and_the_admin_retries_it(
     assert IdentitySync.objects.get(pk=identity.pk).state == IdentitySync.State.SYNCED
 
 
-def test_the_sync_panel_polls_only_while_pending(admin_client, employee, numbers):
+def test_the_sync_panel_polls_only_while_a_push_is_under_way_or_will_be_tried_again(
+    admin_client, employee, numbers
+):
     identity = make_identity(employee)
     url = reverse("telephony:identity_sync", args=[identity.pk])
     assert 'hx-trigger="every 2s"' in page(admin_client, url)
     sync.push_identity(identity.pk)
+    assert "hx-trigger" not in page(admin_client, url)
+    rows = IdentitySync.objects.filter(pk=identity.pk)
+    rows.update(state="failed", last_error="the HSS did not answer", next_attempt_at=timezone.now())
+    panel = page(admin_client, url)
+    assert "The portal tries again by itself" in panel and 'hx-trigger="every 2s"' in panel
+    rows.update(next_attempt_at=None)  # failed for good: an admin retries
     assert "hx-trigger" not in page(admin_client, url)
 
 
