@@ -205,6 +205,8 @@ def record_many(*, action: str, entries: list[Entry]) -> None:
 # What devices report, and their settings: what the device pages show, and nothing the
 # call path decides on.
 DEVICE_ACTIONS = "registration."
+# What may give an identity an address (a number, an alias) that named nobody before.
+ADDRESS_ACTIONS = ("identity.created", "identity.relocated", "identity.updated")
 
 
 def _bump(actor: Actor, enterprise: Enterprise | None, action: str) -> None:
@@ -216,6 +218,8 @@ def _bump(actor: Actor, enterprise: Enterprise | None, action: str) -> None:
     if action.startswith(DEVICE_ACTIONS) and enterprise is not None:
         generations.bump_devices_after_commit(enterprise.pk)
         return
+    if action in ADDRESS_ACTIONS:
+        generations.bump_addresses_after_commit()
     generations.bump_after_commit(
         enterprise_id=enterprise.pk if enterprise is not None else None,
         operator=actor.enterprise is None and actor.network_client is None,

@@ -66,6 +66,16 @@ def _key(scope: Scope) -> str:
     return f"generation:{scope}"
 
 
+# The scope of what names nobody: an address (IMPU) no live identity holds now may be a
+# new identity's, in any enterprise, after an onboarding, a relocation or a new alias.
+ADDRESSES = "addresses"
+
+
+def bump_addresses_after_commit() -> None:
+    """``bump_after_commit`` for a change that may give an identity a new address."""
+    _bump_after_commit({ADDRESSES})
+
+
 def devices(enterprise_id: int) -> str:
     """The scope of an enterprise's devices (its registrations), apart from its other
     rows: what only the pages that show devices read (kernel/fragments.py)."""

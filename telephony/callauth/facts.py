@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from kernel.generations import Reader, Scope
+from kernel.generations import ADDRESSES, Reader, Scope
 from telephony.callauth.stir.attestation import (
     CallFacts,
 )
@@ -64,9 +64,10 @@ def call_context(
     return context.at(timezone.now())
 
 
-def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[Scope] | None]:
-    """The facts from the database, and the enterprises they were read from (None: not
-    to be kept, as an unknown originator may become anybody's identity)."""
+def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[Scope]]:
+    """The facts from the database, and the scopes they were read from: the
+    enterprises, and for an originator that names nobody, the addresses' scope (it may
+    become a new identity's, in any enterprise)."""
     # The number's live identity with everything the decision reads in one query; the
     # number alone only when nobody holds it.
     owner_identity = (
@@ -82,19 +83,19 @@ def _read_context(orig_tn: str, originator_impu: str) -> tuple[CallContext, set[
         number = owner_identity.number
     else:
         number = TelephoneNumber.objects.filter(e164=orig_tn).first()
-    scopes: set[Scope] | None = {number.enterprise_id} if number is not None else set()
+    scopes: set[Scope] = {number.enterprise_id} if number is not None else set()
     if originator_impu:
         caller = resolve_aors([originator_impu]).get(originator_impu)
         caller_known = caller is not None and caller.status == Identity.Status.ACTIVE
         if caller is None:
             detail = f"{originator_impu} is unknown"
-            scopes = None
+            scopes.add(ADDRESSES)
         elif number is not None and caller.enterprise_id != number.enterprise_id:
             # The call record is the number's enterprise's: no name of another's people.
             detail = f"{originator_impu} belongs to another enterprise"
         else:
             detail = f"{originator_impu} is {caller.tn} of {caller.owner}"
-        if caller is not None and scopes is not None:
+        if caller is not None:
             scopes.add(caller.enterprise_id)
     else:
         caller = owner_identity

@@ -19,13 +19,13 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.services import network_client_revoke
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import AdminFactory, UserFactory
 from kernel import generations
 from portal.testing import wait_for
 from telephony.callauth import facts, records
 from telephony.identities import services, sync
 from telephony.models import CallerName, CallRecord, Grant, IdentitySync, SigningCredential
-from telephony.tests.factories import make_identity
+from telephony.tests.factories import give_numbers, make_identity
 from telephony.tests.test_network import reginfo
 
 pytestmark = [
@@ -120,6 +120,28 @@ def test_a_device_reporting_leaves_the_call_paths_facts_warm(network, rob, enter
     with CaptureQueriesContext(connection) as after_report:
         assert attest(sign(network, rob.tn)) == "A"
     assert after_report.captured_queries == []
+
+
+def test_an_originator_that_names_nobody_is_kept_until_an_identity_takes_its_address(
+    network, rob, enterprise, other_enterprise, stream
+):
+    """Even in another enterprise, whose changes lapse nothing of this one's otherwise."""
+    give_numbers(other_enterprise, "+4940555000", "+4940555009")
+    stranger = f"sip:+4940555007@{other_enterprise.sip_domain};user=phone"
+    sign(network, rob.tn, stranger)
+    with CaptureQueriesContext(connection) as again:
+        sign(network, rob.tn, stranger)
+    assert again.captured_queries == []
+    assert not facts.call_context(rob.tn, stranger).facts.caller_known
+
+    their_admin = AdminFactory(enterprise=other_enterprise)  # not the system: no operator bump
+    services.identity_create(
+        actor=Actor(user=their_admin),
+        owner=UserFactory(enterprise=other_enterprise),
+        services=["voice"],
+        tn="+4940555007",
+    )
+    assert facts.call_context(rob.tn, stranger).facts.caller_known
 
 
 def _colleague_with_grant(enterprise, rob):
