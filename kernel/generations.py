@@ -22,7 +22,6 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
-from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -31,27 +30,6 @@ CACHE = "callpath"
 OPERATOR = "operator"  # the scope of what belongs to no enterprise
 
 Scope = int | str  # an enterprise id, or OPERATOR
-
-
-class _Client(RedisCacheClient):
-    """Django's Redis client makes a redis-py client (and its table of ~200 response
-    callbacks) for every command; on the call path that costs more than the round trip.
-    One per connection pool and process is enough: redis-py clients are thread-safe."""
-
-    def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
-        clients = self.__dict__.setdefault("_clients", {})
-        if id(pool) not in clients:
-            clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
-        return clients[id(pool)]
-
-
-class CallPathCache(RedisCache):
-    """The ``callpath`` cache's backend: Django's Redis cache with a lasting client."""
-
-    def __init__(self, server, params):
-        super().__init__(server, params)
-        self._class = _Client
 
 
 def _cache():

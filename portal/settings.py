@@ -629,11 +629,11 @@ TOKEN_RATE_LIMIT = os.environ.get("TOKEN_RATE_LIMIT", "60/minute")
 if os.environ.get("CACHE_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "kernel.cache.LastingRedisCache",
             "LOCATION": os.environ["CACHE_URL"],
         },
         "callpath": {
-            "BACKEND": "kernel.generations.CallPathCache",
+            "BACKEND": "kernel.cache.LastingRedisCache",
             "LOCATION": os.environ["CACHE_URL"],
             # One database's facts: give each deployment its own CACHE_URL database.
             "KEY_PREFIX": "callpath",
