@@ -25,7 +25,7 @@ from accounts.models import Enterprise, User
 from telephony.callauth.stir.passport import VERSTAT_PASSED
 
 from .inventory.numbers import country_name
-from .inventory.services import available_numbers
+from .inventory.services import free_numbers
 from .models import (
     CallRecord,
     Grant,
@@ -191,12 +191,10 @@ def free_number_choices(enterprise: Enterprise) -> list[tuple[str, str]]:
     """The enterprise's next free numbers of each block, in the order they are given
     out (oldest block first, lowest number first), labelled with block and country."""
     free = (
-        TelephoneNumber.objects.for_enterprise(enterprise)
-        .filter(available_numbers(timezone.now()))
+        free_numbers(enterprise, timezone.now(), lock=False)
         .annotate(place=Window(RowNumber(), partition_by=F("block_id"), order_by="e164"))
         .filter(place__lte=OFFERED_PER_BLOCK)
-        .select_related("block")
-        .order_by("block_id", "e164")[:OFFERED]
+        .select_related("block")[:OFFERED]
     )
     return [
         (

@@ -394,10 +394,9 @@ class _Preview:
         if not needing:
             return
         free = iter(
-            TelephoneNumber.objects.for_enterprise(self.enterprise)
-            .filter(inventory.available_numbers(self.now))
-            .order_by("block_id", "e164")
-            .values_list("e164", flat=True)[: needing + len(self.chosen)]
+            inventory.free_numbers(self.enterprise, self.now, lock=False).values_list(
+                "e164", flat=True
+            )[: needing + len(self.chosen)]
         )
         taken_by: dict[str, int] = {}
         for position, row in enumerate(self.rows):
@@ -696,12 +695,9 @@ def _next_free_numbers(enterprise: Enterprise, chunk: list[Row]) -> dict[int, st
     needing = [row.row for row in chunk if not row.tn]
     if not needing:
         return {}
-    free = (
-        TelephoneNumber.objects.for_enterprise(enterprise)
-        .filter(inventory.available_numbers(timezone.now()))
-        .order_by("block_id", "e164")
-        .values_list("e164", flat=True)[: len(needing)]
-    )
+    free = inventory.free_numbers(enterprise, timezone.now(), lock=False).values_list(
+        "e164", flat=True
+    )[: len(needing)]
     return dict(zip(needing, free, strict=False))
 
 

@@ -123,8 +123,7 @@ class _Book:
         display_name = rules.clean_display_name(
             joiner.display_name or rules.default_display_name(owner.full_name)
         )
-        alias = rules.clean_alias_syntax(joiner.alias)
-        alias = rules.clean_alias(enterprise, alias, taken=alias in self.aliases)
+        alias = rules.clean_alias(enterprise, joiner.alias, taken=self.aliases.__contains__)
         rules.ensure_line_given(joiner.imsi)
         line = self._line(joiner.imsi) if joiner.imsi else None
         return Identity(

@@ -5,6 +5,7 @@ place its rule and its words live."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -108,9 +109,9 @@ def clean_alias_syntax(alias: str) -> str:
     return alias
 
 
-def clean_alias(enterprise: Enterprise, alias: str, *, taken: bool) -> str:
-    """The alias, if the HSS can hold it and no live identity of the enterprise has it
-    (``taken``, which the caller looked up)."""
+def clean_alias(enterprise: Enterprise, alias: str, *, taken: Callable[[str], bool]) -> str:
+    """The alias in lower case, if it is a SIP user name, the HSS can hold it and no
+    live identity of the enterprise has it (``taken(alias)``, which the caller answers)."""
     alias = clean_alias_syntax(alias)
     if not alias:
         return ""
@@ -120,7 +121,7 @@ def clean_alias(enterprise: Enterprise, alias: str, *, taken: bool) -> str:
             code="alias_unsupported",
             field="alias",
         )
-    if taken:
+    if taken(alias):
         raise RuleViolation(f"sip:{alias}@{enterprise.sip_domain} is taken.", field="alias")
     return alias
 

@@ -38,11 +38,10 @@ logger = logging.getLogger(__name__)
 
 
 def _clean_alias(enterprise: Enterprise, alias: str, *, exclude: Identity | None = None) -> str:
-    alias = rules.clean_alias_syntax(alias)
-    clash = Identity.objects.for_enterprise(enterprise).live().filter(alias=alias)
+    live = Identity.objects.for_enterprise(enterprise).live()
     if exclude is not None:
-        clash = clash.exclude(pk=exclude.pk)
-    return rules.clean_alias(enterprise, alias, taken=bool(alias) and clash.exists())
+        live = live.exclude(pk=exclude.pk)
+    return rules.clean_alias(enterprise, alias, taken=lambda a: live.filter(alias=a).exists())
 
 
 def _onboarded(

@@ -191,17 +191,20 @@ def no_free_number(enterprise: Enterprise, country: str = "") -> RuleViolation:
 
 
 def free_numbers(
-    enterprise: Enterprise, now: datetime, *, country: str = ""
+    enterprise: Enterprise, now: datetime, *, country: str = "", lock: bool = True
 ) -> QuerySet[TelephoneNumber]:
     """The enterprise's free numbers in the order they are given out (oldest block,
-    lowest number), locked as read. Concurrent onboardings each take different numbers
-    instead of queueing for the same rows. of=self: the country filter joins the block,
-    whose row must not be locked too (a concurrent allocation would then skip every
-    number of the block)."""
+    lowest number); with ``lock``, locked as read (inside a transaction), and those
+    another transaction locks skipped: concurrent onboardings each take different
+    numbers instead of queueing for the same rows. of=self: the country filter joins the
+    block, whose row must not be locked too (a concurrent allocation would then skip
+    every number of the block)."""
     free = TelephoneNumber.objects.for_enterprise(enterprise).filter(available_numbers(now))
     if country:
         free = free.filter(block__country=country.upper())
-    return free.select_for_update(skip_locked=True, of=("self",)).order_by("block_id", "e164")
+    if lock:
+        free = free.select_for_update(skip_locked=True, of=("self",))
+    return free.order_by("block_id", "e164")
 
 
 def allocate_number(enterprise: Enterprise, *, tn: str = "", country: str = "") -> TelephoneNumber:

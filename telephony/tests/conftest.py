@@ -1,6 +1,7 @@
-"""Fixtures of the call-authentication tests: the network element that asks the STI
-service (an SBC's credential), and a lab PKI with Rob's identity signing under it.
-Tests that report registrations define their own ``network`` (an S-CSCF)."""
+"""Fixtures of the telephony tests: Rob's identity; for call authentication, the network
+element that asks the STI service (an SBC's credential), and a lab PKI with Rob's
+identity signing under it. Tests that report registrations define their own ``network``
+(an S-CSCF)."""
 
 import pytest
 
@@ -8,6 +9,14 @@ from accounts.audit import Actor
 from telephony.callauth import credentials
 from telephony.identities import sync
 from telephony.tests.factories import give_numbers, make_identity, network_http
+
+
+@pytest.fixture
+def identity(employee, enterprise):
+    """Rob's identity on the enterprise's first number; its push has not run (nothing
+    commits in a test's transaction)."""
+    give_numbers(enterprise)
+    return make_identity(employee)
 
 
 @pytest.fixture

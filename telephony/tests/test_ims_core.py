@@ -253,6 +253,20 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
     print(f"total: {time.monotonic() - steps.started:.1f} s")
 
 
+def rob_with_a_sipp_phone(core, enterprise, admin):
+    """Rob Smith onboarded with a lab SIM, his sipp phone registered at the lab S-CSCF:
+    his identity, his SIP IMPU and the phone's port."""
+    give_numbers(enterprise, TN, TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    port = free_port(socket.SOCK_DGRAM)
+    run = register_sipp(core, impi=rob.impi, password=LAB_KI, instance=PHONE, port=port)
+    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
+    return rob, f"sip:{TN}@{IMS_DOMAIN}", port
+
+
 def test_signing_out_one_of_two_devices_on_my_devices_keeps_the_other_at_the_scscf(
     core, enterprise, admin, client, mailoutbox
 ):
@@ -260,16 +274,8 @@ def test_signing_out_one_of_two_devices_on_my_devices_keeps_the_other_at_the_scs
     tablet out on *My devices*: the S-CSCF de-registers that one contact (the de-REGISTER
     it sends itself on the portal's command) and keeps the phone's, and the page lists the
     phone as registered and the tablet as signed out."""
-    give_numbers(enterprise, TN, TN)
-    rob = onboard_with_line(
-        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
-        imsi=IMSI,
-    )  # fmt: skip
-    impu = f"sip:{TN}@{IMS_DOMAIN}"
-    port = free_port(socket.SOCK_DGRAM)
+    rob, impu, port = rob_with_a_sipp_phone(core, enterprise, admin)
     phone_contact = f"sip:{TN}@127.0.0.1:{port}"
-    run = register_sipp(core, impi=rob.impi, password=LAB_KI, instance=PHONE, port=port)
-    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
     with running_baresip(
         core.folder / "tablet", aor=impu, registrar=core.scscf_address, instance=TABLET,
         auth_user=rob.impi, auth_pass=LAB_KI,
@@ -316,16 +322,8 @@ def test_a_sipp_ue_de_registers_at_the_lab_scscf(core, enterprise, admin):
     portal drop it. One that names a contact the S-CSCF does not hold (sent from another
     port) gets 200 too and changes nothing: Kamailio 5.6.3's registrar would answer it 500
     and leave the IMPU locked, so that the next request went unanswered."""
-    give_numbers(enterprise, TN, TN)
-    rob = onboard_with_line(
-        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
-        imsi=IMSI,
-    )  # fmt: skip
-    impu = f"sip:{TN}@{IMS_DOMAIN}"
-    port = free_port(socket.SOCK_DGRAM)
+    rob, impu, port = rob_with_a_sipp_phone(core, enterprise, admin)
     phone = {"impi": rob.impi, "password": LAB_KI, "instance": PHONE}
-    run = register_sipp(core, **phone, port=port)
-    assert run.returncode == 0, run.stdout + trace(core.folder, "ims_register.xml")
     wait_for(lambda: active_devices(rob) == {f"urn:uuid:{PHONE}"}, timeout=10)
 
     stray = free_port(socket.SOCK_DGRAM)

@@ -31,12 +31,6 @@ def reginfo(version=1, aor=ROB, instance="urn:gsma:imei:35209900-176148-1", stat
 
 
 @pytest.fixture
-def identity(employee, enterprise):
-    give_numbers(enterprise)
-    return make_identity(employee)
-
-
-@pytest.fixture
 def network(enterprise):
     return network_http(enterprise)
 

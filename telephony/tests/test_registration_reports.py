@@ -21,12 +21,6 @@ TABLET = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
 
 
 @pytest.fixture
-def identity(employee, enterprise):
-    give_numbers(enterprise)
-    return make_identity(employee)
-
-
-@pytest.fixture
 def network(enterprise):
     return network_http(enterprise)
 

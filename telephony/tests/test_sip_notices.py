@@ -15,7 +15,6 @@ from telephony.models import NetworkNotice, Registration
 from telephony.registrations import ingest, notices
 from telephony.registrations.notify import NoticeError, SipEdgeNotifier
 from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
-from telephony.tests.factories import give_numbers, make_identity
 from telephony.tests.sip_peers import (
     free_port,
     new_edge,
@@ -48,12 +47,6 @@ def sip_backend(settings, edge):
     settings.SIP_EDGE_SCSCF_URI = ""
     settings.SIP_NOTICE_FROM = NOTICES_FROM
     return edge
-
-
-@pytest.fixture
-def identity(employee, enterprise):
-    give_numbers(enterprise)
-    return make_identity(employee)
 
 
 def registration(identity, *, contact: str, gruu: str = "", key: str = "1") -> Registration:

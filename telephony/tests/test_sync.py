@@ -37,12 +37,6 @@ def queue_of_pushes(record):
     )
 
 
-@pytest.fixture
-def identity(employee, enterprise):
-    give_numbers(enterprise)
-    return make_identity(employee)  # pending: its task was never run (no commit)
-
-
 def sync_row(identity) -> IdentitySync:
     return IdentitySync.objects.get(pk=identity.pk)
 

@@ -30,12 +30,6 @@ REGISTER_URL = "/network/v1/sip/register"
 
 
 @pytest.fixture
-def identity(employee, enterprise):
-    give_numbers(enterprise)
-    return make_identity(employee)
-
-
-@pytest.fixture
 def network(enterprise):
     return network_http(enterprise, name="SIP edge")
 
