@@ -12,9 +12,10 @@ from dataclasses import astuple
 
 import pytest
 
-from portal.management.commands.lab import PORTS
+from portal import lab
+from portal.management.commands.lab import PORTS, lab_folder
 from portal.testing import peers_dir, require_program, wait_for, worker_database_url
-from portal.tests.test_make_run import ROOT, free_port
+from portal.tests.test_make_run import ROOT, free_port, users_environment
 
 pytestmark = [pytest.mark.peer, pytest.mark.django_db(transaction=True)]
 
@@ -94,11 +95,7 @@ def test_ctrl_c_in_the_terminal_stops_everything_make_lab_started():
     ports = [port, *astuple(PORTS)]
     busy = [p for p in ports if not port_free(p)]
     assert not busy, f"the lab's ports are taken before it starts: {busy}"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DJANGO_") and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
-    }
+    env = users_environment()
     env.update(DATABASE_URL=worker_database_url(), TERM="dumb")
     terminal = Terminal(["make", "--no-print-directory", "lab", f"LAB_PORT={port}"], env)
     try:
@@ -107,6 +104,9 @@ def test_ctrl_c_in_the_terminal_stops_everything_make_lab_started():
         status = terminal.exit_status(timeout=60)
     finally:
         terminal.kill()
+        # What `make lab-stop` would stop: a process of the lab that outlived it.
+        outlived = lab.stop_leftovers(lab_folder())
     assert status is not None, f"make lab still runs a minute after Ctrl-C:\n{terminal.tail}"
     assert b"The lab stopped." in terminal.output, terminal.tail
+    assert outlived == [], f"processes of the lab outlived it: {outlived}\n{terminal.tail}"
     wait_for(lambda: all(port_free(p) for p in ports), timeout=10)

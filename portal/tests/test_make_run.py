@@ -30,6 +30,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def users_environment() -> dict[str, str]:
+    """A user's shell around `make run` or `make lab`: the real settings, not this suite's
+    (no DJANGO_*), nor the flags of the `make test` around it, nor its broker and cache:
+    the portal's embedded ones serve, so that its worker and this suite's never take each
+    other's tasks (the database is the test database, named by the caller)."""
+    suite = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CELERY_BROKER_URL", "CACHE_URL"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in suite}
+
+
 class MakeRun:
     """`make run PORT=…` in its own process group, on the test database; stopped as a
     user stops it (Ctrl-C: SIGINT to the group), then killed if it hangs."""
@@ -38,13 +47,7 @@ class MakeRun:
         self.port = port
         self.var_dir = var_dir
         self.output: list[str] = []
-        # The real settings, as `make run` has them: no test settings, no DJANGO_* of ours.
-        # Nor the flags of a `make test` around this test: the user's own `make run`.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DJANGO_") and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
-        }
+        env = users_environment()
         env.pop("PORTAL_BASE_URL", None)
         env.update(DATABASE_URL=worker_database_url(), PORTAL_VAR_DIR=str(var_dir))
         self.process = subprocess.Popen(

@@ -72,6 +72,7 @@ class Command(BaseCommand):
             )
         except lab.LabUnavailable as exc:
             raise CommandError(f"The lab cannot start: {exc}") from exc
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # TERM stops it as Ctrl-C
         call_command("migrate", "--noinput", verbosity=0)
         call_command("seed_demo", lab_domain=hss.domain)
         portal_url = f"http://{address}"
@@ -81,27 +82,27 @@ class Command(BaseCommand):
         ) as core:
             lines = self.provision_lines(hss)
             env = self.portal_environment(core)
-            worker = lab.spawn(
-                "worker",
-                [sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat",
-                 "-Q", "sync,notify,bulk,celery", "--loglevel=INFO", "--concurrency=2"],
-                folder, cwd=Path(settings.BASE_DIR), env=env,
-            )  # fmt: skip
-            web = lab.spawn(
-                "web",
-                [sys.executable, "manage.py", "runserver", "--noreload", address],
-                folder,
-                cwd=Path(settings.BASE_DIR),
-                env=env,
-            )
-            self.push_identities(folder / "worker.out", worker)
-            self.report(core, lines, portal_url, time.monotonic() - started)
+            commands = {
+                "worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat",
+                           "-Q", "sync,notify,bulk,celery", "--loglevel=INFO", "--concurrency=2"],
+                "web": [sys.executable, "manage.py", "runserver", "--noreload", address],
+            }  # fmt: skip
+            portal: list[subprocess.Popen] = []
+            # A Ctrl-C from here on, even while the lab still starts, stops what started.
             try:
-                self.wait(worker, web)
+                for name, argv in commands.items():
+                    portal.append(
+                        lab.spawn(name, argv, folder, cwd=Path(settings.BASE_DIR), env=env)
+                    )
+                self.push_identities(folder / "worker.out", portal[0])
+                self.report(core, lines, portal_url, time.monotonic() - started)
+                self.wait(*portal)
+            except KeyboardInterrupt:
+                self.stdout.write("\nStopping the lab...")
             finally:
-                for process in (web, worker):
+                for process in reversed(portal):
                     lab.stop(process)
-                for name in ("web", "worker"):
+                for name in commands:
                     (folder / f"{name}.pid").unlink(missing_ok=True)
         self.stdout.write("The lab stopped.")
 
@@ -162,15 +163,12 @@ class Command(BaseCommand):
         )
 
     def wait(self, *processes: subprocess.Popen) -> None:
-        """Until Ctrl-C (or TERM), or until a process of the portal ends by itself."""
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            while all(p.poll() is None for p in processes):
-                time.sleep(0.5)
-            ended = next(p for p in processes if p.poll() is not None)
-            self.stderr.write(
-                f"A process of the portal (pid {ended.pid}) ended with {ended.returncode}: "
-                "stopping the lab."
-            )
-        except KeyboardInterrupt:
-            self.stdout.write("\nStopping the lab...")
+        """Until Ctrl-C (or TERM: KeyboardInterrupt), or until a process of the portal
+        ends by itself."""
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        ended = next(p for p in processes if p.poll() is not None)
+        self.stderr.write(
+            f"A process of the portal (pid {ended.pid}) ended with {ended.returncode}: "
+            "stopping the lab."
+        )
