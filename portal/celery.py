@@ -24,6 +24,18 @@ def _send_through_the_broker(**kwargs):
     app.conf.task_always_eager = False
 
 
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(task=None, **kwargs):
+    """Around each task what Django does around each request: drop a connection that is
+    broken or older than CONN_MAX_AGE, keep the others (settings.CELERY_DB_REUSE_MAX).
+    Not for an eager task: it runs inside its caller's transaction (the tests)."""
+    if task is not None and not task.request.is_eager:
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+
 @signals.worker_ready.connect
 def _check_hss_at_start(**kwargs):
     # Beside the worker, not in its way: an HSS that does not answer must not hold up

@@ -297,6 +297,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set: a new PostgreSQL connection per push. Set (far beyond any
+# worker's life), it leaves connections to Django's CONN_MAX_AGE and health checks,
+# which portal/celery.py applies around each task as Django does around a request.
+CELERY_DB_REUSE_MAX = 2**31
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Separate queues, so that a bulk import never delays a leaver's kill-switch: network

@@ -11,3 +11,44 @@ def test_a_real_worker_consumes_a_task_sent_through_the_broker(celery_worker, cl
     beat = wait_for(lambda: WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname).first())
     assert beat.last_seen is not None
     assert client.get("/readyz").json()["checks"]["workers"]["ok"] is True
+
+
+def other_sessions() -> set[tuple[int, object]]:
+    """The other client sessions on the test database (pid and start), as PostgreSQL
+    sees them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return set(cursor.fetchall())
+
+
+@pytest.mark.worker
+def test_a_worker_keeps_its_database_connection_from_task_to_task(celery_worker):
+    """Celery's Django fixup would close it after every task (a new PostgreSQL session per
+    push); the worker leaves it to CONN_MAX_AGE, as the web does."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("reads PostgreSQL's sessions")
+
+    def beat() -> None:
+        before = WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname).first()
+        heartbeat.delay()
+        wait_for(
+            lambda: (
+                WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname)
+                .exclude(last_seen=before and before.last_seen)
+                .exists()
+            )
+        )
+
+    beat()
+    first = wait_for(other_sessions)
+    for _ in range(3):
+        beat()
+    assert len(first) == 1
+    assert other_sessions() == first
