@@ -176,9 +176,11 @@ class Walk:
         operators = "".join(step.operators for step in self.steps)
         counts = " ".join(f"{op}×{operators.count(op)}" for op in "MPBHK" if op in operators)
         response = sum(step.response for step in self.steps)
+        actions = sum("P" in step.operators for step in self.steps)  # not the reads, waits
+        slower = self.estimate + operators.count("M") * SECONDS["M"]  # every M twice as long
         lines = [
-            f"| {self.task} | {'phone' if self.phone else 'laptop'} | {len(self.steps)} "
-            f"| {counts} | {self.estimate:.1f} s | {response:.1f} s | {self.wall:.1f} s |"
+            f"| {self.task} | {'phone' if self.phone else 'laptop'} | {actions} | {counts} "
+            f"| {self.estimate:.1f} s | {slower:.1f} s | {response:.1f} s | {self.wall:.1f} s |"
         ]
         lines += [f"    {s.action}: {s.operators or '-'} R {s.response:.2f} s" for s in self.steps]
         return "\n".join(lines)
