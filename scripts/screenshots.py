@@ -447,6 +447,12 @@ def take_screenshots(browser, base_url: str) -> None:
     admin.get_by_role("button", name="Check the file").click()
     admin.get_by_text("What the import creates").wait_for()
     shoot(admin, "import-check")
+    phone = on_a_phone(admin, base_url)
+    phone.goto(admin.url)
+    # Its second screenful: the rows to correct, then what the valid ones create.
+    phone.get_by_role("heading", name="Problems").evaluate("heading => heading.scrollIntoView()")
+    shoot_screen(phone, "phone-import-check")
+    phone.context.close()
 
     held = HeldImport()
     tasks.run_import.delay = held.delay

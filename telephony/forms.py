@@ -134,6 +134,13 @@ class LineFilterForm(PortalForm):
     )
 
 
+class IdentityByOwnerField(forms.ModelChoiceField):
+    """Everyone's identities, as an admin finds them: by their owner's name."""
+
+    def label_from_instance(self, obj: Identity) -> str:
+        return f"{obj.owner.full_name} · {obj.tn}"
+
+
 class GrantForm(PortalForm):
     identity = forms.ModelChoiceField(queryset=Identity.objects.none(), label="Identity to share")
     grantee = forms.ModelChoiceField(queryset=User.objects.none(), label="Share with")
@@ -150,10 +157,15 @@ class GrantForm(PortalForm):
         help_text="Leave empty for no end; you can revoke at any time.",
     )
 
-    def __init__(self, *args, identities, colleagues, **kwargs):
+    def __init__(self, *args, identities, colleagues, on_behalf=False, **kwargs):
         super().__init__(*args, **kwargs)
+        if on_behalf:  # an admin shares anyone's, on the owner's behalf
+            self.fields["identity"] = IdentityByOwnerField(
+                identities, label="Identity to share", empty_label="Choose an employee's identity"
+            )
         identity = model_choice_field(self, "identity")
-        identity.queryset, identity.empty_label = identities, "Choose one of your identities"
+        if not on_behalf:
+            identity.queryset, identity.empty_label = identities, "Choose one of your identities"
         if len(identities) == 1:
             identity.initial = identities[0].pk  # nothing to choose
         grantee = model_choice_field(self, "grantee")

@@ -239,10 +239,21 @@ def grants_received(user: User) -> GrantQuerySet:
     return grants(user.enterprise, active="all").filter(grantee=user)
 
 
+def active_people(enterprise: Enterprise | None) -> QuerySet[User]:
+    """Whom an identity can be shared with: the enterprise's active people, by name."""
+    found: QuerySet[User] = User.objects.for_enterprise(enterprise).active()
+    return found.order_by("full_name", "email")
+
+
 def colleagues(user: User) -> QuerySet[User]:
     """Whom an employee may share an identity with: active people of the enterprise."""
-    found: QuerySet[User] = User.objects.for_enterprise(user.enterprise).active()
-    return found.exclude(pk=user.pk).order_by("full_name", "email")
+    return active_people(user.enterprise).exclude(pk=user.pk)
+
+
+def shareable_identities(enterprise: Enterprise) -> QuerySet[Identity]:
+    """The active identities an admin may share on their owners' behalf, by owner."""
+    found = Identity.objects.for_enterprise(enterprise).filter(status=Identity.Status.ACTIVE)
+    return found.select_related("number", "owner").order_by("owner__full_name", "number__e164")
 
 
 def receipts(enterprise: Enterprise) -> QuerySet[OffboardingReceipt]:

@@ -446,27 +446,32 @@ def inventory(request):
 @enterprise_role_required(ANY_MEMBER)
 def grant_list(request):
     """Admins and helpdesk see every grant; employees those they gave or received, and
-    share their own identities here."""
+    share their own identities here. An admin shares anyone's, on the owner's behalf."""
     user = request.user
-    own = (
-        Identity.objects.for_enterprise(request.enterprise)
-        .filter(owner=user, status=Identity.Status.ACTIVE)
-        .select_related("number")
-    )
-    form = GrantForm(request.POST or None, identities=own, colleagues=selectors.colleagues(user))
-    if (
-        request.method == "POST"
-        and form.is_valid()
-        and _run(
-            request,
-            form,
-            services.grant_create,
-            success="Shared. Their devices can use it in a moment.",
-            **form.cleaned_data,
+    on_behalf = user.role == Role.ADMIN
+    if on_behalf:
+        identities = selectors.shareable_identities(request.enterprise)
+        people = selectors.active_people(request.enterprise)
+    else:
+        identities = (
+            Identity.objects.for_enterprise(request.enterprise)
+            .filter(owner=user, status=Identity.Status.ACTIVE)
+            .select_related("number")
         )
-    ):
-        return redirect("telephony:grants")
-    context = {"form": form, "can_share": own.exists()}
+        people = selectors.colleagues(user)
+    form = GrantForm(
+        request.POST or None, identities=identities, colleagues=people, on_behalf=on_behalf
+    )
+    if request.method == "POST" and form.is_valid():
+        owner = form.cleaned_data["identity"].owner
+        success = (
+            "Shared. Their devices can use it in a moment."
+            if owner == user
+            else f"Shared on {owner}'s behalf; they have been told."
+        )
+        if _run(request, form, services.grant_create, success=success, **form.cleaned_data):
+            return redirect("telephony:grants")
+    context = {"form": form, "can_share": identities.exists(), "on_behalf": on_behalf}
     if user.role in ADMIN_OR_HELPDESK:
         active = request.GET.get("active", "yes")
         context.update(

@@ -281,44 +281,6 @@ def test_an_admin_imports_250_employees_and_follows_the_progress_bar(page, celer
     page.get_by_text("251 in all").wait_for()
 
 
-@pytest.mark.worker
-def test_an_admin_imports_ten_people_leaves_out_two_bad_rows_and_gets_them_to_correct(
-    page, celery_worker
-):
-    enterprise = swift_delivery(identity_quota=300)
-    sign_in_browser(page, admin_of(enterprise), PASSWORD)
-    rows = ["email,full_name,services"] + [
-        f"{driver_email(n)},Driver {n},voice" for n in range(1, 11)
-    ]
-    rows[4] = "driver004-at-swift,Driver 4,voice"  # not an address
-    rows[8] = f"{driver_email(8)},Driver 8,hologram"  # no such service
-
-    page.get_by_role("link", name="Employees", exact=True).click()
-    page.get_by_role("link", name="Import CSV").click()
-    page.get_by_label("CSV file").set_input_files(
-        {"name": "drivers.csv", "mimeType": "text/csv", "buffer": "\n".join(rows).encode()}
-    )
-    page.get_by_role("button", name="Check the file").click()
-    page.get_by_text("2 of 10 rows have problems").wait_for()
-    plan = page.locator("section", has=page.get_by_role("heading", name="What the import creates"))
-    assert plan.get_by_text(driver_email(1)).is_visible()
-    assert plan.get_by_text("driver004-at-swift").count() == 0
-
-    with page.expect_download() as download:
-        page.get_by_role("link", name="Download the rows with problems").click()
-    to_correct = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
-    assert [line.split(",")[0] for line in to_correct] == [
-        "email", "driver004-at-swift", driver_email(8)
-    ]  # fmt: skip
-
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Import the 8 valid rows").click()
-    page.get_by_text("The import is done").wait_for(timeout=30_000)
-    assert page.get_by_text("8 employees with an identity").is_visible()
-    assert page.get_by_text("2 rows with problems found in the check").is_visible()
-    assert User.objects.filter(enterprise=enterprise, role="employee").count() == 8
-
-
 # --- Offboarding --------------------------------------------------------------------------
 
 

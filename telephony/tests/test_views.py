@@ -268,6 +268,43 @@ def test_sharing_needs_at_least_one_right(client, employee, enterprise, numbers)
     assert not Grant.objects.exists()
 
 
+def test_an_admin_shares_an_employees_identity_from_the_sharing_page_on_their_behalf(
+    admin_client, admin, employee, enterprise, other_enterprise, numbers
+):
+    colleague = UserFactory(enterprise=enterprise, full_name="Cora Colleague")
+    shared = make_identity(employee)
+    give_numbers(other_enterprise, "+4940123400", "+4940123499")
+    theirs = make_identity(UserFactory(enterprise=other_enterprise))
+    form = page(admin_client, reverse("telephony:grants"))
+    assert f"Rob Smith · {shared.tn}" in form and theirs.tn not in form
+
+    refused = admin_client.post(
+        reverse("telephony:grants"),
+        {"identity": theirs.pk, "grantee": colleague.pk, "can_receive_calls": "on"},
+    )
+    assert refused.status_code == 200 and not Grant.objects.exists()  # the form, with its error
+    response = admin_client.post(
+        reverse("telephony:grants"),
+        {"identity": shared.pk, "grantee": colleague.pk, "can_receive_calls": "on"},
+    )
+    assert response.status_code == 302
+    grant = Grant.objects.get()
+    assert (grant.identity, grant.grantee, grant.created_by) == (shared, colleague, admin)
+    audit = AuditEvent.objects.get(action="grant.created")
+    assert audit.changes["on_behalf_of"] == [None, str(employee)]
+    assert employee.notifications.exists()  # the owner is told
+    assert "on Rob Smith&#x27;s behalf" in page(admin_client, reverse("telephony:grants"))
+
+
+def test_helpdesk_shares_only_its_own_identities(helpdesk_client, employee, numbers):
+    shared = make_identity(employee)
+    assert shared.tn not in page(helpdesk_client, reverse("telephony:grants"))
+    response = helpdesk_client.post(
+        reverse("telephony:grants"), {"identity": shared.pk, "grantee": employee.pk}
+    )
+    assert response.status_code == 200 and not Grant.objects.exists()
+
+
 def test_admins_see_every_grant_and_may_revoke(admin_client, employee, enterprise, numbers):
     colleague = UserFactory(enterprise=enterprise)
     grant = services.grant_create(
