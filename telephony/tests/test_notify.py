@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from telephony.models import NetworkNotice, Registration
+from telephony.models import NetworkNotice
 from telephony.registrations import notices, notify
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_device, make_identity
 
 pytestmark = pytest.mark.django_db
 SECRET = "webhook-test-secret"
@@ -46,18 +46,7 @@ def webhook(settings):
 @pytest.fixture
 def notice(employee, enterprise):
     give_numbers(enterprise)
-    identity = make_identity(employee)
-    registration = Registration.objects.create(
-        enterprise=enterprise,
-        identity=identity,
-        user=employee,
-        device_key="instance:urn:uuid:1",
-        instance_id="urn:uuid:1",
-        label="Laptop",
-        impus=[f"tel:{identity.tn}"],
-        contact_uri="sip:rob@198.51.100.9",
-        expires_at="2099-01-01T00:00:00Z",
-    )
+    registration = make_device(make_identity(employee))
     return NetworkNotice.objects.create(
         enterprise=enterprise, registration=registration, kind="already_logged_on", message="Hello"
     )

@@ -15,7 +15,7 @@ from telephony.identities.hss.builtin import BuiltinHss
 from telephony.models import NetworkNotice, Registration
 from telephony.registrations import notices, records, signout
 from telephony.registrations.notify import Answer, NoticeError
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.factories import give_numbers, make_device, make_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -26,18 +26,7 @@ SIP = NetworkNotice.Channel.SIP
 @pytest.fixture
 def laptop(employee, enterprise):
     give_numbers(enterprise)
-    identity = make_identity(employee)
-    return Registration.objects.create(
-        enterprise=enterprise,
-        identity=identity,
-        user=employee,
-        device_key="instance:urn:uuid:1",
-        instance_id="urn:uuid:1",
-        label="Laptop",
-        impus=[f"tel:{identity.tn}"],
-        contact_uri=CONTACT,
-        expires_at=timezone.now() + timedelta(minutes=10),
-    )
+    return make_device(make_identity(employee), contact=CONTACT)
 
 
 @pytest.fixture

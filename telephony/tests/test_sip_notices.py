@@ -15,6 +15,7 @@ from telephony.models import NetworkNotice, Registration
 from telephony.registrations import ingest, notify
 from telephony.registrations.notify import NoticeError, SipEdgeNotifier
 from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
+from telephony.tests.factories import make_device
 from telephony.tests.sip_peers import (
     free_port,
     new_edge,
@@ -50,18 +51,8 @@ def sip_backend(settings, edge):
 
 
 def registration(identity, *, contact: str, gruu: str = "", key: str = "1") -> Registration:
-    return Registration.objects.create(
-        enterprise=identity.enterprise,
-        identity=identity,
-        user=identity.owner,
-        device_key=f"instance:urn:uuid:{key}",
-        instance_id=f"urn:uuid:{key}",
-        label="Laptop",
-        impus=[f"tel:{identity.tn}", f"sip:{identity.tn}@swift.example;user=phone"],
-        contact_uri=contact,
-        pub_gruu=gruu,
-        expires_at="2099-01-01T00:00:00Z",
-    )
+    impus = [f"tel:{identity.tn}", f"sip:{identity.tn}@swift.example;user=phone"]
+    return make_device(identity, contact=contact, key=key, pub_gruu=gruu, impus=impus)
 
 
 def notice_for(
