@@ -6,7 +6,7 @@ from django.conf import settings
 from kernel import jsonrpc
 from telephony.identities import services, sync
 from telephony.identities.hss import HssTransientError
-from telephony.registrations import inbox, ingest, notices, records, signout, third_party
+from telephony.registrations import inbox, ingest, notices, notify, records, signout, third_party
 from telephony.registrations.notify import NoticeError
 
 
@@ -130,7 +130,7 @@ def deregister_at_scscf(impus: list[str]) -> None:
 
 @shared_task(autoretry_for=(NoticeError,), **TO_THE_NETWORK)
 def send_network_notice(notice_id: int) -> str:
-    return notices.send_notice(notice_id)
+    return notify.send_notice(notice_id)
 
 
 @shared_task(autoretry_for=(jsonrpc.RpcUnavailable,), **TO_THE_NETWORK)

@@ -3,7 +3,8 @@ reports them, and what the portal does about them.
 
 Modules, lowest first: ``reginfo`` and ``sipmessage`` (parsers of the network's
 documents, no Django), ``records`` (registration records, history, expiry, ends),
-``signout`` (sign-out of a UE), ``notify`` (the notification backends), ``notices``
+``notify`` (the notification backends, and delivering one notice), ``signout`` (sign-out
+of a UE: its notice, then the network), ``notices``
 ("already logged on" notices, the device limit), ``ingest`` (applying reginfo reports),
 ``inbox`` (reports answered at once and applied in batches), ``third_party`` (the SIP edge's third-party REGISTERs), ``device_settings`` (per-device
 settings), ``export`` (the devices' CSV). Other packages use the modules, and these names, loaded on first use, so that

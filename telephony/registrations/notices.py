@@ -1,5 +1,6 @@
 """Device policy on new devices: the "already logged on" notices (to the person and to
-both UEs' clients), the contract's device limit, and delivering network notices."""
+both UEs' clients), the contract's device limit, queueing network notices (``notify``
+delivers them) and the sweep of lost tasks."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from telephony.models import (
     Registration,
     RegistrationEvent,
 )
-from telephony.registrations.notify import Answer, NoticeError, notifier
 from telephony.registrations.records import Batch
-from telephony.registrations.signout import request_sign_out
+from telephony.registrations.signout import SIGN_OUT_NOTICE, request_sign_out
 
 Kind = RegistrationEvent.Kind
 State = Registration.State
@@ -146,61 +146,6 @@ def queue_notice(notice_id: int) -> None:
     transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
 
 
-# Longer than any notification backend waits for its answer (the SIP edge: its
-# transaction and a margin; a webhook: HSS_TIMEOUT_SECONDS).
-NOTICE_LEASE = timedelta(minutes=2)
-
-
-def send_notice(notice_id: int) -> str:
-    """Deliver one notice through the network notification backend (a task runs this),
-    and keep the answer to this attempt on the notice. The task first claims the notice:
-    one held by another task's send is skipped."""
-    now = timezone.now()
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
-    claimed = NetworkNotice.objects.filter(
-        free, pk=notice_id, state=NetworkNotice.State.PENDING
-    ).update(claimed_until=now + NOTICE_LEASE, attempted_at=now)
-    if not claimed:
-        return "skipped"
-    notice = NetworkNotice.objects.select_related(
-        "registration__identity", "registration__enterprise"
-    ).get(pk=notice_id)
-    attempts = notice.attempts + 1
-    try:
-        answer = notifier().send(notice)
-    except NoticeError as exc:
-        final = not exc.transient or attempts >= settings.SYNC_MAX_ATTEMPTS
-        NetworkNotice.objects.filter(pk=notice.pk).update(
-            attempts=attempts,
-            last_error=str(exc)[:500],
-            claimed_until=None,
-            **_answered(exc.answer),
-            **({"state": NetworkNotice.State.FAILED} if final else {}),
-        )
-        if not final:
-            raise
-        return "failed"
-    NetworkNotice.objects.filter(pk=notice.pk).update(
-        state=NetworkNotice.State.SENT,
-        sent_at=timezone.now(),
-        attempts=attempts,
-        last_error="",
-        claimed_until=None,
-        **_answered(answer),
-    )
-    return "sent"
-
-
-def _answered(answer: Answer) -> dict:
-    """The notice's fields for the answer to its last attempt."""
-    return {
-        "channel": answer.channel,
-        "delivery_code": answer.code,
-        "delivery_reason": answer.reason,
-        "answered_at": timezone.now() if answer.code is not None else None,
-    }
-
-
 def sweep(grace: timedelta | None = None) -> int:
     """Queue again sign-outs and notices whose task was lost. Periodic."""
     cutoff = timezone.now() - (grace or timedelta(seconds=settings.SYNC_SWEEP_AFTER_SECONDS))
@@ -210,7 +155,8 @@ def sweep(grace: timedelta | None = None) -> int:
         ).values_list("pk", flat=True)[:1000]
     )
     # A notice tried and failed waits for its task's retry, due within the backoff's cap:
-    # only one untouched for longer than that (or never tried) has lost its task.
+    # only one untouched for longer than that (or never tried) has lost its task. A
+    # sign-out's notice goes with its sign-out, before it (signout.deregister).
     retry_due = cutoff - timedelta(seconds=settings.SYNC_BACKOFF_CAP_SECONDS)
     notices = list(
         NetworkNotice.objects.filter(
@@ -218,7 +164,9 @@ def sweep(grace: timedelta | None = None) -> int:
             Q(claimed_until__isnull=True) | Q(claimed_until__lte=timezone.now()),
             state=NetworkNotice.State.PENDING,
             created_at__lt=cutoff,
-        ).values_list("pk", flat=True)[:1000]
+        )
+        .exclude(kind=SIGN_OUT_NOTICE)
+        .values_list("pk", flat=True)[:1000]
     )
     deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
     send_network_notice = enqueue.task("telephony.tasks.send_network_notice")

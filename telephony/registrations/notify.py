@@ -5,17 +5,21 @@ record of what was sent; ``webhook`` posts it to the operator's notification ser
 a SIP MESSAGE. Django never speaks SIP itself.
 
 Each backend answers with what the other side said (an ``Answer``), which the notice
-keeps, so the pages can tell "delivered to the phone" from "the phone did not answer"."""
+keeps (``send_notice``, one attempt at a time), so the pages can tell "delivered to the
+phone" from "the phone did not answer"."""
 
 import hashlib
 import hmac
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar, cast
 
 import requests
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from kernel import jsonrpc
 from kernel.observability import logs_failed_calls
@@ -219,3 +223,63 @@ def notifier() -> BuiltinNotifier | WebhookNotifier | SipEdgeNotifier:
     if backend == "sip":
         return SipEdgeNotifier()
     return BuiltinNotifier()
+
+
+# --- Delivering one notice ----------------------------------------------------------------
+
+# Longer than any notification backend waits for its answer (the SIP edge: its
+# transaction and a margin; a webhook: HSS_TIMEOUT_SECONDS).
+NOTICE_LEASE = timedelta(minutes=2)
+
+
+def send_notice(notice_id: int, *, last_try: bool = False) -> str:
+    """Deliver one notice through the network notification backend (a task runs this),
+    and keep the answer to this attempt on the notice. The task first claims the notice:
+    one held by another task's send is skipped. A transient fault raises NoticeError for
+    the task to try again, up to SYNC_MAX_ATTEMPTS; with ``last_try`` this attempt is
+    final whatever it gets (a sign-out's notice: once the network dropped the device, no
+    later try reaches it)."""
+    now = timezone.now()
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    claimed = NetworkNotice.objects.filter(
+        free, pk=notice_id, state=NetworkNotice.State.PENDING
+    ).update(claimed_until=now + NOTICE_LEASE, attempted_at=now)
+    if not claimed:
+        return "skipped"
+    notice = NetworkNotice.objects.select_related(
+        "registration__identity", "registration__enterprise"
+    ).get(pk=notice_id)
+    attempts = notice.attempts + 1
+    try:
+        answer = notifier().send(notice)
+    except NoticeError as exc:
+        final = last_try or not exc.transient or attempts >= settings.SYNC_MAX_ATTEMPTS
+        NetworkNotice.objects.filter(pk=notice.pk).update(
+            attempts=attempts,
+            last_error=str(exc)[:500],
+            claimed_until=None,
+            **_answered(exc.answer),
+            **({"state": NetworkNotice.State.FAILED} if final else {}),
+        )
+        if not final:
+            raise
+        return "failed"
+    NetworkNotice.objects.filter(pk=notice.pk).update(
+        state=NetworkNotice.State.SENT,
+        sent_at=timezone.now(),
+        attempts=attempts,
+        last_error="",
+        claimed_until=None,
+        **_answered(answer),
+    )
+    return "sent"
+
+
+def _answered(answer: Answer) -> dict:
+    """The notice's fields for the answer to its last attempt."""
+    return {
+        "channel": answer.channel,
+        "delivery_code": answer.code,
+        "delivery_reason": answer.reason,
+        "answered_at": timezone.now() if answer.code is not None else None,
+    }

@@ -1,5 +1,11 @@
 """Signing a device out: who may, the request (shown until the network confirms), and
-sending it to the network."""
+sending it to the network: first a notice to the device itself, then the de-registration.
+
+A client learns of its sign-out from the notice. TS 24.229 (5.4.1.5) has the S-CSCF
+NOTIFY the UE's own subscription to its `reg` event; a client that has none (baresip,
+most softphones) would never know. The notice goes before the network drops the binding,
+while the network still routes to the device; once it is dropped no later try reaches it,
+so it gets one try, and what the device answered stays on the notice."""
 
 from __future__ import annotations
 
@@ -15,15 +21,16 @@ from kernel.errors import NotAllowed, RuleViolation
 from telephony.identities.hss import HssPermanentError, HssTransientError
 from telephony.identities.hss import backend as hss_backend
 from telephony.models import (
+    NetworkNotice,
     Registration,
     RegistrationEvent,
 )
-from telephony.registrations import sipmessage
+from telephony.registrations import notify, sipmessage
 from telephony.registrations.records import add_event, end_now
 
 Kind = RegistrationEvent.Kind
 State = Registration.State
-# A UE that drops and is back within this long is flapping, not a new registration.
+SIGN_OUT_NOTICE = "signed_out"  # the notice's kind
 
 # --- Sign-out ---------------------------------------------------------------------------
 
@@ -42,7 +49,22 @@ def request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None:
         target=reg,
         changes=audit.changed(state=(State.ACTIVE, State.SIGN_OUT_REQUESTED)),
     )
+    NetworkNotice.objects.create(
+        enterprise_id=reg.enterprise_id,
+        registration=reg,
+        kind=SIGN_OUT_NOTICE,
+        message=_signed_out_message(actor, reason),
+    )
     transaction.on_commit(lambda: queue_deregistration(reg.pk), robust=True)
+
+
+def _signed_out_message(actor: Actor, reason: str) -> str:
+    """What the device is told: who signed it out (a person by name; a token or a network
+    client is not named to the device), or why the portal did."""
+    user = actor.user
+    if user is not None:
+        return f"This device was signed out by {user.full_name or user.email} in the portal."
+    return "This device was signed out in the portal" + (f": {reason}." if reason else ".")
 
 
 # Who may sign out someone else's device: the enterprise's admins, and its helpdesk too,
@@ -100,8 +122,17 @@ def deregister(registration_id: int) -> str:
         .filter(pk=registration_id)
         .first()
     )
-    if reg is None or reg.state != State.SIGN_OUT_REQUESTED or reg.sign_out_sent_at:
+    if reg is None or reg.sign_out_sent_at:
         return "skipped"
+    untold = NetworkNotice.objects.filter(
+        registration=reg, kind=SIGN_OUT_NOTICE, state=NetworkNotice.State.PENDING
+    )
+    if reg.state != State.SIGN_OUT_REQUESTED:
+        # It ended before its sign-out went out (its own de-REGISTER, its expiry).
+        untold.update(state=NetworkNotice.State.FAILED, last_error="The device had already left.")
+        return "skipped"
+    for notice_id in untold.values_list("pk", flat=True):
+        notify.send_notice(notice_id, last_try=True)
     try:
         confirmed = _send_deregistration(reg)
     except (HssPermanentError, jsonrpc.RpcRefused) as exc:

@@ -1,4 +1,5 @@
-"""Inventory and identities for tests, made through the services as in production."""
+"""Inventory and identities for tests, made through the services as in production; and
+devices, as the network's reports leave them."""
 
 from django.test import Client
 
@@ -8,6 +9,7 @@ from accounts.services import network_client_create
 from telephony.identities import services
 from telephony.inventory import services as inventory
 from telephony.inventory.numbers import with_luhn_digit
+from telephony.models import Registration
 
 SYSTEM = Actor.system()
 
@@ -30,6 +32,26 @@ def give_line(enterprise, n: int = 1):
 
 def make_identity(owner, *, actor=SYSTEM, services_=(Service.VOICE,), **kwargs):
     return services.identity_create(actor=actor, owner=owner, services=list(services_), **kwargs)
+
+
+def make_device(identity, *, contact="sip:rob@198.51.100.9", key="1", **fields):
+    """A registered device of ``identity``'s owner (a laptop with instance
+    ``urn:uuid:<key>``, bound for the identity's tel: IMPU until 2099), as the ingest
+    keeps one; ``fields`` override."""
+    return Registration.objects.create(
+        **{
+            "enterprise": identity.enterprise,
+            "identity": identity,
+            "user": identity.owner,
+            "device_key": f"instance:urn:uuid:{key}",
+            "instance_id": f"urn:uuid:{key}",
+            "label": "Laptop",
+            "impus": [f"tel:{identity.tn}"],
+            "contact_uri": contact,
+            "expires_at": "2099-01-01T00:00:00Z",
+            **fields,
+        }
+    )
 
 
 def network_http(*enterprises, name="S-CSCF 1"):

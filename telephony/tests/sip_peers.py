@@ -437,8 +437,14 @@ class RunningBaresip:
     control_port: int
 
     def output(self) -> str:
-        """What it printed: with -s, every SIP message it sent and received."""
+        """What it printed: with -s, every SIP message it sent and received, and what its
+        user interface (stdio) shows."""
         return (self.folder / "baresip.out").read_text(errors="replace")
+
+    def messages_shown(self) -> list[tuple[str, str]]:
+        """(sender, text) of each SIP MESSAGE it showed its user, as its menu prints one:
+        the sender's URI, a colon and the text in quotes, on a line of its own."""
+        return _SHOWN_MESSAGE.findall(self.output().replace("\r\n", "\n"))
 
     def command(self, command: str, params: str = "") -> dict:
         """One command of its menu (``dial``, ``hangup``, ...) over its ctrl_tcp socket: a
@@ -471,14 +477,17 @@ def _netstring_complete(data: bytes) -> bool:
     return bool(sep) and length.isdigit() and len(rest) >= int(length) + 1
 
 
+_SHOWN_MESSAGE = re.compile(r'^\r?(sips?:[^\s"]+): "(.*)"$', re.MULTILINE)
 _BARESIP_TRACE = re.compile(
     r"^(?:UDP|TCP|TLS) (\S+) -> (\S+)\n(.*?)\x1b\[;m", re.MULTILINE | re.DOTALL
 )
 
 
 # opus first: a call negotiates it, and ausine (the test tone) makes 48 kHz audio only.
+# stdio is the user interface: without one baresip shows no MESSAGE it takes.
 BARESIP_CONFIG = """sip_listen 127.0.0.1:{port}
 module_path /usr/lib/baresip/modules
+module stdio.so
 module opus.so
 module g711.so
 module ausine.so
@@ -508,8 +517,8 @@ def running_baresip(
     ``instance`` (its +sip.instance, through RFC 5626 outbound), ready once the registrar
     took the binding; with ``auth_user`` (an IMPI) and ``auth_pass`` it answers digest
     challenges; with ``answer`` it answers calls by itself. It prints every SIP message
-    (-s), takes commands (``.command("dial", uri)``) and quits by itself after
-    PEER_LIFETIME seconds."""
+    (-s), shows its user the MESSAGEs it takes (``.messages_shown()``), takes commands
+    (``.command("dial", uri)``) and quits by itself after PEER_LIFETIME seconds."""
     binary = require_program("baresip")
     folder.mkdir(parents=True, exist_ok=True)
     # baresip listens on UDP and TCP, and TLS one port up, whatever its config says.
@@ -522,9 +531,11 @@ def running_baresip(
         f'<{aor}>;outbound="sip:{registrar};transport=udp";regint=600;sipnat=outbound{auth}\n'
     )
     with (folder / "baresip.out").open("wb") as out:
+        # stdin a pipe kept open and silent: stdio cannot watch /dev/null, and at the
+        # pipe's end it would spin.
         process = subprocess.Popen(
             [binary, "-s", "-f", str(folder), "-t", str(PEER_LIFETIME)],
-            cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=folder, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     peer = RunningBaresip(process, folder, port, control_port)
@@ -537,3 +548,5 @@ def running_baresip(
         yield peer
     finally:
         _stop(process)
+        if process.stdin is not None:
+            process.stdin.close()

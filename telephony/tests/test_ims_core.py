@@ -29,7 +29,8 @@ from portal.testing import require_program, sign_in_verified, wait_for
 from telephony.callauth import credentials
 from telephony.identities import services
 from telephony.inventory import services as inventory
-from telephony.models import CallerName, Identity, IdentitySync, Registration
+from telephony.models import CallerName, Identity, IdentitySync, NetworkNotice, Registration
+from telephony.registrations.signout import SIGN_OUT_NOTICE
 from telephony.tests.factories import give_numbers, iccid_for
 
 from .ims_core import IFC_PATH, running_ims_core
@@ -221,6 +222,7 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
     # Resumed: two softphones register again, and the portal's notice reaches both as a
     # SIP MESSAGE through the edge (straight to each contact: the lab has no P-CSCF).
     settings.NETWORK_NOTIFY_BACKEND = "sip"
+    portal = settings.SIP_NOTICE_FROM
     t = time.monotonic()
     softphone = {"aor": f"sip:{TN}@{core.domain}", "registrar": core.scscf_address}
     with (
@@ -231,10 +233,12 @@ def test_an_onboarded_employee_registers_two_ues_through_the_ims_core(
     ):  # fmt: skip
         t = steps.done("resumed: two softphones registered (200)", t)
         wait_for(
-            # The UE there already hears of the new one, the new one of the other.
+            # The UE there already hears of the new one, the new one of the other: each
+            # baresip shows it its user.
             lambda: (
-                "Your Linux PC (…a004) is now also signed in." in laptop.output()
-                and "You are also signed in on: Linux PC (…a003)" in desk.output()
+                (portal, "Your Linux PC (…a004) is now also signed in.") in laptop.messages_shown()
+                and (portal, "You are also signed in on: Linux PC (…a003).")
+                in desk.messages_shown()
             ),
             timeout=15,
         )
@@ -267,54 +271,76 @@ def rob_with_a_sipp_phone(core, enterprise, admin):
     return rob, f"sip:{TN}@{IMS_DOMAIN}", port
 
 
-def test_signing_out_one_of_two_devices_on_my_devices_keeps_the_other_at_the_scscf(
-    core, enterprise, admin, client, mailoutbox
+def test_a_device_signed_out_on_my_devices_is_told_and_dropped_and_the_other_stays(
+    core, enterprise, admin, client, mailoutbox, settings
 ):
-    """Rob's sipp phone and baresip tablet are registered at the lab S-CSCF; Rob signs the
-    tablet out on *My devices*: the S-CSCF de-registers that one contact (the de-REGISTER
-    it sends itself on the portal's command) and keeps the phone's, and the page lists the
-    phone as registered and the tablet as signed out."""
-    rob, impu, port = rob_with_a_sipp_phone(core, enterprise, admin)
-    phone_contact = f"sip:{TN}@127.0.0.1:{port}"
-    with running_baresip(
-        core.folder / "tablet", aor=impu, registrar=core.scscf_address, instance=TABLET,
-        auth_user=rob.impi, auth_pass=LAB_KI,
-    ):  # fmt: skip
-        both = {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"}
-        wait_for(lambda: active_devices(rob) == both, timeout=10)
-        assert len(scscf_contacts(core, impu)) == 2
-        tablet = Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{TABLET}")
+    """Rob's two softphones (baresip) are registered at the lab S-CSCF; Rob signs the
+    tablet out on *My devices*. The tablet's baresip prints the portal's notice, sent
+    through the edge as a SIP MESSAGE before the S-CSCF drops its binding (the de-REGISTER
+    the S-CSCF sends itself on the portal's command); the phone hears nothing of it and
+    stays registered; the page lists the phone as registered and the tablet as signed out,
+    with the notice its client answered."""
+    settings.NETWORK_NOTIFY_BACKEND = "sip"
+    portal = settings.SIP_NOTICE_FROM
+    give_numbers(enterprise, TN, TN)
+    rob = onboard_with_line(
+        core, enterprise, admin, email="rob@swift.example", full_name="Rob Smith", tn=TN,
+        imsi=IMSI,
+    )  # fmt: skip
+    impu = f"sip:{TN}@{IMS_DOMAIN}"
+    softphone = {"aor": impu, "registrar": core.scscf_address, "auth_user": rob.impi,
+                 "auth_pass": LAB_KI}  # fmt: skip
+    with running_baresip(core.folder / "phone", instance=PHONE, **softphone) as phone_ua:
+        with running_baresip(core.folder / "tablet", instance=TABLET, **softphone) as tablet_ua:
+            wait_for(lambda: active_devices(rob) == {f"urn:uuid:{PHONE}", f"urn:uuid:{TABLET}"},
+                     timeout=10)  # fmt: skip
+            assert len(scscf_contacts(core, impu)) == 2
+            # The phone shows the portal's MESSAGEs: it heard of the tablet.
+            heard = (portal, "Your Linux PC (…a002) is now also signed in.")
+            wait_for(lambda: heard in phone_ua.messages_shown(), timeout=10)
+            phone, tablet = (
+                Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{device}")
+                for device in (PHONE, TABLET)
+            )
 
-        # Rob took up his invitation and signs in.
-        secret = re.search(r"/invitation/#(\S+)", mailoutbox[-1].body)
-        assert secret, mailoutbox[-1].body
-        invitation_accept(raw_secret=secret.group(1), password="correct horse battery staple")
-        sign_in_verified(client, rob.owner)
-        t = time.monotonic()
-        page = client.post(
-            reverse("telephony:device_sign_out", args=[tablet.pk]), follow=True
-        ).content.decode()
-        assert f"Sign-out of {tablet.label} requested." in page
-        wait_for(lambda: list(scscf_contacts(core, impu)) == [phone_contact], timeout=10)
-        print(f"sign-out on My devices to the S-CSCF holding the phone only: "
-              f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
-        assert f"sign-out of {tablet.contact_uri} for {impu}" in core.scscf_log()
-        tablet.refresh_from_db()
-        assert (tablet.state, tablet.end_reason, tablet.sign_out_error) == (
-            Registration.State.ENDED, "signed_out", "",
-        )  # fmt: skip
-        assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
-        page = client.get(reverse("telephony:my_devices")).content.decode()
-        # Each device's heading: its name and its state.
-        shown = dict(re.findall(r'<h2>([^<]*\(…a00[12]\)) <span class="badge[^"]*">([^<]*)<', page))
-        assert shown == {
-            Registration.objects.get(identity=rob, instance_id=f"urn:uuid:{PHONE}").label:
-                "registered",
-            tablet.label: "signed out",
-        }  # fmt: skip
-    # The tablet's own de-REGISTER as baresip stops names a contact the S-CSCF no longer
-    # holds: answered (route[UNKNOWN_CONTACTS]), and the phone stays registered.
-    assert list(scscf_contacts(core, impu)) == [phone_contact]
+            # Rob took up his invitation and signs in.
+            secret = re.search(r"/invitation/#(\S+)", mailoutbox[-1].body)
+            assert secret, mailoutbox[-1].body
+            invitation_accept(raw_secret=secret.group(1), password="correct horse battery staple")
+            sign_in_verified(client, rob.owner)
+            t = time.monotonic()
+            page = client.post(
+                reverse("telephony:device_sign_out", args=[tablet.pk]), follow=True
+            ).content.decode()
+            assert f"Sign-out of {tablet.label} requested." in page
+            told = (portal, "This device was signed out by Rob Smith in the portal.")
+            wait_for(lambda: told in tablet_ua.messages_shown(), timeout=10)
+            print(f"sign-out on My devices to the tablet's client showing it: "
+                  f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
+            wait_for(lambda: set(scscf_contacts(core, impu)) == {phone.contact_uri}, timeout=10)
+            print(f"sign-out on My devices to the S-CSCF holding the phone only: "
+                  f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
+            assert f"sign-out of {tablet.contact_uri} for {impu}" in core.scscf_log()
+            assert phone_ua.messages_shown() == [heard]
+            tablet.refresh_from_db()
+            assert (tablet.state, tablet.end_reason, tablet.sign_out_error) == (
+                Registration.State.ENDED, "signed_out", "",
+            )  # fmt: skip
+            # The client answered the notice before the S-CSCF was asked to drop it.
+            notice = NetworkNotice.objects.get(registration=tablet, kind=SIGN_OUT_NOTICE)
+            assert (notice.state, notice.delivery_code) == (NetworkNotice.State.SENT, 200)
+            assert notice.answered_at <= tablet.sign_out_sent_at
+            assert active_devices(rob) == {f"urn:uuid:{PHONE}"}
+            page = client.get(reverse("telephony:my_devices")).content.decode()
+            # Each device's heading: its name and its state.
+            shown = dict(
+                re.findall(r'<h2>([^<]*\(…a00[12]\)) <span class="badge[^"]*">([^<]*)<', page)
+            )
+            assert shown == {phone.label: "registered", tablet.label: "signed out"}
+            assert "Delivered to the phone (200 OK)" in page
+        # The tablet's own de-REGISTER as baresip stops names a contact the S-CSCF no
+        # longer holds: answered (route[UNKNOWN_CONTACTS]), and the phone stays registered.
+        assert list(scscf_contacts(core, impu)) == [phone.contact_uri]
 
 
 def test_a_sipp_ue_de_registers_at_the_lab_scscf(core, enterprise, admin):

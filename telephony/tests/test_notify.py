@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from telephony.models import NetworkNotice, Registration
-from telephony.registrations import notices
-from telephony.tests.factories import give_numbers, make_identity
+from telephony.models import NetworkNotice
+from telephony.registrations import notices, notify
+from telephony.tests.factories import give_numbers, make_device, make_identity
 
 pytestmark = pytest.mark.django_db
 SECRET = "webhook-test-secret"
@@ -46,18 +46,7 @@ def webhook(settings):
 @pytest.fixture
 def notice(employee, enterprise):
     give_numbers(enterprise)
-    identity = make_identity(employee)
-    registration = Registration.objects.create(
-        enterprise=enterprise,
-        identity=identity,
-        user=employee,
-        device_key="instance:urn:uuid:1",
-        instance_id="urn:uuid:1",
-        label="Laptop",
-        impus=[f"tel:{identity.tn}"],
-        contact_uri="sip:rob@198.51.100.9",
-        expires_at="2099-01-01T00:00:00Z",
-    )
+    registration = make_device(make_identity(employee))
     return NetworkNotice.objects.create(
         enterprise=enterprise, registration=registration, kind="already_logged_on", message="Hello"
     )
@@ -65,7 +54,7 @@ def notice(employee, enterprise):
 
 def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, notice):
     received, _ = webhook
-    assert notices.send_notice(notice.pk) == "sent"
+    assert notify.send_notice(notice.pk) == "sent"
     headers, body = received[0]
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Portal-Signature"] == f"sha256={expected}"
@@ -75,7 +64,7 @@ def test_a_notice_is_posted_with_a_signature_the_receiver_can_check(webhook, not
     notice.refresh_from_db()
     assert (notice.state, notice.channel, notice.delivery_code) == ("sent", "webhook", 204)
     assert notice.outcome == "Handed to the operator's notification service (204 No Content)"
-    assert notices.send_notice(notice.pk) == "skipped"  # sent once
+    assert notify.send_notice(notice.pk) == "skipped"  # sent once
 
 
 def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
@@ -84,10 +73,10 @@ def test_a_server_error_is_retried_and_a_refusal_is_final(webhook, notice):
     _, answers = webhook
     answers.extend([503, 400])
     with pytest.raises(NoticeError):
-        notices.send_notice(notice.pk)
+        notify.send_notice(notice.pk)
     notice.refresh_from_db()
     assert (notice.state, notice.delivery_code) == ("pending", 503)
-    assert notices.send_notice(notice.pk) == "failed"
+    assert notify.send_notice(notice.pk) == "failed"
     notice.refresh_from_db()
     assert "refused" in notice.last_error
     assert notice.outcome == "Refused by the operator's notification service (400 Bad Request)"
@@ -99,8 +88,8 @@ def test_each_failed_post_is_one_log_line(webhook, notice, caplog):
     _, answers = webhook
     answers.extend([503, 204])
     with caplog.at_level("INFO", logger="portal.external"), pytest.raises(NoticeError):
-        notices.send_notice(notice.pk)
-    assert notices.send_notice(notice.pk) == "sent"
+        notify.send_notice(notice.pk)
+    assert notify.send_notice(notice.pk) == "sent"
     lines = [r.getMessage() for r in caplog.records if r.name == "portal.external"]
     assert lines == ["external call failed: notice webhook NoticeError: webhook answered 503"]
     assert SECRET not in lines[0]
@@ -112,12 +101,12 @@ def test_a_notice_another_task_is_sending_is_not_sent_twice(webhook, notice):
     NetworkNotice.objects.filter(pk=notice.pk).update(
         claimed_until=timezone.now() + timedelta(seconds=30)
     )
-    assert notices.send_notice(notice.pk) == "skipped"
+    assert notify.send_notice(notice.pk) == "skipped"
     assert received == []
     # The holder's claim runs out (it died): the next task sends it, once.
     NetworkNotice.objects.filter(pk=notice.pk).update(claimed_until=timezone.now())
-    assert notices.send_notice(notice.pk) == "sent"
-    assert notices.send_notice(notice.pk) == "skipped"
+    assert notify.send_notice(notice.pk) == "sent"
+    assert notify.send_notice(notice.pk) == "skipped"
     assert len(received) == 1
 
 

@@ -12,9 +12,10 @@ from accounts.audit import Actor
 from accounts.services import network_client_create
 from portal.testing import sign_in_verified
 from telephony.models import NetworkNotice, Registration
-from telephony.registrations import ingest, notices
+from telephony.registrations import ingest, notify
 from telephony.registrations.notify import NoticeError, SipEdgeNotifier
 from telephony.registrations.reginfo import ContactInfo, ReginfoDocument, RegistrationInfo
+from telephony.tests.factories import make_device
 from telephony.tests.sip_peers import (
     free_port,
     new_edge,
@@ -50,18 +51,8 @@ def sip_backend(settings, edge):
 
 
 def registration(identity, *, contact: str, gruu: str = "", key: str = "1") -> Registration:
-    return Registration.objects.create(
-        enterprise=identity.enterprise,
-        identity=identity,
-        user=identity.owner,
-        device_key=f"instance:urn:uuid:{key}",
-        instance_id=f"urn:uuid:{key}",
-        label="Laptop",
-        impus=[f"tel:{identity.tn}", f"sip:{identity.tn}@swift.example;user=phone"],
-        contact_uri=contact,
-        pub_gruu=gruu,
-        expires_at="2099-01-01T00:00:00Z",
-    )
+    impus = [f"tel:{identity.tn}", f"sip:{identity.tn}@swift.example;user=phone"]
+    return make_device(identity, contact=contact, key=key, pub_gruu=gruu, impus=impus)
 
 
 def notice_for(
@@ -82,7 +73,7 @@ def test_a_notice_reaches_the_phone_at_its_gruu_and_the_page_says_so(
         gruu = f"{ue.uri(identity.tn)};gr=urn:uuid:1"
         # The contact is not reachable: the GRUU is the route.
         notice = notice_for(registration(identity, contact="sip:rob@192.0.2.1:5060", gruu=gruu))
-        assert notices.send_notice(notice.pk) == "sent"
+        assert notify.send_notice(notice.pk) == "sent"
         [message] = ue.received("MESSAGE")
 
     assert message.request_uri == gruu
@@ -109,7 +100,7 @@ def test_without_a_gruu_the_contact_is_reached_through_the_scscf(
         settings.SIP_EDGE_SCSCF_URI = f"sip:127.0.0.1:{scscf.port}"
         contact = "sip:+4930123400@198.51.100.20:5060;transport=udp"
         notice = notice_for(registration(identity, contact=contact))
-        assert notices.send_notice(notice.pk) == "sent"
+        assert notify.send_notice(notice.pk) == "sent"
         [message] = scscf.received("MESSAGE")
     assert message.request_uri == contact
     notice.refresh_from_db()
@@ -119,7 +110,7 @@ def test_without_a_gruu_the_contact_is_reached_through_the_scscf(
 def test_a_refusal_is_final_and_the_admin_sees_why(sip_backend, identity, admin_client, tmp_path):
     with running_sipp(uas_scenario(415, "Unsupported Media Type"), tmp_path) as ue:
         notice = notice_for(registration(identity, contact=ue.uri("rob")))
-        assert notices.send_notice(notice.pk) == "failed"
+        assert notify.send_notice(notice.pk) == "failed"
         assert len(ue.received("MESSAGE")) == 1
     notice.refresh_from_db()
     assert (notice.state, notice.delivery_code, notice.attempts) == ("failed", 415, 1)
@@ -134,14 +125,14 @@ def test_no_answer_is_tried_again_then_given_up(sip_backend, settings, identity,
     with running_sipp(uas_scenario(None), tmp_path) as ue:  # takes the MESSAGE, never answers
         notice = notice_for(registration(identity, contact=ue.uri("rob")))
         with pytest.raises(NoticeError) as raised:
-            notices.send_notice(notice.pk)
+            notify.send_notice(notice.pk)
         assert raised.value.transient
         assert ue.received("MESSAGE")  # it reached the UE, which kept quiet
     notice.refresh_from_db()
     assert (notice.state, notice.delivery_code) == ("pending", 408)
     assert notice.outcome == "Phone did not answer (408); trying again"
 
-    assert notices.send_notice(notice.pk) == "failed"  # nobody there now; the last try
+    assert notify.send_notice(notice.pk) == "failed"  # nobody there now; the last try
     notice.refresh_from_db()
     assert (notice.state, notice.attempts, notice.outcome) == (
         "failed", 2, "Phone did not answer (408)",
@@ -194,7 +185,7 @@ def test_an_edge_that_does_not_answer_is_a_transient_fault(settings, identity):
     settings.SIP_EDGE_RPC_URL = f"http://127.0.0.1:{free_port()}/RPC"  # nobody listens
     notice = notice_for(registration(identity, contact="sip:rob@198.51.100.9"))
     with pytest.raises(NoticeError, match="SIP edge unreachable"):
-        notices.send_notice(notice.pk)
+        notify.send_notice(notice.pk)
     notice.refresh_from_db()
     assert (notice.state, notice.channel, notice.delivery_code) == ("pending", "sip", None)
     assert notice.outcome == "The SIP edge did not take it; trying again"
@@ -207,7 +198,7 @@ def test_a_reported_uri_cannot_add_headers_to_the_message(settings, identity, ur
     settings.NETWORK_NOTIFY_BACKEND = "sip"
     settings.SIP_EDGE_RPC_URL = f"http://127.0.0.1:{free_port()}/RPC"
     notice = notice_for(registration(identity, contact=uri))
-    assert notices.send_notice(notice.pk) == "failed"  # refused before anything is sent
+    assert notify.send_notice(notice.pk) == "failed"  # refused before anything is sent
     notice.refresh_from_db()
     assert "no usable request URI" in notice.last_error
 
