@@ -53,17 +53,19 @@ def request_sign_out(actor: Actor, reg: Registration, reason: str = "") -> None:
         enterprise_id=reg.enterprise_id,
         registration=reg,
         kind=SIGN_OUT_NOTICE,
-        message=_signed_out_message(actor, reason),
+        message=_signed_out_message(actor, reg, reason),
     )
     transaction.on_commit(lambda: queue_deregistration(reg.pk), robust=True)
 
 
-def _signed_out_message(actor: Actor, reason: str) -> str:
-    """What the device is told: who signed it out (a person by name; a token or a network
-    client is not named to the device), or why the portal did."""
+def _signed_out_message(actor: Actor, reg: Registration, reason: str) -> str:
+    """What the device is told: by whom, as its owner sees it, or why the portal did. Nobody
+    is named: whoever found a lost phone reads it too."""
     user = actor.user
+    if user is not None and user.pk == reg.user_id:
+        return "You signed this device out in the portal."
     if user is not None:
-        return f"This device was signed out by {user.full_name or user.email} in the portal."
+        return "This device was signed out in the portal by your administrator."
     return "This device was signed out in the portal" + (f": {reason}." if reason else ".")
 
 

@@ -313,7 +313,7 @@ def test_a_device_signed_out_on_my_devices_is_told_and_dropped_and_the_other_sta
                 reverse("telephony:device_sign_out", args=[tablet.pk]), follow=True
             ).content.decode()
             assert f"Sign-out of {tablet.label} requested." in page
-            told = (portal, "This device was signed out by Rob Smith in the portal.")
+            told = (portal, "You signed this device out in the portal.")
             wait_for(lambda: told in tablet_ua.messages_shown(), timeout=10)
             print(f"sign-out on My devices to the tablet's client showing it: "
                   f"{(time.monotonic() - t) * 1000:.0f} ms")  # fmt: skip
