@@ -90,15 +90,23 @@ def device_settings(identity_ids) -> dict[int, tuple[DeviceSettings, ...]]:
             | ~Q(ring_priority=3)
         )
         .order_by("device_key")
+        .values_list(
+            "identity_id",
+            "device_key",
+            "enabled_services",
+            "default_impu",
+            "do_not_disturb",
+            "ring_priority",
+        )
     )
-    for reg in customised:
-        found[reg.identity_id].append(
+    for identity_id, device, services, default_impu, do_not_disturb, priority in customised:
+        found[identity_id].append(
             DeviceSettings(
-                device=reg.device_key,
-                services=tuple(sorted(reg.enabled_services)),
-                default_impu=reg.default_impu,
-                do_not_disturb=reg.do_not_disturb,
-                ring_priority=reg.ring_priority,
+                device=device,
+                services=tuple(sorted(services)),
+                default_impu=default_impu,
+                do_not_disturb=do_not_disturb,
+                ring_priority=priority,
             )
         )
     return {identity: tuple(items) for identity, items in found.items()}
@@ -276,6 +284,8 @@ def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, Pu
     ids = list(dict.fromkeys(identity_ids))
     results = {pk: PushResult("skipped") for pk in ids}
     claims = _claims(ids, timezone.now(), attempt)
+    if not claims:  # a copy of a delivery, or nothing pending: nothing to read
+        return results
     started = time.monotonic()
     # What the pushes read: the numbers, the lines, the SIP domain, the owners' grants,
     # the device settings.
