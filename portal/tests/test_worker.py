@@ -35,16 +35,12 @@ def test_a_worker_keeps_its_database_connection_from_task_to_task(celery_worker)
     if connection.vendor != "postgresql":
         pytest.skip("reads PostgreSQL's sessions")
 
+    beats = WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname)
+
     def beat() -> None:
-        before = WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname).first()
+        seen = beats.values_list("last_seen", flat=True).first()
         heartbeat.delay()
-        wait_for(
-            lambda: (
-                WorkerHeartbeat.objects.filter(hostname=celery_worker.hostname)
-                .exclude(last_seen=before and before.last_seen)
-                .exists()
-            )
-        )
+        wait_for(lambda: beats.values_list("last_seen", flat=True).first() != seen)
 
     beat()
     first = wait_for(other_sessions)

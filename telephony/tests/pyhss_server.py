@@ -31,6 +31,7 @@ test forget to stop it.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -105,6 +106,7 @@ class Answer:
     status: int
     body: Any  # JSON-encoded unless bytes
     delay: float = 0.0
+    location: str = ""  # a redirect's target
 
     def encoded(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode() + b"\n"
@@ -208,9 +210,15 @@ class FakePyHss:
     ``HSS_PYHSS_URL`` at ``url``."""
 
     def __init__(
-        self, *, provisioning_key: str = "", max_requests: int = 500, lifetime: float = 30.0
+        self,
+        *,
+        provisioning_key: str = "",
+        max_requests: int = 500,
+        lifetime: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ):
         self.provisioning_key = provisioning_key  # locks provisioning when set
+        self.tls = tls  # serves HTTPS at https://localhost:<port> when given
         self.max_requests = max_requests
         self.lifetime = lifetime
         self.ims_subscribers = Table(
@@ -245,7 +253,11 @@ class FakePyHss:
     def start(self) -> FakePyHss:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.url = f"https://localhost:{port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -316,11 +328,13 @@ class FakePyHss:
         method: str | None = None,
         path: str | None = None,
         delay: float = 0.0,
+        location: str = "",
     ) -> None:
         """Answer the next matching request with ``body`` (bytes as they are, anything
-        else as JSON) after ``delay`` seconds, instead of serving it."""
+        else as JSON) after ``delay`` seconds, instead of serving it; ``location`` makes
+        it a redirect."""
         with self._lock:
-            self._injected.append(Injected(Answer(status, body, delay), method, path))
+            self._injected.append(Injected(Answer(status, body, delay, location), method, path))
 
     def race_next_create(self) -> None:
         """The next ``PUT /ims_subscriber/`` loses a race: a concurrent writer creates
@@ -469,6 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            if answer.location:
+                self.send_header("Location", answer.location)
             self.end_headers()
             self.wfile.write(payload)
         except OSError:

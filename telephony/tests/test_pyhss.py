@@ -18,6 +18,7 @@ from telephony.identities.hss import (
 from telephony.identities.hss import pyhss as pyhss_module
 from telephony.identities.hss.pyhss import PyHss, PyHssSubscription
 
+from .factories import tls_server_certificate
 from .pyhss_server import FakePyHss
 
 MSISDN = "+4915550001"
@@ -467,6 +468,56 @@ def test_closed_port_is_transient(settings):
 
     with pytest.raises(HssTransientError, match="unreachable"):
         PyHss().get(MSISDN)
+
+
+@pytest.fixture
+def https_pyhss(settings, tmp_path) -> Iterator[tuple[FakePyHss, str]]:
+    """PyHSS over HTTPS, as in production, with a certificate from a CA of the test's own
+    (its file returned with the server: trusting it is up to the test)."""
+    web_ca, tls = tls_server_certificate(tmp_path, "localhost")
+    with FakePyHss(tls=tls) as server:
+        settings.HSS_PYHSS_URL = server.url
+        settings.HSS_PYHSS_PROVISIONING_KEY = KEY
+        settings.HSS_TIMEOUT_SECONDS = 2
+        yield server, web_ca
+
+
+def test_pushes_go_over_https_to_a_pyhss_with_a_certificate_the_host_trusts(
+    https_pyhss, monkeypatch
+):
+    server, web_ca = https_pyhss
+    monkeypatch.setenv("SSL_CERT_FILE", web_ca)  # as an operator adds its own CA
+    server.add_subscriber(IMSI)
+
+    PyHss().upsert(subscription(), operation_id="op")
+
+    assert server.ims_subscriber("4915550001")["imsi"] == IMSI
+    assert server.url.startswith("https://")
+
+
+def test_a_pyhss_certificate_the_host_does_not_trust_is_refused_before_any_write(
+    https_pyhss, caplog
+):
+    """Not trusted is not a refusal by PyHSS: a CA added or a certificate renewed heals it,
+    so it is tried again; the key never left the portal."""
+    server, _ = https_pyhss
+    server.add_subscriber(IMSI)
+
+    with pytest.raises(HssTransientError, match=r"unreachable.*certificate verify failed"):
+        PyHss().upsert(subscription(), operation_id="op")
+
+    assert server.requests == []
+    assert KEY not in caplog.text
+
+
+def test_a_redirect_is_not_followed_and_the_key_goes_nowhere_else(locked_pyhss):
+    with FakePyHss() as elsewhere:
+        locked_pyhss.inject(307, None, location=f"{elsewhere.url}/ims_subscriber/")
+
+        with pytest.raises(HssPermanentError, match="HTTP 307, which the portal does not follow"):
+            PyHss().get(MSISDN)
+
+        assert elsewhere.requests == []
 
 
 def test_slow_answer_is_transient(pyhss, settings):

@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from accounts.audit import Actor
 from kernel import generations
@@ -21,6 +21,8 @@ from telephony.callauth import credentials, records
 from telephony.callauth.stir import certificates, fetch, passport
 from telephony.callauth.stir.certificates import TnAuthList
 from telephony.models import CallRecord, SigningCredential
+
+from .factories import tls_server_certificate
 
 pytestmark = pytest.mark.django_db
 
@@ -359,31 +361,6 @@ def test_cache_lifetime_follows_cache_control_within_bounds(settings, cache_cont
 # --- HTTPS, as in production ------------------------------------------------------------------
 
 
-def _tls_server_certificate(tmp_path, name: str):
-    """A web CA (trusted through SSL_CERT_FILE) and a server certificate for `name`."""
-    ca_key, ca = certificates.make_root_ca("Web CA for tests")
-    key = certificates.generate_key()
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (tmp_path / "web-ca.pem").write_bytes(certificates.pem(ca))
-    (tmp_path / "server.pem").write_bytes(certificates.pem(cert))
-    (tmp_path / "server.key").write_bytes(certificates.private_key_pem(key))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
-    return str(tmp_path / "web-ca.pem"), context
-
-
 @pytest.fixture
 def carrier_dns(monkeypatch):
     """Names the tests resolve themselves: name -> addresses."""
@@ -402,7 +379,7 @@ def carrier_dns(monkeypatch):
 @pytest.fixture
 def https_repository(tmp_path, settings, monkeypatch, carrier_dns):
     """carrier.test on a loopback port with a certificate from a CA the test trusts."""
-    web_ca, context = _tls_server_certificate(tmp_path, "carrier.test")
+    web_ca, context = tls_server_certificate(tmp_path, "carrier.test")
     monkeypatch.setenv("SSL_CERT_FILE", web_ca)
     settings.STIR_X5U_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the stand-in for a public host
     carrier_dns["carrier.test"] = ["127.0.0.1"]
