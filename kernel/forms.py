@@ -1,6 +1,9 @@
+from collections.abc import Callable, Iterable
+from functools import reduce
 from typing import Any, cast
 
 from django import forms
+from django.db.models import Model
 from django.forms.renderers import TemplatesSetting
 
 from kernel.errors import RuleViolation
@@ -26,16 +29,41 @@ class SuggestingInput(forms.TextInput):
 
     template_name = "forms/suggesting_input.html"
 
-    def __init__(self, suggestions: list[tuple[str, str]], attrs=None):
+    def __init__(self, suggestions: Iterable[tuple[Any, str]] = (), attrs=None):
         super().__init__(attrs)
-        self.suggestions = suggestions  # (value, label)
+        # (value, label); named as a choice field names them, so that a choice field
+        # sets its own (SuggestedModelField: queried when shown, not when posted)
+        self.choices = suggestions
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
         widget = context["widget"]
         widget["list_id"] = widget["attrs"]["list"] = f"{widget['attrs'].get('id', name)}-choices"
-        widget["suggestions"] = self.suggestions
+        widget["suggestions"] = self.choices
         return context
+
+
+class SuggestedModelField(forms.ModelChoiceField):
+    """One of many (colleagues, identities) picked by typing a part of its name: the input
+    suggests each one's ``key`` (a lookup such as "email" or "number__e164") with its
+    label, and what comes back is looked up in the same queryset, so that anything outside
+    it (unknown, another enterprise's, not the actor's to pick) is a form error."""
+
+    widget = SuggestingInput
+
+    def __init__(
+        self, queryset, *, key: str, normalize: Callable[[str], str] = str.strip, **kwargs
+    ):
+        super().__init__(queryset, to_field_name=key, empty_label=None, **kwargs)
+        self.normalize = normalize  # what was typed, written as the key is stored
+
+    def prepare_value(self, value):
+        if isinstance(value, Model):
+            return reduce(getattr, (self.to_field_name or "pk").split("__"), value)
+        return value
+
+    def to_python(self, value):
+        return super().to_python(self.normalize(value) if isinstance(value, str) else value)
 
 
 # A form's fields are typed as plain Field: these name the kind a form declared, so that

@@ -1,9 +1,16 @@
+import re
 from typing import Any
 
 from django import forms
 
 from accounts.models import Role, Service, User
-from kernel.forms import PortalForm, SuggestingInput, choice_field, model_choice_field
+from kernel.forms import (
+    PortalForm,
+    SuggestedModelField,
+    SuggestingInput,
+    choice_field,
+    model_choice_field,
+)
 
 from . import selectors
 from .inventory.numbers import country_name
@@ -134,16 +141,50 @@ class LineFilterForm(PortalForm):
     )
 
 
-class IdentityByOwnerField(forms.ModelChoiceField):
-    """Everyone's identities, as an admin finds them: by their owner's name."""
+class IdentityByOwnerField(SuggestedModelField):
+    """Everyone's identities, as an admin finds them: by typing a part of their owner's
+    name or of the number; the number (E.164) is what is sent."""
+
+    def __init__(self, queryset, **kwargs):
+        super().__init__(
+            queryset,
+            key="number__e164",
+            normalize=lambda typed: re.sub(r"[\s()-]", "", typed),
+            error_messages={
+                "invalid_choice": "No identity you may share has that number: type a part of "
+                "the owner's name or of the number, and pick it from the list."
+            },
+            **kwargs,
+        )
 
     def label_from_instance(self, obj: Identity) -> str:
         return f"{obj.owner.full_name} · {obj.tn}"
 
 
+class ColleagueField(SuggestedModelField):
+    """A colleague, found by typing a part of their name; their email is what is sent."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            User.objects.none(),
+            key="email",
+            normalize=lambda typed: typed.strip().lower(),  # emails are stored in lower case
+            error_messages={
+                "invalid_choice": "No colleague you may share with has that email: type a "
+                "part of their name, and pick them from the list."
+            },
+            **kwargs,
+        )
+
+    def label_from_instance(self, obj: User) -> str:
+        return obj.full_name
+
+
 class GrantForm(PortalForm):
     identity = forms.ModelChoiceField(queryset=Identity.objects.none(), label="Identity to share")
-    grantee = forms.ModelChoiceField(queryset=User.objects.none(), label="Share with")
+    grantee = ColleagueField(
+        label="Share with", help_text="Type a part of their name and pick them from the list."
+    )
     can_make_calls = forms.BooleanField(
         label="May make calls with it", required=False, initial=True
     )
@@ -161,15 +202,16 @@ class GrantForm(PortalForm):
         super().__init__(*args, **kwargs)
         if on_behalf:  # an admin shares anyone's, on the owner's behalf
             self.fields["identity"] = IdentityByOwnerField(
-                identities, label="Identity to share", empty_label="Choose an employee's identity"
+                identities,
+                label="Identity to share",
+                help_text="Type a part of the owner's name or of the number, and pick it.",
             )
         identity = model_choice_field(self, "identity")
         if not on_behalf:
             identity.queryset, identity.empty_label = identities, "Choose one of your identities"
         if len(identities) == 1:
-            identity.initial = identities[0].pk  # nothing to choose
-        grantee = model_choice_field(self, "grantee")
-        grantee.queryset, grantee.empty_label = colleagues, "Choose a colleague"
+            identity.initial = identities[0]  # nothing to choose
+        model_choice_field(self, "grantee").queryset = colleagues
 
 
 class DeviceFilterForm(PortalForm):

@@ -116,7 +116,9 @@ def theirs(other_enterprise):
     free_line = give_line(other_enterprise, 78)
     return {
         "user": owner.pk,
+        "email": owner.email,  # the sharing pickers name a person by email
         "identity": identity.pk,
+        "number": identity.tn,  # and an identity by its number
         "tn": "+4940123449",  # free, but theirs
         "imsi": free_line.imsi,
     }
@@ -127,7 +129,13 @@ def ours(enterprise, employee):
     give_numbers(enterprise)
     identity = make_identity(employee)
     colleague = UserFactory(enterprise=enterprise, full_name="Chen Wei")
-    return {"user": employee.pk, "identity": identity.pk, "colleague": colleague.pk}
+    return {
+        "user": employee.pk,
+        "identity": identity.pk,
+        "number": identity.tn,
+        "colleague": colleague.pk,
+        "colleague_email": colleague.email,
+    }
 
 
 def _valid_body(path, ours):
@@ -187,14 +195,28 @@ def test_page_forms_refuse_another_enterprises_objects(
 ):
     employee_client = sign_in_verified(Client(), employee)
     grants_before = Grant.objects.count()
+    rights = {"can_make_calls": "on"}
     response = employee_client.post(
-        reverse("telephony:grants"), {"identity": theirs["identity"], "grantee": ours["colleague"]}
+        reverse("telephony:grants"),
+        {"identity": theirs["identity"], "grantee": ours["colleague_email"], **rights},
     )
     assert response.status_code == 200  # the form again, with its error
     response = employee_client.post(
-        reverse("telephony:grants"), {"identity": ours["identity"], "grantee": theirs["user"]}
+        reverse("telephony:grants"),
+        {"identity": ours["identity"], "grantee": theirs["email"], **rights},
     )
-    assert response.status_code == 200
+    assert "No colleague you may share with has that email" in response.content.decode()
+    # The admin's picker, which names identities by number.
+    response = admin_client.post(
+        reverse("telephony:grants"),
+        {"identity": theirs["number"], "grantee": ours["colleague_email"], **rights},
+    )
+    assert "No identity you may share has that number" in response.content.decode()
+    response = admin_client.post(
+        reverse("telephony:grants"),
+        {"identity": ours["number"], "grantee": theirs["email"], **rights},
+    )
+    assert "No colleague you may share with has that email" in response.content.decode()
     assert Grant.objects.count() == grants_before
 
     identities_before = Identity.objects.count()

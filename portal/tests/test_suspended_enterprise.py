@@ -237,15 +237,15 @@ CHANGES = {
     "telephony:identity_share": page(
         lambda w: {
             "identity": w.member_identity.pk,
-            "grantee": w.leaver.pk,
+            "grantee": w.leaver.email,
             "can_make_calls": "on",
         },
         pk=of("member_identity"),
     ),
     "telephony:grants": page(
         lambda w: {
-            "identity": w.identity.pk,
-            "grantee": w.leaver.pk,
+            "identity": w.identity.tn,
+            "grantee": w.leaver.email,
             "can_make_calls": "on",
         },
     ),

@@ -245,7 +245,7 @@ def test_an_employee_shares_an_identity_and_revokes_it(
     assert "Cora Colleague" in form and shared.tn in form
     response = client.post(
         reverse("telephony:grants"),
-        {"identity": shared.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+        {"identity": shared.pk, "grantee": colleague.email, "can_make_calls": "on"},
     )
     assert response.status_code == 302
     grant = Grant.objects.get()
@@ -257,12 +257,55 @@ def test_an_employee_shares_an_identity_and_revokes_it(
     assert not grant.is_active
 
 
+def test_a_colleague_is_picked_by_their_email_from_the_suggestions(
+    client, employee, enterprise, numbers
+):
+    colleague = UserFactory(enterprise=enterprise, full_name="Cora Colleague")
+    shared = make_identity(employee)
+    sign_in_verified(client, employee)
+    form = page(client, reverse("telephony:grants"))
+    assert f'<option value="{colleague.email}">Cora Colleague</option>' in form
+    assert f'<option value="{employee.email}"' not in form  # not oneself
+    typed = f" {colleague.email.upper()} "  # as typed: the case and spaces do not matter
+    response = client.post(
+        reverse("telephony:grants"),
+        {"identity": shared.pk, "grantee": typed, "can_make_calls": "on"},
+    )
+    assert response.status_code == 302
+    assert Grant.objects.get().grantee == colleague
+
+
+@pytest.mark.parametrize("who", ["another enterprise's", "unknown", "a user id", "oneself"])
+def test_anyone_but_a_colleague_is_refused_with_a_form_error(
+    client, employee, enterprise, other_enterprise, numbers, who
+):
+    stranger = UserFactory(enterprise=other_enterprise, full_name="Sam Stranger")
+    colleague = UserFactory(enterprise=enterprise)
+    typed = {
+        "another enterprise's": stranger.email,
+        "unknown": "nobody@swift.example",
+        "a user id": str(colleague.pk),
+        "oneself": employee.email,
+    }[who]
+    shared = make_identity(employee)
+    sign_in_verified(client, employee)
+    form = page(client, reverse("telephony:grants"))
+    assert stranger.email not in form
+    response = client.post(
+        reverse("telephony:grants"),
+        {"identity": shared.pk, "grantee": typed, "can_make_calls": "on"},
+    )
+    assert response.status_code == 200
+    assert "No colleague you may share with has that email" in response.content.decode()
+    assert not Grant.objects.exists()
+
+
 def test_sharing_needs_at_least_one_right(client, employee, enterprise, numbers):
     colleague = UserFactory(enterprise=enterprise)
     shared = make_identity(employee)
     sign_in_verified(client, employee)
     response = client.post(
-        reverse("telephony:grants"), {"identity": shared.pk, "grantee": colleague.pk}
+        reverse("telephony:grants"), {"identity": shared.pk, "grantee": colleague.email}
     )
     assert "Allow making calls, receiving calls, or both." in response.content.decode()
     assert not Grant.objects.exists()
@@ -276,16 +319,22 @@ def test_an_admin_shares_an_employees_identity_from_the_sharing_page_on_their_be
     give_numbers(other_enterprise, "+4940123400", "+4940123499")
     theirs = make_identity(UserFactory(enterprise=other_enterprise))
     form = page(admin_client, reverse("telephony:grants"))
-    assert f"Rob Smith · {shared.tn}" in form and theirs.tn not in form
+    assert f'<option value="{shared.tn}">Rob Smith · {shared.tn}</option>' in form
+    assert theirs.tn not in form
 
-    refused = admin_client.post(
-        reverse("telephony:grants"),
-        {"identity": theirs.pk, "grantee": colleague.pk, "can_receive_calls": "on"},
-    )
-    assert refused.status_code == 200 and not Grant.objects.exists()  # the form, with its error
+    suspended = make_identity(UserFactory(enterprise=enterprise))
+    services.identity_suspend(actor=Actor(user=admin), identity=suspended)
+    for number in (theirs.tn, suspended.tn, "+4930999999", str(shared.pk)):
+        refused = admin_client.post(
+            reverse("telephony:grants"),
+            {"identity": number, "grantee": colleague.email, "can_receive_calls": "on"},
+        )
+        assert refused.status_code == 200  # the form, with its error
+        assert "No identity you may share has that number" in refused.content.decode()
+    assert not Grant.objects.exists()
     response = admin_client.post(
         reverse("telephony:grants"),
-        {"identity": shared.pk, "grantee": colleague.pk, "can_receive_calls": "on"},
+        {"identity": shared.tn, "grantee": colleague.email, "can_receive_calls": "on"},
     )
     assert response.status_code == 302
     grant = Grant.objects.get()
@@ -300,7 +349,7 @@ def test_helpdesk_shares_only_its_own_identities(helpdesk_client, employee, numb
     shared = make_identity(employee)
     assert shared.tn not in page(helpdesk_client, reverse("telephony:grants"))
     response = helpdesk_client.post(
-        reverse("telephony:grants"), {"identity": shared.pk, "grantee": employee.pk}
+        reverse("telephony:grants"), {"identity": shared.pk, "grantee": employee.email}
     )
     assert response.status_code == 200 and not Grant.objects.exists()
 
@@ -363,14 +412,16 @@ def test_an_admin_shares_from_the_identity_page_and_mistakes_are_said(
     assert "Share on Rob Smith's behalf" in page(admin_client, detail)
     url = reverse("telephony:identity_share", args=[identity.pk])
     answer = admin_client.post(
-        url, {"identity": identity.pk, "grantee": employee.pk, "can_make_calls": "on"}, follow=True
+        url,
+        {"identity": identity.pk, "grantee": employee.email, "can_make_calls": "on"},
+        follow=True,
     )
-    assert "Select a valid choice." in answer.content.decode()  # not with its own owner
+    assert "No colleague you may share with has that email" in answer.content.decode()  # owner
     answer = admin_client.post(
         url,
         {
             "identity": identity.pk,
-            "grantee": colleague.pk,
+            "grantee": colleague.email,
             "can_make_calls": "on",
             "valid_until": "2001-01-01T10:00",
         },
@@ -380,7 +431,7 @@ def test_an_admin_shares_from_the_identity_page_and_mistakes_are_said(
     assert not Grant.objects.exists()
     answer = admin_client.post(
         url,
-        {"identity": identity.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+        {"identity": identity.pk, "grantee": colleague.email, "can_make_calls": "on"},
         follow=True,
     )
     assert "Shared on Rob Smith&#x27;s behalf; they have been told." in answer.content.decode()
@@ -397,7 +448,7 @@ def test_helpdesk_may_not_share_on_anyones_behalf(client, helpdesk, employee, en
     )
     answer = helpdesk_client.post(
         reverse("telephony:identity_share", args=[identity.pk]),
-        {"identity": identity.pk, "grantee": colleague.pk, "can_make_calls": "on"},
+        {"identity": identity.pk, "grantee": colleague.email, "can_make_calls": "on"},
     )
     assert answer.status_code == 403
     assert not Grant.objects.exists()
