@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import IntegrityError, models, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -262,8 +263,9 @@ def invitation_resend(*, actor: Actor, user: User) -> Invitation:
 
 
 @transaction.atomic
-def invitation_deliver(*, invitation_id: int) -> None:
-    """Mint the invitation's secret and email the link. Runs in a worker.
+def invitation_deliver(*, invitation_id: int, connection: BaseEmailBackend | None = None) -> None:
+    """Mint the invitation's secret and email the link (over ``connection``, a session
+    with the mail server that a batch shares; a new one otherwise). Runs in a worker.
 
     The secret exists only in the email; the database keeps its hash. A second
     delivery of the same task finds the invitation already sent and does nothing.
@@ -294,6 +296,7 @@ def invitation_deliver(*, invitation_id: int) -> None:
         message=render_to_string("emails/invitation.txt", context),
         from_email=None,
         recipient_list=[invitation.user.email],
+        connection=connection,
     )
 
 

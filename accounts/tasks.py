@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.core import mail
 
 from . import services
 
@@ -20,13 +21,25 @@ def deliver_invitation(invitation_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def deliver_invitations(invitation_ids: list[int]) -> None:
-    """Email a batch of invitations. One the mail server does not take goes on in a
-    retrying task of its own, so the rest of the batch is not held up or sent twice."""
-    for invitation_id in invitation_ids:
-        try:
-            services.invitation_deliver(invitation_id=invitation_id)
-        except OSError:
+    """Email a batch of invitations over one session with the mail server (a session per
+    email would cost a connection and a TLS handshake each). One the mail server does not
+    take goes on in a retrying task of its own, so the rest of the batch is not held up
+    or sent twice; if the server cannot be reached at all, each does."""
+    session = mail.get_connection()
+    try:
+        session.open()
+    except OSError:  # unreachable: each goes on in its retrying task
+        for invitation_id in invitation_ids:
             deliver_invitation.delay(invitation_id)
+        return
+    try:
+        for invitation_id in invitation_ids:
+            try:
+                services.invitation_deliver(invitation_id=invitation_id, connection=session)
+            except OSError:
+                deliver_invitation.delay(invitation_id)
+    finally:
+        session.close()
 
 
 @shared_task(ignore_result=True)

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.db import connection
 from django.db.utils import DatabaseError
 from django.utils import timezone
@@ -102,6 +103,72 @@ def test_invitations_go_out_in_batches_and_one_the_mail_server_refuses_retries_a
     assert sorted(m.to[0] for m in mail.outbox) == [f"p{n}@swift.example" for n in (0, 2, 3, 4)]
     assert alone == [Invitation.objects.get(user__email="p1@swift.example").pk]
     assert Invitation.objects.filter(sent_at=None).count() == 1
+
+
+class CountedSessions(locmem.EmailBackend):
+    """The test outbox, counting the sessions with the mail server that were made."""
+
+    made = 0
+    reachable = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        type(self).made += 1
+
+    def open(self):
+        if not self.reachable:
+            raise ConnectionRefusedError("mail server down")
+        return True
+
+
+@pytest.fixture
+def counted_sessions(settings, monkeypatch):
+    settings.EMAIL_BACKEND = f"{__name__}.CountedSessions"
+    monkeypatch.setattr(CountedSessions, "made", 0)
+    return CountedSessions
+
+
+def batch_of_invitations(admin, count: int) -> list[int]:
+    users = [
+        services.new_member(
+            enterprise=admin.enterprise, email=f"b{n}@swift.example", full_name="B", role="employee"
+        )
+        for n in range(count)
+    ]
+    # Their delivery waits for a commit that never comes in the test's transaction.
+    services.members_invited(
+        actor=actor_for(admin), enterprise=admin.enterprise, users=users, send=True
+    )
+    return list(Invitation.objects.filter(user__in=users).values_list("pk", flat=True))
+
+
+def test_a_batch_of_invitations_goes_out_over_one_session_with_the_mail_server(
+    admin, counted_sessions
+):
+    from accounts import tasks
+
+    tasks.deliver_invitations(batch_of_invitations(admin, 5))
+
+    assert len(mail.outbox) == 5
+    assert counted_sessions.made == 1
+    assert not Invitation.objects.filter(sent_at=None).exists()
+
+
+def test_a_batch_the_mail_server_cannot_take_goes_on_invitation_by_invitation(
+    admin, counted_sessions, monkeypatch
+):
+    from accounts import tasks
+
+    ids = batch_of_invitations(admin, 3)
+    alone: list[int] = []
+    monkeypatch.setattr(tasks.deliver_invitation, "delay", alone.append)
+    monkeypatch.setattr(counted_sessions, "reachable", False)
+
+    tasks.deliver_invitations(ids)
+
+    assert sorted(alone) == sorted(ids)
+    assert mail.outbox == []
+    assert Invitation.objects.filter(sent_at=None).count() == 3
 
 
 def test_accepting_an_invitation_activates_the_user_and_the_link_cannot_be_reused(
