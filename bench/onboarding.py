@@ -261,6 +261,12 @@ def run(ctx: Context) -> Report:
     return report
 
 
+# Django's file backend ends each message with this line; a file holds one session's.
+MESSAGE_END = b"\n" + b"-" * 79 + b"\n"
+
+
 def _emails(ctx: Context) -> int:
     mail = ctx.var_dir / "mail"
-    return sum(1 for _ in mail.iterdir()) if mail.exists() else 0
+    return (
+        sum(path.read_bytes().count(MESSAGE_END) for path in mail.iterdir()) if mail.exists() else 0
+    )
