@@ -251,7 +251,8 @@ def colleagues(user: User) -> QuerySet[User]:
 
 
 def shareable_identities(enterprise: Enterprise) -> QuerySet[Identity]:
-    """The active identities an admin may share on their owners' behalf, by owner."""
+    """The active identities that can be shared, by owner: an admin's to share on their
+    owners' behalf; an employee shares their own among them."""
     found = Identity.objects.for_enterprise(enterprise).filter(status=Identity.Status.ACTIVE)
     return found.select_related("number", "owner").order_by("owner__full_name", "number__e164")
 

@@ -449,16 +449,11 @@ def grant_list(request):
     share their own identities here. An admin shares anyone's, on the owner's behalf."""
     user = request.user
     on_behalf = user.role == Role.ADMIN
+    identities = selectors.shareable_identities(request.enterprise)
     if on_behalf:
-        identities = selectors.shareable_identities(request.enterprise)
         people = selectors.active_people(request.enterprise)
     else:
-        identities = (
-            Identity.objects.for_enterprise(request.enterprise)
-            .filter(owner=user, status=Identity.Status.ACTIVE)
-            .select_related("number")
-        )
-        people = selectors.colleagues(user)
+        identities, people = identities.filter(owner=user), selectors.colleagues(user)
     form = GrantForm(
         request.POST or None, identities=identities, colleagues=people, on_behalf=on_behalf
     )
