@@ -98,6 +98,7 @@ class LoggedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    target: str = ""  # the request target as sent (origin form: "/path?query")
     status: int = 0
 
 
@@ -354,7 +355,7 @@ class FakePyHss:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         with self._lock:
-            logged = LoggedRequest(method, path, query, headers, body)
+            logged = LoggedRequest(method, path, query, headers, body, target)
             self.requests.append(logged)
             answer = self._answer(method, path, query, headers, body)
             logged.status = answer.status

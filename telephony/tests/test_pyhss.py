@@ -91,6 +91,22 @@ def test_first_push_creates_the_next_patches_the_same_row_only_when_it_differs(
     assert row["sh_template_path"] == settings.HSS_PYHSS_SH_TEMPLATE_PATH
 
 
+def test_requests_name_their_target_in_origin_form_below_the_urls_own_path(pyhss, settings):
+    # The absolute form ("PUT http://host/…") is for proxies (RFC 9112 §3.2.1); PyHSS's
+    # server takes it, a reverse proxy in front of PyHSS may not.
+    pyhss.add_subscriber(IMSI)
+    PyHss().upsert(subscription(), operation_id="op")
+    settings.HSS_PYHSS_URL = f"{pyhss.url}/hss/"
+    with pytest.raises(HssPermanentError, match="HTTP 404"):  # the fake serves no /hss/
+        PyHss().get(MSISDN)
+
+    assert [(r.method, r.target) for r in pyhss.requests] == [
+        ("GET", f"/subscriber/imsi/{IMSI}"),
+        ("PUT", "/ims_subscriber/?operation_id=op"),
+        ("GET", "/hss/ims_subscriber/ims_subscriber_msisdn/4915550001"),
+    ]
+
+
 def test_msisdns_travel_without_plus(pyhss, hss):
     # PyHSS strips "+" on writes but not on lookups, so a "+" would hide the row.
     pyhss.add_subscriber(IMSI)

@@ -47,7 +47,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 from django.conf import settings
@@ -444,11 +444,16 @@ class PyHss(HssBackend):
         self.calls += 1
         try:
             pool = _pool(self.url, os.getpid())
+            # The target in origin form (RFC 9112 §3.2.1: the path below the URL's own),
+            # not the whole URL: the absolute form is for proxies.
+            target = urlsplit(self.url).path + path
+            if params:
+                target += f"?{urlencode(params)}"
             # Redirects are not followed: they would carry the Provisioning-Key along to
             # wherever they point.
             response = pool.urlopen(
                 method,
-                self.url + path + (f"?{urlencode(params)}" if params else ""),
+                target,
                 body=None if body is None else json.dumps(body).encode(),
                 headers=headers,
                 timeout=self.timeout,
