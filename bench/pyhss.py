@@ -66,14 +66,16 @@ def _identities(count: int) -> list[int]:
 
 
 def _pending_again(ids: list[int]) -> None:
-    """Every identity has a change that PyHSS has never seen (a fresh PyHSS)."""
+    """Every identity has a change, made now, that PyHSS has never seen (a fresh PyHSS)."""
     from django.db.models import F
+    from django.utils import timezone
 
     from telephony.models import IdentitySync
 
     IdentitySync.objects.filter(pk__in=ids).update(
         desired_version=F("desired_version") + 1,
         state=IdentitySync.State.PENDING,
+        requested_at=timezone.now(),
         attempts=0,
         claimed_until=None,
         next_attempt_at=None,

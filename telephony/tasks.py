@@ -19,9 +19,12 @@ def sync_identity(self, identity_id: int, attempt: int = 0) -> str:
     """Push one identity's current desired state to the HSS. Idempotent: a duplicate
     delivery finds nothing pending and does nothing. Transient faults retry with
     backoff; the sync row shows every attempt. ``attempt``: the failed tries this
-    delivery follows (0 for a change), so that copies of a delivery do not retry too."""
+    delivery follows (0 for a change), so that copies of a delivery do not retry too.
+    A change's first try takes late changes along (``sync.LATE_AFTER``): a batch's
+    worth, when the workers are behind."""
+    take_late = sync.PUSH_BATCH - 1 if attempt == 0 else 0
     try:
-        result = sync.push_identity(identity_id, attempt=attempt)
+        result = sync.push_identity(identity_id, attempt=attempt, take_late=take_late)
     except sync.DATABASE_GONE as exc:
         # Nothing was recorded and the try count stands: try again soon, on a new
         # connection (Celery's Django fixup drops the broken one before the next task).
@@ -57,12 +60,7 @@ def sync_identities(self, identity_ids: list[int], queue: str = "") -> None:
             max_retries=settings.SYNC_MAX_ATTEMPTS,
             args=(identity_ids, queue),
         ) from exc
-    handed_back = [pk for pk, result in results.items() if result.outcome == "handed_back"]
-    if handed_back:
-        sync.queue_pushes(handed_back, queue)
-    for identity_id, result in results.items():
-        if result.retry_in is not None:
-            sync.queue_push(identity_id, result.attempt, queue, countdown=result.retry_in)
+    sync.follow_up(results, dict.fromkeys(results, queue))
 
 
 @shared_task(ignore_result=True)

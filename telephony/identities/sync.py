@@ -174,19 +174,23 @@ class Claim:
     # What the HSS was last given (read with the lease: no second read of the row).
     pushed_msisdn: str = ""
     pushed_imsi: str = ""
+    queue: str = ""  # the queue its pushes go on (``push_queue``)
 
 
-# On PostgreSQL a claim locks its rows first, skipping a row that a change holds.
-LOCKED_ROWS = (
-    "SELECT identity_id FROM telephony_identitysync WHERE identity_id = ANY(%s) "
-    "FOR UPDATE SKIP LOCKED"
-)
+# A change whose first try has not started this long after it was made waits behind
+# others in its queue: the workers are behind. A worker pushing one change then takes
+# such late changes along (``push_identities``, ``take_late``), as many as a batch, so
+# that a run of single edits (an HR system's calls, one per employee) costs the worker
+# and the database what a batch costs. Their own tasks, when they come, find nothing
+# to do; a late change is only ever brought forward by this.
+LATE_AFTER = timedelta(milliseconds=100)
 
 
-def _claims(identity_ids, now, attempt: int | None = None) -> dict[int, Claim]:
+def _claims(identity_ids, now, attempt: int | None = None, take_late: int = 0) -> dict[int, Claim]:
     """Take the lease on each of these sync rows that is pending; skipped are rows with
     nothing pending, a failure on show, or another worker pushing (that one re-queues
-    what changes meanwhile).
+    what changes meanwhile). With ``take_late``, on up to that many late changes of
+    the same queue besides (``LATE_AFTER``), first tries all, the longest waiting first.
 
     ``attempt`` is how many tries the delivery follows (0: a change's first delivery).
     A delivery that does not follow the row's current try count is a copy — the change
@@ -195,29 +199,53 @@ def _claims(identity_ids, now, attempt: int | None = None) -> dict[int, Claim]:
     retries as one chain and its tries are counted once. None: try regardless.
 
     One statement, a round trip of its own: the rows are locked (skipping one that a
-    change holds: that change queues its own push), checked and leased at once; its
+    change or another worker holds: that one pushes it), checked and leased at once; its
     commit does not wait for the disk (``NO_FLUSH_WAIT``)."""
     until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     ids = list(identity_ids)
-    bookkeeping, quick = "", ""
-    rows, row_params = "IN ({})".format(", ".join(["%s"] * len(ids))), ids
-    if connection.vendor == "postgresql":
-        bookkeeping = f"WITH bookkeeping AS MATERIALIZED ({NO_FLUSH_WAIT}) "
-        rows, row_params = f"IN ({LOCKED_ROWS})", [ids]
-        quick = "AND EXISTS (SELECT 1 FROM bookkeeping)"
-    same_try, params = "", [until, *row_params, IdentitySync.State.FAILED, now]
+    postgresql = connection.vendor == "postgresql"
+    # On PostgreSQL the rows are locked first, skipping a row that someone holds.
+    lock = "FOR UPDATE SKIP LOCKED" if postgresql else ""
+    ctes = [f"bookkeeping AS MATERIALIZED ({NO_FLUSH_WAIT})"] if postgresql else []
+    ctes.append(
+        "own AS MATERIALIZED (SELECT identity_id FROM telephony_identitysync "  # noqa: S608 - fixed fragments
+        f"WHERE identity_id IN ({', '.join(['%s'] * len(ids))}) {lock})"
+    )
+    params: list = [*ids]
+    rows = "SELECT identity_id FROM own"
+    if take_late:
+        # Served by the index on (state, requested_at).
+        ctes.append(
+            "late AS MATERIALIZED (SELECT identity_id FROM telephony_identitysync "  # noqa: S608 - fixed fragments
+            "WHERE state = %s AND requested_at < %s AND attempts = 0 "
+            "AND next_attempt_at IS NULL AND claimed_until IS NULL "
+            "AND synced_version < desired_version AND push_queue = "
+            "(SELECT push_queue FROM telephony_identitysync WHERE identity_id = %s) "
+            "AND identity_id NOT IN (SELECT identity_id FROM own) "
+            f"ORDER BY requested_at LIMIT %s {lock})"
+        )
+        params += [IdentitySync.State.PENDING, now - LATE_AFTER, ids[0], take_late]
+        rows += " UNION ALL SELECT identity_id FROM late"
+    same_try = ""
+    params += [until, IdentitySync.State.FAILED, now]
     if attempt is not None:
-        same_try, params = "AND attempts = %s", [*params, attempt]
+        same_try = "AND attempts = %s"
+        params.append(attempt)
+    quick = "AND EXISTS (SELECT 1 FROM bookkeeping)" if postgresql else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{bookkeeping}UPDATE telephony_identitysync SET claimed_until = %s "  # noqa: S608 - fixed fragments; the values are parameters
-            f"WHERE identity_id {rows} AND synced_version < desired_version AND state <> %s "
-            f"AND (claimed_until IS NULL OR claimed_until <= %s) {same_try} {quick} "
-            "RETURNING identity_id, desired_version, pushed_msisdn, pushed_imsi",
+            f"WITH {', '.join(ctes)} "  # noqa: S608 - fixed fragments; the values are parameters
+            "UPDATE telephony_identitysync SET claimed_until = %s "
+            f"WHERE identity_id IN ({rows}) AND synced_version < desired_version "
+            "AND state <> %s AND (claimed_until IS NULL OR claimed_until <= %s) "
+            f"{same_try} {quick} "
+            "RETURNING identity_id, desired_version, pushed_msisdn, pushed_imsi, push_queue",
             params,
         )
         found = cursor.fetchall()
-    return {pk: Claim(version, until, msisdn, imsi) for pk, version, msisdn, imsi in found}
+    return {
+        pk: Claim(version, until, msisdn, imsi, queue) for pk, version, msisdn, imsi, queue in found
+    }
 
 
 def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str, shared, devices):
@@ -268,28 +296,36 @@ def _write(hss: HssBackend, identity: Identity, claim: Claim, operation_id: str,
 DATABASE_GONE = (OperationalError, InterfaceError)
 
 
-def push_identity(identity_id: int, *, attempt: int | None = None) -> PushResult:
+def push_identity(
+    identity_id: int, *, attempt: int | None = None, take_late: int = 0
+) -> PushResult:
     """One sync attempt of one identity (what the ``sync_identity`` task runs; see
-    ``_claims`` for ``attempt``). Raises DATABASE_GONE when the portal's database went
-    away; nothing was recorded then, and the lease is handed back if it can be."""
-    return push_identities([identity_id], attempt=attempt)[identity_id]
+    ``_claims`` for ``attempt`` and ``take_late``). Raises DATABASE_GONE when the
+    portal's database went away; nothing was recorded then, and the lease is handed
+    back if it can be."""
+    return push_identities([identity_id], attempt=attempt, take_late=take_late)[identity_id]
 
 
-def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, PushResult]:
+def push_identities(
+    identity_ids, *, attempt: int | None = None, take_late: int = 0
+) -> dict[int, PushResult]:
     """One sync attempt of each of these identities, one after the other: the leases
     are taken and the identities read at once, each after its lease (so that what is
     pushed is at least the version leased), then each is pushed and recorded on its
-    own. DATABASE_GONE as for ``push_identity``; the leases not recorded yet are handed
-    back."""
+    own. Late changes taken along (``take_late``) are pushed after them, and what
+    follows for them (a retry, a lease handed back) is queued here: their own tasks
+    have come and gone or will find nothing. DATABASE_GONE as for ``push_identity``;
+    the leases not recorded yet are handed back."""
     ids = list(dict.fromkeys(identity_ids))
     results = {pk: PushResult("skipped") for pk in ids}
-    claims = _claims(ids, timezone.now(), attempt)
+    claims = _claims(ids, timezone.now(), attempt, take_late)
     if not claims:  # a copy of a delivery, or nothing pending: nothing to read
         return results
     started = time.monotonic()
     # What the pushes read: the numbers, the lines, the SIP domain, the owners' grants,
     # the device settings.
-    unrecorded = [pk for pk in ids if pk in claims]
+    unrecorded = [pk for pk in ids if pk in claims] + [pk for pk in claims if pk not in results]
+    late = {pk: PushResult("handed_back") for pk in unrecorded if pk not in results}
     try:
         identities = Identity.objects.select_related("enterprise", "number", "line").in_bulk(
             unrecorded
@@ -303,17 +339,36 @@ def push_identities(identity_ids, *, attempt: int | None = None) -> dict[int, Pu
                 # A slow HSS: the rest would be pushed on leases near their end.
                 for identity_id in unrecorded:
                     _release(identity_id, claims[identity_id])
-                    results[identity_id] = PushResult("handed_back")
+                    (late if identity_id in late else results)[identity_id] = PushResult(
+                        "handed_back"
+                    )
                 break
             identity_id = unrecorded[0]
             identity, claim = identities[identity_id], claims[identity_id]
-            results[identity_id] = _push(hss, identity, claim, shared, devices)
+            result = _push(hss, identity, claim, shared, devices)
+            (late if identity_id in late else results)[identity_id] = result
             unrecorded.pop(0)
     except DATABASE_GONE:
         for identity_id in unrecorded:
             _release(identity_id, claims[identity_id])
         raise
+    finally:
+        follow_up(late, {pk: claims[pk].queue for pk in late})
     return results
+
+
+def follow_up(results: dict[int, PushResult], queues: dict[int, str]) -> None:
+    """Queue what follows each of these first tries: a lease handed back goes out again
+    in batches, a failure that is tried again goes on as a ``sync_identity`` chain of
+    its own; each on the queue its change went on (``queues``)."""
+    handed_back = defaultdict(list)
+    for identity_id, result in results.items():
+        if result.outcome == "handed_back":
+            handed_back[queues[identity_id]].append(identity_id)
+        elif result.retry_in is not None:
+            queue_push(identity_id, result.attempt, queues[identity_id], countdown=result.retry_in)
+    for queue, ids in handed_back.items():
+        queue_pushes(ids, queue)
 
 
 def _push(hss: HssBackend, identity: Identity, claim: Claim, shared, devices) -> PushResult:

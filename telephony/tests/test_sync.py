@@ -712,3 +712,69 @@ def test_a_batch_pushes_each_identity_and_a_failing_one_retries_on_its_own(
     assert [sync_row(i).state for i in made] == ["synced", "pending", "synced"]
     assert hss(made[0].tn) and hss(made[2].tn) and not hss(refused.tn)
     assert retries == [(refused.pk, 1)]  # its own chain, after its first failed try
+
+
+# --- Late changes taken along ---------------------------------------------------------
+
+
+def waiting_since(identities, seconds, **fields):
+    IdentitySync.objects.filter(pk__in=[i.pk for i in identities]).update(
+        requested_at=timezone.now() - timedelta(seconds=seconds), **fields
+    )
+
+
+def test_a_first_try_takes_late_changes_of_its_queue_along(employee, enterprise, monkeypatch):
+    """Single edits that wait behind others (an HR system's calls, one per employee) go
+    out a batch at a time; their own tasks then find nothing to do."""
+    give_numbers(enterprise)
+    monkeypatch.setitem(*queue_of_pushes(lambda *_: None))  # made, not pushed yet
+    first, late, later, fresh, on_bulk, retrying = (
+        make_identity(UserFactory(enterprise=enterprise)) for _ in range(6)
+    )
+    waiting_since([late], 2)
+    waiting_since([later], 1)
+    waiting_since([on_bulk], 2, push_queue="bulk")
+    waiting_since([retrying], 2, attempts=1, next_attempt_at=timezone.now())
+    from telephony.tasks import sync_identity
+
+    assert sync_identity.apply(args=(first.pk,)).get() == "synced"
+
+    states = {i: sync_row(i).state for i in (first, late, later, fresh, on_bulk, retrying)}
+    assert states == {
+        first: "synced",
+        late: "synced",
+        later: "synced",
+        fresh: "pending",  # its own task is on its way
+        on_bulk: "pending",  # the bulk queue's workers push it
+        retrying: "pending",  # its retry chain tries it
+    }
+    assert hss(late.tn) and hss(later.tn) and not hss(fresh.tn)
+    assert sync.push_identity(late.pk, attempt=0).outcome == "skipped"
+    # A retry takes nothing along: it follows its own chain.
+    waiting_since([fresh], 2)
+    sync_identity.apply(args=(retrying.pk,), kwargs={"attempt": 1})
+    assert (sync_row(retrying).state, sync_row(fresh).state) == ("synced", "pending")
+
+
+def test_a_late_change_taken_along_that_fails_retries_on_a_chain_of_its_own(
+    employee, enterprise, monkeypatch
+):
+    give_numbers(enterprise)
+    monkeypatch.setitem(*queue_of_pushes(lambda *_: None))
+    first, late = (make_identity(UserFactory(enterprise=enterprise)) for _ in range(2))
+    waiting_since([late], 2)
+
+    class RefusesLate(BuiltinHss):
+        def apply(self, change, *, operation_id):
+            if change.desired and change.desired.msisdn == late.tn:
+                raise BUSY
+            super().apply(change, operation_id=operation_id)
+
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: RefusesLate(latency_ms=0))
+    retries = []
+    monkeypatch.setitem(*queue_of_pushes(lambda *args: retries.append(args)))
+    from telephony.tasks import sync_identity
+
+    assert sync_identity.apply(args=(first.pk,)).get() == "synced"
+    assert sync_row(late).state == "pending" and sync_row(late).attempts == 1
+    assert retries == [(late.pk, 1, "")]
