@@ -936,8 +936,11 @@ def test_an_imports_pushes_go_to_the_bulk_queue_and_other_changes_to_the_sync_qu
     assert held == [(one_identity.pk, 0, "")]  # the task's route: the sync queue
 
 
-def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(pending_identity):
+def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(
+    pending_identity, monkeypatch
+):
     one_identity = pending_identity
+    monkeypatch.setattr(builtin, "OUTAGE_READ_FOR_SECONDS", 60)
     from django.core.management import CommandError, call_command
 
     from telephony.identities.hss import HssTransientError
@@ -950,7 +953,11 @@ def test_the_builtin_hss_outage_switch_fails_every_call_until_switched_off(pendi
         hss.get(one_identity.tn)
     assert sync.push_identity(one_identity.pk).outcome == "retry"
     call_command("hss_outage", "off", stdout=io.StringIO())
-    assert sync.push_identity(one_identity.pk).outcome == "synced"
+    assert sync.push_identity(one_identity.pk).outcome == "synced"  # a new backend: at once
+    with pytest.raises(HssTransientError):  # one backend (a batch) goes by what it read
+        hss.get(one_identity.tn)
+    monkeypatch.setattr(builtin, "OUTAGE_READ_FOR_SECONDS", 0)
+    assert hss.get(one_identity.tn) is not None
     builtin.outage_start(until=timezone.now() - timedelta(seconds=1))
     assert not builtin.outage_active()  # over by itself
     with pytest.raises(CommandError, match="more than 0"):

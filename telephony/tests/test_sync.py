@@ -778,3 +778,28 @@ def test_a_late_change_taken_along_that_fails_retries_on_a_chain_of_its_own(
     assert sync_identity.apply(args=(first.pk,)).get() == "synced"
     assert sync_row(late).state == "pending" and sync_row(late).attempts == 1
     assert retries == [(late.pk, 1, "")]
+
+
+@pytest.mark.django_db(transaction=True)  # as a worker runs it: each record commits
+def test_a_batch_announces_the_sync_states_it_recorded_together(
+    employee, enterprise, monkeypatch
+):
+    """The call path's cached facts lapse once per enterprise for a quick batch (not a
+    Redis round trip per push), and at once after each push of a slow HSS."""
+    give_numbers(enterprise)
+    monkeypatch.setitem(*queue_of_pushes(lambda *_: None))
+    made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(3)]
+    announced = []
+    monkeypatch.setattr(
+        "kernel.generations.bump_after_commit",
+        lambda *, enterprise_id, operator=False: announced.append(enterprise_id),
+    )
+
+    sync.push_identities([i.pk for i in made], attempt=0)
+    assert announced == [enterprise.pk]
+
+    announced.clear()
+    waiting_since(made, 0, desired_version=F("desired_version") + 1, state="pending")
+    monkeypatch.setattr(sync, "ANNOUNCE_EVERY_SECONDS", 0)  # every push as slow as the wait
+    sync.push_identities([i.pk for i in made], attempt=0)
+    assert announced == [enterprise.pk] * 3

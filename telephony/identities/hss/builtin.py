@@ -6,13 +6,16 @@ admin, ``manage.py hss_outage``), so that retries, drift and reconcile behave as
 would against a real HSS. Like a real HSS it logs every write with the portal's
 operation id."""
 
+import json
 import logging
 import random
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -56,6 +59,32 @@ def outage_active() -> bool:
     )
 
 
+# How long a backend goes by the outage switch it read. A backend serves one batch of
+# pushes (or one reconcile): it reads the switch once, not before every call, and an
+# outage switched on or off reaches every worker within this time.
+OUTAGE_READ_FOR_SECONDS = 1.0
+
+
+# What the simulated HSS holds of a subscription, besides its key (msisdn).
+HELD = (
+    "imsi",
+    "impi",
+    "impus",
+    "enabled",
+    "services",
+    "display_name",
+    "shared_msisdns",
+    "devices",
+    "operation_id",
+)
+UPSERT = (
+    "INSERT INTO telephony_simulatedsubscription "  # noqa: S608 - fixed column names
+    f"(msisdn, {', '.join(HELD)}, updated_at) VALUES (%s, {', '.join(['%s'] * len(HELD))}, %s) "
+    "ON CONFLICT (msisdn) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in (*HELD, "updated_at"))
+)
+
+
 class BuiltinHss(HssBackend):
     name = "builtin"
 
@@ -64,16 +93,23 @@ class BuiltinHss(HssBackend):
         self.failure_rate = (
             settings.HSS_BUILTIN_FAILURE_RATE if failure_rate is None else failure_rate
         )
+        self._outage: tuple[float, bool] | None = None  # when read, and whether down
 
     def simulate_conditions(self) -> None:
         """Every call passes here first: the configured latency, an outage, random
         failures. A named seam: a test's backend overrides it to fail on cue."""
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-        if outage_active():
+        if self._down():
             raise HssTransientError("simulated HSS outage: the HSS does not answer")
         if self.failure_rate and random.random() < self.failure_rate:  # noqa: S311 - simulation
             raise HssTransientError("simulated HSS failure (HSS_BUILTIN_FAILURE_RATE)")
+
+    def _down(self) -> bool:
+        now = time.monotonic()
+        if self._outage is None or now - self._outage[0] >= OUTAGE_READ_FOR_SECONDS:
+            self._outage = (now, outage_active())
+        return self._outage[1]
 
     @staticmethod
     def _model():
@@ -83,36 +119,41 @@ class BuiltinHss(HssBackend):
 
     def upsert(self, subscription: Subscription, *, operation_id: str) -> None:
         self.simulate_conditions()
-        held = {
+        held: dict[str, Any] = {
             "imsi": subscription.imsi,
             "impi": subscription.impi,
-            "impus": list(subscription.impus),
+            "impus": json.dumps(list(subscription.impus)),
             "enabled": subscription.enabled,
-            "services": list(subscription.services),
+            "services": json.dumps(list(subscription.services)),
             "display_name": subscription.display_name,
-            "shared_msisdns": [
-                [s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared
-            ],
-            "devices": [
-                {
-                    "device": d.device,
-                    "services": list(d.services),
-                    "default_impu": d.default_impu,
-                    "do_not_disturb": d.do_not_disturb,
-                    "ring_priority": d.ring_priority,
-                }
-                for d in subscription.devices
-            ],
+            "shared_msisdns": json.dumps(
+                [[s.msisdn, s.make_calls, s.receive_calls] for s in subscription.shared]
+            ),
+            "devices": json.dumps(
+                [
+                    {
+                        "device": d.device,
+                        "services": list(d.services),
+                        "default_impu": d.default_impu,
+                        "do_not_disturb": d.do_not_disturb,
+                        "ring_priority": d.ring_priority,
+                    }
+                    for d in subscription.devices
+                ]
+            ),
             "operation_id": operation_id,
         }
-        # One statement (INSERT … ON CONFLICT DO UPDATE), as an HSS's upsert is one write.
-        model = self._model()
-        model.objects.bulk_create(
-            [model(msisdn=subscription.msisdn, **held)],
-            update_conflicts=True,
-            unique_fields=["msisdn"],
-            update_fields=[*held, "updated_at"],
-        )
+        # One statement (INSERT … ON CONFLICT DO UPDATE), as an HSS's upsert is one write;
+        # written out, not built by the ORM for every push (a third of a push's CPU).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                UPSERT,
+                [
+                    subscription.msisdn,
+                    *(held[column] for column in HELD),
+                    connection.ops.adapt_datetimefield_value(timezone.now()),
+                ],
+            )
         log.info("builtin HSS: upsert %s %s", subscription.msisdn, operation_id)
 
     def remove(self, msisdn: str, *, operation_id: str, keep_imsi: str = "") -> None:
