@@ -52,7 +52,12 @@ class IdentitySync(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["state", "requested_at"])]
+        indexes = [
+            models.Index(fields=["state", "requested_at"]),
+            # The late changes of one queue, the longest waiting first (sync._claims),
+            # without walking an import's pending rows on another queue.
+            models.Index(fields=["push_queue", "state", "requested_at"]),
+        ]
 
     def __str__(self):
         return f"{self.identity}: {self.state}"

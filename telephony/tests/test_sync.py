@@ -781,9 +781,7 @@ def test_a_late_change_taken_along_that_fails_retries_on_a_chain_of_its_own(
 
 
 @pytest.mark.django_db(transaction=True)  # as a worker runs it: each record commits
-def test_a_batch_announces_the_sync_states_it_recorded_together(
-    employee, enterprise, monkeypatch
-):
+def test_a_batch_announces_the_sync_states_it_recorded_together(employee, enterprise, monkeypatch):
     """The call path's cached facts lapse once per enterprise for a quick batch (not a
     Redis round trip per push), and at once after each push of a slow HSS."""
     give_numbers(enterprise)
