@@ -149,6 +149,7 @@ class IdentityByOwnerField(SuggestedModelField):
         super().__init__(
             queryset,
             key="number__e164",
+            search=("owner__full_name",),
             normalize=lambda typed: re.sub(r"[\s()-]", "", typed),
             error_messages={
                 "invalid_choice": "No identity you may share has that number: type a part of "
@@ -168,6 +169,7 @@ class ColleagueField(SuggestedModelField):
         super().__init__(
             User.objects.none(),
             key="email",
+            search=("full_name",),
             normalize=lambda typed: typed.strip().lower(),  # emails are stored in lower case
             error_messages={
                 "invalid_choice": "No colleague you may share with has that email: type a "
@@ -200,6 +202,7 @@ class GrantForm(PortalForm):
 
     def __init__(self, *args, identities, colleagues, on_behalf=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.identities = identities  # what it offers to share
         if on_behalf:  # an admin shares anyone's, on the owner's behalf
             self.fields["identity"] = IdentityByOwnerField(
                 identities,
@@ -209,8 +212,10 @@ class GrantForm(PortalForm):
         identity = model_choice_field(self, "identity")
         if not on_behalf:
             identity.queryset, identity.empty_label = identities, "Choose one of your identities"
-        if len(identities) == 1:
-            identity.initial = identities[0]  # nothing to choose
+        # Two at most: an admin's are the enterprise's, thousands of them.
+        first = list(identities[:2])
+        if len(first) == 1:
+            identity.initial = first[0]  # nothing to choose
         model_choice_field(self, "grantee").queryset = colleagues
 
 

@@ -9,11 +9,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
@@ -28,7 +28,7 @@ from accounts.models import Role, User
 from accounts.views import account_actions
 from kernel import fragments
 from kernel.errors import RuleViolation
-from kernel.forms import filter_criteria
+from kernel.forms import filter_criteria, suggest_from, suggestions_answer
 from kernel.http import is_htmx, safe_next_url
 from kernel.pages import call_service, flash_form_errors
 from kernel.pagination import paginate
@@ -306,7 +306,21 @@ def _share_form(identity: Identity, data=None) -> GrantForm:
         initial={"identity": identity.pk},
     )
     form.fields["identity"].widget = forms.HiddenInput()
+    suggest_from(
+        form, lambda name: reverse("telephony:identity_share_suggestions", args=[identity.pk, name])
+    )
     return form
+
+
+@enterprise_role_required(ADMIN)
+@require_GET
+def identity_share_suggestions(request, pk, field):
+    """What the identity page's sharing form suggests for what is typed (its colleague
+    picker): the form's own candidates, while it offers the form."""
+    identity = _identity_for(request, pk)
+    if identity.status != Identity.Status.ACTIVE:
+        raise Http404  # the page offers no sharing form
+    return suggestions_answer(_share_form(identity), field, request.GET.get("q", ""))
 
 
 @enterprise_role_required(ADMIN)
@@ -443,10 +457,9 @@ def inventory(request):
 # --- Grants ---------------------------------------------------------------------------
 
 
-@enterprise_role_required(ANY_MEMBER)
-def grant_list(request):
-    """Admins and helpdesk see every grant; employees those they gave or received, and
-    share their own identities here. An admin shares anyone's, on the owner's behalf."""
+def _grant_form(request, data=None) -> GrantForm:
+    """The Sharing page's form: an admin shares anyone's identity, on the owner's behalf,
+    with any active person; others share their own with a colleague."""
     user = request.user
     on_behalf = user.role == Role.ADMIN
     identities = selectors.shareable_identities(request.enterprise)
@@ -454,9 +467,21 @@ def grant_list(request):
         people = selectors.active_people(request.enterprise)
     else:
         identities, people = identities.filter(owner=user), selectors.colleagues(user)
-    form = GrantForm(
-        request.POST or None, identities=identities, colleagues=people, on_behalf=on_behalf
-    )
+    form = GrantForm(data, identities=identities, colleagues=people, on_behalf=on_behalf)
+    suggest_from(form, lambda name: reverse("telephony:grant_suggestions", args=[name]))
+    return form
+
+
+def _can_share(form: GrantForm) -> bool:
+    return form.identities.exists()
+
+
+@enterprise_role_required(ANY_MEMBER)
+def grant_list(request):
+    """Admins and helpdesk see every grant; employees those they gave or received, and
+    share their own identities here. An admin shares anyone's, on the owner's behalf."""
+    user = request.user
+    form = _grant_form(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
         owner = form.cleaned_data["identity"].owner
         success = (
@@ -466,7 +491,7 @@ def grant_list(request):
         )
         if _run(request, form, services.grant_create, success=success, **form.cleaned_data):
             return redirect("telephony:grants")
-    context = {"form": form, "can_share": identities.exists(), "on_behalf": on_behalf}
+    context = {"form": form, "can_share": _can_share(form), "on_behalf": user.role == Role.ADMIN}
     if user.role in ADMIN_OR_HELPDESK:
         active = request.GET.get("active", "yes")
         context.update(
@@ -475,6 +500,17 @@ def grant_list(request):
         )
     context.update(given=selectors.grants_given(user), received=selectors.grants_received(user))
     return render(request, "telephony/grant_list.html", context)
+
+
+@enterprise_role_required(ANY_MEMBER)
+@require_GET
+def grant_suggestions(request, field):
+    """What a picker of the Sharing page suggests for what is typed: the form's own
+    candidates for whoever asks, and only to whom the page offers the form."""
+    form = _grant_form(request)
+    if not _can_share(form):
+        raise Http404
+    return suggestions_answer(form, field, request.GET.get("q", ""))
 
 
 @enterprise_role_required(ANY_MEMBER)

@@ -368,7 +368,9 @@ READS = {
     "telephony:identities",
     "telephony:identity_detail",
     "telephony:identity_sync",
+    "telephony:identity_share_suggestions",
     "telephony:inventory",
+    "telephony:grant_suggestions",
     "telephony:devices",
     "telephony:my_devices",
     "telephony:calls",
@@ -561,6 +563,7 @@ def test_a_suspended_enterprise_may_still_look(suspended):
     served, wrong = served_methods(), []
     kwargs = {
         "pk": world.member.pk,
+        "field": "grantee",
         "resource_type_id": "User",
         "schema_id": SCIM_USER,
     }

@@ -58,3 +58,40 @@ document.addEventListener("change", (event) => {
     box.checked = event.target.checked;
   });
 });
+
+// A picker with more candidates than a page carries (kernel.forms.SuggestingInput) asks
+// its address for those matching what is typed, from 2 characters, once the typing
+// pauses, and fills its list with them. Without this script what is typed still goes
+// to the form, which looks it up as ever.
+const SUGGEST_AFTER_MS = 250;
+const SUGGEST_FROM_CHARACTERS = 2;
+document.addEventListener("input", (event) => {
+  const field = event.target;
+  const source = field.dataset && field.dataset.suggestions;
+  if (!source || !field.list) return;
+  const typed = field.value.trim();
+  clearTimeout(field.suggesting);
+  // A suggestion just taken, or too little typed: keep the list as it is.
+  if (typed.length < SUGGEST_FROM_CHARACTERS) return;
+  if ([...field.list.options].some((option) => option.value === field.value)) return;
+  field.suggesting = setTimeout(async () => {
+    if (field.asking) field.asking.abort();  // an answer to older typing would only flicker
+    field.asking = new AbortController();
+    const url = new URL(source, window.location.href);
+    url.searchParams.set("q", typed);
+    try {
+      const response = await fetch(url, {
+        headers: { Accept: "application/json" },
+        signal: field.asking.signal,
+      });
+      if (!response.ok) return;
+      const { suggestions } = await response.json();
+      if (field.value.trim() !== typed) return;
+      field.list.replaceChildren(
+        ...suggestions.map(({ value, label }) => new Option(label, value)),
+      );
+    } catch {
+      // Aborted, offline or signed out: the form still checks whatever is typed.
+    }
+  }, SUGGEST_AFTER_MS);
+});
