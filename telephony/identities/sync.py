@@ -181,8 +181,9 @@ class Claim:
 # others in its queue: the workers are behind. A worker pushing one change then takes
 # such late changes along (``push_identities``, ``take_late``), as many as a batch, so
 # that a run of single edits (an HR system's calls, one per employee) costs the worker
-# and the database what a batch costs. Their own tasks, when they come, find nothing
-# to do; a late change is only ever brought forward by this.
+# and the database what a batch costs. Their own tasks, when they come, find their
+# change pushed (and take others along while the workers are still behind); a late
+# change is only ever brought forward by this.
 LATE_AFTER = timedelta(milliseconds=100)
 
 
@@ -214,7 +215,7 @@ def _claims(identity_ids, now, attempt: int | None = None, take_late: int = 0) -
     params: list = [*ids]
     rows = "SELECT identity_id FROM own"
     if take_late:
-        # Served by the index on (state, requested_at).
+        # Served by the index on (push_queue, state, requested_at).
         ctes.append(
             "late AS MATERIALIZED (SELECT identity_id FROM telephony_identitysync "  # noqa: S608 - fixed fragments
             "WHERE state = %s AND requested_at < %s AND attempts = 0 "
