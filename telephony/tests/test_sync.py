@@ -725,7 +725,7 @@ def waiting_since(identities, seconds, **fields):
 
 def test_a_first_try_takes_late_changes_of_its_queue_along(employee, enterprise, monkeypatch):
     """Single edits that wait behind others (an HR system's calls, one per employee) go
-    out a batch at a time; their own tasks then find nothing to do."""
+    out a batch at a time; their own tasks then find their change pushed."""
     give_numbers(enterprise)
     monkeypatch.setitem(*queue_of_pushes(lambda *_: None))  # made, not pushed yet
     first, late, later, fresh, on_bulk, retrying = (
