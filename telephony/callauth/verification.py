@@ -129,13 +129,21 @@ def cache_keys(to_tns: list[str], identity: str) -> list[str]:
         return []
     prefix = f"{settings.STIR_CERT_REPOSITORY_URL}/"
     try:
-        headers = passport.parse_identity_headers(identity) if identity else []
+        headers = _identity_headers(identity) if identity else ()
     except passport.PassportError:
-        headers = []  # refused later, with the reason
+        headers = ()  # refused later, with the reason
     for header in headers:
         if header.info.startswith(prefix) and header.info.endswith(".pem"):
             keys.append(f"chain:{header.info[len(prefix) : -len('.pem')]}")
     return keys
+
+
+@functools.lru_cache(maxsize=8)
+def _identity_headers(identity: str) -> tuple[passport.IdentityHeader, ...]:
+    """The request's Identity headers, parsed once although three steps read them (the
+    view's first cache read, the prefetch, the verification): a pure function of the
+    text, remembered for the last few requests of the process."""
+    return tuple(passport.parse_identity_headers(identity))
 
 
 def _prefetch(reader: Reader, dests: list[str], identity: str) -> None:
@@ -205,7 +213,7 @@ def _verify_one(header, *, orig: str, dests: list[str], now: datetime, repositor
         raise _Fail(438, "Invalid Identity Header: the calling number differs")
     if dests and not claimed_dests & {passport.tn(d) for d in dests}:
         raise _Fail(438, "Invalid Identity Header: the called number differs")
-    tal = certificates.tn_auth_list_of(leaf)  # well-formed: the chain validation read it
+    tal = _tn_auth_list(leaf)  # well-formed: the chain validation read it
     if tal is None or not (tal.has_spc or tal.covers(passport.tn(orig))):
         raise _Fail(
             437, "Unsupported Credential: the certificate does not cover the calling number"
@@ -232,6 +240,13 @@ def _valid_between(chain: tuple, anchors: tuple, policies: tuple) -> tuple | Non
     except certificates.CertificateError:
         return None
     return start, end
+
+
+@functools.lru_cache(maxsize=256)
+def _tn_auth_list(leaf) -> certificates.TnAuthList | None:
+    """A certificate's TNAuthList: a pure function of the certificate (immutable),
+    decoded once per process."""
+    return certificates.tn_auth_list_of(leaf)
 
 
 # The clock verification judges freshness and validity by (tests set it to a later day).
@@ -272,7 +287,7 @@ def verify_call(
         if not identity:
             raise _Fail(428, "Use Identity Header", passport.VERSTAT_NO_VALIDATION)
         try:
-            headers = passport.parse_identity_headers(identity)
+            headers = _identity_headers(identity)
         except passport.PassportError as exc:
             raise _Fail(438, f"Invalid Identity Header: {exc}") from exc
         shaken = [h for h in headers if h.ppt == "shaken"]

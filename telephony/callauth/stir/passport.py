@@ -8,6 +8,7 @@ network and is wrong in any way ends in PassportError with a readable message.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # RFC 3261 §25.1 token
 _ANGLE_URI = re.compile(r"<([^<>\s]+)>")
 _QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[^\r\n])*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
-_LWS = " \t\r\n"
+_LWS = re.compile(r"[ \t\r\n]*")  # matches everywhere, if only the empty string
 _VISUAL_SEPARATORS = str.maketrans("", "", " -.()")
 
 
@@ -103,13 +104,17 @@ def sign(
         raise PassportError("header and payload must be JSON objects")
     if header.get("alg") != ALG:
         raise PassportError("PASSporTs are signed with ES256 only")
+    return _sign_encoded(b64url_encode(canonical_json(header)), payload, private_key)
+
+
+def _sign_encoded(
+    header_b64: str, payload: dict[str, Any], private_key: ec.EllipticCurvePrivateKey
+) -> str:
     if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
         private_key.curve, ec.SECP256R1
     ):
         raise PassportError("ES256 needs an EC P-256 private key")
-    signing_input = (
-        f"{b64url_encode(canonical_json(header))}.{b64url_encode(canonical_json(payload))}"
-    )
+    signing_input = f"{header_b64}.{b64url_encode(canonical_json(payload))}"
     der = private_key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
     # JWS carries the fixed-size r||s pair, not the DER that OpenSSL produces (RFC 7518 §3.4).
@@ -133,7 +138,7 @@ def shaken_passport(
     if not isinstance(origid, str) or not origid:
         raise PassportError("origid must be a non-empty string")
     payload = {**_call_claims(orig_tn, dest_tns, iat), "attest": attest, "origid": origid}
-    return sign(_header("shaken", x5u), payload, private_key)
+    return _sign_encoded(_encoded_header("shaken", x5u), payload, private_key)
 
 
 def rcd_passport(
@@ -161,12 +166,19 @@ def rcd_passport(
     payload: dict[str, Any] = {**_call_claims(orig_tn, dest_tns, iat), "rcd": rcd}
     if call_reason:
         payload["crn"] = call_reason
-    return sign(_header("rcd", x5u), payload, private_key)
+    return _sign_encoded(_encoded_header("rcd", x5u), payload, private_key)
 
 
-def _header(ppt: str, x5u: str) -> dict[str, str]:
+def _encoded_header(ppt: str, x5u: str) -> str:
     _check_url(x5u, "x5u")
-    return {"alg": ALG, "ppt": ppt, "typ": "passport", "x5u": x5u}
+    return _header_b64(ppt, x5u)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_b64(ppt: str, x5u: str) -> str:
+    """The base64url of a PASSporT's header: the same for every call a certificate
+    signs, so encoded once per process."""
+    return b64url_encode(canonical_json({"alg": ALG, "ppt": ppt, "typ": "passport", "x5u": x5u}))
 
 
 def _call_claims(orig_tn: str, dest_tns: Sequence[str], iat: int) -> dict[str, Any]:
@@ -239,11 +251,11 @@ class _Scanner:
         return self.pos >= len(self.text)
 
     def at(self, chars: str) -> bool:
-        return not self.done and self.text[self.pos] in chars
+        return self.pos < len(self.text) and self.text[self.pos] in chars
 
     def skip_space(self) -> None:
-        while self.at(_LWS):
-            self.pos += 1
+        # One match, not a step per character: every verification parses its headers.
+        self.pos = _LWS.match(self.text, self.pos).end()  # type: ignore[union-attr]
 
     def match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
         found = pattern.match(self.text, self.pos)
