@@ -78,3 +78,17 @@ def api_token(enterprise, role=Role.ADMIN, name="Test token") -> tuple[ApiToken,
         enterprise=enterprise, name=name, role=role, key_hash=key_hash, hint=raw[-4:]
     )
     return token, raw
+
+
+def people(enterprise, count: int, *, first: int = 0) -> list[User]:
+    """``count`` active people of ``enterprise``, made in one statement."""
+    return User.objects.bulk_create(
+        User(
+            enterprise=enterprise,
+            email=f"person{n:05d}@{enterprise.slug}.example",
+            full_name=f"Person {n:05d}",
+            role=Role.EMPLOYEE,
+            status=User.Status.ACTIVE,
+        )
+        for n in range(first, first + count)
+    )

@@ -4,8 +4,7 @@ server; the one taken is the grant's colleague."""
 
 import pytest
 
-from accounts.models import Role, User
-from accounts.tests.factories import PASSWORD, UserFactory
+from accounts.tests.factories import PASSWORD, UserFactory, people
 from kernel.forms import SUGGESTIONS_IN_PAGE
 from portal.testing import sign_in_browser
 from telephony.models import Grant
@@ -20,16 +19,7 @@ def test_an_admin_of_a_big_enterprise_picks_a_colleague_the_server_suggested(pag
     admin = admin_of(enterprise)
     rob = UserFactory(enterprise=enterprise, full_name="Rob Smith")
     make_identity(rob, tn=ROB_TN)
-    User.objects.bulk_create(
-        User(
-            enterprise=enterprise,
-            email=f"driver{n:04d}@swift-delivery.example",
-            full_name=f"Driver {n:04d}",
-            role=Role.EMPLOYEE,
-            status=User.Status.ACTIVE,
-        )
-        for n in range(SUGGESTIONS_IN_PAGE)
-    )
+    people(enterprise, SUGGESTIONS_IN_PAGE)
     jane = UserFactory(enterprise=enterprise, full_name="Jane Doe", email="jane@swift.example")
     sign_in_browser(page, admin, PASSWORD)
 

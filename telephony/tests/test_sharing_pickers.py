@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.audit import Actor
-from accounts.models import Role, User
-from accounts.tests.factories import UserFactory
+from accounts.models import User
+from accounts.tests.factories import UserFactory, people
 from kernel.forms import SUGGESTIONS_ANSWERED, SUGGESTIONS_IN_PAGE
 from portal.testing import sign_in_verified
 from telephony.identities import services
@@ -30,20 +30,6 @@ def numbers(enterprise):
 def shareable(employee, numbers):
     """Rob's identity: without one to share, the Sharing page offers no form."""
     return make_identity(employee)
-
-
-def people(enterprise, count: int, *, first: int = 0) -> list[User]:
-    """``count`` active people of ``enterprise``, made in one statement."""
-    return User.objects.bulk_create(
-        User(
-            enterprise=enterprise,
-            email=f"person{n:05d}@{enterprise.slug}.example",
-            full_name=f"Person {n:05d}",
-            role=Role.EMPLOYEE,
-            status=User.Status.ACTIVE,
-        )
-        for n in range(first, first + count)
-    )
 
 
 def suggested(client, url: str, typed: str) -> list[tuple[str, str]]:

@@ -56,6 +56,7 @@ from telephony.callauth import credentials
 from telephony.callauth.errors import CallAuthError
 from telephony.callauth.stir.attestation import CallFacts, attestation_for_call
 from telephony.callauth.stir.passport import VERSTAT_FAILED, VERSTAT_NO_VALIDATION, VERSTAT_PASSED
+from telephony.identities.hss import builtin
 from telephony.inventory import services as inventory
 from telephony.inventory.numbers import with_luhn_digit
 from telephony.models import (
@@ -900,20 +901,7 @@ class EnterpriseMaker:
         )
         self.counts["simulated_subscriptions"] = copy_rows(
             SimulatedSubscription,
-            [
-                "msisdn",
-                "imsi",
-                "impi",
-                "impus",
-                "enabled",
-                "services",
-                "display_name",
-                "shared_msisdns",
-                "devices",
-                "operation_id",
-                "deregistered_at",
-                "updated_at",
-            ],
+            ["msisdn", *builtin.HELD, "deregistered_at", "updated_at"],
             subscriptions,
         )
 
