@@ -62,6 +62,19 @@ class FlakyHss(BuiltinHss):
             raise self.error
 
 
+class BusyFor(BuiltinHss):
+    """The builtin HSS answering BUSY for one number's pushes and taking the others."""
+
+    def __init__(self, tn):
+        super().__init__(latency_ms=0, failure_rate=0)
+        self.tn = tn
+
+    def apply(self, change, *, operation_id):
+        if change.desired and change.desired.msisdn == self.tn:
+            raise BUSY
+        super().apply(change, operation_id=operation_id)
+
+
 @pytest.fixture
 def flaky(monkeypatch):
     def install(failures, error=BUSY):
@@ -694,14 +707,7 @@ def test_a_batch_pushes_each_identity_and_a_failing_one_retries_on_its_own(
     give_numbers(enterprise)
     made = [make_identity(UserFactory(enterprise=enterprise)) for _ in range(3)]
     refused = made[1]
-
-    class RefusesOne(BuiltinHss):
-        def apply(self, change, *, operation_id):
-            if change.desired and change.desired.msisdn == refused.tn:
-                raise BUSY
-            super().apply(change, operation_id=operation_id)
-
-    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: RefusesOne(latency_ms=0))
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: BusyFor(refused.tn))
     retries = []
     monkeypatch.setitem(
         *queue_of_pushes(lambda identity_id, attempt, queue: retries.append((identity_id, attempt)))
@@ -763,14 +769,7 @@ def test_a_late_change_taken_along_that_fails_retries_on_a_chain_of_its_own(
     monkeypatch.setitem(*queue_of_pushes(lambda *_: None))
     first, late = (make_identity(UserFactory(enterprise=enterprise)) for _ in range(2))
     waiting_since([late], 2)
-
-    class RefusesLate(BuiltinHss):
-        def apply(self, change, *, operation_id):
-            if change.desired and change.desired.msisdn == late.tn:
-                raise BUSY
-            super().apply(change, operation_id=operation_id)
-
-    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: RefusesLate(latency_ms=0))
+    monkeypatch.setattr("telephony.identities.sync.hss_backend", lambda: BusyFor(late.tn))
     retries = []
     monkeypatch.setitem(*queue_of_pushes(lambda *args: retries.append(args)))
     from telephony.tasks import sync_identity
