@@ -128,13 +128,16 @@ def main(argv=None) -> int:
 def _apply_waiting(collect, queries: list) -> None:
     """What the worker spends on each report the requests above left waiting."""
     from django.db import connection
+    from pyinstrument import Profiler
 
     from telephony.registrations import inbox
 
     queries.clear()
+    profiler = Profiler(interval=0.0005)
     started, cpu = time.perf_counter(), time.process_time()
-    with connection.execute_wrapper(collect):
+    with connection.execute_wrapper(collect), profiler:
         applied = inbox.apply_waiting(budget_seconds=600)
+    print(profiler.output_text(unicode=True, color=False))
     print(
         f"worker: {applied} reports in batches of up to {inbox.BATCH}: "
         f"{(time.perf_counter() - started) / applied * 1000:.2f} ms wall, "

@@ -166,7 +166,10 @@ DATABASES = {
         disable_server_side_cursors=env_bool("DATABASE_TRANSACTION_POOLING", False),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool(
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's, with a health check that skips a connection which has just answered.
+    DATABASES["default"]["ENGINE"] = "kernel.postgresql"
+if DATABASES["default"]["ENGINE"] == "kernel.postgresql" and not env_bool(
     "DATABASE_TRANSACTION_POOLING", False
 ):
     # The portal's queries are all short, but a few are estimated above jit_above_cost

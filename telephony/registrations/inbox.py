@@ -42,6 +42,11 @@ BATCH = 200
 # applied what waits (or this many seconds pass, should no worker be there).
 WAKE_KEY = "registration-reports:wake"
 WAKE_SECONDS = 5
+# A process that found the wake-up queued does not ask again for this long (in a storm
+# that is most reports: a cache round trip each saved); the worker looks for reports
+# once more this long after it lets the wake-up go, so none is left waiting for beat.
+WAKE_HELD_SECONDS = 0.1
+_wake_held_until = 0.0
 # The advisory lock that lets one batch be applied at a time (any fixed number).
 LOCK = 0x7265_6769  # "regi"
 
@@ -69,8 +74,18 @@ def receive(
 
 
 def _wake() -> None:
-    if cache.add(WAKE_KEY, 1, timeout=WAKE_SECONDS):
-        enqueue.task("telephony.tasks.apply_registration_reports").delay()
+    global _wake_held_until
+    now = time.monotonic()
+    if now >= _wake_held_until and not _queue_wake():
+        _wake_held_until = now + WAKE_HELD_SECONDS
+
+
+def _queue_wake() -> bool:
+    """Queue a wake-up unless one is queued; whether this one was."""
+    if not cache.add(WAKE_KEY, 1, timeout=WAKE_SECONDS):
+        return False
+    enqueue.task("telephony.tasks.apply_registration_reports").delay()
+    return True
 
 
 def apply_waiting(budget_seconds: float = 60.0) -> int:
@@ -88,10 +103,12 @@ def apply_waiting(budget_seconds: float = 60.0) -> int:
             break
         applied += taken
     # From now on a report wakes a worker. One committed before found the wake-up still
-    # queued (this one), and the budget may have run out: queue another for those.
+    # queued (this one), or was committed by a process that had found it so within
+    # WAKE_HELD_SECONDS, and the budget may have run out: queue another for those.
     cache.delete(WAKE_KEY)
+    time.sleep(WAKE_HELD_SECONDS)
     if _waiting().exists():
-        _wake()
+        _queue_wake()
     return applied
 
 

@@ -45,9 +45,9 @@ from telephony.identities.hss.builtin import BuiltinHss
 from telephony.models import Identity, IdentitySync, ImportJob, SimulatedSubscription, SyncAttempt
 from telephony.tests.factories import give_numbers
 
-ON_POSTGRES_AND_REDIS = settings.DATABASES["default"][
-    "ENGINE"
-] == "django.db.backends.postgresql" and settings.CELERY_BROKER_URL.startswith("redis://")
+ON_POSTGRES_AND_REDIS = connection.vendor == "postgresql" and settings.CELERY_BROKER_URL.startswith(
+    "redis://"
+)
 
 
 def fault_drill(test):
@@ -756,7 +756,7 @@ def test_drill_a_bulk_import_does_not_hold_up_a_leavers_kill_switch(workers, com
 
 # --- What the drills found, pinned in-process ----------------------------------------
 
-ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+ON_POSTGRES = connection.vendor == "postgresql"
 postgres_only = pytest.mark.skipif(
     not ON_POSTGRES, reason="row locks (SELECT … FOR UPDATE) need PostgreSQL"
 )

@@ -136,6 +136,34 @@ def test_a_report_is_applied_once_its_answer_is_committed(
     assert Registration.objects.active().exists()
 
 
+def test_a_report_kept_while_its_process_skips_the_wake_up_is_not_left_waiting(
+    network, identity, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A process that found the wake-up queued does not ask the cache again for a while;
+    one of its reports kept just as the worker lets the wake-up go is found by the
+    worker's last look."""
+    from django.core.cache import cache
+
+    woken = []
+    monkeypatch.setattr(inbox, "_wake_held_until", 0.0)
+    monkeypatch.setattr(inbox, "_queue_wake", lambda: woken.append(1) or False)
+    inbox._wake()  # found the wake-up queued: held for WAKE_HELD_SECONDS
+    assert woken == [1]
+
+    def report_meanwhile(seconds):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post_async(network, reginfo()).status_code == 202
+        assert woken == [1]  # its process did not ask
+        real_sleep(seconds)
+
+    real_sleep = inbox.time.sleep
+    monkeypatch.setattr(inbox.time, "sleep", report_meanwhile)
+    cache.add(inbox.WAKE_KEY, 1)
+    assert inbox.apply_waiting() == 0  # the worker's run: nothing waited when it looked
+    assert cache.get(inbox.WAKE_KEY) is None
+    assert woken == [1, 1]  # its last look found the report and queued a wake-up
+
+
 def test_a_malformed_subscription_is_refused_before_the_report_is_kept(network, identity):
     answer = post_async(network, reginfo(), query="?subscription=two%20words")
     assert answer.status_code == 400
@@ -190,6 +218,10 @@ def test_a_second_worker_leaves_the_reports_to_the_one_applying_them(network, id
         assert inbox.apply_batch() is None
         assert inbox.apply_waiting() == 0
         assert RegistrationReport.objects.get().state == RegistrationReport.State.PENDING
+        # Released by a statement, which has taken effect once it answers; a closed
+        # connection's lock is released whenever the server gets to it.
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [inbox.LOCK])
     finally:
         other.close()
     assert inbox.apply_waiting() == 1
