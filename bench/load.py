@@ -171,14 +171,18 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
-async def _client(host, port, path, headers, queue: asyncio.Queue, run: Run, results: list):
+async def _client(
+    host, port, path, headers, queue: asyncio.Queue, run: Run, results: list, answered: dict
+):
     reader = writer = None
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     while True:
         try:
-            index, body = queue.get_nowait()
+            index, body, before = queue.get_nowait()
         except asyncio.QueueEmpty:
             break
+        if before is not None:
+            await answered[before].wait()
         request = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{head}"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -205,6 +209,8 @@ async def _client(host, port, path, headers, queue: asyncio.Queue, run: Run, res
                         close = True
                 payload = await reader.readexactly(length) if length else b""
                 results[index] = Answer(status, payload, time.perf_counter() - started)
+                if index in answered:
+                    answered[index].set()
                 if close:
                     writer.close()
                     reader = writer = None
@@ -215,29 +221,41 @@ async def _client(host, port, path, headers, queue: asyncio.Queue, run: Run, res
                 reader = writer = None
                 if attempt == 2:
                     run.errors.append(f"request {index}: {exc!r}")
+                    if index in answered:
+                        answered[index].set()
     if writer is not None:
         writer.close()
 
 
 def post_all(
-    base_url: str, path: str, bodies: list[bytes], *, clients: int, headers: dict[str, str]
+    base_url: str,
+    path: str,
+    bodies: list[bytes],
+    *,
+    clients: int,
+    headers: dict[str, str],
+    after: list[int | None] | None = None,
 ) -> Run:
     """POST every body once, ``clients`` at a time over keep-alive connections (a
-    connection the server closes is reopened); returns every answer with its latency."""
+    connection the server closes is reopened); returns every answer with its latency.
+    ``after[i]``, when given, is a body that must be answered before body ``i`` is sent
+    (a notifier sends a subscription's next NOTIFY once the last one is answered)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(base_url)
+    after = after or [None] * len(bodies)
 
     async def main() -> Run:
         queue: asyncio.Queue = asyncio.Queue()
-        for item in enumerate(bodies):
-            queue.put_nowait(item)
+        for index, body in enumerate(bodies):
+            queue.put_nowait((index, body, after[index]))
+        answered = {before: asyncio.Event() for before in after if before is not None}
         run = Run()
         results: list = [None] * len(bodies)
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                _client(parts.hostname, parts.port, path, headers, queue, run, results)
+                _client(parts.hostname, parts.port, path, headers, queue, run, results, answered)
                 for _ in range(clients)
             )
         )

@@ -65,7 +65,8 @@ def plan(target_events: int, run_id: str, rng: random.Random):
     """The documents to send, in order, and what the portal must hold at the end.
 
     Returns (documents as bytes, contact events per document, expected applied
-    contacts, {identity id: device keys active at the end})."""
+    contacts, {identity id: device keys active at the end}, the index of the document
+    each must wait for: its identity's one before, or None)."""
     from accounts.models import User
     from telephony.models import Identity, Registration
     from telephony.registrations.reginfo import ReginfoDocument, RegistrationInfo
@@ -94,7 +95,10 @@ def plan(target_events: int, run_id: str, rng: random.Random):
         )
     order = [pk for pk in identities if devices[pk]]
     version_base = int(time.time())
-    docs, events_per_doc = [], []
+    docs: list[bytes] = []
+    events_per_doc: list[int] = []
+    after: list[int | None] = []
+    last_doc: dict[int, int] = {}
     expected_applied, sent = 0, 0
     touched: set[int] = set()
     round_ = 0
@@ -138,6 +142,8 @@ def plan(target_events: int, run_id: str, rng: random.Random):
             document = ReginfoDocument(
                 version=version_base + round_, state="full", registrations=registrations
             )
+            after.append(last_doc.get(pk))
+            last_doc[pk] = len(docs)
             docs.append(render_reginfo_xml(document))
             events = len(impus) * len(listed)
             events_per_doc.append(events)
@@ -149,7 +155,7 @@ def plan(target_events: int, run_id: str, rng: random.Random):
             devices[pk] = listed
             touched.add(pk)
     final = {pk: {d["key"] for d in devices[pk]} for pk in touched}
-    return docs, events_per_doc, expected_applied, final
+    return docs, events_per_doc, expected_applied, final, after
 
 
 def run(ctx: Context) -> Report:
@@ -171,7 +177,7 @@ def run(ctx: Context) -> Report:
     )
     rng = random.Random(7)
     run_id = uuid.uuid4().hex[:8]
-    docs, events, expected_applied, final = plan(target, run_id, rng)
+    docs, events, expected_applied, final, after = plan(target, run_id, rng)
     headers = {
         "Authorization": f"Bearer {ctx.network_token}",
         "Content-Type": "application/reginfo+xml",
@@ -181,7 +187,12 @@ def run(ctx: Context) -> Report:
     with ctx.deployment("storm") as deployment:
         started_at = timezone.now()
         result = post_all(
-            deployment.base_url, "/network/v1/reginfo", docs, clients=CLIENTS, headers=headers
+            deployment.base_url,
+            "/network/v1/reginfo",
+            docs,
+            clients=CLIENTS,
+            headers=headers,
+            after=after,
         )
         ok = [(i, a) for i, a in enumerate(result.answers) if a.status == 202]
         kept = [json.loads(answer.body)["report"] for _, answer in ok]
