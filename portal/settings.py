@@ -318,6 +318,7 @@ CELERY_TASK_ROUTES = {
     "telephony.tasks.reconcile_hss": {"queue": "sync"},
     "telephony.tasks.apply_registration_reports": {"queue": "sync"},
     "telephony.tasks.send_network_notice": {"queue": "notify"},
+    "telephony.tasks.send_network_notices": {"queue": "notify"},
     "accounts.tasks.deliver_invitation": {"queue": "notify"},
     "accounts.tasks.deliver_invitations": {"queue": "notify"},
     "accounts.tasks.email_notification": {"queue": "notify"},

@@ -128,7 +128,18 @@ def deregister_at_scscf(impus: list[str]) -> None:
 
 @shared_task(autoretry_for=(NoticeError,), **TO_THE_NETWORK)
 def send_network_notice(notice_id: int) -> str:
+    """Send one notice; a transient fault tries it again (Celery's backoff, counted by
+    the notice up to SYNC_MAX_ATTEMPTS)."""
     return notify.send_notice(notice_id)
+
+
+@shared_task(**TO_THE_NETWORK)
+def send_network_notices(notice_ids: list[int]) -> None:
+    """Send the notices one transaction queued (``notices.queue_notices``): claimed and
+    read at once, each sent and its answer recorded on its own. One to try again goes on
+    as a ``send_network_notice`` chain of its own; those a slow backend left no time for
+    go out again in batches."""
+    notices.follow_up(notify.send_notices(notice_ids))
 
 
 @shared_task(autoretry_for=(jsonrpc.RpcUnavailable,), **TO_THE_NETWORK)

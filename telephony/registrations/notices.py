@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -21,6 +22,7 @@ from telephony.models import (
     Registration,
     RegistrationEvent,
 )
+from telephony.registrations import notify
 from telephony.registrations.records import Batch
 from telephony.registrations.signout import SIGN_OUT_NOTICE, request_sign_out
 
@@ -47,6 +49,7 @@ def after_new_devices(batch: Batch) -> None:
     ):
         active[reg.user_id].append(reg)
     users = User.objects.select_related("enterprise__contract").in_bulk(list(by_user))
+    notices: list[NetworkNotice] = []
     for user_id, new_regs in by_user.items():
         user = users[user_id]
         # Devices new in the same report join one after the other: the first finds only
@@ -60,11 +63,17 @@ def after_new_devices(batch: Batch) -> None:
                 if r.device_key != new.device_key and r.device_key not in waiting
             ]
             if others:
-                _notify_already_logged_on(user, new, others)
+                notices += _notify_already_logged_on(user, new, others)
         _enforce_device_limit(user, active[user_id], batch.now)
+    # The batch's notices go out together: a few tasks, not one per notice.
+    NetworkNotice.objects.bulk_create(notices)
+    queue_notices([notice.pk for notice in notices])
 
 
-def _notify_already_logged_on(user: User, new: Registration, others: list[Registration]) -> None:
+def _notify_already_logged_on(
+    user: User, new: Registration, others: list[Registration]
+) -> list[NetworkNotice]:
+    """Tell the person, and return the notices to both UEs' clients (unsaved)."""
     elsewhere = ", ".join(sorted({o.label for o in others}))
     account_services.notify(
         user=user,
@@ -76,7 +85,7 @@ def _notify_already_logged_on(user: User, new: Registration, others: list[Regist
         link="/my/devices/",
         email=True,
     )
-    notices = [
+    return [
         NetworkNotice(
             enterprise_id=new.enterprise_id,
             registration=new,
@@ -92,9 +101,6 @@ def _notify_already_logged_on(user: User, new: Registration, others: list[Regist
         )
         for other in others
     ]
-    NetworkNotice.objects.bulk_create(notices)
-    for notice in notices:
-        queue_notice(notice.pk)
 
 
 NOTICE_MESSAGE_MAX = NetworkNotice.MESSAGE_MAX
@@ -140,10 +146,53 @@ def _enforce_device_limit(user: User, active: list[Registration], now) -> None:
 # --- Network notices ----------------------------------------------------------------------
 
 
-def queue_notice(notice_id: int) -> None:
-    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
+# Notices per task when one transaction queues many (a registration storm's batch): a
+# task's dispatch, claim and read cost the notify worker more CPU than the send of one
+# notice through the builtin or webhook backend, and a batch shares them. Small enough
+# that a storm's notices still spread over the notify workers, and that a batch through
+# a slow backend mostly ends within its lease (the rest is handed back and goes again).
+NOTICE_BATCH = 50
 
-    transaction.on_commit(lambda: send_network_notice.delay(notice_id), robust=True)
+
+def queue_notices(notice_ids: list[int]) -> None:
+    """Queue the sending of these notices once the caller's transaction commits."""
+    ids = list(notice_ids)
+    if ids:
+        # A function, not a partial: Django names a robust hook that failed by its __qualname__.
+        transaction.on_commit(lambda: send_in_batches(ids), robust=True)
+
+
+def send_in_batches(notice_ids: list[int]) -> None:
+    """Hand these notices to the notify workers now: one alone as a task of its own,
+    several in batches of NOTICE_BATCH."""
+    ids = list(dict.fromkeys(notice_ids))
+    if len(ids) == 1:
+        enqueue.task("telephony.tasks.send_network_notice").delay(ids[0])
+        return
+    send_network_notices = enqueue.task("telephony.tasks.send_network_notices")
+    for start in range(0, len(ids), NOTICE_BATCH):
+        send_network_notices.delay(ids[start : start + NOTICE_BATCH])
+
+
+def follow_up(results: dict[int, notify.Attempt]) -> None:
+    """Queue what follows a batch's attempts: a notice to try again goes on as a
+    ``send_network_notice`` chain of its own, from its first retry (the backoff and the
+    cap on retries that task applies, as if the notice had had a task of its own); those
+    the batch left no time for go out again in batches."""
+    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
+    handed_back = []
+    for notice_id, attempt in results.items():
+        if attempt.outcome == "retry":
+            countdown = get_exponential_backoff_interval(
+                factor=send_network_notice.retry_backoff,
+                retries=0,
+                maximum=send_network_notice.retry_backoff_max,
+                full_jitter=send_network_notice.retry_jitter,
+            )
+            send_network_notice.apply_async((notice_id,), countdown=countdown, retries=1)
+        elif attempt.outcome == "handed_back":
+            handed_back.append(notice_id)
+    send_in_batches(handed_back)
 
 
 def sweep(grace: timedelta | None = None) -> int:
@@ -169,10 +218,8 @@ def sweep(grace: timedelta | None = None) -> int:
         .values_list("pk", flat=True)[:1000]
     )
     deregister_ue = enqueue.task("telephony.tasks.deregister_ue")
-    send_network_notice = enqueue.task("telephony.tasks.send_network_notice")
 
     for pk in sign_outs:
         deregister_ue.delay(pk)
-    for pk in notices:
-        send_network_notice.delay(pk)
+    send_in_batches(notices)
     return len(sign_outs) + len(notices)

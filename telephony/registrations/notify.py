@@ -5,26 +5,29 @@ record of what was sent; ``webhook`` posts it to the operator's notification ser
 a SIP MESSAGE. Django never speaks SIP itself.
 
 Each backend answers with what the other side said (an ``Answer``), which the notice
-keeps (``send_notice``, one attempt at a time), so the pages can tell "delivered to the
-phone" from "the phone did not answer"."""
+keeps (``send_notices``: each notice's attempt and answer its own, several notices to a
+task), so the pages can tell "delivered to the phone" from "the phone did not answer"."""
 
 import hashlib
 import hmac
 import json
+import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar, cast
 
 import requests
 from django.conf import settings
-from django.db.models import Q
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from kernel import jsonrpc
 from kernel.observability import logs_failed_calls
 from telephony.models import NetworkNotice, Registration
 
+log = logging.getLogger(__name__)
 Channel = NetworkNotice.Channel
 T = TypeVar("T")
 REASON_MAX = cast(int, NetworkNotice._meta.get_field("delivery_reason").max_length)
@@ -225,33 +228,102 @@ def notifier() -> BuiltinNotifier | WebhookNotifier | SipEdgeNotifier:
     return BuiltinNotifier()
 
 
-# --- Delivering one notice ----------------------------------------------------------------
+# --- Delivering notices ------------------------------------------------------------------
 
 # Longer than any notification backend waits for its answer (the SIP edge: its
 # transaction and a margin; a webhook: HSS_TIMEOUT_SECONDS).
 NOTICE_LEASE = timedelta(minutes=2)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one notice in a send: ``sent``; ``failed`` (final); ``retry`` (a
+    transient fault, ``error``: to be tried again); ``skipped`` (not pending, or another
+    task's send holds it); ``handed_back`` (not tried: its batch ran out of time)."""
+
+    outcome: str
+    error: NoticeError | None = None
+
+
 def send_notice(notice_id: int, *, last_try: bool = False) -> str:
-    """Deliver one notice through the network notification backend (a task runs this),
-    and keep the answer to this attempt on the notice. The task first claims the notice:
-    one held by another task's send is skipped. A transient fault raises NoticeError for
-    the task to try again, up to SYNC_MAX_ATTEMPTS; with ``last_try`` this attempt is
-    final whatever it gets (a sign-out's notice: once the network dropped the device, no
-    later try reaches it)."""
+    """Deliver one notice (``send_notices``); a transient fault raises NoticeError for
+    the task to try again."""
+    attempt = send_notices([notice_id], last_try=last_try)[notice_id]
+    if attempt.error is not None:
+        raise attempt.error
+    return attempt.outcome
+
+
+def send_notices(notice_ids, *, last_try: bool = False) -> dict[int, Attempt]:
+    """Deliver these notices through the network notification backend (a task runs
+    this), one after the other, and keep the answer to each attempt on its notice. They
+    are first claimed together, each with its own lease (one another task's send holds
+    is skipped), and read at once. A transient fault leaves its notice pending, to be
+    tried again up to SYNC_MAX_ATTEMPTS (outcome ``retry``); with ``last_try`` each
+    attempt is final whatever it gets (a sign-out's notice: once the network dropped the
+    device, no later try reaches it). When half the lease is gone (a slow backend) the
+    notices not tried yet are handed back, as they are when a send raises anything but
+    NoticeError (the exception goes on; that notice keeps its lease, for the sweep)."""
+    ids = list(dict.fromkeys(notice_ids))
+    results = {pk: Attempt("skipped") for pk in ids}
+    if not ids:
+        return results
     now = timezone.now()
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
-    claimed = NetworkNotice.objects.filter(
-        free, pk=notice_id, state=NetworkNotice.State.PENDING
-    ).update(claimed_until=now + NOTICE_LEASE, attempted_at=now)
+    until = now + NOTICE_LEASE
+    claimed = _claim(ids, now, until)
     if not claimed:
-        return "skipped"
-    notice = NetworkNotice.objects.select_related(
+        return results
+    notices = NetworkNotice.objects.select_related(
         "registration__identity", "registration__enterprise"
-    ).get(pk=notice_id)
+    ).in_bulk(claimed)
+    backend = notifier()
+    untried = [pk for pk in ids if pk in notices]
+    started = time.monotonic()
+    try:
+        while untried:
+            if len(untried) < len(notices) and time.monotonic() - started > _HALF_LEASE:
+                break
+            notice_id = untried.pop(0)  # in flight: should it raise, it keeps its lease
+            results[notice_id] = _attempt(backend, notices[notice_id], last_try)
+    finally:
+        if untried:
+            _hand_back(untried, until)
+            results.update(dict.fromkeys(untried, Attempt("handed_back")))
+    return results
+
+
+_HALF_LEASE = NOTICE_LEASE.total_seconds() / 2
+
+
+def _claim(ids: list[int], now, until) -> list[int]:
+    """Take the lease on those of these notices that are pending and free, in one
+    statement; their ids. Raw for RETURNING; the times adapted as the ORM writes them,
+    so that SQLite compares them with the leases the ORM wrote."""
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE telephony_networknotice SET claimed_until = %s, attempted_at = %s "  # noqa: S608 - fixed fragments; the values are parameters
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND state = %s "
+            "AND (claimed_until IS NULL OR claimed_until <= %s) RETURNING id",
+            [adapt(until), adapt(now), *ids, NetworkNotice.State.PENDING, adapt(now)],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def _hand_back(ids: list[int], until) -> None:
+    """Give up the leases of notices not tried, so that their next send need not wait
+    for them to expire; if the database does not answer, they expire."""
+    try:
+        NetworkNotice.objects.filter(pk__in=ids, claimed_until=until).update(claimed_until=None)
+    except DatabaseError:
+        log.warning("database away: the leases on notices %s will expire", ids)
+
+
+def _attempt(backend, notice: NetworkNotice, last_try: bool) -> Attempt:
+    """One attempt of a claimed notice, its answer recorded on it."""
     attempts = notice.attempts + 1
     try:
-        answer = notifier().send(notice)
+        answer = backend.send(notice)
     except NoticeError as exc:
         final = last_try or not exc.transient or attempts >= settings.SYNC_MAX_ATTEMPTS
         NetworkNotice.objects.filter(pk=notice.pk).update(
@@ -261,9 +333,7 @@ def send_notice(notice_id: int, *, last_try: bool = False) -> str:
             **_answered(exc.answer),
             **({"state": NetworkNotice.State.FAILED} if final else {}),
         )
-        if not final:
-            raise
-        return "failed"
+        return Attempt("failed") if final else Attempt("retry", exc)
     NetworkNotice.objects.filter(pk=notice.pk).update(
         state=NetworkNotice.State.SENT,
         sent_at=timezone.now(),
@@ -272,7 +342,7 @@ def send_notice(notice_id: int, *, last_try: bool = False) -> str:
         claimed_until=None,
         **_answered(answer),
     )
-    return "sent"
+    return Attempt("sent")
 
 
 def _answered(answer: Answer) -> dict:
