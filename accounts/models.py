@@ -2,12 +2,14 @@
 API tokens and the append-only audit log."""
 
 import functools
+import secrets
 import zoneinfo
 from datetime import datetime
 from typing import Self
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
@@ -205,6 +207,11 @@ class User(AbstractBaseUser, PermissionsMixin):
             secret=secret,
             algorithm="sha256",
         ).hexdigest()
+
+    def set_unusable_password(self) -> None:
+        # Django's form ("!" and 40 random characters) drawn with one urandom call instead
+        # of one a character: about 0.1 ms less for each account an import invites.
+        self.password = UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(20)
 
     REQUIRED_FIELDS = ["full_name"]
 

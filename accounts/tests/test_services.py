@@ -317,6 +317,16 @@ def test_suspend_and_resume_change_status_and_sign_in(admin, employee):
     assert actions == ["user.resumed", "user.suspended"]
 
 
+def test_an_unusable_password_is_one_of_its_own_and_signs_no_one_in():
+    first, second = User(email="a@swift.example"), User(email="b@swift.example")
+    first.set_unusable_password()
+    second.set_unusable_password()
+
+    assert not first.has_usable_password() and not second.has_usable_password()
+    assert first.password != second.password  # two accounts never share a stored value
+    assert not first.check_password("") and not first.check_password(first.password)
+
+
 def test_offboarding_closes_the_account_and_removes_its_second_factors(admin, employee):
     TOTPDeviceFactory(user=employee)
     services.backup_codes_regenerate(actor=actor_for(employee), user=employee)
