@@ -52,6 +52,8 @@ CONTRACT_FIELDS = [
     "deactivation_grace_days",
 ]
 BACKUP_CODE_COUNT = 10
+# Role.values builds its list anew at each call: once here, for each row of an import.
+ROLES = frozenset(Role.values)
 
 
 def ensure_may_change(actor: Actor, enterprise: Enterprise | None) -> None:
@@ -176,7 +178,7 @@ def new_member(*, enterprise: Enterprise, email: str, full_name: str, role: str)
     """An invited member of the enterprise, checked, not saved yet. Its address is
     normalised and free: the caller has looked (``_ensure_address_free``, or one query
     for many addresses)."""
-    if role not in Role.values:
+    if role not in ROLES:
         raise RuleViolation(f"Unknown role {role!r}.", field="role")
     user = User(
         email=email,

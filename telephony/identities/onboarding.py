@@ -92,15 +92,19 @@ class _Book:
         needing = sum(1 for j in joiners if not j.tn)
         free = inventory.free_numbers(enterprise, self.now)
         self.free = list(free[: needing + len(tns)]) if needing else []
+        self.free_from = 0  # self.free before this are all taken
 
     def decide(self, joiner: Joiner) -> Outcome:
         try:
             identity = self._identity(joiner)
         except RuleViolation as exc:
             return exc
-        if identity.owner.pk is None and identity.owner not in self.new_accounts:
-            self.new_accounts.append(identity.owner)
-            self.accounts[identity.owner.email.upper()] = identity.owner
+        owner, address = identity.owner, identity.owner.email.upper()
+        # Made for this joiner, not one made for an earlier joiner with the same address
+        # (a dict look-up: comparing with every new account costs a chunk n² compares).
+        if owner.pk is None and self.accounts.get(address) is not owner:
+            self.new_accounts.append(owner)
+            self.accounts[address] = owner
         self.identities.append(identity)
         self.live += 1
         if identity.alias:
@@ -162,10 +166,12 @@ class _Book:
             if number is not None and number.pk in self.taken:  # given out above: in use
                 number.status = TelephoneNumber.Status.ASSIGNED
             return inventory.ensure_number_available(self.enterprise, e164, number, self.now)
-        found = next((n for n in self.free if n.pk not in self.taken), None)
-        if found is None:
+        # The taken only grow: a number once skipped stays taken, so look on from there.
+        while self.free_from < len(self.free) and self.free[self.free_from].pk in self.taken:
+            self.free_from += 1
+        if self.free_from == len(self.free):
             raise inventory.no_free_number(self.enterprise)
-        return found
+        return self.free[self.free_from]
 
     def write(self, actor: Actor, send_invitations: bool) -> None:
         if not self.identities:

@@ -20,6 +20,8 @@ from telephony.models import Identity
 ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 # Printable text without control characters; CNAM and RCD carry plain names.
 DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+# Service.values builds its list anew at each call: once here, for each row of an import.
+SERVICES = frozenset(Service.values)
 
 
 def identity_snapshot(identity: Identity) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def clean_services(contract: ServiceContract, services: list[str]) -> list[str]:
     services = sorted(set(services or []))
     if not services:
         raise RuleViolation("Choose at least one service.", field="services")
-    unknown = [s for s in services if s not in Service.values]
+    unknown = [s for s in services if s not in SERVICES]
     if unknown:
         raise RuleViolation(f"Unknown services: {', '.join(unknown)}.", field="services")
     refused = [Service(s).label for s in services if not contract.allows(s)]
