@@ -757,8 +757,8 @@ def queue_pushes(identity_ids, queue: str = "") -> None:
         return
     sync_identities = enqueue.task("telephony.tasks.sync_identities")
     options = {"queue": queue} if queue else {}
-    for start in range(0, len(ids), PUSH_BATCH):
-        sync_identities.apply_async((ids[start : start + PUSH_BATCH], queue), **options)
+    batches = [(ids[start : start + PUSH_BATCH], queue) for start in range(0, len(ids), PUSH_BATCH)]
+    enqueue.apply_together(sync_identities, batches, **options)
 
 
 def queue_push(
