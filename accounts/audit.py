@@ -116,15 +116,23 @@ def ensure_writable(enterprise: Enterprise) -> None:
         )
 
 
+# Made once: an ``A | B`` in the isinstance calls below is built anew at each call.
+_MOMENTS = datetime.datetime | datetime.date | datetime.time
+_TEXTUAL = decimal.Decimal | uuid.UUID
+_SEQUENCES = list | tuple | set | frozenset
+
+
 def _plain(value):
     """A JSON-safe rendering of a field value for the before/after record."""
+    if value is None or type(value) is str:  # most values: none of the checks below
+        return value
     if isinstance(value, models.Model):
         return str(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+    if isinstance(value, _MOMENTS):
         return value.isoformat()
-    if isinstance(value, decimal.Decimal | uuid.UUID):
+    if isinstance(value, _TEXTUAL):
         return str(value)
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, _SEQUENCES):
         return [_plain(v) for v in value]
     return value
 
@@ -136,12 +144,12 @@ def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
     """``{field: [before, after]}`` for every field whose value changed."""
-    keys = list(dict.fromkeys([*before, *after]))
-    return {
-        key: [_plain(before.get(key)), _plain(after.get(key))]
-        for key in keys
-        if _plain(before.get(key)) != _plain(after.get(key))
-    }
+    changes = {}
+    for key in dict.fromkeys([*before, *after]):
+        old, new = _plain(before.get(key)), _plain(after.get(key))
+        if old != new:
+            changes[key] = [old, new]
+    return changes
 
 
 def created(**values: Any) -> dict[str, list]:
@@ -177,7 +185,9 @@ def record(
     the few recorded acts that are not the enterprise's changes: signing in, taking
     the export, a person's own password and second factor, closing an import's books.
     """
-    event = _event(actor, action, enterprise, target, changes, changes_enterprise)
+    if changes_enterprise:
+        actor.ensure_may_change(enterprise)
+    event = _event(actor, action, enterprise, target, changes)
     _bump(actor, enterprise, action)
     event.save(force_insert=True)
     return event
@@ -196,9 +206,11 @@ class Entry:
 def record_many(*, action: str, entries: list[Entry]) -> None:
     """``record`` for many acts of one kind at once (one INSERT): for a service that
     applies many requests in one transaction."""
-    events = [_event(e.actor, action, e.enterprise, e.target, e.changes, True) for e in entries]
-    for actor, enterprise in {(e.actor, e.enterprise) for e in entries}:
+    # Checked once for each actor and enterprise (in the entries' order), not each row.
+    for actor, enterprise in dict.fromkeys((e.actor, e.enterprise) for e in entries):
+        actor.ensure_may_change(enterprise)
         _bump(actor, enterprise, action)
+    events = [_event(e.actor, action, e.enterprise, e.target, e.changes) for e in entries]
     AuditEvent.objects.bulk_create(events)
 
 
@@ -232,10 +244,7 @@ def _event(
     enterprise: Enterprise | None,
     target: models.Model | None,
     changes: dict[str, Any] | None,
-    changes_enterprise: bool,
 ) -> AuditEvent:
-    if changes_enterprise:
-        actor.ensure_may_change(enterprise)
     return AuditEvent(
         enterprise=enterprise,
         actor_kind=actor.kind,

@@ -2,7 +2,9 @@
 object, the CSV export, and every time in the viewer's time zone."""
 
 import csv
+import decimal
 import io
+import uuid
 import zoneinfo
 from datetime import UTC, datetime
 
@@ -181,3 +183,25 @@ def test_scim_fields_and_labels_that_name_their_kind_read_plainly(enterprise):
         actor=Actor.system(), action="registration.reported", enterprise=enterprise
     )
     assert trail.sentence(event) == "The portal reported registrations"
+
+
+def test_a_diff_keeps_the_changed_fields_as_json_safe_values(enterprise):
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    before = {"status": User.Status.INVITED, "name": "Ann", "seen": None, "tags": ("b", "a")}
+    after = {
+        "status": User.Status.ACTIVE,
+        "name": "Ann",
+        "seen": NOON_UTC,
+        "tags": ["b", "a"],
+        "enterprise": enterprise,
+        "price": decimal.Decimal("1.50"),
+        "key": key,
+    }
+
+    assert audit.diff(before, after) == {
+        "status": ["invited", "active"],
+        "seen": [None, "2026-07-01T12:00:00+00:00"],
+        "enterprise": [None, str(enterprise)],
+        "price": [None, "1.50"],
+        "key": [None, str(key)],
+    }
