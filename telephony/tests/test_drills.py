@@ -533,7 +533,8 @@ def test_drill_redis_restarted_mid_batch_loses_nothing(workers, company, own_red
         own_redis.stop()  # every queued message is gone with it
         down = time.monotonic()
         with caplog.at_level("ERROR"):
-            # Committed, but their messages cannot be sent; nothing else touches these five.
+            # Committed, but their messages cannot be sent: a later push takes them along
+            # (late first tries of its queue) or the sweep re-queues them.
             for n, identity_id in enumerate(ids[-5:]):
                 Changes([identity_id], seed=30 + n).make(1)
         lost_sends = sum("on_commit" in r.getMessage() for r in caplog.records)
@@ -543,9 +544,8 @@ def test_drill_redis_restarted_mid_batch_loses_nothing(workers, company, own_red
         changes.make(95)
         back = time.monotonic()
         figures = settle(company, figures, worker, fault_ended=back)
-    assert figures.changes == 300
+    assert figures.changes == 300  # the five among them: settle checked the HSS holds all
     assert lost_sends == 5
-    assert figures.swept >= lost_sends  # only the sweep knew about those five
     assert worker.running
     assert figures.duplicate_writes <= figures.late_pushes
 
