@@ -45,7 +45,7 @@ WAKE_SECONDS = 5
 # A process that found the wake-up queued does not ask again for this long (in a storm
 # that is most reports: a cache round trip each saved); the worker looks for reports
 # once more this long after it lets the wake-up go, so none is left waiting for beat.
-WAKE_HELD_SECONDS = 0.1
+WAKE_HELD_SECONDS = 0.25
 _wake_held_until = 0.0
 # The advisory lock that lets one batch be applied at a time (any fixed number).
 LOCK = 0x7265_6769  # "regi"
@@ -95,12 +95,20 @@ def apply_waiting(budget_seconds: float = 60.0) -> int:
     applied."""
     applied = 0
     deadline = time.monotonic() + budget_seconds
+    lingered = False
     while time.monotonic() < deadline:
         taken = apply_batch()
         if taken is None:
             return applied
         if not taken:
-            break
+            if lingered:
+                break
+            # In a storm more come at once: the wake-up still held, the reports'
+            # processes do not ask the cache (nor queue this worker's next run).
+            lingered = True
+            time.sleep(WAKE_HELD_SECONDS)
+            continue
+        lingered = False
         applied += taken
     # From now on a report wakes a worker. One committed before found the wake-up still
     # queued (this one), or was committed by a process that had found it so within
