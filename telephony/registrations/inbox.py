@@ -15,6 +15,7 @@ time) and every few seconds by beat, in case a wake-up was lost.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -63,14 +64,43 @@ def receive(
     error = ingest.subscription_error(subscription)
     if error is not None:
         raise error
-    report = RegistrationReport.objects.create(
+    report = RegistrationReport(
         client=client,
         ip=actor.ip,
         subscription=subscription or "",
         document=document_as_json(document),
     )
+    _keep(report)
     transaction.on_commit(_wake, robust=True)
     return report
+
+
+_IP = RegistrationReport._meta.get_field("ip")
+
+
+def _keep(report: RegistrationReport) -> None:
+    """INSERT the report, written out: the ORM's create cost about a tenth of a report's
+    answer in a storm (its values made ready field by field through the compiler)."""
+    quote = connection.ops.quote_name
+    columns = ("client_id", "ip", "subscription", "document", "state", "received_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(RegistrationReport._meta.db_table)} "  # noqa: S608 - names from the model; the values are parameters
+            f"({', '.join(map(quote, columns))}) VALUES (%s, %s, %s, %s, %s, %s) "
+            f"RETURNING {quote('id')}",
+            [
+                report.client_id,
+                _IP.get_db_prep_save(
+                    report.ip, connection
+                ),  # "" is none; IPv6 as the ORM writes it
+                report.subscription,
+                json.dumps(report.document),
+                report.state,
+                connection.ops.adapt_datetimefield_value(report.received_at),
+            ],
+        )
+        report.pk = cursor.fetchone()[0]
+    report._state.adding = False
 
 
 def _wake() -> None:

@@ -167,6 +167,26 @@ def test_a_report_kept_while_its_process_skips_the_wake_up_is_not_left_waiting(
     assert woken == [1, 1]  # its last look found the report and queued a wake-up
 
 
+def test_a_report_is_kept_as_the_orm_would_keep_it(network, identity):
+    """receive writes its INSERT out; what it keeps reads back as the ORM's would."""
+    from accounts.audit import Actor
+    from telephony.registrations.reginfo import document_from_json, parse_reginfo_xml
+
+    document = parse_reginfo_xml(reginfo())
+    client = network.network_client
+    kept = [
+        inbox.receive(actor=Actor(network_client=client, ip=ip), client=client, document=document)
+        for ip in ("2001:DB8:0:0::1", "", None, "192.0.2.7")
+    ]
+    read = RegistrationReport.objects.filter(pk__in=[k.pk for k in kept]).order_by("pk")
+    assert [r.ip for r in read] == ["2001:db8::1", None, None, "192.0.2.7"]
+    for report, kept_report in zip(read, kept, strict=True):
+        assert report.state == RegistrationReport.State.PENDING
+        assert document_from_json(report.document) == document
+        assert report.received_at == kept_report.received_at
+        assert report.client_id == client.pk and report.subscription == ""
+
+
 def test_a_malformed_subscription_is_refused_before_the_report_is_kept(network, identity):
     answer = post_async(network, reginfo(), query="?subscription=two%20words")
     assert answer.status_code == 400
