@@ -79,8 +79,9 @@ _IP = RegistrationReport._meta.get_field("ip")
 
 
 def _keep(report: RegistrationReport) -> None:
-    """INSERT the report, written out: the ORM's create cost about a tenth of a report's
-    answer in a storm (its values made ready field by field through the compiler)."""
+    """INSERT the report, written out: the ORM's create, its values made ready field by
+    field through the compiler, cost about 0.1 ms of an answer's 3.3 ms of CPU in a
+    storm. The address goes through its field, as the ORM writes it ("" is none)."""
     quote = connection.ops.quote_name
     columns = ("client_id", "ip", "subscription", "document", "state", "received_at")
     with connection.cursor() as cursor:
@@ -90,9 +91,7 @@ def _keep(report: RegistrationReport) -> None:
             f"RETURNING {quote('id')}",
             [
                 report.client_id,
-                _IP.get_db_prep_save(
-                    report.ip, connection
-                ),  # "" is none; IPv6 as the ORM writes it
+                _IP.get_db_prep_save(report.ip, connection),
                 report.subscription,
                 json.dumps(report.document),
                 report.state,
