@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import redirect, render
@@ -532,6 +533,8 @@ class CallerNameAdmin(AuditedModelAdmin):
         "vetted_at",
     ]
     readonly_fields = ["vetted_at"]
+    # The logo travels in the PASSporT's icn: a URL typed without a scheme is HTTPS.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request, obj, form, change):
         if "vetting" in form.changed_data:

@@ -158,3 +158,22 @@ def test_staff_see_per_enterprise_what_needs_attention_and_filter_by_it(
     failing = staff_client.get(url, {"attention": "sync"}).content.decode()
     assert "Swift Delivery" in failing and "Quiet Co" not in failing
     assert quiet.name in staff_client.get(url).content.decode()
+
+
+def test_a_logo_url_typed_without_a_scheme_is_https(staff_client):
+    from telephony.models import CallerName
+
+    acme = EnterpriseFactory()
+    name = CallerName.objects.create(enterprise=acme, name="Acme")
+    answer = staff_client.post(
+        reverse("admin:telephony_callername_change", args=[name.pk]),
+        {
+            "enterprise": acme.pk,
+            "name": "Acme",
+            "vetting": "pending",
+            "logo_url": "brand.example/acme.png",
+        },
+    )
+    assert answer.status_code == 302
+    name.refresh_from_db()
+    assert name.logo_url == "https://brand.example/acme.png"
