@@ -2,11 +2,11 @@
 just answered.
 
 With ``CONN_HEALTH_CHECKS`` Django sends ``SELECT 1`` before the first query of every
-request or task: a round trip each, a sixth of a registration report's time in a
-storm. A connection whose last request or task ran its queries without a connection
-error less than ALIVE_SECONDS ago is taken as alive, as connection pools do; should the
-database have gone away within that window, that one request fails and its connection
-is dropped as it ends (README, "Database connections")."""
+request or task: a round trip each, about an eighth of a web worker's time in a
+registration storm. A connection whose last request or task ran its queries without a
+connection error less than ALIVE_SECONDS ago is taken as alive, as connection pools
+do; should the database have gone away within that window, that one request fails and
+its connection is dropped as it ends (README, "Database connections")."""
 
 from __future__ import annotations
 
