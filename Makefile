@@ -63,7 +63,7 @@ run: $(VENV)/.runtime $(if $(EDGE_ON),edge-debs)
 	@# The worker runs in its own process group, so that Ctrl-C reaches it once, as a TERM
 	@# to its main process (a signal to each pool process too can hang its shutdown);
 	@# whatever is left of the group after ten seconds is killed. The edge likewise.
-	@setsid $(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
+	@setsid $(BIN)/celery -A portal worker --beat -Q sync,notify,bulk,imports,celery --loglevel=INFO --concurrency=2 & worker=$$!; \
 	edge=; $(if $(EDGE_ON),setsid kamailio -f $(EDGE_DIR)/kamailio.cfg -DD -E & edge=$$!;) \
 	trap 'for pid in $$worker $$edge; do kill -TERM $$pid 2>/dev/null; done; \
 	      for _ in $$(seq 20); do alive=; for pid in $$worker $$edge; do kill -0 $$pid 2>/dev/null && alive=1; done; \

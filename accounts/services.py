@@ -6,6 +6,7 @@ queues side effects (emails) with ``transaction.on_commit``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,8 @@ from .models import (
     User,
     time_zone_names,
 )
+
+log = logging.getLogger(__name__)
 
 USER_FIELDS = ["email", "full_name", "role", "status"]
 CONTRACT_FIELDS = [
@@ -264,42 +267,64 @@ def invitation_resend(*, actor: Actor, user: User) -> Invitation:
     return invitation
 
 
-@transaction.atomic
 def invitation_deliver(*, invitation_id: int, connection: BaseEmailBackend | None = None) -> None:
-    """Mint the invitation's secret and email the link (over ``connection``, a session
-    with the mail server that a batch shares; a new one otherwise). Runs in a worker.
+    """Mint the invitation's secret and email the link (a new session with the mail
+    server). Runs in a worker; raises OSError when the mail server does not take it,
+    for the task to retry. A second delivery finds it already sent and does nothing."""
+    if invitations_deliver(invitation_ids=[invitation_id], connection=connection):
+        raise ConnectionError("the mail server did not take the invitation")
 
-    The secret exists only in the email; the database keeps its hash. A second
-    delivery of the same task finds the invitation already sent and does nothing.
-    """
-    invitation = (
-        Invitation.objects.select_for_update()
+
+@transaction.atomic
+def invitations_deliver(
+    *, invitation_ids: list[int], connection: BaseEmailBackend | None = None
+) -> list[int]:
+    """Mint the secrets of these invitations and email their links over ``connection``
+    (a session with the mail server that the batch shares). Returns those the mail
+    server refused: nothing of them was written, and each goes on in a retrying task.
+
+    The secret exists only in the email; the database keeps its hash. The pending ones
+    are locked and read in one statement and the hashes of those sent written in one,
+    committed once: a batch, not three round trips and a disk flush per email. A worker
+    that dies mid-batch commits nothing; what it emailed then carries a link that does
+    not work, and the sweep sends those again (``invitations_sweep``)."""
+    pending = (
+        Invitation.objects.select_for_update(of=("self",))
         .select_related("user", "enterprise")
-        .filter(pk=invitation_id)
-        .first()
+        .filter(pk__in=invitation_ids, sent_at=None)
+        .order_by("pk")
     )
-    if invitation is None or invitation.sent_at or invitation.state != "pending":
-        return
-    raw, token_hash = new_secret("inv")
-    invitation.token_hash = token_hash
-    invitation.sent_at = timezone.now()
-    invitation.save(update_fields=["token_hash", "sent_at"])
-    context = {
-        "invitation": invitation,
-        "user": invitation.user,
-        "enterprise": invitation.enterprise,
-        # The secret rides in the fragment, which browsers never send: it stays out of
-        # every access log and Referer (pentest F-05); the page posts it.
-        "link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:invitation')}#{raw}",
-        "operator_name": settings.OPERATOR_NAME,
-    }
-    send_mail(
-        subject=f"You are invited to the {invitation.enterprise.name} business telephony portal",
-        message=render_to_string("emails/invitation.txt", context),
-        from_email=None,
-        recipient_list=[invitation.user.email],
-        connection=connection,
-    )
+    sent, refused = [], []
+    for invitation in pending:
+        if invitation.state != "pending":
+            continue
+        raw, token_hash = new_secret("inv")
+        context = {
+            "invitation": invitation,
+            "user": invitation.user,
+            "enterprise": invitation.enterprise,
+            # The secret rides in the fragment, which browsers never send: it stays out of
+            # every access log and Referer (pentest F-05); the page posts it.
+            "link": f"{settings.PORTAL_BASE_URL}{reverse('accounts:invitation')}#{raw}",
+            "operator_name": settings.OPERATOR_NAME,
+        }
+        try:
+            send_mail(
+                subject=f"You are invited to the {invitation.enterprise.name} business "
+                "telephony portal",
+                message=render_to_string("emails/invitation.txt", context),
+                from_email=None,
+                recipient_list=[invitation.user.email],
+                connection=connection,
+            )
+        except OSError:
+            log.warning("the mail server did not take invitation %s", invitation.pk)
+            refused.append(invitation.pk)
+            continue
+        invitation.token_hash, invitation.sent_at = token_hash, timezone.now()
+        sent.append(invitation)
+    Invitation.objects.bulk_update(sent, ["token_hash", "sent_at"])
+    return refused
 
 
 def invitations_sweep() -> int:

@@ -33,13 +33,11 @@ def deliver_invitations(invitation_ids: list[int]) -> None:
             deliver_invitation.delay(invitation_id)
         return
     try:
-        for invitation_id in invitation_ids:
-            try:
-                services.invitation_deliver(invitation_id=invitation_id, connection=session)
-            except OSError:
-                deliver_invitation.delay(invitation_id)
+        refused = services.invitations_deliver(invitation_ids=invitation_ids, connection=session)
     finally:
         session.close()
+    for invitation_id in refused:
+        deliver_invitation.delay(invitation_id)
 
 
 @shared_task(ignore_result=True)

@@ -199,3 +199,16 @@ def own_enterprise(*, slug: str, name: str, sip_domain: str, first_tn: int, quot
     enterprise.contract.identity_quota = max(enterprise.contract.identity_quota, quota)
     enterprise.contract.save(update_fields=["identity_quota"])
     return enterprise
+
+
+def own_employee(enterprise, email: str):
+    """An employee of a benchmark's own enterprise. Nobody signs in as one: no password
+    is hashed (a thousand hashes took minutes of a first run)."""
+    from accounts.models import Role, User
+
+    user = User(
+        enterprise=enterprise, email=email, full_name=email.split("@")[0], role=Role.EMPLOYEE
+    )
+    user.set_unusable_password()
+    user.save()
+    return user

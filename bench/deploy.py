@@ -26,7 +26,6 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-QUEUES = ("sync", "notify", "bulk", "celery")
 # A fixed key for the signing keys at rest in the bench database, so that credentials
 # made by one run (bench_data) unseal in the next; the bench database holds nothing else.
 BENCH_FERNET_KEY = "YmVuY2gtc3Rpci1rZXlzLWF0LXJlc3QtMzItYnl0ZXM="
@@ -188,6 +187,7 @@ class Deployment:
             workers = {
                 "sync": ("sync", self.sync_concurrency),
                 "bulk": ("bulk", self.bulk_concurrency),
+                "imports": ("imports", 1),
                 "notify": ("notify,celery", 1),
             }
             for role, (queues, concurrency) in workers.items():

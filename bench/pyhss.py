@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from .common import Context, own_enterprise
+from .common import Context, own_employee, own_enterprise
 from .deploy import ROOT
 from .report import Report
 
@@ -35,7 +35,6 @@ def _lines(count: int) -> list[str]:
 def _identities(count: int) -> list[int]:
     """The bench enterprise's identities, one per line (made once, kept for later runs)."""
     from accounts.audit import Actor
-    from accounts.tests.factories import UserFactory
     from telephony.identities import services
     from telephony.inventory import services as inventory
     from telephony.models import Identity
@@ -55,7 +54,7 @@ def _identities(count: int) -> list[int]:
         inventory.sim_line_create(
             actor=system, enterprise=enterprise, imsi=imsi, iccid=iccid_for(700_000 + n)
         )
-        owner = UserFactory.create(enterprise=enterprise, email=f"pyhss-{n}@pyhss.bench.example")
+        owner = own_employee(enterprise, f"pyhss-{n}@pyhss.bench.example")
         services.identity_create(actor=system, owner=owner, services=["voice"], imsi=imsi)
     return list(
         Identity.objects.filter(enterprise=enterprise)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from .common import PROXY_HEADERS, Context, own_enterprise
+from .common import PROXY_HEADERS, Context, own_employee, own_enterprise
 from .report import Report
 
 USERS = {"full": 2000, "small": 300}
@@ -56,7 +56,6 @@ def _identities(count: int) -> tuple[list[str], str]:
     new network-client credential that serves it."""
     from accounts.audit import Actor
     from accounts.services import network_client_create
-    from accounts.tests.factories import UserFactory
     from telephony.identities import services
     from telephony.models import Identity
 
@@ -66,7 +65,7 @@ def _identities(count: int) -> tuple[list[str], str]:
     )
     have = Identity.objects.filter(enterprise=enterprise).live().count()
     for n in range(have + 1, count + 1):
-        owner = UserFactory.create(enterprise=enterprise, email=f"sip-{n}@{DOMAIN}")
+        owner = own_employee(enterprise, f"sip-{n}@{DOMAIN}")
         services.identity_create(actor=system, owner=owner, services=["voice"])
     tns = sorted(
         Identity.objects.filter(enterprise=enterprise).live().values_list("number__e164", flat=True)

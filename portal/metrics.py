@@ -18,7 +18,7 @@ from telephony.models import IdentitySync, ImportJob, NetworkNotice, Registratio
 from .celery import app as celery_app
 from .models import WorkerHeartbeat
 
-QUEUES = ("sync", "notify", "bulk", "celery")
+QUEUES = settings.TASK_QUEUES
 
 
 def _queue_depths() -> dict[str, int | None]:

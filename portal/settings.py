@@ -308,8 +308,11 @@ CELERY_DB_REUSE_MAX = 2**31
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Separate queues, so that a bulk import never delays a leaver's kill-switch: network
-# changes on "sync", messages on "notify", imports on "bulk", housekeeping on "celery".
-# At scale, give each queue its own workers (see README, "Running on several machines").
+# changes on "sync", messages on "notify", an import's pushes on "bulk", the import itself
+# on "imports" (a long task, whose process would otherwise not push while it runs),
+# housekeeping on "celery". At scale, give each queue its own workers (see README,
+# "Running on several machines").
+TASK_QUEUES = ("sync", "notify", "bulk", "imports", "celery")
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "telephony.tasks.sync_identity": {"queue": "sync"},
@@ -322,7 +325,7 @@ CELERY_TASK_ROUTES = {
     "accounts.tasks.deliver_invitation": {"queue": "notify"},
     "accounts.tasks.deliver_invitations": {"queue": "notify"},
     "accounts.tasks.email_notification": {"queue": "notify"},
-    "telephony.tasks.run_import": {"queue": "bulk"},
+    "telephony.tasks.run_import": {"queue": "imports"},
 }
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "portal.tasks.heartbeat", "schedule": 30.0},

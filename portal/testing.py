@@ -3,6 +3,7 @@ factor, current TOTP codes, and the tenancy checks."""
 
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -79,7 +80,7 @@ def worker_database_url() -> str:
     return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-QUEUES = ("sync", "notify", "bulk", "celery")
+QUEUES = settings.TASK_QUEUES
 
 
 class CeleryWorker:
@@ -307,7 +308,6 @@ def peers_dir():
     from pathlib import Path
 
     import pytest
-    from django.conf import settings
 
     path = Path(settings.BASE_DIR).parent / "shared" / "peers"
     if not path.is_dir():

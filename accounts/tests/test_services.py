@@ -154,6 +154,42 @@ def test_a_batch_of_invitations_goes_out_over_one_session_with_the_mail_server(
     assert not Invitation.objects.filter(sent_at=None).exists()
 
 
+def test_a_batch_of_invitations_costs_the_same_statements_whatever_its_size(
+    admin, counted_sessions
+):
+    """Locked and read in one statement, the hashes of those sent written in one, one
+    commit: not three round trips and a disk flush per email."""
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts import tasks
+
+    ids = batch_of_invitations(admin, 12)
+    with CaptureQueriesContext(connection) as two:
+        tasks.deliver_invitations(ids[:2])
+    with CaptureQueriesContext(connection) as ten:
+        tasks.deliver_invitations(ids[2:])
+    assert len(two) == len(ten)
+    assert not Invitation.objects.filter(pk__in=ids, sent_at=None).exists()
+    # Each email's link opens its own invitation.
+    for message in mail.outbox:
+        invitation = services.invitation_for_secret(invitation_link(message))
+        assert invitation is not None and invitation.user.email == message.to[0]
+
+
+def test_an_invitation_the_mail_server_refuses_is_left_unsent_for_its_task_to_retry(
+    admin, monkeypatch
+):
+    (invitation_id,) = batch_of_invitations(admin, 1)
+
+    def refused(**kwargs):
+        raise ConnectionRefusedError("mail server down")
+
+    monkeypatch.setattr(services, "send_mail", refused)
+    with pytest.raises(OSError):  # the task's autoretry_for
+        services.invitation_deliver(invitation_id=invitation_id)
+    assert Invitation.objects.get(pk=invitation_id).sent_at is None
+
+
 def test_a_batch_the_mail_server_cannot_take_goes_on_invitation_by_invitation(
     admin, counted_sessions, monkeypatch
 ):

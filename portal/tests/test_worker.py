@@ -53,3 +53,29 @@ def test_a_worker_keeps_its_database_connection_from_task_to_task(celery_worker)
     for _ in range(3):
         beat()
     assert sessions_since(start) == first
+
+
+def test_every_task_goes_to_a_queue_that_make_run_and_the_readme_give_a_worker():
+    """A task routed to a queue that no worker listens on waits for ever. An import has a
+    queue of its own, so that it never takes a process from its identities' pushes."""
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from portal.celery import app
+
+    def queue_of(task: str) -> str:
+        return app.amqp.router.route({}, task)["queue"].name
+
+    ours = [name for name in app.tasks if not name.startswith("celery.")]
+    assert ours and {queue_of(name) for name in ours} <= set(settings.TASK_QUEUES)
+    assert queue_of("telephony.tasks.run_import") == "imports"
+    assert queue_of("telephony.tasks.sync_identities") == "sync"  # an import's go on "bulk"
+    root = Path(settings.BASE_DIR)
+    make_run = re.search(
+        r"celery -A portal worker --beat -Q (\S+)", (root / "Makefile").read_text()
+    )
+    assert make_run and set(make_run.group(1).split(",")) == set(settings.TASK_QUEUES)
+    readme = re.findall(r"celery -A portal worker -Q (\S+)", (root / "README.md").read_text())
+    assert {queue for line in readme for queue in line.split(",")} == set(settings.TASK_QUEUES)

@@ -716,7 +716,7 @@ def test_drill_a_bulk_import_does_not_hold_up_a_leavers_kill_switch(workers, com
         env={"HSS_BUILTIN_LATENCY_MS": "10"},
         wait=False,
     )
-    bulk_worker = workers("bulk", queues=("bulk",), purge=False)
+    bulk_worker = workers("bulk", queues=("bulk", "imports"), purge=False)
     sync_worker.wait_ready()
     admin = AdminFactory(enterprise=company, email="admin@drill.test")
     leaver = UserFactory(enterprise=company, email="leaver@drill.test")
