@@ -207,7 +207,11 @@ def own_employee(enterprise, email: str):
     from accounts.models import Role, User
 
     user = User(
-        enterprise=enterprise, email=email, full_name=email.split("@")[0], role=Role.EMPLOYEE
+        enterprise=enterprise,
+        email=email,
+        full_name=email.split("@")[0],
+        role=Role.EMPLOYEE,
+        status=User.Status.ACTIVE,
     )
     user.set_unusable_password()
     user.save()
