@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import NetworkClient
+from kernel.generations import Reader
 from telephony.callauth import signing, verification
 from telephony.callauth.errors import CallAuthError
 from telephony.callauth.stir import passport
@@ -47,14 +48,28 @@ _VERSTAT_PARAM = re.compile(r";verstat=[^;?]*", re.IGNORECASE)
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
-def answer_invite(*, client: NetworkClient, invite: Invite, request_id: str) -> dict[str, Any]:
-    """What the edge does with ``invite`` before relaying it (the module says)."""
+def answer_invite(
+    *, client: NetworkClient, invite: Invite, request_id: str, reader: Reader | None = None
+) -> dict[str, Any]:
+    """What the edge does with ``invite`` before relaying it (the module says);
+    ``reader`` holds what the request already read of the call path's cache."""
+    reader = reader or Reader()
     if invite.originating:
-        return _sign(client, invite, request_id)
-    return _verify(client, invite, request_id)
+        return _sign(client, invite, request_id, reader)
+    return _verify(client, invite, request_id, reader)
 
 
-def _sign(client: NetworkClient, invite: Invite, request_id: str) -> dict[str, Any]:
+def cache_keys(invite: Invite) -> list[str]:
+    """What answering ``invite`` reads of the cache first (fetched with the credential's
+    client by the view), or nothing for an INVITE that is neither signed nor verified."""
+    if not invite.calling or not invite.called:
+        return []
+    if invite.originating:
+        return signing.cache_keys(invite.calling, invite.served_user)
+    return verification.cache_keys([invite.called], invite.identity)
+
+
+def _sign(client: NetworkClient, invite: Invite, request_id: str, reader: Reader) -> dict[str, Any]:
     answer: dict[str, Any] = {"originating": True, "action": "relay", "identity": []}
     if not invite.calling or not invite.called:
         answer["note"] = "not signed: the INVITE names no calling or no called number"
@@ -67,6 +82,7 @@ def _sign(client: NetworkClient, invite: Invite, request_id: str) -> dict[str, A
             iat=int(time.time()),
             originator_impu=invite.served_user,
             request_id=request_id,
+            reader=reader,
         )
     except CallAuthError as exc:
         log.warning("INVITE from %s not signed: %s", invite.calling, exc.text)
@@ -77,7 +93,9 @@ def _sign(client: NetworkClient, invite: Invite, request_id: str) -> dict[str, A
     return answer
 
 
-def _verify(client: NetworkClient, invite: Invite, request_id: str) -> dict[str, Any]:
+def _verify(
+    client: NetworkClient, invite: Invite, request_id: str, reader: Reader
+) -> dict[str, Any]:
     try:
         verified = verification.verify_call(
             client=client,
@@ -85,6 +103,7 @@ def _verify(client: NetworkClient, invite: Invite, request_id: str) -> dict[str,
             to_tns=[invite.called] if invite.called else [],
             identity=invite.identity,
             request_id=request_id,
+            reader=reader,
         )
     except CallAuthError as exc:
         # The STI-VS cannot take the request (no calling number, a callee this client

@@ -16,14 +16,12 @@ from rest_framework import parsers, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.authentication import NetworkClientAuthentication
 from kernel.api import parsers as strict_json
 from kernel.api.schema import ApiErrorSerializer
-from kernel.generations import Reader
 from telephony.callauth import signing, verification
 from telephony.callauth.errors import CallAuthError
 
-from .views import CappedBody, NetworkView
+from .views import CallPathView, CappedBody
 
 # An origid is a UUID (ATIS-1000074); call records keep up to 64 characters.
 MAX_ORIGID = 64
@@ -118,7 +116,7 @@ def _tn_list(value, name):
     return value
 
 
-class StirView(NetworkView):
+class StirView(CallPathView):
     parser_classes = [RawJsonParser]
     root = ""
 
@@ -130,16 +128,9 @@ class StirView(NetworkView):
         """What the service reads of the call path's cache first (each view its own)."""
         raise NotImplementedError
 
-    def initial(self, request, *args, **kwargs):
-        # The credential's client and the call's first cache entries in one round trip:
-        # authentication and the service take them from ``request.callpath``.
-        request.callpath = Reader()
-        keys = [NetworkClientAuthentication.cache_key(request)]
+    def call_keys(self, request):
         data = request.data.get(self.root) if isinstance(request.data, dict) else None
-        if isinstance(data, dict):
-            keys += self.cache_keys(data)
-        request.callpath.fetch([k for k in keys if k])
-        super().initial(request, *args, **kwargs)
+        return self.cache_keys(data) if isinstance(data, dict) else []
 
     def post(self, request):
         request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())

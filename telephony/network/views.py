@@ -18,6 +18,7 @@ from accounts.audit import Actor
 from kernel.api import parsers as strict_json
 from kernel.api.errors import BodyTooLarge
 from kernel.api.schema import ApiErrorSerializer
+from kernel.generations import Reader
 from kernel.ratelimit import NetworkRateThrottle
 from telephony.models import RegistrationReport
 from telephony.registrations import inbox, ingest, third_party
@@ -177,6 +178,32 @@ class NetworkView(APIView):
             actor=actor, client=request.auth, document=document, subscription=subscription
         )
         return Response(report.as_dict())
+
+
+class CallPathView(NetworkView):
+    """A view on the call path (the STI-AS, the STI-VS, the edge's INVITEs): the
+    credential's client and the call's first cache entries are read in one round trip
+    before authentication runs (``request.callpath``, which authentication and the STI
+    service take them from). A body the parser refuses is answered once the credential
+    has been checked, as at every other view."""
+
+    def call_keys(self, request) -> list[str]:
+        """What the call reads of the cache first (each view its own)."""
+        raise NotImplementedError
+
+    def initial(self, request, *args, **kwargs):
+        request.callpath = Reader()
+        refused = None
+        try:
+            keys = self.call_keys(request)
+        except exceptions.APIException as exc:
+            keys, refused = [], exc
+        request.callpath.fetch(
+            [k for k in (NetworkClientAuthentication.cache_key(request), *keys) if k]
+        )
+        super().initial(request, *args, **kwargs)
+        if refused is not None:
+            raise refused
 
 
 def prefers_async(request) -> bool:
@@ -437,7 +464,7 @@ Content-Length: 0
 """
 
 
-class SipInviteView(NetworkView):
+class SipInviteView(CallPathView):
     parser_classes = [SipInviteParser]
 
     @extend_schema(
@@ -462,8 +489,14 @@ class SipInviteView(NetworkView):
         if not isinstance(invite, Invite):
             raise exceptions.ParseError("The body is empty or has no Content-Type.")
         request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())
-        answer = sipcall.answer_invite(client=request.auth, invite=invite, request_id=request_id)
+        answer = sipcall.answer_invite(
+            client=request.auth, invite=invite, request_id=request_id, reader=request.callpath
+        )
         return Response(answer, headers={"X-RequestID": request_id})
+
+    def call_keys(self, request):
+        invite = request.data
+        return sipcall.cache_keys(invite) if isinstance(invite, Invite) else []
 
 
 class PingSerializer(serializers.Serializer):

@@ -26,6 +26,7 @@ from telephony.callauth import facts, records
 from telephony.identities import services, sync
 from telephony.models import CallerName, CallRecord, Grant, IdentitySync, SigningCredential
 from telephony.tests.factories import give_numbers, make_identity
+from telephony.tests.sip_messages import invite
 from telephony.tests.test_network import reginfo
 
 pytestmark = [
@@ -105,6 +106,30 @@ def test_a_warm_signing_and_verification_make_no_sql_query(
     assert records.store_pending() == 4
     assert CallRecord.objects.filter(direction="outgoing").count() == 2
     assert CallRecord.objects.filter(direction="incoming").count() == 2
+
+
+def test_an_invite_from_the_edge_is_signed_and_verified_warm_in_as_few_round_trips(
+    network, rob, enterprise, stream, django_assert_num_queries
+):
+    """The SIP edge's INVITEs read the cache as the ATIS endpoints do: the credential's
+    client with the call's first entries, then the enterprise's, then the record."""
+    CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
+
+    def post(data: bytes) -> dict:
+        answer = network.post("/network/v1/sip/invite", data, content_type="message/sip")
+        assert answer.status_code == 200, answer.content
+        return answer.json()
+
+    warm = post(invite(caller=rob.tn, served="orig"))
+    post(invite(caller=rob.tn, served="term", identity=tuple(warm["identity"])))
+    with django_assert_num_queries(0), redis_commands() as signing_commands:
+        signed = post(invite(caller=rob.tn, served="orig"))
+    with django_assert_num_queries(0), redis_commands() as verifying_commands:
+        verified = post(invite(caller=rob.tn, served="term", identity=tuple(signed["identity"])))
+    assert signing_commands == verifying_commands == ["MGET", "MGET", "XADD"]
+    assert signed["attest"] == "A" and len(signed["identity"]) == 2
+    assert verified["verstat"] == "TN-Validation-Passed"
+    assert verified["asserted_identity"][0].startswith('"Swift Delivery" <')
 
 
 def test_a_device_reporting_leaves_the_call_paths_facts_warm(network, rob, enterprise, stream):

@@ -276,6 +276,17 @@ def test_an_invite_over_the_size_limit_gets_413(network, settings):
 def test_the_invite_endpoint_needs_a_network_credential(client):
     answer = client.post("/network/v1/sip/invite", invite(), content_type="message/sip")
     assert answer.status_code in (401, 403)
+    # Its body is read before the credential (for the call path's cache) but refused
+    # only after it: a stranger learns nothing of the parser.
+    answer = client.post("/network/v1/sip/invite", b"INVITE nonsense", content_type="message/sip")
+    assert answer.status_code in (401, 403)
+
+
+def test_a_malformed_invite_is_refused_with_its_reason(network):
+    answer = post(network, b"INVITE nonsense")
+    assert answer.status_code == 400 and answer.json()["detail"] != (
+        "The body is empty or has no Content-Type."
+    )
 
 
 def test_a_client_signs_and_verifies_nothing_for_an_enterprise_it_does_not_serve(
