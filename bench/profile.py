@@ -6,6 +6,7 @@ bench data (make it first with ``make bench``), with the deployment's settings:
     python -m bench.profile reginfo-async          # the same answered at once, then applied
     python -m bench.profile signing                # STI-AS
     python -m bench.profile verification           # STI-VS
+    python -m bench.profile invite                 # an INVITE the SIP edge hands over, signed
     python -m bench.profile import 300             # a CSV import of 300 rows, in process
 
 It prints wall and CPU time per request, the SQL queries per request, and the call
@@ -28,7 +29,8 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument(
-        "what", choices=("page", "reginfo", "reginfo-async", "signing", "verification", "import")
+        "what",
+        choices=("page", "reginfo", "reginfo-async", "signing", "verification", "invite", "import"),
     )
     parser.add_argument("arg", nargs="?", default="", help="the page's path, or import rows")
     parser.add_argument("-n", type=int, default=100, help="requests to profile (default 100)")
@@ -71,6 +73,13 @@ def main(argv=None) -> int:
             path, kind = "/network/v1/reginfo", "application/reginfo+xml"
             if args.what == "reginfo-async":
                 network["Prefer"] = "respond-async"
+        elif args.what == "invite":
+            from telephony.tests.sip_messages import invite
+
+            from . import stir
+
+            bodies = [invite(caller=tn) for tn in stir.numbers(100)]
+            path, kind = "/network/v1/sip/invite", "message/sip"
         else:
             from . import stir
 

@@ -90,6 +90,26 @@ def _bump(scopes: set[Scope]) -> None:
         log.exception("the call path's cache could not be told of a change (%s)", scopes)
 
 
+# Per process, and only a hint: the scopes each entry was last read under, so that a
+# request fetches an entry's generations (and what a caller reads under them, e.g. an
+# enterprise's signers: ``scopes_seen``) in the same round trip as the entry itself.
+# Nothing is decided by it: a hint that no longer holds costs the round trip it would
+# have saved. Forgotten whole when it holds SCOPES_SEEN_KEPT entries.
+_scopes_seen: dict[str, tuple[Scope, ...]] = {}
+SCOPES_SEEN_KEPT = 100_000
+
+
+def scopes_seen(key: str) -> tuple[Scope, ...]:
+    """The scopes the entry at ``key`` was last read under in this process (a hint)."""
+    return _scopes_seen.get(key, ())
+
+
+def _seen(key: str, scopes: Iterable[Scope]) -> None:
+    if len(_scopes_seen) >= SCOPES_SEEN_KEPT:
+        _scopes_seen.clear()
+    _scopes_seen[key] = tuple(scopes)
+
+
 class Reader:
     """One request's reads of the callpath cache: entries and the generations they
     are checked against, each fetched in as few round trips as possible."""
@@ -103,10 +123,12 @@ class Reader:
         self.read_offline: dict[str, Any] = {}
 
     def fetch(self, keys: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
-        """One round trip: these entries, and the generations of these scopes (and the
-        operator's) not read yet."""
-        wanted = [s for s in {OPERATOR, *scopes} if s not in self.generations]
+        """One round trip: these entries, and the generations of these scopes, of the
+        operator and of the scopes the entries were last read under (``scopes_seen``)
+        not read yet."""
         names = [k for k in keys if k not in self.entries]
+        hinted = {s for name in names for s in scopes_seen(name)}
+        wanted = [s for s in {OPERATOR, *scopes, *hinted} if s not in self.generations]
         if not (wanted or names) or self.offline:
             return
         try:
@@ -118,7 +140,9 @@ class Reader:
             self.offline = True
             return
         for name in names:
-            self.entries[name] = got.get(name)
+            entry = self.entries[name] = got.get(name)
+            if entry is not None:
+                _seen(name, entry[0])
         for scope in wanted:
             self.generations[scope] = got[_key(scope)]
 
@@ -177,5 +201,6 @@ class Reader:
             scopes = again
         entry = ({s: self.generations[s] for s in {OPERATOR, *scopes}}, value)
         self.entries[key] = entry
+        _seen(key, entry[0])
         self._store(key, entry)
         return value

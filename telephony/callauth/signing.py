@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from accounts.models import NetworkClient
-from kernel.generations import Reader
+from kernel.generations import Reader, scopes_seen
 from telephony.callauth import records
 from telephony.callauth.credentials import (
     active_credentials,
@@ -135,19 +135,25 @@ def _rcd_check(
 
 def cache_keys(orig_tn: str, originator_impu: str = "") -> list[str]:
     """What a signing reads of the cache first (fetched with the credential's client by
-    the view), or nothing for a number that is refused anyway."""
+    the view): the call's facts, the operator's signers, and the signers of the
+    enterprises the facts were last read under (a hint: ``generations.scopes_seen``), or
+    nothing for a number that is refused anyway."""
     try:
-        return [context_key(e164(orig_tn), originator_impu), _signers_key(None)]
+        key = context_key(e164(orig_tn), originator_impu)
     except CallAuthError:
         return []
+    seen = [_signers_key(s) for s in scopes_seen(key) if isinstance(s, int)]
+    return [key, _signers_key(None), *seen]
 
 
 def _prefetch(reader: Reader, orig: str, originator_impu: str) -> None:
-    """The call's facts and signers in two round trips (none for what the reader has):
-    the facts and the operator's signers first, then the generations and signers of
-    the enterprises they name."""
+    """The call's facts and signers in one round trip (none for what the reader has),
+    or two when this process has not seen the facts' enterprises yet: the facts and the
+    operator's signers first, then the generations and signers of the enterprises they
+    name."""
     key = context_key(orig, originator_impu)
-    reader.fetch(cache_keys(orig, originator_impu))
+    if key not in reader.entries:  # else fetched by the view, with the hint of its time
+        reader.fetch(cache_keys(orig, originator_impu))
     scopes = reader.scopes_of(key)
     reader.fetch([_signers_key(s) for s in scopes if isinstance(s, int)], scopes)
 

@@ -93,9 +93,9 @@ def test_a_warm_signing_and_verification_make_no_sql_query(
         signed = sign(network, rob.tn)
     with django_assert_num_queries(0), redis_commands() as verifying_commands:
         verified = verify(network, ",".join(signed["identities"]), rob.tn)
-    # Two round trips to the cache (the client and the call's entries, then the
-    # enterprise's), and the record's append.
-    assert signing_commands == verifying_commands == ["MGET", "MGET", "XADD"]
+    # One round trip to the cache (the client, the call's entries and, as this process
+    # has seen them before, the enterprise's), and the record's append.
+    assert signing_commands == verifying_commands == ["MGET", "XADD"]
     assert attest(signed) == "A" and len(signed["identities"]) == 2
     assert (verified["verstat"], verified["caller"]["name"]) == (
         "TN-Validation-Passed",
@@ -108,11 +108,31 @@ def test_a_warm_signing_and_verification_make_no_sql_query(
     assert CallRecord.objects.filter(direction="incoming").count() == 2
 
 
+def test_a_hint_that_no_longer_holds_costs_a_round_trip_and_nothing_else(
+    network, rob, other_enterprise, stream, django_assert_num_queries
+):
+    """Which enterprises a call's facts were read under is remembered per process, only
+    to fetch their entries in the first round trip: a wrong or missing hint costs the
+    second one, never a wrong answer."""
+    sign(network, rob.tn)
+    key = facts.context_key(rob.tn, "")
+    generations.bump_after_commit(enterprise_id=other_enterprise.pk)  # its generation exists
+    for hint in ((generations.OPERATOR, other_enterprise.pk), None):
+        if hint is None:
+            generations._scopes_seen.clear()  # a new process
+        else:
+            generations._scopes_seen[key] = hint
+        with django_assert_num_queries(0), redis_commands() as commands:
+            signed = sign(network, rob.tn)
+        assert commands == ["MGET", "MGET", "XADD"] and attest(signed) == "A"
+        assert rob.enterprise_id in generations.scopes_seen(key)
+
+
 def test_an_invite_from_the_edge_is_signed_and_verified_warm_in_as_few_round_trips(
     network, rob, enterprise, stream, django_assert_num_queries
 ):
     """The SIP edge's INVITEs read the cache as the ATIS endpoints do: the credential's
-    client with the call's first entries, then the enterprise's, then the record."""
+    client with the call's entries in one round trip, then the record's append."""
     CallerName.objects.create(enterprise=enterprise, name="Swift Delivery", vetting="vetted")
 
     def post(data: bytes) -> dict:
@@ -126,7 +146,7 @@ def test_an_invite_from_the_edge_is_signed_and_verified_warm_in_as_few_round_tri
         signed = post(invite(caller=rob.tn, served="orig"))
     with django_assert_num_queries(0), redis_commands() as verifying_commands:
         verified = post(invite(caller=rob.tn, served="term", identity=tuple(signed["identity"])))
-    assert signing_commands == verifying_commands == ["MGET", "MGET", "XADD"]
+    assert signing_commands == verifying_commands == ["MGET", "XADD"]
     assert signed["attest"] == "A" and len(signed["identity"]) == 2
     assert verified["verstat"] == "TN-Validation-Passed"
     assert verified["asserted_identity"][0].startswith('"Swift Delivery" <')
