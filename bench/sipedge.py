@@ -215,8 +215,13 @@ def _calls(
 
     folder.mkdir(parents=True, exist_ok=True)
     busy = uas_scenario(486, "Busy Here", "INVITE")
-    # The callee takes a retransmitted INVITE for a call of its own: room for them.
-    with edge.running(), running_sipp(busy, folder / "callee", calls=3 * count) as callee:
+    # The callee takes a retransmitted INVITE for a call of its own: room for them; and
+    # it lives as long as the caller may.
+    lifetime = count / rate + 40
+    with (
+        edge.running(),
+        running_sipp(busy, folder / "callee", calls=3 * count, lifetime=lifetime) as callee,
+    ):
         argv = [
             "sipp", "-sf", str(SIP_DIR / "edge_call.xml"), edge.address,
             "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
@@ -229,7 +234,7 @@ def _calls(
         ]  # fmt: skip
         with contextlib.suppress(subprocess.TimeoutExpired):  # then some went unanswered
             subprocess.run(
-                argv, capture_output=True, timeout=count / rate + 40, cwd=folder,
+                argv, capture_output=True, timeout=lifetime, cwd=folder,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         counts = _edge_counts(edge.rpc_url)

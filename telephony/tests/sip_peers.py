@@ -175,9 +175,11 @@ class RunningSipp:
 
 
 @contextlib.contextmanager
-def running_sipp(scenario: str, folder: Path, calls: int = 1) -> Iterator[RunningSipp]:
+def running_sipp(
+    scenario: str, folder: Path, calls: int = 1, lifetime: float = PEER_LIFETIME
+) -> Iterator[RunningSipp]:
     """sipp on a free UDP port of 127.0.0.1 running ``scenario`` for up to ``calls``
-    calls; it quits by itself after PEER_LIFETIME seconds."""
+    calls; it quits by itself after ``lifetime`` seconds."""
     binary = require_program("sipp")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "scenario.xml").write_text(scenario)
@@ -187,7 +189,7 @@ def running_sipp(scenario: str, folder: Path, calls: int = 1) -> Iterator[Runnin
             [binary, "-sf", str(folder / "scenario.xml"), "-i", "127.0.0.1", "-bind_local",
              "-p", str(port), "-cp", str(free_port(socket.SOCK_DGRAM)),
              "-mi", "127.0.0.1", "-mp", str(_free_port_pair()),
-             "-m", str(calls), "-nostdin", "-timeout", f"{PEER_LIFETIME}s",
+             "-m", str(calls), "-nostdin", "-timeout", f"{lifetime:.0f}s",
              "-trace_msg", "-message_file", str(folder / "messages.log")],
             cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
