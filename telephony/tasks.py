@@ -97,8 +97,8 @@ def run_import(self, job_id: int) -> None:
     committed chunk ended."""
     from telephony.bulk import services as bulk
 
-    # Its identities' pushes go to the bulk queue too: the sync queue stays free for
-    # interactive changes and kill-switches.
+    # Its identities' pushes go to the bulk queue: the sync queue stays free for
+    # interactive changes and kill-switches (the import itself runs on "imports").
     with sync.pushes_on_queue("bulk"):
         bulk.run_import_job(job_id)
 
