@@ -169,15 +169,14 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's, with a health check that skips a connection which has just answered.
     DATABASES["default"]["ENGINE"] = "kernel.postgresql"
-if DATABASES["default"]["ENGINE"] == "kernel.postgresql" and not env_bool(
-    "DATABASE_TRANSACTION_POOLING", False
-):
-    # The portal's queries are all short, but a few are estimated above jit_above_cost
-    # (per-row subqueries the planner counts for every row): compiling them took longer
-    # than running them (docs/benchmarks.md). PgBouncer refuses this startup option;
-    # behind it, set jit = off on the database role instead (README).
-    _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+    if not env_bool("DATABASE_TRANSACTION_POOLING", False):
+        # The portal's queries are all short, but a few are estimated above
+        # jit_above_cost (per-row subqueries the planner counts for every row):
+        # compiling them took longer than running them (docs/benchmarks.md). PgBouncer
+        # refuses this startup option; behind it, set jit = off on the database role
+        # instead (README).
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded run has a web process and a worker writing to one file: wait for
     # the lock instead of failing, and take the write lock at BEGIN.
