@@ -44,14 +44,17 @@ FIELDS = tuple(
 
 
 @functools.lru_cache(maxsize=4)
-def _connect(url: str) -> redis.Redis:
-    """A client per URL and process (its pool reconnects after a fork by itself)."""
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+def _connect(url: str, pid: int) -> redis.Redis:
+    """A client per URL and process, with one connection of its own (kernel/cache.py
+    says why)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, single_connection_client=True
+    )
 
 
 def _stream() -> redis.Redis | None:
     url = settings.CALL_RECORD_STREAM_URL
-    return _connect(url) if url else None
+    return _connect(url, os.getpid()) if url else None
 
 
 def keep(record: CallRecord) -> CallRecord:
