@@ -3,9 +3,11 @@
 The standard library's parser accepts things that let a hostile body cost a server
 error or mean two things at once: nesting deep enough to exhaust the recursion limit
 (a RecursionError, not a ValueError), duplicate keys (the last one wins here, the first
-one in some proxy or log pipeline), non-finite numbers (NaN, Infinity, 1e999) and text
-in any encoding. Every one of them is refused here as invalid JSON, which the callers
-answer with a 400. Size is bounded before parsing: DRF reads JSON bodies through
+one in some proxy or log pipeline), non-finite numbers (NaN, Infinity, 1e999), text
+in any encoding, and a NUL character in a string (PostgreSQL stores it in neither text
+nor jsonb: a value that reached a row would fail its statement, or a whole batch of
+call records, later). Every one of them is refused here as invalid JSON, which the
+callers answer with a 400. Size is bounded before parsing: DRF reads JSON bodies through
 ``request.body``, which refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE (answered 413).
 """
 
@@ -46,7 +48,7 @@ def loads(raw: bytes):
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"the body is not UTF-8 (byte {exc.start + 1} is not)") from exc
     try:
-        return json.loads(
+        value = json.loads(
             text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_finite
         )
     except RecursionError as exc:
@@ -55,6 +57,26 @@ def loads(raw: bytes):
         raise
     except ValueError as exc:
         raise InvalidJson(str(exc)) from exc
+    # Only the escape makes a NUL (JSON refuses the raw character): look closer only then.
+    if "\\u0000" in text and _holds_nul(value):
+        raise InvalidJson("a string contains a NUL character (\\u0000)")
+    return value
+
+
+def _holds_nul(value) -> bool:
+    """Whether a string in ``value`` (a key or a value, at any depth) holds a NUL."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class StrictJSONParser(parsers.JSONParser):

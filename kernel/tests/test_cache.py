@@ -22,7 +22,9 @@ def _cache_client():
 
 
 def _local_port(client: redis.Redis) -> int:
-    return client.connection._sock.getsockname()[1]
+    connection = client.connection
+    assert connection is not None and connection._sock is not None
+    return connection._sock.getsockname()[1]
 
 
 def _child_reads() -> tuple[int, int]:

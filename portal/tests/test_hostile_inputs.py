@@ -28,10 +28,11 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent, Role
 from accounts.services import network_client_create
 from accounts.tests.factories import api_token
+from kernel.api import parsers as strict_json
 from telephony.callauth import credentials
 from telephony.callauth.stir import passport
 from telephony.identities import sync
-from telephony.models import ImportJob, Registration
+from telephony.models import CallRecord, ImportJob, Registration
 from telephony.tests.factories import give_numbers, make_identity
 
 pytestmark = pytest.mark.django_db
@@ -99,6 +100,10 @@ HOSTILE_JSON = [
     pytest.param('{"full_name": "Ünïcode"}'.encode("utf-16"), id="UTF-16"),
     pytest.param(b'{"full_name": NaN}', id="NaN"),
     pytest.param(b'{"n": 1e999999}', id="a number beyond float"),
+    # PostgreSQL holds NUL in neither text nor jsonb: refused at the door, at any depth.
+    pytest.param(b'{"full_name": "Rob\\u0000"}', id="a NUL in a string"),
+    pytest.param(b'{"x": [{"y": ["\\u0000"]}]}', id="a NUL deep in arrays"),
+    pytest.param(b'{"\\u0000": 1}', id="a NUL in a key"),
     pytest.param(b'{"n": ' + b"9" * 5000 + b"}", id="an integer of 5000 digits"),
     pytest.param(b'{"full_name": "' + b"x" * (3 * MiB) + b'"}', id="a 3 MiB string"),
     pytest.param(b"[]", id="an array"),
@@ -218,6 +223,24 @@ def test_hostile_json_at_the_network_api_is_a_clean_4xx(network, path, body):
     else:
         assert answer["status"] == response.status_code
     assert not Registration.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["origid", "origImpu"])
+def test_a_nul_in_a_signing_request_is_refused_and_records_nothing(network, rob, field):
+    """Otherwise valid: answered with a signature before, and its call record then failed
+    the record writer's every batch (PostgreSQL holds no NUL in text)."""
+    body = {"signingRequest": {"orig": {"tn": rob.tn[1:]}, "dest": {"tn": ["4940123499"]},
+                               "iat": int(time.time()), field: "sip:rob\u0000@swift.example"}}  # fmt: skip
+    response = network.post(
+        "/network/v1/stir/signing", json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["requestError"]["serviceException"]["messageId"] == "SVC4000"
+    assert not CallRecord.objects.exists()
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul():
+    assert strict_json.loads(b'{"a": ["\\\\u0000"]}') == {"a": ["\\u0000"]}
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from accounts.models import Enterprise, NetworkClient
 from telephony.models import CallRecord, Identity
@@ -116,15 +116,36 @@ def store_batch(stream: redis.Redis, consumer: str, count: int = BATCH) -> int:
             records.append(_decode(fields[b"r"]))
         except (KeyError, ValueError, TypeError) as exc:  # not ours: dropped, said once
             log.error("call record stream entry %s is malformed: %s", entry_id, exc)
-    try:
-        _write(records)
-    except IntegrityError:  # a network client or identity deleted since the call
-        _forget_vanished(records)
-        _write(records)
+    _store(records)
     ids = [entry_id for entry_id, _ in entries]
     stream.xack(STREAM, GROUP, *ids)  # only what is committed
     stream.xdel(STREAM, *ids)
     return len(entries)
+
+
+def _store(records: list[CallRecord]) -> None:
+    """Write a batch in one statement. Records of a network client or identity deleted
+    since their calls are kept without the reference. Should the database refuse the
+    batch for a value it cannot hold (which the APIs refuse at the door), the records go
+    one at a time and each it refuses is dropped and said, so that it never holds up
+    the others (a batch refused whole would be claimed again, and fail, for ever)."""
+    try:
+        _write(records)
+        return
+    except IntegrityError:  # a network client or identity deleted since the call
+        _forget_vanished(records)
+        try:
+            _write(records)
+            return
+        except (DatabaseError, ValueError):
+            pass
+    except (DatabaseError, ValueError):
+        pass
+    for record in records:
+        try:
+            _write([record])
+        except (DatabaseError, ValueError) as exc:
+            log.error("call record %s refused by the database, dropped: %s", record.record_id, exc)
 
 
 def _write(records: list[CallRecord]) -> None:

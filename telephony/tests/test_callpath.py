@@ -332,6 +332,23 @@ def test_a_redelivered_record_is_written_once(network, rob, stream):
     assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
 
 
+def test_a_record_the_database_refuses_holds_up_no_other(network, rob, stream, caplog):
+    """A value PostgreSQL cannot hold (the APIs refuse a NUL at the door; this one came
+    round them) costs its own record, said in the log, not the batch's: a batch refused
+    whole would be claimed again and fail for ever, and every record after it wait."""
+    sign(network, rob.tn)
+    refused = records.keep(
+        CallRecord(direction="outgoing", orig_tn=rob.tn, origid="call\x00id", attestation="A")
+    )
+    sign(network, rob.tn)
+    assert records.store_pending() == 3
+    assert CallRecord.objects.count() == 2
+    assert not CallRecord.objects.filter(record_id=refused.record_id).exists()
+    assert f"call record {refused.record_id} refused by the database" in caplog.text
+    assert stream.xlen(records.STREAM) == 0
+    assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
 # --- With a real worker on Redis: the changes commit, as in production ----------------
 
 
