@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Enterprise, NetworkClient
 from telephony.models import CallRecord, Identity
@@ -110,35 +110,49 @@ def store_batch(stream: redis.Redis, consumer: str, count: int = BATCH) -> int:
         entries = read[0][1] if read else []
     if not entries:
         return 0
-    records = []
+    rows = []
     for entry_id, fields in entries:
         try:
-            records.append(_decode(fields[b"r"]))
+            rows.append(_checked(fields[b"r"]))
         except (KeyError, ValueError, TypeError) as exc:  # not ours: dropped, said once
             log.error("call record stream entry %s is malformed: %s", entry_id, exc)
-    _store(records)
+    _store(rows)
     ids = [entry_id for entry_id, _ in entries]
     stream.xack(STREAM, GROUP, *ids)  # only what is committed
     stream.xdel(STREAM, *ids)
     return len(entries)
 
 
-def _store(records: list[CallRecord]) -> None:
-    """Write a batch in one statement. Records of a network client or identity deleted
-    since their calls are kept without the reference. Should the database refuse the
-    batch for a value it cannot hold (which the APIs refuse at the door), the records go
-    one at a time and each it refuses is dropped and said, so that it never holds up
+# What an entry may carry: the record's columns (a stream entry is a record's JSON).
+_KEYS = frozenset((*FIELDS, "record_id", "created_at"))
+
+
+def _checked(raw: bytes) -> str:
+    """An entry's JSON, once it is seen to be a record's; else ValueError or TypeError."""
+    values = json.loads(raw)
+    if not isinstance(values, dict) or not _KEYS.issuperset(values):
+        raise ValueError("not a call record")
+    uuid.UUID(values["record_id"])
+    datetime.fromisoformat(values["created_at"])
+    return raw.decode()
+
+
+def _store(rows: list[str]) -> None:
+    """Write a batch in one statement. Should the database refuse it, the records go
+    again as model rows: those of a network client or identity deleted since their calls
+    without the reference, and, for a value it cannot hold (which the APIs refuse at the
+    door), one at a time, each it refuses dropped and said, so that it never holds up
     the others (a batch refused whole would be claimed again, and fail, for ever)."""
+    try:
+        _insert(rows)
+        return
+    except (DatabaseError, ValueError):
+        pass
+    records = [_decode(row) for row in rows]
+    _forget_vanished(records)
     try:
         _write(records)
         return
-    except IntegrityError:  # a network client or identity deleted since the call
-        _forget_vanished(records)
-        try:
-            _write(records)
-            return
-        except (DatabaseError, ValueError):
-            pass
     except (DatabaseError, ValueError):
         pass
     for record in records:
@@ -146,6 +160,28 @@ def _store(records: list[CallRecord]) -> None:
             _write([record])
         except (DatabaseError, ValueError) as exc:
             log.error("call record %s refused by the database, dropped: %s", record.record_id, exc)
+
+
+def _insert(rows: list[str]) -> None:
+    """The rows, as the stream carries them, in one statement: on PostgreSQL its JSON
+    functions map each onto the table's columns, with no model instance per record (a
+    third of the writer's CPU per record); elsewhere Django's bulk insert."""
+    if connection.vendor != "postgresql":
+        _write([_decode(row) for row in rows])
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), ["[" + ",".join(rows) + "]"])
+
+
+@functools.cache
+def _insert_sql() -> str:
+    table = connection.ops.quote_name(CallRecord._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(k) for k in _KEYS)
+    # The unique record id: an entry delivered twice is written once.
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 - the model's names
+        f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) ON CONFLICT DO NOTHING"
+    )
 
 
 def _write(records: list[CallRecord]) -> None:

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import Actor
+from accounts.models import NetworkClient
 from accounts.services import network_client_revoke
 from accounts.tests.factories import AdminFactory, UserFactory
 from kernel import generations
@@ -330,6 +331,34 @@ def test_a_redelivered_record_is_written_once(network, rob, stream):
     assert CallRecord.objects.count() == 1
     assert stream.xlen(records.STREAM) == 0
     assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
+def test_a_record_keeps_every_field_through_the_stream(rob, enterprise, stream):
+    """The writer maps the stream's JSON onto the table in one statement, with no model
+    instance per record: each column must come out as it went in."""
+    client = NetworkClient.objects.create(name="I-CSCF", key_hash="0" * 64)
+    sent = records.keep(
+        CallRecord(enterprise=enterprise, identity=rob, network_client=client,
+                   direction="incoming", orig_tn=rob.tn, dest_tns=["+4940123499", "+4940123498"],
+                   attestation="B", verstat="TN-Validation-Passed", reason="grant “ü” ends",
+                   checks=[["Caller known", True, "détail"], ["Grant", False, "none"]],
+                   origid="o-1", caller_name="Swift Delivery", request_id="r-1")
+    )  # fmt: skip
+    assert records.store_pending() == 1
+    stored = CallRecord.objects.get(record_id=sent.record_id)
+    assert records.FIELDS and all(
+        getattr(stored, name) == getattr(sent, name) for name in (*records.FIELDS, "created_at")
+    )
+
+
+@pytest.mark.django_db(transaction=True)  # the reference is checked when the batch commits
+def test_a_record_of_a_client_deleted_since_the_call_is_kept_without_it(network, rob, stream):
+    sign(network, rob.tn)
+    NetworkClient.objects.all().delete()
+    assert records.store_pending() == 1
+    record = CallRecord.objects.get()
+    assert record.network_client_id is None
+    assert (record.identity, record.attestation) == (rob, "A")
 
 
 def test_a_record_the_database_refuses_holds_up_no_other(network, rob, stream, caplog):
