@@ -80,7 +80,7 @@ def _encode(record: CallRecord) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-def _decode(raw: bytes) -> CallRecord:
+def _decode(raw: str | bytes) -> CallRecord:
     values = json.loads(raw)
     values["record_id"] = uuid.UUID(values["record_id"])
     values["created_at"] = datetime.fromisoformat(values["created_at"])
