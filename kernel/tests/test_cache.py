@@ -53,7 +53,7 @@ def test_a_forked_process_reads_on_a_connection_of_its_own():
     caches[generations.CACHE].set("fork-check", 7)
     parent_port = _local_port(_cache_client())
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        value, child_port = pool.apply(_child_reads)
+        value, child_port = pool.apply_async(_child_reads).get(timeout=60)
     assert value == 7
     assert child_port != parent_port
 
