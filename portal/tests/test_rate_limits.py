@@ -2,6 +2,8 @@
 address at the OAuth token endpoint; answered 429 with Retry-After in each endpoint's
 own error format."""
 
+from types import SimpleNamespace
+
 import pytest
 from django.http import JsonResponse
 from django.test import Client
@@ -15,6 +17,14 @@ from accounts.tests.factories import api_token
 from kernel import ratelimit
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _mid_window(monkeypatch):
+    """The limits' clock stands still mid-minute and mid-second: a test's requests never
+    straddle two fixed windows (one did, at 18:07:59.995 and 18:08:00.003, and its
+    second request was the first of a new window)."""
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 1_800_000_030.5))
 
 
 def bearer(raw: str) -> APIClient:
