@@ -2,7 +2,6 @@
 process, each holding one connection of its own."""
 
 import multiprocessing
-import os
 from unittest.mock import patch
 
 import pytest
@@ -17,8 +16,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _cache_client():
-    return caches[generations.CACHE]._cache.get_client()
+@pytest.fixture(autouse=True)
+def _stream_on_the_broker(settings):
+    settings.CALL_RECORD_STREAM_URL = settings.CELERY_BROKER_URL
+    if not settings.CALL_RECORD_STREAM_URL.startswith("redis"):
+        pytest.skip("the record stream needs a Redis broker")
+
+
+def _cache_client() -> redis.Redis:
+    return caches[generations.CACHE]._cache.get_client()  # type: ignore[attr-defined]
+
+
+def _stream_client() -> redis.Redis:
+    stream = records._stream()
+    assert stream is not None
+    return stream
+
+
+CLIENTS = [pytest.param(_cache_client, id="cache"), pytest.param(_stream_client, id="stream")]
 
 
 def _local_port(client: redis.Redis) -> int:
@@ -27,43 +42,35 @@ def _local_port(client: redis.Redis) -> int:
     return connection._sock.getsockname()[1]
 
 
-def _child_reads() -> tuple[int, int]:
-    """In a forked child: a read through the cache, and the connection it went on."""
-    value = caches[generations.CACHE].get("fork-check")
-    return value, _local_port(_cache_client())
+def _child_reads(client_of) -> tuple[bool, int]:
+    """In a forked child: a command through the client, and the connection it went on."""
+    client = client_of()
+    return client.exists("fork-check") == 1, _local_port(client)
 
 
-def test_commands_go_on_the_clients_own_connection():
-    cache = caches[generations.CACHE]
-    cache.set("held", 1)
-    client = _cache_client()
-    assert client is _cache_client()
+@pytest.mark.parametrize("client_of", CLIENTS)
+def test_commands_go_on_the_clients_own_connection(client_of):
+    client = client_of()
+    assert client is client_of()
+    client.set("held", 1)
     held = client.connection
     # Nothing is checked out of the pool (and probed for unread data) per command.
     with patch.object(client.connection_pool, "get_connection") as checkout:
-        assert cache.get_many(["held", "missing"]) == {"held": 1}
-        cache.set("held", 2)
+        assert client.mget(["held", "missing"]) == [b"1", None]
+        client.set("held", 2)
     checkout.assert_not_called()
     assert client.connection is held and held._sock is not None
 
 
-def test_a_forked_process_reads_on_a_connection_of_its_own():
+@pytest.mark.parametrize("client_of", CLIENTS)
+def test_a_forked_process_talks_on_a_connection_of_its_own(client_of):
     """gunicorn and Celery fork their workers: a child that wrote on its parent's
     connection would read the other's answers."""
-    caches[generations.CACHE].set("fork-check", 7)
-    parent_port = _local_port(_cache_client())
+    client = client_of()
+    client.set("fork-check", 7)
+    parent_port = _local_port(client)
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        value, child_port = pool.apply_async(_child_reads).get(timeout=60)
-    assert value == 7
+        found, child_port = pool.apply_async(_child_reads, (client_of,)).get(timeout=60)
+    assert found
     assert child_port != parent_port
-
-
-def test_the_record_stream_has_one_client_per_process(settings):
-    settings.CALL_RECORD_STREAM_URL = settings.CELERY_BROKER_URL
-    if not settings.CALL_RECORD_STREAM_URL.startswith("redis"):
-        pytest.skip("the record stream needs a Redis broker")
-    stream = records._stream()
-    assert stream is records._stream()
-    stream.ping()
-    assert stream.connection is not None
-    assert records._connect(settings.CALL_RECORD_STREAM_URL, os.getpid() + 1) is not stream
+    assert _local_port(client) == parent_port  # the parent's own goes on

@@ -346,9 +346,8 @@ def test_a_record_keeps_every_field_through_the_stream(rob, enterprise, stream):
     )  # fmt: skip
     assert records.store_pending() == 1
     stored = CallRecord.objects.get(record_id=sent.record_id)
-    assert records.FIELDS and all(
-        getattr(stored, name) == getattr(sent, name) for name in (*records.FIELDS, "created_at")
-    )
+    columns = (*records.FIELDS, "created_at")
+    assert {c: getattr(stored, c) for c in columns} == {c: getattr(sent, c) for c in columns}
 
 
 @pytest.mark.django_db(transaction=True)  # the reference is checked when the batch commits
