@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "portal.middleware.ContentSecurityPolicyMiddleware",
     # Above WhiteNoise, so that static files are refused to frames as well.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The call path's routes are answered here: nothing below serves a machine's call.
+    "telephony.network.callpath.CallPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -6,37 +6,24 @@ configured for an ATIS STI server works unchanged."""
 import uuid
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
 )
-from rest_framework import parsers, serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
+from rest_framework import serializers
 
 from kernel.api import parsers as strict_json
 from kernel.api.schema import ApiErrorSerializer
 from telephony.callauth import signing, verification
 from telephony.callauth.errors import CallAuthError
 
-from .views import CallPathView, CappedBody
+from .callpath import CallPathView, json_answer
 
 # An origid is a UUID (ATIS-1000074); call records keep up to 64 characters.
 MAX_ORIGID = 64
-
-
-class RawJsonParser(CappedBody, parsers.BaseParser):
-    """The body as parsed JSON, or None when it is not JSON (answered as SVC4000)."""
-
-    media_type = "application/json"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return strict_json.loads(self.read_capped(stream))
-        except strict_json.InvalidJson:
-            return None
 
 
 class _ExceptionSerializer(serializers.Serializer):
@@ -75,14 +62,14 @@ STIR_RESPONSES = {
 }
 
 
-def request_error(exc: CallAuthError, request_id: str) -> Response:
+def request_error(exc: CallAuthError, request_id: str) -> HttpResponse:
     kind = "policyException" if exc.message_id.startswith("POL") else "serviceException"
     body = {
         "requestError": {
             kind: {"messageId": exc.message_id, "text": exc.text, "variables": exc.variables}
         }
     }
-    return Response(body, status=exc.status, headers={"X-RequestID": request_id})
+    return json_answer(body, status=exc.status, headers={"X-RequestID": request_id})
 
 
 def _field(data, key, kind, *, required=True, path=""):
@@ -117,10 +104,20 @@ def _tn_list(value, name):
 
 
 class StirView(CallPathView):
-    parser_classes = [RawJsonParser]
+    media_type = "application/json"
     root = ""
 
-    def serve(self, request: Request, data: dict[str, Any], request_id: str) -> dict[str, Any]:
+    def read(self, body):
+        """The parsed JSON, or None when it is not JSON (answered as SVC4000)."""
+        try:
+            return strict_json.loads(body)
+        except strict_json.InvalidJson:
+            return None
+
+    def empty(self):
+        return {}
+
+    def serve(self, request, data: dict[str, Any], request_id: str) -> dict[str, Any]:
         """The answer to the request's ``root`` object (each STIR view its own)."""
         raise NotImplementedError
 
@@ -128,21 +125,19 @@ class StirView(CallPathView):
         """What the service reads of the call path's cache first (each view its own)."""
         raise NotImplementedError
 
-    def call_keys(self, request):
-        data = request.data.get(self.root) if isinstance(request.data, dict) else None
+    def call_keys(self, data):
+        data = data.get(self.root) if isinstance(data, dict) else None
         return self.cache_keys(data) if isinstance(data, dict) else []
 
-    def post(self, request):
+    def post(self, request, data):
         request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())
         try:
-            if not isinstance(request.data, dict) or not isinstance(
-                request.data.get(self.root), dict
-            ):
+            if not isinstance(data, dict) or not isinstance(data.get(self.root), dict):
                 raise CallAuthError("SVC4000", "Missing or malformed %1", [self.root])
-            body = self.serve(request, request.data[self.root], request_id)
+            body = self.serve(request, data[self.root], request_id)
         except CallAuthError as exc:
             return request_error(exc, request_id)
-        return Response(body, headers={"X-RequestID": request_id})
+        return json_answer(body, headers={"X-RequestID": request_id})
 
 
 SIGNING_EXAMPLE = {
@@ -174,8 +169,8 @@ class SigningView(StirView):
         examples=[OpenApiExample("Rob Smith calls", value=SIGNING_EXAMPLE, request_only=True)],
         tags=["network"],
     )
-    def post(self, request):
-        return super().post(request)
+    def post(self, request, data):
+        return super().post(request, data)
 
     def cache_keys(self, data):
         orig, impu = data.get("orig"), data.get("origImpu", "")
@@ -225,8 +220,8 @@ class VerificationView(StirView):
         responses=STIR_RESPONSES,
         tags=["network"],
     )
-    def post(self, request):
-        return super().post(request)
+    def post(self, request, data):
+        return super().post(request, data)
 
     def cache_keys(self, data):
         to, identity = data.get("to"), data.get("identity")

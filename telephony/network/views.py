@@ -4,7 +4,6 @@ Authenticated per network client; bodies are untrusted."""
 
 import uuid
 
-from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, serializers
@@ -16,9 +15,7 @@ from accounts.api.authentication import NetworkClientAuthentication
 from accounts.api.permissions import IsNetworkClient
 from accounts.audit import Actor
 from kernel.api import parsers as strict_json
-from kernel.api.errors import BodyTooLarge
 from kernel.api.schema import ApiErrorSerializer
-from kernel.generations import Reader
 from kernel.ratelimit import NetworkRateThrottle
 from telephony.models import RegistrationReport
 from telephony.registrations import inbox, ingest, third_party
@@ -37,35 +34,25 @@ from telephony.registrations.sipmessage import (
 )
 
 from . import sipcall
+from .callpath import CallPathView, json_answer, read_capped
 
 
-class CappedBody:
-    """Reads at most NETWORK_MAX_BODY_BYTES; a larger body is refused, not truncated."""
-
-    def read_capped(self, stream) -> bytes:
-        limit = settings.NETWORK_MAX_BODY_BYTES
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise BodyTooLarge(f"The body is larger than {limit // 1024} KiB.")
-        return body
-
-
-class ReginfoXmlParser(CappedBody, parsers.BaseParser):
+class ReginfoXmlParser(parsers.BaseParser):
     media_type = "application/reginfo+xml"
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return parse_reginfo_xml(self.read_capped(stream))
+            return parse_reginfo_xml(read_capped(stream))
         except ReginfoError as exc:
             raise exceptions.ParseError(f"Not a valid reginfo document: {exc}") from exc
 
 
-class RegistrationEventsParser(CappedBody, parsers.BaseParser):
+class RegistrationEventsParser(parsers.BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            data = strict_json.loads(self.read_capped(stream))
+            data = strict_json.loads(read_capped(stream))
         except strict_json.InvalidJson as exc:
             raise exceptions.ParseError(f"The body is not JSON: {exc}.") from exc
         try:
@@ -74,7 +61,7 @@ class RegistrationEventsParser(CappedBody, parsers.BaseParser):
             raise exceptions.ParseError(f"Not valid registration events: {exc}") from exc
 
 
-class SipMessageParser(CappedBody, parsers.BaseParser):
+class SipMessageParser(parsers.BaseParser):
     """A ``message/sip`` body read by the strict parser of the message it must be."""
 
     media_type = "message/sip"
@@ -86,7 +73,7 @@ class SipMessageParser(CappedBody, parsers.BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return self.read(self.read_capped(stream))
+            return self.read(read_capped(stream))
         except SipMessageError as exc:
             raise exceptions.ParseError(f"Not a valid {self.what}: {exc}.") from exc
 
@@ -94,11 +81,6 @@ class SipMessageParser(CappedBody, parsers.BaseParser):
 class SipRegisterParser(SipMessageParser):
     what = "third-party REGISTER"
     read = staticmethod(parse_third_party_register)
-
-
-class SipInviteParser(SipMessageParser):
-    what = "INVITE"
-    read = staticmethod(parse_invite)
 
 
 BODY_ERRORS = {
@@ -178,32 +160,6 @@ class NetworkView(APIView):
             actor=actor, client=request.auth, document=document, subscription=subscription
         )
         return Response(report.as_dict())
-
-
-class CallPathView(NetworkView):
-    """A view on the call path (the STI-AS, the STI-VS, the edge's INVITEs): the
-    credential's client and the call's first cache entries are read in one round trip
-    before authentication runs (``request.callpath``, which authentication and the STI
-    service take them from). A body the parser refuses is answered once the credential
-    has been checked, as at every other view."""
-
-    def call_keys(self, request) -> list[str]:
-        """What the call reads of the cache first (each view its own)."""
-        raise NotImplementedError
-
-    def initial(self, request, *args, **kwargs):
-        request.callpath = Reader()
-        refused = None
-        try:
-            keys = self.call_keys(request)
-        except exceptions.APIException as exc:
-            keys, refused = [], exc
-        request.callpath.fetch(
-            [k for k in (NetworkClientAuthentication.cache_key(request), *keys) if k]
-        )
-        super().initial(request, *args, **kwargs)
-        if refused is not None:
-            raise refused
 
 
 def prefers_async(request) -> bool:
@@ -465,7 +421,17 @@ Content-Length: 0
 
 
 class SipInviteView(CallPathView):
-    parser_classes = [SipInviteParser]
+    media_type = "message/sip"
+
+    def read(self, body):
+        try:
+            return parse_invite(body)
+        except SipMessageError as exc:
+            raise exceptions.ParseError(f"Not a valid INVITE: {exc}.") from exc
+
+    def empty(self):
+        # DRF's words for it, as at the other network views
+        raise exceptions.ParseError("The body is empty or has no Content-Type.")
 
     @extend_schema(
         operation_id="network_sip_invite",
@@ -484,18 +450,14 @@ class SipInviteView(CallPathView):
         examples=[OpenApiExample("Rob calls", value=INVITE_EXAMPLE, request_only=True)],
         tags=["network"],
     )
-    def post(self, request):
-        invite = request.data
-        if not isinstance(invite, Invite):
-            raise exceptions.ParseError("The body is empty or has no Content-Type.")
+    def post(self, request, invite):
         request_id = request.headers.get("X-RequestID", "")[:64] or str(uuid.uuid4())
         answer = sipcall.answer_invite(
             client=request.auth, invite=invite, request_id=request_id, reader=request.callpath
         )
-        return Response(answer, headers={"X-RequestID": request_id})
+        return json_answer(answer, headers={"X-RequestID": request_id})
 
-    def call_keys(self, request):
-        invite = request.data
+    def call_keys(self, invite):
         return sipcall.cache_keys(invite) if isinstance(invite, Invite) else []
 
 
