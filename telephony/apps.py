@@ -12,6 +12,9 @@ class TelephonyConfig(AppConfig):
         # forgetting its third-party registrations (no edge subscribes for it again), and,
         # first, while the registrations still name their IMPUs, de-registering its UEs at
         # the S-CSCF where SIGN_OUT_VIA says so.
+        from django.core.signals import request_finished
+
+        from telephony.callauth import records
         from telephony.identities import sync
         from telephony.registrations.records import end_registrations_of
         from telephony.registrations.signout import deregister_identity_at_scscf
@@ -22,3 +25,5 @@ class TelephonyConfig(AppConfig):
         for ender in (deregister_identity_at_scscf, end_registrations_of, forget_registrations_of):
             if ender not in sync.registration_enders:
                 sync.registration_enders.append(ender)
+        # The call path's records are appended once its answer is sent (records.answer_first).
+        request_finished.connect(records.append_held, dispatch_uid="call-records-held")

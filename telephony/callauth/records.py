@@ -1,7 +1,8 @@
 """The record of every signing and verification, kept off the request path.
 
 A request appends its record to a Redis stream (CALL_RECORD_STREAM_URL, the broker's
-Redis by default) and answers; a periodic task (``store_pending``) writes the stream
+Redis by default); a call path request does so once it is answered (``answer_first``),
+so that the SBC never waits on the append's round trip. A periodic task (``store_pending``) writes the stream
 in batches with one bulk insert and acknowledges only what is committed. A writer that
 dies mid-batch leaves its entries pending, and the next one claims them once they have
 been idle for CALL_RECORD_CLAIM_IDLE_SECONDS; a record's id, made at request time and
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -57,20 +59,48 @@ def _stream() -> redis.Redis | None:
     return _connect(url, os.getpid()) if url else None
 
 
+# The records of this thread's request, held until it is answered (``answer_first``).
+_held = threading.local()
+
+
+def answer_first() -> None:
+    """Hold the records this thread's request keeps until its answer has been sent
+    (``append_held``, on Django's request_finished). What a request before left held
+    (its answer never closed) is appended first."""
+    append_held()
+    _held.records = []
+
+
+def append_held(**_signal) -> None:
+    """Append the records held for the request just answered."""
+    held, _held.records = getattr(_held, "records", None), None
+    for record in held or ():
+        _append(record)
+
+
 def keep(record: CallRecord) -> CallRecord:
     """Record a call: appended to the stream (written to the table by the periodic
-    writer) or, without one, written now. Returns the record, with its id."""
+    writer) or, without one, written now; after the answer, if the request asked for it
+    (``answer_first``). Returns the record, with its id."""
     record.record_id = record.record_id or uuid.uuid4()
+    held = getattr(_held, "records", None)
+    if held is not None:
+        held.append(record)
+    else:
+        _append(record)
+    return record
+
+
+def _append(record: CallRecord) -> None:
     stream = _stream()
     if stream is None:
         record.save()
-        return record
+        return
     try:
         stream.xadd(STREAM, {"r": _encode(record)})
     except redis.RedisError as exc:
         log.warning("call record written directly, the record stream refused it: %s", exc)
         record.save()
-    return record
 
 
 def _encode(record: CallRecord) -> str:

@@ -12,7 +12,8 @@ they cost about as much as a signing's own work (docs/callpath.md, *The door*). 
 - ``CallPathView`` takes a request through the steps DRF would, in the same order and
   with the same answers: the body read (capped) and parsed, the call's cache entries
   fetched with the credential's client in one round trip, the network credential, the
-  client's rate limit, then the refusal of a bad body, then the service.
+  client's rate limit, then the refusal of a bad body, then the service. The call's
+  record goes to the record stream once the answer is sent (``records.answer_first``).
 
 DRF still describes these views in the API schema (their authentication, permission and
 rate limit classes are the ones these steps apply).
@@ -37,6 +38,7 @@ from kernel.api.errors import BodyTooLarge, error_body
 from kernel.errors import NotAllowed, RuleViolation
 from kernel.generations import Reader
 from kernel.ratelimit import NetworkRateThrottle
+from telephony.callauth import records
 
 # The routes (URL names) CallPathMiddleware answers at once.
 ROUTES = ("network-stir-signing", "network-stir-verification", "network-sip-invite")
@@ -106,6 +108,7 @@ class CallPathView(APIView):
     def dispatch(self, request, *args, **kwargs):
         if request.method != "POST":
             return refusal(exceptions.MethodNotAllowed(request.method))
+        records.answer_first()
         request.callpath = Reader()
         try:
             data: Any = self._body(request)

@@ -11,8 +11,10 @@ from unittest.mock import patch
 import jwt
 import pytest
 import redis
-from django.db import connection
-from django.test import override_settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
+from django.test import RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -331,6 +333,47 @@ def test_a_redelivered_record_is_written_once(network, rob, stream):
     assert CallRecord.objects.count() == 1
     assert stream.xlen(records.STREAM) == 0
     assert stream.xpending(records.STREAM, records.GROUP)["pending"] == 0
+
+
+def test_a_calls_record_is_appended_once_its_answer_is_sent(network, rob, stream):
+    """The SBC does not wait on the stream: the server holds the whole answer before the
+    record is appended, and the record goes when the server closes the answer."""
+    request = RequestFactory().post(
+        "/network/v1/stir/signing",
+        {"signingRequest": {"orig": {"tn": rob.tn.lstrip("+")}, "dest": {"tn": ["4940123499"]},
+                            "iat": int(time.time())}},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=network.defaults["HTTP_AUTHORIZATION"],
+    )  # fmt: skip
+    statuses: list[str] = []
+    # As Django's test client does: the test's transaction stays open across the request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        answer = WSGIHandler()(request.environ, lambda status, headers: statuses.append(status))
+        sent = b"".join(answer)
+        assert statuses == ["200 OK"] and b"signingResponse" in sent
+        assert stream.xlen(records.STREAM) == 0
+        answer.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    assert stream.xlen(records.STREAM) == 1
+    assert records.store_pending() == 1
+    assert CallRecord.objects.get().attestation == "A"
+
+
+def test_records_held_for_an_answer_never_closed_go_with_the_next_request(rob, stream):
+    records.answer_first()
+    try:
+        held = records.keep(CallRecord(direction="outgoing", orig_tn=rob.tn, attestation="A"))
+        assert stream.xlen(records.STREAM) == 0
+        records.answer_first()  # the next request of this thread
+        assert stream.xlen(records.STREAM) == 1
+    finally:
+        records.append_held()
+    assert records.store_pending() == 1
+    assert CallRecord.objects.get().record_id == held.record_id
 
 
 def test_a_record_keeps_every_field_through_the_stream(rob, enterprise, stream):
