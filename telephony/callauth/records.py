@@ -2,11 +2,12 @@
 
 A request appends its record to a Redis stream (CALL_RECORD_STREAM_URL, the broker's
 Redis by default); a call path request does so once it is answered (``answer_first``),
-so that the SBC never waits on the append's round trip. A periodic task (``store_pending``) writes the stream
-in batches with one bulk insert and acknowledges only what is committed. A writer that
-dies mid-batch leaves its entries pending, and the next one claims them once they have
-been idle for CALL_RECORD_CLAIM_IDLE_SECONDS; a record's id, made at request time and
-unique in the table, makes a second delivery write nothing. Without a stream (the
+so that the SBC never waits on the append's round trip. A periodic task
+(``store_pending``) writes the stream in batches with one bulk insert and acknowledges
+only what is committed. A writer that dies mid-batch leaves its entries pending, and the
+next one claims them once they have been idle for CALL_RECORD_CLAIM_IDLE_SECONDS; a
+record's id, made at request time and unique in the table, makes a second delivery write
+nothing. Without a stream (the
 embedded default, no Redis) and when Redis refuses the append, the request writes its
 record itself. docs/callpath.md has the picture.
 """

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import get_script_prefix, resolve, reverse
+from django.urls import ResolverMatch, get_script_prefix, resolve, reverse
 from rest_framework import exceptions
 from rest_framework.views import APIView
 
@@ -153,19 +152,20 @@ class CallPathMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self._routes: dict[str, tuple[Any, Callable[..., HttpResponse]]] | None = None
+        self._routes: dict[str, ResolverMatch] | None = None
 
-    def routes(self) -> dict[str, tuple[Any, Callable[..., HttpResponse]]]:
+    def routes(self) -> dict[str, ResolverMatch]:
+        """Each route's path (as ``path_info``) and what the resolver matches for it."""
         if self._routes is None:  # once the URLconf is loaded
             prefix = get_script_prefix()
             paths = ["/" + reverse(name).removeprefix(prefix) for name in ROUTES]
-            self._routes = {path: (match, match.func) for path in paths if (match := resolve(path))}
+            self._routes = {path: resolve(path) for path in paths}
         return self._routes
 
     def __call__(self, request):
-        route = self.routes().get(request.path_info)
-        if route is None:
+        match = self.routes().get(request.path_info)
+        if match is None:
             return self.get_response(request)
         request.get_host()  # the host is checked against ALLOWED_HOSTS, as for any request
-        request.resolver_match, view = route
-        return view(request)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)
