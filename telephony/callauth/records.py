@@ -76,7 +76,10 @@ def append_held(**_signal) -> None:
     """Append the records held for the request just answered."""
     held, _held.records = getattr(_held, "records", None), None
     for record in held or ():
-        _append(record)
+        try:
+            _append(record)
+        except Exception:  # the answer is sent: say which record is lost, keep the others
+            log.exception("call record %s lost: not taken by stream or database", record.record_id)
 
 
 def keep(record: CallRecord) -> CallRecord:

@@ -376,6 +376,24 @@ def test_records_held_for_an_answer_never_closed_go_with_the_next_request(rob, s
     assert CallRecord.objects.get().record_id == held.record_id
 
 
+@pytest.mark.django_db(transaction=True)  # as after an answer: no transaction around it
+def test_a_held_record_nobody_takes_is_said_in_the_log_and_holds_up_no_other(
+    rob, stream, monkeypatch, caplog
+):
+    def refuse(*args, **kwargs):
+        raise redis.ConnectionError("the stream is away")
+
+    monkeypatch.setattr(redis.Redis, "xadd", refuse)
+    records.answer_first()
+    lost = records.keep(
+        CallRecord(direction="outgoing", orig_tn=rob.tn, origid="call\x00id", attestation="A")
+    )
+    kept = records.keep(CallRecord(direction="outgoing", orig_tn=rob.tn, attestation="A"))
+    records.append_held()
+    assert f"call record {lost.record_id} lost" in caplog.text
+    assert CallRecord.objects.get().record_id == kept.record_id
+
+
 def test_a_record_keeps_every_field_through_the_stream(rob, enterprise, stream):
     """The writer maps the stream's JSON onto the table in one statement, with no model
     instance per record: each column must come out as it went in."""
