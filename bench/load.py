@@ -171,6 +171,26 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """An HTTP/1.1 answer: its status, body, and whether the server closes."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("closed")
+    status = int(status_line.split()[1])
+    length, close = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "connection" and "close" in value.lower():
+            close = True
+    payload = await reader.readexactly(length) if length else b""
+    return status, payload, close
+
+
 async def _client(
     host, port, path, headers, queue: asyncio.Queue, run: Run, results: list, answered: dict
 ):
@@ -193,21 +213,7 @@ async def _client(
                     reader, writer = await asyncio.open_connection(host, port)
                 started = time.perf_counter()
                 writer.write(request)
-                status_line = await reader.readline()
-                if not status_line:
-                    raise ConnectionError("closed")
-                status = int(status_line.split()[1])
-                length, close = 0, False
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.decode("latin-1").partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                    elif name.lower() == "connection" and "close" in value.lower():
-                        close = True
-                payload = await reader.readexactly(length) if length else b""
+                status, payload, close = await _answer(reader)
                 results[index] = Answer(status, payload, time.perf_counter() - started)
                 if index in answered:
                     answered[index].set()
@@ -264,6 +270,64 @@ def post_all(
         return run
 
     import uvloop  # libuv's loop: the load client shares the machine; it costs less so
+
+    return uvloop.run(main())
+
+
+# --- At an offered rate ------------------------------------------------------------------
+
+
+def paced(
+    base_url: str,
+    path: str,
+    *,
+    method: str,
+    headers: dict[str, str],
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+) -> Run:
+    """Open loop: request ``i`` goes at ``i / rate`` seconds from the start, on a
+    connection of its own, whether or not the ones before are answered (as calls reach
+    an SBC). Its latency runs from that time, so a server that falls behind is charged
+    its queue (no coordinated omission). Bodies go in rotation; GET sends none."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    def request(body: bytes) -> bytes:
+        length = f"Content-Length: {len(body)}\r\n" if method != "GET" else ""
+        return (
+            f"{method} {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n{head}"
+            f"{length}Connection: close\r\n\r\n"
+        ).encode() + body
+
+    prepared = [request(b) for b in bodies or [b""]]
+    count = int(rate * seconds)
+
+    async def one(index: int, due: float, run: Run) -> None:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+            writer.write(prepared[index % len(prepared)])
+            status, payload, _ = await _answer(reader)
+            run.answers.append(Answer(status, payload, time.perf_counter() - due))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+            run.errors.append(f"request {index}: {exc!r}")
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def main() -> Run:
+        run = Run()
+        start = time.perf_counter() + 0.1
+        await asyncio.gather(*(one(i, start + i / rate, run) for i in range(count)))
+        run.seconds = time.perf_counter() - start
+        return run
+
+    import uvloop
 
     return uvloop.run(main())
 
