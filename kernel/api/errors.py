@@ -32,13 +32,17 @@ def error_body(status_code: int, code: str, detail: str, errors: object = None) 
     return body
 
 
+def rule_violation_body(exc: RuleViolation) -> tuple[int, dict[str, Any]]:
+    """A business rule's refusal: its status and error body."""
+    status_code = 403 if isinstance(exc, NotAllowed) else 400
+    field_errors = {exc.field: [exc.message]} if exc.field else None
+    return status_code, error_body(status_code, exc.code, exc.message, field_errors)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RuleViolation):
-        field_errors = {exc.field: [exc.message]} if exc.field else None
-        status_code = 403 if isinstance(exc, NotAllowed) else 400
-        return Response(
-            error_body(status_code, exc.code, exc.message, field_errors), status=status_code
-        )
+        status_code, body = rule_violation_body(exc)
+        return Response(body, status=status_code)
     if isinstance(exc, RequestDataTooBig):
         # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
         exc = BodyTooLarge()

@@ -7,9 +7,8 @@ so that the SBC never waits on the append's round trip. A periodic task
 only what is committed. A writer that dies mid-batch leaves its entries pending, and the
 next one claims them once they have been idle for CALL_RECORD_CLAIM_IDLE_SECONDS; a
 record's id, made at request time and unique in the table, makes a second delivery write
-nothing. Without a stream (the
-embedded default, no Redis) and when Redis refuses the append, the request writes its
-record itself. docs/callpath.md has the picture.
+nothing. Without a stream (the embedded default, no Redis) and when Redis refuses the
+append, the request writes its record itself. docs/callpath.md has the picture.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from rest_framework.views import APIView
 
 from accounts.api.authentication import NetworkClientAuthentication
 from accounts.api.permissions import IsNetworkClient
-from kernel.api.errors import BodyTooLarge, error_body
-from kernel.errors import NotAllowed, RuleViolation
+from kernel.api.errors import BodyTooLarge, error_body, rule_violation_body
+from kernel.errors import RuleViolation
 from kernel.generations import Reader
 from kernel.ratelimit import NetworkRateThrottle
 from telephony.callauth import records
@@ -61,9 +61,8 @@ def json_answer(body: Any, *, status: int = 200, headers: dict[str, str] | None 
 def refusal(exc: exceptions.APIException | RuleViolation) -> HttpResponse:
     """The API's error body (kernel.api.errors) and the headers DRF gives it."""
     if isinstance(exc, RuleViolation):
-        status = 403 if isinstance(exc, NotAllowed) else 400
-        errors = {exc.field: [exc.message]} if exc.field else None
-        return json_answer(error_body(status, exc.code, exc.message, errors), status=status)
+        status, body = rule_violation_body(exc)
+        return json_answer(body, status=status)
     detail = exc.detail
     code = str(getattr(detail, "code", "error"))
     headers = {}
@@ -93,7 +92,7 @@ class CallPathView(APIView):
 
     def empty(self) -> Any:
         """What an empty body stands for (each view refuses it its own way)."""
-        return None
+        raise NotImplementedError
 
     def call_keys(self, data: Any) -> list[str]:
         """What the call reads of the cache first, from the parsed body."""
@@ -121,9 +120,9 @@ class CallPathView(APIView):
             if authenticated is None:
                 raise exceptions.NotAuthenticated()
             request.user, request.auth = authenticated
-            throttle = NetworkRateThrottle()
-            if not throttle.allow_request(request, self):
-                raise exceptions.Throttled(throttle.wait())
+            for throttle in self.get_throttles():
+                if not throttle.allow_request(request, self):
+                    raise exceptions.Throttled(throttle.wait())
             if refused is not None:
                 raise refused
             return self.post(request, data)
