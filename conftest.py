@@ -20,10 +20,14 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Every test starts with an empty cache: no rate-limit counts of an earlier one."""
+    """Every test starts with an empty cache: no rate-limit counts of an earlier one,
+    no call facts (the shared cache's, or this process's near copy of them)."""
     from django.core.cache import cache
 
+    from kernel import generations
+
     cache.clear()
+    generations.forget_near()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ every call then reads the database.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -84,10 +85,14 @@ def _bump_after_commit(scopes: set[Scope]) -> None:
 def _bump(scopes: set[Scope]) -> None:
     if not enabled():
         return
+    tokens = {s: uuid.uuid4().hex for s in scopes}
     try:
-        _cache().set_many({_key(s): uuid.uuid4().hex for s in scopes}, timeout=None)
+        _cache().set_many({_key(s): token for s, token in tokens.items()}, timeout=None)
     except Exception:  # the change is committed; cached entries lapse by their timeout
         log.exception("the call path's cache could not be told of a change (%s)", scopes)
+        _near.forget(scopes)
+    else:
+        _near.read(tokens)
 
 
 # Per process, and only a hint: the scopes each entry was last read under, so that a
@@ -110,13 +115,79 @@ def _seen(key: str, scopes: Iterable[Scope]) -> None:
     _scopes_seen[key] = tuple(scopes)
 
 
-class Reader:
-    """One request's reads of the callpath cache: entries and the generations they
-    are checked against, each fetched in as few round trips as possible."""
+class _Near:
+    """The call path's copy of the shared cache in this process (``Reader(near=True)``),
+    which spares a call the round trip to it and the unpickling of what it reads there.
+
+    A generation read from the shared cache is taken as current for
+    CALL_FACTS_NEAR_SECONDS (at once the new one, for a change this process made), and
+    an entry is used while the generations it was read under are: another process's
+    change reaches this one's calls within that time, well inside the call path's
+    second (docs/callpath.md). The values are shared by the calls that use them, so
+    nothing may change one but a hint ``Reader.keep`` stores (when a credential was
+    last used)."""
 
     def __init__(self):
+        self.generations: dict[Scope, tuple[str, float]] = {}
+        self.entries: dict[str, tuple] = {}
+        # Keys the shared cache did not hold (what a call fetches in case it needs it,
+        # such as the operator's signers): apart, so that guessed credentials cannot
+        # push the entries out.
+        self.absent: set[str] = set()
+
+    def generation(self, scope: Scope) -> str | None:
+        token, read_at = self.generations.get(scope, (None, 0.0))
+        fresh = time.monotonic() - read_at < settings.CALL_FACTS_NEAR_SECONDS
+        return token if fresh else None
+
+    def read(self, tokens: dict[Scope, str]) -> None:
+        now = time.monotonic()
+        self.generations.update((s, (token, now)) for s, token in tokens.items())
+
+    def forget(self, scopes: Iterable[Scope]) -> None:
+        for scope in scopes:
+            self.generations.pop(scope, None)
+
+    def keep(self, key: str, entry: tuple | None) -> None:
+        if entry is None:
+            if len(self.absent) >= NEAR_KEPT:
+                self.absent.clear()
+            self.absent.add(key)
+            return
+        if len(self.entries) >= NEAR_KEPT:
+            self.entries.clear()
+        self.entries[key] = entry
+        self.absent.discard(key)
+
+    def drop(self, key: str) -> None:
+        self.entries.pop(key, None)
+        self.absent.discard(key)
+
+
+_near = _Near()
+
+
+def forget_near() -> None:
+    """Empties this process's near copy (for a cache emptied under it, as in tests)."""
+    global _near
+    _near = _Near()
+
+
+_STALE = object()  # no entry, or one read under an old generation
+# Entries the near copy holds at most: emptied whole when full, as the hints are.
+NEAR_KEPT = 20_000
+
+
+class Reader:
+    """One request's reads of the callpath cache: entries and the generations they
+    are checked against, each fetched in as few round trips as possible. With ``near``
+    (the call path), from this process's copy first (``_Near``)."""
+
+    def __init__(self, *, near: bool = False):
         self.generations: dict[Scope, str] = {}
         self.entries: dict[str, Any] = {}
+        self.near = near and settings.CALL_FACTS_NEAR_SECONDS > 0
+        self.from_near: set[str] = set()
         # Without the cache (none, or Redis did not answer) this request reads the
         # database, each entry once, and keeps nothing.
         self.offline = not enabled()
@@ -129,7 +200,12 @@ class Reader:
         names = [k for k in keys if k not in self.entries]
         hinted = {s for name in names for s in scopes_seen(name)}
         wanted = [s for s in {OPERATOR, *scopes, *hinted} if s not in self.generations]
-        if not (wanted or names) or self.offline:
+        if self.offline:
+            return
+        if self.near:
+            names = self._from_near(names)
+            wanted = self._from_near_generations(wanted)
+        if not (wanted or names):
             return
         try:
             got = _cache().get_many([*names, *(_key(s) for s in wanted)])
@@ -143,8 +219,35 @@ class Reader:
             entry = self.entries[name] = got.get(name)
             if entry is not None:
                 _seen(name, entry[0])
+            if self.near:
+                _near.keep(name, entry)
         for scope in wanted:
             self.generations[scope] = got[_key(scope)]
+        if self.near:
+            _near.read({scope: self.generations[scope] for scope in wanted})
+
+    def _from_near(self, names: list[str]) -> list[str]:
+        """Takes what the near copy holds or knows to be absent; the names it does not."""
+        missing = []
+        for name in names:
+            entry = _near.entries.get(name)
+            if entry is None and name not in _near.absent:
+                missing.append(name)
+            else:
+                self.entries[name] = entry
+                self.from_near.add(name)
+        return missing
+
+    def _from_near_generations(self, scopes: list[Scope]) -> list[Scope]:
+        """Takes the near copy's current generations; the scopes it has none for."""
+        missing = []
+        for scope in scopes:
+            token = _near.generation(scope)
+            if token is None:
+                missing.append(scope)
+            else:
+                self.generations[scope] = token
+        return missing
 
     def scopes_of(self, key: str) -> set[Scope]:
         """The scopes a fetched entry was read under (to fetch their generations, and
@@ -161,6 +264,8 @@ class Reader:
             self._store(key, entry)
 
     def _store(self, key: str, entry: tuple) -> None:
+        if self.near:
+            _near.keep(key, entry)
         try:
             _cache().set(key, entry, timeout=settings.CALL_FACTS_CACHE_SECONDS)
         except Exception as exc:  # noqa: BLE001 - not kept; the next call reads again
@@ -174,6 +279,17 @@ class Reader:
         _cache().add(_key(scope), token, timeout=None)
         return _cache().get(_key(scope)) or token
 
+    def _current(self, key: str) -> Any:
+        """The fetched entry's value if every generation it was read under is current."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return _STALE
+        read_under, value = entry
+        self.fetch((), read_under)  # a further round trip only for scopes not read yet
+        if all(self.generations.get(s) == g for s, g in read_under.items()):
+            return value
+        return _STALE
+
     def value(self, key: str, load: Callable[[], tuple[Any, set[Scope] | None]]) -> Any:
         """The entry at ``key`` if every generation it was read under is current; else
         ``load()``: (value, the enterprises it was read from, or None when it must not
@@ -183,12 +299,17 @@ class Reader:
             if key not in self.read_offline:
                 self.read_offline[key] = load()[0]
             return self.read_offline[key]
-        entry = self.entries.get(key)
-        if entry is not None:
-            read_under, value = entry
-            self.fetch((), read_under)  # a further round trip only for scopes not read yet
-            if all(self.generations.get(s) == g for s, g in read_under.items()):
-                return value
+        current = self._current(key)
+        if current is _STALE and key in self.from_near:
+            # The near copy's entry is older than a change, or was absent: another
+            # process may have read it since, into the shared cache.
+            self.from_near.discard(key)
+            del self.entries[key]
+            _near.drop(key)
+            self.fetch([key])
+            current = self._current(key)
+        if current is not _STALE:
+            return current
         value, scopes = load()
         if scopes is None or self.offline:
             return value

@@ -662,6 +662,10 @@ else:
     }
 # How long a cached call fact may live unused; changes make it stale at once anyway.
 CALL_FACTS_CACHE_SECONDS = int(os.environ.get("CALL_FACTS_CACHE_SECONDS", "600"))
+# How long a web process's call path takes a change's generation, read from the cache,
+# as current (kernel/generations.py, _Near): another process's change reaches its
+# calls within this. The contract is one second; 0 reads the cache on every call.
+CALL_FACTS_NEAR_SECONDS = float(os.environ.get("CALL_FACTS_NEAR_SECONDS", "0.5"))
 # How old a cached page fragment (the lists, the admin home: kernel/fragments.py) may be
 # shown; recorded changes make it stale at once anyway. 0: every request renders.
 PAGE_FRAGMENT_SECONDS = int(os.environ.get("PAGE_FRAGMENT_SECONDS", "10"))

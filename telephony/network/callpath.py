@@ -107,7 +107,7 @@ class CallPathView(APIView):
         if request.method != "POST":
             return refusal(exceptions.MethodNotAllowed(request.method))
         records.answer_first()
-        request.callpath = Reader()
+        request.callpath = Reader(near=True)
         try:
             data: Any = self._body(request)
             keys, refused = self.call_keys(data), None
