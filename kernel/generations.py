@@ -149,6 +149,7 @@ class _Near:
             self.generations.pop(scope, None)
 
     def keep(self, key: str, entry: tuple | None) -> None:
+        """An entry as the shared cache holds it; None: it holds none."""
         if entry is None:
             if len(self.absent) >= NEAR_KEPT:
                 self.absent.clear()
@@ -194,14 +195,14 @@ class Reader:
         self.read_offline: dict[str, Any] = {}
 
     def fetch(self, keys: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
-        """One round trip: these entries, and the generations of these scopes, of the
-        operator and of the scopes the entries were last read under (``scopes_seen``)
-        not read yet."""
+        """One round trip (none for what the near copy holds): these entries, and the
+        generations of these scopes, of the operator and of the scopes the entries were
+        last read under (``scopes_seen``) not read yet."""
+        if self.offline:
+            return
         names = [k for k in keys if k not in self.entries]
         hinted = {s for name in names for s in scopes_seen(name)}
         wanted = [s for s in {OPERATOR, *scopes, *hinted} if s not in self.generations]
-        if self.offline:
-            return
         if self.near:
             names = self._from_near(names)
             wanted = self._from_near_generations(wanted)
